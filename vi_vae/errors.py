@@ -1,0 +1,14 @@
+"""Exceptions that carry a message meant for the person running vi_vae."""
+
+__all__ = ["InputError", "TrainingError"]
+
+
+class InputError(ValueError):
+    """Bad input from the user: the message names the argument and what it accepts.
+
+    The command line turns it into one line on stderr and exit status 2.
+    """
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says where it stopped."""
