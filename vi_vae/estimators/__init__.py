@@ -1,3 +1,5 @@
 """ELBO estimators as ``pyro.infer.ELBO`` subclasses, one per file."""
 
-__all__: list[str] = []
+from vi_vae.estimators.spec import ESTIMATOR_SPECS, EstimatorSpec, parse_estimator
+
+__all__ = ["ESTIMATOR_SPECS", "EstimatorSpec", "parse_estimator"]
