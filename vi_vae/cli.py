@@ -1,0 +1,351 @@
+"""The ``vi-vae`` command: train, evaluate, sample, plot, and list what is available."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vi_vae.errors import InputError, TrainingError
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("vi_vae")
+
+EPILOG = "Bad input exits with status 2 and a one-line message; a failed run exits with 1."
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 400,200; got {text!r}"
+        ) from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"every value must be >= 1; got {text!r}")
+    return values
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from vi_vae.config import RunConfig
+
+    defaults = RunConfig()
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default=defaults.dataset,
+                      help="dataset name (vi-vae datasets lists them) or a .npy/.npz/.csv file "
+                           "(default: %(default)s)")
+    data.add_argument("--data-dir", help="directory holding the dataset's IDX files")
+    data.add_argument("--binarize", dest="binarization",
+                      help="none, dynamic, static or threshold (default: dynamic for the "
+                           "bernoulli likelihood, none otherwise)")
+    data.add_argument("--max-train", type=_positive_int, help="use only this many training points")
+    model = parser.add_argument_group("model")
+    model.add_argument("--latent", default=defaults.latent,
+                       help="latent family (vi-vae families lists them; default: %(default)s)")
+    model.add_argument("--latent-dim", type=_positive_int, default=defaults.latent_dim,
+                       help="dimension of z (default: %(default)s)")
+    model.add_argument("--likelihood", default=defaults.likelihood,
+                       help="bernoulli, continuous-bernoulli, gaussian (fixed σ0) or "
+                            "gaussian-learned (default: %(default)s)")
+    model.add_argument("--sigma", type=float,
+                       help="σ0 of the gaussian likelihood (default 0.1)")
+    model.add_argument("--hidden", type=_int_list, default=defaults.hidden_sizes,
+                       help="hidden widths of the encoder MLP, comma-separated; the decoder "
+                            "mirrors them (default: 400)")
+    model.add_argument("--activation", default=defaults.activation,
+                       help="relu, tanh, softplus, elu, gelu or silu (default: %(default)s)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--estimator", default=defaults.estimator,
+                          help="training objective, e.g. elbo, elbo-analytic "
+                               "(default: %(default)s)")
+    training.add_argument("--epochs", type=int, default=defaults.epochs,
+                          help="number of epochs, >= 1 (default: %(default)s)")
+    training.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
+                          help="data points per step (default: %(default)s)")
+    training.add_argument("--lr", dest="learning_rate", type=float,
+                          default=defaults.learning_rate,
+                          help="Adam step size (default: %(default)s)")
+    training.add_argument("--beta", dest="kl_weight", type=float, default=defaults.kl_weight,
+                          help="weight of the KL term; 1 is the ELBO (default: %(default)s)")
+    training.add_argument("--kl-warmup", dest="kl_warmup_epochs", type=int,
+                          default=defaults.kl_warmup_epochs,
+                          help="epochs over which the KL weight ramps up from 0 (default: 0)")
+    training.add_argument("--patience", type=_positive_int,
+                          help="stop after this many epochs without a better validation ELBO")
+    training.add_argument("--seed", type=int, default=defaults.seed,
+                          help="random seed (default: %(default)s)")
+    training.add_argument("--device", default=defaults.device,
+                          help="cpu or cuda (default: %(default)s)")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--eval-samples", type=int, default=defaults.eval_samples,
+                            help="importance samples K per test point for log p(x), >= 1 "
+                                 "(default: %(default)s)")
+    evaluation.add_argument("--eval-bounds", type=_int_list, default=defaults.eval_bounds,
+                            help="k of the IWAE-k bounds in the table (default: 1,5,50)")
+    evaluation.add_argument("--eval-points", type=_positive_int,
+                            help="evaluate only the first N test points")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``vi-vae`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="vi-vae",
+        description="Train VAEs written as Pyro model/guide pairs and estimate log p(x).",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a VAE, evaluate log p(x), write a run directory",
+        description="Train a VAE, estimate its test log p(x) by importance sampling, and "
+                    "write config.json, checkpoint.pt, history.csv, metrics.json, figures "
+                    "and report.md into the run directory.",
+        epilog=EPILOG,
+    )
+    _add_train_arguments(train)
+    output = train.add_argument_group("output")
+    output.add_argument("--run-dir", help="where to write the run (default: runs/DATASET-LATENT)")
+    output.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a killed or finished run from its last completed epoch "
+                             "(its stored settings are used; --epochs may raise the total)")
+    output.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run directory")
+    output.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    output.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="re-estimate log p(x) and bounds of a trained run",
+        description="Re-estimate test log p(x) (importance sampling) and the bound table of a "
+                    "run; updates its metrics.json and report.md.", epilog=EPILOG,
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--num-samples", type=int, default=5000,
+                          help="importance samples K per point, >= 1 (default: %(default)s, "
+                               "as Burda et al. 2016)")
+    evaluate.add_argument("--num-points", type=_positive_int, help="only the first N test points")
+    evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
+
+    sample = commands.add_parser("sample", help="draw new data from a trained run's prior",
+                                 epilog=EPILOG)
+    sample.add_argument("run_dir", metavar="RUN_DIR")
+    sample.add_argument("--num", type=_positive_int, default=64,
+                        help="number of samples (default: %(default)s)")
+    sample.add_argument("--output", help="PNG (grid) or .npy file (default: RUN_DIR/samples.png)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    plot = commands.add_parser("plot", help="(re)draw a run's figures", epilog=EPILOG)
+    plot.add_argument("run_dir", metavar="RUN_DIR")
+
+    commands.add_parser("datasets", help="list the datasets", epilog=EPILOG)
+    commands.add_parser("families", help="list the latent families", epilog=EPILOG)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vi_vae.config import RunConfig
+    from vi_vae.runs import train_run
+
+    if args.epochs < 1:
+        raise InputError(f"--epochs must be an integer >= 1; got {args.epochs}")
+    if args.eval_samples < 1:
+        raise InputError(f"--eval-samples must be an integer >= 1; got {args.eval_samples}")
+    options = {"scale": args.sigma} if args.sigma is not None else {}
+    if args.sigma is not None and args.likelihood != "gaussian":
+        raise InputError("--sigma applies only to --likelihood gaussian")
+    config = RunConfig(
+        dataset=args.dataset, data_dir=args.data_dir, binarization=args.binarization,
+        max_train=args.max_train, latent=args.latent, latent_dim=args.latent_dim,
+        likelihood=args.likelihood, likelihood_options=options, hidden_sizes=args.hidden,
+        activation=args.activation, estimator=args.estimator, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, kl_weight=args.kl_weight,
+        kl_warmup_epochs=args.kl_warmup_epochs, patience=args.patience, seed=args.seed,
+        device=args.device, eval_samples=args.eval_samples, eval_bounds=args.eval_bounds,
+        eval_points=args.eval_points,
+    )
+    if args.resume:
+        run_dir = Path(args.resume)
+    elif args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        run_dir = Path("runs") / f"{Path(args.dataset).stem}-{args.latent}"
+    progress = _ProgressBar(disable=args.quiet)
+    try:
+        metrics = train_run(
+            config, run_dir, resume=bool(args.resume), overwrite=args.overwrite,
+            on_step=progress.step, on_epoch=progress.epoch, figures=not args.no_figures,
+        )
+    finally:
+        progress.close()
+    estimate = metrics["log_marginal_likelihood"]
+    print(f"run directory: {run_dir}")
+    print(
+        f"test log p(x) = {estimate['log_px']:.2f} ± {estimate['log_px_standard_error']:.2f} nats "
+        f"(K = {int(estimate['num_samples'])}, MC SE "
+        f"{estimate['log_px_monte_carlo_standard_error']:.3f}, share k̂ > 0.7: "
+        f"{estimate['share_pareto_k_above_0.7']:.2f})"
+    )
+    for bound in metrics["bounds"]:
+        print(f"  {bound['name']:>10}: {bound['mean']:.2f} ± {bound['standard_error']:.2f}")
+    print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+class _ProgressBar:
+    """A tqdm bar over steps, reset each epoch (stderr)."""
+
+    def __init__(self, disable: bool) -> None:
+        self.disable = disable
+        self.bar = None
+
+    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        if self.disable:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or step == 1:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(
+                total=steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=None
+            )
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.2f}")
+
+    def epoch(self, row: dict[str, float]) -> None:
+        if self.disable:
+            return
+        self.close()
+        print(
+            f"epoch {int(row['epoch'])}: train loss {row['train_loss']:.2f}, validation ELBO "
+            f"{row['validation_elbo']:.2f} ({row['seconds']:.1f} s)", file=sys.stderr,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from vi_vae.runs import evaluate_run
+
+    if args.num_samples < 1:
+        raise InputError(f"--num-samples must be an integer >= 1; got {args.num_samples}")
+    metrics = evaluate_run(args.run_dir, args.num_samples, args.device, args.num_points)
+    estimate = metrics["log_marginal_likelihood"]
+    print(
+        f"test log p(x) = {estimate['log_px']:.2f} ± {estimate['log_px_standard_error']:.2f} nats "
+        f"(K = {int(estimate['num_samples'])}, mean ESS "
+        f"{estimate['mean_effective_sample_size']:.1f}, share k̂ > 0.7: "
+        f"{estimate['share_pareto_k_above_0.7']:.2f})"
+    )
+    for bound in metrics["bounds"]:
+        print(f"  {bound['name']:>10}: {bound['mean']:.2f} ± {bound['standard_error']:.2f}")
+    print(f"metrics: {Path(args.run_dir) / 'metrics.json'}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from vi_vae import plots
+    from vi_vae.runs import load_run
+
+    run = load_run(args.run_dir)
+    torch.manual_seed(args.seed)
+    samples = run.vae.sample(args.num).cpu()
+    output = Path(args.output) if args.output else run.run_dir / "samples.png"
+    if output.suffix == ".npy":
+        np.save(output, samples.numpy())
+    elif output.suffix == ".png" and run.dataset.image_shape is not None:
+        plots.plot_samples(samples, run.dataset.image_shape, output)
+    else:
+        raise InputError(f"--output must end in .npy or .png (image data only); got {output}")
+    print(f"{args.num} samples written to {output}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import csv
+
+    from vi_vae.runs import load_run, make_figures
+
+    run = load_run(args.run_dir)
+    history_path = run.run_dir / "history.csv"
+    history = []
+    if history_path.exists():
+        with open(history_path) as handle:
+            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    for path in make_figures(run.vae, run.dataset, history, run.run_dir):
+        print(path)
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from vi_vae.data import dataset_descriptions
+
+    for name, description in dataset_descriptions().items():
+        print(f"{name:<20} {description}")
+    return 0
+
+
+def _families(args: argparse.Namespace) -> int:
+    from vi_vae.latents import FAMILIES
+
+    rows = [family.summary() for family in FAMILIES.values()]
+    columns = ("name", "category", "support", "prior", "kl")
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    return 0
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "sample": _sample,
+    "plot": _plot,
+    "datasets": _datasets,
+    "families": _families,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vi-vae``; returns the exit status (2 for bad input, 1 for a failed run)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"vi-vae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingError as error:
+        print(f"vi-vae {args.command}: training failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vi-vae: interrupted; completed epochs are saved (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
