@@ -41,7 +41,6 @@ def guide(x):
         pyro.sample("z", dist.Normal(x @ weight.T + bias, scale).to_event(1))
 
 
-
 def exact_log_likelihood(x):
     """log N(x | b, W Wᵀ + diag ψ) at the learned parameters."""
     loading = pyro.param("loading").detach()
@@ -61,20 +60,32 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     x = synthetic_data(args.num_points, args.num_features, args.seed)
     train, test = x[: -args.num_test], x[-args.num_test :]
-    result = fit(model, guide, train, epochs=args.epochs, batch_size=args.batch_size,
-                 learning_rate=args.lr, seed=args.seed)
+    result = fit(
+        model,
+        guide,
+        train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+    )
     estimate = log_marginal_likelihood(model, guide, test, args.eval_samples, seed=0)
     exact = exact_log_likelihood(test)
     table = bounds(model, guide, test, [1, 10], args.eval_samples, seed=1)
     print(f"final training loss {result.history[-1]['train_loss']:.3f} nats per point")
-    print(f"importance-sampled log p(x) = {estimate.mean:.3f} "
-          f"(Monte Carlo SE {estimate.mean_monte_carlo_standard_error:.3f}, "
-          f"K = {args.eval_samples})")
+    print(
+        f"importance-sampled log p(x) = {estimate.mean:.3f} "
+        f"(Monte Carlo SE {estimate.mean_monte_carlo_standard_error:.3f}, "
+        f"K = {args.eval_samples})"
+    )
     print(f"exact log p(x)              = {exact.mean():.3f}")
     for bound in table:
         print(f"  {bound.name:>8}: {bound.mean:.3f}")
-    return {"estimate": estimate.mean, "exact": exact.mean().item(),
-            "monte_carlo_standard_error": estimate.mean_monte_carlo_standard_error}
+    return {
+        "estimate": estimate.mean,
+        "exact": exact.mean().item(),
+        "monte_carlo_standard_error": estimate.mean_monte_carlo_standard_error,
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -21,29 +21,41 @@ def main(args: argparse.Namespace) -> dict:
     pyro.set_rng_seed(args.seed)
     data = load_dataset(args.dataset, binarization="dynamic", max_train=args.max_train)
     vae = VAE(
-        input_dim=data.input_dim, latent_dim=args.latent_dim, latent=args.latent,
-        hidden_sizes=[args.hidden], image_shape=data.image_shape,
+        input_dim=data.input_dim,
+        latent_dim=args.latent_dim,
+        latent=args.latent,
+        hidden_sizes=[args.hidden],
+        image_shape=data.image_shape,
     )
     result = fit(
-        vae.model, vae.guide, data.train, validation=data.validation, epochs=args.epochs,
-        batch_transform=data.batch_transform(), seed=args.seed,
+        vae.model,
+        vae.guide,
+        data.train,
+        validation=data.validation,
+        epochs=args.epochs,
+        batch_transform=data.batch_transform(),
+        seed=args.seed,
     )
     test = data.test[: args.test_points]
     estimate = log_marginal_likelihood(vae.model, vae.guide, test, args.eval_samples, seed=0)
     table = bounds(vae.model, vae.guide, test, [1, 5, 50], args.eval_samples, seed=1)
     print(f"trained {len(result.history)} epochs; best validation epoch {result.best_epoch}")
-    print(f"test log p(x) = {estimate.mean:.2f} ± {estimate.standard_error:.2f} nats "
-          f"(K = {args.eval_samples}, mean ESS {estimate.effective_sample_size.mean():.1f})")
+    print(
+        f"test log p(x) = {estimate.mean:.2f} ± {estimate.standard_error:.2f} nats "
+        f"(K = {args.eval_samples}, mean ESS {estimate.effective_sample_size.mean():.1f})"
+    )
     for bound in table:
         print(f"  {bound.name:>8}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
     out = Path(args.out)
     with torch.no_grad():
         centres = vae.latent_family.center(vae.encode(test))
-    plots.plot_latent_scatter(centres, data.test_labels[: args.test_points],
-                              out / "latent_scatter.png")
+    plots.plot_latent_scatter(
+        centres, data.test_labels[: args.test_points], out / "latent_scatter.png"
+    )
     plots.plot_samples(vae.sample(64), data.image_shape, out / "samples.png")
-    plots.plot_reconstructions(test[:20], vae.reconstruct(test[:20]), data.image_shape,
-                               out / "reconstructions.png")
+    plots.plot_reconstructions(
+        test[:20], vae.reconstruct(test[:20]), data.image_shape, out / "reconstructions.png"
+    )
     plots.plot_interpolation(vae, test[0], test[-1], out / "interpolation.png")
     plots.plot_manifold(vae, out / "manifold.png")
     print(f"figures in {out}")

@@ -17,6 +17,13 @@ logger = logging.getLogger("vi_vae")
 EPILOG = "Bad input exits with status 2 and a one-line message; a failed run exits with 1."
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: no usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -71,8 +78,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--estimator", default=defaults.estimator,
                           help="training objective, e.g. elbo, elbo-analytic "
                                "(default: %(default)s)")
-    training.add_argument("--epochs", type=int, default=defaults.epochs,
-                          help="number of epochs, >= 1 (default: %(default)s)")
+    training.add_argument("--epochs", type=int,
+                          help=f"number of epochs, >= 1 (default: {defaults.epochs}; with "
+                               "--resume: the stored total)")
     training.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
                           help="data points per step (default: %(default)s)")
     training.add_argument("--lr", dest="learning_rate", type=float,
@@ -101,13 +109,15 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vi-vae`` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vi-vae",
         description="Train VAEs written as Pyro model/guide pairs and estimate log p(x).",
         epilog=EPILOG,
     )
     parser.add_argument("--verbose", action="store_true", help="log progress details")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     train = commands.add_parser(
         "train", help="train a VAE, evaluate log p(x), write a run directory",
@@ -159,7 +169,7 @@ def _train(args: argparse.Namespace) -> int:
     from vi_vae.config import RunConfig
     from vi_vae.runs import train_run
 
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be an integer >= 1; got {args.epochs}")
     if args.eval_samples < 1:
         raise InputError(f"--eval-samples must be an integer >= 1; got {args.eval_samples}")
@@ -170,7 +180,8 @@ def _train(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, binarization=args.binarization,
         max_train=args.max_train, latent=args.latent, latent_dim=args.latent_dim,
         likelihood=args.likelihood, likelihood_options=options, hidden_sizes=args.hidden,
-        activation=args.activation, estimator=args.estimator, epochs=args.epochs,
+        activation=args.activation, estimator=args.estimator,
+        epochs=args.epochs or (1 if args.resume else RunConfig.epochs),
         batch_size=args.batch_size, learning_rate=args.learning_rate, kl_weight=args.kl_weight,
         kl_warmup_epochs=args.kl_warmup_epochs, patience=args.patience, seed=args.seed,
         device=args.device, eval_samples=args.eval_samples, eval_bounds=args.eval_bounds,

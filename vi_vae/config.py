@@ -79,11 +79,6 @@ class RunConfig:
             check_positive_int("hidden_sizes", width)
         for k in self.eval_bounds:
             check_positive_int("eval_bounds", k)
-        if self.eval_bounds and max(self.eval_bounds) > self.eval_samples:
-            raise InputError(
-                f"eval_bounds ({max(self.eval_bounds)}) cannot exceed eval_samples "
-                f"({self.eval_samples})"
-            )
         check_positive_float("learning_rate", self.learning_rate)
         if not self.kl_weight >= 0:
             raise InputError(f"kl_weight must be >= 0; got {self.kl_weight}")

@@ -241,6 +241,14 @@ def _user_file(path: Path) -> tuple[Arrays, tuple[int, ...] | None, str]:
     if not path.is_file():
         raise InputError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
+    try:
+        return _read_user_file(path, suffix)
+    except (ValueError, OSError, EOFError) as error:
+        # numpy refuses object arrays (pickles) and damaged files with these
+        raise InputError(f"cannot read {path}: {error}") from None
+
+
+def _read_user_file(path: Path, suffix: str) -> tuple[Arrays, tuple[int, ...] | None, str]:
     labels = None
     if suffix == ".npy":
         x = np.load(path, allow_pickle=False)

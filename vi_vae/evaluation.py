@@ -188,7 +188,7 @@ def log_weight_chunks(
                     model, guide, (x[rows],), kwargs, num_particles=count,
                     plate_nesting=plate_nesting, data_plate=data_plate, scaled=False,
                 )
-                parts.append(traces.log_weights.float().cpu())
+                parts.append(traces.log_weights.detach().cpu())
             yield rows, torch.cat(parts)
 
 

@@ -188,6 +188,8 @@ def _evaluate(
     num_samples = num_samples or config.eval_samples
     estimate = log_marginal_likelihood(vae.model, vae.guide, x, num_samples, seed=EVALUATION_SEED)
     ks = [k for k in config.eval_bounds if k <= num_samples]
+    if len(ks) < len(config.eval_bounds):
+        logger.warning("bounds with k > %d importance samples are left out", num_samples)
     table = bounds(vae.model, vae.guide, x, ks, num_samples, seed=EVALUATION_SEED + 1) if ks else []
     return {
         "split": "test",

@@ -199,15 +199,19 @@ def fit(
             batch = train[order[step * batch_size : (step + 1) * batch_size]]
             if batch_transform is not None:
                 batch = batch_transform(batch, generator)
-            value = svi.step(batch.to(device))
-            if not math.isfinite(value):
-                kept = (
-                    f"; the checkpoint of epoch {epoch - 1} is kept in {run_dir}"
-                    if run_dir is not None and epoch > 1 else ""
-                )
+            try:
+                value = svi.step(batch.to(device))
+            except ValueError as error:
+                # Pyro's validation refuses NaN distribution parameters before the loss is NaN.
+                if "found invalid values" not in str(error):
+                    raise
                 raise TrainingError(
-                    f"non-finite loss ({value}) at epoch {epoch}, step {step + 1} of "
-                    f"{steps_per_epoch}{kept}; try a smaller learning rate"
+                    _diverged(f"invalid values ({str(error).splitlines()[0][:120]})", epoch,
+                              step, steps_per_epoch, run_dir)
+                ) from error
+            if not math.isfinite(value):
+                raise TrainingError(
+                    _diverged(f"non-finite loss ({value})", epoch, step, steps_per_epoch, run_dir)
                 )
             total += value
             if on_step is not None:
@@ -251,6 +255,14 @@ def fit(
     if best_params is not None and validation is not None:
         _load_params(best_params)
     return result
+
+
+def _diverged(what: str, epoch: int, step: int, steps: int, run_dir: Path | None) -> str:
+    kept = (
+        f"; the checkpoint of epoch {epoch - 1} is kept in {run_dir}"
+        if run_dir is not None and epoch > 1 else ""
+    )
+    return f"{what} at epoch {epoch}, step {step + 1} of {steps}{kept}; try a smaller learning rate"
 
 
 def _epochs_since_best(result: FitResult) -> int:

@@ -1,0 +1,73 @@
+"""A linear Gaussian latent-variable model whose log p(x), posterior and ELBO are closed form.
+
+z ~ N(0, I_d), x | z ~ N(W z + b, σ² I_D). Then p(x) = N(b, W Wᵀ + σ² I), and
+the posterior is N(μ(x), Σ) with Σ = (I + WᵀW/σ²)⁻¹ and μ(x) = Σ Wᵀ (x − b)/σ².
+"""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+
+class LinearGaussian:
+    def __init__(self, latent_dim=2, data_dim=3, noise=0.5, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.latent_dim, self.data_dim, self.noise = latent_dim, data_dim, noise
+        self.weight = torch.randn(data_dim, latent_dim, generator=generator, dtype=torch.float64)
+        self.bias = torch.randn(data_dim, generator=generator, dtype=torch.float64)
+        precision = (
+            torch.eye(latent_dim, dtype=torch.float64) + self.weight.T @ self.weight / noise**2
+        )
+        self.posterior_covariance = torch.linalg.inv(precision)
+        # mean-field guide: the KL(q‖p)-optimal diagonal, 1 / diag(precision)
+        self.mean_field_scale = precision.diagonal().rsqrt()
+
+    def sample(self, num_points, seed=1):
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(num_points, self.latent_dim, generator=generator, dtype=torch.float64)
+        eps = torch.randn(num_points, self.data_dim, generator=generator, dtype=torch.float64)
+        return z @ self.weight.T + self.bias + self.noise * eps
+
+    def posterior_mean(self, x):
+        return (x - self.bias) @ self.weight @ self.posterior_covariance / self.noise**2
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1))
+            pyro.sample(
+                "x", dist.Normal(z @ self.weight.T + self.bias, self.noise).to_event(1), obs=x
+            )
+
+    def exact_guide(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample(
+                "z",
+                dist.MultivariateNormal(
+                    self.posterior_mean(x), covariance_matrix=self.posterior_covariance
+                ),
+            )
+
+    def mean_field_guide(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(self.posterior_mean(x), self.mean_field_scale).to_event(1))
+
+    def log_marginal(self, x):
+        covariance = self.weight @ self.weight.T + self.noise**2 * torch.eye(
+            self.data_dim, dtype=torch.float64
+        )
+        return dist.MultivariateNormal(self.bias, covariance).log_prob(x)
+
+    def elbo(self, x, mean, covariance):
+        """Closed-form ELBO of q = N(mean, covariance) per data point."""
+        d, big_d, s2 = self.latent_dim, self.data_dim, self.noise**2
+        residual = x - mean @ self.weight.T - self.bias
+        expected_log_lik = -0.5 * big_d * math.log(2 * math.pi * s2) - (
+            residual.pow(2).sum(-1) + torch.trace(self.weight @ covariance @ self.weight.T)
+        ) / (2 * s2)
+        expected_log_prior = -0.5 * d * math.log(2 * math.pi) - 0.5 * (
+            mean.pow(2).sum(-1) + torch.trace(covariance)
+        )
+        entropy = 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * torch.logdet(covariance)
+        return expected_log_lik + expected_log_prior + entropy

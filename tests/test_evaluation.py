@@ -1,0 +1,139 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from linear_gaussian import LinearGaussian
+
+from vi_vae import InputError, bounds, log_marginal_likelihood
+
+
+@pytest.fixture
+def problem():
+    lg = LinearGaussian()
+    return lg, lg.sample(40)
+
+
+def test_exact_posterior_guide_gives_exact_log_marginal(problem):
+    # With q = p(z|x) every weight equals p(x): the estimate is exact for any K,
+    # the Monte Carlo error is 0 and the effective sample size is K.
+    lg, x = problem
+    estimate = log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=50, seed=0)
+    assert estimate.log_likelihood.shape == (40,)
+    torch.testing.assert_close(estimate.log_likelihood, lg.log_marginal(x), atol=1e-8, rtol=0)
+    assert estimate.monte_carlo_standard_error.max() < 1e-6
+    torch.testing.assert_close(
+        estimate.effective_sample_size, torch.full((40,), 50.0, dtype=torch.float64)
+    )
+
+
+def test_mean_field_guide_matches_analytic_value_within_standard_error(problem):
+    # Tolerance: 4 Monte Carlo standard errors of the mean plus the Jensen bias
+    # of log-mean-exp, which is at most se² / 2 per point; fixed seed.
+    lg, x = problem
+    estimate = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, num_samples=2000, seed=0)
+    exact = lg.log_marginal(x)
+    mc_se = estimate.mean_monte_carlo_standard_error
+    bias = (estimate.monte_carlo_standard_error.pow(2) / 2).mean().item()
+    assert mc_se > 0
+    assert abs(estimate.mean - exact.mean().item()) < 4 * mc_se + bias
+    # per point: 5 standard errors (40 points, so a 5σ miss anywhere is < 1e-4 likely)
+    per_point_error = (estimate.log_likelihood - exact).abs()
+    assert (per_point_error < 5 * estimate.monte_carlo_standard_error + 1e-3).all()
+    assert 1 <= estimate.effective_sample_size.min() <= estimate.effective_sample_size.max() <= 2000
+    assert estimate.pareto_k.shape == (40,)
+    assert torch.isfinite(estimate.pareto_k).all()
+
+
+def test_estimates_are_kept_per_point(problem):
+    # Evaluating points one at a time gives the same numbers as a batch: the
+    # batch dimension is never summed away (exact guide, so no Monte Carlo noise).
+    lg, x = problem
+    batch = log_marginal_likelihood(lg.model, lg.exact_guide, x[:5], num_samples=3)
+    single = torch.cat(
+        [
+            log_marginal_likelihood(
+                lg.model, lg.exact_guide, x[i : i + 1], num_samples=3
+            ).log_likelihood
+            for i in range(5)
+        ]
+    )
+    torch.testing.assert_close(batch.log_likelihood, single)
+
+
+def test_chunking_does_not_change_the_estimator(problem):
+    # Small chunks (many passes) and one pass estimate the same quantity:
+    # agreement within 4 combined Monte Carlo standard errors.
+    lg, x = problem
+    small = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 1000, chunk_size=64, seed=1)
+    large = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 1000, seed=2)
+    combined = math.hypot(
+        small.mean_monte_carlo_standard_error, large.mean_monte_carlo_standard_error
+    )
+    assert abs(small.mean - large.mean) < 4 * combined
+
+
+def test_seed_makes_draws_reproducible_and_leaves_global_rng_alone(problem):
+    lg, x = problem
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = log_marginal_likelihood(
+        lg.model, lg.mean_field_guide, x, 100, seed=7, compute_pareto_k=False
+    )
+    assert torch.equal(torch.get_rng_state(), before)
+    second = log_marginal_likelihood(
+        lg.model, lg.mean_field_guide, x, 100, seed=7, compute_pareto_k=False
+    )
+    assert torch.equal(first.log_likelihood, second.log_likelihood)
+    assert torch.isnan(first.pareto_k).all()
+
+
+def test_bound_table_matches_closed_form_elbo_and_is_ordered(problem):
+    lg, x = problem
+    table = bounds(lg.model, lg.mean_field_guide, x, [1, 5, 50], num_samples=2000, seed=0)
+    assert [b.name for b in table] == ["ELBO", "IWAE-5", "IWAE-50"]
+    covariance = torch.diag(lg.mean_field_scale.pow(2))
+    exact_elbo = lg.elbo(x, lg.posterior_mean(x), covariance)
+    elbo = table[0]
+    # the sampled ELBO of each point averages 2000 draws: 5 standard errors
+    assert ((elbo.per_point - exact_elbo).abs() < 5 * elbo.monte_carlo_standard_error).all()
+    # Burda et al., Theorem 1: ELBO <= IWAE-5 <= IWAE-50 <= log p(x) on average
+    exact = lg.log_marginal(x).mean().item()
+    assert table[0].mean < table[1].mean < table[2].mean < exact + 3 * table[2].standard_error
+
+
+def test_scales_are_ignored_by_the_evaluator(problem):
+    # A KL weight (poutine.scale on latent sites) changes training, not the
+    # quantity being estimated.
+    lg, x = problem
+
+    def scaled_model(x):
+        with pyro.poutine.scale(scale=0.1):
+            lg.model(x)
+
+    estimate = log_marginal_likelihood(scaled_model, lg.exact_guide, x, 3)
+    torch.testing.assert_close(estimate.log_likelihood, lg.log_marginal(x))
+
+
+def test_bad_arguments_are_refused(problem):
+    lg, x = problem
+    with pytest.raises(InputError, match="num_samples must be an integer >= 1"):
+        log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=0)
+    with pytest.raises(InputError, match="largest k"):
+        bounds(lg.model, lg.exact_guide, x, [1, 100], num_samples=50)
+    with pytest.raises(InputError, match="num_particles must be an integer"):
+        bounds(lg.model, lg.exact_guide, x, [0], num_samples=50)
+
+
+def test_global_latent_site_is_refused_with_its_name():
+    def model(x):
+        scale = pyro.sample("global_scale", dist.LogNormal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(0.0, scale), obs=x)
+
+    def guide(x):
+        pyro.sample("global_scale", dist.LogNormal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="'global_scale' is outside pyro.plate"):
+        log_marginal_likelihood(model, guide, torch.zeros(4), 2)

@@ -1,0 +1,207 @@
+import csv
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from linear_gaussian import LinearGaussian
+
+from vi_vae import VAE, InputError, TrainingError, fit
+from vi_vae.checkpoint import load_checkpoint
+from vi_vae.train import KLWeight
+
+
+def small_vae():
+    return VAE(input_dim=12, latent_dim=2, hidden_sizes=[16])
+
+
+def binary_data(num_points=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    prototypes = (torch.rand(2, 12, generator=generator) > 0.5).float()
+    labels = torch.randint(0, 2, (num_points,), generator=generator)
+    flips = (torch.rand(num_points, 12, generator=generator) < 0.05).float()
+    return (prototypes[labels] + flips) % 2
+
+
+def params_of(vae):
+    return {name: value.detach().clone() for name, value in vae.state_dict().items()}
+
+
+def test_training_improves_the_validation_elbo():
+    x = binary_data()
+    vae = small_vae()
+    result = fit(
+        vae.model,
+        vae.guide,
+        x[:48],
+        validation=x[48:],
+        epochs=15,
+        batch_size=16,
+        learning_rate=0.01,
+    )
+    first, last = result.history[0], result.history[-1]
+    assert len(result.history) == 15
+    assert last["train_loss"] < first["train_loss"]
+    assert max(row["validation_elbo"] for row in result.history) > first["validation_elbo"] + 1
+    assert all(math.isfinite(row["validation_elbo_se"]) for row in result.history)
+
+
+def test_same_seed_same_numbers():
+    x = binary_data()
+    runs = []
+    for _ in range(2):
+        pyro.set_rng_seed(0)
+        vae = small_vae()
+        result = fit(vae.model, vae.guide, x, epochs=2, batch_size=16, seed=3)
+        runs.append((result.history, params_of(vae)))
+    assert [r["train_loss"] for r in runs[0][0]] == [r["train_loss"] for r in runs[1][0]]
+    for name, value in runs[0][1].items():
+        assert torch.equal(value, runs[1][1][name]), name
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    # Two epochs, or one epoch then a resumed run to two: same parameters,
+    # same history (shuffling, binarization draws and Adam's state are restored).
+    x = binary_data()
+    transform = lambda batch, generator: torch.bernoulli(batch * 0.9 + 0.05, generator=generator)  # noqa: E731
+    pyro.set_rng_seed(0)
+    straight = small_vae()
+    full = fit(
+        straight.model,
+        straight.guide,
+        x,
+        validation=x[:8],
+        epochs=2,
+        batch_size=16,
+        batch_transform=transform,
+        run_dir=tmp_path / "straight",
+    )
+
+    pyro.set_rng_seed(0)
+    first = small_vae()
+    fit(
+        first.model,
+        first.guide,
+        x,
+        validation=x[:8],
+        epochs=1,
+        batch_size=16,
+        batch_transform=transform,
+        run_dir=tmp_path / "split",
+    )
+    pyro.set_rng_seed(99)  # a resumed process starts from a different state
+    resumed = small_vae()
+    result = fit(
+        resumed.model,
+        resumed.guide,
+        x,
+        validation=x[:8],
+        epochs=2,
+        batch_size=16,
+        batch_transform=transform,
+        run_dir=tmp_path / "split",
+        resume=True,
+    )
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+    def timeless(history):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+    assert timeless(result.history) == timeless(full.history)
+    last = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["params"]
+    reference = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["params"]
+    for name, value in reference.items():
+        assert torch.equal(value, last[name]), name
+    with open(tmp_path / "split" / "history.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
+
+
+# Pyro warns about the NaN it is about to return: that NaN is what this test is about.
+@pytest.mark.filterwarnings("ignore:Encountered NaN:UserWarning")
+@pytest.mark.parametrize("validated", [False, True], ids=["nan-loss", "nan-parameter"])
+def test_divergence_names_epoch_and_step_and_keeps_last_checkpoint(tmp_path, validated):
+    # Without validation the loss turns NaN; with Pyro's validation a NaN
+    # parameter is refused first. Both stop training with the same message.
+    x = binary_data()
+    vae = small_vae()
+    calls = {"count": 0}
+
+    def exploding_model(batch):
+        calls["count"] += 1
+        if calls["count"] <= 6:  # 4 steps per epoch: breaks in epoch 2, step 3
+            return vae.model(batch)
+        with pyro.plate("data", batch.shape[0]):
+            z = pyro.sample("z", dist.Normal(batch.new_zeros(2), 1.0).to_event(1))
+            logits = z.sum(-1, keepdim=True) * float("nan") + batch
+            pyro.sample(
+                "x", dist.Bernoulli(logits=logits, validate_args=validated).to_event(1), obs=batch
+            )
+
+    with pytest.raises(TrainingError, match=r"epoch 2, step 3 of 4.*checkpoint of epoch 1"):
+        fit(exploding_model, vae.guide, x, epochs=3, batch_size=16, run_dir=tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_kl_weight_scales_latent_sites_only():
+    lg = LinearGaussian()
+    x = lg.sample(5)
+    weighted = KLWeight(0.25)
+    trace = pyro.poutine.trace(weighted(lg.model)).get_trace(x)
+    assert trace.nodes["z"]["scale"] == 0.25
+    assert trace.nodes["x"]["scale"] == 1.0
+
+
+def test_warmup_ramps_the_kl_weight():
+    x = binary_data()
+    vae = small_vae()
+    result = fit(
+        vae.model, vae.guide, x, epochs=4, batch_size=32, kl_weight=0.5, kl_warmup_epochs=2
+    )
+    assert [row["kl_weight"] for row in result.history] == [0.25, 0.5, 0.5, 0.5]
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    x = binary_data()
+    vae = small_vae()
+    # a learning rate of 0 means no epoch can truly improve: only noise decides
+    optimizer = pyro.optim.Adam({"lr": 0.0})
+    result = fit(
+        vae.model, vae.guide, x, validation=x[:16], epochs=30, optimizer=optimizer, patience=2
+    )
+    assert result.stopped_early
+    assert len(result.history) < 30
+    assert result.history[-1]["epoch"] - result.best_epoch == 2
+
+
+def test_user_model_with_pyro_params_trains():
+    lg = LinearGaussian()
+    x = lg.sample(200).float()
+
+    def guide(batch):
+        loc = pyro.param("loc_weight", torch.zeros(3, 2))
+        scale = pyro.param("scale", torch.ones(2), constraint=dist.constraints.positive)
+        with pyro.plate("data", batch.shape[0]):
+            pyro.sample("z", dist.Normal(batch @ loc, scale).to_event(1))
+
+    model = LinearGaussian()
+    model.weight, model.bias = model.weight.float(), model.bias.float()
+    result = fit(model.model, guide, x, epochs=20, batch_size=50, learning_rate=0.05)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"] - 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"batch_size": -1}, "batch_size must be an integer >= 1"),
+        ({"patience": 0}, "patience must be an integer >= 1"),
+        ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
+        ({"resume": True}, "resume=True needs run_dir"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, message):
+    vae = small_vae()
+    with pytest.raises(InputError, match=message):
+        fit(vae.model, vae.guide, binary_data(), **kwargs)
