@@ -1,5 +1,27 @@
 """ELBO estimators as ``pyro.infer.ELBO`` subclasses, one per file."""
 
+from vi_vae.estimators._base import ParticleEstimator
+from vi_vae.estimators.ciwae import CIWAE
+from vi_vae.estimators.dreg import DReG
+from vi_vae.estimators.elbo import ELBO
+from vi_vae.estimators.iwae import IWAE
+from vi_vae.estimators.miwae import MIWAE
+from vi_vae.estimators.piwae import PIWAE
+from vi_vae.estimators.renyi import RenyiVR
 from vi_vae.estimators.spec import ESTIMATOR_SPECS, EstimatorSpec, parse_estimator
+from vi_vae.estimators.stl import STL
 
-__all__ = ["ESTIMATOR_SPECS", "EstimatorSpec", "parse_estimator"]
+__all__ = [
+    "CIWAE",
+    "ELBO",
+    "ESTIMATOR_SPECS",
+    "IWAE",
+    "MIWAE",
+    "PIWAE",
+    "STL",
+    "DReG",
+    "EstimatorSpec",
+    "ParticleEstimator",
+    "RenyiVR",
+    "parse_estimator",
+]

@@ -29,6 +29,7 @@ __all__ = [
     "PARTICLE_PLATE",
     "WeightedTraces",
     "guess_plate_nesting",
+    "guess_plates",
     "trace_log_weights",
 ]
 
@@ -40,20 +41,39 @@ def guess_plate_nesting(
     model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
 ) -> int:
     """Run guide and model once, unvectorized, and return how many plate dims they use."""
+    return guess_plates(model, guide, args, kwargs)[0]
+
+
+def guess_plates(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict[str, Any],
+    data_plate: str = "data",
+) -> tuple[int, int | None]:
+    """Run guide and model once, unvectorized: their plate nesting and data-plate size.
+
+    Returns:
+        ``(plate_nesting, batch_size)``: the number of plate dims the pair uses, and
+        the size of ``pyro.plate(data_plate)`` (its subsample size when it subsamples),
+        or ``None`` when no sample site lies in that plate.
+    """
     with poutine.block():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
-    dims = [
-        frame.dim
+    frames = [
+        frame
         for trace in (model_trace, guide_trace)
         for site in trace.nodes.values()
         if site["type"] == "sample" and not site_is_subsample(site)
         for frame in site["cond_indep_stack"]
         if frame.vectorized
     ]
-    return -min(dims) if dims else 0
+    plate_nesting = -min(frame.dim for frame in frames) if frames else 0
+    batch_size = next((frame.size for frame in frames if frame.name == data_plate), None)
+    return plate_nesting, batch_size
 
 
 @dataclass
@@ -95,6 +115,43 @@ class WeightedTraces:
             self.guide_trace,
             lambda site: site["fn"].log_prob(site["value"].detach()),
             latent_only=True,
+            plate_nesting=self.plate_nesting,
+            data_plate=self.data_plate,
+            scaled=self.scaled,
+            like=self.log_guide,
+        )
+
+    def path_log_weights(self) -> Tensor:
+        """Log w with the score term removed from its gradient: ``[num_particles, batch]``.
+
+        Value ``log_weights``; gradient ∂ log p/∂θ for the model's parameters and the
+        path derivative (∂ log w/∂z)(∂z/∂φ) for the guide's, i.e. log w computed with
+        log q_{sg(φ)}(z) (the "sticking the landing" form, Roeder et al. 2017).
+        """
+        stopped = self.log_guide_stopped()
+        return self.log_weights + stopped - stopped.detach()
+
+    def sum_per_point(
+        self, log_density: Callable[[dict], Tensor], *, guide: bool, latent_only: bool
+    ) -> Tensor:
+        """Sum ``log_density(site)`` over one trace's sample sites, per particle and point.
+
+        Scales, masks and plate dims are handled as for :attr:`log_model`, so a
+        per-site quantity (e.g. an analytic KL) can replace a site's log density.
+
+        Args:
+            log_density: maps a site of the chosen trace to a tensor shaped like its
+                log probability.
+            guide: use the guide trace (else the model trace).
+            latent_only: skip observed sites.
+
+        Returns:
+            A tensor that broadcasts to ``[num_particles, batch]``.
+        """
+        return _sum_per_point(
+            self.guide_trace if guide else self.model_trace,
+            log_density,
+            latent_only=latent_only,
             plate_nesting=self.plate_nesting,
             data_plate=self.data_plate,
             scaled=self.scaled,

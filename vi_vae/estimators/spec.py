@@ -7,6 +7,7 @@ takes and a constructor; adding an estimator is one entry here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,13 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO
 
 from vi_vae.errors import InputError
+from vi_vae.estimators.ciwae import CIWAE
+from vi_vae.estimators.dreg import DReG
+from vi_vae.estimators.iwae import IWAE
+from vi_vae.estimators.miwae import MIWAE
+from vi_vae.estimators.piwae import PIWAE
+from vi_vae.estimators.renyi import RenyiVR
+from vi_vae.estimators.stl import STL
 
 __all__ = ["ESTIMATOR_SPECS", "EstimatorSpec", "parse_estimator"]
 
@@ -44,6 +52,39 @@ ESTIMATOR_SPECS: dict[str, EstimatorSpec] = {
     "elbo-analytic": EstimatorSpec(
         (), lambda: TraceMeanField_ELBO(),
         "ELBO with the analytic KL where it exists (Pyro's TraceMeanField_ELBO)",
+    ),
+    "iwae": EstimatorSpec(
+        (("num_particles", int),), IWAE, "importance-weighted bound IWAE-K (Burda et al. 2016)"
+    ),
+    "vr": EstimatorSpec(
+        (("alpha", float), ("num_particles", int)), RenyiVR,
+        "Renyi bound of order ALPHA with K draws; -inf is VR-max (Li & Turner 2016)",
+    ),
+    "vrmax": EstimatorSpec(
+        (("num_particles", int),),
+        lambda num_particles: RenyiVR(-math.inf, num_particles),
+        "VR-max: the Renyi objective at alpha = -inf, max_k log w_k (Li & Turner 2016)",
+    ),
+    "stl": EstimatorSpec(
+        (("num_particles", int),), STL,
+        "ELBO with the sticking-the-landing path gradient (Roeder et al. 2017)",
+    ),
+    "dreg": EstimatorSpec(
+        (("num_particles", int),), DReG,
+        "IWAE-K with the doubly reparameterized guide gradient (Tucker et al. 2019)",
+    ),
+    "miwae": EstimatorSpec(
+        (("num_outer", int), ("num_inner", int)), MIWAE,
+        "mean of M IWAE-K estimates, M*K draws (Rainforth et al. 2018)",
+    ),
+    "ciwae": EstimatorSpec(
+        (("beta", float), ("num_particles", int)), CIWAE,
+        "BETA * ELBO + (1 - BETA) * IWAE-K on the same draws (Rainforth et al. 2018)",
+    ),
+    "piwae": EstimatorSpec(
+        (("num_outer", int), ("num_inner", int), ("num_particles", int)), PIWAE,
+        "guide on MIWAE(M, L), model on IWAE-K, M*L draws; reports IWAE-K "
+        "(Rainforth et al. 2018)",
     ),
 }
 
