@@ -45,6 +45,7 @@ __all__ = [
     "Bound",
     "LogLikelihoodEstimate",
     "bounds",
+    "importance_sampling",
     "log_marginal_likelihood",
     "log_weight_chunks",
     "pareto_k",
@@ -207,7 +208,7 @@ def log_marginal_likelihood(
     r"""Estimate log p(x_n) for every data point by importance sampling from the guide.
 
     .. math::
-        \\log \\hat p(x_n) = \\operatorname{logsumexp}_k \\log w_{k,n} - \\log K
+        \log \hat p(x_n) = \operatorname{logsumexp}_k \log w_{k,n} - \log K
 
     Works for any model/guide whose sample sites lie in ``pyro.plate(data_plate)``
     and that take the data as first argument. Site scales (e.g. a KL weight) are
@@ -228,28 +229,11 @@ def log_marginal_likelihood(
         :class:`LogLikelihoodEstimate` with per-point estimates, Monte Carlo
         standard errors, effective sample sizes and k̂.
     """
-    estimates, errors, sizes, ks = [], [], [], []
-    for _, log_weights in log_weight_chunks(
-        model, guide, x, num_samples, data_plate=data_plate, chunk_size=chunk_size,
-        seed=seed, **kwargs,
-    ):
-        log_weights = log_weights.double()
-        total = log_weights.logsumexp(0)
-        ess = (2 * total - (2 * log_weights).logsumexp(0)).exp()
-        estimates.append(total - math.log(num_samples))
-        sizes.append(ess)
-        errors.append((1 / ess - 1 / num_samples).clamp(min=0).sqrt())
-        if compute_pareto_k:
-            ks.append(pareto_k(log_weights))
-        else:
-            ks.append(torch.full_like(total, float("nan")))
-    return LogLikelihoodEstimate(
-        log_likelihood=torch.cat(estimates),
-        monte_carlo_standard_error=torch.cat(errors),
-        effective_sample_size=torch.cat(sizes),
-        pareto_k=torch.cat(ks),
-        num_samples=num_samples,
+    estimate, _ = importance_sampling(
+        model, guide, x, num_samples, (), data_plate=data_plate, chunk_size=chunk_size,
+        compute_pareto_k=compute_pareto_k, seed=seed, **kwargs,
     )
+    return estimate
 
 
 def bounds(
@@ -275,29 +259,72 @@ def bounds(
     Returns:
         One :class:`Bound` per k, in the order given.
     """
-    ks = [check_positive_int("num_particles", k) for k in num_particles]
-    if not ks:
+    if not list(num_particles):
         raise InputError("num_particles must list at least one k, e.g. [1, 5, 50]")
-    if max(ks) > num_samples:
+    _, table = importance_sampling(
+        model, guide, x, num_samples, num_particles, data_plate=data_plate,
+        chunk_size=chunk_size, compute_pareto_k=False, seed=seed, **kwargs,
+    )
+    return table
+
+
+def importance_sampling(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    num_particles: Sequence[int] = (1, 5, 50),
+    *,
+    data_plate: str = "data",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    compute_pareto_k: bool = True,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+    """:func:`log_marginal_likelihood` and :func:`bounds` from one set of ``num_samples`` draws.
+
+    Half the cost of calling both; the two results share their draws (and so
+    are correlated, which matters only when comparing them with each other).
+    """
+    ks = [check_positive_int("num_particles", k) for k in num_particles]
+    if ks and max(ks) > num_samples:
         raise InputError(
             f"num_samples ({num_samples}) must be at least the largest k in num_particles "
             f"({max(ks)})"
         )
+    estimates, errors, sizes, pareto = [], [], [], []
     per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
-    errors: dict[int, list[Tensor]] = {k: [] for k in ks}
+    per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
     for _, log_weights in log_weight_chunks(
         model, guide, x, num_samples, data_plate=data_plate, chunk_size=chunk_size,
         seed=seed, **kwargs,
     ):
         log_weights = log_weights.double()
+        total = log_weights.logsumexp(0)
+        ess = (2 * total - (2 * log_weights).logsumexp(0)).exp()
+        estimates.append(total - math.log(num_samples))
+        sizes.append(ess)
+        errors.append((1 / ess - 1 / num_samples).clamp(min=0).sqrt())
+        if compute_pareto_k:
+            pareto.append(pareto_k(log_weights))
+        else:
+            pareto.append(torch.full_like(total, float("nan")))
         for k in ks:
             groups = num_samples // k
             grouped = log_weights[: groups * k].reshape(groups, k, -1)
             values = grouped.logsumexp(1) - math.log(k)
             per_point[k].append(values.mean(0))
             error = values.std(0) / math.sqrt(groups) if groups > 1 else values[0] * math.nan
-            errors[k].append(error)
-    return [Bound(k, torch.cat(per_point[k]), torch.cat(errors[k])) for k in ks]
+            per_point_errors[k].append(error)
+    estimate = LogLikelihoodEstimate(
+        log_likelihood=torch.cat(estimates),
+        monte_carlo_standard_error=torch.cat(errors),
+        effective_sample_size=torch.cat(sizes),
+        pareto_k=torch.cat(pareto),
+        num_samples=num_samples,
+    )
+    table = [Bound(k, torch.cat(per_point[k]), torch.cat(per_point_errors[k])) for k in ks]
+    return estimate, table
 
 
 def pareto_k(log_weights: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from vi_vae.config import RunConfig, environment
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
-from vi_vae.evaluation import bounds, log_marginal_likelihood
+from vi_vae.evaluation import importance_sampling
 from vi_vae.model import VAE
 from vi_vae.report import write_run_report
 from vi_vae.train import CHECKPOINT_FILE, FitResult, fit
@@ -186,11 +186,12 @@ def _evaluate(
 ) -> dict[str, Any]:
     x = dataset.test[: config.eval_points].to(device)
     num_samples = num_samples or config.eval_samples
-    estimate = log_marginal_likelihood(vae.model, vae.guide, x, num_samples, seed=EVALUATION_SEED)
     ks = [k for k in config.eval_bounds if k <= num_samples]
     if len(ks) < len(config.eval_bounds):
         logger.warning("bounds with k > %d importance samples are left out", num_samples)
-    table = bounds(vae.model, vae.guide, x, ks, num_samples, seed=EVALUATION_SEED + 1) if ks else []
+    estimate, table = importance_sampling(
+        vae.model, vae.guide, x, num_samples, ks, seed=EVALUATION_SEED
+    )
     return {
         "split": "test",
         "log_marginal_likelihood": estimate.summary(),
