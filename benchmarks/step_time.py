@@ -29,6 +29,7 @@ from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
 from vi_vae import VAE, fit, log_marginal_likelihood
+from vi_vae.evaluation import DEFAULT_CHUNK_SIZE
 
 INPUT_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
 
@@ -134,7 +135,7 @@ def evaluation_ratios(args):
     @torch.no_grad()
     def run_torch():
         # the same pass layout as the evaluator: a chunk of points, all K at once
-        points_per_pass = max(1, 32768 // num_samples)
+        points_per_pass = max(1, DEFAULT_CHUNK_SIZE // num_samples)
         results = []
         for start in range(0, len(x), points_per_pass):
             batch = x[start : start + points_per_pass]
