@@ -30,8 +30,12 @@ def main(args):
     assert resource  # the child uses it; Linux reports ru_maxrss in KiB
     rows = []
     for chunk in args.chunk_sizes:
-        output = subprocess.run([sys.executable, "-W", "ignore", "-c", CHILD.format(chunk=chunk)],
-                                capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", CHILD.format(chunk=chunk)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         rows.append((chunk, float(output.strip().splitlines()[-1])))
     print("| chunk_size (pairs per pass) | peak above baseline (MB) | KB per pair |")
     print("|---:|---:|---:|")

@@ -48,7 +48,9 @@ def plain_torch_epoch(encoder, decoder, optimizer, data, generator):
         z = loc + scale * torch.randn_like(loc)
         log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
         log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-        log_likelihood = -F.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").sum(-1)
+        log_likelihood = -F.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").sum(
+            -1
+        )
         loss = -(log_likelihood + log_prior - log_q).sum()
         optimizer.zero_grad()
         loss.backward()
@@ -169,21 +171,25 @@ def main(args):
     eval_ratio = statistics.median(v / t for t, v in evaluation)
     torch_ms = statistics.median(t for t, _, _ in training) * 1e3
     lines = [
-        f"torch threads: {args.threads}; {args.rounds} interleaved rounds; medians of per-round ratios",
+        f"torch threads: {args.threads}; {args.rounds} interleaved rounds; "
+        "medians of per-round ratios",
         "",
         "| measurement | ratio to plain PyTorch |",
         "|---|---:|",
-        f"| SVI step, vi_vae.fit (VAE template, Trace_ELBO), 784-400-20, batch {BATCH} | {fit_ratio:.2f}x |",
+        f"| SVI step, vi_vae.fit (VAE template, Trace_ELBO), 784-400-20, batch {BATCH} "
+        f"| {fit_ratio:.2f}x |",
         f"| SVI step, plain Pyro Trace_ELBO (pyro.module VAE) | {pyro_ratio:.2f}x |",
-        f"| log p(x) evaluator, K = {args.eval_samples}, {args.eval_points} points | {eval_ratio:.2f}x |",
+        f"| log p(x) evaluator, K = {args.eval_samples}, {args.eval_points} points "
+        f"| {eval_ratio:.2f}x |",
         "",
         f"(plain PyTorch step here: {torch_ms:.2f} ms; absolute times drift on a shared machine)",
     ]
     report = "\n".join(lines)
     print(report)
     if args.write:
-        command = ("python benchmarks/step_time.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "write"))
+        command = "python benchmarks/step_time.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "write"
+        )
         Path(args.write).write_text(
             "# Benchmarks\n\n## Step time against plain PyTorch\n\n"
             f"Regenerate with:\n\n    {command} --write {args.write}\n\n{report}\n"
