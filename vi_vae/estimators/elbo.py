@@ -26,11 +26,12 @@ class ELBO(ParticleEstimator):
     ``torch.distributions.kl_divergence`` contributes
     :math:`-\mathrm{KL}(q(z_s \mid \cdot) \,\|\, p(z_s \mid \cdot))` (given the
     draws of the sites before it) instead of :math:`\log p(z_s) - \log q(z_s)`;
-    other sites keep the sampled terms. The estimate is unbiased either way and the
-    analytic one has less variance. Unlike Pyro's ``TraceMeanField_ELBO`` it keeps
-    the value per data point and needs no mean-field guide: the replacement is
-    term by term, so it holds by linearity of expectation for any dependence
-    between sites.
+    other sites keep the sampled terms. The estimate is unbiased either way; the
+    analytic one usually, not always, has less variance (sampled log p(z) and
+    log q(z) can cancel noise in log p(x|z)). Unlike Pyro's ``TraceMeanField_ELBO``
+    it keeps the value per data point and needs no mean-field guide: the
+    replacement is term by term, so it holds by linearity of expectation for any
+    dependence between sites.
 
     The gradient is the reparameterized gradient of the estimate.
 
