@@ -1,0 +1,198 @@
+"""Diagnostics: gradient SNR against closed forms, active units, and the ArviZ export."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from linear_gaussian import LinearGaussian
+from pyro.infer import Trace_ELBO
+from torch.testing import assert_close
+
+from vi_vae import VAE, InputError
+from vi_vae.diagnostics import active_units, gradient_snr, to_inference_data
+from vi_vae.estimators import IWAE, STL, DReG
+
+#: one observation x = 2 under z ~ N(0, 1), x | z ~ N(z + b, 1), guide q(z) = N(μ, 1)
+X, B, MU = 2.0, 0.3, 0.2
+
+
+def shift_model(x):
+    b = pyro.param("b", torch.tensor(B))
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z + b, 1.0), obs=x)
+
+
+def shift_guide(x):
+    mu = pyro.param("mu", torch.tensor(MU))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(mu, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("loss", "guide_snr"),
+    [
+        # z = μ + ε: ∂ELBO/∂μ = x − b − 2μ − 2ε (std 2); STL drops ∂log q/∂μ|_z = ε,
+        # leaving x − b − 2μ − ε (std 1). ∂ELBO/∂b = x − b − μ − ε (std 1) for both.
+        (Trace_ELBO(), abs(X - B - 2 * MU) / 2),
+        (STL(1), abs(X - B - 2 * MU)),
+    ],
+    ids=["pyro-trace-elbo", "stl"],
+)
+def test_gradient_snr_matches_the_closed_form(loss, guide_snr):
+    # 2000 draws: the SNR estimates have standard errors ≈ √((1 + SNR²/2)/2000) < 0.04.
+    result = gradient_snr(shift_model, shift_guide, loss, torch.tensor([X]), num_draws=2000, seed=0)
+    assert result.guide_names == ["mu"] and result.model_names == ["b"]
+    assert result.guide == pytest.approx(guide_snr, abs=0.15)
+    assert result.model == pytest.approx(abs(X - B - MU), abs=0.15)
+
+
+def test_dreg_has_a_higher_guide_snr_than_iwae():
+    x = torch.tensor([X])
+    iwae = gradient_snr(shift_model, shift_guide, IWAE(10), x, num_draws=300, seed=0)
+    dreg = gradient_snr(shift_model, shift_guide, DReG(10), x, num_draws=300, seed=0)
+    assert dreg.guide > 2 * iwae.guide
+    assert dreg.model == pytest.approx(iwae.model, rel=1e-6)  # same draws, same model gradient
+
+
+def test_gradient_snr_splits_encoder_and_decoder_and_leaves_state_alone():
+    torch.manual_seed(0)
+    vae = VAE(input_dim=6, latent_dim=2, hidden_sizes=(8,))
+    x = torch.bernoulli(torch.full((10, 6), 0.5))
+    IWAE(2).loss(vae.model, vae.guide, x)  # create the parameters
+    for parameter in vae.parameters():
+        parameter.grad = torch.full_like(parameter, 7.0)
+    values = [p.detach().clone() for p in vae.parameters()]
+    rng = torch.get_rng_state()
+    result = gradient_snr(vae.model, vae.guide, DReG(3), x, num_draws=10, seed=1)
+    again = gradient_snr(vae.model, vae.guide, DReG(3), x, num_draws=10, seed=1)
+    assert all(name.startswith("encoder.") for name in result.guide_names)
+    assert all(name.startswith("decoder.") for name in result.model_names)
+    assert result.guide_elements.numel() == sum(p.numel() for p in vae.encoder.parameters())
+    assert result.model_elements.numel() == sum(p.numel() for p in vae.decoder.parameters())
+    assert math.isfinite(result.guide) and math.isfinite(result.model)
+    assert_close(result.guide_elements, again.guide_elements, equal_nan=True)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for parameter, value in zip(vae.parameters(), values, strict=True):
+        assert torch.equal(parameter, value)
+        assert (parameter.grad == 7.0).all()
+    assert set(result.summary()) == {
+        "snr_guide_mean", "snr_guide_median", "snr_model_mean", "snr_model_median"
+    }
+
+
+def test_gradient_snr_needs_two_draws():
+    with pytest.raises(InputError, match="num_draws"):
+        gradient_snr(shift_model, shift_guide, STL(1), torch.tensor([X]), num_draws=1)
+
+
+def test_active_units_counts_dimensions_whose_mean_varies():
+    # E_q[z] = (x₀, 0.05 x₁, 1): variances ≈ 1, 0.0025 and 0 across points.
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+
+    def encode(x):
+        loc = torch.stack([x[:, 0], 0.05 * x[:, 1], torch.ones(len(x))], -1)
+        return dist.Normal(loc, 0.5).to_event(1)
+
+    result = active_units(encode, x)
+    assert result.num_active == 1
+    assert result.active.tolist() == [True, False, False]
+    assert result.variances[0] == pytest.approx(1.0, abs=0.15)
+    assert result.variances[1] == pytest.approx(0.0025, abs=0.001)
+    assert result.variances[2] == 0
+    assert active_units(lambda x: encode(x).mean, x, batch_size=64).num_active == 1
+
+
+def test_active_units_without_a_finite_mean():
+    x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    # no mean implemented: the mean of draws; no finite mean (Cauchy): the median of draws
+    no_mean = active_units(
+        lambda x: dist.TransformedDistribution(
+            dist.Normal(x, 0.1), [dist.transforms.AffineTransform(0.0, 1.0)]
+        ),
+        x,
+    )
+    heavy_tailed = active_units(lambda x: dist.Cauchy(x * torch.tensor([1.0, 0.0]), 0.1), x)
+    assert no_mean.num_active == 2
+    assert heavy_tailed.num_active == 1 and torch.isfinite(heavy_tailed.variances).all()
+
+
+def test_active_units_of_a_vae():
+    vae = VAE(input_dim=6, latent_dim=3, hidden_sizes=(8,))
+    result = active_units(vae, torch.bernoulli(torch.full((40, 6), 0.5)))
+    assert result.variances.shape == (3,) and 0 <= result.num_active <= 3
+    with pytest.raises(InputError, match="at least 2"):
+        active_units(vae, torch.zeros(1, 6))
+
+
+def test_inference_data_holds_guide_draws_and_their_log_weights():
+    import arviz
+
+    truth = LinearGaussian()
+    x = truth.sample(10)
+    idata = to_inference_data(truth.model, truth.exact_guide, x, [2, 7], 400, seed=0)
+    assert idata.posterior["z"].dims == ("chain", "draw", "point", "z_dim_0")
+    assert idata.posterior["z"].shape == (4, 100, 2, 2)
+    assert idata.posterior["point"].values.tolist() == [2, 7]
+    stats = idata.sample_stats
+    assert_close(
+        torch.as_tensor(stats["log_weight"].values),
+        torch.as_tensor((stats["lp"] - stats["log_guide"]).values),
+    )
+    # the exact posterior as guide: every weight is p(x), the marginal likelihood
+    log_px = truth.log_marginal(x[[2, 7]])
+    assert_close(torch.as_tensor(stats["log_weight"].values), log_px.expand(4, 100, 2))
+    summary = arviz.summary(idata, var_names=["z"])
+    assert len(summary) == 4 and (summary["r_hat"] < 1.05).all()
+
+
+def test_importance_weights_of_the_export_recover_the_posterior():
+    # A mean-field guide is too narrow; reweighting its draws by exp(log_weight) gives
+    # the exact posterior variance. 8000 draws: the weighted variance is within 5%.
+    truth = LinearGaussian()
+    x = truth.sample(3)
+    idata = to_inference_data(truth.model, truth.mean_field_guide, x, [1], 8000, seed=0)
+    z = torch.as_tensor(idata.posterior["z"].values[:, :, 0]).reshape(-1, 2)
+    weights = torch.as_tensor(idata.sample_stats["log_weight"].values[:, :, 0]).reshape(-1)
+    weights = weights.softmax(0)
+    mean = weights @ z
+    variance = weights @ (z - mean).square()
+    assert_close(mean, truth.posterior_mean(x[1]), rtol=0, atol=0.05)
+    assert_close(variance, truth.posterior_covariance.diagonal(), rtol=0.05, atol=0)
+    assert_close(z.var(0), truth.mean_field_scale.square(), rtol=0.05, atol=0)
+
+
+def test_inference_data_names_inner_plates_and_keeps_the_global_rng():
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("features", x.shape[1], dim=-1):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("features", x.shape[1], dim=-1):
+            pyro.sample("z", dist.Normal(x / 2, math.sqrt(0.5)))
+
+    x = torch.randn(5, 3)
+    rng = torch.get_rng_state()
+    idata = to_inference_data(model, guide, x, [0, 4], 20, num_chains=2, seed=3)
+    again = to_inference_data(model, guide, x, [0, 4], 20, num_chains=2, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert idata.posterior["z"].dims == ("chain", "draw", "point", "features")
+    assert idata.posterior["z"].shape == (2, 10, 2, 3)
+    assert (idata.posterior["z"].values == again.posterior["z"].values).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"point_indices": [0], "num_samples": 10, "num_chains": 4}, "multiple of num_chains"),
+        ({"point_indices": [12], "num_samples": 8}, "must index the 10 rows"),
+        ({"point_indices": [], "num_samples": 8}, "at least one data point"),
+    ],
+)
+def test_inference_data_refuses_bad_requests(kwargs, message):
+    truth = LinearGaussian()
+    with pytest.raises(InputError, match=message):
+        to_inference_data(truth.model, truth.exact_guide, truth.sample(10), **kwargs)

@@ -1,0 +1,416 @@
+r"""Diagnostics of estimators and fitted models: gradient SNR, active units, ArviZ export.
+
+- :func:`gradient_snr`: the signal-to-noise ratio of an estimator's gradient,
+  :math:`|\mathbb{E}[g]| / \mathrm{std}(g)` per parameter element, summarized
+  separately for the guide's (encoder's) and the model's (decoder's) parameters
+  (Rainforth et al. 2018).
+- :func:`active_units`: latent dimensions whose posterior mean varies across data
+  points, :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z|x)}[z_i]) > 0.01` (Burda et al. 2016).
+- :func:`to_inference_data`: draws of the latent variables and their log
+  importance weights for chosen data points, as an ``arviz.InferenceData``.
+
+Per-point importance-weight reliability (effective sample size and Pareto k̂) lives
+with log p(x) in :func:`vi_vae.evaluation.log_marginal_likelihood`.
+
+References:
+    [1] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.
+    [2] Tighter Variational Bounds are Not Necessarily Better, Rainforth, Kosiorek,
+        Le, Maddison, Igl, Wood & Teh, ICML 2018.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.infer.elbo import ELBO
+from torch import Tensor
+from torch.distributions import Distribution
+
+from vi_vae._validation import check_positive_int
+from vi_vae.errors import InputError
+from vi_vae.estimators._weights import PARTICLE_PLATE, guess_plates, trace_log_weights
+
+if TYPE_CHECKING:
+    import arviz
+
+__all__ = [
+    "ACTIVE_UNIT_THRESHOLD",
+    "ActiveUnits",
+    "GradientSNR",
+    "active_units",
+    "gradient_snr",
+    "to_inference_data",
+]
+
+#: Burda et al. (2016, §5.2): a unit is active when Cov_x(E_q[z_i]) exceeds 10⁻².
+ACTIVE_UNIT_THRESHOLD = 0.01
+#: (particle, point) pairs per pass of :func:`to_inference_data`, as the evaluator's passes
+_PAIRS_PER_PASS = 8192
+
+
+@dataclass
+class GradientSNR:
+    """Signal-to-noise ratio of a gradient estimator, by parameter group.
+
+    For each parameter element, SNR = |mean| / std of its gradient over repeated
+    draws on a fixed batch (std with Bessel's correction). Elements whose gradient
+    is exactly zero in every draw (parameters the loss does not touch) have no SNR
+    and are left out of the summaries.
+
+    Attributes:
+        guide: mean SNR over the guide's parameter elements (the encoder's, for a VAE).
+        model: mean SNR over the model's parameter elements (the decoder's).
+        guide_elements: per-element SNR of the guide's parameters, flattened in
+            the order of ``guide_names``.
+        model_elements: the same for the model's parameters.
+        guide_names: names of the guide's parameters (Pyro param-store names).
+        model_names: names of the model's parameters.
+        num_draws: the number of gradient draws.
+    """
+
+    guide: float
+    model: float
+    guide_elements: Tensor
+    model_elements: Tensor
+    guide_names: list[str]
+    model_names: list[str]
+    num_draws: int
+
+    def summary(self) -> dict[str, float]:
+        """Mean and median SNR of each group, as plain floats."""
+        return {
+            "snr_guide_mean": self.guide,
+            "snr_guide_median": _nan_median(self.guide_elements),
+            "snr_model_mean": self.model,
+            "snr_model_median": _nan_median(self.model_elements),
+        }
+
+
+def gradient_snr(
+    model: Callable,
+    guide: Callable,
+    loss: ELBO,
+    x: Tensor,
+    *,
+    num_draws: int = 100,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> GradientSNR:
+    r"""Signal-to-noise ratio of ``loss``'s gradient on the fixed batch ``x`` [2].
+
+    .. math::
+        \mathrm{SNR}_j = \frac{|\bar g_j|}{s_j}, \qquad
+        \bar g_j = \frac{1}{R}\sum_{r=1}^R g_j^{(r)}, \quad
+        s_j^2 = \frac{1}{R-1}\sum_{r=1}^R (g_j^{(r)} - \bar g_j)^2,
+
+    over R = ``num_draws`` calls of ``loss.loss_and_grads(model, guide, x)``, each
+    with fresh draws of the particles. Guide parameters are the ``param`` sites the
+    guide touches; model parameters are the other ones the loss touches. Nothing is
+    updated, and each parameter's ``.grad`` is restored afterwards.
+
+    Args:
+        model: Pyro model ``model(x, **kwargs)``.
+        guide: Pyro guide with the same signature.
+        loss: any ``pyro.infer.ELBO`` (vi_vae's estimators or Pyro's).
+        x: the fixed batch.
+        num_draws: R, gradient draws (at least 2).
+        seed: seed for reproducible draws (the global RNG is left untouched).
+        **kwargs: passed to model and guide.
+
+    Returns:
+        :class:`GradientSNR`; for a VAE, ``.guide`` is the encoder's mean SNR and
+        ``.model`` the decoder's.
+    """
+    check_positive_int("num_draws", num_draws, minimum=2)
+    with _seeded(seed, x.device):
+        with poutine.trace(param_only=True) as capture, torch.no_grad():
+            loss.loss(model, guide, x, **kwargs)
+        parameters = _parameters_by_name(capture.trace)
+        with poutine.block(), torch.no_grad():
+            guide_trace = poutine.trace(guide, param_only=True).get_trace(x, **kwargs)
+        guide_names = [name for name in _parameters_by_name(guide_trace) if name in parameters]
+        model_names = [name for name in parameters if name not in guide_names]
+        saved = {name: leaf.grad for name, leaf in parameters.items()}
+        try:
+            count, mean, m2 = 0, None, None
+            for _ in range(num_draws):
+                for leaf in parameters.values():
+                    leaf.grad = None
+                loss.loss_and_grads(model, guide, x, **kwargs)
+                draw = torch.cat([
+                    _flat_gradient(parameters[name]) for name in guide_names + model_names
+                ])
+                # Welford's running mean and sum of squared deviations, in float64
+                count += 1
+                if mean is None:
+                    mean, m2 = draw.clone(), torch.zeros_like(draw)
+                else:
+                    delta = draw - mean
+                    mean += delta / count
+                    m2 += delta * (draw - mean)
+        finally:
+            for name, leaf in parameters.items():
+                leaf.grad = saved[name]
+    std = (m2 / (count - 1)).sqrt()
+    snr = mean.abs() / std
+    snr[(mean == 0) & (std == 0)] = math.nan
+    split = sum(parameters[name].numel() for name in guide_names)
+    guide_elements, model_elements = snr[:split].cpu(), snr[split:].cpu()
+    return GradientSNR(
+        guide=_nan_mean(guide_elements),
+        model=_nan_mean(model_elements),
+        guide_elements=guide_elements,
+        model_elements=model_elements,
+        guide_names=guide_names,
+        model_names=model_names,
+        num_draws=num_draws,
+    )
+
+
+@dataclass
+class ActiveUnits:
+    """Active latent units (Burda et al. 2016).
+
+    Attributes:
+        num_active: number of units with variance above ``threshold``.
+        variances: Cov_x(E_q[z_i]) of each latent unit, ``[latent_dim]``.
+        threshold: the activity threshold.
+    """
+
+    num_active: int
+    variances: Tensor
+    threshold: float
+
+    @property
+    def active(self) -> Tensor:
+        """Boolean mask of the active units, ``[latent_dim]``."""
+        return self.variances > self.threshold
+
+
+def active_units(
+    encoder: Any,
+    x: Tensor,
+    threshold: float = ACTIVE_UNIT_THRESHOLD,
+    *,
+    batch_size: int = 1024,
+    num_samples: int = 100,
+) -> ActiveUnits:
+    r"""Count the latent units the model uses [1].
+
+    .. math::
+        A_i = \mathrm{Cov}_x\big(\mathbb{E}_{q(z \mid x)}[z_i]\big) > \text{threshold}.
+
+    Args:
+        encoder: a :class:`~vi_vae.VAE` (its ``encode`` is used) or a function
+            ``x -> q(z|x)`` returning a torch ``Distribution`` or a tensor of
+            posterior means, ``[batch, latent_dim]``.
+        x: data points, ``[N, ...]``, N ≥ 2.
+        threshold: 0.01 as Burda et al.
+        batch_size: points per encoder call (memory).
+        num_samples: draws for the Monte Carlo mean of a q whose mean is not
+            implemented; where q has no finite mean (e.g. Cauchy) the median of the
+            draws stands in for it.
+
+    Returns:
+        :class:`ActiveUnits` with the per-unit variances across data points
+        (Bessel-corrected).
+    """
+    encode = encoder.encode if hasattr(encoder, "encode") else encoder
+    if not callable(encode):
+        raise InputError("encoder must be a VAE or a function x -> q(z|x)")
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 2:
+        raise InputError("x must be a tensor with at least 2 data points along dimension 0")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("num_samples", num_samples)
+    means = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[start : start + batch_size]
+            means.append(_posterior_mean(encode(batch), num_samples).reshape(len(batch), -1))
+    variances = torch.cat(means).double().var(0).cpu()
+    return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold))
+
+
+def to_inference_data(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    point_indices: Sequence[int],
+    num_samples: int = 1000,
+    *,
+    num_chains: int = 4,
+    data_plate: str = "data",
+    seed: int | None = None,
+    **kwargs: Any,
+) -> arviz.InferenceData:
+    """Draws of every latent site from the guide, with their log weights, for ArviZ.
+
+    For each chosen point x_n, ``num_samples`` independent draws z ~ q(z | x_n) are
+    split into ``num_chains`` chains (independent draws, so R-hat ≈ 1 and the ESS
+    ≈ the number of draws check the export rather than a sampler).
+
+    Groups:
+        - ``posterior``: each latent site of the guide, dims ``(chain, draw, point,
+          ...)``: the site's other plates by plate name, then its event dims
+          ``<site>_dim_<i>``. These are draws from the **guide**, the variational
+          posterior; ``az.summary`` of them summarizes q(z|x), not p(z|x).
+        - ``sample_stats``: ``log_weight`` = log p(x_n, z) − log q(z|x_n), ``lp`` =
+          log p(x_n, z) and ``log_guide`` = log q(z|x_n), dims ``(chain, draw, point)``
+          (unscaled). Self-normalized weights ``exp(log_weight)`` over a point's draws
+          turn expectations under q into estimates under p(z|x_n);
+          ``az.psislw(log_weight)`` smooths them (Pareto-smoothed importance sampling).
+
+    The ``point`` coordinate holds ``point_indices``.
+
+    Args:
+        model: Pyro model ``model(x, **kwargs)``.
+        guide: Pyro guide with the same signature.
+        x: data, ``[N, ...]``.
+        point_indices: rows of ``x`` to export.
+        num_samples: draws per point in total, a multiple of ``num_chains``.
+        num_chains: chains to split the draws into.
+        data_plate: name of the data plate.
+        seed: seed for reproducible draws (the global RNG is left untouched).
+        **kwargs: passed to model and guide.
+
+    Returns:
+        An ``arviz.InferenceData``.
+    """
+    import arviz  # imported here: it is slow to import
+
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("num_chains", num_chains)
+    if num_samples % num_chains:
+        raise InputError(
+            f"num_samples ({num_samples}) must be a multiple of num_chains ({num_chains})"
+        )
+    indices = [int(i) for i in point_indices]
+    if not indices:
+        raise InputError("point_indices must name at least one data point")
+    if not isinstance(x, Tensor) or not all(-len(x) <= i < len(x) for i in indices):
+        raise InputError(f"point_indices must index the {len(x)} rows of x; got {indices}")
+    points = x[indices]
+    posterior: dict[str, list[Tensor]] = {}
+    stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
+    dims: dict[str, list[str]] = {}
+    per_pass = max(1, _PAIRS_PER_PASS // len(indices))
+    with torch.no_grad(), _seeded(seed, x.device):
+        plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
+        for start in range(0, num_samples, per_pass):
+            traces = trace_log_weights(
+                model, guide, (points,), kwargs, num_particles=min(per_pass, num_samples - start),
+                plate_nesting=plate_nesting, data_plate=data_plate, scaled=False,
+            )
+            stats["log_weight"].append(traces.log_weights)
+            stats["lp"].append(traces.log_model)
+            stats["log_guide"].append(traces.log_guide)
+            for name, site in traces.guide_trace.nodes.items():
+                if site["type"] == "sample" and not site["is_observed"]:
+                    value, site_dims = _point_major(site, plate_nesting, data_plate)
+                    posterior.setdefault(name, []).append(value)
+                    dims[name] = ["point", *site_dims]
+
+    def by_chain(parts: list[Tensor]) -> Any:
+        values = torch.cat(parts).double().cpu().numpy()
+        return values.reshape(num_chains, num_samples // num_chains, *values.shape[1:])
+
+    for name in stats:
+        dims[name] = ["point"]
+    return arviz.from_dict(
+        posterior={name: by_chain(parts) for name, parts in posterior.items()},
+        sample_stats={name: by_chain(parts) for name, parts in stats.items()},
+        coords={"point": indices},
+        dims=dims,
+        posterior_attrs={
+            "inference_library": "vi_vae",
+            "draws_from": "the guide q(z|x); weight by exp(log_weight) for p(z|x)",
+        },
+        sample_stats_attrs={
+            "log_weight": "log p(x, z) - log q(z|x), unscaled",
+            "lp": "log p(x, z)",
+            "log_guide": "log q(z|x)",
+        },
+    )
+
+
+def _parameters_by_name(trace: Any) -> dict[str, Tensor]:
+    leaves = {}
+    for name, site in trace.nodes.items():
+        if site["type"] == "param":
+            value = site["value"]
+            leaves[name] = value.unconstrained() if hasattr(value, "unconstrained") else value
+    return leaves
+
+
+def _flat_gradient(leaf: Tensor) -> Tensor:
+    if leaf.grad is None:
+        return torch.zeros(leaf.numel(), dtype=torch.float64, device=leaf.device)
+    return leaf.grad.detach().reshape(-1).double()
+
+
+def _nan_mean(values: Tensor) -> float:
+    kept = values[~torch.isnan(values)]
+    return kept.mean().item() if kept.numel() else math.nan
+
+
+def _nan_median(values: Tensor) -> float:
+    kept = values[~torch.isnan(values)]
+    return kept.median().item() if kept.numel() else math.nan
+
+
+def _posterior_mean(q: Distribution | Tensor, num_samples: int) -> Tensor:
+    """E_q[z], ``[batch, ...]``: the mean where finite, else from draws (median if heavy-tailed)."""
+    if isinstance(q, Tensor):
+        return q
+    try:
+        mean = q.mean
+    except NotImplementedError:
+        return q.sample((num_samples,)).mean(0)
+    if torch.isfinite(mean).all():
+        return mean
+    return q.sample((num_samples,)).median(0).values
+
+
+def _point_major(site: dict, plate_nesting: int, data_plate: str) -> tuple[Tensor, list[str]]:
+    """A vectorized site value as ``[particles, points, other plates..., event...]``."""
+    value = site["value"]
+    event_dim = site["fn"].event_dim
+    batch_dims = value.dim() - event_dim
+    names = {
+        frame.dim: frame.name
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.name != PARTICLE_PLATE
+    }
+    value = value.reshape((1,) * (plate_nesting + 1 - batch_dims) + tuple(value.shape))
+    data_dim = next(dim for dim, name in names.items() if name == data_plate)
+    order = [0, plate_nesting + 1 + data_dim] + [
+        plate_nesting + 1 + dim for dim in range(-plate_nesting, 0) if dim != data_dim
+    ]
+    order += list(range(plate_nesting + 1, value.dim()))
+    value = value.permute(order)
+    plate_dims = [dim for dim in range(-plate_nesting, 0) if dim != data_dim]
+    kept_shape, dims = list(value.shape[:2]), []
+    for position, dim in enumerate(plate_dims, start=2):
+        if dim in names:
+            kept_shape.append(value.shape[position])
+            dims.append(names[dim])
+    event_shape = value.shape[2 + len(plate_dims):]
+    dims += [f"{site['name']}_dim_{i}" for i in range(len(event_shape))]
+    return value.reshape(*kept_shape, *event_shape), dims
+
+
+@contextmanager
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
