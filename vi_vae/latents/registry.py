@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from functools import cached_property
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -13,12 +14,15 @@ from torch.distributions import constraints, transform_to
 from torch.distributions.constraints import Constraint
 
 from vi_vae.errors import InputError
+from vi_vae.latents.parameters import ParameterMap
 
 __all__ = [
     "CATEGORIES",
     "FAMILIES",
     "ElementwiseFamily",
     "LatentFamily",
+    "describe_constraint",
+    "describe_distribution",
     "get_family",
     "register_family",
 ]
@@ -32,12 +36,14 @@ class LatentFamily(abc.ABC):
 
     The encoder outputs ``num_raw_parameters(latent_dim)`` unconstrained numbers per
     data point; :meth:`posterior` maps them to a distribution whose batch shape is
-    the leading shape of ``raw`` and whose event shape is ``[latent_dim]``.
+    the leading shape of ``raw`` and whose event shape is ``[latent_dim]``. The
+    support of every posterior lies inside the support of :meth:`prior`, so that
+    KL(q ‖ p) is finite.
 
     Attributes:
         name: registry name, e.g. ``"normal"``.
         categories: Kingma & Welling categories the family belongs to.
-        support: the support of z under every posterior and the prior.
+        support: the support of z under the prior (and so of every posterior).
         description: one line for ``vi-vae families``.
     """
 
@@ -67,6 +73,42 @@ class LatentFamily(abc.ABC):
         """A point summary of q(z|x) for reconstructions and latent plots (the mean)."""
         return posterior.mean
 
+    def describe_parameters(self) -> str:
+        """How raw encoder outputs become the parameters of q, for ``vi-vae families``."""
+        return ""
+
+    def describe_prior(self) -> str:
+        """The default prior with its parameters, e.g. ``"Normal(loc=0, scale=1)"``."""
+        return describe_distribution(self.prior(2))
+
+    def kl_divergence(
+        self,
+        posterior: dist.TorchDistribution,
+        prior: dist.TorchDistribution,
+        num_particles: int = 1,
+    ) -> Tensor:
+        r"""KL(q ‖ p) per batch element: closed form where registered, else sampled.
+
+        .. math::
+            \widehat{\mathrm{KL}} = \frac{1}{S} \sum_{s=1}^{S}
+            \log q(z_s) - \log p(z_s), \qquad z_s \sim q \text{ (by rsample)}
+
+        The sampled estimate is unbiased and differentiable through ``rsample``.
+
+        Args:
+            posterior: q, e.g. ``self.posterior(raw)``.
+            prior: p, e.g. ``self.prior(latent_dim)``.
+            num_particles: S, draws for the sampled estimate.
+
+        Returns:
+            ``[*posterior.batch_shape]``.
+        """
+        try:
+            return torch.distributions.kl_divergence(posterior, prior)
+        except NotImplementedError:
+            z = posterior.rsample((num_particles,))
+            return (posterior.log_prob(z) - prior.log_prob(z)).mean(0)
+
     @cached_property
     def has_analytic_kl(self) -> bool:
         """Whether KL(q ‖ p) between posterior and default prior is closed form."""
@@ -79,15 +121,20 @@ class LatentFamily(abc.ABC):
         return True
 
     def summary(self) -> dict[str, str]:
-        """The row that ``vi-vae families`` prints for this family."""
-        prior = self.prior(2)
-        base = getattr(prior, "base_dist", prior)
+        """The row that ``vi-vae families`` prints for this family.
+
+        Keys: ``name``, ``category`` (comma-separated), ``support`` (of z per
+        coordinate, e.g. ``"[0.1, 10]"``), ``prior`` (with its parameters), ``kl``
+        (``"analytic"`` or ``"sampled"``), ``parameters`` (raw outputs and their
+        maps) and ``description``.
+        """
         return {
             "name": self.name,
             "category": ", ".join(self.categories),
-            "support": _describe_constraint(self.support),
-            "prior": type(base).__name__,
+            "support": describe_constraint(self.support),
+            "prior": self.describe_prior(),
             "kl": "analytic" if self.has_analytic_kl else "sampled",
+            "parameters": self.describe_parameters(),
             "description": self.description,
         }
 
@@ -95,20 +142,25 @@ class LatentFamily(abc.ABC):
 class ElementwiseFamily(LatentFamily):
     """A family whose latent dimensions are independent copies of one distribution.
 
-    Each named parameter takes ``latent_dim`` raw encoder outputs mapped into its
-    constraint by ``torch.distributions.transform_to``; the prior is the same
-    distribution with fixed parameters; the posterior is wrapped in
-    ``to_event(1)`` so that z has event shape ``[latent_dim]``.
+    Each named parameter takes ``latent_dim`` raw encoder outputs, mapped by a
+    :class:`~vi_vae.latents.parameters.ParameterMap` (or, for a bare constraint,
+    by ``torch.distributions.transform_to``); the prior is the same constructor at
+    fixed values; the posterior is wrapped in ``to_event(1)`` so that z has event
+    shape ``[latent_dim]``. The constructor need not be a distribution class: a
+    function of the named parameters can place the posterior's support inside the
+    prior's (see the uniform family).
 
     Args:
         name: registry name.
         categories: Kingma & Welling categories.
         distribution: constructor taking the named parameters as keywords.
-        parameters: parameter name -> constraint, in the order of the raw outputs.
+        parameters: parameter name -> map (or constraint), in the order of the raw outputs.
         prior_parameters: parameter name -> value of the default prior.
         support: support of z.
         description: one line for ``vi-vae families``.
         center: optional point summary of q (default: its mean).
+        fixed_parameters: keywords passed unchanged to every posterior and to the
+            prior (e.g. a Student-t's degrees of freedom).
     """
 
     def __init__(
@@ -116,17 +168,20 @@ class ElementwiseFamily(LatentFamily):
         name: str,
         categories: tuple[str, ...],
         distribution: Callable[..., dist.TorchDistribution],
-        parameters: Mapping[str, Constraint],
+        parameters: Mapping[str, Constraint | ParameterMap],
         prior_parameters: Mapping[str, float],
         support: Constraint,
         description: str = "",
         center: Callable[[dist.TorchDistribution], Tensor] | None = None,
+        *,
+        fixed_parameters: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.categories = tuple(categories)
         self.distribution = distribution
         self.parameters = dict(parameters)
         self.prior_parameters = dict(prior_parameters)
+        self.fixed_parameters = dict(fixed_parameters or {})
         self.support = support
         self.description = description
         self._center = center
@@ -145,10 +200,10 @@ class ElementwiseFamily(LatentFamily):
             )
         chunks = raw.split(raw.shape[-1] // num_parameters, dim=-1)
         kwargs = {
-            name: transform_to(constraint)(chunk)
-            for (name, constraint), chunk in zip(self.parameters.items(), chunks, strict=True)
+            name: _parameter_map(mapping)(chunk)
+            for (name, mapping), chunk in zip(self.parameters.items(), chunks, strict=True)
         }
-        return self.distribution(**kwargs).to_event(1)
+        return self.distribution(**kwargs, **self.fixed_parameters).to_event(1)
 
     def prior(
         self,
@@ -162,13 +217,40 @@ class ElementwiseFamily(LatentFamily):
             name: torch.full((latent_dim,), float(value), device=device, dtype=dtype)
             for name, value in self.prior_parameters.items()
         }
-        return self.distribution(**kwargs).to_event(1)
+        return self.distribution(**kwargs, **self.fixed_parameters).to_event(1)
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
         """The mean of q, or the family's own point summary where it has one."""
         if self._center is not None:
             return self._center(posterior)
         return posterior.mean
+
+    def describe_prior(self) -> str:
+        """The prior with its parameters, fixed ones (e.g. an Erlang's integer shape) included."""
+        text = describe_distribution(self.prior(2))
+        prior = self.prior(1)
+        while isinstance(prior, torch.distributions.Independent):
+            prior = prior.base_dist
+        fixed = [
+            f"{name}={value:g}"
+            for name, value in self.fixed_parameters.items()
+            if name not in prior.arg_constraints
+        ]
+        if not fixed:
+            return text
+        head, _, rest = text.partition("(")
+        return f"{head}({', '.join(fixed)}{', ' if rest != ')' else ''}{rest}"
+
+    def describe_parameters(self) -> str:
+        """One formula per parameter, each applied to its own ``latent_dim`` raw outputs."""
+        parts = []
+        for name, mapping in self.parameters.items():
+            if isinstance(mapping, ParameterMap):
+                parts.append(mapping.describe(name))
+            else:
+                parts.append(f"{name} = transform_to({describe_constraint(mapping)})(raw)")
+        fixed = [f"{name} = {value:g}" for name, value in self.fixed_parameters.items()]
+        return "; ".join(parts + [f"fixed {text}" for text in fixed])
 
 
 #: name -> family. Filled by explicit ``register_family`` calls in the category modules.
@@ -197,19 +279,57 @@ def get_family(name: str | LatentFamily) -> LatentFamily:
     return FAMILIES[name]
 
 
-def _describe_constraint(constraint: Constraint) -> str:
-    if constraint is constraints.real or constraint is constraints.real_vector:
+def describe_distribution(distribution: dist.TorchDistribution) -> str:
+    """``"Name(parameter=value, ...)"`` for a distribution with constant parameters.
+
+    ``Independent`` wrappers are looked through; parameters whose entries differ
+    are left out.
+
+    Example:
+        >>> describe_distribution(dist.Normal(torch.zeros(3), 1.0).to_event(1))
+        'Normal(loc=0, scale=1)'
+    """
+    while isinstance(distribution, torch.distributions.Independent):
+        distribution = distribution.base_dist
+    parts = []
+    for name in distribution.arg_constraints:
+        value = getattr(distribution, name, None)
+        if isinstance(value, Tensor) and value.numel() and (value == value.flatten()[0]).all():
+            parts.append(f"{name}={value.flatten()[0].item():g}")
+    return f"{type(distribution).__name__}({', '.join(parts)})"
+
+
+def describe_constraint(constraint: Constraint) -> str:
+    """A support in interval notation: ``"real"``, ``"(0, inf)"``, ``"[1, inf)"``, ``"[a, b]"``.
+
+    Example:
+        >>> describe_constraint(constraints.interval(-1.0, 1.0))
+        '[-1, 1]'
+    """
+    if constraint is constraints.real_vector:
+        return "real vector"
+    while isinstance(constraint, constraints.independent):
+        constraint = constraint.base_constraint
+    if constraint is constraints.real:
         return "real"
-    if constraint is constraints.positive:
-        return "(0, inf)"
     if constraint is constraints.simplex:
         return "simplex"
     if constraint is constraints.unit_interval:
         return "(0, 1)"
     lower = getattr(constraint, "lower_bound", None)
     upper = getattr(constraint, "upper_bound", None)
-    if lower is not None and upper is not None:
-        return f"[{lower:g}, {upper:g}]"
-    if lower is not None:
+    if isinstance(constraint, constraints.greater_than):
+        return f"({lower:g}, inf)"
+    if isinstance(constraint, constraints.greater_than_eq):
         return f"[{lower:g}, inf)"
+    if isinstance(constraint, constraints.less_than):
+        return f"(-inf, {upper:g})"
+    if isinstance(constraint, constraints.half_open_interval):
+        return f"[{lower:g}, {upper:g})"
+    if isinstance(constraint, constraints.interval):
+        return f"[{lower:g}, {upper:g}]"
     return type(constraint).__name__.lstrip("_")
+
+
+def _parameter_map(mapping: Constraint | ParameterMap) -> Callable[[Tensor], Tensor]:
+    return mapping if isinstance(mapping, ParameterMap) else transform_to(mapping)
