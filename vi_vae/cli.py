@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vi_vae.config import RunConfig
 from vi_vae.errors import InputError, TrainingError
 
 __all__ = ["build_parser", "main"]
@@ -46,9 +48,7 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from vi_vae.config import RunConfig
-
+def _add_train_arguments(parser: argparse.ArgumentParser, estimator: bool = True) -> None:
     defaults = RunConfig()
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=defaults.dataset,
@@ -75,9 +75,11 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--activation", default=defaults.activation,
                        help="relu, tanh, softplus, elu, gelu or silu (default: %(default)s)")
     training = parser.add_argument_group("training")
-    training.add_argument("--estimator", default=defaults.estimator,
-                          help="training objective, e.g. elbo, elbo-analytic "
-                               "(default: %(default)s)")
+    if estimator:
+        training.add_argument("--estimator", default=defaults.estimator,
+                              help="training objective: elbo, elbo-analytic, iwae:K, vr:ALPHA:K, "
+                                   "vrmax:K, stl:K, dreg:K, miwae:M:K, ciwae:BETA:K, "
+                                   "piwae:M:L:K (default: %(default)s)")
     training.add_argument("--epochs", type=int,
                           help=f"number of epochs, >= 1 (default: {defaults.epochs}; with "
                                "--resume: the stored total)")
@@ -157,6 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", help="PNG (grid) or .npy file (default: RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
+    compare = commands.add_parser(
+        "compare", help="train one model per estimator and compare their bounds and log p(x)",
+        description="Train one model per estimator from the same seed, initialization and "
+                    "budget; evaluate all on the same test points with the same K; write "
+                    "report.md, comparison.json and figures (bounds versus K, training "
+                    "curves, gradient SNR versus K).", epilog=EPILOG,
+    )
+    compare.add_argument("--estimators", default="elbo,iwae:5,dreg:5,stl:1",
+                         help="comma-separated estimator spellings (default: %(default)s)")
+    _add_train_arguments(compare, estimator=False)
+    compare.set_defaults(eval_samples=5000)
+    compare_output = compare.add_argument_group("output")
+    compare_output.add_argument("--out-dir",
+                                help="comparison directory (default: runs/compare-DATASET)")
+    compare_output.add_argument("--snr-particles", type=_int_list, default=[1, 5, 20, 50],
+                                help="K values of the gradient-SNR curves (default: 1,5,20,50)")
+    compare_output.add_argument("--snr-draws", type=_positive_int, default=100,
+                                help="gradient draws per SNR value (default: %(default)s)")
+    compare_output.add_argument("--resume", action="store_true",
+                                help="keep finished runs in --out-dir, resume unfinished ones")
+    compare_output.add_argument("--overwrite", action="store_true",
+                                help="replace existing runs in --out-dir")
+    compare_output.add_argument("--quiet", action="store_true", help="no progress bar")
+
     plot = commands.add_parser("plot", help="(re)draw a run's figures", epilog=EPILOG)
     plot.add_argument("run_dir", metavar="RUN_DIR")
 
@@ -165,28 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
-    from vi_vae.config import RunConfig
-    from vi_vae.runs import train_run
-
+def _config_from_args(args: argparse.Namespace, estimator: str) -> RunConfig:
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be an integer >= 1; got {args.epochs}")
     if args.eval_samples < 1:
         raise InputError(f"--eval-samples must be an integer >= 1; got {args.eval_samples}")
-    options = {"scale": args.sigma} if args.sigma is not None else {}
     if args.sigma is not None and args.likelihood != "gaussian":
         raise InputError("--sigma applies only to --likelihood gaussian")
-    config = RunConfig(
+    return RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, binarization=args.binarization,
         max_train=args.max_train, latent=args.latent, latent_dim=args.latent_dim,
-        likelihood=args.likelihood, likelihood_options=options, hidden_sizes=args.hidden,
-        activation=args.activation, estimator=args.estimator,
-        epochs=args.epochs or (1 if args.resume else RunConfig.epochs),
+        likelihood=args.likelihood,
+        likelihood_options={"scale": args.sigma} if args.sigma is not None else {},
+        hidden_sizes=args.hidden, activation=args.activation, estimator=estimator,
+        epochs=args.epochs or (1 if getattr(args, "resume", None) else RunConfig.epochs),
         batch_size=args.batch_size, learning_rate=args.learning_rate, kl_weight=args.kl_weight,
         kl_warmup_epochs=args.kl_warmup_epochs, patience=args.patience, seed=args.seed,
         device=args.device, eval_samples=args.eval_samples, eval_bounds=args.eval_bounds,
         eval_points=args.eval_points,
     )
+
+
+def _print_estimate(metrics: dict) -> None:
+    estimate = metrics["log_marginal_likelihood"]
+    print(
+        f"test log p(x) = {estimate['log_px']:.2f} ± {estimate['log_px_standard_error']:.2f} nats "
+        f"(K = {int(estimate['num_samples'])}, mean ESS "
+        f"{estimate['mean_effective_sample_size']:.1f}, share k̂ > 0.7: "
+        f"{estimate['share_pareto_k_above_0.7']:.2f})"
+    )
+    for bound in metrics["bounds"]:
+        print(f"  {bound['name']:>10}: {bound['mean']:.2f} ± {bound['standard_error']:.2f}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vi_vae.runs import train_run
+
+    config = _config_from_args(args, args.estimator)
     if args.resume:
         run_dir = Path(args.resume)
     elif args.run_dir:
@@ -201,17 +242,38 @@ def _train(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
-    estimate = metrics["log_marginal_likelihood"]
     print(f"run directory: {run_dir}")
-    print(
-        f"test log p(x) = {estimate['log_px']:.2f} ± {estimate['log_px_standard_error']:.2f} nats "
-        f"(K = {int(estimate['num_samples'])}, MC SE "
-        f"{estimate['log_px_monte_carlo_standard_error']:.3f}, share k̂ > 0.7: "
-        f"{estimate['share_pareto_k_above_0.7']:.2f})"
-    )
-    for bound in metrics["bounds"]:
-        print(f"  {bound['name']:>10}: {bound['mean']:.2f} ± {bound['standard_error']:.2f}")
+    _print_estimate(metrics)
     print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vi_vae.compare import compare
+
+    config = _config_from_args(args, "elbo")
+    out_dir = Path(args.out_dir or Path("runs") / f"compare-{Path(args.dataset).stem}")
+    progress = _ProgressBar(disable=args.quiet)
+
+    def announce(spelling: str) -> None:
+        if not args.quiet:
+            print(f"training with {spelling}", file=sys.stderr)
+
+    try:
+        comparison = compare(
+            config, args.estimators.split(","), out_dir, snr_particles=args.snr_particles,
+            snr_draws=args.snr_draws, resume=args.resume, overwrite=args.overwrite,
+            on_step=progress.step, on_epoch=progress.epoch, on_run=announce,
+            command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
+        )
+    finally:
+        progress.close()
+    print(f"comparison directory: {out_dir}")
+    print(f"{'estimator':<14} {'log p(x)':>10} {'± SE':>6} {'ELBO':>9} {'seconds':>8}")
+    for row in comparison["rows"]:
+        print(f"{row['estimator']:<14} {row['log_px']:>10.2f} {row['log_px_se']:>6.2f} "
+              f"{row['elbo']:>9.2f} {row['seconds']:>8.0f}")
+    print(f"report: {out_dir / 'report.md'}")
     return 0
 
 
@@ -257,15 +319,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be an integer >= 1; got {args.num_samples}")
     metrics = evaluate_run(args.run_dir, args.num_samples, args.device, args.num_points)
-    estimate = metrics["log_marginal_likelihood"]
-    print(
-        f"test log p(x) = {estimate['log_px']:.2f} ± {estimate['log_px_standard_error']:.2f} nats "
-        f"(K = {int(estimate['num_samples'])}, mean ESS "
-        f"{estimate['mean_effective_sample_size']:.1f}, share k̂ > 0.7: "
-        f"{estimate['share_pareto_k_above_0.7']:.2f})"
-    )
-    for bound in metrics["bounds"]:
-        print(f"  {bound['name']:>10}: {bound['mean']:.2f} ± {bound['standard_error']:.2f}")
+    _print_estimate(metrics)
     print(f"metrics: {Path(args.run_dir) / 'metrics.json'}")
     return 0
 
@@ -329,6 +383,7 @@ def _families(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": _train,
+    "compare": _compare,
     "evaluate": _evaluate,
     "sample": _sample,
     "plot": _plot,
@@ -340,7 +395,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vi-vae``; returns the exit status (2 for bad input, 1 for a failed run)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -25,12 +25,15 @@ from vi_vae.model import VAE  # noqa: E402
 
 __all__ = [
     "image_grid",
+    "plot_bounds_versus_particles",
     "plot_interpolation",
     "plot_latent_scatter",
     "plot_manifold",
     "plot_reconstructions",
     "plot_samples",
+    "plot_snr_versus_particles",
     "plot_training_curves",
+    "plot_training_curves_overlaid",
     "principal_components",
 ]
 
@@ -172,4 +175,61 @@ def plot_training_curves(history: list[dict[str, float]], path: str | Path) -> P
     axis.set_ylabel("nats per data point")
     axis.legend()
     axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_bounds_versus_particles(
+    curves: dict[str, list[tuple[int, float, float]]], path: str | Path
+) -> Path:
+    """IWAE-k of each model against k (log axis), with standard errors over test points."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for label, points in curves.items():
+        ks, means, errors = zip(*points, strict=True)
+        axis.errorbar(ks, means, yerr=errors, marker="o", markersize=3, capsize=2, label=label)
+    axis.set_xscale("log")
+    axis.set_xlabel("k (importance samples)")
+    axis.set_ylabel("IWAE-k bound on log p(x), nats per point")
+    axis.set_title("bounds versus k, same test points")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_training_curves_overlaid(
+    histories: dict[str, list[dict[str, float]]], path: str | Path
+) -> Path:
+    """Validation ELBO by epoch for several runs on one axis."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for label, history in histories.items():
+        axis.plot([row["epoch"] for row in history],
+                  [row["validation_elbo"] for row in history], label=label)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation ELBO, nats per point")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_snr_versus_particles(
+    curves: dict[str, list[tuple[int, float, float]]], path: str | Path
+) -> Path:
+    """Gradient SNR of encoder (left) and decoder (right) parameters against K."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for label, points in curves.items():
+        for axis, column in zip(axes, (1, 2), strict=True):
+            shown = [
+                (p[0], p[column]) for p in points if math.isfinite(p[column]) and p[column] > 0
+            ]
+            if shown:
+                axis.plot(*zip(*shown, strict=True), marker="o", markersize=3, label=label)
+    for axis, title in zip(axes, ("encoder (guide) parameters", "decoder (model) parameters"),
+                           strict=True):
+        axis.set_xscale("log")
+        if axis.lines:
+            axis.set_yscale("log")
+        axis.set_xlabel("K (particles per gradient)")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("gradient SNR, |E g| / sd(g)")
+    axes[1].legend(fontsize=8)
     return _save(figure, path)

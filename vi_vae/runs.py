@@ -209,7 +209,12 @@ def _evaluate(
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
-    """Load a run directory's config, data and best parameters."""
+    """Load a run directory's config, data and best parameters.
+
+    Clears Pyro's param store: a PyroModule registers its parameters there by
+    name, and a stale entry of the same name (from an earlier model in this
+    process) would shadow the loaded one in every trace.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} does not exist")
@@ -231,6 +236,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
         ) from None
     vae.to(resolve_device(config.device))
     vae.eval()
+    pyro.clear_param_store()
     return LoadedRun(run_dir, config, dataset, vae, checkpoint)
 
 
