@@ -86,9 +86,9 @@ class GradientSNR:
         """Mean and median SNR of each group, as plain floats."""
         return {
             "snr_guide_mean": self.guide,
-            "snr_guide_median": _nan_median(self.guide_elements),
+            "snr_guide_median": self.guide_elements.nanmedian().item(),
             "snr_model_mean": self.model,
-            "snr_model_median": _nan_median(self.model_elements),
+            "snr_model_median": self.model_elements.nanmedian().item(),
         }
 
 
@@ -163,8 +163,8 @@ def gradient_snr(
     split = sum(parameters[name].numel() for name in guide_names)
     guide_elements, model_elements = snr[:split].cpu(), snr[split:].cpu()
     return GradientSNR(
-        guide=_nan_mean(guide_elements),
-        model=_nan_mean(model_elements),
+        guide=guide_elements.nanmean().item(),
+        model=model_elements.nanmean().item(),
         guide_elements=guide_elements,
         model_elements=model_elements,
         guide_names=guide_names,
@@ -352,16 +352,6 @@ def _flat_gradient(leaf: Tensor) -> Tensor:
     if leaf.grad is None:
         return torch.zeros(leaf.numel(), dtype=torch.float64, device=leaf.device)
     return leaf.grad.detach().reshape(-1).double()
-
-
-def _nan_mean(values: Tensor) -> float:
-    kept = values[~torch.isnan(values)]
-    return kept.mean().item() if kept.numel() else math.nan
-
-
-def _nan_median(values: Tensor) -> float:
-    kept = values[~torch.isnan(values)]
-    return kept.median().item() if kept.numel() else math.nan
 
 
 def _posterior_mean(q: Distribution | Tensor, num_samples: int) -> Tensor:

@@ -40,6 +40,16 @@ class DReG(ParticleEstimator):
         **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
             :class:`~vi_vae.estimators._base.ParticleEstimator`.
 
+    Example:
+        >>> import pyro, torch
+        >>> from pyro.infer import SVI
+        >>> from vi_vae import VAE
+        >>> pyro.clear_param_store()
+        >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,))
+        >>> optimizer = pyro.optim.Adam({"lr": 0.01})
+        >>> svi = SVI(vae.model, vae.guide, optimizer, loss=DReG(num_particles=5))
+        >>> loss = svi.step(torch.bernoulli(torch.full((16, 4), 0.5)))
+
     References:
         [1] Doubly Reparameterized Gradient Estimators for Monte Carlo Objectives,
             Tucker, Lawson, Gu & Maddison, ICLR 2019.
