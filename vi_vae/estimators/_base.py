@@ -172,8 +172,15 @@ class ParticleEstimator(ELBO):
         chunks = self._chunk_sizes()
         if len(chunks) == 1:
             traces = self._trace(model, guide, args, kwargs, self.num_particles)
-            log_weights = self._particle_values(traces).detach()
-            self._backward(traces, self._gradient_terms(log_weights))
+            values = self._particle_values(traces)
+            log_weights = values.detach()
+            if self.follows_bound_gradient:  # the shortcut: back-propagate the bound itself
+                _check_reparameterized(traces.guide_trace)
+                surrogate = self._bound(values).sum()
+                if surrogate.requires_grad:
+                    (-surrogate).backward(retain_graph=self.retain_graph)
+            else:
+                self._backward(traces, self._gradient_terms(log_weights))
         else:
             log_weights, states = self._draw_without_gradients(model, guide, args, kwargs, chunks)
             terms = self._gradient_terms(log_weights)
