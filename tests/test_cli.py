@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from vi_vae import _sources as data_module
 from vi_vae import cli
-from vi_vae import data as data_module
 from vi_vae.checkpoint import load_checkpoint
 
 VI_VAE = str(Path(sys.executable).parent / "vi-vae")

