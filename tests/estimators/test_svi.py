@@ -19,14 +19,15 @@ from vi_vae.train import KLWeight
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_svi_trains_a_hand_written_model(name):
     # The data come from another model (shifted and scaled), so that the initial
-    # parameters fit them badly; 40 Adam steps must raise the exact mean log p(x).
+    # parameters fit them badly; 20 Adam steps raise the exact mean log p(x) by about
+    # 6 nats with every estimator, and must raise it by 2.
     pair = GaussianPair()
     x = 2 * pair.sample(32) + 1
     svi = SVI(pair.model, pair.guide, pyro.optim.Adam({"lr": 0.05}), ESTIMATORS[name][0]())
     before = pair.log_marginal(x).mean().item()
-    losses = [svi.step(x) for _ in range(40)]
+    losses = [svi.step(x) for _ in range(20)]
     assert all(math.isfinite(loss) for loss in losses)
-    assert pair.log_marginal(x).mean().item() > before + 0.5
+    assert pair.log_marginal(x).mean().item() > before + 2
 
 
 def test_svi_with_dreg_trains_the_vae_template():
@@ -35,8 +36,8 @@ def test_svi_with_dreg_trains_the_vae_template():
     x = prototypes[torch.randint(0, 4, (64,))]
     vae = VAE(input_dim=12, latent_dim=2, hidden_sizes=(16,))
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 0.02}), loss=DReG(num_particles=5))
-    losses = [svi.step(x) for _ in range(60)]
-    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
+    losses = [svi.step(x) for _ in range(30)]
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5])  # 0.45 with these seeds
     assert all(p.grad is None or not p.grad.any() for p in vae.parameters())  # SVI zeroed them
 
 
