@@ -6,10 +6,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 CASES = {
+    "anomaly_scores.py": [
+        "--epochs",
+        "1",
+        "--max-train",
+        "300",
+        "--hidden",
+        "32",
+        "--eval-samples",
+        "5",
+        "--threads",
+        "1",
+    ],
     "vae_mnist.py": [
         "--epochs",
         "1",
@@ -43,7 +56,7 @@ CASES = {
 def test_example_runs(name, tmp_path):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *CASES[name]]
-        + (["--out", str(tmp_path)] if name == "vae_mnist.py" else []),
+        + (["--out", str(tmp_path)] if name != "custom_model.py" else []),
         capture_output=True,
         text=True,
         timeout=300,
@@ -51,7 +64,7 @@ def test_example_runs(name, tmp_path):
         env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"},
     )
     assert result.returncode == 0, result.stderr
-    assert "log p(x)" in result.stdout
+    assert ("log p(x)" if name != "anomaly_scores.py" else "ROC AUC") in result.stdout
     if name == "vae_mnist.py":
         assert {"latent_scatter.png", "manifold.png", "samples.png"} <= {
             p.name for p in tmp_path.iterdir()
@@ -74,3 +87,16 @@ def test_custom_model_estimate_matches_its_closed_form():
     )
     tolerance = 4 * result["monte_carlo_standard_error"] + 0.01
     assert abs(result["estimate"] - result["exact"]) < tolerance
+
+
+def test_anomaly_auc_is_the_mann_whitney_statistic():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import anomaly_scores
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    normal = torch.tensor([1.0, 2.0, 3.0])
+    assert anomaly_scores.roc_auc(normal, torch.tensor([4.0, 5.0])) == 1.0
+    assert anomaly_scores.roc_auc(normal, torch.tensor([0.0, 0.5])) == 0.0
+    # one anomaly above two of three normals, one tied with the top one: (2 + 2.5) / 6
+    assert anomaly_scores.roc_auc(normal, torch.tensor([2.5, 3.0])) == pytest.approx(4.5 / 6)
