@@ -3,7 +3,9 @@
 Importing this package registers every family: one module per Kingma & Welling
 category (:mod:`~vi_vae.latents.inverse_cdf`, :mod:`~vi_vae.latents.location_scale`,
 :mod:`~vi_vae.latents.composition`), the distributions torch and Pyro lack
-(:mod:`~vi_vae.latents.distributions`) and their closed-form KLs
+(:mod:`~vi_vae.latents.distributions`, with the gamma-based ones in
+:mod:`~vi_vae.latents.gamma_compositions` and the noise in
+:mod:`~vi_vae.latents.sampling`) and their closed-form KLs
 (:mod:`~vi_vae.latents.kl`).
 """
 
@@ -11,7 +13,7 @@ category (:mod:`~vi_vae.latents.inverse_cdf`, :mod:`~vi_vae.latents.location_sca
 # isort: off
 from vi_vae.latents import inverse_cdf, location_scale, composition
 # isort: on
-from vi_vae.latents import distributions, kl
+from vi_vae.latents import distributions, gamma_compositions, kl, sampling
 from vi_vae.latents.composition import DirichletFamily
 from vi_vae.latents.location_scale import ELLIPTICAL_STUDENT_T, EllipticalFamily
 from vi_vae.latents.parameters import Interval, ParameterMap, Positive, Real
@@ -38,9 +40,11 @@ __all__ = [
     "Real",
     "composition",
     "distributions",
+    "gamma_compositions",
     "get_family",
     "inverse_cdf",
     "kl",
     "location_scale",
     "register_family",
+    "sampling",
 ]

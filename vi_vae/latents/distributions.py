@@ -12,14 +12,14 @@ reach the parameters θ [1]:
 - composition: :class:`NormalizedGammaDirichlet` and :class:`NormalizedGammaBeta`,
   z = G / Σ G for independent gamma variates G.
 
-Uniform noise comes from :func:`standard_uniform`, which never returns 0 or 1,
+The three gamma-based ones live in :mod:`vi_vae.latents.gamma_compositions` and
+are re-exported here. Uniform noise comes from
+:func:`~vi_vae.latents.sampling.standard_uniform`, which never returns 0 or 1,
 so F⁻¹(ε) is always finite (Pyro's own ``Logistic`` returns −inf about once in
 2²⁴ float32 draws; :class:`Logistic` here fixes that).
 
 References:
     [1] Auto-Encoding Variational Bayes, Kingma & Welling, ICLR 2014, §2.4.
-    [2] Marsaglia & Tsang, A simple method for generating gamma variables,
-        ACM TOMS 26(3), 2000 (the boost Gamma(α) = Gamma(α + 1)·U^{1/α}).
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ from torch import Tensor
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
+from vi_vae.latents.gamma_compositions import (
+    Erlang,
+    NormalizedGammaBeta,
+    NormalizedGammaDirichlet,
+)
+from vi_vae.latents.sampling import standard_exponential, standard_uniform
+
 __all__ = [
     "Erlang",
     "Gompertz",
@@ -42,47 +49,11 @@ __all__ = [
     "Rayleigh",
     "Reciprocal",
     "Triangular",
-    "log_standard_gamma",
-    "standard_exponential",
-    "standard_uniform",
 ]
 
 _LOG_2 = math.log(2.0)
+_EULER_GAMMA = 0.5772156649015329
 _NO_SAMPLE_SHAPE = torch.Size()
-
-
-def standard_uniform(
-    shape: torch.Size, like: Tensor, generator: torch.Generator | None = None
-) -> Tensor:
-    """ε ~ U(0, 1) on the open interval, with the dtype and device of ``like``.
-
-    ``torch.rand`` draws from a grid of step eps/2 that includes 0 and stops one
-    step short of 1; 0 is replaced by half a step (eps/4), so ε ∈ (0, 1).
-    """
-    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
-    return u.clamp_(min=torch.finfo(u.dtype).eps / 4)
-
-
-def standard_exponential(
-    shape: torch.Size, like: Tensor, generator: torch.Generator | None = None
-) -> Tensor:
-    """E ~ Exponential(1) by the inverse CDF, E = −log ε: positive and finite (≤ 17.4, float32)."""
-    return -standard_uniform(shape, like, generator).log()
-
-
-def log_standard_gamma(concentration: Tensor) -> Tensor:
-    r"""Draw log G for G ~ Gamma(α, 1), reparameterized and finite even when G underflows.
-
-    .. math::
-        \log G = \log G' + \frac{\log U}{α}, \qquad G' \sim \mathrm{Gamma}(α + 1, 1),\;
-        U \sim U(0, 1)
-
-    (Marsaglia & Tsang [2]). G' is drawn by torch with implicit reparameterization;
-    the gradient through U^{1/α} is explicit.
-    """
-    boosted = torch._standard_gamma(concentration + 1)
-    uniform = standard_uniform(concentration.shape, concentration)
-    return boosted.log() + uniform.log() / concentration
 
 
 class _ExpandMixin:
@@ -159,7 +130,7 @@ class Rayleigh(_ExpandMixin, TorchDistribution):
 
     def entropy(self) -> Tensor:
         """1 + log(σ/√2) + γ/2."""
-        return 1 + torch.log(self.scale / math.sqrt(2)) + 0.5772156649015329 / 2
+        return 1 + torch.log(self.scale / math.sqrt(2)) + _EULER_GAMMA / 2
 
 
 class Gompertz(_ExpandMixin, TorchDistribution):
@@ -412,85 +383,3 @@ class Logistic(dist.Logistic):
         """Draw loc + scale·logit(ε)."""
         shape = self._extended_shape(sample_shape)
         return self.icdf(standard_uniform(shape, self.loc))
-
-
-class Erlang(dist.Gamma):
-    r"""Erlang(k, λ): the sum of k independent Exponential(λ) variates, each by its inverse CDF.
-
-    .. math::
-        z = \frac{1}{λ} \sum_{i=1}^{k} -\log ε_i, \qquad ε_i \sim U(0, 1)
-
-    It is Gamma(k, λ) with an integer shape, so it inherits ``log_prob``, ``cdf``,
-    ``mean``, ``variance`` and the closed-form Gamma–Gamma KL; only the sampler
-    differs from torch's implicit reparameterization of the gamma.
-
-    Args:
-        shape: k, a positive integer (fixed: it cannot be learned by gradients).
-        rate: λ > 0.
-
-    Example:
-        >>> Erlang(3, torch.tensor(2.0)).mean
-        tensor(1.5000)
-    """
-
-    # k is a fixed Python integer, not a tensor parameter to validate or learn.
-    arg_constraints = {"rate": constraints.positive}
-
-    def __init__(
-        self, shape: int, rate: Tensor | float, *, validate_args: bool | None = None
-    ) -> None:
-        if isinstance(shape, bool) or not isinstance(shape, int) or shape < 1:
-            raise ValueError(f"Erlang shape must be a positive integer; got {shape!r}")
-        self.shape = shape
-        (rate,) = broadcast_all(rate)
-        super().__init__(rate.new_full(rate.shape, float(shape)), rate, validate_args=validate_args)
-
-    def expand(self, batch_shape: torch.Size, _instance: Erlang | None = None) -> Erlang:
-        """Expand the batch shape, keeping k."""
-        new = self._get_checked_instance(Erlang, _instance)
-        new.shape = self.shape
-        return super().expand(batch_shape, _instance=new)
-
-    def rsample(
-        self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Σᵢ −log εᵢ / λ."""
-        shape = self._extended_shape(sample_shape)
-        exponentials = standard_exponential((self.shape, *shape), self.rate, generator)
-        return exponentials.sum(0) / self.rate.expand(shape)
-
-
-class NormalizedGammaDirichlet(dist.Dirichlet):
-    r"""Dirichlet(α) sampled as normalized gammas, z = G / Σⱼ Gⱼ with Gⱼ ~ Gamma(αⱼ, 1).
-
-    The normalization is a softmax of log Gⱼ (:func:`log_standard_gamma`), so it is
-    exact even when every Gⱼ underflows; coordinates below the smallest normal
-    float are raised to it so that ``log_prob`` stays finite. torch's own
-    ``Dirichlet.rsample`` differentiates the Dirichlet implicitly instead; both
-    are unbiased, but this is Kingma & Welling's composition. ``log_prob``, the
-    moments and the Dirichlet–Dirichlet KL are inherited.
-    """
-
-    def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
-        """Draw softmax(log G), G ~ Gamma(α, 1)."""
-        shape = self._extended_shape(sample_shape)
-        z = log_standard_gamma(self.concentration.expand(shape)).softmax(-1)
-        return z.clamp(min=torch.finfo(z.dtype).tiny)
-
-
-class NormalizedGammaBeta(dist.Beta):
-    r"""Beta(α, β) sampled as z = G₁ / (G₁ + G₀) with G₁ ~ Gamma(α, 1), G₀ ~ Gamma(β, 1).
-
-    Computed as sigmoid(log G₁ − log G₀) and kept inside [tiny, 1 − eps/2] (the
-    smallest normal float and the largest float below 1) so that ``log_prob`` of a
-    draw is finite. ``log_prob``, the moments and the Beta–Beta KL are inherited.
-    """
-
-    def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
-        """Draw sigmoid(log G₁ − log G₀)."""
-        shape = self._extended_shape(sample_shape)
-        log_g1 = log_standard_gamma(self.concentration1.expand(shape))
-        log_g0 = log_standard_gamma(self.concentration0.expand(shape))
-        z = (log_g1 - log_g0).sigmoid()
-        finfo = torch.finfo(z.dtype)
-        return z.clamp(finfo.tiny, 1 - finfo.eps / 2)
