@@ -14,11 +14,12 @@ def test_benchmark_writes_the_table(tmp_path, capsys):
     args = benchmark.parse_args([
         "--families", "normal", "logistic", "--epochs", "1", "--hidden-size", "16",
         "--latent-dim", "2", "--num-samples", "8", "--max-train", "200", "--max-test", "20",
-        "--threads", "1", "--output", str(output),
+        "--threads", "1", "--spread-seeds", "1", "--output", str(output),
     ])
     rows = benchmark.main(args)
     assert [row["name"] for row in rows] == ["normal", "logistic"]
     page = output.read_text()
     assert "| logistic | inverse_cdf, location_scale |" in page
     assert "python benchmarks/latent_families.py" in page
+    assert "normal trained with 2 seeds" in page
     assert page.count("| gompertz |") == 1  # the family reference table lists every family
