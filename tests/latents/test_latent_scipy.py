@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import example_raw, latent_dim_for, scipy_equivalent
+from latent_cases import example_raw, latent_dim_for, scipy_equivalent
 from scipy import integrate, stats
 from torch.distributions import constraints
 

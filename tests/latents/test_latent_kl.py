@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import example_raw, latent_dim_for
+from latent_cases import example_raw, latent_dim_for
 
 from vi_vae.latents import LatentFamily
 

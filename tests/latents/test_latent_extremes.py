@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import latent_dim_for
+from latent_cases import latent_dim_for
 
 from vi_vae.latents import LatentFamily
 from vi_vae.latents.distributions import (

@@ -2,7 +2,7 @@
 
 import pyro
 import torch
-from conftest import example_raw, latent_dim_for
+from latent_cases import example_raw, latent_dim_for
 
 from vi_vae.latents import LatentFamily
 

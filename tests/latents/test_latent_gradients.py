@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import torch
-from conftest import example_raw, latent_dim_for, scipy_equivalent
+from latent_cases import example_raw, latent_dim_for, scipy_equivalent
 
 from vi_vae.latents import LatentFamily
 
