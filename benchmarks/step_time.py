@@ -39,12 +39,19 @@ def make_data(num_points, seed=0):
     return (torch.rand(num_points, INPUT_DIM, generator=generator) < 0.13).float()
 
 
+def normal_parameters(raw):
+    """The default family's maps (vi_vae.latents.parameters LOCATION and SCALE), inline."""
+    loc = raw[..., :LATENT].clamp(-20.0, 20.0)
+    scale = (1e-4 + F.softplus(raw[..., LATENT:])).clamp(max=10.0)
+    return loc, scale
+
+
 def plain_torch_epoch(encoder, decoder, optimizer, data, generator):
     order = torch.randperm(len(data), generator=generator)
     for start in range(0, len(data), BATCH):
         x = data[order[start : start + BATCH]]
         raw = encoder(x)
-        loc, scale = raw[:, :LATENT], raw[:, LATENT:].exp()
+        loc, scale = normal_parameters(raw)
         z = loc + scale * torch.randn_like(loc)
         log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
         log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
@@ -75,7 +82,7 @@ class PlainPyroVAE(nn.Module):
         pyro.module("encoder", self.encoder)
         with pyro.plate("data", x.shape[0]):
             raw = self.encoder(x)
-            pyro.sample("z", dist.Normal(raw[:, :LATENT], raw[:, LATENT:].exp()).to_event(1))
+            pyro.sample("z", dist.Normal(*normal_parameters(raw)).to_event(1))
 
 
 def time_it(fn, repeats):
@@ -142,7 +149,7 @@ def evaluation_ratios(args):
         for start in range(0, len(x), points_per_pass):
             batch = x[start : start + points_per_pass]
             raw = vae.encoder(batch)
-            loc, scale = raw[:, :LATENT], raw[:, LATENT:].exp()
+            loc, scale = normal_parameters(raw)
             z = loc + scale * torch.randn(num_samples, *loc.shape)
             log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
             log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
