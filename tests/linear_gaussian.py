@@ -1,7 +1,10 @@
 """A linear Gaussian latent-variable model whose log p(x), posterior and ELBO are closed form.
 
 z ~ N(0, I_d), x | z ~ N(W z + b, σ² I_D). Then p(x) = N(b, W Wᵀ + σ² I), and
-the posterior is N(μ(x), Σ) with Σ = (I + WᵀW/σ²)⁻¹ and μ(x) = Σ Wᵀ (x − b)/σ².
+the posterior is N(A x + c, Σ) with Σ = (I + WᵀW/σ²)⁻¹, A = Σ Wᵀ/σ², c = −A b.
+The module functions hold these closed forms; ``LinearGaussian`` is a fixed
+model with exact and mean-field guides, and ``tests/estimators/gaussian_pair.py``
+a trainable one built on the same functions.
 """
 
 import math
@@ -11,27 +14,44 @@ import pyro.distributions as dist
 import torch
 
 
+def posterior_parameters(W, b, sigma):
+    """p(z|x) = N(A x + c, covariance): {"A", "c", "covariance"}."""
+    identity = torch.eye(W.shape[1], dtype=W.dtype)
+    covariance = torch.linalg.inv(identity + W.T @ W / sigma**2)
+    A = covariance @ W.T / sigma**2
+    return {"A": A, "c": -A @ b, "covariance": covariance}
+
+
+def log_marginal(x, W, b, sigma):
+    """log N(x | b, W Wᵀ + σ² I)."""
+    covariance = W @ W.T + sigma**2 * torch.eye(W.shape[0], dtype=W.dtype)
+    return dist.MultivariateNormal(b, covariance).log_prob(x)
+
+
+def sample(W, b, sigma, num_points, seed):
+    """x = W z + b + σ ε with z, ε standard normal."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(num_points, W.shape[1], generator=generator, dtype=W.dtype)
+    noise = torch.randn(num_points, W.shape[0], generator=generator, dtype=W.dtype)
+    return z @ W.T + b + sigma * noise
+
+
 class LinearGaussian:
     def __init__(self, latent_dim=2, data_dim=3, noise=0.5, seed=0):
         generator = torch.Generator().manual_seed(seed)
         self.latent_dim, self.data_dim, self.noise = latent_dim, data_dim, noise
         self.weight = torch.randn(data_dim, latent_dim, generator=generator, dtype=torch.float64)
         self.bias = torch.randn(data_dim, generator=generator, dtype=torch.float64)
-        precision = (
-            torch.eye(latent_dim, dtype=torch.float64) + self.weight.T @ self.weight / noise**2
-        )
-        self.posterior_covariance = torch.linalg.inv(precision)
+        self.posterior = posterior_parameters(self.weight, self.bias, noise)
+        self.posterior_covariance = self.posterior["covariance"]
         # mean-field guide: the KL(q‖p)-optimal diagonal, 1 / diag(precision)
-        self.mean_field_scale = precision.diagonal().rsqrt()
+        self.mean_field_scale = torch.linalg.inv(self.posterior_covariance).diagonal().rsqrt()
 
     def sample(self, num_points, seed=1):
-        generator = torch.Generator().manual_seed(seed)
-        z = torch.randn(num_points, self.latent_dim, generator=generator, dtype=torch.float64)
-        eps = torch.randn(num_points, self.data_dim, generator=generator, dtype=torch.float64)
-        return z @ self.weight.T + self.bias + self.noise * eps
+        return sample(self.weight, self.bias, self.noise, num_points, seed)
 
     def posterior_mean(self, x):
-        return (x - self.bias) @ self.weight @ self.posterior_covariance / self.noise**2
+        return x @ self.posterior["A"].T + self.posterior["c"]
 
     def model(self, x):
         with pyro.plate("data", x.shape[0]):
@@ -54,10 +74,7 @@ class LinearGaussian:
             pyro.sample("z", dist.Normal(self.posterior_mean(x), self.mean_field_scale).to_event(1))
 
     def log_marginal(self, x):
-        covariance = self.weight @ self.weight.T + self.noise**2 * torch.eye(
-            self.data_dim, dtype=torch.float64
-        )
-        return dist.MultivariateNormal(self.bias, covariance).log_prob(x)
+        return log_marginal(x, self.weight, self.bias, self.noise)
 
     def elbo(self, x, mean, covariance):
         """Closed-form ELBO of q = N(mean, covariance) per data point."""

@@ -104,4 +104,8 @@ def test_spelling_helpers():
     assert isinstance(with_num_particles("dreg:5", 2)(), DReG)
     miwae = with_num_particles("miwae:3:5", 7)()
     assert isinstance(miwae, MIWAE) and miwae.num_inner == 7
+    piwae = with_num_particles("piwae:8:8:64", 5)()
+    assert (piwae.num_outer, piwae.num_inner, piwae.model_particles) == (8, 5, 40)
+    vr = with_num_particles("vr:0.5:5", 3)()
+    assert vr.num_particles == 3
     assert bound_curve_particles(60) == [1, 2, 5, 10, 20, 50]

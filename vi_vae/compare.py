@@ -58,17 +58,22 @@ def run_name(spelling: str) -> str:
 def with_num_particles(spelling: str, num_particles: int) -> Callable[[], Any]:
     """A constructor of the estimator ``spelling`` names with its K set to ``num_particles``.
 
-    K is the spelling's ``num_particles`` argument (``num_inner`` for MIWAE);
-    ``elbo`` and ``elbo-analytic`` become :class:`~vi_vae.estimators.ELBO` with K
-    particles averaged.
+    K is the number of draws inside one importance-weighted estimate: the
+    spelling's ``num_inner`` where it has one (MIWAE, PIWAE — whose model-side
+    IWAE then spans all M·K draws), else its ``num_particles``; ``elbo`` and
+    ``elbo-analytic`` become :class:`~vi_vae.estimators.ELBO` averaging K particles.
     """
     name, *values = spelling.split(":")
     if name in ("elbo", "elbo-analytic"):
         return lambda: ELBO(num_particles=num_particles, analytic_kl=name == "elbo-analytic")
-    spec = ESTIMATOR_SPECS[name]
-    names = [argument for argument, _ in spec.arguments]
-    target = "num_particles" if "num_particles" in names else "num_inner"
-    values[names.index(target)] = str(num_particles)
+    names = [argument for argument, _ in ESTIMATOR_SPECS[name].arguments]
+    if "num_inner" in names:
+        values[names.index("num_inner")] = str(num_particles)
+        if "num_particles" in names:
+            num_outer = int(values[names.index("num_outer")])
+            values[names.index("num_particles")] = str(num_outer * num_particles)
+    else:
+        values[names.index("num_particles")] = str(num_particles)
     replaced = ":".join([name, *values])
     return lambda: parse_estimator(replaced)
 

@@ -21,8 +21,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from pyro.infer.elbo import ELBO
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.estimators._weights import PARTICLE_PLATE, guess_plates, trace_log_weights
@@ -128,7 +128,7 @@ def gradient_snr(
         ``.model`` the decoder's.
     """
     check_positive_int("num_draws", num_draws, minimum=2)
-    with _seeded(seed, x.device):
+    with seeded(seed, x.device):
         with poutine.trace(param_only=True) as capture, torch.no_grad():
             loss.loss(model, guide, x, **kwargs)
         parameters = _parameters_by_name(capture.trace)
@@ -300,7 +300,7 @@ def to_inference_data(
     stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
     dims: dict[str, list[str]] = {}
     per_pass = max(1, _PAIRS_PER_PASS // len(indices))
-    with torch.no_grad(), _seeded(seed, x.device):
+    with torch.no_grad(), seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
         for start in range(0, num_samples, per_pass):
             traces = trace_log_weights(
@@ -393,14 +393,3 @@ def _point_major(site: dict, plate_nesting: int, data_plate: str) -> tuple[Tenso
     event_shape = value.shape[2 + len(plate_dims):]
     dims += [f"{site['name']}_dim_{i}" for i in range(len(event_shape))]
     return value.reshape(*kept_shape, *event_shape), dims
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield

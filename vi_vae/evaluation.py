@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.estimators._weights import guess_plate_nesting, trace_log_weights
@@ -179,7 +179,7 @@ def log_weight_chunks(
         raise InputError("x must be a tensor with the data points along its first dimension")
     particles_per_pass = min(num_samples, chunk_size)
     points_per_pass = max(1, chunk_size // particles_per_pass)
-    with torch.no_grad(), _seeded(seed, x.device):
+    with torch.no_grad(), seeded(seed, x.device):
         plate_nesting = guess_plate_nesting(model, guide, (x[:1],), kwargs)
         for start in range(0, x.shape[0], points_per_pass):
             rows = slice(start, min(start + points_per_pass, x.shape[0]))
@@ -336,14 +336,3 @@ def pareto_k(log_weights: Tensor) -> Tensor:
     with np.errstate(all="ignore"):
         _, k = arviz.psislw(values)
     return torch.as_tensor(np.atleast_1d(k), dtype=torch.float64)
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield

@@ -18,6 +18,7 @@ from typing import Any
 import pyro
 import torch
 
+from vi_vae._random import seeded
 from vi_vae.checkpoint import atomic_write_json, load_checkpoint, read_json
 from vi_vae.config import RunConfig, environment
 from vi_vae.data import Dataset, load_dataset
@@ -279,8 +280,7 @@ def make_figures(
         written.append(plots.plot_reconstructions(
             shown, vae.reconstruct(shown), dataset.image_shape, run_dir / "reconstructions.png"
         ))
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(EVALUATION_SEED)
+        with seeded(EVALUATION_SEED, device):
             samples = vae.sample(64)
         written.append(plots.plot_samples(samples, dataset.image_shape, run_dir / "samples.png"))
         start, end = _interpolation_ends(dataset)

@@ -10,6 +10,7 @@ Everything is float64 so that identities hold to ~1e-10 and zero variances are z
 
 import math
 
+import linear_gaussian
 import pyro
 import pyro.distributions as dist
 import torch
@@ -72,17 +73,12 @@ class GaussianPair:
     # -- closed forms ------------------------------------------------------------
 
     def sample(self, num_points, seed=1):
-        generator = torch.Generator().manual_seed(seed)
         W, b, sigma = (self.init[name] for name in ("W", "b", "sigma"))
-        z = torch.randn(num_points, self.latent_dim, generator=generator, dtype=DTYPE)
-        noise = torch.randn(num_points, self.data_dim, generator=generator, dtype=DTYPE)
-        return z @ W.T + b + sigma * noise
+        return linear_gaussian.sample(W, b, sigma, num_points, seed)
 
     def exact_guide_parameters(self, W, b, sigma):
-        identity = torch.eye(self.latent_dim, dtype=DTYPE)
-        covariance = torch.linalg.inv(identity + W.T @ W / sigma**2)
-        A = covariance @ W.T / sigma**2
-        return {"A": A, "c": -A @ b, "L": torch.linalg.cholesky(covariance)}
+        exact = linear_gaussian.posterior_parameters(W, b, sigma)
+        return {"A": exact["A"], "c": exact["c"], "L": torch.linalg.cholesky(exact["covariance"])}
 
     def set_exact_guide(self):
         """Overwrite the guide's parameters with the exact posterior of the current model."""
@@ -92,9 +88,7 @@ class GaussianPair:
             store[name] = value
 
     def log_marginal(self, x):
-        W, b, sigma = self.model_parameters()
-        covariance = W @ W.T + sigma**2 * torch.eye(self.data_dim, dtype=DTYPE)
-        return dist.MultivariateNormal(b, covariance).log_prob(x)
+        return linear_gaussian.log_marginal(x, *self.model_parameters())
 
     def guide_distribution(self, x):
         A, c, L = self.guide_parameters()
