@@ -72,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vi_vae.compare import compare
+    from vi_vae.compare import compare, run_name
 
     config = config_from_args(args, "elbo")
     out_dir = Path(args.out_dir or Path("runs") / f"compare-{Path(args.dataset).stem}")
@@ -92,6 +92,8 @@ def _compare(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(f"comparison directory: {out_dir}")
+    print("run directories: " + ", ".join(str(out_dir / run_name(row["estimator"]))
+                                          for row in comparison["rows"]))
     print(f"{'estimator':<14} {'log p(x)':>10} {'± SE':>6} {'ELBO':>9} {'seconds':>8}")
     for row in comparison["rows"]:
         print(f"{row['estimator']:<14} {row['log_px']:>10.2f} {row['log_px_se']:>6.2f} "

@@ -276,7 +276,8 @@ def make_figures(
     written.append(plots.plot_latent_scatter(centres, dataset.test_labels,
                                              run_dir / "latent_scatter.png"))
     if dataset.image_shape is not None:
-        shown = x[:NUM_SHOWN]
+        # evenly spaced test points: splits are sorted by class, so the first few are alike
+        shown = x[torch.linspace(0, len(x) - 1, min(NUM_SHOWN, len(x))).long()]
         written.append(plots.plot_reconstructions(
             shown, vae.reconstruct(shown), dataset.image_shape, run_dir / "reconstructions.png"
         ))
