@@ -14,6 +14,7 @@ import torch
 from vi_vae import _sources as data_module
 from vi_vae import cli
 from vi_vae.checkpoint import load_checkpoint
+from vi_vae.latents import FAMILIES
 
 VI_VAE = str(Path(sys.executable).parent / "vi-vae")
 TINY = [
@@ -275,3 +276,37 @@ def test_fashion_mnist_missing_prints_how_to_get_it(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and "apt-get install dataset-fashion-mnist" in err
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_latent_family_trains_from_the_command_line(family, tmp_path, capsys):
+    run_dir = tmp_path / family
+    status = cli.main(
+        [
+            "train",
+            "--latent",
+            family,
+            "--latent-dim",
+            "2",
+            "--max-train",
+            "64",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--eval-samples",
+            "4",
+            "--eval-bounds",
+            "1",
+            "--eval-points",
+            "8",
+            "--quiet",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert -1000 < metrics["log_marginal_likelihood"]["log_px"] < 0
+    assert json.loads((run_dir / "config.json").read_text())["config"]["latent"] == family
+    assert (run_dir / "latent_scatter.png").is_file()
