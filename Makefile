@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check vi_vae tests examples benchmarks
+	$(BIN)/python -m ruff format --check --quiet vi_vae tests examples benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

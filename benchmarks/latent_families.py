@@ -37,14 +37,21 @@ def run_family(name, data, args, seed=None):
     pyro.clear_param_store()
     torch.manual_seed(seed)
     vae = VAE(
-        input_dim=data.input_dim, latent_dim=args.latent_dim, latent=name,
+        input_dim=data.input_dim,
+        latent_dim=args.latent_dim,
+        latent=name,
         hidden_sizes=(args.hidden_size,),
     )
     row = {"name": name, "category": ", ".join(FAMILIES[name].categories)}
     try:
         result = fit(
-            vae.model, vae.guide, data.train, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, seed=seed,
+            vae.model,
+            vae.guide,
+            data.train,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=seed,
         )
     except TrainingError as error:
         row["failure"] = str(error)
@@ -52,7 +59,11 @@ def run_family(name, data, args, seed=None):
     row["seconds_per_epoch"] = sum(r["seconds"] for r in result.history) / len(result.history)
     started = time.perf_counter()
     estimate, (elbo,) = importance_sampling(
-        vae.model, vae.guide, data.test, num_samples=args.num_samples, num_particles=(1,),
+        vae.model,
+        vae.guide,
+        data.test,
+        num_samples=args.num_samples,
+        num_particles=(1,),
         seed=seed,
     )
     row["evaluation_seconds"] = time.perf_counter() - started
@@ -114,9 +125,7 @@ def spread_text(rows, spread_rows, args):
 
 
 def write_page(path, rows, spread_rows, args, command, total_seconds):
-    ranked = sorted(
-        (row for row in rows if "failure" not in row), key=lambda row: -row["log_px"]
-    )
+    ranked = sorted((row for row in rows if "failure" not in row), key=lambda row: -row["log_px"])
     worst_mc_se = max((row["log_px_mc_se"] for row in ranked), default=math.nan)
     lines = [
         "# Latent families on mnist-5k",
@@ -219,8 +228,10 @@ def main(args):
             row = run_family(args.spread_family, data, args, seed=args.seed + offset)
             if "failure" not in row:
                 spread_rows.append(row)
-                print(f"{args.spread_family} seed {args.seed + offset}: log p(x) "
-                      f"{row['log_px']:.2f}", flush=True)
+                print(
+                    f"{args.spread_family} seed {args.seed + offset}: log p(x) {row['log_px']:.2f}",
+                    flush=True,
+                )
     total = time.perf_counter() - started
     if args.output is not None:
         command = "python benchmarks/latent_families.py " + " ".join(sys.argv[1:])
@@ -242,12 +253,18 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--families", nargs="*", help="default: every registered family")
-    parser.add_argument("--spread-family", default="normal",
-                        help="family retrained with other seeds to measure the spread")
-    parser.add_argument("--spread-seeds", type=int, default=2,
-                        help="extra seeds for --spread-family (0: skip)")
     parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT,
+        "--spread-family",
+        default="normal",
+        help="family retrained with other seeds to measure the spread",
+    )
+    parser.add_argument(
+        "--spread-seeds", type=int, default=2, help="extra seeds for --spread-family (0: skip)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
         help="Markdown page to write (default docs/latent_families.md)",
     )
     return parser.parse_args(argv)

@@ -79,7 +79,10 @@ def test_gradient_snr_splits_encoder_and_decoder_and_leaves_state_alone():
         assert torch.equal(parameter, value)
         assert (parameter.grad == 7.0).all()
     assert set(result.summary()) == {
-        "snr_guide_mean", "snr_guide_median", "snr_model_mean", "snr_model_median"
+        "snr_guide_mean",
+        "snr_guide_median",
+        "snr_model_mean",
+        "snr_model_median",
     }
 
 

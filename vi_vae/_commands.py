@@ -22,15 +22,27 @@ def config_from_args(args: argparse.Namespace, estimator: str) -> RunConfig:
     if args.sigma is not None and args.likelihood != "gaussian":
         raise InputError("--sigma applies only to --likelihood gaussian")
     return RunConfig(
-        dataset=args.dataset, data_dir=args.data_dir, binarization=args.binarization,
-        max_train=args.max_train, latent=args.latent, latent_dim=args.latent_dim,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        binarization=args.binarization,
+        max_train=args.max_train,
+        latent=args.latent,
+        latent_dim=args.latent_dim,
         likelihood=args.likelihood,
         likelihood_options={"scale": args.sigma} if args.sigma is not None else {},
-        hidden_sizes=args.hidden, activation=args.activation, estimator=estimator,
+        hidden_sizes=args.hidden,
+        activation=args.activation,
+        estimator=estimator,
         epochs=args.epochs or (1 if getattr(args, "resume", None) else RunConfig.epochs),
-        batch_size=args.batch_size, learning_rate=args.learning_rate, kl_weight=args.kl_weight,
-        kl_warmup_epochs=args.kl_warmup_epochs, patience=args.patience, seed=args.seed,
-        device=args.device, eval_samples=args.eval_samples, eval_bounds=args.eval_bounds,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        kl_weight=args.kl_weight,
+        kl_warmup_epochs=args.kl_warmup_epochs,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        eval_samples=args.eval_samples,
+        eval_bounds=args.eval_bounds,
         eval_points=args.eval_points,
     )
 
@@ -60,8 +72,13 @@ def _train(args: argparse.Namespace) -> int:
     progress = _ProgressBar(disable=args.quiet)
     try:
         metrics = train_run(
-            config, run_dir, resume=bool(args.resume), overwrite=args.overwrite,
-            on_step=progress.step, on_epoch=progress.epoch, figures=not args.no_figures,
+            config,
+            run_dir,
+            resume=bool(args.resume),
+            overwrite=args.overwrite,
+            on_step=progress.step,
+            on_epoch=progress.epoch,
+            figures=not args.no_figures,
         )
     finally:
         progress.close()
@@ -84,20 +101,31 @@ def _compare(args: argparse.Namespace) -> int:
 
     try:
         comparison = compare(
-            config, args.estimators.split(","), out_dir, snr_particles=args.snr_particles,
-            snr_draws=args.snr_draws, resume=args.resume, overwrite=args.overwrite,
-            on_step=progress.step, on_epoch=progress.epoch, on_run=announce,
+            config,
+            args.estimators.split(","),
+            out_dir,
+            snr_particles=args.snr_particles,
+            snr_draws=args.snr_draws,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            on_step=progress.step,
+            on_epoch=progress.epoch,
+            on_run=announce,
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
         )
     finally:
         progress.close()
     print(f"comparison directory: {out_dir}")
-    print("run directories: " + ", ".join(str(out_dir / run_name(row["estimator"]))
-                                          for row in comparison["rows"]))
+    print(
+        "run directories: "
+        + ", ".join(str(out_dir / run_name(row["estimator"])) for row in comparison["rows"])
+    )
     print(f"{'estimator':<14} {'log p(x)':>10} {'± SE':>6} {'ELBO':>9} {'seconds':>8}")
     for row in comparison["rows"]:
-        print(f"{row['estimator']:<14} {row['log_px']:>10.2f} {row['log_px_se']:>6.2f} "
-              f"{row['elbo']:>9.2f} {row['seconds']:>8.0f}")
+        print(
+            f"{row['estimator']:<14} {row['log_px']:>10.2f} {row['log_px_se']:>6.2f} "
+            f"{row['elbo']:>9.2f} {row['seconds']:>8.0f}"
+        )
     print(f"report: {out_dir / 'report.md'}")
     return 0
 
@@ -129,7 +157,8 @@ class _ProgressBar:
         self.close()
         print(
             f"epoch {int(row['epoch'])}: train loss {row['train_loss']:.2f}, validation ELBO "
-            f"{row['validation_elbo']:.2f} ({row['seconds']:.1f} s)", file=sys.stderr,
+            f"{row['validation_elbo']:.2f} ({row['seconds']:.1f} s)",
+            file=sys.stderr,
         )
 
     def close(self) -> None:

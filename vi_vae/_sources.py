@@ -65,6 +65,7 @@ def _read_pixel_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def idx_source(name: str, torchvision_class: str) -> Callable:
     """A loader of MNIST-style IDX files: --data-dir, system directories, cache, download."""
+
     def load(data_dir: Path | None) -> tuple[Arrays, tuple[int, ...], str]:
         candidates = []
         if data_dir is not None:
@@ -96,10 +97,7 @@ def _cache_dir() -> Path:
 def _download(name: str, torchvision_class: str, root: Path) -> None:
     import torchvision.datasets  # only needed when downloading
 
-    how = (
-        "sudo apt-get install dataset-fashion-mnist, or "
-        if name == "fashion-mnist" else ""
-    )
+    how = "sudo apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
     hint = (
         f"dataset {name} is not on this machine and could not be downloaded; {how}"
         f"pass --data-dir DIR holding {', '.join(_IDX_FILES.values())} (optionally .gz)"
@@ -179,9 +177,7 @@ def _read_user_file(path: Path, suffix: str) -> tuple[Arrays, tuple[int, ...] | 
             elif len(keys) == 1:
                 x = archive[keys[0]]
             else:
-                raise InputError(
-                    f"{path} holds arrays {keys}; name the data 'x' (and labels 'y')"
-                )
+                raise InputError(f"{path} holds arrays {keys}; name the data 'x' (and labels 'y')")
     elif suffix == ".csv":
         x, labels = _read_csv(path)
     else:

@@ -125,8 +125,8 @@ def compare(
         if not isinstance(k, int) or k < 1:
             raise InputError(f"snr_particles must be integers >= 1; got {k!r}")
     base = dataclasses.replace(
-        base, eval_bounds=sorted(set(base.eval_bounds) | set(bound_curve_particles(
-            base.eval_samples)))
+        base,
+        eval_bounds=sorted(set(base.eval_bounds) | set(bound_curve_particles(base.eval_samples))),
     ).validated()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,14 +142,15 @@ def compare(
         run = load_run(run_dir)
         rows.append(_row(spelling, run, metrics, snr_draws))
         curves[spelling] = {
-            "bounds": [(b["num_particles"], b["mean"], b["standard_error"])
-                       for b in metrics["bounds"]],
+            "bounds": [
+                (b["num_particles"], b["mean"], b["standard_error"]) for b in metrics["bounds"]
+            ],
             "snr": _snr_curve(spelling, run, snr_particles, snr_draws),
         }
         histories[spelling] = run.checkpoint["history"]
     comparison = {
-        "settings": base.to_dict() | {"estimators": estimators, "snr_draws": snr_draws,
-                                      "snr_batch": SNR_BATCH},
+        "settings": base.to_dict()
+        | {"estimators": estimators, "snr_draws": snr_draws, "snr_batch": SNR_BATCH},
         "rows": rows,
         "curves": curves,
         "histories": histories,
@@ -174,15 +175,25 @@ def _warm_up(estimators: Sequence[str]) -> None:
 
 
 def _train_or_reuse(
-    config: RunConfig, run_dir: Path, resume: bool, overwrite: bool,
-    on_step: Callable | None, on_epoch: Callable | None,
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    on_step: Callable | None,
+    on_epoch: Callable | None,
 ) -> dict[str, Any]:
     if resume and (run_dir / METRICS_FILE).exists() and (run_dir / CHECKPOINT_FILE).exists():
         if load_checkpoint(run_dir / CHECKPOINT_FILE)["epoch"] >= config.epochs:
             return read_json(run_dir / METRICS_FILE)
     resuming = resume and (run_dir / CHECKPOINT_FILE).exists()
-    return train_run(config, run_dir, resume=resuming, overwrite=overwrite and not resuming,
-                     on_step=on_step, on_epoch=on_epoch)
+    return train_run(
+        config,
+        run_dir,
+        resume=resuming,
+        overwrite=overwrite and not resuming,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
 
 
 def _row(spelling: str, run: Any, metrics: dict[str, Any], snr_draws: int) -> dict[str, Any]:
@@ -190,8 +201,14 @@ def _row(spelling: str, run: Any, metrics: dict[str, Any], snr_draws: int) -> di
     by_k = {b["num_particles"]: b for b in metrics["bounds"]}
     device = next(run.vae.parameters()).device
     test = run.dataset.test[: run.config.eval_points].to(device)
-    snr = gradient_snr(run.vae.model, run.vae.guide, parse_estimator(spelling),
-                       test[:SNR_BATCH], num_draws=snr_draws, seed=0)
+    snr = gradient_snr(
+        run.vae.model,
+        run.vae.guide,
+        parse_estimator(spelling),
+        test[:SNR_BATCH],
+        num_draws=snr_draws,
+        seed=0,
+    )
     history = run.checkpoint["history"]
     return {
         "estimator": spelling,
@@ -222,7 +239,8 @@ def _snr_curve(
     curve = []
     for k in snr_particles:
         build = with_num_particles(spelling, k)
-        snr = gradient_snr(run.vae.model, run.vae.guide, build(), batch, num_draws=snr_draws,
-                           seed=0)
+        snr = gradient_snr(
+            run.vae.model, run.vae.guide, build(), batch, num_draws=snr_draws, seed=0
+        )
         curve.append((k, snr.guide, snr.model))
     return curve

@@ -61,7 +61,9 @@ class RunConfig:
     def validated(self) -> RunConfig:
         """Check every field (raising :class:`InputError`) and resolve defaults."""
         if self.dataset not in DATASETS and Path(self.dataset).suffix.lower() not in (
-            ".npy", ".npz", ".csv"
+            ".npy",
+            ".npz",
+            ".csv",
         ):
             accepted = ", ".join(list(DATASETS) + ["a .npy/.npz/.csv file"])
             raise InputError(f"unknown dataset {self.dataset!r}; accepted values: {accepted}")

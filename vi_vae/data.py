@@ -44,7 +44,6 @@ BINARIZATIONS = ("none", "dynamic", "static", "threshold")
 SPLIT_SEED = 20140101
 
 
-
 @dataclass
 class Dataset:
     """Three splits of flattened data in [0, 1], with optional labels.
@@ -120,8 +119,10 @@ DATASETS: dict[str, tuple[str, Callable]] = {
         "Fashion-MNIST, 70,000 images (Debian dataset-fashion-mnist, --data-dir, or download)",
         idx_source("fashion-mnist", "FashionMNIST"),
     ),
-    "mnist": ("MNIST, 70,000 digits (--data-dir with IDX files, or download)",
-              idx_source("mnist", "MNIST")),
+    "mnist": (
+        "MNIST, 70,000 digits (--data-dir with IDX files, or download)",
+        idx_source("mnist", "MNIST"),
+    ),
 }
 
 
@@ -233,8 +234,11 @@ def _stratified_split(
 def _random_split(
     size: int, validation_fraction: float, test_fraction: float, generator: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not (0 < validation_fraction < 1 and 0 < test_fraction < 1
-            and validation_fraction + test_fraction < 1):
+    if not (
+        0 < validation_fraction < 1
+        and 0 < test_fraction < 1
+        and validation_fraction + test_fraction < 1
+    ):
         raise InputError("validation_fraction and test_fraction must be in (0, 1), sum below 1")
     order = generator.permutation(size)
     num_valid = max(1, round(size * validation_fraction))

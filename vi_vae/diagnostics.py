@@ -143,9 +143,9 @@ def gradient_snr(
                 for leaf in parameters.values():
                     leaf.grad = None
                 loss.loss_and_grads(model, guide, x, **kwargs)
-                draw = torch.cat([
-                    _flat_gradient(parameters[name]) for name in guide_names + model_names
-                ])
+                draw = torch.cat(
+                    [_flat_gradient(parameters[name]) for name in guide_names + model_names]
+                )
                 # Welford's running mean and sum of squared deviations, in float64
                 count += 1
                 if mean is None:
@@ -304,8 +304,14 @@ def to_inference_data(
         plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
         for start in range(0, num_samples, per_pass):
             traces = trace_log_weights(
-                model, guide, (points,), kwargs, num_particles=min(per_pass, num_samples - start),
-                plate_nesting=plate_nesting, data_plate=data_plate, scaled=False,
+                model,
+                guide,
+                (points,),
+                kwargs,
+                num_particles=min(per_pass, num_samples - start),
+                plate_nesting=plate_nesting,
+                data_plate=data_plate,
+                scaled=False,
             )
             stats["log_weight"].append(traces.log_weights)
             stats["lp"].append(traces.log_model)
@@ -390,6 +396,6 @@ def _point_major(site: dict, plate_nesting: int, data_plate: str) -> tuple[Tenso
         if dim in names:
             kept_shape.append(value.shape[position])
             dims.append(names[dim])
-    event_shape = value.shape[2 + len(plate_dims):]
+    event_shape = value.shape[2 + len(plate_dims) :]
     dims += [f"{site['name']}_dim_{i}" for i in range(len(event_shape))]
     return value.reshape(*kept_shape, *event_shape), dims

@@ -187,8 +187,14 @@ def log_weight_chunks(
             for first in range(0, num_samples, particles_per_pass):
                 count = min(particles_per_pass, num_samples - first)
                 traces = trace_log_weights(
-                    model, guide, (x[rows],), kwargs, num_particles=count,
-                    plate_nesting=plate_nesting, data_plate=data_plate, scaled=False,
+                    model,
+                    guide,
+                    (x[rows],),
+                    kwargs,
+                    num_particles=count,
+                    plate_nesting=plate_nesting,
+                    data_plate=data_plate,
+                    scaled=False,
                 )
                 parts.append(traces.log_weights.detach().cpu())
             yield rows, torch.cat(parts)
@@ -231,8 +237,16 @@ def log_marginal_likelihood(
         standard errors, effective sample sizes and k̂.
     """
     estimate, _ = importance_sampling(
-        model, guide, x, num_samples, (), data_plate=data_plate, chunk_size=chunk_size,
-        compute_pareto_k=compute_pareto_k, seed=seed, **kwargs,
+        model,
+        guide,
+        x,
+        num_samples,
+        (),
+        data_plate=data_plate,
+        chunk_size=chunk_size,
+        compute_pareto_k=compute_pareto_k,
+        seed=seed,
+        **kwargs,
     )
     return estimate
 
@@ -263,8 +277,16 @@ def bounds(
     if not list(num_particles):
         raise InputError("num_particles must list at least one k, e.g. [1, 5, 50]")
     _, table = importance_sampling(
-        model, guide, x, num_samples, num_particles, data_plate=data_plate,
-        chunk_size=chunk_size, compute_pareto_k=False, seed=seed, **kwargs,
+        model,
+        guide,
+        x,
+        num_samples,
+        num_particles,
+        data_plate=data_plate,
+        chunk_size=chunk_size,
+        compute_pareto_k=False,
+        seed=seed,
+        **kwargs,
     )
     return table
 
@@ -297,8 +319,14 @@ def importance_sampling(
     per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
     per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
     for _, log_weights in log_weight_chunks(
-        model, guide, x, num_samples, data_plate=data_plate, chunk_size=chunk_size,
-        seed=seed, **kwargs,
+        model,
+        guide,
+        x,
+        num_samples,
+        data_plate=data_plate,
+        chunk_size=chunk_size,
+        seed=seed,
+        **kwargs,
     ):
         log_weights = log_weights.double()
         total = log_weights.logsumexp(0)

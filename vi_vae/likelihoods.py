@@ -87,8 +87,10 @@ class Bernoulli(Likelihood):
         super().validate(x, name)
         _check_unit_interval(x, name, self.name)
         if not ((x == 0) | (x == 1)).all():
-            raise InputError(f"{name} is not binary but the bernoulli likelihood needs 0/1 data; "
-                             + BINARIZE_HINT)
+            raise InputError(
+                f"{name} is not binary but the bernoulli likelihood needs 0/1 data; "
+                + BINARIZE_HINT
+            )
 
 
 class ContinuousBernoulli(Likelihood):
@@ -185,7 +187,5 @@ def get_likelihood(name: str | Likelihood, **options: object) -> Likelihood:
     if isinstance(name, Likelihood):
         return name
     if name not in LIKELIHOODS:
-        raise InputError(
-            f"unknown likelihood {name!r}; accepted values: {', '.join(LIKELIHOODS)}"
-        )
+        raise InputError(f"unknown likelihood {name!r}; accepted values: {', '.join(LIKELIHOODS)}")
     return LIKELIHOODS[name](**options)

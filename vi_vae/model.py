@@ -83,7 +83,9 @@ class VAE(PyroModule):
             encoder = MLP(input_dim, hidden_sizes, self._num_raw, activation)
         if decoder is None:
             decoder = MLP(
-                latent_dim, list(reversed(hidden_sizes)), self.likelihood.num_outputs(input_dim),
+                latent_dim,
+                list(reversed(hidden_sizes)),
+                self.likelihood.num_outputs(input_dim),
                 activation,
             )
         to_pyro_module_(encoder)

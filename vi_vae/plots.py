@@ -79,7 +79,8 @@ def plot_reconstructions(
         pairs += [x[start : start + columns], reconstructions[start : start + columns]]
     return _show_grid(
         image_grid(torch.cat(pairs), image_shape, columns),
-        "inputs (odd rows) and reconstructions (even rows)", path,
+        "inputs (odd rows) and reconstructions (even rows)",
+        path,
     )
 
 
@@ -144,7 +145,9 @@ def plot_manifold(vae: VAE, path: str | Path, grid_size: int = 20) -> Path | Non
         images = vae.likelihood.mean(vae.decoder(z))
     return _show_grid(
         image_grid(images, vae.image_shape, grid_size),
-        "learned manifold: E[x|z] on a grid of prior quantiles", path, size=8.0,
+        "learned manifold: E[x|z] on a grid of prior quantiles",
+        path,
+        size=8.0,
     )
 
 
@@ -201,8 +204,11 @@ def plot_training_curves_overlaid(
     """Validation ELBO by epoch for several runs on one axis."""
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for label, history in histories.items():
-        axis.plot([row["epoch"] for row in history],
-                  [row["validation_elbo"] for row in history], label=label)
+        axis.plot(
+            [row["epoch"] for row in history],
+            [row["validation_elbo"] for row in history],
+            label=label,
+        )
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation ELBO, nats per point")
     axis.grid(alpha=0.3)
@@ -222,8 +228,9 @@ def plot_snr_versus_particles(
             ]
             if shown:
                 axis.plot(*zip(*shown, strict=True), marker="o", markersize=3, label=label)
-    for axis, title in zip(axes, ("encoder (guide) parameters", "decoder (model) parameters"),
-                           strict=True):
+    for axis, title in zip(
+        axes, ("encoder (guide) parameters", "decoder (model) parameters"), strict=True
+    ):
         axis.set_xscale("log")
         if axis.lines:
             axis.set_yscale("log")

@@ -144,8 +144,9 @@ def write_comparison_report(out_dir: str | Path, comparison: dict[str, Any]) -> 
             {name: curve["bounds"] for name, curve in comparison["curves"].items()},
             out_dir / "bounds_versus_k.png",
         ),
-        plots.plot_training_curves_overlaid(comparison["histories"],
-                                            out_dir / "training_curves.png"),
+        plots.plot_training_curves_overlaid(
+            comparison["histories"], out_dir / "training_curves.png"
+        ),
         plots.plot_snr_versus_particles(
             {name: curve["snr"] for name, curve in comparison["curves"].items()},
             out_dir / "snr_versus_k.png",

@@ -85,7 +85,9 @@ def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
 
 def _load_data(config: RunConfig) -> Dataset:
     return load_dataset(
-        config.dataset, binarization=config.binarization, data_dir=config.data_dir,
+        config.dataset,
+        binarization=config.binarization,
+        data_dir=config.data_dir,
         max_train=config.max_train,
     )
 
@@ -127,9 +129,13 @@ def train_run(
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    atomic_write_json(run_dir / CONFIG_FILE, {
-        "config": config.to_dict(), "environment": environment(),
-    })
+    atomic_write_json(
+        run_dir / CONFIG_FILE,
+        {
+            "config": config.to_dict(),
+            "environment": environment(),
+        },
+    )
     dataset = _load_data(config)
     pyro.set_rng_seed(config.seed)
     vae = build_vae(config, dataset).to(device)
@@ -139,7 +145,9 @@ def train_run(
         vae.check_data(dataset.train, "training data")
     started = time.perf_counter()
     result = fit(
-        vae.model, vae.guide, dataset.train,
+        vae.model,
+        vae.guide,
+        dataset.train,
         validation=dataset.validation,
         loss=parse_estimator(config.estimator),
         learning_rate=config.learning_rate,
@@ -175,14 +183,18 @@ def _training_summary(result: FitResult, seconds: float) -> dict[str, Any]:
         "seconds_this_session": seconds,
         "seconds_per_epoch": (
             sum(row["seconds"] for row in result.history) / len(result.history)
-            if result.history else float("nan")
+            if result.history
+            else float("nan")
         ),
         "final_train_loss": last.get("train_loss"),
     }
 
 
 def _evaluate(
-    vae: VAE, dataset: Dataset, config: RunConfig, device: torch.device,
+    vae: VAE,
+    dataset: Dataset,
+    config: RunConfig,
+    device: torch.device,
     num_samples: int | None = None,
 ) -> dict[str, Any]:
     x = dataset.test[: config.eval_points].to(device)
@@ -242,15 +254,18 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
 
 
 def evaluate_run(
-    run_dir: str | Path, num_samples: int | None = None, device: str | None = None,
+    run_dir: str | Path,
+    num_samples: int | None = None,
+    device: str | None = None,
     num_points: int | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a run on its test split; update and return ``metrics.json``."""
     run = load_run(run_dir, device)
     if num_points is not None:
         run.config.eval_points = num_points
-    metrics = _evaluate(run.vae, run.dataset, run.config, resolve_device(run.config.device),
-                        num_samples)
+    metrics = _evaluate(
+        run.vae, run.dataset, run.config, resolve_device(run.config.device), num_samples
+    )
     path = run.run_dir / METRICS_FILE
     previous = read_json(path) if path.exists() else {}
     if isinstance(previous, dict) and "training" in previous:
@@ -273,20 +288,24 @@ def make_figures(
     x = dataset.test.to(device)
     with torch.no_grad():
         centres = vae.latent_family.center(vae.encode(x))
-    written.append(plots.plot_latent_scatter(centres, dataset.test_labels,
-                                             run_dir / "latent_scatter.png"))
+    written.append(
+        plots.plot_latent_scatter(centres, dataset.test_labels, run_dir / "latent_scatter.png")
+    )
     if dataset.image_shape is not None:
         # evenly spaced test points: splits are sorted by class, so the first few are alike
         shown = x[torch.linspace(0, len(x) - 1, min(NUM_SHOWN, len(x))).long()]
-        written.append(plots.plot_reconstructions(
-            shown, vae.reconstruct(shown), dataset.image_shape, run_dir / "reconstructions.png"
-        ))
+        written.append(
+            plots.plot_reconstructions(
+                shown, vae.reconstruct(shown), dataset.image_shape, run_dir / "reconstructions.png"
+            )
+        )
         with seeded(EVALUATION_SEED, device):
             samples = vae.sample(64)
         written.append(plots.plot_samples(samples, dataset.image_shape, run_dir / "samples.png"))
         start, end = _interpolation_ends(dataset)
-        written.append(plots.plot_interpolation(vae, x[start], x[end],
-                                                run_dir / "interpolation.png"))
+        written.append(
+            plots.plot_interpolation(vae, x[start], x[end], run_dir / "interpolation.png")
+        )
         written.append(plots.plot_manifold(vae, run_dir / "manifold.png"))
     return [path for path in written if path is not None]
 

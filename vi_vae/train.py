@@ -41,7 +41,12 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.csv"
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "validation_elbo", "validation_elbo_se", "kl_weight", "seconds"
+    "epoch",
+    "train_loss",
+    "validation_elbo",
+    "validation_elbo_se",
+    "kl_weight",
+    "seconds",
 )
 
 
@@ -206,8 +211,13 @@ def fit(
                 if "found invalid values" not in str(error):
                     raise
                 raise TrainingError(
-                    _diverged(f"invalid values ({str(error).splitlines()[0][:120]})", epoch,
-                              step, steps_per_epoch, run_dir)
+                    _diverged(
+                        f"invalid values ({str(error).splitlines()[0][:120]})",
+                        epoch,
+                        step,
+                        steps_per_epoch,
+                        run_dir,
+                    )
                 ) from error
             if not math.isfinite(value):
                 raise TrainingError(
@@ -240,16 +250,19 @@ def fit(
         epochs_without_improvement = _epochs_since_best(result)
         if run_dir is not None:
             _write_history(run_dir / HISTORY_FILE, result.history)
-            save_checkpoint(checkpoint_path, {
-                "epoch": epoch,
-                "params": _params_state(),
-                "optimizer": optimizer.get_state(),
-                "rng": _get_rng_state(generator),
-                "history": result.history,
-                "best_epoch": result.best_epoch,
-                "best_score": best_score,
-                "best_params": best_params,
-            })
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "epoch": epoch,
+                    "params": _params_state(),
+                    "optimizer": optimizer.get_state(),
+                    "rng": _get_rng_state(generator),
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "best_score": best_score,
+                    "best_params": best_params,
+                },
+            )
         if on_epoch is not None:
             on_epoch(row)
     if best_params is not None and validation is not None:
@@ -260,7 +273,8 @@ def fit(
 def _diverged(what: str, epoch: int, step: int, steps: int, run_dir: Path | None) -> str:
     kept = (
         f"; the checkpoint of epoch {epoch - 1} is kept in {run_dir}"
-        if run_dir is not None and epoch > 1 else ""
+        if run_dir is not None and epoch > 1
+        else ""
     )
     return f"{what} at epoch {epoch}, step {step + 1} of {steps}{kept}; try a smaller learning rate"
 

@@ -106,9 +106,17 @@ def test_bounds_are_ordered_up_to_log_px():
         (lambda: STL(5), lambda: ELBO(5)),
     ],
     ids=[
-        "IWAE(1)=ELBO", "MIWAE(1,K)=IWAE(K)", "MIWAE(M,1)=ELBO(M)", "CIWAE(1)=ELBO",
-        "CIWAE(0)=IWAE", "VR(0)=IWAE", "VR(1)=ELBO", "PIWAE(1,K)=IWAE(K)",
-        "PIWAE(M,L,L)=MIWAE(M,L)", "DReG=IWAE", "STL=ELBO",
+        "IWAE(1)=ELBO",
+        "MIWAE(1,K)=IWAE(K)",
+        "MIWAE(M,1)=ELBO(M)",
+        "CIWAE(1)=ELBO",
+        "CIWAE(0)=IWAE",
+        "VR(0)=IWAE",
+        "VR(1)=ELBO",
+        "PIWAE(1,K)=IWAE(K)",
+        "PIWAE(M,L,L)=MIWAE(M,L)",
+        "DReG=IWAE",
+        "STL=ELBO",
     ],
 )
 def test_identities_on_the_same_draws(make, make_same):

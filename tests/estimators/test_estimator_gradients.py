@@ -19,8 +19,10 @@ ALL_PARAMETERS = GUIDE_PARAMETERS + MODEL_PARAMETERS
 def repeated_gradients(estimator, pair, x, calls):
     """[calls, num parameter elements]: one gradient per call, over all parameters."""
     return torch.stack(
-        [flat(gradients(estimator, pair.model, pair.guide, x)[1], ALL_PARAMETERS)
-         for _ in range(calls)]
+        [
+            flat(gradients(estimator, pair.model, pair.guide, x)[1], ALL_PARAMETERS)
+            for _ in range(calls)
+        ]
     )
 
 
@@ -43,7 +45,8 @@ def closed_form_elbo_gradient(pair, x):
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: ELBO(3), lambda: ELBO(3, analytic_kl=True), lambda: STL(2)],
+    "make",
+    [lambda: ELBO(3), lambda: ELBO(3, analytic_kl=True), lambda: STL(2)],
     ids=["elbo", "elbo-analytic", "stl"],
 )
 def test_elbo_gradients_match_the_closed_form_gradient(make):
@@ -109,9 +112,17 @@ def same_seed_gradients(make, pair, x, seed=7):
         (lambda: PIWAE(2, 3, 3), lambda: MIWAE(2, 3), ALL_PARAMETERS),
     ],
     ids=[
-        "IWAE(1)=ELBO", "MIWAE(1,K)=IWAE(K)", "CIWAE(1)=ELBO", "VR(0)=IWAE", "PIWAE(1,K)=IWAE(K)",
-        "DReG(1)=STL(1)", "DReG-model=IWAE", "STL-model=ELBO", "PIWAE-model=IWAE(ML)",
-        "PIWAE-guide=MIWAE", "PIWAE(M,L,L)=MIWAE(M,L)",
+        "IWAE(1)=ELBO",
+        "MIWAE(1,K)=IWAE(K)",
+        "CIWAE(1)=ELBO",
+        "VR(0)=IWAE",
+        "PIWAE(1,K)=IWAE(K)",
+        "DReG(1)=STL(1)",
+        "DReG-model=IWAE",
+        "STL-model=ELBO",
+        "PIWAE-model=IWAE(ML)",
+        "PIWAE-guide=MIWAE",
+        "PIWAE(M,L,L)=MIWAE(M,L)",
     ],
 )
 def test_gradient_identities_on_the_same_draws(make, make_same, names):

@@ -44,8 +44,13 @@ def test_svi_with_dreg_trains_the_vae_template():
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(
     "make",
-    [lambda: ELBO(2, analytic_kl=True), lambda: IWAE(3), lambda: STL(2), lambda: DReG(3),
-     lambda: PIWAE(2, 2)],
+    [
+        lambda: ELBO(2, analytic_kl=True),
+        lambda: IWAE(3),
+        lambda: STL(2),
+        lambda: DReG(3),
+        lambda: PIWAE(2, 2),
+    ],
     ids=["elbo-analytic", "iwae", "stl", "dreg", "piwae"],
 )
 def test_every_latent_family_gets_finite_gradients(family, make):

@@ -70,9 +70,7 @@ def _elementwise(make: Callable) -> ScipyEquivalent:
 
     def marginals(q):
         base = q.base_dist
-        return [
-            (lambda z, i=i: z[:, i], make(base, i)) for i in range(q.event_shape[0])
-        ]
+        return [(lambda z, i=i: z[:, i], make(base, i)) for i in range(q.event_shape[0])]
 
     def logpdf(q, z):
         return sum(frozen.logpdf(project(z)) for project, frozen in marginals(q))
@@ -152,9 +150,7 @@ SCIPY_EQUIVALENTS: dict[str, ScipyEquivalent | None] = {
     "weibull": _elementwise(
         lambda b, i: stats.weibull_min(c=_float(b.concentration, i), scale=_float(b.scale, i))
     ),
-    "reciprocal": _elementwise(
-        lambda b, i: stats.loguniform(_float(b.low, i), _float(b.high, i))
-    ),
+    "reciprocal": _elementwise(lambda b, i: stats.loguniform(_float(b.low, i), _float(b.high, i))),
     "gompertz": _elementwise(
         lambda b, i: stats.gompertz(c=_float(b.concentration, i), scale=_float(b.scale, i))
     ),
@@ -162,16 +158,12 @@ SCIPY_EQUIVALENTS: dict[str, ScipyEquivalent | None] = {
         lambda b, i: stats.gumbel_r(loc=_float(b.loc, i), scale=_float(b.scale, i))
     ),
     "erlang": _elementwise(lambda b, i: stats.erlang(a=b.shape, scale=1 / _float(b.rate, i))),
-    "normal": _elementwise(
-        lambda b, i: stats.norm(loc=_float(b.loc, i), scale=_float(b.scale, i))
-    ),
+    "normal": _elementwise(lambda b, i: stats.norm(loc=_float(b.loc, i), scale=_float(b.scale, i))),
     "laplace": _elementwise(
         lambda b, i: stats.laplace(loc=_float(b.loc, i), scale=_float(b.scale, i))
     ),
     "studentt": _elementwise(
-        lambda b, i: stats.t(
-            df=_float(b.df, i), loc=_float(b.loc, i), scale=_float(b.scale, i)
-        )
+        lambda b, i: stats.t(df=_float(b.df, i), loc=_float(b.loc, i), scale=_float(b.scale, i))
     ),
     "uniform": _elementwise(
         lambda b, i: stats.uniform(loc=_float(b.low, i), scale=_float(b.high - b.low, i))

@@ -11,11 +11,31 @@ def test_benchmark_writes_the_table(tmp_path, capsys):
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     output = tmp_path / "families.md"
-    args = benchmark.parse_args([
-        "--families", "normal", "logistic", "--epochs", "1", "--hidden-size", "16",
-        "--latent-dim", "2", "--num-samples", "8", "--max-train", "200", "--max-test", "20",
-        "--threads", "1", "--spread-seeds", "1", "--output", str(output),
-    ])
+    args = benchmark.parse_args(
+        [
+            "--families",
+            "normal",
+            "logistic",
+            "--epochs",
+            "1",
+            "--hidden-size",
+            "16",
+            "--latent-dim",
+            "2",
+            "--num-samples",
+            "8",
+            "--max-train",
+            "200",
+            "--max-test",
+            "20",
+            "--threads",
+            "1",
+            "--spread-seeds",
+            "1",
+            "--output",
+            str(output),
+        ]
+    )
     rows = benchmark.main(args)
     assert [row["name"] for row in rows] == ["normal", "logistic"]
     page = output.read_text()

@@ -48,9 +48,11 @@ def test_pathwise_gradient(family: LatentFamily):
     q = family.posterior(raw)
     exact = _closed_form(q)
     if exact is not None:
+
         def f(z):
             return (z + z.pow(2)).sum(-1)
     else:
+
         def bounded(z):
             return 1 / (1 + z.pow(2))
 
@@ -75,6 +77,7 @@ def test_pathwise_gradient(family: LatentFamily):
     assert (expected.abs() > 1e-6).all(), expected
     assert (standard_error < 0.05 * expected.abs()).all(), (standard_error, expected)
     assert ((estimate - expected).abs() <= STANDARD_ERRORS * standard_error).all(), (
-        estimate, expected, standard_error
+        estimate,
+        expected,
+        standard_error,
     )
-

@@ -31,7 +31,9 @@ def test_analytic_kl_matches_monte_carlo(family: LatentFamily):
     estimate, standard_error = _monte_carlo(q, p)
     assert (standard_error < 0.05 * kl.abs() + 1e-9).all(), "too few draws to check anything"
     assert ((kl - estimate).abs() <= 5 * standard_error + 1e-9 * kl.abs()).all(), (
-        kl, estimate, standard_error
+        kl,
+        estimate,
+        standard_error,
     )
     # The family's kl_divergence uses the closed form.
     torch.testing.assert_close(family.kl_divergence(q, p), kl)

@@ -34,9 +34,23 @@ EXPECTED_CATEGORIES = {
 
 #: Pairs (posterior, default prior) with a closed-form KL registered with torch.
 EXPECTED_ANALYTIC_KL = {
-    "exponential", "cauchy", "rayleigh", "pareto", "weibull", "reciprocal", "gumbel",
-    "erlang", "laplace", "elliptical", "uniform", "normal", "lognormal", "gamma",
-    "dirichlet", "beta", "chi2",
+    "exponential",
+    "cauchy",
+    "rayleigh",
+    "pareto",
+    "weibull",
+    "reciprocal",
+    "gumbel",
+    "erlang",
+    "laplace",
+    "elliptical",
+    "uniform",
+    "normal",
+    "lognormal",
+    "gamma",
+    "dirichlet",
+    "beta",
+    "chi2",
 }
 
 
@@ -65,15 +79,13 @@ def test_get_family():
 
 def test_summary_row(family: LatentFamily):
     row = family.summary()
-    assert list(row) == [
-        "name", "category", "support", "prior", "kl", "parameters", "description"
-    ]
+    assert list(row) == ["name", "category", "support", "prior", "kl", "parameters", "description"]
     assert all(isinstance(value, str) and value for value in row.values()), row
     assert row["kl"] in ("analytic", "sampled")
     # The support is written as a set, never as a constraint's class name.
-    assert row["support"] in ("real", "real vector", "simplex", "(0, 1)") or row["support"][
-        0
-    ] in "[(", row
+    assert (
+        row["support"] in ("real", "real vector", "simplex", "(0, 1)") or row["support"][0] in "[("
+    ), row
     # The prior is written with its parameters, e.g. "Gompertz(concentration=1, scale=1)".
     assert row["prior"].endswith(")") and "=" in row["prior"], row
     assert "raw" in row["parameters"]

@@ -73,5 +73,3 @@ def test_center_is_the_mean_where_finite(family: LatentFamily):
         base = q.base_dist
         half = torch.full(base.batch_shape, 0.5, dtype=torch.float64)
         torch.testing.assert_close(base.cdf(family.center(q)), half)
-
-

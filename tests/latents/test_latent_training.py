@@ -34,8 +34,13 @@ def test_short_training_improves_a_finite_bound(family: LatentFamily, mnist_poin
     assert vae.latent_family is family
     before = _elbo(vae, mnist_points)
     result = fit(
-        vae.model, vae.guide, mnist_points, epochs=EPOCHS, batch_size=50,
-        learning_rate=3e-3, seed=0,
+        vae.model,
+        vae.guide,
+        mnist_points,
+        epochs=EPOCHS,
+        batch_size=50,
+        learning_rate=3e-3,
+        seed=0,
     )
     after = _elbo(vae, mnist_points)
     assert len(result.history) == EPOCHS

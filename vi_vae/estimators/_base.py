@@ -267,8 +267,14 @@ class ParticleEstimator(ELBO):
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict, num_particles: int
     ) -> WeightedTraces:
         traces = trace_log_weights(
-            model, guide, args, kwargs, num_particles=num_particles,
-            plate_nesting=int(self.max_plate_nesting), data_plate=self.data_plate, scaled=True,
+            model,
+            guide,
+            args,
+            kwargs,
+            num_particles=num_particles,
+            plate_nesting=int(self.max_plate_nesting),
+            data_plate=self.data_plate,
+            scaled=True,
         )
         self._batch_size = traces.log_guide.shape[-1]
         return traces

@@ -190,9 +190,9 @@ def trace_log_weights(
     kwargs = kwargs or {}
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
     guide_trace = poutine.trace(particle_plate(guide)).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(
-        poutine.replay(particle_plate(model), trace=guide_trace)
-    ).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(particle_plate(model), trace=guide_trace)).get_trace(
+        *args, **kwargs
+    )
     guide_trace = prune_subsample_sites(guide_trace)
     model_trace = prune_subsample_sites(model_trace)
     _check_latents_match(model_trace, guide_trace)
@@ -201,12 +201,21 @@ def trace_log_weights(
         return site["fn"].log_prob(site["value"])
 
     log_model = _sum_per_point(
-        model_trace, log_prob, latent_only=False, plate_nesting=plate_nesting,
-        data_plate=data_plate, scaled=scaled,
+        model_trace,
+        log_prob,
+        latent_only=False,
+        plate_nesting=plate_nesting,
+        data_plate=data_plate,
+        scaled=scaled,
     )
     log_guide = _sum_per_point(
-        guide_trace, log_prob, latent_only=True, plate_nesting=plate_nesting,
-        data_plate=data_plate, scaled=scaled, like=log_model,
+        guide_trace,
+        log_prob,
+        latent_only=True,
+        plate_nesting=plate_nesting,
+        data_plate=data_plate,
+        scaled=scaled,
+        like=log_model,
     )
     log_model, log_guide = log_model.expand_as(log_guide), log_guide.expand_as(log_model)
     return WeightedTraces(
@@ -216,11 +225,13 @@ def trace_log_weights(
 
 def _check_latents_match(model_trace: Trace, guide_trace: Trace) -> None:
     model_latents = {
-        name for name, site in model_trace.nodes.items()
+        name
+        for name, site in model_trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"]
     }
     guide_latents = {
-        name for name, site in guide_trace.nodes.items()
+        name
+        for name, site in guide_trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"]
     }
     missing = model_latents - guide_latents

@@ -64,7 +64,9 @@ class ELBO(ParticleEstimator):
         max_pairs_per_pass: int = DEFAULT_MAX_PAIRS_PER_PASS,
     ) -> None:
         super().__init__(
-            num_particles, data_plate=data_plate, max_plate_nesting=max_plate_nesting,
+            num_particles,
+            data_plate=data_plate,
+            max_plate_nesting=max_plate_nesting,
             max_pairs_per_pass=max_pairs_per_pass,
         )
         self.analytic_kl = bool(analytic_kl)

@@ -50,14 +50,16 @@ class EstimatorSpec:
 ESTIMATOR_SPECS: dict[str, EstimatorSpec] = {
     "elbo": EstimatorSpec((), lambda: Trace_ELBO(), "ELBO with a sampled KL (Pyro's Trace_ELBO)"),
     "elbo-analytic": EstimatorSpec(
-        (), lambda: TraceMeanField_ELBO(),
+        (),
+        lambda: TraceMeanField_ELBO(),
         "ELBO with the analytic KL where it exists (Pyro's TraceMeanField_ELBO)",
     ),
     "iwae": EstimatorSpec(
         (("num_particles", int),), IWAE, "importance-weighted bound IWAE-K (Burda et al. 2016)"
     ),
     "vr": EstimatorSpec(
-        (("alpha", float), ("num_particles", int)), RenyiVR,
+        (("alpha", float), ("num_particles", int)),
+        RenyiVR,
         "Renyi bound of order ALPHA with K draws; -inf is VR-max (Li & Turner 2016)",
     ),
     "vrmax": EstimatorSpec(
@@ -66,25 +68,29 @@ ESTIMATOR_SPECS: dict[str, EstimatorSpec] = {
         "VR-max: the Renyi objective at alpha = -inf, max_k log w_k (Li & Turner 2016)",
     ),
     "stl": EstimatorSpec(
-        (("num_particles", int),), STL,
+        (("num_particles", int),),
+        STL,
         "ELBO with the sticking-the-landing path gradient (Roeder et al. 2017)",
     ),
     "dreg": EstimatorSpec(
-        (("num_particles", int),), DReG,
+        (("num_particles", int),),
+        DReG,
         "IWAE-K with the doubly reparameterized guide gradient (Tucker et al. 2019)",
     ),
     "miwae": EstimatorSpec(
-        (("num_outer", int), ("num_inner", int)), MIWAE,
+        (("num_outer", int), ("num_inner", int)),
+        MIWAE,
         "mean of M IWAE-K estimates, M*K draws (Rainforth et al. 2018)",
     ),
     "ciwae": EstimatorSpec(
-        (("beta", float), ("num_particles", int)), CIWAE,
+        (("beta", float), ("num_particles", int)),
+        CIWAE,
         "BETA * ELBO + (1 - BETA) * IWAE-K on the same draws (Rainforth et al. 2018)",
     ),
     "piwae": EstimatorSpec(
-        (("num_outer", int), ("num_inner", int), ("num_particles", int)), PIWAE,
-        "guide on MIWAE(M, L), model on IWAE-K, M*L draws; reports IWAE-K "
-        "(Rainforth et al. 2018)",
+        (("num_outer", int), ("num_inner", int), ("num_particles", int)),
+        PIWAE,
+        "guide on MIWAE(M, L), model on IWAE-K, M*L draws; reports IWAE-K (Rainforth et al. 2018)",
     ),
 }
 

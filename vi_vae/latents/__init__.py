@@ -12,6 +12,7 @@ category (:mod:`~vi_vae.latents.inverse_cdf`, :mod:`~vi_vae.latents.location_sca
 # Registration order is Kingma & Welling's order of categories, the order of `vi-vae families`.
 # isort: off
 from vi_vae.latents import inverse_cdf, location_scale, composition
+
 # isort: on
 from vi_vae.latents import distributions, gamma_compositions, kl, sampling
 from vi_vae.latents.composition import DirichletFamily

@@ -251,7 +251,7 @@ class Reciprocal(_ExpandMixin, TorchDistribution):
 
     def cdf(self, value: Tensor) -> Tensor:
         """log(z/a)/log(b/a), clamped to [0, 1]."""
-        ratio = (value.clamp(min=torch.finfo(value.dtype).tiny).log() - self.low.log())
+        ratio = value.clamp(min=torch.finfo(value.dtype).tiny).log() - self.low.log()
         return (ratio / self._log_ratio).clamp(0, 1)
 
     def icdf(self, value: Tensor) -> Tensor:
