@@ -113,7 +113,9 @@ def comparison_report(comparison: dict[str, Any], figures: list[str]) -> str:
         "",
         "How to read it:",
         "",
-        "- *seconds*: training time; runs share the number of epochs, not the cost per step.",
+        "- *seconds*: wall-clock training time on the machine that made the report (other "
+        "jobs on a shared machine inflate it); runs share the number of epochs, not the cost "
+        "per step.",
         "- *log p(x) ± SE*: importance-sampled estimate (IWAE-K); SE is over test points "
         "(the Monte Carlo SE of each mean is in `comparison.json`). Differences between "
         "rows are paired (same points), so they are more precise than the SEs suggest.",
