@@ -85,6 +85,11 @@ def comparison_report(comparison: dict[str, Any], figures: list[str]) -> str:
     settings = comparison["settings"]
     rows = comparison["rows"]
     k = int(rows[0]["num_samples"]) if rows else 0
+    points = (
+        f"the same first {settings['eval_points']} test points"
+        if settings["eval_points"]
+        else "every test point (the same for all runs)"
+    )
     lines = [
         f"# Estimators compared on {settings['dataset']}",
         "",
@@ -92,8 +97,8 @@ def comparison_report(comparison: dict[str, Any], figures: list[str]) -> str:
         f"{settings['likelihood']}, binarization **{settings['binarization']}**, hidden "
         f"{settings['hidden_sizes']}, {settings['epochs']} epochs of batch "
         f"{settings['batch_size']}, Adam {settings['learning_rate']}, seed {settings['seed']} "
-        "(so the same initial weights and the same shuffling). Evaluated on the same "
-        f"{settings['eval_points'] or 'all'} test points with K = {k} importance samples. "
+        "(so the same initial weights and the same shuffling). Evaluated on "
+        f"{points} with K = {k} importance samples. "
         "Nats per data point; bounds and log p(x) are negative, higher is better.",
         "",
         "| estimator | seconds | test ELBO | IWAE-5 | IWAE-50 | log p(x) ± SE | mean ESS | "
