@@ -15,7 +15,7 @@ estimate of that point cannot be trusted.
 Memory: particles and data points are processed in passes of at most
 ``chunk_size`` (particle, point) pairs. For the 784-400-20 MLP VAE the peak
 above baseline measured about 200 MB at the default 8,192 pairs and 400 MB at
-32,768 (``python benchmarks/evaluation_memory.py``), plus the kept log weights,
+32,768 (``docs/evaluation_memory.md``), plus the kept log weights,
 ``num_samples × points-per-pass × 8`` bytes.
 
 References:
