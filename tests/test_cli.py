@@ -310,3 +310,18 @@ def test_every_latent_family_trains_from_the_command_line(family, tmp_path, caps
     assert -1000 < metrics["log_marginal_likelihood"]["log_px"] < 0
     assert json.loads((run_dir / "config.json").read_text())["config"]["latent"] == family
     assert (run_dir / "latent_scatter.png").is_file()
+
+
+def test_bad_input_leaves_no_run_directory_and_keeps_the_old_run(trained_run, bad_files):
+    new_dir = bad_files / "never-made"
+    assert (
+        cli.main(["train", "--dataset", str(bad_files / "nan.npy"), "--run-dir", str(new_dir)]) == 2
+    )
+    assert not new_dir.exists()
+    run_dir, _ = trained_run
+    before = sorted(p.name for p in run_dir.iterdir())
+    status = cli.main(
+        ["train", "--dataset", str(bad_files / "nan.npy"), "--run-dir", str(run_dir), "--overwrite"]
+    )
+    assert status == 2
+    assert sorted(p.name for p in run_dir.iterdir()) == before

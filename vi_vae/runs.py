@@ -120,22 +120,14 @@ def train_run(
         config = RunConfig(**{**stored.to_dict(), "epochs": max(stored.epochs, config.epochs)})
     else:
         config = config.validated()
-        if run_dir.exists() and any(run_dir.iterdir()):
-            if not overwrite:
-                raise InputError(
-                    f"run directory {run_dir} is not empty; pass --resume {run_dir} to continue "
-                    "it or --overwrite to replace it"
-                )
-            shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+            raise InputError(
+                f"run directory {run_dir} is not empty; pass --resume {run_dir} to continue "
+                "it or --overwrite to replace it"
+            )
+    # Everything that can refuse the input runs before the run directory is touched,
+    # so bad input neither leaves a half-made run nor destroys the one it would replace.
     device = resolve_device(config.device)
-    atomic_write_json(
-        run_dir / CONFIG_FILE,
-        {
-            "config": config.to_dict(),
-            "environment": environment(),
-        },
-    )
     dataset = _load_data(config)
     pyro.set_rng_seed(config.seed)
     vae = build_vae(config, dataset).to(device)
@@ -143,6 +135,12 @@ def train_run(
     vae.check_data(dataset.test, "test data")
     if dataset.binarization != "dynamic":
         vae.check_data(dataset.train, "training data")
+    if overwrite and not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        run_dir / CONFIG_FILE, {"config": config.to_dict(), "environment": environment()}
+    )
     started = time.perf_counter()
     result = fit(
         vae.model,
