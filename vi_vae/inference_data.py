@@ -1,0 +1,163 @@
+"""ArviZ export: draws of the latent variables and their importance weights, per data point.
+
+``to_inference_data`` puts the guide's draws for chosen data points into an
+``arviz.InferenceData`` so that ``az.summary`` and the ``az.plot_*`` functions
+work on them, with the log importance weights alongside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from vi_vae._random import seeded
+from vi_vae._validation import check_positive_int
+from vi_vae.errors import InputError
+from vi_vae.estimators._weights import PARTICLE_PLATE, guess_plates, trace_log_weights
+
+if TYPE_CHECKING:
+    import arviz
+
+__all__ = ["to_inference_data"]
+
+#: (particle, point) pairs per pass, as the evaluator's passes
+_PAIRS_PER_PASS = 8192
+
+
+def to_inference_data(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    point_indices: Sequence[int],
+    num_samples: int = 1000,
+    *,
+    num_chains: int = 4,
+    data_plate: str = "data",
+    seed: int | None = None,
+    **kwargs: Any,
+) -> arviz.InferenceData:
+    """Draws of every latent site from the guide, with their log weights, for ArviZ.
+
+    For each chosen point x_n, ``num_samples`` independent draws z ~ q(z | x_n) are
+    split into ``num_chains`` chains (independent draws, so R-hat ≈ 1 and the ESS
+    ≈ the number of draws check the export rather than a sampler).
+
+    Groups:
+        - ``posterior``: each latent site of the guide, dims ``(chain, draw, point,
+          ...)``: the site's other plates by plate name, then its event dims
+          ``<site>_dim_<i>``. These are draws from the **guide**, the variational
+          posterior; ``az.summary`` of them summarizes q(z|x), not p(z|x).
+        - ``sample_stats``: ``log_weight`` = log p(x_n, z) − log q(z|x_n), ``lp`` =
+          log p(x_n, z) and ``log_guide`` = log q(z|x_n), dims ``(chain, draw, point)``
+          (unscaled). Self-normalized weights ``exp(log_weight)`` over a point's draws
+          turn expectations under q into estimates under p(z|x_n);
+          ``az.psislw(log_weight)`` smooths them (Pareto-smoothed importance sampling).
+
+    The ``point`` coordinate holds ``point_indices``.
+
+    Args:
+        model: Pyro model ``model(x, **kwargs)``.
+        guide: Pyro guide with the same signature.
+        x: data, ``[N, ...]``.
+        point_indices: rows of ``x`` to export.
+        num_samples: draws per point in total, a multiple of ``num_chains``.
+        num_chains: chains to split the draws into.
+        data_plate: name of the data plate.
+        seed: seed for reproducible draws (the global RNG is left untouched).
+        **kwargs: passed to model and guide.
+
+    Returns:
+        An ``arviz.InferenceData``.
+    """
+    import arviz  # imported here: it is slow to import
+
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("num_chains", num_chains)
+    if num_samples % num_chains:
+        raise InputError(
+            f"num_samples ({num_samples}) must be a multiple of num_chains ({num_chains})"
+        )
+    indices = [int(i) for i in point_indices]
+    if not indices:
+        raise InputError("point_indices must name at least one data point")
+    if not isinstance(x, Tensor) or not all(-len(x) <= i < len(x) for i in indices):
+        raise InputError(f"point_indices must index the {len(x)} rows of x; got {indices}")
+    points = x[indices]
+    posterior: dict[str, list[Tensor]] = {}
+    stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
+    dims: dict[str, list[str]] = {}
+    per_pass = max(1, _PAIRS_PER_PASS // len(indices))
+    with torch.no_grad(), seeded(seed, x.device):
+        plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
+        for start in range(0, num_samples, per_pass):
+            traces = trace_log_weights(
+                model,
+                guide,
+                (points,),
+                kwargs,
+                num_particles=min(per_pass, num_samples - start),
+                plate_nesting=plate_nesting,
+                data_plate=data_plate,
+                scaled=False,
+            )
+            stats["log_weight"].append(traces.log_weights)
+            stats["lp"].append(traces.log_model)
+            stats["log_guide"].append(traces.log_guide)
+            for name, site in traces.guide_trace.nodes.items():
+                if site["type"] == "sample" and not site["is_observed"]:
+                    value, site_dims = _point_major(site, plate_nesting, data_plate)
+                    posterior.setdefault(name, []).append(value)
+                    dims[name] = ["point", *site_dims]
+
+    def by_chain(parts: list[Tensor]) -> Any:
+        values = torch.cat(parts).double().cpu().numpy()
+        return values.reshape(num_chains, num_samples // num_chains, *values.shape[1:])
+
+    for name in stats:
+        dims[name] = ["point"]
+    return arviz.from_dict(
+        posterior={name: by_chain(parts) for name, parts in posterior.items()},
+        sample_stats={name: by_chain(parts) for name, parts in stats.items()},
+        coords={"point": indices},
+        dims=dims,
+        posterior_attrs={
+            "inference_library": "vi_vae",
+            "draws_from": "the guide q(z|x); weight by exp(log_weight) for p(z|x)",
+        },
+        sample_stats_attrs={
+            "log_weight": "log p(x, z) - log q(z|x), unscaled",
+            "lp": "log p(x, z)",
+            "log_guide": "log q(z|x)",
+        },
+    )
+
+
+def _point_major(site: dict, plate_nesting: int, data_plate: str) -> tuple[Tensor, list[str]]:
+    """A vectorized site value as ``[particles, points, other plates..., event...]``."""
+    value = site["value"]
+    event_dim = site["fn"].event_dim
+    batch_dims = value.dim() - event_dim
+    names = {
+        frame.dim: frame.name
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.name != PARTICLE_PLATE
+    }
+    value = value.reshape((1,) * (plate_nesting + 1 - batch_dims) + tuple(value.shape))
+    data_dim = next(dim for dim, name in names.items() if name == data_plate)
+    order = [0, plate_nesting + 1 + data_dim] + [
+        plate_nesting + 1 + dim for dim in range(-plate_nesting, 0) if dim != data_dim
+    ]
+    order += list(range(plate_nesting + 1, value.dim()))
+    value = value.permute(order)
+    plate_dims = [dim for dim in range(-plate_nesting, 0) if dim != data_dim]
+    kept_shape, dims = list(value.shape[:2]), []
+    for position, dim in enumerate(plate_dims, start=2):
+        if dim in names:
+            kept_shape.append(value.shape[position])
+            dims.append(names[dim])
+    event_shape = value.shape[2 + len(plate_dims) :]
+    dims += [f"{site['name']}_dim_{i}" for i in range(len(event_shape))]
+    return value.reshape(*kept_shape, *event_shape), dims
