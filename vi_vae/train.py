@@ -32,7 +32,7 @@ from torch import Tensor
 from vi_vae._validation import check_positive_int
 from vi_vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.evaluation import log_weight_chunks
+from vi_vae.evaluation import bounds
 
 __all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "FitResult", "KLWeight", "fit"]
 
@@ -288,14 +288,9 @@ def _epochs_since_best(result: FitResult) -> int:
 def _validation_elbo(
     model: Callable, guide: Callable, x: Tensor, particles: int, seed: int, data_plate: str
 ) -> tuple[float, float]:
-    values = []
-    for _, log_weights in log_weight_chunks(
-        model, guide, x, particles, data_plate=data_plate, seed=seed
-    ):
-        values.append(log_weights.double().mean(0))
-    elbo = torch.cat(values)
-    se = elbo.std().item() / math.sqrt(len(elbo)) if len(elbo) > 1 else 0.0
-    return elbo.mean().item(), se
+    """Mean ELBO per point (averaged over ``particles`` draws) and its SE over points."""
+    elbo = bounds(model, guide, x, [1], particles, data_plate=data_plate, seed=seed)[0]
+    return elbo.mean, elbo.standard_error
 
 
 def _params_state() -> dict[str, Tensor]:
