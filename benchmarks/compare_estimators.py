@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from vi_vae.compare import compare
-from vi_vae.config import RunConfig
+from vi_vae.app.compare import compare
+from vi_vae.app.config import RunConfig
 
 PUBLISHED = (
     "report.md",

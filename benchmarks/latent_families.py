@@ -39,7 +39,7 @@ def run_family(name, data, args, seed=None):
     vae = VAE(
         input_dim=data.input_dim,
         latent_dim=args.latent_dim,
-        latent=name,
+        latent_family=name,
         hidden_sizes=(args.hidden_size,),
     )
     row = {"name": name, "category": ", ".join(FAMILIES[name].categories)}
@@ -62,8 +62,8 @@ def run_family(name, data, args, seed=None):
         vae.model,
         vae.guide,
         data.test,
-        num_samples=args.num_samples,
-        num_particles=(1,),
+        num_particles=args.num_samples,
+        bound_particles=(1,),
         seed=seed,
     )
     row["evaluation_seconds"] = time.perf_counter() - started
@@ -141,7 +141,7 @@ def write_page(path, rows, spread_rows, args, command, total_seconds):
         "",
         f"- Data: `mnist-5k` (5,000 real MNIST digits), static binarization; "
         f"{args.train_points} training points, {args.test_points} test points.",
-        f"- Model: `VAE(latent=<family>, latent_dim={args.latent_dim}, "
+        f"- Model: `VAE(latent_family=<family>, latent_dim={args.latent_dim}, "
         f"hidden_sizes=({args.hidden_size},))`, Bernoulli likelihood; the encoder outputs "
         "as many raw values as the family needs.",
         f"- Budget: {args.epochs} epochs of Adam (learning rate {args.learning_rate:g}, "

@@ -13,7 +13,8 @@ from pathlib import Path
 import pyro
 import torch
 
-from vi_vae import VAE, bounds, fit, load_dataset, log_marginal_likelihood, plots
+from vi_vae import VAE, bounds, fit, load_dataset, log_marginal_likelihood
+from vi_vae.app import plots
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -23,7 +24,7 @@ def main(args: argparse.Namespace) -> dict:
     vae = VAE(
         input_dim=data.input_dim,
         latent_dim=args.latent_dim,
-        latent=args.latent,
+        latent_family=args.latent,
         hidden_sizes=[args.hidden],
         image_shape=data.image_shape,
     )

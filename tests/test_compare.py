@@ -3,8 +3,8 @@ import json
 import pytest
 
 from vi_vae import cli
-from vi_vae.compare import bound_curve_particles, run_name, with_num_particles
-from vi_vae.estimators import ELBO, IWAE, MIWAE, DReG
+from vi_vae.app.compare import bound_curve_particles, run_name
+from vi_vae.estimators import ELBO, IWAE, MIWAE, DReG, with_num_particles
 
 TINY = [
     "--max-train",
@@ -98,14 +98,14 @@ def test_bad_estimator_list_is_refused_before_training(tmp_path, capsys):
 
 def test_spelling_helpers():
     assert run_name("vr:0.5:5") == "vr-0.5-5"
-    assert isinstance(with_num_particles("elbo", 4)(), ELBO)
-    iwae = with_num_particles("iwae:5", 20)()
+    assert isinstance(with_num_particles("elbo", 4), ELBO)
+    iwae = with_num_particles("iwae:5", 20)
     assert isinstance(iwae, IWAE) and iwae.num_particles == 20
-    assert isinstance(with_num_particles("dreg:5", 2)(), DReG)
-    miwae = with_num_particles("miwae:3:5", 7)()
+    assert isinstance(with_num_particles("dreg:5", 2), DReG)
+    miwae = with_num_particles("miwae:3:5", 7)
     assert isinstance(miwae, MIWAE) and miwae.num_inner == 7
-    piwae = with_num_particles("piwae:8:8:64", 5)()
+    piwae = with_num_particles("piwae:8:8:64", 5)
     assert (piwae.num_outer, piwae.num_inner, piwae.model_particles) == (8, 5, 40)
-    vr = with_num_particles("vr:0.5:5", 3)()
+    vr = with_num_particles("vr:0.5:5", 3)
     assert vr.num_particles == 3
     assert bound_curve_particles(60) == [1, 2, 5, 10, 20, 50]

@@ -11,7 +11,7 @@ from pyro.infer import Trace_ELBO
 from torch.testing import assert_close
 
 from vi_vae import VAE, InputError
-from vi_vae.diagnostics import active_units, gradient_snr, to_inference_data
+from vi_vae.evaluation import active_units, gradient_snr, to_inference_data
 from vi_vae.estimators import IWAE, STL, DReG
 
 #: one observation x = 2 under z ~ N(0, 1), x | z ~ N(z + b, 1), guide q(z) = N(μ, 1)
@@ -190,9 +190,9 @@ def test_inference_data_names_inner_plates_and_keeps_the_global_rng():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"point_indices": [0], "num_samples": 10, "num_chains": 4}, "multiple of num_chains"),
-        ({"point_indices": [12], "num_samples": 8}, "must index the 10 rows"),
-        ({"point_indices": [], "num_samples": 8}, "at least one data point"),
+        ({"point_indices": [0], "num_particles": 10, "num_chains": 4}, "multiple of num_chains"),
+        ({"point_indices": [12], "num_particles": 8}, "must index the 10 rows"),
+        ({"point_indices": [], "num_particles": 8}, "at least one data point"),
     ],
 )
 def test_inference_data_refuses_bad_requests(kwargs, message):

@@ -19,7 +19,7 @@ def test_exact_posterior_guide_gives_exact_log_marginal(problem):
     # With q = p(z|x) every weight equals p(x): the estimate is exact for any K,
     # the Monte Carlo error is 0 and the effective sample size is K.
     lg, x = problem
-    estimate = log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=50, seed=0)
+    estimate = log_marginal_likelihood(lg.model, lg.exact_guide, x, num_particles=50, seed=0)
     assert estimate.log_likelihood.shape == (40,)
     torch.testing.assert_close(estimate.log_likelihood, lg.log_marginal(x), atol=1e-8, rtol=0)
     assert estimate.monte_carlo_standard_error.max() < 1e-6
@@ -32,7 +32,7 @@ def test_mean_field_guide_matches_analytic_value_within_standard_error(problem):
     # Tolerance: 4 Monte Carlo standard errors of the mean plus the Jensen bias
     # of log-mean-exp, which is at most se² / 2 per point; fixed seed.
     lg, x = problem
-    estimate = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, num_samples=2000, seed=0)
+    estimate = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, num_particles=2000, seed=0)
     exact = lg.log_marginal(x)
     mc_se = estimate.mean_monte_carlo_standard_error
     bias = (estimate.monte_carlo_standard_error.pow(2) / 2).mean().item()
@@ -50,11 +50,11 @@ def test_estimates_are_kept_per_point(problem):
     # Evaluating points one at a time gives the same numbers as a batch: the
     # batch dimension is never summed away (exact guide, so no Monte Carlo noise).
     lg, x = problem
-    batch = log_marginal_likelihood(lg.model, lg.exact_guide, x[:5], num_samples=3)
+    batch = log_marginal_likelihood(lg.model, lg.exact_guide, x[:5], num_particles=3)
     single = torch.cat(
         [
             log_marginal_likelihood(
-                lg.model, lg.exact_guide, x[i : i + 1], num_samples=3
+                lg.model, lg.exact_guide, x[i : i + 1], num_particles=3
             ).log_likelihood
             for i in range(5)
         ]
@@ -91,7 +91,7 @@ def test_seed_makes_draws_reproducible_and_leaves_global_rng_alone(problem):
 
 def test_bound_table_matches_closed_form_elbo_and_is_ordered(problem):
     lg, x = problem
-    table = bounds(lg.model, lg.mean_field_guide, x, [1, 5, 50], num_samples=2000, seed=0)
+    table = bounds(lg.model, lg.mean_field_guide, x, [1, 5, 50], num_particles=2000, seed=0)
     assert [b.name for b in table] == ["ELBO", "IWAE-5", "IWAE-50"]
     covariance = torch.diag(lg.mean_field_scale.pow(2))
     exact_elbo = lg.elbo(x, lg.posterior_mean(x), covariance)
@@ -118,12 +118,12 @@ def test_scales_are_ignored_by_the_evaluator(problem):
 
 def test_bad_arguments_are_refused(problem):
     lg, x = problem
-    with pytest.raises(InputError, match="num_samples must be an integer >= 1"):
-        log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=0)
+    with pytest.raises(InputError, match="num_particles must be an integer >= 1"):
+        log_marginal_likelihood(lg.model, lg.exact_guide, x, num_particles=0)
     with pytest.raises(InputError, match="largest k"):
-        bounds(lg.model, lg.exact_guide, x, [1, 100], num_samples=50)
-    with pytest.raises(InputError, match="num_particles must be an integer"):
-        bounds(lg.model, lg.exact_guide, x, [0], num_samples=50)
+        bounds(lg.model, lg.exact_guide, x, [1, 100], num_particles=50)
+    with pytest.raises(InputError, match="bound_particles must be an integer"):
+        bounds(lg.model, lg.exact_guide, x, [0], num_particles=50)
 
 
 def test_global_latent_site_is_refused_with_its_name():

@@ -81,7 +81,7 @@ def test_check_data(x, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"latent": "poisson"}, "unknown latent family 'poisson'; accepted values:"),
+        ({"latent_family": "poisson"}, "unknown latent family 'poisson'; accepted values:"),
         ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
         ({"latent_dim": 0}, "latent_dim must be an integer >= 1"),
         ({"activation": "sigmoidal"}, "unknown activation 'sigmoidal'; accepted values: relu"),

@@ -1,8 +1,14 @@
-"""vi_vae: variational autoencoders as Pyro model/guide pairs, and honest log p(x)."""
+"""vi_vae: variational autoencoders as Pyro model/guide pairs, and honest log p(x).
 
-from vi_vae.compare import compare
+This is the library's public API. The run directories, reports and figures
+(:mod:`vi_vae.app`) and the ``vi-vae`` command (:mod:`vi_vae.cli`) are layers
+above it, and importing ``vi_vae`` loads neither.
+"""
+
+from typing import Any
+
+from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.diagnostics import active_units, gradient_snr, to_inference_data
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import (
     CIWAE,
@@ -18,16 +24,19 @@ from vi_vae.estimators import (
 from vi_vae.evaluation import (
     Bound,
     LogLikelihoodEstimate,
+    active_units,
     bounds,
+    gradient_snr,
     importance_sampling,
     log_marginal_likelihood,
+    to_inference_data,
 )
 from vi_vae.latents import FAMILIES, LatentFamily, get_family, register_family
 from vi_vae.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from vi_vae.model import VAE
 from vi_vae.train import FitResult, fit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CIWAE",
@@ -51,7 +60,6 @@ __all__ = [
     "TrainingError",
     "active_units",
     "bounds",
-    "compare",
     "fit",
     "get_family",
     "get_likelihood",
@@ -61,5 +69,17 @@ __all__ = [
     "log_marginal_likelihood",
     "parse_estimator",
     "register_family",
+    "seed_everything",
     "to_inference_data",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``vi_vae.compare`` (0.1): now :func:`vi_vae.app.compare.compare`, loaded on first use."""
+    if name == "compare":
+        from vi_vae._deprecation import warn_renamed
+        from vi_vae.app.compare import compare
+
+        warn_renamed("vi_vae.compare", "vi_vae.app.compare.compare")
+        return compare
+    raise AttributeError(f"module 'vi_vae' has no attribute {name!r}")

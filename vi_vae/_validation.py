@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from vi_vae.errors import InputError
 
-__all__ = ["check_choice", "check_positive_int", "check_positive_float"]
+__all__ = [
+    "MAX_SEED",
+    "check_choice",
+    "check_nonnegative_float",
+    "check_positive_float",
+    "check_positive_int",
+    "check_seed",
+]
+
+#: seeds are what every generator accepts: numpy takes 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -28,10 +39,26 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def check_positive_float(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite number > 0, else raise."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a positive number; got {value!r}") from None
-    if not number > 0 or number == float("inf"):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} must be a positive number; got {value!r}")
+    number = float(value)
+    if not number > 0 or math.isinf(number):
         raise InputError(f"{name} must be a positive finite number; got {value!r}")
     return number
+
+
+def check_nonnegative_float(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} must be a number >= 0; got {value!r}")
+    number = float(value)
+    if not number >= 0 or math.isinf(number):
+        raise InputError(f"{name} must be a finite number >= 0; got {value!r}")
+    return number
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """Return ``seed`` if it is an integer in [0, 2**32 - 1], else raise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"{name} must be an integer in [0, {MAX_SEED}]; got {seed!r}")
+    return seed

@@ -1,6 +1,12 @@
 """Exceptions that carry a message meant for the person running vi_vae."""
 
-__all__ = ["InputError", "TrainingError"]
+__all__ = ["BINARIZE_HINT", "InputError", "TrainingError"]
+
+#: how to make grey data fit a Bernoulli likelihood
+BINARIZE_HINT = (
+    "binarize it (dynamic, static or threshold) or use a likelihood for values in [0, 1] "
+    "(continuous-bernoulli)"
+)
 
 
 class InputError(ValueError):

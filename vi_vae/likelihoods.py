@@ -9,6 +9,7 @@ silent modelling error, not a crash, so it is refused up front).
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 
 import pyro.distributions as dist
@@ -16,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vi_vae.errors import InputError
+from vi_vae.errors import BINARIZE_HINT, InputError
 
 __all__ = [
-    "BINARIZE_HINT",
     "LIKELIHOODS",
     "Bernoulli",
     "ContinuousBernoulli",
@@ -28,8 +28,6 @@ __all__ = [
     "Likelihood",
     "get_likelihood",
 ]
-
-BINARIZE_HINT = "binarize it (dynamic, static or threshold) or use continuous-bernoulli"
 
 
 class Likelihood(abc.ABC):
@@ -188,4 +186,10 @@ def get_likelihood(name: str | Likelihood, **options: object) -> Likelihood:
         return name
     if name not in LIKELIHOODS:
         raise InputError(f"unknown likelihood {name!r}; accepted values: {', '.join(LIKELIHOODS)}")
-    return LIKELIHOODS[name](**options)
+    try:
+        return LIKELIHOODS[name](**options)
+    except TypeError:
+        accepted = ", ".join(inspect.signature(LIKELIHOODS[name]).parameters) or "none"
+        raise InputError(
+            f"likelihood {name!r} got options {sorted(options)}; accepted options: {accepted}"
+        ) from None

@@ -12,6 +12,8 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
+from vi_vae._deprecation import pop_renamed
+from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.latents import LatentFamily, get_family
@@ -34,10 +36,11 @@ class VAE(PyroModule):
     Args:
         input_dim: dimension D of a flattened data point.
         latent_dim: dimension of z.
-        latent: latent family name (``vi-vae families`` lists them) or a
+        latent_family: latent family name (``vi-vae families`` lists them) or a
             :class:`~vi_vae.latents.LatentFamily`; fixes q's form and the prior.
         likelihood: likelihood name or :class:`~vi_vae.likelihoods.Likelihood`.
-        hidden_sizes: hidden widths of the MLP encoder; the decoder mirrors them.
+        hidden_sizes: hidden widths of the MLP encoder; the decoder mirrors them
+            (empty: linear encoder and decoder).
         activation: activation of both MLPs.
         encoder: optional module ``[batch, D] -> [batch, family.num_raw_parameters(latent_dim)]``
             that replaces the MLP encoder (converted in place to a PyroModule).
@@ -45,6 +48,9 @@ class VAE(PyroModule):
         likelihood_options: keyword options of the likelihood, e.g. ``{"scale": 0.1}``.
         data_plate: name of the data plate.
         image_shape: shape to show a data point as an image, e.g. ``(28, 28)``.
+        seed: seed of the networks' initial weights (drawn from a forked stream, so
+            the global one is left untouched); ``None`` draws them from torch's
+            global stream.
 
     Example:
         >>> import torch
@@ -57,7 +63,7 @@ class VAE(PyroModule):
         self,
         input_dim: int,
         latent_dim: int = 20,
-        latent: str | LatentFamily = "normal",
+        latent_family: str | LatentFamily = "normal",
         likelihood: str | Likelihood = "bernoulli",
         hidden_sizes: Sequence[int] = (400,),
         activation: str = "relu",
@@ -66,28 +72,36 @@ class VAE(PyroModule):
         likelihood_options: dict[str, Any] | None = None,
         data_plate: str = "data",
         image_shape: Sequence[int] | None = None,
+        seed: int | None = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__()
+        latent_family = pop_renamed(
+            "VAE", deprecated, "latent", "latent_family", latent_family, "normal"
+        )
+        if deprecated:
+            raise TypeError(f"VAE() got unexpected keyword arguments {sorted(deprecated)}")
         check_positive_int("input_dim", input_dim)
         check_positive_int("latent_dim", latent_dim)
         for width in hidden_sizes:
             check_positive_int("hidden_sizes", width)
         self.input_dim = input_dim
         self.latent_dim = latent_dim
-        self.latent_family = get_family(latent)
+        self.latent_family = get_family(latent_family)
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
         self.data_plate = data_plate
         self.image_shape = tuple(image_shape) if image_shape else None
         self._num_raw = self.latent_family.num_raw_parameters(latent_dim)
-        if encoder is None:
-            encoder = MLP(input_dim, hidden_sizes, self._num_raw, activation)
-        if decoder is None:
-            decoder = MLP(
-                latent_dim,
-                list(reversed(hidden_sizes)),
-                self.likelihood.num_outputs(input_dim),
-                activation,
-            )
+        with seeded(seed):
+            if encoder is None:
+                encoder = MLP(input_dim, hidden_sizes, self._num_raw, activation)
+            if decoder is None:
+                decoder = MLP(
+                    latent_dim,
+                    list(reversed(hidden_sizes)),
+                    self.likelihood.num_outputs(input_dim),
+                    activation,
+                )
         to_pyro_module_(encoder)
         to_pyro_module_(decoder)
         self.encoder = encoder

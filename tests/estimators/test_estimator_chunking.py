@@ -25,7 +25,7 @@ def test_chunked_loss_and_gradients_equal_one_pass(name):
     x = pair.sample(NUM_POINTS)
     make = ESTIMATORS[name][0]
     chunked = make()
-    chunked.max_pairs_per_pass = NUM_POINTS  # one particle per pass
+    chunked.chunk_size = NUM_POINTS  # one particle per pass
     loss, grads, state = run(make(), pair, x)
     chunked_loss, chunked_grads, chunked_state = run(chunked, pair, x)
     assert len(chunked._chunk_sizes()) > 1
@@ -42,7 +42,7 @@ def test_chunked_loss_without_gradients_equals_one_pass():
     x = pair.sample(NUM_POINTS)
     make = ESTIMATORS["piwae"][0]
     chunked = make()
-    chunked.max_pairs_per_pass = 3 * NUM_POINTS
+    chunked.chunk_size = 3 * NUM_POINTS
     pyro.set_rng_seed(2)
     one_pass = make().per_point_bound(pair.model, pair.guide, x)
     pyro.set_rng_seed(2)

@@ -55,7 +55,7 @@ def test_svi_with_dreg_trains_the_vae_template():
 )
 def test_every_latent_family_gets_finite_gradients(family, make):
     torch.manual_seed(0)
-    vae = VAE(input_dim=6, latent_dim=2, latent=family, hidden_sizes=(8,))
+    vae = VAE(input_dim=6, latent_dim=2, latent_family=family, hidden_sizes=(8,))
     x = torch.bernoulli(torch.full((5, 6), 0.5))
     loss = make().loss_and_grads(vae.model, vae.guide, x)
     assert math.isfinite(loss)

@@ -21,7 +21,7 @@ def mnist_points() -> torch.Tensor:
 
 
 def _elbo(vae: VAE, x: torch.Tensor) -> float:
-    (bound,) = bounds(vae.model, vae.guide, x, num_particles=(1,), num_samples=NUM_SAMPLES, seed=1)
+    (bound,) = bounds(vae.model, vae.guide, x, bound_particles=(1,), num_particles=NUM_SAMPLES, seed=1)
     return bound.mean
 
 
@@ -30,7 +30,7 @@ def test_short_training_improves_a_finite_bound(family: LatentFamily, mnist_poin
     latent_dim = 2
     # By name, as a user writes it; an unregistered variant as the object itself.
     latent = family.name if family.name in FAMILIES else family
-    vae = VAE(input_dim=784, latent_dim=latent_dim, latent=latent, hidden_sizes=(32,))
+    vae = VAE(input_dim=784, latent_dim=latent_dim, latent_family=latent, hidden_sizes=(32,))
     assert vae.latent_family is family
     before = _elbo(vae, mnist_points)
     result = fit(

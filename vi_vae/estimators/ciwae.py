@@ -6,8 +6,9 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae.estimators._base import ParticleEstimator
-from vi_vae.estimators._bounds import combination_bound
+from vi_vae._deprecation import pop_renamed, warn_renamed
+from vi_vae.bounds import combination_bound
+from vi_vae.estimators.particle_estimator import ParticleEstimator
 
 __all__ = ["CIWAE"]
 
@@ -27,22 +28,34 @@ class CIWAE(ParticleEstimator):
     reparameterized gradient, :math:`\sum_k (\beta/K + (1-\beta)\tilde w_k)\nabla \log w_k`.
 
     Args:
-        beta: β in [0, 1].
+        elbo_weight: β in [0, 1], the ELBO's weight (called ``beta`` before vi_vae 0.2;
+            not the KL weight of :func:`vi_vae.fit`).
         num_particles: K.
-        **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
-            :class:`~vi_vae.estimators._base.ParticleEstimator`.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     References:
         [1] Tighter Variational Bounds are Not Necessarily Better, Rainforth, Kosiorek,
             Le, Maddison, Igl, Wood & Teh, ICML 2018.
     """
 
-    def __init__(self, beta: float, num_particles: int, **options: Any) -> None:
-        beta = float(beta)
-        if not 0 <= beta <= 1:
-            raise ValueError(f"beta must lie in [0, 1]; got {beta}")
+    def __init__(
+        self, elbo_weight: float | None = None, num_particles: int = 1, **options: Any
+    ) -> None:
+        elbo_weight = pop_renamed("CIWAE", options, "beta", "elbo_weight", elbo_weight)
+        if elbo_weight is None:
+            raise TypeError("CIWAE() needs elbo_weight, the ELBO's weight β in [0, 1]")
+        elbo_weight = float(elbo_weight)
+        if not 0 <= elbo_weight <= 1:
+            raise ValueError(f"elbo_weight must lie in [0, 1]; got {elbo_weight}")
         super().__init__(num_particles, **options)
-        self.beta = beta
+        self.elbo_weight = elbo_weight
+
+    @property
+    def beta(self) -> float:
+        """Deprecated name of :attr:`elbo_weight`."""
+        warn_renamed("CIWAE.beta", "CIWAE.elbo_weight")
+        return self.elbo_weight
 
     def _bound(self, log_weights: Tensor) -> Tensor:
-        return combination_bound(log_weights, self.beta)
+        return combination_bound(log_weights, self.elbo_weight)

@@ -2,14 +2,14 @@ r"""``ELBO``: the evidence lower bound per data point, with a sampled or an anal
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from vi_vae.estimators._base import DEFAULT_MAX_PAIRS_PER_PASS, ParticleEstimator
-from vi_vae.estimators._bounds import elbo_bound
-from vi_vae.estimators._weights import WeightedTraces
+from vi_vae.bounds import elbo_bound
+from vi_vae.estimators.particle_estimator import ParticleEstimator
+from vi_vae.weights import WeightedTraces
 
 __all__ = ["ELBO"]
 
@@ -38,9 +38,8 @@ class ELBO(ParticleEstimator):
     Args:
         num_particles: K, draws per data point.
         analytic_kl: use closed-form KL terms where they are registered.
-        data_plate: name of the data plate.
-        max_plate_nesting: plate dims of the model/guide (guessed when infinite).
-        max_pairs_per_pass: (particle, point) pairs per pass before chunking.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     Example:
         >>> import torch
@@ -58,17 +57,9 @@ class ELBO(ParticleEstimator):
         self,
         num_particles: int = 1,
         analytic_kl: bool = False,
-        *,
-        data_plate: str = "data",
-        max_plate_nesting: float = math.inf,
-        max_pairs_per_pass: int = DEFAULT_MAX_PAIRS_PER_PASS,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            num_particles,
-            data_plate=data_plate,
-            max_plate_nesting=max_plate_nesting,
-            max_pairs_per_pass=max_pairs_per_pass,
-        )
+        super().__init__(num_particles, **options)
         self.analytic_kl = bool(analytic_kl)
 
     def _bound(self, log_weights: Tensor) -> Tensor:

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae.estimators._base import ParticleEstimator
-from vi_vae.estimators._bounds import iwae_bound
+from vi_vae.bounds import iwae_bound
+from vi_vae.estimators.particle_estimator import ParticleEstimator
 
 __all__ = ["IWAE"]
 
@@ -27,8 +27,8 @@ class IWAE(ParticleEstimator):
 
     Args:
         num_particles: K.
-        **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
-            :class:`~vi_vae.estimators._base.ParticleEstimator`.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     References:
         [1] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.

@@ -7,8 +7,8 @@ from typing import Any
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int
-from vi_vae.estimators._base import ParticleEstimator
-from vi_vae.estimators._bounds import grouped_iwae_bound
+from vi_vae.bounds import grouped_iwae_bound
+from vi_vae.estimators.particle_estimator import ParticleEstimator
 
 __all__ = ["MIWAE"]
 
@@ -31,8 +31,8 @@ class MIWAE(ParticleEstimator):
     Args:
         num_outer: M, the number of IWAE estimates averaged.
         num_inner: K, the draws inside each.
-        **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
-            :class:`~vi_vae.estimators._base.ParticleEstimator`.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     Attributes:
         num_particles: M·K, the draws per data point.

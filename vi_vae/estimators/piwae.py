@@ -8,8 +8,8 @@ from typing import Any
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int
-from vi_vae.estimators._base import GradientTerm, ParticleEstimator, bound_coefficients
-from vi_vae.estimators._bounds import grouped_iwae_bound
+from vi_vae.bounds import grouped_iwae_bound
+from vi_vae.estimators.particle_estimator import GradientTerm, ParticleEstimator, bound_coefficients
 
 __all__ = ["PIWAE"]
 
@@ -41,8 +41,8 @@ class PIWAE(ParticleEstimator):
         num_inner: L, the draws inside each of them.
         num_particles: K, the draws per IWAE estimate in the model's objective
             (default M·L).
-        **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
-            :class:`~vi_vae.estimators._base.ParticleEstimator`.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     Attributes:
         num_particles: M·L, the draws per data point.

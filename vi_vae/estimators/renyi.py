@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae.estimators._base import ParticleEstimator
-from vi_vae.estimators._bounds import renyi_bound
+from vi_vae.bounds import renyi_bound
+from vi_vae.estimators.particle_estimator import ParticleEstimator
 
 __all__ = ["RenyiVR"]
 
@@ -34,8 +34,8 @@ class RenyiVR(ParticleEstimator):
     Args:
         alpha: the order α, a real number or ``-math.inf``.
         num_particles: K.
-        **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
-            :class:`~vi_vae.estimators._base.ParticleEstimator`.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     References:
         [1] Rényi Divergence Variational Inference, Li & Turner, NeurIPS 2016.

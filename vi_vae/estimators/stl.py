@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae.estimators._base import GradientTerm, ParticleEstimator
-from vi_vae.estimators._bounds import elbo_bound
+from vi_vae.bounds import elbo_bound
+from vi_vae.estimators.particle_estimator import GradientTerm, ParticleEstimator
 
 __all__ = ["STL"]
 
@@ -36,8 +36,8 @@ class STL(ParticleEstimator):
 
     Args:
         num_particles: K, draws averaged per data point.
-        **options: ``data_plate``, ``max_plate_nesting``, ``max_pairs_per_pass`` of
-            :class:`~vi_vae.estimators._base.ParticleEstimator`.
+        **options: ``data_plate``, ``max_plate_nesting``, ``chunk_size`` of
+            :class:`~vi_vae.estimators.particle_estimator.ParticleEstimator`.
 
     References:
         [1] Sticking the Landing: Simple, Lower-Variance Gradient Estimators for

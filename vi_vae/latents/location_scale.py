@@ -236,7 +236,7 @@ class EllipticalFamily(LatentFamily):
 ELLIPTICAL = register_family(EllipticalFamily())
 
 #: The elliptical family over a spherical t₅ base. Not registered (the issue's names
-#: are fixed); pass it as ``VAE(latent=ELLIPTICAL_STUDENT_T)``.
+#: are fixed); pass it as ``VAE(latent_family=ELLIPTICAL_STUDENT_T)``.
 ELLIPTICAL_STUDENT_T = EllipticalFamily(
     name="elliptical-studentt", base="studentt", df=STUDENT_T_DF
 )

@@ -19,14 +19,14 @@ import pyro
 import torch
 
 from vi_vae._random import seeded
+from vi_vae.app.config import RunConfig, environment
+from vi_vae.app.report import write_run_report
 from vi_vae.checkpoint import atomic_write_json, load_checkpoint, read_json
-from vi_vae.config import RunConfig, environment
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import importance_sampling
 from vi_vae.model import VAE
-from vi_vae.report import write_run_report
 from vi_vae.train import CHECKPOINT_FILE, FitResult, fit
 
 __all__ = [
@@ -74,7 +74,7 @@ def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
     return VAE(
         input_dim=dataset.input_dim,
         latent_dim=config.latent_dim,
-        latent=config.latent,
+        latent_family=config.latent,
         likelihood=config.likelihood,
         likelihood_options=config.likelihood_options,
         hidden_sizes=config.hidden_sizes,
@@ -201,11 +201,20 @@ def _evaluate(
     if len(ks) < len(config.eval_bounds):
         logger.warning("bounds with k > %d importance samples are left out", num_samples)
     estimate, table = importance_sampling(
-        vae.model, vae.guide, x, num_samples, ks, seed=EVALUATION_SEED
+        vae.model, vae.guide, x, num_particles=num_samples, bound_particles=ks, seed=EVALUATION_SEED
     )
     return {
         "split": "test",
-        "log_marginal_likelihood": estimate.summary(),
+        "log_marginal_likelihood": {
+            "log_px": estimate.mean,
+            "log_px_standard_error": estimate.standard_error,
+            "log_px_monte_carlo_standard_error": estimate.mean_monte_carlo_standard_error,
+            "nll": -estimate.mean,
+            "mean_effective_sample_size": estimate.mean_effective_sample_size,
+            "share_pareto_k_above_0.7": estimate.share_pareto_k_above,
+            "num_samples": float(estimate.num_particles),
+            "num_points": float(estimate.num_points),
+        },
         "bounds": [
             {
                 "name": bound.name,
@@ -276,7 +285,7 @@ def make_figures(
     vae: VAE, dataset: Dataset, history: list[dict[str, float]], run_dir: str | Path
 ) -> list[Path]:
     """Write every figure that applies to this run; return their paths."""
-    from vi_vae import plots
+    from vi_vae.app import plots
 
     run_dir = Path(run_dir)
     device = next(vae.decoder.parameters()).device

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from vi_vae.config import RunConfig
+from vi_vae.app.config import RunConfig
 from vi_vae.errors import InputError
 
 __all__ = ["COMMANDS"]
@@ -60,7 +60,7 @@ def _print_estimate(metrics: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vi_vae.runs import train_run
+    from vi_vae.app.runs import train_run
 
     config = config_from_args(args, args.estimator)
     if args.resume:
@@ -89,7 +89,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vi_vae.compare import compare, run_name
+    from vi_vae.app.compare import compare, run_name
 
     config = config_from_args(args, "elbo")
     out_dir = Path(args.out_dir or Path("runs") / f"compare-{Path(args.dataset).stem}")
@@ -168,7 +168,7 @@ class _ProgressBar:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vi_vae.runs import evaluate_run
+    from vi_vae.app.runs import evaluate_run
 
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be an integer >= 1; got {args.num_samples}")
@@ -182,8 +182,8 @@ def _sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vi_vae import plots
-    from vi_vae.runs import load_run
+    from vi_vae.app import plots
+    from vi_vae.app.runs import load_run
 
     run = load_run(args.run_dir)
     torch.manual_seed(args.seed)
@@ -200,7 +200,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from vi_vae.runs import load_run, make_figures
+    from vi_vae.app.runs import load_run, make_figures
 
     run = load_run(args.run_dir)
     history_path = run.run_dir / "history.csv"

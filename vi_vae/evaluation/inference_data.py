@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from vi_vae._deprecation import pop_renamed
 from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
-from vi_vae.estimators._weights import PARTICLE_PLATE, guess_plates, trace_log_weights
+from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE, DEFAULT_NUM_PARTICLES
+from vi_vae.weights import PARTICLE_PLATE, guess_plates, trace_log_weights
 
 if TYPE_CHECKING:
     import arviz
 
 __all__ = ["to_inference_data"]
-
-#: (particle, point) pairs per pass, as the evaluator's passes
-_PAIRS_PER_PASS = 8192
 
 
 def to_inference_data(
@@ -32,16 +31,17 @@ def to_inference_data(
     guide: Callable,
     x: Tensor,
     point_indices: Sequence[int],
-    num_samples: int = 1000,
+    num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     num_chains: int = 4,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     data_plate: str = "data",
     seed: int | None = None,
     **kwargs: Any,
 ) -> arviz.InferenceData:
     """Draws of every latent site from the guide, with their log weights, for ArviZ.
 
-    For each chosen point x_n, ``num_samples`` independent draws z ~ q(z | x_n) are
+    For each chosen point x_n, ``num_particles`` independent draws z ~ q(z | x_n) are
     split into ``num_chains`` chains (independent draws, so R-hat ≈ 1 and the ESS
     ≈ the number of draws check the export rather than a sampler).
 
@@ -63,8 +63,9 @@ def to_inference_data(
         guide: Pyro guide with the same signature.
         x: data, ``[N, ...]``.
         point_indices: rows of ``x`` to export.
-        num_samples: draws per point in total, a multiple of ``num_chains``.
+        num_particles: draws per point in total, a multiple of ``num_chains``.
         num_chains: chains to split the draws into.
+        chunk_size: (particle, point) pairs per vectorized pass; bounds memory.
         data_plate: name of the data plate.
         seed: seed for reproducible draws (the global RNG is left untouched).
         **kwargs: passed to model and guide.
@@ -74,11 +75,20 @@ def to_inference_data(
     """
     import arviz  # imported here: it is slow to import
 
-    check_positive_int("num_samples", num_samples)
+    num_particles = pop_renamed(
+        "to_inference_data",
+        kwargs,
+        "num_samples",
+        "num_particles",
+        num_particles,
+        DEFAULT_NUM_PARTICLES,
+    )
+    check_positive_int("num_particles", num_particles)
+    check_positive_int("chunk_size", chunk_size)
     check_positive_int("num_chains", num_chains)
-    if num_samples % num_chains:
+    if num_particles % num_chains:
         raise InputError(
-            f"num_samples ({num_samples}) must be a multiple of num_chains ({num_chains})"
+            f"num_particles ({num_particles}) must be a multiple of num_chains ({num_chains})"
         )
     indices = [int(i) for i in point_indices]
     if not indices:
@@ -89,16 +99,16 @@ def to_inference_data(
     posterior: dict[str, list[Tensor]] = {}
     stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
     dims: dict[str, list[str]] = {}
-    per_pass = max(1, _PAIRS_PER_PASS // len(indices))
+    per_pass = max(1, chunk_size // len(indices))
     with torch.no_grad(), seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
-        for start in range(0, num_samples, per_pass):
+        for start in range(0, num_particles, per_pass):
             traces = trace_log_weights(
                 model,
                 guide,
                 (points,),
                 kwargs,
-                num_particles=min(per_pass, num_samples - start),
+                num_particles=min(per_pass, num_particles - start),
                 plate_nesting=plate_nesting,
                 data_plate=data_plate,
                 scaled=False,
@@ -114,7 +124,7 @@ def to_inference_data(
 
     def by_chain(parts: list[Tensor]) -> Any:
         values = torch.cat(parts).double().cpu().numpy()
-        return values.reshape(num_chains, num_samples // num_chains, *values.shape[1:])
+        return values.reshape(num_chains, num_particles // num_chains, *values.shape[1:])
 
     for name in stats:
         dims[name] = ["point"]

@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from vi_vae._commands import COMMANDS
-from vi_vae.config import RunConfig
+from vi_vae.app.config import RunConfig
+from vi_vae.cli.commands import COMMANDS
 from vi_vae.errors import InputError, TrainingError
 
 __all__ = ["build_parser", "main"]

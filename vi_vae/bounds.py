@@ -64,9 +64,12 @@ def grouped_iwae_bound(log_weights: Tensor, group_size: int) -> Tensor:
     return log_mean_exp(grouped, 1).mean(0)
 
 
-def combination_bound(log_weights: Tensor, beta: float) -> Tensor:
-    r"""CIWAE bound [4]: :math:`\beta\,\text{ELBO} + (1 - \beta)\,\text{IWAE-K}`, same draws."""
-    return beta * elbo_bound(log_weights) + (1 - beta) * iwae_bound(log_weights)
+def combination_bound(log_weights: Tensor, elbo_weight: float) -> Tensor:
+    r"""CIWAE bound [4]: :math:`\beta\,\text{ELBO} + (1 - \beta)\,\text{IWAE-K}`, same draws.
+
+    β is ``elbo_weight``.
+    """
+    return elbo_weight * elbo_bound(log_weights) + (1 - elbo_weight) * iwae_bound(log_weights)
 
 
 def renyi_bound(log_weights: Tensor, alpha: float) -> Tensor:

@@ -20,15 +20,19 @@ from typing import Any
 
 import pyro
 import pyro.poutine as poutine
+import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
+from torch.distributions import constraints
+
+from vi_vae.errors import BINARIZE_HINT, InputError
 
 __all__ = [
     "PARTICLE_PLATE",
+    "check_observed_support",
     "WeightedTraces",
-    "guess_plate_nesting",
     "guess_plates",
     "trace_log_weights",
 ]
@@ -37,21 +41,19 @@ __all__ = [
 PARTICLE_PLATE = "num_particles_vectorized"
 
 
-def guess_plate_nesting(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
-) -> int:
-    """Run guide and model once, unvectorized, and return how many plate dims they use."""
-    return guess_plates(model, guide, args, kwargs)[0]
-
-
 def guess_plates(
     model: Callable,
     guide: Callable,
     args: tuple,
     kwargs: dict[str, Any],
     data_plate: str = "data",
+    *,
+    check_support: bool = False,
 ) -> tuple[int, int | None]:
     """Run guide and model once, unvectorized: their plate nesting and data-plate size.
+
+    With ``check_support``, every observed site's value is checked against the
+    support of its distribution (:func:`check_observed_support`).
 
     Returns:
         ``(plate_nesting, batch_size)``: the number of plate dims the pair uses, and
@@ -71,9 +73,51 @@ def guess_plates(
         for frame in site["cond_indep_stack"]
         if frame.vectorized
     ]
+    if check_support:
+        check_observed_support(model_trace)
     plate_nesting = -min(frame.dim for frame in frames) if frames else 0
     batch_size = next((frame.size for frame in frames if frame.name == data_plate), None)
     return plate_nesting, batch_size
+
+
+def check_observed_support(model_trace: Trace) -> None:
+    """Refuse data outside the support of the distribution that observes them.
+
+    A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless
+    number instead of failing (its log density is a cross-entropy for any value),
+    so the evaluators check the data once, before drawing.
+
+    Raises:
+        InputError: naming the observed site, its distribution and its support.
+    """
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or not site["is_observed"]:
+            continue
+        value = site["value"]
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise InputError(f"the data observed at site {name!r} contain NaN or infinite values")
+        support = _base_constraint(site["fn"].support)
+        if not bool(site["fn"].support.check(value).all()):
+            hint = BINARIZE_HINT if support is constraints.boolean else "transform the data"
+            raise InputError(
+                f"the data observed at site {name!r} lie outside the support of its "
+                f"distribution ({_SUPPORT_NAMES.get(support, str(support))}); {hint}"
+            )
+
+
+def _base_constraint(support: constraints.Constraint) -> constraints.Constraint:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support
+
+
+_SUPPORT_NAMES = {
+    constraints.boolean: "values 0 or 1",
+    constraints.unit_interval: "values in [0, 1]",
+    constraints.real: "finite real values",
+    constraints.positive: "positive values",
+    constraints.nonnegative_integer: "non-negative integers",
+}
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from vi_vae import InputError
 from vi_vae.estimators import (
     CIWAE,
+    ELBO,
     ESTIMATOR_SPECS,
     IWAE,
     MIWAE,
@@ -17,6 +18,7 @@ from vi_vae.estimators import (
     DReG,
     RenyiVR,
     parse_estimator,
+    with_num_particles,
 )
 
 #: one valid value per argument type, to build every registered spelling
@@ -28,13 +30,35 @@ def test_every_registered_spelling_builds_a_pyro_elbo(name):
     spec = ESTIMATOR_SPECS[name]
     spelling = ":".join([name] + [EXAMPLE_VALUES[kind] for _, kind in spec.arguments])
     assert isinstance(parse_estimator(spelling), PyroELBO)
+    assert isinstance(parse_estimator(spec.example), PyroELBO)
+    assert spec.example.split(":")[0] == name
+
+
+@pytest.mark.parametrize("name", ESTIMATOR_SPECS)
+def test_with_num_particles_sets_the_inner_k(name):
+    estimator = with_num_particles(ESTIMATOR_SPECS[name].example, 7)
+    inner = getattr(estimator, "num_inner", estimator.num_particles)
+    assert inner == 7
+    assert estimator.num_particles % 7 == 0
+
+
+def test_deprecated_keywords_still_work_and_warn():
+    with pytest.warns(DeprecationWarning, match="elbo_weight"):
+        estimator = CIWAE(beta=0.25, num_particles=3)
+    assert estimator.elbo_weight == 0.25
+    with pytest.warns(DeprecationWarning, match="chunk_size"):
+        assert IWAE(4, max_pairs_per_pass=10).chunk_size == 10
+    with pytest.raises(TypeError, match="both"):
+        CIWAE(0.5, 3, beta=0.25)
 
 
 @pytest.mark.parametrize(
     ("spelling", "kind", "attributes"),
     [
-        ("elbo", Trace_ELBO, {}),
-        ("elbo-analytic", TraceMeanField_ELBO, {}),
+        ("elbo", ELBO, {"num_particles": 1, "analytic_kl": False}),
+        ("elbo-analytic", ELBO, {"num_particles": 1, "analytic_kl": True}),
+        ("pyro-trace-elbo", Trace_ELBO, {}),
+        ("pyro-meanfield-elbo", TraceMeanField_ELBO, {}),
         ("iwae:5", IWAE, {"num_particles": 5}),
         ("vr:0.5:5", RenyiVR, {"alpha": 0.5, "num_particles": 5}),
         ("vr:-inf:4", RenyiVR, {"alpha": -math.inf, "num_particles": 4}),
@@ -42,7 +66,7 @@ def test_every_registered_spelling_builds_a_pyro_elbo(name):
         ("stl:1", STL, {"num_particles": 1}),
         ("dreg:5", DReG, {"num_particles": 5}),
         ("miwae:8:8", MIWAE, {"num_outer": 8, "num_inner": 8, "num_particles": 64}),
-        ("ciwae:0.5:5", CIWAE, {"beta": 0.5, "num_particles": 5}),
+        ("ciwae:0.5:5", CIWAE, {"elbo_weight": 0.5, "num_particles": 5}),
         ("piwae:8:8:64", PIWAE, {"num_outer": 8, "num_inner": 8, "model_particles": 64}),
         ("piwae:4:2:4", PIWAE, {"num_particles": 8, "model_particles": 4}),
     ],
@@ -62,11 +86,11 @@ def test_spellings(spelling, kind, attributes):
         ("iwae:2.5", "num_particles must be int"),
         ("vr:one:5", "alpha must be float"),
         ("vr:nan:5", "alpha must be a real number or -inf"),
-        ("ciwae:1.5:5", r"beta must lie in \[0, 1\]"),
+        ("ciwae:1.5:5", r"elbo_weight must lie in \[0, 1\]"),
         ("miwae:0:5", "num_outer must be an integer >= 1"),
         ("piwae:2:3:4", "must divide num_outer"),
         ("dreg:5:5", "must be spelled dreg:NUM_PARTICLES"),
-        ("drag:5", "unknown estimator 'drag:5'; accepted values: elbo, elbo-analytic, iwae:"),
+        ("drag:5", "unknown estimator 'drag:5'; accepted values: elbo, elbo-analytic, pyro-trace-elbo"),
     ],
 )
 def test_bad_spellings_say_what_is_accepted(spelling, message):

@@ -1,7 +1,7 @@
 """Estimators side by side: one model per estimator, same data, seed, initialization and budget.
 
 ``compare`` trains one run per estimator spelling (``elbo``, ``iwae:5``, ...)
-with :func:`vi_vae.runs.train_run` — the same seed gives every run the same
+with :func:`vi_vae.app.runs.train_run` — the same seed gives every run the same
 initial weights and the same shuffling — evaluates each on the same test points
 with the same K, measures gradient signal-to-noise ratios and active units, and
 writes ``report.md``, ``comparison.json`` and figures into one directory, with
@@ -19,15 +19,14 @@ from typing import Any
 
 import torch
 
+from vi_vae.app.config import RunConfig
+from vi_vae.app.report import write_comparison_report
+from vi_vae.app.runs import METRICS_FILE, load_run, train_run
 from vi_vae.checkpoint import atomic_write_json, load_checkpoint, read_json
-from vi_vae.config import RunConfig
-from vi_vae.diagnostics import active_units, gradient_snr
 from vi_vae.errors import InputError
-from vi_vae.estimators import ESTIMATOR_SPECS, parse_estimator
-from vi_vae.estimators.elbo import ELBO
+from vi_vae.estimators import parse_estimator, with_num_particles
+from vi_vae.evaluation.diagnostics import active_units, gradient_snr
 from vi_vae.model import VAE
-from vi_vae.report import write_comparison_report
-from vi_vae.runs import METRICS_FILE, load_run, train_run
 from vi_vae.train import CHECKPOINT_FILE, fit
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "bound_curve_particles",
     "compare",
     "run_name",
-    "with_num_particles",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,29 +51,6 @@ CURVE_PARTICLES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 def run_name(spelling: str) -> str:
     """A directory name for an estimator spelling: ``iwae:5`` -> ``iwae-5``."""
     return spelling.replace(":", "-")
-
-
-def with_num_particles(spelling: str, num_particles: int) -> Callable[[], Any]:
-    """A constructor of the estimator ``spelling`` names with its K set to ``num_particles``.
-
-    K is the number of draws inside one importance-weighted estimate: the
-    spelling's ``num_inner`` where it has one (MIWAE, PIWAE — whose model-side
-    IWAE then spans all M·K draws), else its ``num_particles``; ``elbo`` and
-    ``elbo-analytic`` become :class:`~vi_vae.estimators.ELBO` averaging K particles.
-    """
-    name, *values = spelling.split(":")
-    if name in ("elbo", "elbo-analytic"):
-        return lambda: ELBO(num_particles=num_particles, analytic_kl=name == "elbo-analytic")
-    names = [argument for argument, _ in ESTIMATOR_SPECS[name].arguments]
-    if "num_inner" in names:
-        values[names.index("num_inner")] = str(num_particles)
-        if "num_particles" in names:
-            num_outer = int(values[names.index("num_outer")])
-            values[names.index("num_particles")] = str(num_outer * num_particles)
-    else:
-        values[names.index("num_particles")] = str(num_particles)
-    replaced = ":".join([name, *values])
-    return lambda: parse_estimator(replaced)
 
 
 def bound_curve_particles(num_samples: int) -> list[int]:
@@ -238,9 +213,13 @@ def _snr_curve(
     batch = run.dataset.test[:SNR_BATCH].to(device)
     curve = []
     for k in snr_particles:
-        build = with_num_particles(spelling, k)
         snr = gradient_snr(
-            run.vae.model, run.vae.guide, build(), batch, num_draws=snr_draws, seed=0
+            run.vae.model,
+            run.vae.guide,
+            with_num_particles(spelling, k),
+            batch,
+            num_draws=snr_draws,
+            seed=0,
         )
         curve.append((k, snr.guide, snr.model))
     return curve

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vi_vae.app.config import RunConfig
 from vi_vae.checkpoint import atomic_write_text
-from vi_vae.config import RunConfig
 
 __all__ = [
     "REPORT_FILE",
@@ -143,7 +143,7 @@ def comparison_report(comparison: dict[str, Any], figures: list[str]) -> str:
 
 def write_comparison_report(out_dir: str | Path, comparison: dict[str, Any]) -> Path:
     """Draw the comparison figures and write ``report.md`` into ``out_dir``."""
-    from vi_vae import plots
+    from vi_vae.app import plots
 
     out_dir = Path(out_dir)
     figures = [

@@ -1,7 +1,7 @@
 r"""What every vi_vae estimator shares: vectorized draws, chunked passes, gradient routing.
 
 An estimator is two small functions of the per-point log weights
-``log_weights: [num_particles, batch]`` (see :mod:`vi_vae.estimators._weights`):
+``log_weights: [num_particles, batch]`` (see :mod:`vi_vae.weights`):
 
 - ``_bound(log_weights) -> [batch]``, the Monte Carlo estimate of the bound it
   names; ``loss`` is minus its sum over the batch.
@@ -20,7 +20,7 @@ An estimator is two small functions of the per-point log weights
 
 Every gradient is therefore linear in ∇ log w with coefficients fixed by the values,
 which is what makes the chunked fallback exact: when ``num_particles × batch``
-exceeds ``max_pairs_per_pass``, a first pass without gradients draws the particles
+exceeds ``chunk_size``, a first pass without gradients draws the particles
 chunk by chunk, keeping only the log weights and the random-number state before
 each chunk; the coefficients are computed from all of them; a second pass redraws
 each chunk from its saved state (the very same z) and back-propagates
@@ -42,25 +42,28 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pyro.infer.elbo import ELBO
+from pyro.infer.elbo import ELBO as PyroELBO
 from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 from torch import Tensor
 
+from vi_vae._deprecation import pop_renamed
 from vi_vae._validation import check_positive_int
-from vi_vae.estimators._weights import WeightedTraces, guess_plates, trace_log_weights
+from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
+from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
 
 __all__ = [
-    "DEFAULT_MAX_PAIRS_PER_PASS",
+    "DEFAULT_TRAINING_CHUNK_SIZE",
     "GradientTerm",
     "ParticleEstimator",
     "bound_coefficients",
 ]
 
-#: (particle, data point) pairs per pass with gradients before the chunked fallback.
+#: (particle, data point) pairs per pass with gradients before the chunked fallback
+#: (the evaluators' passes have no gradients and a smaller default, 8192).
 #: Measured on the 784-400-20 MLP VAE (CPU, peak RSS): about 12 KB per pair for IWAE
 #: and 17 KB for DReG (its second backward pass), so 0.8-1.1 GB at this default.
-DEFAULT_MAX_PAIRS_PER_PASS = 65_536
+DEFAULT_TRAINING_CHUNK_SIZE = 65_536
 
 ParameterGroup = Literal["all", "guide", "model"]
 
@@ -89,7 +92,7 @@ def bound_coefficients(bound: Callable[[Tensor], Tensor], log_weights: Tensor) -
     return coefficients
 
 
-class ParticleEstimator(ELBO):
+class ParticleEstimator(PyroELBO):
     """Base class: a bound estimated from ``num_particles`` vectorized draws per point.
 
     Subclasses implement ``_bound`` and, when their gradient is not the plain
@@ -101,7 +104,7 @@ class ParticleEstimator(ELBO):
         data_plate: name of the model's and guide's data plate.
         max_plate_nesting: plate dims the model/guide use (not counting the particle
             dim); guessed on the first call when left at infinity.
-        max_pairs_per_pass: (particle, point) pairs per pass with gradients; above
+        chunk_size: (particle, point) pairs per pass with gradients; above
             it, particles are processed in chunks (module docstring). The batch size
             it is compared with is that of the previous call (of a first trial run
             on the first call). Chunks redraw everything the guide draws, so a data
@@ -119,14 +122,27 @@ class ParticleEstimator(ELBO):
         *,
         data_plate: str = "data",
         max_plate_nesting: float = math.inf,
-        max_pairs_per_pass: int = DEFAULT_MAX_PAIRS_PER_PASS,
+        chunk_size: int = DEFAULT_TRAINING_CHUNK_SIZE,
+        **deprecated: Any,
     ) -> None:
+        chunk_size = pop_renamed(
+            type(self).__name__,
+            deprecated,
+            "max_pairs_per_pass",
+            "chunk_size",
+            chunk_size,
+            DEFAULT_TRAINING_CHUNK_SIZE,
+        )
+        if deprecated:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword arguments {sorted(deprecated)}"
+            )
         check_positive_int("num_particles", num_particles)
-        check_positive_int("max_pairs_per_pass", max_pairs_per_pass)
+        check_positive_int("chunk_size", chunk_size)
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         self.vectorize_particles = True  # always; max_plate_nesting excludes the particle dim
         self.data_plate = data_plate
-        self.max_pairs_per_pass = max_pairs_per_pass
+        self.chunk_size = chunk_size
         self._batch_size: int | None = None
 
     # -- what a subclass defines -----------------------------------------------------
@@ -184,10 +200,10 @@ class ParticleEstimator(ELBO):
         else:
             log_weights, states = self._draw_without_gradients(model, guide, args, kwargs, chunks)
             terms = self._gradient_terms(log_weights)
-            state_after = _get_rng_state()
+            state_after = get_rng_state()
             start = 0
             for count, state in zip(chunks, states, strict=True):
-                _set_rng_state(state)
+                set_rng_state(state)
                 traces = self._trace(model, guide, args, kwargs, count)
                 rows = slice(start, start + count)
                 chunk_terms = [
@@ -196,7 +212,7 @@ class ParticleEstimator(ELBO):
                 ]
                 self._backward(traces, chunk_terms)
                 start += count
-            _set_rng_state(state_after)
+            set_rng_state(state_after)
         loss = -self._bound(log_weights).sum().item()
         warn_if_nan(loss, "loss")
         return loss
@@ -257,11 +273,7 @@ class ParticleEstimator(ELBO):
             self._batch_size = batch_size or 1
 
     def _chunk_sizes(self) -> list[int]:
-        per_pass = max(1, self.max_pairs_per_pass // (self._batch_size or 1))
-        return [
-            min(per_pass, self.num_particles - start)
-            for start in range(0, self.num_particles, per_pass)
-        ]
+        return chunk_sizes(self.num_particles, self._batch_size or 1, self.chunk_size)
 
     def _trace(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict, num_particles: int
@@ -289,7 +301,7 @@ class ParticleEstimator(ELBO):
         parts, states = [], []
         with torch.no_grad():
             for count in chunks:
-                states.append(_get_rng_state())
+                states.append(get_rng_state())
                 traces = self._trace(model, guide, args, kwargs, count)
                 parts.append(self._particle_values(traces))
         return torch.cat(parts), states
@@ -351,15 +363,3 @@ def _check_reparameterized(guide_trace: Trace) -> None:
                 "estimators differentiate through reparameterized draws z = g(ε, φ). Use "
                 "pyro.infer.TraceGraph_ELBO for score-function gradients"
             )
-
-
-def _get_rng_state() -> tuple[Tensor, list[Tensor] | None]:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state: tuple[Tensor, list[Tensor] | None]) -> None:
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state_all(cuda)

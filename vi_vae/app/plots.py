@@ -1,0 +1,242 @@
+"""Figures of a trained VAE, written as PNG files.
+
+The figures the VAE literature shows: reconstructions, samples from the prior,
+the latent space coloured by label (PCA above two dimensions), the learned 2-D
+manifold decoded on a grid of prior quantiles (Kingma & Welling 2014, Fig. 4),
+a latent interpolation between two inputs, and training curves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from vi_vae.model import VAE  # noqa: E402
+
+__all__ = [
+    "image_grid",
+    "plot_bounds_versus_particles",
+    "plot_interpolation",
+    "plot_latent_scatter",
+    "plot_manifold",
+    "plot_reconstructions",
+    "plot_samples",
+    "plot_snr_versus_particles",
+    "plot_training_curves",
+    "plot_training_curves_overlaid",
+    "principal_components",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def image_grid(images: Tensor, image_shape: Sequence[int], columns: int) -> Tensor:
+    """Tile ``images: [n, D]`` into one ``[rows·H, columns·W]`` array (blank padding)."""
+    height, width = image_shape[-2], image_shape[-1]
+    rows = math.ceil(len(images) / columns)
+    grid = torch.ones(rows * height, columns * width)
+    for index, image in enumerate(images.detach().cpu().float()):
+        row, column = divmod(index, columns)
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = (
+            image.reshape(height, width)
+        )
+    return grid
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _show_grid(grid: Tensor, title: str, path: str | Path, size: float = 6.0) -> Path:
+    figure, axis = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
+    axis.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axis.set_axis_off()
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def plot_reconstructions(
+    x: Tensor, reconstructions: Tensor, image_shape: Sequence[int], path: str | Path
+) -> Path:
+    """Inputs (odd rows) above their reconstructions E[x|z = centre of q] (even rows)."""
+    columns = min(10, len(x))
+    pairs = []
+    for start in range(0, len(x), columns):
+        pairs += [x[start : start + columns], reconstructions[start : start + columns]]
+    return _show_grid(
+        image_grid(torch.cat(pairs), image_shape, columns),
+        "inputs (odd rows) and reconstructions (even rows)",
+        path,
+    )
+
+
+def plot_samples(samples: Tensor, image_shape: Sequence[int], path: str | Path) -> Path:
+    """E[x|z] for z drawn from the prior."""
+    columns = math.ceil(math.sqrt(len(samples)))
+    return _show_grid(image_grid(samples, image_shape, columns), "samples, z ~ p(z)", path)
+
+
+def principal_components(z: Tensor, num_components: int = 2) -> Tensor:
+    """Project ``z: [N, d]`` on its first principal components, ``[N, num_components]``."""
+    centred = z - z.mean(0)
+    if z.shape[1] <= num_components:
+        return centred
+    _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
+    return (centred.double() @ vh[:num_components].T).to(z.dtype)
+
+
+def plot_latent_scatter(z: Tensor, labels: Tensor | None, path: str | Path) -> Path:
+    """Centres of q(z|x) coloured by label; through PCA when z has more than 2 dims."""
+    z = z.detach().cpu()
+    if z.shape[1] == 1:
+        points = torch.cat([z, torch.zeros_like(z)], dim=1)
+        axes = ("z₁", "")
+    elif z.shape[1] == 2:
+        points, axes = z, ("z₁", "z₂")
+    else:
+        points, axes = principal_components(z), ("PC 1 of E[z|x]", "PC 2 of E[z|x]")
+    figure, axis = plt.subplots(figsize=(6, 5))
+    colour = labels.cpu().numpy() if labels is not None else None
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=colour, cmap="tab10", s=6, alpha=0.8)
+    if labels is not None:
+        figure.colorbar(scatter, ax=axis, label="label")
+    axis.set_xlabel(axes[0])
+    axis.set_ylabel(axes[1])
+    axis.set_title("latent space of test points (centre of q(z|x))")
+    return _save(figure, path)
+
+
+def plot_manifold(vae: VAE, path: str | Path, grid_size: int = 20) -> Path | None:
+    """Decode a grid of z at prior quantiles (Kingma & Welling 2014, Fig. 4); 2-D latents only.
+
+    The grid runs over quantiles 0.05..0.95 of each prior marginal, through the
+    prior's inverse CDF, so equal steps cover equal prior mass. Returns None
+    (and logs why) when the latent space is not 2-D or the prior has no icdf.
+    """
+    if vae.latent_dim != 2 or vae.image_shape is None:
+        logger.info("manifold plot needs a 2-D latent space and image data; skipped")
+        return None
+    device = next(vae.decoder.parameters()).device
+    prior = vae.prior(device)
+    marginal = getattr(prior, "base_dist", prior)
+    quantiles = torch.linspace(0.05, 0.95, grid_size, device=device)
+    try:
+        values = marginal.icdf(quantiles.unsqueeze(-1).expand(grid_size, 2))
+    except (NotImplementedError, AttributeError, RuntimeError, ValueError):
+        logger.info("prior %s has no inverse CDF; manifold plot skipped", type(marginal).__name__)
+        return None
+    first, second = values[:, 0], values[:, 1]
+    z = torch.stack(torch.meshgrid(first, second.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
+    with torch.no_grad():
+        images = vae.likelihood.mean(vae.decoder(z))
+    return _show_grid(
+        image_grid(images, vae.image_shape, grid_size),
+        "learned manifold: E[x|z] on a grid of prior quantiles",
+        path,
+        size=8.0,
+    )
+
+
+def plot_interpolation(
+    vae: VAE, x_start: Tensor, x_end: Tensor, path: str | Path, steps: int = 10
+) -> Path:
+    """Decode the straight line between the centres of q(z|x_start) and q(z|x_end)."""
+    with torch.no_grad():
+        family = vae.latent_family
+        z_start = family.center(vae.encode(x_start.unsqueeze(0)))
+        z_end = family.center(vae.encode(x_end.unsqueeze(0)))
+        weights = torch.linspace(0, 1, steps, device=z_start.device).unsqueeze(-1)
+        z = (1 - weights) * z_start + weights * z_end
+        images = vae.likelihood.mean(vae.decoder(z))
+    shape = vae.image_shape or (1, vae.input_dim)
+    return _show_grid(image_grid(images, shape, steps), "latent interpolation", path, size=9.0)
+
+
+def plot_training_curves(history: list[dict[str, float]], path: str | Path) -> Path:
+    """Training loss (−bound per point) and validation ELBO by epoch."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    epochs = [row["epoch"] for row in history]
+    axis.plot(epochs, [-row["train_loss"] for row in history], label="train: −loss per point")
+    validation = [row["validation_elbo"] for row in history]
+    if any(not math.isnan(v) for v in validation):
+        axis.plot(epochs, validation, label="validation ELBO")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("nats per data point")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_bounds_versus_particles(
+    curves: dict[str, list[tuple[int, float, float]]], path: str | Path
+) -> Path:
+    """IWAE-k of each model against k (log axis), with standard errors over test points."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for label, points in curves.items():
+        ks, means, errors = zip(*points, strict=True)
+        axis.errorbar(ks, means, yerr=errors, marker="o", markersize=3, capsize=2, label=label)
+    axis.set_xscale("log")
+    axis.set_xlabel("k (importance samples)")
+    axis.set_ylabel("IWAE-k bound on log p(x), nats per point")
+    axis.set_title("bounds versus k, same test points")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_training_curves_overlaid(
+    histories: dict[str, list[dict[str, float]]], path: str | Path
+) -> Path:
+    """Validation ELBO by epoch for several runs on one axis."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for label, history in histories.items():
+        axis.plot(
+            [row["epoch"] for row in history],
+            [row["validation_elbo"] for row in history],
+            label=label,
+        )
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation ELBO, nats per point")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_snr_versus_particles(
+    curves: dict[str, list[tuple[int, float, float]]], path: str | Path
+) -> Path:
+    """Gradient SNR of encoder (left) and decoder (right) parameters against K."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for label, points in curves.items():
+        for axis, column in zip(axes, (1, 2), strict=True):
+            shown = [
+                (p[0], p[column]) for p in points if math.isfinite(p[column]) and p[column] > 0
+            ]
+            if shown:
+                axis.plot(*zip(*shown, strict=True), marker="o", markersize=3, label=label)
+    for axis, title in zip(
+        axes, ("encoder (guide) parameters", "decoder (model) parameters"), strict=True
+    ):
+        axis.set_xscale("log")
+        if axis.lines:
+            axis.set_yscale("log")
+        axis.set_xlabel("K (particles per gradient)")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("gradient SNR, |E g| / sd(g)")
+    axes[1].legend(fontsize=8)
+    return _save(figure, path)

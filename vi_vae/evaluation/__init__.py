@@ -1,0 +1,59 @@
+"""Honest numbers for a trained model: log p(x) estimates, bound tables and diagnostics.
+
+- :mod:`~vi_vae.evaluation.estimates`: the estimate types and their reductions
+  (log-mean-exp, Monte Carlo standard error, ESS, Pareto k̂);
+- :mod:`~vi_vae.evaluation.importance_sampling`: log p(x) by importance sampling
+  from the guide, and bound tables;
+- :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
+  active units;
+- :mod:`~vi_vae.evaluation.inference_data`: the guide's draws with their weights
+  for ArviZ.
+"""
+
+from vi_vae.evaluation.diagnostics import (
+    ACTIVE_UNIT_THRESHOLD,
+    ActiveUnits,
+    GradientSNR,
+    active_units,
+    gradient_snr,
+)
+from vi_vae.evaluation.estimates import (
+    MIN_PARTICLES_FOR_PARETO_K,
+    PARETO_K_THRESHOLD,
+    Bound,
+    LogLikelihoodEstimate,
+    pareto_k,
+    summarize_log_weights,
+)
+from vi_vae.evaluation.importance_sampling import (
+    DEFAULT_BOUND_PARTICLES,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_NUM_PARTICLES,
+    bounds,
+    importance_sampling,
+    log_marginal_likelihood,
+    log_weight_chunks,
+)
+from vi_vae.evaluation.inference_data import to_inference_data
+
+__all__ = [
+    "ACTIVE_UNIT_THRESHOLD",
+    "DEFAULT_BOUND_PARTICLES",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_NUM_PARTICLES",
+    "MIN_PARTICLES_FOR_PARETO_K",
+    "PARETO_K_THRESHOLD",
+    "ActiveUnits",
+    "Bound",
+    "GradientSNR",
+    "LogLikelihoodEstimate",
+    "active_units",
+    "bounds",
+    "gradient_snr",
+    "importance_sampling",
+    "log_marginal_likelihood",
+    "log_weight_chunks",
+    "pareto_k",
+    "summarize_log_weights",
+    "to_inference_data",
+]

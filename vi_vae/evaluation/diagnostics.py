@@ -1,0 +1,262 @@
+r"""Diagnostics of estimators and fitted models: gradient SNR and active units.
+
+- :func:`gradient_snr`: the signal-to-noise ratio of an estimator's gradient,
+  :math:`|\mathbb{E}[g]| / \mathrm{std}(g)` per parameter element, summarized
+  separately for the guide's (encoder's) and the model's (decoder's) parameters
+  (Rainforth et al. 2018).
+- :func:`active_units`: latent dimensions whose posterior mean varies across data
+  points, :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z|x)}[z_i]) > 0.01` (Burda et al. 2016).
+
+Per-point importance-weight reliability (effective sample size and Pareto k̂) lives
+with log p(x) in :func:`vi_vae.evaluation.log_marginal_likelihood`.
+
+References:
+    [1] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.
+    [2] Tighter Variational Bounds are Not Necessarily Better, Rainforth, Kosiorek,
+        Le, Maddison, Igl, Wood & Teh, ICML 2018.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.infer.elbo import ELBO as PyroELBO
+from torch import Tensor
+from torch.distributions import Distribution
+
+from vi_vae._deprecation import pop_renamed
+from vi_vae._random import seeded
+from vi_vae._validation import check_positive_int
+from vi_vae.errors import InputError
+
+__all__ = [
+    "ACTIVE_UNIT_THRESHOLD",
+    "ActiveUnits",
+    "GradientSNR",
+    "active_units",
+    "gradient_snr",
+]
+
+#: Burda et al. (2016, §5.2): a unit is active when Cov_x(E_q[z_i]) exceeds 10⁻².
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+@dataclass
+class GradientSNR:
+    """Signal-to-noise ratio of a gradient estimator, by parameter group.
+
+    For each parameter element, SNR = |mean| / std of its gradient over repeated
+    draws on a fixed batch (std with Bessel's correction). Elements whose gradient
+    is exactly zero in every draw (parameters the loss does not touch) have no SNR
+    and are left out of the summaries.
+
+    Attributes:
+        guide: mean SNR over the guide's parameter elements (the encoder's, for a VAE).
+        model: mean SNR over the model's parameter elements (the decoder's).
+        guide_elements: per-element SNR of the guide's parameters, flattened in
+            the order of ``guide_names``.
+        model_elements: the same for the model's parameters.
+        guide_names: names of the guide's parameters (Pyro param-store names).
+        model_names: names of the model's parameters.
+        num_draws: the number of gradient draws.
+    """
+
+    guide: float
+    model: float
+    guide_elements: Tensor
+    model_elements: Tensor
+    guide_names: list[str]
+    model_names: list[str]
+    num_draws: int
+
+    def summary(self) -> dict[str, float]:
+        """Mean and median SNR of each group, as plain floats."""
+        return {
+            "snr_guide_mean": self.guide,
+            "snr_guide_median": self.guide_elements.nanmedian().item(),
+            "snr_model_mean": self.model,
+            "snr_model_median": self.model_elements.nanmedian().item(),
+        }
+
+
+def gradient_snr(
+    model: Callable,
+    guide: Callable,
+    loss: PyroELBO,
+    x: Tensor,
+    *,
+    num_draws: int = 100,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> GradientSNR:
+    r"""Signal-to-noise ratio of ``loss``'s gradient on the fixed batch ``x`` [2].
+
+    .. math::
+        \mathrm{SNR}_j = \frac{|\bar g_j|}{s_j}, \qquad
+        \bar g_j = \frac{1}{R}\sum_{r=1}^R g_j^{(r)}, \quad
+        s_j^2 = \frac{1}{R-1}\sum_{r=1}^R (g_j^{(r)} - \bar g_j)^2,
+
+    over R = ``num_draws`` calls of ``loss.loss_and_grads(model, guide, x)``, each
+    with fresh draws of the particles. Guide parameters are the ``param`` sites the
+    guide touches; model parameters are the other ones the loss touches. Nothing is
+    updated, and each parameter's ``.grad`` is restored afterwards.
+
+    Args:
+        model: Pyro model ``model(x, **kwargs)``.
+        guide: Pyro guide with the same signature.
+        loss: any ``pyro.infer.ELBO`` (vi_vae's estimators or Pyro's).
+        x: the fixed batch.
+        num_draws: R, gradient draws (at least 2).
+        seed: seed for reproducible draws (the global RNG is left untouched).
+        **kwargs: passed to model and guide.
+
+    Returns:
+        :class:`GradientSNR`; for a VAE, ``.guide`` is the encoder's mean SNR and
+        ``.model`` the decoder's.
+    """
+    check_positive_int("num_draws", num_draws, minimum=2)
+    with seeded(seed, x.device):
+        with poutine.trace(param_only=True) as capture, torch.no_grad():
+            loss.loss(model, guide, x, **kwargs)
+        parameters = _parameters_by_name(capture.trace)
+        with poutine.block(), torch.no_grad():
+            guide_trace = poutine.trace(guide, param_only=True).get_trace(x, **kwargs)
+        guide_names = [name for name in _parameters_by_name(guide_trace) if name in parameters]
+        model_names = [name for name in parameters if name not in guide_names]
+        saved = {name: leaf.grad for name, leaf in parameters.items()}
+        try:
+            count, mean, m2 = 0, None, None
+            for _ in range(num_draws):
+                for leaf in parameters.values():
+                    leaf.grad = None
+                loss.loss_and_grads(model, guide, x, **kwargs)
+                draw = torch.cat(
+                    [_flat_gradient(parameters[name]) for name in guide_names + model_names]
+                )
+                # Welford's running mean and sum of squared deviations, in float64
+                count += 1
+                if mean is None:
+                    mean, m2 = draw.clone(), torch.zeros_like(draw)
+                else:
+                    delta = draw - mean
+                    mean += delta / count
+                    m2 += delta * (draw - mean)
+        finally:
+            for name, leaf in parameters.items():
+                leaf.grad = saved[name]
+    std = (m2 / (count - 1)).sqrt()
+    snr = mean.abs() / std
+    snr[(mean == 0) & (std == 0)] = math.nan
+    split = sum(parameters[name].numel() for name in guide_names)
+    guide_elements, model_elements = snr[:split].cpu(), snr[split:].cpu()
+    return GradientSNR(
+        guide=guide_elements.nanmean().item(),
+        model=model_elements.nanmean().item(),
+        guide_elements=guide_elements,
+        model_elements=model_elements,
+        guide_names=guide_names,
+        model_names=model_names,
+        num_draws=num_draws,
+    )
+
+
+@dataclass
+class ActiveUnits:
+    """Active latent units (Burda et al. 2016).
+
+    Attributes:
+        num_active: number of units with variance above ``threshold``.
+        variances: Cov_x(E_q[z_i]) of each latent unit, ``[latent_dim]``.
+        threshold: the activity threshold.
+    """
+
+    num_active: int
+    variances: Tensor
+    threshold: float
+
+    @property
+    def active(self) -> Tensor:
+        """Boolean mask of the active units, ``[latent_dim]``."""
+        return self.variances > self.threshold
+
+
+def active_units(
+    encoder: Any,
+    x: Tensor,
+    threshold: float = ACTIVE_UNIT_THRESHOLD,
+    *,
+    batch_size: int = 1024,
+    num_mean_draws: int = 100,
+    **deprecated: Any,
+) -> ActiveUnits:
+    r"""Count the latent units the model uses [1].
+
+    .. math::
+        A_i = \mathrm{Cov}_x\big(\mathbb{E}_{q(z \mid x)}[z_i]\big) > \text{threshold}.
+
+    Args:
+        encoder: a :class:`~vi_vae.VAE` (its ``encode`` is used) or a function
+            ``x -> q(z|x)`` returning a torch ``Distribution`` or a tensor of
+            posterior means, ``[batch, latent_dim]``.
+        x: data points, ``[N, ...]``, N ≥ 2.
+        threshold: 0.01 as Burda et al.
+        batch_size: points per encoder call (memory).
+        num_mean_draws: draws for the Monte Carlo mean of a q whose mean is not
+            implemented (only then; they are not importance samples); where q has no
+            finite mean (e.g. Cauchy) the median of the draws stands in for it.
+        **deprecated: ``num_samples``, the old name of ``num_mean_draws``.
+
+    Returns:
+        :class:`ActiveUnits` with the per-unit variances across data points
+        (Bessel-corrected).
+    """
+    encode = encoder.encode if hasattr(encoder, "encode") else encoder
+    if not callable(encode):
+        raise InputError("encoder must be a VAE or a function x -> q(z|x)")
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 2:
+        raise InputError("x must be a tensor with at least 2 data points along dimension 0")
+    check_positive_int("batch_size", batch_size)
+    num_mean_draws = pop_renamed(
+        "active_units", deprecated, "num_samples", "num_mean_draws", num_mean_draws, 100
+    )
+    check_positive_int("num_mean_draws", num_mean_draws)
+    means = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[start : start + batch_size]
+            means.append(_posterior_mean(encode(batch), num_mean_draws).reshape(len(batch), -1))
+    variances = torch.cat(means).double().var(0).cpu()
+    return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold))
+
+
+def _parameters_by_name(trace: Any) -> dict[str, Tensor]:
+    leaves = {}
+    for name, site in trace.nodes.items():
+        if site["type"] == "param":
+            value = site["value"]
+            leaves[name] = value.unconstrained() if hasattr(value, "unconstrained") else value
+    return leaves
+
+
+def _flat_gradient(leaf: Tensor) -> Tensor:
+    if leaf.grad is None:
+        return torch.zeros(leaf.numel(), dtype=torch.float64, device=leaf.device)
+    return leaf.grad.detach().reshape(-1).double()
+
+
+def _posterior_mean(q: Distribution | Tensor, num_mean_draws: int) -> Tensor:
+    """E_q[z], ``[batch, ...]``: the mean where finite, else from draws (median if heavy-tailed)."""
+    if isinstance(q, Tensor):
+        return q
+    try:
+        mean = q.mean
+    except NotImplementedError:
+        return q.sample((num_mean_draws,)).mean(0)
+    if torch.isfinite(mean).all():
+        return mean
+    return q.sample((num_mean_draws,)).median(0).values
