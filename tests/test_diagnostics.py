@@ -11,8 +11,8 @@ from pyro.infer import Trace_ELBO
 from torch.testing import assert_close
 
 from vi_vae import VAE, InputError
-from vi_vae.evaluation import active_units, gradient_snr, to_inference_data
 from vi_vae.estimators import IWAE, STL, DReG
+from vi_vae.evaluation import active_units, gradient_snr, to_inference_data
 
 #: one observation x = 2 under z ~ N(0, 1), x | z ~ N(z + b, 1), guide q(z) = N(μ, 1)
 X, B, MU = 2.0, 0.3, 0.2

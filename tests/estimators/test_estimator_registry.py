@@ -90,7 +90,10 @@ def test_spellings(spelling, kind, attributes):
         ("miwae:0:5", "num_outer must be an integer >= 1"),
         ("piwae:2:3:4", "must divide num_outer"),
         ("dreg:5:5", "must be spelled dreg:NUM_PARTICLES"),
-        ("drag:5", "unknown estimator 'drag:5'; accepted values: elbo, elbo-analytic, pyro-trace-elbo"),
+        (
+            "drag:5",
+            "unknown estimator 'drag:5'; accepted values: elbo, elbo-analytic, pyro-trace-elbo",
+        ),
     ],
 )
 def test_bad_spellings_say_what_is_accepted(spelling, message):

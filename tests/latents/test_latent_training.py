@@ -21,7 +21,9 @@ def mnist_points() -> torch.Tensor:
 
 
 def _elbo(vae: VAE, x: torch.Tensor) -> float:
-    (bound,) = bounds(vae.model, vae.guide, x, bound_particles=(1,), num_particles=NUM_SAMPLES, seed=1)
+    (bound,) = bounds(
+        vae.model, vae.guide, x, bound_particles=(1,), num_particles=NUM_SAMPLES, seed=1
+    )
     return bound.mean
 
 
