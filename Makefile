@@ -22,7 +22,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/vi-vae compare --dataset mnist-5k --estimators $(DEMO_ESTIMATORS) --epochs 60 \
-		--eval-samples 1000 --out-dir $(DEMO_DIR) --overwrite
+		--eval-num-particles 1000 --out-dir $(DEMO_DIR) --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check vi_vae tests examples benchmarks

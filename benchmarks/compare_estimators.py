@@ -1,9 +1,9 @@
 """Run ``vi-vae compare`` at a chosen budget and publish its report under docs/.
 
     python benchmarks/compare_estimators.py --dataset mnist-5k --epochs 60 \\
-        --eval-samples 1000 --docs-dir docs/compare-mnist-5k
+        --eval-num-particles 5000 --docs-dir docs/compare-mnist-5k
     python benchmarks/compare_estimators.py --dataset fashion-mnist --epochs 30 \\
-        --eval-samples 5000 --eval-points 2000 --docs-dir docs/compare-fashion-mnist
+        --eval-num-particles 5000 --eval-num-points 2000 --docs-dir docs/compare-fashion-mnist
 
 The runs themselves (checkpoints, per-run reports) stay in --out-dir; the
 comparison's report.md, comparison.json and figures are copied to --docs-dir.
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from vi_vae.app.compare import compare
-from vi_vae.app.config import RunConfig
+from vi_vae.app.compare import DEFAULT_ESTIMATORS, DEFAULT_SNR_NUM_DRAWS, compare
+from vi_vae.app.config import DataConfig, EvaluationConfig, RunConfig, TrainingConfig
+from vi_vae.evaluation import DEFAULT_NUM_PARTICLES
 
 PUBLISHED = (
     "report.md",
@@ -35,11 +36,11 @@ PUBLISHED = (
 def main(args):
     torch.set_num_threads(args.threads)
     config = RunConfig(
-        dataset=args.dataset,
-        epochs=args.epochs,
-        eval_samples=args.eval_samples,
-        eval_points=args.eval_points,
-        seed=args.seed,
+        data=DataConfig(dataset=args.dataset),
+        training=TrainingConfig(epochs=args.epochs, seed=args.seed),
+        evaluation=EvaluationConfig(
+            num_particles=args.eval_num_particles, num_points=args.eval_num_points
+        ),
     )
     command = "python benchmarks/compare_estimators.py " + " ".join(
         shlex.quote(a) for a in (args.argv if args.argv is not None else sys.argv[1:])
@@ -50,7 +51,7 @@ def main(args):
         args.estimators.split(","),
         args.out_dir,
         resume=args.resume,
-        snr_draws=args.snr_draws,
+        snr_num_draws=args.snr_num_draws,
         command=command,
         on_run=lambda spelling: print(f"training with {spelling}", flush=True),
     )
@@ -65,11 +66,11 @@ def main(args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist-5k")
-    parser.add_argument("--estimators", default="elbo,iwae:5,dreg:5,stl:1")
+    parser.add_argument("--estimators", default=",".join(DEFAULT_ESTIMATORS))
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--eval-samples", type=int, default=5000)
-    parser.add_argument("--eval-points", type=int, default=None)
-    parser.add_argument("--snr-draws", type=int, default=100)
+    parser.add_argument("--eval-num-particles", type=int, default=DEFAULT_NUM_PARTICLES)
+    parser.add_argument("--eval-num-points", type=int, default=None)
+    parser.add_argument("--snr-num-draws", type=int, default=DEFAULT_SNR_NUM_DRAWS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", default=None, help="default: runs/compare-DATASET")

@@ -56,13 +56,13 @@ def run_family(name, data, args, seed=None):
     except TrainingError as error:
         row["failure"] = str(error)
         return row
-    row["seconds_per_epoch"] = sum(r["seconds"] for r in result.history) / len(result.history)
+    row["seconds_per_epoch"] = sum(r.seconds for r in result.history) / len(result.history)
     started = time.perf_counter()
     estimate, (elbo,) = importance_sampling(
         vae.model,
         vae.guide,
         data.test,
-        num_particles=args.num_samples,
+        num_particles=args.num_particles,
         bound_particles=(1,),
         seed=seed,
     )
@@ -147,7 +147,7 @@ def write_page(path, rows, spread_rows, args, command, total_seconds):
         f"- Budget: {args.epochs} epochs of Adam (learning rate {args.learning_rate:g}, "
         f"batch {args.batch_size}) on the single-sample ELBO (`vi_vae.fit`, `Trace_ELBO`), "
         f"seed {args.seed}, the same for every family.",
-        f"- Evaluation: K = {args.num_samples} importance samples per test point from the "
+        f"- Evaluation: K = {args.num_particles} importance samples per test point from the "
         "trained q(z|x), one set of draws for both columns (`vi_vae.evaluation."
         "importance_sampling`). Test ELBO: mean of the K single-draw ELBOs. log p(x): "
         "IWAE-K, log (1/K) Σ w_k. ± is the standard error over test points (std/√N); "
@@ -165,7 +165,7 @@ def write_page(path, rows, spread_rows, args, command, total_seconds):
         "",
         "Nats per test point (higher is better), in registry order.",
         "",
-        *[line.replace("{K}", str(args.num_samples)) for line in results_table(rows)],
+        *[line.replace("{K}", str(args.num_particles)) for line in results_table(rows)],
         "",
         "Ranked by test log p(x): "
         + ", ".join(f"{row['name']} ({row['log_px']:.1f})" for row in ranked)
@@ -247,7 +247,7 @@ def parse_args(argv=None):
     parser.add_argument("--hidden-size", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--num-samples", type=int, default=1000, help="K for log p(x)")
+    parser.add_argument("--num-particles", type=int, default=1000, help="K for log p(x)")
     parser.add_argument("--max-train", type=int, help="use only this many training points")
     parser.add_argument("--max-test", type=int, help="evaluate only this many test points")
     parser.add_argument("--seed", type=int, default=0)

@@ -48,9 +48,9 @@ def roc_auc(normal_scores, anomaly_scores):
     ).item()
 
 
-def scores(vae, x, num_samples):
+def scores(vae, x, num_particles):
     nll = -log_marginal_likelihood(
-        vae.model, vae.guide, x, num_samples, seed=0, compute_pareto_k=False
+        vae.model, vae.guide, x, num_particles, seed=0, compute_pareto_k=False
     ).log_likelihood
     distance = (vae.reconstruct(x) - x).pow(2).sum(-1).double()
     return {"negative log-likelihood": nll, "reconstruction distance": distance}
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> dict:
     data = load_dataset("mnist-5k", binarization="static")
     clean_train = data.train[data.train_labels != args.held_out_digit][: args.max_train]
     clean_validation = data.validation[data.validation_labels != args.held_out_digit]
-    vae = VAE(input_dim=784, latent_dim=args.latent_dim, hidden_sizes=[args.hidden])
+    vae = VAE(input_dim=784, latent_dim=args.latent_dim, hidden_sizes=[args.hidden_size])
     fit(
         vae.model,
         vae.guide,
@@ -74,9 +74,9 @@ def main(args: argparse.Namespace) -> dict:
 
     test_clean = data.test[data.test_labels != args.held_out_digit]
     test_anomalous = data.test[data.test_labels == args.held_out_digit]
-    validation_scores = scores(vae, clean_validation, args.eval_samples)
-    clean_scores = scores(vae, test_clean, args.eval_samples)
-    anomalous_scores = scores(vae, test_anomalous, args.eval_samples)
+    validation_scores = scores(vae, clean_validation, args.num_particles)
+    clean_scores = scores(vae, test_clean, args.num_particles)
+    anomalous_scores = scores(vae, test_anomalous, args.num_particles)
     results = {}
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, name in zip(axes, clean_scores, strict=True):
@@ -111,10 +111,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out-digit", type=int, default=2, choices=range(10))
     parser.add_argument("--latent-dim", type=int, default=10)
-    parser.add_argument("--hidden", type=int, default=400)
+    parser.add_argument("--hidden-size", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--max-train", type=int, default=None)
-    parser.add_argument("--eval-samples", type=int, default=100)
+    parser.add_argument("--num-particles", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/example-anomaly")

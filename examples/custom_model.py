@@ -66,17 +66,17 @@ def main(args: argparse.Namespace) -> dict:
         train,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        learning_rate=args.lr,
+        learning_rate=args.learning_rate,
         seed=args.seed,
     )
-    estimate = log_marginal_likelihood(model, guide, test, args.eval_samples, seed=0)
+    estimate = log_marginal_likelihood(model, guide, test, args.num_particles, seed=0)
     exact = exact_log_likelihood(test)
-    table = bounds(model, guide, test, [1, 10], args.eval_samples, seed=1)
-    print(f"final training loss {result.history[-1]['train_loss']:.3f} nats per point")
+    table = bounds(model, guide, test, [1, 10], args.num_particles, seed=1)
+    print(f"final training loss {result.history[-1].train_loss:.3f} nats per point")
     print(
         f"importance-sampled log p(x) = {estimate.mean:.3f} "
         f"(Monte Carlo SE {estimate.mean_monte_carlo_standard_error:.3f}, "
-        f"K = {args.eval_samples})"
+        f"K = {args.num_particles})"
     )
     print(f"exact log p(x)              = {exact.mean():.3f}")
     for bound in table:
@@ -95,8 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-features", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--eval-samples", type=int, default=2000)
+    parser.add_argument("--learning-rate", type=float, default=0.02)
+    parser.add_argument("--num-particles", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)

@@ -24,8 +24,8 @@ def main(args: argparse.Namespace) -> dict:
     vae = VAE(
         input_dim=data.input_dim,
         latent_dim=args.latent_dim,
-        latent_family=args.latent,
-        hidden_sizes=[args.hidden],
+        latent_family=args.latent_family,
+        hidden_sizes=[args.hidden_size],
         image_shape=data.image_shape,
     )
     result = fit(
@@ -38,12 +38,12 @@ def main(args: argparse.Namespace) -> dict:
         seed=args.seed,
     )
     test = data.test[: args.test_points]
-    estimate = log_marginal_likelihood(vae.model, vae.guide, test, args.eval_samples, seed=0)
-    table = bounds(vae.model, vae.guide, test, [1, 5, 50], args.eval_samples, seed=1)
+    estimate = log_marginal_likelihood(vae.model, vae.guide, test, args.num_particles, seed=0)
+    table = bounds(vae.model, vae.guide, test, [1, 5, 50], args.num_particles, seed=1)
     print(f"trained {len(result.history)} epochs; best validation epoch {result.best_epoch}")
     print(
         f"test log p(x) = {estimate.mean:.2f} ± {estimate.standard_error:.2f} nats "
-        f"(K = {args.eval_samples}, mean ESS {estimate.effective_sample_size.mean():.1f})"
+        f"(K = {args.num_particles}, mean ESS {estimate.effective_sample_size.mean():.1f})"
     )
     for bound in table:
         print(f"  {bound.name:>8}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
@@ -66,13 +66,13 @@ def main(args: argparse.Namespace) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist-5k")
-    parser.add_argument("--latent", default="normal")
+    parser.add_argument("--latent-family", default="normal")
     parser.add_argument("--latent-dim", type=int, default=2)
-    parser.add_argument("--hidden", type=int, default=400)
+    parser.add_argument("--hidden-size", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--test-points", type=int, default=500)
-    parser.add_argument("--eval-samples", type=int, default=1000)
+    parser.add_argument("--num-particles", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/example-vae-mnist")

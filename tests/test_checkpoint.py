@@ -10,7 +10,9 @@ from vi_vae.checkpoint import (
     atomic_write_json,
     load_checkpoint,
     read_json,
+    remove_stale_temporaries,
     save_checkpoint,
+    tensor_checksum,
 )
 
 
@@ -101,3 +103,62 @@ def test_json_helpers(tmp_path):
     atomic_write_bytes(tmp_path / "sub" / "c.bin", b"abc")
     assert (tmp_path / "sub" / "c.bin").read_bytes() == b"abc"
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+
+
+def test_flipped_bytes_in_a_tensor_are_refused_by_the_checksum(tmp_path):
+    # issue 13: a damaged checkpoint used to load and evaluate to a wrong number
+    path = tmp_path / "checkpoint.pt"
+    weights = torch.linspace(-1, 1, 10_000)
+    save_checkpoint(path, {"params": {"w": weights}})
+    data = bytearray(path.read_bytes())
+    start = bytes(data).find(weights[:4].numpy().tobytes())
+    assert start > 0
+    data[start + 4 * 5000 + 2] ^= 0x10  # one bit of one float in the middle
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not match its checksum"):
+        load_checkpoint(path)
+
+
+def test_checksum_covers_names_and_values():
+    first = tensor_checksum({"a": torch.zeros(3), "b": [torch.ones(2)]})
+    assert first == tensor_checksum({"b": [torch.ones(2)], "a": torch.zeros(3)})
+    assert first != tensor_checksum({"a": torch.zeros(3), "b": [torch.ones(2) * 2]})
+    assert first != tensor_checksum({"c": torch.zeros(3), "b": [torch.ones(2)]})
+
+
+def test_files_get_the_umask_permissions_not_0600(tmp_path):
+    # issue 13: JSON and checkpoints were created 0600 while figures were 0644
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o600
+
+
+def test_stale_temporaries_of_our_naming_are_removed_and_nothing_else(tmp_path):
+    ours = [tmp_path / ".checkpoint.pt.k2j4_x9a.tmp", tmp_path / ".history.csv.abcdefgh.tmp"]
+    theirs = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / ".x.short.tmp"]
+    for path in ours + theirs:
+        path.write_bytes(b"x")
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted(ours)
+    assert all(path.exists() for path in theirs)
+
+
+def test_a_write_replaces_a_symbolic_link_instead_of_following_it(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    link = tmp_path / "link.json"
+    link.symlink_to(outside)
+    atomic_write_json(link, {"a": 1})
+    assert outside.read_text() == "keep"
+    assert not link.is_symlink() and read_json(link) == {"a": 1}
+
+
+def test_json_writes_nan_as_null(tmp_path):
+    atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None]}

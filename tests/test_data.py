@@ -28,6 +28,23 @@ def test_mnist_5k_split_is_fixed_and_stratified(mnist_static):
     assert torch.equal(again.test, data.test) and torch.equal(again.train, data.train)
 
 
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_every_first_n_is_a_random_subset_not_the_first_classes(mnist_static, split):
+    # issue 13: the stored order used to be sorted by class, so "the first 100 test
+    # points" were all zeros. Now each split is shuffled once: the first 100 of 50 per
+    # class hold every digit, and no digit takes more than 25 of them (under uniform
+    # sampling without replacement a count of 25 is > 6 sd above the mean of 10).
+    labels = getattr(mnist_static, f"{split}_labels")[:100]
+    counts = labels.bincount(minlength=10)
+    assert (counts > 0).all() and counts.max() <= 25, counts.tolist()
+
+
+def test_max_train_takes_a_random_subset():
+    data = load_dataset("mnist-5k", binarization="static", max_train=200)
+    assert len(data.train) == 200
+    assert (data.train_labels.bincount(minlength=10) > 0).all()
+
+
 def test_binarizations():
     grey = load_dataset("mnist-5k", binarization="none")
     assert 0 < ((grey.test > 0) & (grey.test < 1)).float().mean() < 0.2
@@ -91,8 +108,8 @@ def test_user_npz_and_csv_with_labels(tmp_path):
 @pytest.mark.parametrize(
     ("writer", "message"),
     [
-        (lambda p: np.save(p / "d.npy", np.full((10, 3), 255.0)), r"values in \[255, 255\]"),
-        (lambda p: np.save(p / "d.npy", np.full((10, 3), np.nan)), "NaN or infinite"),
+        (lambda p: np.save(p / "d.npy", np.full((20, 3), 255.0)), r"values in \[255, 255\]"),
+        (lambda p: np.save(p / "d.npy", np.full((20, 3), np.nan)), "NaN or infinite"),
         (
             lambda p: np.save(
                 p / "d.npy", np.array([{"a": 1}] * 5, dtype=object), allow_pickle=True
@@ -104,6 +121,14 @@ def test_user_npz_and_csv_with_labels(tmp_path):
         (lambda p: (p / "d.pkl").write_bytes(b"x"), "unknown dataset"),
         (lambda p: np.savez(p / "d.npz", a=np.zeros((5, 2)), b=np.zeros(5)), "name the data 'x'"),
         (lambda p: (p / "d.csv").write_text("0.1,0.2\n0.3,abc\n"), "every cell must be a number"),
+        # issue 13: the tracebacks that remained
+        (lambda p: np.save(p / "d.npy", np.zeros((100, 0))), r"D >= 1; got \[100, 0\]"),
+        (lambda p: np.save(p / "d.npy", np.full((30, 4), 0.5 + 0.5j)), "complex numbers"),
+        (lambda p: (p / "d.npy").mkdir(), "is a directory"),
+        (lambda p: (p / "d.csv").write_text(""), "holds no data rows"),
+        (lambda p: (p / "d.csv").write_text("a,b,label\n"), "holds no data rows"),
+        # issue 7: a split of one test point used to crash a figure after training
+        (lambda p: np.save(p / "d.npy", np.full((10, 4, 4), 0.5)), r"N >= 20"),
     ],
 )
 def test_bad_user_files(tmp_path, writer, message):

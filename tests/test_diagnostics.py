@@ -122,10 +122,26 @@ def test_active_units_without_a_finite_mean():
     assert heavy_tailed.num_active == 1 and torch.isfinite(heavy_tailed.variances).all()
 
 
-def test_active_units_of_a_vae():
-    vae = VAE(input_dim=6, latent_dim=3, hidden_sizes=(8,))
-    result = active_units(vae, torch.bernoulli(torch.full((40, 6), 0.5)))
-    assert result.variances.shape == (3,) and 0 <= result.num_active <= 3
+def test_active_units_counts_the_units_whose_mean_varies():
+    # four units: two vary across x (variances 1/12 and 100/12 for x ~ U(0, 1)), one
+    # is constant, one varies by 1e-6/12, far below Burda et al.'s threshold 0.01
+    x = torch.rand(2000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def encoder(batch):
+        return torch.stack([batch[:, 0], 10 * batch[:, 1], 0 * batch[:, 0], 1e-3 * batch[:, 2]], 1)
+
+    result = active_units(encoder, x)
+    assert result.num_active == 2
+    assert result.active.tolist() == [True, True, False, False]
+    # sampling error of a variance from 2000 uniform draws: relative SD ≈ 0.03
+    assert result.variances[:2].tolist() == pytest.approx([1 / 12, 100 / 12], rel=0.1)
+
+
+def test_active_units_of_a_vae_use_its_encoder_means():
+    vae = VAE(input_dim=6, latent_dim=3, hidden_sizes=(8,), seed=0)
+    x = torch.bernoulli(torch.full((40, 6), 0.5))
+    result = active_units(vae, x)
+    assert torch.allclose(result.variances, vae.encode(x).mean.detach().double().var(0))
     with pytest.raises(InputError, match="at least 2"):
         active_units(vae, torch.zeros(1, 6))
 

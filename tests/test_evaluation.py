@@ -137,3 +137,54 @@ def test_global_latent_site_is_refused_with_its_name():
 
     with pytest.raises(ValueError, match="'global_scale' is outside pyro.plate"):
         log_marginal_likelihood(model, guide, torch.zeros(4), 2)
+
+
+def test_grey_data_under_a_bernoulli_likelihood_is_refused_by_the_library():
+    # issue 13: the API used to return a meaningless number (−11.6) for grey pixels
+    from vi_vae import VAE
+
+    vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
+    grey = torch.rand(5, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match=r"site 'x' lie outside the support .*values 0 or 1"):
+        log_marginal_likelihood(vae.model, vae.guide, grey, 10)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        log_marginal_likelihood(vae.model, vae.guide, torch.full((2, 4), float("nan")), 10)
+
+
+def test_the_support_check_does_not_change_the_draws(problem):
+    lg, x = problem
+    first = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 30, seed=4)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    second = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 30, seed=4)
+    assert torch.equal(first.log_likelihood, second.log_likelihood)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is untouched
+
+
+@pytest.mark.parametrize("num_particles", [1, 2, 20])
+def test_small_k_gives_an_estimate_with_pareto_k_undefined(problem, num_particles):
+    # issue 13: K = 1 crashed inside the k-hat fit; below 21 weights k-hat is undefined
+    lg, x = problem
+    estimate = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, num_particles, seed=0)
+    assert torch.isfinite(estimate.log_likelihood).all()
+    assert torch.isnan(estimate.pareto_k).all() and math.isnan(estimate.share_pareto_k_above)
+    assert f"K = {num_particles}" in estimate.pareto_k_reason
+    with_k = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 21, seed=0)
+    assert torch.isfinite(with_k.pareto_k).all() and with_k.pareto_k_reason is None
+
+
+def test_exact_weights_have_no_tail_and_say_so(problem):
+    lg, x = problem
+    estimate = log_marginal_likelihood(lg.model, lg.exact_guide, x, 50, seed=0)
+    assert torch.isnan(estimate.pareto_k).all()
+    assert "all equal" in estimate.pareto_k_reason
+
+
+def test_old_keyword_names_still_work_with_a_warning(problem):
+    lg, x = problem
+    with pytest.warns(DeprecationWarning, match="num_particles"):
+        old = log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=5, seed=0)
+    assert old.num_particles == 5
+    with pytest.warns(DeprecationWarning, match="bound_particles"):
+        (bound,) = bounds(lg.model, lg.exact_guide, x, num_particles=[1], num_samples=4)
+    assert bound.num_particles == 1

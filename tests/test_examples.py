@@ -16,9 +16,9 @@ CASES = {
         "1",
         "--max-train",
         "300",
-        "--hidden",
+        "--hidden-size",
         "32",
-        "--eval-samples",
+        "--num-particles",
         "5",
         "--threads",
         "1",
@@ -28,11 +28,11 @@ CASES = {
         "1",
         "--max-train",
         "300",
-        "--hidden",
+        "--hidden-size",
         "32",
         "--test-points",
         "30",
-        "--eval-samples",
+        "--num-particles",
         "50",
         "--threads",
         "1",
@@ -44,7 +44,7 @@ CASES = {
         "700",
         "--num-test",
         "100",
-        "--eval-samples",
+        "--num-particles",
         "500",
         "--threads",
         "1",
@@ -82,7 +82,7 @@ def test_custom_model_estimate_matches_its_closed_form():
         sys.path.remove(str(EXAMPLES))
     result = custom_model.main(
         custom_model.parse_args(
-            ["--epochs", "60", "--num-points", "700", "--num-test", "100", "--eval-samples", "500"]
+            ["--epochs", "60", "--num-points", "700", "--num-test", "100", "--num-particles", "500"]
         )
     )
     tolerance = 4 * result["monte_carlo_standard_error"] + 0.01

@@ -72,3 +72,11 @@ def test_unknown_likelihood_lists_the_accepted_ones():
         get_likelihood("poisson")
     with pytest.raises(InputError, match="scale must be a positive number"):
         get_likelihood("gaussian", scale=0.0)
+
+
+def test_unknown_options_name_the_accepted_ones():
+    # issue 13: likelihood_options={"sigma": ...} raised a raw TypeError
+    with pytest.raises(InputError, match=r"options \['sigma'\]; accepted options: scale"):
+        get_likelihood("gaussian", sigma=0.1)
+    with pytest.raises(InputError, match="accepted options: none"):
+        get_likelihood("bernoulli", scale=0.1)

@@ -42,9 +42,9 @@ def test_training_improves_the_validation_elbo():
     )
     first, last = result.history[0], result.history[-1]
     assert len(result.history) == 15
-    assert last["train_loss"] < first["train_loss"]
-    assert max(row["validation_elbo"] for row in result.history) > first["validation_elbo"] + 1
-    assert all(math.isfinite(row["validation_elbo_se"]) for row in result.history)
+    assert last.train_loss < first.train_loss
+    assert max(row.validation_elbo for row in result.history) > first.validation_elbo + 1
+    assert all(math.isfinite(row.validation_elbo_standard_error) for row in result.history)
 
 
 def test_same_seed_same_numbers():
@@ -55,7 +55,7 @@ def test_same_seed_same_numbers():
         vae = small_vae()
         result = fit(vae.model, vae.guide, x, epochs=2, batch_size=16, seed=3)
         runs.append((result.history, params_of(vae)))
-    assert [r["train_loss"] for r in runs[0][0]] == [r["train_loss"] for r in runs[1][0]]
+    assert [r.train_loss for r in runs[0][0]] == [r.train_loss for r in runs[1][0]]
     for name, value in runs[0][1].items():
         assert torch.equal(value, runs[1][1][name]), name
 
@@ -103,10 +103,10 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         run_dir=tmp_path / "split",
         resume=True,
     )
-    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert [r.epoch for r in result.history] == [1, 2]
 
     def timeless(history):
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+        return [{k: v for k, v in row.to_dict().items() if k != "seconds"} for row in history]
 
     assert timeless(result.history) == timeless(full.history)
     last = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["params"]
@@ -117,19 +117,19 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
 
 
-# Pyro warns about the NaN it is about to return: that NaN is what this test is about.
-@pytest.mark.filterwarnings("ignore:Encountered NaN:UserWarning")
 @pytest.mark.parametrize("validated", [False, True], ids=["nan-loss", "nan-parameter"])
 def test_divergence_names_epoch_and_step_and_keeps_last_checkpoint(tmp_path, validated):
     # Without validation the loss turns NaN; with Pyro's validation a NaN
     # parameter is refused first. Both stop training with the same message.
     x = binary_data()
     vae = small_vae()
-    calls = {"count": 0}
+    exploded = {"now": False}
+
+    def explode_after_epoch_2_step_2(epoch, step, steps, loss):
+        exploded["now"] = (epoch, step) >= (2, 2)
 
     def exploding_model(batch):
-        calls["count"] += 1
-        if calls["count"] <= 6:  # 4 steps per epoch: breaks in epoch 2, step 3
+        if not exploded["now"]:
             return vae.model(batch)
         with pyro.plate("data", batch.shape[0]):
             z = pyro.sample("z", dist.Normal(batch.new_zeros(2), 1.0).to_event(1))
@@ -139,7 +139,15 @@ def test_divergence_names_epoch_and_step_and_keeps_last_checkpoint(tmp_path, val
             )
 
     with pytest.raises(TrainingError, match=r"epoch 2, step 3 of 4.*checkpoint of epoch 1"):
-        fit(exploding_model, vae.guide, x, epochs=3, batch_size=16, run_dir=tmp_path)
+        fit(
+            exploding_model,
+            vae.guide,
+            x,
+            epochs=3,
+            batch_size=16,
+            run_dir=tmp_path,
+            on_step=explode_after_epoch_2_step_2,
+        )
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     assert not list(tmp_path.glob(".*tmp"))
 
@@ -159,7 +167,7 @@ def test_warmup_ramps_the_kl_weight():
     result = fit(
         vae.model, vae.guide, x, epochs=4, batch_size=32, kl_weight=0.5, kl_warmup_epochs=2
     )
-    assert [row["kl_weight"] for row in result.history] == [0.25, 0.5, 0.5, 0.5]
+    assert [row.kl_weight for row in result.history] == [0.25, 0.5, 0.5, 0.5]
 
 
 def test_early_stopping_stops_and_restores_the_best_epoch():
@@ -172,7 +180,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch():
     )
     assert result.stopped_early
     assert len(result.history) < 30
-    assert result.history[-1]["epoch"] - result.best_epoch == 2
+    assert result.history[-1].epoch - result.best_epoch == 2
 
 
 def test_user_model_with_pyro_params_trains():
@@ -188,7 +196,7 @@ def test_user_model_with_pyro_params_trains():
     model = LinearGaussian()
     model.weight, model.bias = model.weight.float(), model.bias.float()
     result = fit(model.model, guide, x, epochs=20, batch_size=50, learning_rate=0.05)
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"] - 0.5
+    assert result.history[-1].train_loss < result.history[0].train_loss - 0.5
 
 
 @pytest.mark.parametrize(
@@ -197,7 +205,7 @@ def test_user_model_with_pyro_params_trains():
         ({"epochs": 0}, "epochs must be an integer >= 1"),
         ({"batch_size": -1}, "batch_size must be an integer >= 1"),
         ({"patience": 0}, "patience must be an integer >= 1"),
-        ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
+        ({"kl_weight": -1.0}, "kl_weight must be a finite number >= 0"),
         ({"resume": True}, "resume=True needs run_dir"),
     ],
 )
@@ -205,3 +213,62 @@ def test_bad_arguments_are_refused(kwargs, message):
     vae = small_vae()
     with pytest.raises(InputError, match=message):
         fit(vae.model, vae.guide, binary_data(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("train", "validation", "message"),
+    [
+        (torch.full((8, 12), float("nan")), None, "train data contain NaN or infinite values"),
+        (binary_data(), torch.full((4, 12), float("inf")), "validation data contain NaN"),
+        (torch.rand(16, 12), None, "train data: the data observed at site 'x' lie outside"),
+        (binary_data(), torch.rand(4, 12), "validation data: the data observed at site 'x'"),
+    ],
+)
+def test_bad_data_are_named_before_training(train, validation, message):
+    # issue 13: NaN data used to end in "try a smaller learning rate"
+    vae = small_vae()
+    with pytest.raises(InputError, match=message):
+        fit(vae.model, vae.guide, train, validation=validation, epochs=1)
+
+
+def test_run_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    vae = small_vae()
+    with pytest.raises(InputError, match="is a file, not a directory"):
+        fit(vae.model, vae.guide, binary_data(), epochs=1, run_dir=path)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch_and_says_so(tmp_path):
+    vae = small_vae()
+    result = fit(vae.model, vae.guide, binary_data(), epochs=1, run_dir=tmp_path, resume=True)
+    assert result.resumed_from_epoch == 0 and len(result.history) == 1
+    again = fit(vae.model, vae.guide, binary_data(), epochs=2, run_dir=tmp_path, resume=True)
+    assert again.resumed_from_epoch == 1 and [r.epoch for r in again.history] == [1, 2]
+
+
+def test_a_huge_kl_weight_does_not_blame_the_learning_rate():
+    vae = small_vae()
+    with pytest.raises(TrainingError, match="initial parameters, before any update"):
+        fit(vae.model, vae.guide, binary_data(), epochs=1, kl_weight=1e308)
+
+
+def test_checkpoint_metadata_is_stored(tmp_path):
+    vae = small_vae()
+    fit(
+        vae.model,
+        vae.guide,
+        binary_data(),
+        epochs=1,
+        run_dir=tmp_path,
+        checkpoint_metadata={"fingerprint": {"model": {"latent_dim": 2}}},
+    )
+    stored = load_checkpoint(tmp_path / "checkpoint.pt")["metadata"]
+    assert stored == {"fingerprint": {"model": {"latent_dim": 2}}}
+
+
+def test_history_rows_keep_the_old_dict_access_for_one_release():
+    vae = small_vae()
+    result = fit(vae.model, vae.guide, binary_data(), epochs=1)
+    with pytest.warns(DeprecationWarning, match="EpochRecord attribute .train_loss"):
+        assert result.history[0]["train_loss"] == result.history[0].train_loss

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import struct
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: where Debian's dataset-fashion-mnist puts its IDX files; overridable for tests.
 SYSTEM_DATA_DIRS = {"fashion-mnist": ["/usr/share/datasets/fashion-mnist"]}
+#: the fewest points a user file may hold: 10% validation and 10% test must be
+#: at least 2 points each, so that a standard error over points exists
+MIN_POINTS = 20
 #: seconds to wait for a download before calling the machine offline
 DOWNLOAD_TIMEOUT = 20.0
 
@@ -154,11 +158,15 @@ def _read_idx_set(files: dict[str, Path | None]) -> Arrays:
 
 def user_file(path: Path) -> tuple[Arrays, tuple[int, ...] | None, str]:
     """A user's ``.npy``, ``.npz`` (keys ``x``, ``y``) or ``.csv`` (column ``label``) file."""
+    if path.is_dir():
+        raise InputError(f"data file {path} is a directory; give a .npy, .npz or .csv file")
     if not path.is_file():
         raise InputError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
     try:
         return _read_user_file(path, suffix)
+    except InputError:
+        raise
     except (ValueError, OSError, EOFError) as error:
         # numpy refuses object arrays (pickles) and damaged files with these
         raise InputError(f"cannot read {path}: {error}") from None
@@ -187,9 +195,14 @@ def _read_user_file(path: Path, suffix: str) -> tuple[Arrays, tuple[int, ...] | 
         )
     if x.dtype == object:
         raise InputError(f"{path} holds objects, not numbers")
-    if x.ndim < 2 or len(x) < 3:
+    if x.dtype.kind == "c":
+        raise InputError(f"{path} holds complex numbers; pixel data must be real, in [0, 1]")
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{path} holds {x.dtype} values; pixel data must be numbers in [0, 1]")
+    if x.ndim < 2 or len(x) < MIN_POINTS or 0 in x.shape:
         raise InputError(
-            f"{path}: data must have shape [N, D] or [N, H, W] with N >= 3; got {list(x.shape)}"
+            f"{path}: data must have shape [N, D] or [N, H, W] with N >= {MIN_POINTS} and "
+            f"D >= 1; got {list(x.shape)}"
         )
     image_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
     x = x.reshape(len(x), -1).astype(np.float32)
@@ -205,9 +218,16 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         header = handle.readline().strip().split(",")
     has_header = any(not _is_number(cell) for cell in header)
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            # numpy warns (instead of failing) on an empty file; that case is refused below
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(
+                path, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2
+            )
     except ValueError as error:
         raise InputError(f"{path}: every cell must be a number ({error})") from None
+    if table.size == 0:
+        raise InputError(f"{path} holds no data rows")
     if has_header and "label" in header:
         column = header.index("label")
         return np.delete(table, column, axis=1), table[:, column]

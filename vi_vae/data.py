@@ -3,6 +3,9 @@
 Every dataset is pixel data in [0, 1], flattened to ``[N, D]``, split into
 train / validation / test with a fixed seed that does not depend on the
 training seed, so runs with different seeds are evaluated on the same points.
+Each split is stored in an order shuffled once with that seed (the order is
+part of the dataset's definition): the first N points of a split are a uniformly
+random subset of it, never the first classes of a class-sorted file.
 
 Binarization is an explicit choice recorded in each run's config, because it
 changes a Bernoulli model's NLL by ~100 nats:
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ import torch
 from torch import Tensor
 
 from vi_vae._sources import idx_source, mnist_5k, user_file
-from vi_vae._validation import check_choice
+from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
 
 __all__ = [
@@ -71,7 +74,6 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     binarization: str = "none"
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def input_dim(self) -> int:
@@ -89,7 +91,7 @@ class Dataset:
         return resample
 
     def describe(self) -> dict[str, object]:
-        """What a run's config records about its data."""
+        """Where the data came from and how they were split: what a run directory records."""
         return {
             "name": self.name,
             "source": self.source,
@@ -156,7 +158,8 @@ def load_dataset(
         data_dir: directory with the dataset's IDX files (MNIST, Fashion-MNIST).
         validation_fraction: share of a user file held out for validation.
         test_fraction: share of a user file held out for testing.
-        max_train: keep only the first ``max_train`` training points (quick runs).
+        max_train: keep only the first ``max_train`` training points of the shuffled
+            split (a random subset, for quick runs).
 
     Example:
         >>> data = load_dataset("mnist-5k", binarization="static")
@@ -191,10 +194,14 @@ def load_dataset(
     else:
         order = generator.permutation(len(x))
         valid_idx, train_idx = order[:5000], order[5000:]
+        test_order = generator.permutation(len(x_test))
+        x_test = x_test[test_order]
+        y_test = y_test[test_order] if y_test is not None else None
     x_train, x_valid = x[train_idx], x[valid_idx]
     y_train = y[train_idx] if y is not None else None
     y_valid = y[valid_idx] if y is not None else None
     if max_train is not None:
+        check_positive_int("max_train", max_train)
         x_train = x_train[:max_train]
         y_train = y_train[:max_train] if y_train is not None else None
 
@@ -228,7 +235,8 @@ def _stratified_split(
         valid.append(members[:per_valid])
         test.append(members[per_valid : per_valid + per_test])
         train.append(members[per_valid + per_test :])
-    return tuple(np.sort(np.concatenate(part)) for part in (train, valid, test))
+    # each split is shuffled once (not sorted by class): its first N points are a random subset
+    return tuple(generator.permutation(np.concatenate(part)) for part in (train, valid, test))
 
 
 def _random_split(

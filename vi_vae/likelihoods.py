@@ -36,6 +36,8 @@ class Likelihood(abc.ABC):
     name: str
     #: decoder outputs per input dimension
     outputs_per_dimension: int = 1
+    #: whether x is discrete (log p(x) is a log probability, ≤ 0) or continuous (a density)
+    discrete: bool = False
 
     def num_outputs(self, input_dim: int) -> int:
         """Number of decoder outputs needed for data of dimension ``input_dim``."""
@@ -71,6 +73,7 @@ class Bernoulli(Likelihood):
     """Bernoulli pixels with logits from the decoder; −log p is binary cross-entropy."""
 
     name = "bernoulli"
+    discrete = True
 
     def distribution(self, raw: Tensor) -> dist.TorchDistribution:
         """Independent Bernoulli(logits=raw)."""

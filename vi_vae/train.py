@@ -1,20 +1,20 @@
 """``fit``: Pyro SVI over mini-batches, with validation, early stopping and checkpoints.
 
 ``fit`` takes any model/guide pair and any ``pyro.infer.ELBO``. With a
-``run_dir`` it writes ``checkpoint.pt`` and ``history.csv`` atomically after
-every completed epoch, so a killed run resumes (``resume=True``) from its last
-completed epoch with the same parameters, optimizer state and random streams,
-and continues exactly as if it had not been interrupted.
+``run_dir`` it writes ``checkpoint.pt`` and then ``history.csv`` atomically
+after every completed epoch, so a killed run resumes (``resume=True``) from its
+last completed epoch with the same parameters, optimizer state and random
+streams, and continues exactly as if it had not been interrupted. The pieces
+(epoch records, validation, early stopping, checkpoints, the KL weight) live in
+:mod:`vi_vae._training`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
-import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,47 +24,31 @@ import pyro
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.infer import SVI, Trace_ELBO
-from pyro.infer.elbo import ELBO
-from pyro.poutine.messenger import Messenger
+from pyro.infer import SVI
+from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
-from vi_vae._validation import check_positive_int
-from vi_vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from vi_vae._deprecation import pop_renamed
+from vi_vae._random import seed_everything
+from vi_vae._training import (
+    Checkpointer,
+    EarlyStopping,
+    EpochRecord,
+    KLWeight,
+    TrainingState,
+    batches,
+    load_params,
+    parameters_finite,
+    validation_elbo,
+)
+from vi_vae._validation import check_nonnegative_float, check_positive_float, check_positive_int
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.evaluation import bounds
+from vi_vae.estimators import ELBO
+from vi_vae.weights import check_data_support
 
-__all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "FitResult", "KLWeight", "fit"]
+__all__ = ["EpochRecord", "FitResult", "KLWeight", "fit"]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.pt"
-HISTORY_FILE = "history.csv"
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "validation_elbo",
-    "validation_elbo_se",
-    "kl_weight",
-    "seconds",
-)
-
-
-class KLWeight(Messenger):
-    """Scale every latent (unobserved) sample site by ``weight``.
-
-    Applied to model and guide, log p(z) and log q(z|x) are both scaled, so the
-    ELBO's KL term is multiplied by ``weight`` (β-VAE, Higgins et al. 2017; KL
-    warm-up, Sønderby et al. 2016) and the reconstruction term is left alone.
-    """
-
-    def __init__(self, weight: float) -> None:
-        super().__init__()
-        self.weight = weight
-
-    def _process_message(self, msg: dict) -> None:
-        if msg["type"] == "sample" and not msg["is_observed"]:
-            msg["scale"] = msg["scale"] * self.weight
 
 
 @dataclass
@@ -72,15 +56,18 @@ class FitResult:
     """What ``fit`` returns.
 
     Attributes:
-        history: one dict per completed epoch (columns of ``history.csv``).
+        history: one :class:`EpochRecord` per completed epoch (the rows of ``history.csv``).
         best_epoch: epoch with the best validation ELBO (its parameters are
-            loaded at the end), or the last epoch without validation data.
+            loaded at the end), or the best training loss without validation data.
         stopped_early: whether early stopping ended training.
+        resumed_from_epoch: the epoch a ``resume=True`` run continued after (0 when
+            it started from scratch, e.g. because ``run_dir`` had no checkpoint yet).
     """
 
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    resumed_from_epoch: int = 0
 
 
 def fit(
@@ -89,7 +76,7 @@ def fit(
     train: Tensor,
     *,
     validation: Tensor | None = None,
-    loss: ELBO | None = None,
+    loss: PyroELBO | None = None,
     optimizer: pyro.optim.PyroOptim | None = None,
     learning_rate: float = 1e-3,
     epochs: int = 10,
@@ -100,30 +87,35 @@ def fit(
     kl_weight: float = 1.0,
     kl_warmup_epochs: int = 0,
     patience: int | None = None,
-    validation_particles: int = 1,
+    validation_num_particles: int = 1,
     data_plate: str = "data",
     run_dir: str | Path | None = None,
     resume: bool = False,
     on_step: Callable[[int, int, int, float], None] | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint_metadata: dict[str, Any] | None = None,
+    **deprecated: Any,
 ) -> FitResult:
     """Train ``model``/``guide`` with ``pyro.infer.SVI`` on mini-batches of ``train``.
 
     The Pyro param store is cleared first, so parameters of an earlier model
-    cannot shadow this one's (a PyroModule re-registers its own parameters).
+    cannot shadow this one's (a PyroModule re-registers its own parameters), and
+    ``seed`` seeds every stream (:func:`vi_vae.seed_everything`). Build the model
+    with a seed too (``VAE(..., seed=0)``): its initial weights are drawn when it
+    is built, before ``fit`` runs.
 
     Args:
         model: Pyro model called as ``model(batch)``; ``batch: [batch_size, ...]``.
         guide: Pyro guide with the same signature.
         train: training data ``[N, ...]`` (moved batch by batch to ``device``).
         validation: optional data for the per-epoch validation ELBO and early stopping.
-        loss: any ``pyro.infer.ELBO``; default ``Trace_ELBO()`` (use
-            ``TraceMeanField_ELBO()`` for the analytic KL).
+        loss: any ``pyro.infer.ELBO``; default :class:`vi_vae.ELBO` with one particle
+            (``ELBO(1, analytic_kl=True)`` for the analytic KL).
         optimizer: a Pyro optimizer; default ``pyro.optim.Adam({"lr": learning_rate})``.
         learning_rate: Adam's step size when ``optimizer`` is not given.
         epochs: total number of epochs (a resumed run counts those already done).
         batch_size: points per SVI step.
-        seed: seeds Pyro's draws and the shuffling; same seed, same numbers on CPU.
+        seed: seeds Pyro's draws, the shuffling and the validation draws.
         device: device of the batches (move the networks there yourself).
         batch_transform: applied to each training batch with the shuffling
             generator, e.g. dynamic binarization.
@@ -131,216 +123,229 @@ def fit(
         kl_warmup_epochs: ramp the KL weight linearly from 0 to ``kl_weight`` over
             this many epochs.
         patience: stop when the validation ELBO has not improved for this many epochs.
-        validation_particles: draws per validation point for the validation ELBO.
+        validation_num_particles: draws per validation point for the validation ELBO.
         data_plate: name of the data plate.
         run_dir: where ``checkpoint.pt`` and ``history.csv`` go after each epoch.
-        resume: continue from ``run_dir/checkpoint.pt`` if it exists.
+        resume: continue from ``run_dir``'s checkpoint if it has one (else start
+            from scratch; :attr:`FitResult.resumed_from_epoch` says which).
         on_step: called as ``on_step(epoch, step, steps_per_epoch, loss_per_point)``.
-        on_epoch: called with each epoch's history row.
+        on_epoch: called with each epoch's :class:`EpochRecord`.
+        checkpoint_metadata: plain values (strings, numbers, lists, dicts) stored in
+            every checkpoint under ``"metadata"``, e.g. the settings that define the
+            model, so that a loader can refuse weights of another model.
+        **deprecated: ``validation_particles``, the old name of
+            ``validation_num_particles``.
 
     Returns:
         :class:`FitResult`. The parameters of the best validation epoch are
         loaded into the param store (and so into any PyroModule) at the end.
 
     Raises:
+        InputError: for bad arguments or data (NaN values, values outside the
+            likelihood's support), naming the argument.
         TrainingError: on a NaN or infinite loss, naming the epoch and step; the
             checkpoint of the last completed epoch stays in ``run_dir``.
     """
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("validation_particles", validation_particles)
-    if patience is not None:
-        check_positive_int("patience", patience)
-    if kl_warmup_epochs < 0:
-        raise InputError(f"kl_warmup_epochs must be >= 0; got {kl_warmup_epochs}")
-    if not kl_weight >= 0:
-        raise InputError(f"kl_weight must be >= 0; got {kl_weight}")
-    if not isinstance(train, Tensor) or train.dim() < 1 or len(train) == 0:
-        raise InputError("train must be a non-empty tensor with data points along dimension 0")
-    if resume and run_dir is None:
-        raise InputError("resume=True needs run_dir")
+    validation_num_particles = pop_renamed(
+        "fit",
+        deprecated,
+        "validation_particles",
+        "validation_num_particles",
+        validation_num_particles,
+        1,
+    )
+    if deprecated:
+        raise TypeError(f"fit() got unexpected keyword arguments {sorted(deprecated)}")
+    _check_arguments(
+        train,
+        validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        kl_weight=kl_weight,
+        kl_warmup_epochs=kl_warmup_epochs,
+        patience=patience,
+        validation_num_particles=validation_num_particles,
+        resume=resume,
+        run_dir=run_dir,
+    )
     device = torch.device(device) if device is not None else train.device
-    run_dir = Path(run_dir) if run_dir is not None else None
-    checkpoint_path = run_dir / CHECKPOINT_FILE if run_dir is not None else None
+    checkpointer = Checkpointer(run_dir, checkpoint_metadata) if run_dir is not None else None
 
     pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
+    seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    loss = loss if loss is not None else Trace_ELBO()
+    loss = loss if loss is not None else ELBO(1)
     optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
     weight = KLWeight(1.0)
-    weighted_model, weighted_guide = weight(model), weight(guide)
-    svi = SVI(weighted_model, weighted_guide, optimizer, loss=loss)
+    svi = SVI(weight(model), weight(guide), optimizer, loss=loss)
+    first = train[: min(batch_size, len(train))]
+    first = (
+        batch_transform(first, torch.Generator().manual_seed(seed)) if batch_transform else first
+    )
+    _check_data(model, guide, first.to(device), "train")
+    if validation is not None:
+        _check_data(model, guide, validation.to(device), "validation")
 
+    state = TrainingState(stopping=EarlyStopping(patience))
     result = FitResult()
-    best_score, best_params, start_epoch = -math.inf, None, 1
-    if resume and checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+    if resume and checkpointer is not None and checkpointer.exists():
         # Create every parameter (with its constraint) before loading values into it.
         with torch.no_grad(), poutine.block():
             loss.loss(model, guide, train[:2].to(device))
-        _load_params(state["params"])
-        optimizer.set_state(state["optimizer"])
-        _set_rng_state(state["rng"], generator)
-        result.history = [dict(row) for row in state["history"]]
-        result.best_epoch = int(state["best_epoch"])
-        best_score = float(state["best_score"])
-        best_params = state["best_params"]
-        start_epoch = int(state["epoch"]) + 1
-        logger.info("resuming from %s after epoch %d", checkpoint_path, start_epoch - 1)
+        state = checkpointer.restore(optimizer, generator, patience)
+        result.resumed_from_epoch = state.last_epoch
+        logger.info("resuming from %s after epoch %d", checkpointer.path, state.last_epoch)
 
-    num_points = len(train)
-    steps_per_epoch = math.ceil(num_points / batch_size)
-    epochs_without_improvement = _epochs_since_best(result)
-    for epoch in range(start_epoch, epochs + 1):
-        if patience is not None and epochs_without_improvement >= patience:
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    for epoch in range(state.last_epoch + 1, epochs + 1):
+        if state.stopping.should_stop(state.last_epoch):
             result.stopped_early = True
             break
         weight.weight = kl_weight * (min(1.0, epoch / kl_warmup_epochs) if kl_warmup_epochs else 1)
         started = time.perf_counter()
-        order = torch.randperm(num_points, generator=generator)
+        order = torch.randperm(len(train), generator=generator)
         total = 0.0
-        for step in range(steps_per_epoch):
-            batch = train[order[step * batch_size : (step + 1) * batch_size]]
+        for step, batch in batches(train, order, batch_size):
             if batch_transform is not None:
                 batch = batch_transform(batch, generator)
-            try:
-                value = svi.step(batch.to(device))
-            except ValueError as error:
-                # Pyro's validation refuses NaN distribution parameters before the loss is NaN.
-                if "found invalid values" not in str(error):
-                    raise
-                raise TrainingError(
-                    _diverged(
-                        f"invalid values ({str(error).splitlines()[0][:120]})",
-                        epoch,
-                        step,
-                        steps_per_epoch,
-                        run_dir,
-                    )
-                ) from error
-            if not math.isfinite(value):
-                raise TrainingError(
-                    _diverged(f"non-finite loss ({value})", epoch, step, steps_per_epoch, run_dir)
-                )
+            value = _step(svi, batch.to(device), epoch, step, steps_per_epoch, run_dir, state)
             total += value
             if on_step is not None:
                 on_step(epoch, step + 1, steps_per_epoch, value / len(batch))
-        row = {
-            "epoch": epoch,
-            "train_loss": total / num_points,
-            "validation_elbo": math.nan,
-            "validation_elbo_se": math.nan,
-            "kl_weight": weight.weight,
-            "seconds": time.perf_counter() - started,
-        }
+        seconds = time.perf_counter() - started
+        mean = standard_error = math.nan
         if validation is not None:
-            mean, se = _validation_elbo(
-                model, guide, validation.to(device), validation_particles, seed + epoch, data_plate
+            mean, standard_error = validation_elbo(
+                model,
+                guide,
+                validation.to(device),
+                validation_num_particles,
+                seed + epoch,
+                data_plate,
             )
-            row["validation_elbo"], row["validation_elbo_se"] = mean, se
-            score = mean
-        else:
-            score = -row["train_loss"]
-        # Early stopping compares like with like: only epochs at the full KL weight.
-        if weight.weight == kl_weight and score > best_score:
-            best_score, result.best_epoch = score, epoch
-            best_params = _params_state()
-        result.history.append(row)
-        epochs_without_improvement = _epochs_since_best(result)
-        if run_dir is not None:
-            _write_history(run_dir / HISTORY_FILE, result.history)
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "epoch": epoch,
-                    "params": _params_state(),
-                    "optimizer": optimizer.get_state(),
-                    "rng": _get_rng_state(generator),
-                    "history": result.history,
-                    "best_epoch": result.best_epoch,
-                    "best_score": best_score,
-                    "best_params": best_params,
-                },
-            )
+        record = EpochRecord(
+            epoch, total / len(train), mean, standard_error, weight.weight, seconds
+        )
+        score = record.validation_elbo if validation is not None else -record.train_loss
+        state.stopping.update(record, score, full_weight=weight.weight == kl_weight)
+        state.history.append(record)
+        if checkpointer is not None:
+            checkpointer.save(state, optimizer, generator)
         if on_epoch is not None:
-            on_epoch(row)
-    if best_params is not None and validation is not None:
-        _load_params(best_params)
+            on_epoch(record)
+    if state.stopping.best_params is not None and validation is not None:
+        load_params(state.stopping.best_params)
+    result.history = state.history
+    result.best_epoch = state.stopping.best_epoch
     return result
 
 
-def _diverged(what: str, epoch: int, step: int, steps: int, run_dir: Path | None) -> str:
-    kept = (
-        f"; the checkpoint of epoch {epoch - 1} is kept in {run_dir}"
-        if run_dir is not None and epoch > 1
-        else ""
-    )
-    return f"{what} at epoch {epoch}, step {step + 1} of {steps}{kept}; try a smaller learning rate"
+def _check_arguments(
+    train: Any,
+    validation: Any,
+    *,
+    epochs: Any,
+    batch_size: Any,
+    learning_rate: Any,
+    kl_weight: Any,
+    kl_warmup_epochs: Any,
+    patience: Any,
+    validation_num_particles: Any,
+    resume: bool,
+    run_dir: Any,
+) -> None:
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("validation_num_particles", validation_num_particles)
+    check_positive_float("learning_rate", learning_rate)
+    check_nonnegative_float("kl_weight", kl_weight)
+    check_positive_int("kl_warmup_epochs", kl_warmup_epochs, minimum=0)
+    if patience is not None:
+        check_positive_int("patience", patience)
+    for name, data in (("train", train), ("validation", validation)):
+        if data is None and name == "validation":
+            continue
+        if not isinstance(data, Tensor) or data.dim() < 1 or len(data) == 0:
+            raise InputError(
+                f"{name} must be a non-empty tensor with data points along dimension 0"
+            )
+        if data.is_floating_point() and not torch.isfinite(data).all():
+            raise InputError(f"{name} data contain NaN or infinite values; all must be finite")
+    if resume and run_dir is None:
+        raise InputError("resume=True needs run_dir")
 
 
-def _epochs_since_best(result: FitResult) -> int:
-    if not result.history:
-        return 0
-    return int(result.history[-1]["epoch"]) - result.best_epoch
+def _check_data(model: Callable, guide: Callable, x: Tensor, name: str) -> None:
+    try:
+        check_data_support(model, guide, (x,))
+    except InputError as error:
+        raise InputError(f"{name} data: {error}") from None
 
 
-def _validation_elbo(
-    model: Callable, guide: Callable, x: Tensor, particles: int, seed: int, data_plate: str
-) -> tuple[float, float]:
-    """Mean ELBO per point (averaged over ``particles`` draws) and its SE over points."""
-    elbo = bounds(model, guide, x, [1], particles, data_plate=data_plate, seed=seed)[0]
-    return elbo.mean, elbo.standard_error
+def _step(
+    svi: SVI,
+    batch: Tensor,
+    epoch: int,
+    step: int,
+    steps_per_epoch: int,
+    run_dir: str | Path | None,
+    state: TrainingState,
+) -> float:
+    """One SVI step; a non-finite loss or parameters become a :class:`TrainingError`."""
+    try:
+        with warnings.catch_warnings():
+            # a non-finite loss becomes a TrainingError below, not a warning as well
+            warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+            value = svi.step(batch)
+    except ValueError as error:
+        # Argument validation refuses NaN distribution parameters before the loss is
+        # NaN: a divergence too, when the parameters are NaN or a distribution refused them.
+        if parameters_finite() and not _raised_by_argument_validation(error):
+            raise
+        what = f"non-finite values ({str(error).splitlines()[0][:120]})"
+        raise TrainingError(
+            _diverged(what, epoch, step, steps_per_epoch, run_dir, state)
+        ) from error
+    if not math.isfinite(value):
+        what = f"non-finite loss ({value})"
+        raise TrainingError(_diverged(what, epoch, step, steps_per_epoch, run_dir, state))
+    return value
 
 
-def _params_state() -> dict[str, Tensor]:
-    return {
-        name: value.detach().cpu().clone()
-        for name, value in pyro.get_param_store().named_parameters()
-    }
+def _raised_by_argument_validation(error: BaseException) -> bool:
+    """Whether ``error`` or an error it wraps came from a distribution's argument check.
+
+    Pyro re-raises an error of a site with the trace's shapes, so the chain of
+    causes is followed to the frame of ``torch.distributions.Distribution.__init__``.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback = error.__traceback__
+        while traceback is not None:
+            code = traceback.tb_frame.f_code
+            if code.co_name == "__init__" and code.co_filename == _DISTRIBUTION_FILE:
+                return True
+            traceback = traceback.tb_next
+        error = error.__cause__ or error.__context__
+    return False
 
 
-def _load_params(params: dict[str, Tensor]) -> None:
-    store = dict(pyro.get_param_store().named_parameters())
-    missing = sorted(set(params) - set(store))
-    if missing:
-        raise InputError(
-            f"the checkpoint has parameters {missing[:5]} that this model does not; "
-            "it was written by a different model"
+#: the module whose ``Distribution.__init__`` validates distribution arguments
+_DISTRIBUTION_FILE = torch.distributions.distribution.__file__
+
+
+def _diverged(
+    what: str, epoch: int, step: int, steps: int, run_dir: Any, state: TrainingState
+) -> str:
+    where = f"{what} at epoch {epoch}, step {step + 1} of {steps}"
+    if state.history and run_dir is not None:
+        where += f"; the checkpoint of epoch {state.last_epoch} is kept in {run_dir}"
+    if not state.history and step == 0:
+        return (
+            f"{where}: the loss is not finite for the initial parameters, before any update; "
+            "check the data and the settings (e.g. a kl_weight so large that the KL term "
+            "overflows)"
         )
-    with torch.no_grad():
-        for name, value in params.items():
-            if store[name].shape != value.shape:
-                raise InputError(
-                    f"parameter {name!r} has shape {list(value.shape)} in the checkpoint and "
-                    f"{list(store[name].shape)} in this model; it was written by a different model"
-                )
-            store[name].copy_(value)
-
-
-def _get_rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
-        "python": list(random.getstate()[1]),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({key: row[key] for key in HISTORY_COLUMNS})
-    atomic_write_text(path, buffer.getvalue())
+    return f"{where}; try a smaller learning_rate"

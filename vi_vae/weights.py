@@ -14,7 +14,7 @@ Pareto k̂) are per point.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,15 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 from torch.distributions import constraints
 
+from vi_vae._random import seeded
+from vi_vae._validation import check_positive_int
 from vi_vae.errors import BINARIZE_HINT, InputError
 
 __all__ = [
     "PARTICLE_PLATE",
+    "check_data_support",
     "check_observed_support",
+    "log_weight_chunks",
     "WeightedTraces",
     "guess_plates",
     "trace_log_weights",
@@ -47,13 +51,8 @@ def guess_plates(
     args: tuple,
     kwargs: dict[str, Any],
     data_plate: str = "data",
-    *,
-    check_support: bool = False,
 ) -> tuple[int, int | None]:
     """Run guide and model once, unvectorized: their plate nesting and data-plate size.
-
-    With ``check_support``, every observed site's value is checked against the
-    support of its distribution (:func:`check_observed_support`).
 
     Returns:
         ``(plate_nesting, batch_size)``: the number of plate dims the pair uses, and
@@ -73,22 +72,40 @@ def guess_plates(
         for frame in site["cond_indep_stack"]
         if frame.vectorized
     ]
-    if check_support:
-        check_observed_support(model_trace)
     plate_nesting = -min(frame.dim for frame in frames) if frames else 0
     batch_size = next((frame.size for frame in frames if frame.name == data_plate), None)
     return plate_nesting, batch_size
 
 
-def check_observed_support(model_trace: Trace) -> None:
-    """Refuse data outside the support of the distribution that observes them.
+def check_data_support(
+    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any] | None = None
+) -> None:
+    """Refuse data outside the support of the distributions that observe them.
 
     A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless
     number instead of failing (its log density is a cross-entropy for any value),
-    so the evaluators check the data once, before drawing.
+    so the evaluators and :func:`vi_vae.fit` check the data once, before drawing.
+    The guide and model run once on all of ``args`` under a forked random stream:
+    the caller's draws are the same with or without the check.
 
     Raises:
-        InputError: naming the observed site, its distribution and its support.
+        InputError: naming the observed site and its support.
+    """
+    kwargs = kwargs or {}
+    devices = [arg.device for arg in args if isinstance(arg, Tensor) and arg.device.type == "cuda"]
+    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=devices[:1]):
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+    check_observed_support(model_trace)
+
+
+def check_observed_support(model_trace: Trace) -> None:
+    """Refuse observed values outside the support of their site's distribution.
+
+    Raises:
+        InputError: naming the observed site and its support.
     """
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample" or not site["is_observed"]:
@@ -331,3 +348,52 @@ def _sum_per_point(
             raise ValueError("the model has no sample sites")
         return like.new_zeros(()).expand_as(like)
     return total
+
+
+def log_weight_chunks(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    num_particles: int,
+    *,
+    data_plate: str = "data",
+    chunk_size: int,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> Iterator[tuple[slice, Tensor]]:
+    """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
+
+    Draws are made in passes of at most ``chunk_size`` (particle, point) pairs,
+    without gradients; model and guide are called as ``model(x[rows], **kwargs)``.
+    The data are checked against the support of every observed site first
+    (:func:`check_data_support`). With ``seed`` the draws are reproducible and the
+    global RNG is left untouched. The log weights stay on the data's device.
+    """
+    check_positive_int("num_particles", num_particles)
+    check_positive_int("chunk_size", chunk_size)
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
+        raise InputError("x must be a tensor with the data points along its first dimension")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise InputError("x contains NaN or infinite values; all values must be finite")
+    check_data_support(model, guide, (x,), kwargs)
+    particles_per_pass = min(num_particles, chunk_size)
+    points_per_pass = max(1, chunk_size // particles_per_pass)
+    with torch.no_grad(), seeded(seed, x.device):
+        plate_nesting, _ = guess_plates(model, guide, (x[:1],), kwargs, data_plate)
+        for start in range(0, x.shape[0], points_per_pass):
+            rows = slice(start, min(start + points_per_pass, x.shape[0]))
+            parts = []
+            for first in range(0, num_particles, particles_per_pass):
+                count = min(particles_per_pass, num_particles - first)
+                traces = trace_log_weights(
+                    model,
+                    guide,
+                    (x[rows],),
+                    kwargs,
+                    num_particles=count,
+                    plate_nesting=plate_nesting,
+                    data_plate=data_plate,
+                    scaled=False,
+                )
+                parts.append(traces.log_weights.detach())
+            yield rows, torch.cat(parts)

@@ -19,7 +19,11 @@ def run(estimator, pair, x, seed=21):
     return loss, grads, torch.get_rng_state()
 
 
-@pytest.mark.parametrize("name", ESTIMATORS)
+#: one particle cannot be split into chunks: those cases are covered by their K > 1 twins
+CHUNKABLE = [name for name, (make, _) in ESTIMATORS.items() if make().num_particles > 1]
+
+
+@pytest.mark.parametrize("name", CHUNKABLE)
 def test_chunked_loss_and_gradients_equal_one_pass(name):
     pair = GaussianPair()
     x = pair.sample(NUM_POINTS)

@@ -99,3 +99,10 @@ def test_spellings(spelling, kind, attributes):
 def test_bad_spellings_say_what_is_accepted(spelling, message):
     with pytest.raises(InputError, match=message):
         parse_estimator(spelling)
+
+
+def test_every_registered_estimator_has_a_reference():
+    from estimator_cases import REFERENCE_BOUNDS, REGISTERED
+
+    missing = sorted(set(REGISTERED) - set(REFERENCE_BOUNDS))
+    assert not missing, f"add the bound of {missing} to tests/estimators/estimator_cases.py"

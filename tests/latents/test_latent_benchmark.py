@@ -22,7 +22,7 @@ def test_benchmark_writes_the_table(tmp_path, capsys):
             "16",
             "--latent-dim",
             "2",
-            "--num-samples",
+            "--num-particles",
             "8",
             "--max-train",
             "200",

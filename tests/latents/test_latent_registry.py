@@ -54,10 +54,12 @@ EXPECTED_ANALYTIC_KL = {
 }
 
 
-def test_registry_holds_exactly_the_issue_families():
-    assert {name: family.categories for name, family in FAMILIES.items()} == EXPECTED_CATEGORIES
-    assert len(FAMILIES) == 22
-    assert sum(len(family.categories) for family in FAMILIES.values()) == 23
+def test_registry_holds_every_family_of_kingma_and_welling_with_its_categories():
+    # a registry may grow: every family of the paper's list must be there, as listed
+    missing = sorted(set(EXPECTED_CATEGORIES) - set(FAMILIES))
+    assert not missing, missing
+    for name, categories in EXPECTED_CATEGORIES.items():
+        assert FAMILIES[name].categories == categories, name
 
 
 def test_families_are_listed_in_kingma_order():

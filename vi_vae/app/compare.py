@@ -1,51 +1,58 @@
 """Estimators side by side: one model per estimator, same data, seed, initialization and budget.
 
-``compare`` trains one run per estimator spelling (``elbo``, ``iwae:5``, ...)
+:func:`compare` trains one run per estimator spelling (``elbo``, ``iwae:5``, ...)
 with :func:`vi_vae.app.runs.train_run` — the same seed gives every run the same
 initial weights and the same shuffling — evaluates each on the same test points
-with the same K, measures gradient signal-to-noise ratios and active units, and
-writes ``report.md``, ``comparison.json`` and figures into one directory, with
-each run in a subdirectory of its own.
+with the same K, measures gradient signal-to-noise ratios and active units on
+the model in memory, and writes ``report.md``, ``comparison.json`` and figures
+into one directory, with each run in a subdirectory of its own.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from vi_vae._validation import check_positive_int
+from vi_vae.app import plots
 from vi_vae.app.config import RunConfig
-from vi_vae.app.report import write_comparison_report
-from vi_vae.app.runs import METRICS_FILE, load_run, train_run
-from vi_vae.checkpoint import atomic_write_json, load_checkpoint, read_json
+from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
+from vi_vae.app.report import comparison_report
+from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.runs import Run, evaluation_points, load_run, resume_run, train_run
+from vi_vae.app.schema import to_json
+from vi_vae.checkpoint import atomic_write_json, load_checkpoint
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
-from vi_vae.evaluation.diagnostics import active_units, gradient_snr
+from vi_vae.evaluation import active_units, gradient_snr
 from vi_vae.model import VAE
-from vi_vae.train import CHECKPOINT_FILE, fit
+from vi_vae.train import EpochRecord, fit
 
 __all__ = [
-    "COMPARISON_FILE",
+    "CURVE_PARTICLES",
+    "DEFAULT_ESTIMATORS",
+    "DEFAULT_SNR_NUM_DRAWS",
     "DEFAULT_SNR_PARTICLES",
+    "SNR_BATCH_SIZE",
     "bound_curve_particles",
     "compare",
     "run_name",
 ]
 
-logger = logging.getLogger(__name__)
-
-COMPARISON_FILE = "comparison.json"
+#: the estimators ``make demo`` and ``vi-vae compare`` compare by default
+DEFAULT_ESTIMATORS = ("elbo", "iwae:5", "dreg:5", "stl:1")
 #: K values of the SNR-versus-K figure (Rainforth et al. 2018 plot K up to ~10³).
 DEFAULT_SNR_PARTICLES = (1, 5, 20, 50)
+#: gradient draws per SNR value
+DEFAULT_SNR_NUM_DRAWS = 100
 #: test points in the fixed batch on which gradient SNRs are measured
-SNR_BATCH = 64
-#: K of the bound-versus-K curves, up to the evaluation's K
+SNR_BATCH_SIZE = 64
+#: k of the bound-versus-k curves, up to the evaluation's K
 CURVE_PARTICLES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+#: seed of the gradient draws of the SNR measurements
+SNR_SEED = 0
 
 
 def run_name(spelling: str) -> str:
@@ -53,9 +60,9 @@ def run_name(spelling: str) -> str:
     return spelling.replace(":", "-")
 
 
-def bound_curve_particles(num_samples: int) -> list[int]:
-    """The K of the bound-versus-K curves: 1, 2, 5, 10, ... up to ``num_samples``."""
-    return [k for k in CURVE_PARTICLES if k <= num_samples]
+def bound_curve_particles(num_particles: int) -> list[int]:
+    """The k of the bound-versus-k curves: 1, 2, 5, 10, ... up to ``num_particles``."""
+    return [k for k in CURVE_PARTICLES if k <= num_particles]
 
 
 def compare(
@@ -64,22 +71,24 @@ def compare(
     out_dir: str | Path,
     *,
     snr_particles: Sequence[int] = DEFAULT_SNR_PARTICLES,
-    snr_draws: int = 100,
+    snr_num_draws: int = DEFAULT_SNR_NUM_DRAWS,
     resume: bool = False,
     overwrite: bool = False,
     on_step: Callable[[int, int, int, float], None] | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
     on_run: Callable[[str], None] | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+) -> Comparison:
     """Train and evaluate one run per estimator; write the comparison report.
 
+    Every argument is checked before the first run starts training.
+
     Args:
-        base: settings shared by every run (its ``estimator`` is replaced).
+        base: settings shared by every run (its estimator is replaced).
         estimators: estimator spellings, e.g. ``["elbo", "iwae:5", "dreg:5"]``.
         out_dir: the comparison directory; run ``s`` goes to ``out_dir/run_name(s)``.
         snr_particles: K values of the SNR-versus-K measurements.
-        snr_draws: gradient draws per SNR measurement.
+        snr_num_draws: gradient draws per SNR measurement (at least 2).
         resume: keep finished runs, resume unfinished ones.
         overwrite: replace an existing comparison directory's runs.
         on_step: progress callback of each run's training.
@@ -88,8 +97,7 @@ def compare(
         command: the command line to print in the report's "Reproduce" section.
 
     Returns:
-        The content of ``comparison.json``: settings, one row per estimator,
-        bound curves, SNR curves and histories.
+        The :class:`~vi_vae.app.metrics.Comparison` written to ``comparison.json``.
     """
     estimators = list(dict.fromkeys(s.strip() for s in estimators if s.strip()))
     if not estimators:
@@ -97,43 +105,49 @@ def compare(
     for spelling in estimators:
         parse_estimator(spelling)
     for k in snr_particles:
-        if not isinstance(k, int) or k < 1:
-            raise InputError(f"snr_particles must be integers >= 1; got {k!r}")
-    base = dataclasses.replace(
-        base,
-        eval_bounds=sorted(set(base.eval_bounds) | set(bound_curve_particles(base.eval_samples))),
+        check_positive_int("snr_particles", k)
+    check_positive_int("snr_num_draws", snr_num_draws, minimum=2)
+    evaluation = base.evaluation
+    base = base.replace(
+        "evaluation",
+        bound_particles=tuple(
+            sorted(
+                set(evaluation.bound_particles)
+                | set(bound_curve_particles(evaluation.num_particles))
+            )
+        ),
     ).validated()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    directory = RunDirectory(out_dir)
+    directory.check_creatable()
+    directory.path.mkdir(parents=True, exist_ok=True)
 
     _warm_up(estimators)
-    rows, curves, histories = [], {}, {}
+    rows, bound_curves, snr_curves, histories = [], {}, {}, {}
     for spelling in estimators:
         if on_run is not None:
             on_run(spelling)
-        config = dataclasses.replace(base, estimator=spelling)
-        run_dir = out_dir / run_name(spelling)
-        metrics = _train_or_reuse(config, run_dir, resume, overwrite, on_step, on_epoch)
-        run = load_run(run_dir)
-        rows.append(_row(spelling, run, metrics, snr_draws))
-        curves[spelling] = {
-            "bounds": [
-                (b["num_particles"], b["mean"], b["standard_error"]) for b in metrics["bounds"]
-            ],
-            "snr": _snr_curve(spelling, run, snr_particles, snr_draws),
-        }
-        histories[spelling] = run.checkpoint["history"]
-    comparison = {
-        "settings": base.to_dict()
-        | {"estimators": estimators, "snr_draws": snr_draws, "snr_batch": SNR_BATCH},
-        "rows": rows,
-        "curves": curves,
-        "histories": histories,
-    }
-    if command is not None:
-        comparison["command"] = command
-    atomic_write_json(out_dir / COMPARISON_FILE, comparison)
-    write_comparison_report(out_dir, comparison)
+        config = base.replace("training", estimator=spelling)
+        run = _train_or_reuse(
+            config, directory.path / run_name(spelling), resume, overwrite, on_step, on_epoch
+        )
+        rows.append(_row(spelling, run, snr_num_draws))
+        bound_curves[spelling] = run.metrics.bounds
+        snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws)
+        histories[spelling] = tuple(run.history)
+    comparison = Comparison(
+        settings=base,
+        estimators=tuple(estimators),
+        snr_num_draws=snr_num_draws,
+        snr_batch_size=SNR_BATCH_SIZE,
+        rows=tuple(rows),
+        bound_curves=bound_curves,
+        snr_curves=snr_curves,
+        histories=histories,
+        command=command,
+    )
+    atomic_write_json(directory.comparison_path, to_json(comparison))
+    figures = _comparison_figures(comparison, directory)
+    directory.write_report(comparison_report(comparison, figures))
     return comparison
 
 
@@ -156,61 +170,51 @@ def _train_or_reuse(
     overwrite: bool,
     on_step: Callable | None,
     on_epoch: Callable | None,
-) -> dict[str, Any]:
-    if resume and (run_dir / METRICS_FILE).exists() and (run_dir / CHECKPOINT_FILE).exists():
-        if load_checkpoint(run_dir / CHECKPOINT_FILE)["epoch"] >= config.epochs:
-            return read_json(run_dir / METRICS_FILE)
-    resuming = resume and (run_dir / CHECKPOINT_FILE).exists()
+) -> Run:
+    directory = RunDirectory(run_dir)
+    if resume and directory.has_checkpoint():
+        finished = load_checkpoint(directory.checkpoint_path)["epoch"] >= config.training.epochs
+        if finished and directory.metrics_path.is_file():
+            run = load_run(run_dir)
+            if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:
+                return run
+        return resume_run(
+            run_dir, epochs=config.training.epochs, on_step=on_step, on_epoch=on_epoch
+        )
     return train_run(
-        config,
-        run_dir,
-        resume=resuming,
-        overwrite=overwrite and not resuming,
-        on_step=on_step,
-        on_epoch=on_epoch,
+        config, run_dir, overwrite=overwrite or resume, on_step=on_step, on_epoch=on_epoch
     )
 
 
-def _row(spelling: str, run: Any, metrics: dict[str, Any], snr_draws: int) -> dict[str, Any]:
-    estimate = metrics["log_marginal_likelihood"]
-    by_k = {b["num_particles"]: b for b in metrics["bounds"]}
-    device = next(run.vae.parameters()).device
-    test = run.dataset.test[: run.config.eval_points].to(device)
+def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
+    test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
+    test = test.to(run.device)
     snr = gradient_snr(
         run.vae.model,
         run.vae.guide,
         parse_estimator(spelling),
-        test[:SNR_BATCH],
-        num_draws=snr_draws,
-        seed=0,
+        test[:SNR_BATCH_SIZE],
+        num_draws=snr_num_draws,
+        seed=SNR_SEED,
     )
-    history = run.checkpoint["history"]
-    return {
-        "estimator": spelling,
-        "seconds": sum(row["seconds"] for row in history),
-        "epochs": len(history),
-        "elbo": by_k.get(1, {}).get("mean", math.nan),
-        "elbo_se": by_k.get(1, {}).get("standard_error", math.nan),
-        "iwae_5": by_k.get(5, {}).get("mean", math.nan),
-        "iwae_50": by_k.get(50, {}).get("mean", math.nan),
-        "log_px": estimate["log_px"],
-        "log_px_se": estimate["log_px_standard_error"],
-        "log_px_mc_se": estimate["log_px_monte_carlo_standard_error"],
-        "mean_ess": estimate["mean_effective_sample_size"],
-        "share_k_above": estimate["share_pareto_k_above_0.7"],
-        "num_samples": estimate["num_samples"],
-        "active_units": active_units(run.vae.encode, test).num_active,
-        "latent_dim": run.config.latent_dim,
-        "snr_encoder": snr.guide,
-        "snr_decoder": snr.model,
-    }
+    return ComparisonRow(
+        estimator=spelling,
+        seconds=sum(record.seconds for record in run.history),
+        epochs=len(run.history),
+        log_marginal_likelihood=run.metrics.log_marginal_likelihood,
+        bounds=run.metrics.bounds,
+        active_units=active_units(run.vae.encode, test).num_active,
+        latent_dim=run.config.model.latent_dim,
+        snr_guide=snr.guide,
+        snr_model=snr.model,
+    )
 
 
 def _snr_curve(
-    spelling: str, run: Any, snr_particles: Sequence[int], snr_draws: int
-) -> list[tuple[int, float, float]]:
-    device = next(run.vae.parameters()).device
-    batch = run.dataset.test[:SNR_BATCH].to(device)
+    spelling: str, run: Run, snr_particles: Sequence[int], snr_num_draws: int
+) -> tuple[SNRPoint, ...]:
+    test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
+    batch = test[:SNR_BATCH_SIZE].to(run.device)
     curve = []
     for k in snr_particles:
         snr = gradient_snr(
@@ -218,8 +222,22 @@ def _snr_curve(
             run.vae.guide,
             with_num_particles(spelling, k),
             batch,
-            num_draws=snr_draws,
-            seed=0,
+            num_draws=snr_num_draws,
+            seed=SNR_SEED,
         )
-        curve.append((k, snr.guide, snr.model))
-    return curve
+        curve.append(SNRPoint(k, snr.guide, snr.model))
+    return tuple(curve)
+
+
+def _comparison_figures(comparison: Comparison, directory: RunDirectory) -> tuple[str, ...]:
+    curves: dict[str, tuple[BoundSummary, ...]] = comparison.bound_curves
+    figures = [
+        plots.plot_bounds_versus_particles(curves, directory.figure_path("bounds_versus_k")),
+        plots.plot_training_curves_overlaid(
+            comparison.histories, directory.figure_path("training_curves")
+        ),
+        plots.plot_snr_versus_particles(
+            comparison.snr_curves, directory.figure_path("snr_versus_k")
+        ),
+    ]
+    return tuple(path.name for path in figures)

@@ -1,7 +1,12 @@
-"""The run configuration: everything needed to reproduce a training run.
+"""The run configuration: everything needed to reproduce a training run, in four sections.
 
-The command line builds a :class:`RunConfig`; a run directory stores it as
-``config.json`` together with the versions that produced it.
+The command line builds a :class:`RunConfig`; a run directory stores it in
+``config.json`` (with the versions that produced it and where the data came
+from). A config read back from disk goes through the same checks as one built
+from flags: :meth:`RunConfig.validated` names the offending field.
+
+Each field is named as the library argument it feeds (``kl_weight`` is
+:func:`vi_vae.fit`'s ``kl_weight``), and each default is the library's.
 """
 
 from __future__ import annotations
@@ -13,38 +18,67 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vi_vae._validation import check_choice, check_positive_float, check_positive_int
+from vi_vae._validation import (
+    check_choice,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
+from vi_vae.app.schema import SchemaError, from_json, to_json
 from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
+from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
 from vi_vae.nets import ACTIVATIONS
 
-__all__ = ["RunConfig", "environment"]
+__all__ = [
+    "DEVICES",
+    "DataConfig",
+    "EvaluationConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainingConfig",
+    "environment",
+]
 
 DEVICES = ("cpu", "cuda")
+#: data-file suffixes a dataset name may end in
+DATA_FILE_SUFFIXES = (".npy", ".npz", ".csv")
 
 
-@dataclass
-class RunConfig:
-    """Settings of one training run (see ``vi-vae train --help`` for each).
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, and how they are binarized (see :func:`vi_vae.load_dataset`).
 
-    ``binarization=None`` means: ``dynamic`` for the Bernoulli likelihood, which
-    needs binary data, and ``none`` otherwise; :meth:`validated` resolves it so
-    the recorded config always states the choice.
+    ``binarization=None`` means ``dynamic`` for the Bernoulli likelihood and ``none``
+    otherwise; :meth:`RunConfig.validated` resolves it, so a stored config states it.
     """
 
     dataset: str = "mnist-5k"
     data_dir: str | None = None
     binarization: str | None = None
     max_train: int | None = None
-    latent: str = "normal"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The VAE template's settings (see :class:`vi_vae.VAE`): they define the model."""
+
+    latent_family: str = "normal"
     latent_dim: int = 20
     likelihood: str = "bernoulli"
     likelihood_options: dict[str, float] = field(default_factory=dict)
-    hidden_sizes: list[int] = field(default_factory=lambda: [400])
+    hidden_sizes: tuple[int, ...] = (400,)
     activation: str = "relu"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the model is trained (see :func:`vi_vae.fit`); ``estimator`` is a spelling."""
+
     estimator: str = "elbo"
     epochs: int = 10
     batch_size: int = 128
@@ -54,61 +88,140 @@ class RunConfig:
     patience: int | None = None
     seed: int = 0
     device: str = "cpu"
-    eval_samples: int = 1000
-    eval_bounds: list[int] = field(default_factory=lambda: [1, 5, 50])
-    eval_points: int | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The test-set evaluation (see :func:`vi_vae.importance_sampling`).
+
+    ``num_points=None`` evaluates every test point; N takes the first N of the
+    shuffled test split, a uniformly random subset.
+    """
+
+    num_particles: int = DEFAULT_NUM_PARTICLES
+    bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
+    num_points: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one training run, by section."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def validated(self) -> RunConfig:
-        """Check every field (raising :class:`InputError`) and resolve defaults."""
-        if self.dataset not in DATASETS and Path(self.dataset).suffix.lower() not in (
-            ".npy",
-            ".npz",
-            ".csv",
+        """Check every field (raising :class:`InputError` naming it) and resolve defaults."""
+        data, model, training, evaluation = self.data, self.model, self.training, self.evaluation
+        if data.dataset not in DATASETS and Path(data.dataset).suffix.lower() not in (
+            DATA_FILE_SUFFIXES
         ):
-            accepted = ", ".join(list(DATASETS) + ["a .npy/.npz/.csv file"])
-            raise InputError(f"unknown dataset {self.dataset!r}; accepted values: {accepted}")
-        get_family(self.latent)
-        get_likelihood(self.likelihood, **self.likelihood_options)
-        parse_estimator(self.estimator)
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("device", self.device.split(":")[0], DEVICES)
-        for name in ("latent_dim", "epochs", "batch_size", "eval_samples"):
-            check_positive_int(name, getattr(self, name))
-        for name in ("max_train", "patience", "eval_points"):
-            if getattr(self, name) is not None:
-                check_positive_int(name, getattr(self, name))
-        for width in self.hidden_sizes:
-            check_positive_int("hidden_sizes", width)
-        for k in self.eval_bounds:
-            check_positive_int("eval_bounds", k)
-        check_positive_float("learning_rate", self.learning_rate)
-        if not self.kl_weight >= 0:
-            raise InputError(f"kl_weight must be >= 0; got {self.kl_weight}")
-        if self.kl_warmup_epochs < 0:
-            raise InputError(f"kl_warmup_epochs must be >= 0; got {self.kl_warmup_epochs}")
-        binarization = self.binarization
-        if binarization is None:
-            binarization = "dynamic" if self.likelihood == "bernoulli" else "none"
-        check_choice("binarization", binarization, BINARIZATIONS)
-        if self.likelihood == "bernoulli" and binarization == "none":
-            raise InputError(
-                "the bernoulli likelihood needs binary data; accepted binarization values: "
-                "dynamic, static, threshold (or use --likelihood continuous-bernoulli)"
+            accepted = ", ".join([*DATASETS, "a .npy/.npz/.csv file"])
+            raise SchemaError(
+                "data.dataset", f"unknown dataset {data.dataset!r}; accepted values: {accepted}"
             )
-        return dataclasses.replace(self, binarization=binarization)
+        _optional_positive("data.max_train", data.max_train)
+        _check("model.latent_family", get_family, model.latent_family)
+        _check("model.likelihood", get_likelihood, model.likelihood, **model.likelihood_options)
+        _check("model.activation", check_choice, "activation", model.activation, ACTIVATIONS)
+        _check("model.latent_dim", check_positive_int, "model.latent_dim", model.latent_dim)
+        if not model.hidden_sizes:
+            raise SchemaError(
+                "model.hidden_sizes",
+                "model.hidden_sizes must list at least one width (a linear VAE is "
+                "VAE(hidden_sizes=()) in the Python API)",
+            )
+        for width in model.hidden_sizes:
+            _check("model.hidden_sizes", check_positive_int, "model.hidden_sizes", width)
+        _check("training.estimator", parse_estimator, training.estimator)
+        for name in ("epochs", "batch_size"):
+            _check(
+                f"training.{name}", check_positive_int, f"training.{name}", getattr(training, name)
+            )
+        _check(
+            "training.kl_warmup_epochs",
+            check_positive_int,
+            "training.kl_warmup_epochs",
+            training.kl_warmup_epochs,
+            0,
+        )
+        _optional_positive("training.patience", training.patience)
+        _check(
+            "training.learning_rate",
+            check_positive_float,
+            "training.learning_rate",
+            training.learning_rate,
+        )
+        _check(
+            "training.kl_weight", check_nonnegative_float, "training.kl_weight", training.kl_weight
+        )
+        _check("training.seed", check_seed, training.seed, "training.seed")
+        _check("training.device", check_choice, "device", training.device.split(":")[0], DEVICES)
+        _check(
+            "evaluation.num_particles",
+            check_positive_int,
+            "evaluation.num_particles",
+            evaluation.num_particles,
+        )
+        for k in evaluation.bound_particles:
+            _check(
+                "evaluation.bound_particles", check_positive_int, "evaluation.bound_particles", k
+            )
+        _optional_positive("evaluation.num_points", evaluation.num_points)
+        binarization = data.binarization
+        if binarization is None:
+            binarization = "dynamic" if model.likelihood == "bernoulli" else "none"
+        _check("data.binarization", check_choice, "binarization", binarization, BINARIZATIONS)
+        if model.likelihood == "bernoulli" and binarization == "none":
+            raise SchemaError(
+                "data.binarization",
+                "the bernoulli likelihood needs binary data; accepted binarization values: "
+                "dynamic, static, threshold (or the continuous-bernoulli likelihood)",
+            )
+        return dataclasses.replace(self, data=dataclasses.replace(data, binarization=binarization))
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return dataclasses.asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values by section."""
+        return to_json(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Rebuild from :meth:`to_dict` output, refusing unknown keys."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"config has unknown settings {unknown}; accepted: {sorted(names)}")
-        return cls(**data)
+    def from_json(cls, data: Any, where: str = "config") -> RunConfig:
+        """Rebuild from :meth:`to_json` output, checking each field's type."""
+        return from_json(cls, data, where)
+
+    def replace(self, section: str, **changes: Any) -> RunConfig:
+        """A copy with fields of one section changed: ``config.replace("training", epochs=5)``."""
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
+
+    def model_fingerprint(self, input_dim: int) -> dict[str, Any]:
+        """The settings that define the trained model and its numbers: stored in checkpoints."""
+        return {
+            "model": to_json(self.model),
+            "data": {
+                "dataset": self.data.dataset,
+                "binarization": self.data.binarization,
+                "input_dim": input_dim,
+            },
+        }
+
+
+def _check(field: str, check: Any, *arguments: Any, **options: Any) -> None:
+    """Run a library check; re-raise its error as a :class:`SchemaError` naming ``field``."""
+    try:
+        check(*arguments, **options)
+    except SchemaError:
+        raise
+    except InputError as error:
+        raise SchemaError(field, str(error)) from None
+
+
+def _optional_positive(field: str, value: Any) -> None:
+    if value is not None:
+        _check(field, check_positive_int, field, value)
 
 
 def environment() -> dict[str, str]:

@@ -8,6 +8,7 @@ a latent interpolation between two inputs, and training curves.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Sequence
@@ -21,7 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from vi_vae.app.metrics import BoundSummary, SNRPoint  # noqa: E402
+from vi_vae.checkpoint import atomic_write_bytes  # noqa: E402
 from vi_vae.model import VAE  # noqa: E402
+from vi_vae.train import EpochRecord  # noqa: E402
 
 __all__ = [
     "image_grid",
@@ -54,9 +58,11 @@ def image_grid(images: Tensor, image_shape: Sequence[int], columns: int) -> Tens
 
 
 def _save(figure: plt.Figure, path: str | Path) -> Path:
+    """Render to memory, then write atomically (a symbolic link is replaced, not followed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
     plt.close(figure)
     return path
 
@@ -96,7 +102,10 @@ def principal_components(z: Tensor, num_components: int = 2) -> Tensor:
     if z.shape[1] <= num_components:
         return centred
     _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
-    return (centred.double() @ vh[:num_components].T).to(z.dtype)
+    projected = (centred.double() @ vh[:num_components].T).to(z.dtype)
+    # fewer points than components (e.g. a one-point split): the missing ones are 0
+    missing = num_components - projected.shape[1]
+    return torch.cat([projected, projected.new_zeros(len(z), missing)], 1) if missing else projected
 
 
 def plot_latent_scatter(z: Tensor, labels: Tensor | None, path: str | Path) -> Path:
@@ -110,10 +119,13 @@ def plot_latent_scatter(z: Tensor, labels: Tensor | None, path: str | Path) -> P
     else:
         points, axes = principal_components(z), ("PC 1 of E[z|x]", "PC 2 of E[z|x]")
     figure, axis = plt.subplots(figsize=(6, 5))
-    colour = labels.cpu().numpy() if labels is not None else None
-    scatter = axis.scatter(points[:, 0], points[:, 1], c=colour, cmap="tab10", s=6, alpha=0.8)
     if labels is not None:
+        scatter = axis.scatter(
+            points[:, 0], points[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=6, alpha=0.8
+        )
         figure.colorbar(scatter, ax=axis, label="label")
+    else:
+        axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)
     axis.set_xlabel(axes[0])
     axis.set_ylabel(axes[1])
     axis.set_title("latent space of test points (centre of q(z|x))")
@@ -166,12 +178,12 @@ def plot_interpolation(
     return _show_grid(image_grid(images, shape, steps), "latent interpolation", path, size=9.0)
 
 
-def plot_training_curves(history: list[dict[str, float]], path: str | Path) -> Path:
+def plot_training_curves(history: Sequence[EpochRecord], path: str | Path) -> Path:
     """Training loss (−bound per point) and validation ELBO by epoch."""
     figure, axis = plt.subplots(figsize=(6, 4))
-    epochs = [row["epoch"] for row in history]
-    axis.plot(epochs, [-row["train_loss"] for row in history], label="train: −loss per point")
-    validation = [row["validation_elbo"] for row in history]
+    epochs = [record.epoch for record in history]
+    axis.plot(epochs, [-record.train_loss for record in history], label="train: −loss per point")
+    validation = [record.validation_elbo for record in history]
     if any(not math.isnan(v) for v in validation):
         axis.plot(epochs, validation, label="validation ELBO")
     axis.set_xlabel("epoch")
@@ -182,12 +194,14 @@ def plot_training_curves(history: list[dict[str, float]], path: str | Path) -> P
 
 
 def plot_bounds_versus_particles(
-    curves: dict[str, list[tuple[int, float, float]]], path: str | Path
+    curves: dict[str, Sequence[BoundSummary]], path: str | Path
 ) -> Path:
     """IWAE-k of each model against k (log axis), with standard errors over test points."""
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
-    for label, points in curves.items():
-        ks, means, errors = zip(*points, strict=True)
+    for label, table in curves.items():
+        ks = [bound.num_particles for bound in table]
+        means = [bound.mean for bound in table]
+        errors = [bound.standard_error for bound in table]
         axis.errorbar(ks, means, yerr=errors, marker="o", markersize=3, capsize=2, label=label)
     axis.set_xscale("log")
     axis.set_xlabel("k (importance samples)")
@@ -199,14 +213,14 @@ def plot_bounds_versus_particles(
 
 
 def plot_training_curves_overlaid(
-    histories: dict[str, list[dict[str, float]]], path: str | Path
+    histories: dict[str, Sequence[EpochRecord]], path: str | Path
 ) -> Path:
     """Validation ELBO by epoch for several runs on one axis."""
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for label, history in histories.items():
         axis.plot(
-            [row["epoch"] for row in history],
-            [row["validation_elbo"] for row in history],
+            [record.epoch for record in history],
+            [record.validation_elbo for record in history],
             label=label,
         )
     axis.set_xlabel("epoch")
@@ -216,16 +230,13 @@ def plot_training_curves_overlaid(
     return _save(figure, path)
 
 
-def plot_snr_versus_particles(
-    curves: dict[str, list[tuple[int, float, float]]], path: str | Path
-) -> Path:
+def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]], path: str | Path) -> Path:
     """Gradient SNR of encoder (left) and decoder (right) parameters against K."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for label, points in curves.items():
-        for axis, column in zip(axes, (1, 2), strict=True):
-            shown = [
-                (p[0], p[column]) for p in points if math.isfinite(p[column]) and p[column] > 0
-            ]
+        for axis, group in zip(axes, ("guide", "model"), strict=True):
+            values = [(p.num_particles, getattr(p, group)) for p in points]
+            shown = [(k, snr) for k, snr in values if math.isfinite(snr) and snr > 0]
             if shown:
                 axis.plot(*zip(*shown, strict=True), marker="o", markersize=3, label=label)
     for axis, title in zip(
@@ -238,5 +249,7 @@ def plot_snr_versus_particles(
         axis.set_title(title)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("gradient SNR, |E g| / sd(g)")
-    axes[1].legend(fontsize=8)
+    legend_axis = next((axis for axis in reversed(axes) if axis.lines), None)
+    if legend_axis is not None:
+        legend_axis.legend(fontsize=8)
     return _save(figure, path)

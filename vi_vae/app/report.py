@@ -1,118 +1,147 @@
-"""Markdown reports of a run directory."""
+"""Markdown reports of a run and of a comparison, from their typed results."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from vi_vae.app.config import RunConfig
-from vi_vae.checkpoint import atomic_write_text
+from vi_vae.app.metrics import Comparison, EstimateSummary, RunMetrics
+from vi_vae.evaluation import PARETO_K_THRESHOLD
 
-__all__ = [
-    "REPORT_FILE",
-    "comparison_report",
-    "run_report",
-    "write_comparison_report",
-    "write_run_report",
-]
-
-REPORT_FILE = "report.md"
+__all__ = ["comparison_report", "number", "run_report", "units_sentence"]
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    if value is None or value != value:  # None or NaN
+def number(value: float | None, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, or ``n/a`` for None and NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.{digits}f}"
 
 
-def run_report(config: RunConfig, metrics: dict[str, Any]) -> str:
+def units_sentence(data_kind: str) -> str:
+    """What the sign of log p(x) means for this kind of data."""
+    if data_kind == "discrete":
+        return (
+            "nats per data point; log p(x) is a log probability (≤ 0), NLL = −log p(x) is positive"
+        )
+    return (
+        "nats per data point; log p(x) is a log density of continuous data, which can be "
+        "positive (it depends on the data's scale); NLL = −log p(x)"
+    )
+
+
+def _pareto_sentence(estimate: EstimateSummary) -> str:
+    share = estimate.share_pareto_k_above
+    if math.isnan(share):
+        return f"Pareto k̂ undefined ({estimate.pareto_k_reason or 'not computed'})"
+    return (
+        f"share of points with Pareto k̂ > {PARETO_K_THRESHOLD}: {number(share, 3)} "
+        f"(above {PARETO_K_THRESHOLD} the estimate of a point is unreliable: a lower bound "
+        "that more samples, a better guide or AIS would raise)"
+    )
+
+
+def run_report(config: RunConfig, metrics: RunMetrics) -> str:
     """The report of one run: settings, log p(x) with its errors, bounds, figures."""
-    estimate = metrics["log_marginal_likelihood"]
-    training = metrics.get("training", {})
+    model, training = config.model, metrics.training
     lines = [
-        f"# vi_vae run: {config.dataset}, latent {config.latent} ({config.latent_dim}-D), "
-        f"{config.likelihood}, estimator {config.estimator}",
+        f"# vi_vae run: {config.data.dataset}, latent {model.latent_family} "
+        f"({model.latent_dim}-D), {model.likelihood}, estimator {config.training.estimator}",
         "",
-        f"Binarization: **{config.binarization}**. Seed {config.seed}. "
-        f"Epochs completed: {training.get('epochs_completed', 'n/a')} "
-        f"(best validation epoch {training.get('best_epoch', 'n/a')}).",
-        "",
-        "## Test log-likelihood (nats per data point; log p(x) is negative, NLL positive)",
-        "",
-        f"- log p(x) ≈ **{_number(estimate['log_px'])}** "
-        f"± {_number(estimate['log_px_standard_error'])}"
-        f" (standard error over {int(estimate['num_points'])} test points; Monte Carlo standard "
-        f"error {_number(estimate['log_px_monte_carlo_standard_error'], 3)}), "
-        f"importance sampling with K = {int(estimate['num_samples'])}",
-        f"- NLL = {_number(estimate['nll'])}",
-        f"- mean effective sample size {_number(estimate['mean_effective_sample_size'], 1)} "
-        f"of {int(estimate['num_samples'])}; share of points with Pareto k̂ > 0.7: "
-        f"{_number(estimate['share_pareto_k_above_0.7'], 3)} (above 0.7 the estimate of a "
-        "point is unreliable)",
+        f"Binarization: **{config.data.binarization}**. Seed {config.training.seed}. "
+        f"Epochs completed: {training.epochs_completed if training else 'n/a'} "
+        f"(best validation epoch {training.best_epoch if training else 'n/a'}).",
         "",
     ]
-    if metrics.get("bounds"):
+    estimate = metrics.log_marginal_likelihood
+    if metrics.evaluation_error:
+        lines += [
+            "## Evaluation failed",
+            "",
+            f"Training finished and is saved; the evaluation failed: {metrics.evaluation_error}",
+            "",
+        ]
+    if estimate is not None:
+        points = metrics.points.description if metrics.points else f"{estimate.num_points} points"
+        lines += [
+            f"## Test log-likelihood ({units_sentence(metrics.data_kind)})",
+            "",
+            f"- log p(x) ≈ **{number(estimate.log_likelihood)}** "
+            f"± {number(estimate.standard_error)} (standard error over points; Monte Carlo "
+            f"standard error {number(estimate.monte_carlo_standard_error, 3)}), importance "
+            f"sampling with K = {estimate.num_particles} on {points}",
+            f"- NLL = {number(estimate.negative_log_likelihood)}",
+            f"- mean effective sample size {number(estimate.mean_effective_sample_size, 1)} "
+            f"of {estimate.num_particles}; {_pareto_sentence(estimate)}",
+            "",
+        ]
+    if metrics.bounds:
         lines += [
             "## Bounds on log p(x)",
             "",
             "| bound | k | mean (nats) | SE over points | Monte Carlo SE |",
             "|---|---:|---:|---:|---:|",
         ]
-        for bound in metrics["bounds"]:
+        for bound in metrics.bounds:
             lines.append(
-                f"| {bound['name']} | {bound['num_particles']} | {_number(bound['mean'])} | "
-                f"{_number(bound['standard_error'])} | "
-                f"{_number(bound['monte_carlo_standard_error'], 3)} |"
+                f"| {bound.name} | {bound.num_particles} | {number(bound.mean)} | "
+                f"{number(bound.standard_error)} | {number(bound.monte_carlo_standard_error, 3)} |"
             )
         lines.append("")
-    figures = metrics.get("figures", [])
-    if figures:
+    if metrics.figures:
         lines += ["## Figures", ""]
-        lines += [f"![{Path(name).stem}]({name})" for name in figures]
+        lines += [f"![{Path(name).stem}]({name})" for name in metrics.figures]
         lines.append("")
     return "\n".join(lines)
 
 
-def write_run_report(run_dir: str | Path, config: RunConfig, metrics: dict[str, Any]) -> Path:
-    """Write ``report.md`` into ``run_dir`` atomically and return its path."""
-    path = Path(run_dir) / REPORT_FILE
-    atomic_write_text(path, run_report(config, metrics))
-    return path
+#: the IWAE-k columns of the comparison table, besides the ELBO (k = 1)
+COMPARISON_BOUND_COLUMNS = (5, 50)
 
 
-def comparison_report(comparison: dict[str, Any], figures: list[str]) -> str:
+def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
     """The report of ``vi-vae compare``: settings, the table, figures, how to read them."""
-    settings = comparison["settings"]
-    rows = comparison["rows"]
-    k = int(rows[0]["num_samples"]) if rows else 0
+    settings, rows = comparison.settings, comparison.rows
+    first = rows[0].log_marginal_likelihood if rows else None
     points = (
-        f"the same first {settings['eval_points']} test points"
-        if settings["eval_points"]
+        f"the same {first.num_points} test points (the first of the shuffled test split, a "
+        "random subset)"
+        if settings.evaluation.num_points
         else "every test point (the same for all runs)"
     )
+    model, training = settings.model, settings.training
+    bound_headers = "".join(f" IWAE-{k} |" for k in COMPARISON_BOUND_COLUMNS)
     lines = [
-        f"# Estimators compared on {settings['dataset']}",
+        f"# Estimators compared on {settings.data.dataset}",
         "",
-        f"Every run: latent {settings['latent']} ({settings['latent_dim']}-D), likelihood "
-        f"{settings['likelihood']}, binarization **{settings['binarization']}**, hidden "
-        f"{settings['hidden_sizes']}, {settings['epochs']} epochs of batch "
-        f"{settings['batch_size']}, Adam {settings['learning_rate']}, seed {settings['seed']} "
-        "(so the same initial weights and the same shuffling). Evaluated on "
-        f"{points} with K = {k} importance samples. "
-        "Nats per data point; bounds and log p(x) are negative, higher is better.",
+        f"Every run: latent {model.latent_family} ({model.latent_dim}-D), likelihood "
+        f"{model.likelihood}, binarization **{settings.data.binarization}**, hidden "
+        f"{list(model.hidden_sizes)}, {training.epochs} epochs of batch {training.batch_size}, "
+        f"Adam {training.learning_rate}, seed {training.seed} (so the same initial weights "
+        f"and the same shuffling). Evaluated on {points} with K = "
+        f"{first.num_particles if first else 'n/a'} importance samples. Nats per data point; "
+        "higher is better.",
         "",
-        "| estimator | seconds | test ELBO | IWAE-5 | IWAE-50 | log p(x) ± SE | mean ESS | "
+        f"| estimator | seconds | test ELBO |{bound_headers} log p(x) ± SE | mean ESS | "
         "k̂ > 0.7 | active units | SNR encoder | SNR decoder |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|"
+        + "---:|" * len(COMPARISON_BOUND_COLUMNS)
+        + "---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
+        estimate = row.log_marginal_likelihood
+        elbo = row.bound(1)
+        bound_cells = "".join(
+            f" {number(getattr(row.bound(k), 'mean', None))} |" for k in COMPARISON_BOUND_COLUMNS
+        )
         lines.append(
-            f"| {row['estimator']} | {row['seconds']:.3g} | {_number(row['elbo'])} | "
-            f"{_number(row['iwae_5'])} | {_number(row['iwae_50'])} | "
-            f"{_number(row['log_px'])} ± {_number(row['log_px_se'])} | "
-            f"{_number(row['mean_ess'], 1)} | {_number(row['share_k_above'], 2)} | "
-            f"{row['active_units']}/{row['latent_dim']} | {_number(row['snr_encoder'], 3)} | "
-            f"{_number(row['snr_decoder'], 3)} |"
+            f"| {row.estimator} | {row.seconds:.3g} | {number(getattr(elbo, 'mean', None))} |"
+            f"{bound_cells} {number(estimate.log_likelihood)} ± "
+            f"{number(estimate.standard_error)} | {number(estimate.mean_effective_sample_size, 1)}"
+            f" | {number(estimate.share_pareto_k_above, 2)} | {row.active_units}/{row.latent_dim}"
+            f" | {number(row.snr_guide, 3)} | {number(row.snr_model, 3)} |"
         )
     lines += [
         "",
@@ -128,37 +157,14 @@ def comparison_report(comparison: dict[str, Any], figures: list[str]) -> str:
         "k̂ > 0.7 means log p(x) may be underestimated (Vehtari et al.).",
         "- *active units*: latent dimensions with Cov_x(E_q[z_i]) > 0.01 (Burda et al.).",
         f"- *SNR*: |E g| / sd(g) of each estimator's own gradient over "
-        f"{comparison['settings']['snr_draws']} draws on {comparison['settings']['snr_batch']} "
-        "test points, averaged over encoder or decoder parameters (Rainforth et al. 2018).",
+        f"{comparison.snr_num_draws} draws on {comparison.snr_batch_size} test points, "
+        "averaged over encoder or decoder parameters (Rainforth et al. 2018).",
         "",
     ]
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in figures]
         lines.append("")
-    if comparison.get("command"):
-        lines += ["## Reproduce", "", f"    {comparison['command']}", ""]
+    if comparison.command:
+        lines += ["## Reproduce", "", f"    {comparison.command}", ""]
     return "\n".join(lines)
-
-
-def write_comparison_report(out_dir: str | Path, comparison: dict[str, Any]) -> Path:
-    """Draw the comparison figures and write ``report.md`` into ``out_dir``."""
-    from vi_vae.app import plots
-
-    out_dir = Path(out_dir)
-    figures = [
-        plots.plot_bounds_versus_particles(
-            {name: curve["bounds"] for name, curve in comparison["curves"].items()},
-            out_dir / "bounds_versus_k.png",
-        ),
-        plots.plot_training_curves_overlaid(
-            comparison["histories"], out_dir / "training_curves.png"
-        ),
-        plots.plot_snr_versus_particles(
-            {name: curve["snr"] for name, curve in comparison["curves"].items()},
-            out_dir / "snr_versus_k.png",
-        ),
-    ]
-    path = out_dir / REPORT_FILE
-    atomic_write_text(path, comparison_report(comparison, [p.name for p in figures]))
-    return path

@@ -1,94 +1,126 @@
-"""A training run end to end: config -> data -> VAE -> fit -> evaluation -> files.
+"""A training run end to end: config -> data -> VAE -> fit -> evaluation -> run directory.
 
-A run directory holds ``config.json``, ``checkpoint.pt``, ``history.csv``,
-``metrics.json``, figures (PNG) and ``report.md``. Everything here returns
-values or writes files; the command line does the printing.
+:func:`train_run` and :func:`resume_run` return the trained :class:`Run` in
+memory (so a comparison uses it without reading back what it just wrote);
+:func:`load_run` rebuilds one from its directory. Everything here returns
+values or writes files through :class:`~vi_vae.app.run_directory.RunDirectory`;
+the command line does the printing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pyro
 import torch
 
-from vi_vae._random import seeded
-from vi_vae.app.config import RunConfig, environment
-from vi_vae.app.report import write_run_report
-from vi_vae.checkpoint import atomic_write_json, load_checkpoint, read_json
-from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import InputError
+from vi_vae.app.config import DataConfig, EvaluationConfig, RunConfig, environment
+from vi_vae.app.figures import make_run_figures
+from vi_vae.app.metrics import (
+    BoundSummary,
+    EstimateSummary,
+    PointSubset,
+    RunMetrics,
+    TrainingSummary,
+)
+from vi_vae.app.report import run_report
+from vi_vae.app.run_directory import RunDirectory
+from vi_vae.data import SPLIT_SEED, Dataset, load_dataset
+from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import importance_sampling
 from vi_vae.model import VAE
-from vi_vae.train import CHECKPOINT_FILE, FitResult, fit
+from vi_vae.train import EpochRecord, fit
 
 __all__ = [
-    "CONFIG_FILE",
-    "METRICS_FILE",
-    "LoadedRun",
+    "EVALUATION_SEED",
+    "EvaluationFailed",
+    "Run",
     "build_vae",
+    "evaluate",
     "evaluate_run",
+    "load_data",
     "load_run",
-    "make_figures",
+    "redraw_figures",
     "resolve_device",
+    "resume_run",
+    "evaluation_points",
     "train_run",
 ]
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-#: test points shown in reconstructions, and seed of the evaluation draws
-NUM_SHOWN = 30
+#: seed of the evaluation's importance-sampling draws, fixed so reruns agree
 EVALUATION_SEED = 0
+
+StepCallback = Callable[[int, int, int, float], None]
+EpochCallback = Callable[[EpochRecord], None]
+
+
+class EvaluationFailed(TrainingError):
+    """Training finished and is saved, but a later step (evaluation, figures) failed."""
+
+    def __init__(self, directory: RunDirectory, step: str, error: Exception) -> None:
+        super().__init__(
+            f"training finished and is saved in {directory.path}, but the {step} failed: {error}"
+        )
+        self.directory = directory
 
 
 @dataclass
-class LoadedRun:
-    """A run directory loaded back: its config, data and trained VAE."""
+class Run:
+    """A trained run: its directory, settings, data, model, history and metrics."""
 
-    run_dir: Path
+    directory: RunDirectory
     config: RunConfig
     dataset: Dataset
     vae: VAE
-    checkpoint: dict[str, Any]
+    history: list[EpochRecord]
+    metrics: RunMetrics | None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live."""
+        return next(self.vae.parameters()).device
 
 
 def resolve_device(name: str) -> torch.device:
     """``torch.device(name)``, refusing CUDA on a machine without it."""
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA device is available; use cpu")
+        raise InputError(
+            f"device {name!r} was asked for but no CUDA device is available; accepted here: cpu"
+        )
     return device
 
 
-def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
-    """The VAE a config describes, sized for ``dataset``."""
-    return VAE(
-        input_dim=dataset.input_dim,
-        latent_dim=config.latent_dim,
-        latent_family=config.latent,
-        likelihood=config.likelihood,
-        likelihood_options=config.likelihood_options,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        image_shape=dataset.image_shape,
+def load_data(data: DataConfig) -> Dataset:
+    """The dataset a config's data section describes."""
+    return load_dataset(
+        data.dataset,
+        binarization=data.binarization,
+        data_dir=data.data_dir,
+        max_train=data.max_train,
     )
 
 
-def _load_data(config: RunConfig) -> Dataset:
-    return load_dataset(
-        config.dataset,
-        binarization=config.binarization,
-        data_dir=config.data_dir,
-        max_train=config.max_train,
+def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
+    """The VAE a config describes, sized for ``dataset``, its weights seeded by the run's seed."""
+    model = config.model
+    return VAE(
+        input_dim=dataset.input_dim,
+        latent_dim=model.latent_dim,
+        latent_family=model.latent_family,
+        likelihood=model.likelihood,
+        likelihood_options=model.likelihood_options,
+        hidden_sizes=model.hidden_sizes,
+        activation=model.activation,
+        image_shape=dataset.image_shape,
+        seed=config.training.seed,
     )
 
 
@@ -96,232 +128,225 @@ def train_run(
     config: RunConfig,
     run_dir: str | Path,
     *,
-    resume: bool = False,
     overwrite: bool = False,
-    on_step: Callable[[int, int, int, float], None] | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
     figures: bool = True,
-) -> dict[str, Any]:
-    """Train, evaluate and write a run directory; return its metrics.
+) -> Run:
+    """Train, evaluate and write a new run directory; return the run.
 
-    Args:
-        config: the run's settings; ignored with ``resume`` (the stored one is used,
-            except ``epochs``, which may be raised to train longer).
-        run_dir: the directory to write.
-        resume: continue the run in ``run_dir`` from its last completed epoch.
-        overwrite: replace an existing run directory.
-        on_step: progress callback, see :func:`vi_vae.train.fit`.
-        on_epoch: per-epoch callback, see :func:`vi_vae.train.fit`.
-        figures: write the PNG figures.
+    Raises:
+        RunDirectoryNotEmpty: when ``run_dir`` holds files and ``overwrite`` is false.
+        EvaluationFailed: when training finished but the evaluation or figures failed
+            (the checkpoint, history and training metrics are saved).
     """
-    run_dir = Path(run_dir)
-    if resume:
-        stored = RunConfig.from_dict(read_json(run_dir / CONFIG_FILE)["config"])
-        config = RunConfig(**{**stored.to_dict(), "epochs": max(stored.epochs, config.epochs)})
-    else:
-        config = config.validated()
-        if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-            raise InputError(
-                f"run directory {run_dir} is not empty; pass --resume {run_dir} to continue "
-                "it or --overwrite to replace it"
-            )
+    directory = RunDirectory(run_dir)
+    directory.check_creatable()
+    return _train(config.validated(), directory, False, overwrite, on_step, on_epoch, figures)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+    figures: bool = True,
+) -> Run:
+    """Continue the run in ``run_dir`` from its last completed epoch, with its stored settings.
+
+    Only ``epochs`` (to train longer) and ``device`` may differ from the stored
+    config. A directory whose training never completed an epoch starts from
+    epoch 1 (:attr:`~vi_vae.app.metrics.TrainingSummary.resumed_from_epoch` is 0).
+    """
+    directory = RunDirectory(run_dir)
+    directory.open()
+    config = directory.read_config()
+    if epochs is not None:
+        config = config.replace("training", epochs=max(config.training.epochs, epochs))
+    if device is not None:
+        config = config.replace("training", device=device)
+    return _train(config.validated(), directory, True, False, on_step, on_epoch, figures)
+
+
+def _train(
+    config: RunConfig,
+    directory: RunDirectory,
+    resume: bool,
+    overwrite: bool,
+    on_step: StepCallback | None,
+    on_epoch: EpochCallback | None,
+    figures: bool,
+) -> Run:
     # Everything that can refuse the input runs before the run directory is touched,
     # so bad input neither leaves a half-made run nor destroys the one it would replace.
-    device = resolve_device(config.device)
-    dataset = _load_data(config)
-    pyro.set_rng_seed(config.seed)
+    device = resolve_device(config.training.device)
+    dataset = load_data(config.data)
     vae = build_vae(config, dataset).to(device)
     vae.check_data(dataset.validation, "validation data")
     vae.check_data(dataset.test, "test data")
     if dataset.binarization != "dynamic":
         vae.check_data(dataset.train, "training data")
-    if overwrite and not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(
-        run_dir / CONFIG_FILE, {"config": config.to_dict(), "environment": environment()}
-    )
+    loss = parse_estimator(config.training.estimator)
+    if not resume:
+        directory.create(overwrite=overwrite)
+    directory.write_config(config, dataset.describe(), environment())
     started = time.perf_counter()
+    training = config.training
     result = fit(
         vae.model,
         vae.guide,
         dataset.train,
         validation=dataset.validation,
-        loss=parse_estimator(config.estimator),
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
+        loss=loss,
+        learning_rate=training.learning_rate,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        seed=training.seed,
         device=device,
         batch_transform=dataset.batch_transform(),
-        kl_weight=config.kl_weight,
-        kl_warmup_epochs=config.kl_warmup_epochs,
-        patience=config.patience,
-        run_dir=run_dir,
+        kl_weight=training.kl_weight,
+        kl_warmup_epochs=training.kl_warmup_epochs,
+        patience=training.patience,
+        run_dir=directory.path,
         resume=resume,
         on_step=on_step,
         on_epoch=on_epoch,
+        checkpoint_metadata={"fingerprint": config.model_fingerprint(dataset.input_dim)},
     )
-    training = _training_summary(result, time.perf_counter() - started)
-    metrics = _evaluate(vae, dataset, config, device)
-    metrics["training"] = training
-    atomic_write_json(run_dir / METRICS_FILE, metrics)
+    summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
+    run = Run(directory, config, dataset, vae, result.history, RunMetrics(training=summary))
+    _write(run)  # the training summary is saved before anything else can fail
+    try:
+        run.metrics = evaluate(run.vae, run.dataset, config.evaluation, summary)
+    except (InputError, RuntimeError, ValueError) as error:
+        run.metrics = dataclasses.replace(run.metrics, evaluation_error=str(error))
+        _write(run)
+        raise EvaluationFailed(directory, "evaluation", error) from error
+    _write(run)
     if figures:
-        metrics["figures"] = [p.name for p in make_figures(vae, dataset, result.history, run_dir)]
-    write_run_report(run_dir, config, metrics)
-    return metrics
+        try:
+            names = make_run_figures(run.vae, run.dataset, run.history, directory)
+        except (RuntimeError, ValueError) as error:
+            raise EvaluationFailed(directory, "figures", error) from error
+        run.metrics = dataclasses.replace(run.metrics, figures=names)
+        _write(run)
+    return run
 
 
-def _training_summary(result: FitResult, seconds: float) -> dict[str, Any]:
-    last = result.history[-1] if result.history else {}
-    return {
-        "epochs_completed": int(last.get("epoch", 0)),
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "seconds_this_session": seconds,
-        "seconds_per_epoch": (
-            sum(row["seconds"] for row in result.history) / len(result.history)
-            if result.history
-            else float("nan")
-        ),
-        "final_train_loss": last.get("train_loss"),
-    }
+def _write(run: Run) -> None:
+    run.directory.write_metrics(run.metrics)
+    run.directory.write_report(run_report(run.config, run.metrics))
 
 
-def _evaluate(
+def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.Tensor, PointSubset]:
+    """The evaluated test points: all, or the first ``num_points`` of the shuffled split."""
+    available = len(dataset.test)
+    if num_points is None or num_points >= available:
+        return dataset.test, PointSubset(available, available, f"all {available} test points")
+    description = (
+        f"the first {num_points} of the {available} test points in the split's fixed shuffled "
+        f"order (a uniformly random subset; split seed {SPLIT_SEED})"
+    )
+    return dataset.test[:num_points], PointSubset(num_points, available, description)
+
+
+def evaluate(
     vae: VAE,
     dataset: Dataset,
-    config: RunConfig,
-    device: torch.device,
-    num_samples: int | None = None,
-) -> dict[str, Any]:
-    x = dataset.test[: config.eval_points].to(device)
-    num_samples = num_samples or config.eval_samples
-    ks = [k for k in config.eval_bounds if k <= num_samples]
-    if len(ks) < len(config.eval_bounds):
-        logger.warning("bounds with k > %d importance samples are left out", num_samples)
+    evaluation: EvaluationConfig,
+    training: TrainingSummary | None = None,
+    figures: tuple[str, ...] = (),
+) -> RunMetrics:
+    """Importance-sampled log p(x) and the bound table on the test points, as run metrics."""
+    x, points = evaluation_points(dataset, evaluation.num_points)
+    x = x.to(next(vae.parameters()).device)
+    ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
+    if len(ks) < len(evaluation.bound_particles):
+        logger.warning("bounds with k > %d particles are left out", evaluation.num_particles)
     estimate, table = importance_sampling(
-        vae.model, vae.guide, x, num_particles=num_samples, bound_particles=ks, seed=EVALUATION_SEED
+        vae.model,
+        vae.guide,
+        x,
+        num_particles=evaluation.num_particles,
+        bound_particles=ks,
+        seed=EVALUATION_SEED,
     )
-    return {
-        "split": "test",
-        "log_marginal_likelihood": {
-            "log_px": estimate.mean,
-            "log_px_standard_error": estimate.standard_error,
-            "log_px_monte_carlo_standard_error": estimate.mean_monte_carlo_standard_error,
-            "nll": -estimate.mean,
-            "mean_effective_sample_size": estimate.mean_effective_sample_size,
-            "share_pareto_k_above_0.7": estimate.share_pareto_k_above,
-            "num_samples": float(estimate.num_particles),
-            "num_points": float(estimate.num_points),
-        },
-        "bounds": [
-            {
-                "name": bound.name,
-                "num_particles": bound.num_particles,
-                "mean": bound.mean,
-                "standard_error": bound.standard_error,
-                "monte_carlo_standard_error": bound.mean_monte_carlo_standard_error,
-            }
-            for bound in table
-        ],
-    }
+    return RunMetrics(
+        data_kind="discrete" if vae.likelihood.discrete else "continuous",
+        points=points,
+        log_marginal_likelihood=EstimateSummary.from_estimate(estimate),
+        bounds=tuple(BoundSummary.from_bound(bound) for bound in table),
+        training=training,
+        figures=figures,
+    )
 
 
-def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
-    """Load a run directory's config, data and best parameters.
+def load_run(run_dir: str | Path, device: str | None = None) -> Run:
+    """Load a run directory's config, data, best parameters, history and metrics.
 
-    Clears Pyro's param store: a PyroModule registers its parameters there by
-    name, and a stale entry of the same name (from an earlier model in this
-    process) would shadow the loaded one in every trace.
+    The checkpoint must match the config's model-defining settings
+    (:meth:`RunDirectory.load_checkpoint`).
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"run directory {run_dir} does not exist")
-    stored = read_json(run_dir / CONFIG_FILE)
-    if not isinstance(stored, dict) or "config" not in stored:
-        raise InputError(f"{run_dir / CONFIG_FILE} is not a vi_vae run config")
-    config = RunConfig.from_dict(stored["config"])
+    directory = RunDirectory(run_dir)
+    directory.open()
+    config = directory.read_config()
     if device is not None:
-        config.device = device
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    dataset = _load_data(config)
+        config = config.replace("training", device=device).validated()
+    dataset = load_data(config.data)
     vae = build_vae(config, dataset)
+    checkpoint = directory.load_checkpoint(config, dataset.input_dim)
     params = checkpoint.get("best_params") or checkpoint["params"]
     try:
         vae.load_state_dict(params)
     except RuntimeError as error:
         raise InputError(
-            f"checkpoint in {run_dir} does not fit the model its config describes ({error})"
+            f"checkpoint in {directory.path} does not fit the model its config describes "
+            f"({str(error).splitlines()[0]})"
         ) from None
-    vae.to(resolve_device(config.device))
+    vae.to(resolve_device(config.training.device))
     vae.eval()
-    pyro.clear_param_store()
-    return LoadedRun(run_dir, config, dataset, vae, checkpoint)
+    return Run(
+        directory,
+        config,
+        dataset,
+        vae,
+        directory.read_history(checkpoint),
+        directory.read_metrics(),
+    )
 
 
 def evaluate_run(
     run_dir: str | Path,
-    num_samples: int | None = None,
+    evaluation: EvaluationConfig | None = None,
+    *,
     device: str | None = None,
-    num_points: int | None = None,
-) -> dict[str, Any]:
-    """Re-evaluate a run on its test split; update and return ``metrics.json``."""
+) -> Run:
+    """Re-evaluate a run on its test split; rewrite ``metrics.json`` and ``report.md``.
+
+    Args:
+        run_dir: the run directory.
+        evaluation: the evaluation settings; default the library's (K = 5000 on every
+            test point, bounds for k = 1, 5, 50), not the run's own.
+        device: where to evaluate (default: the run's device).
+    """
+    evaluation = evaluation or EvaluationConfig()
+    RunConfig(evaluation=evaluation).validated()  # refuse bad settings before loading anything
     run = load_run(run_dir, device)
-    if num_points is not None:
-        run.config.eval_points = num_points
-    metrics = _evaluate(
-        run.vae, run.dataset, run.config, resolve_device(run.config.device), num_samples
+    config = dataclasses.replace(run.config, evaluation=evaluation).validated()
+    previous = run.metrics or RunMetrics()
+    run.metrics = evaluate(
+        run.vae, run.dataset, config.evaluation, previous.training, previous.figures
     )
-    path = run.run_dir / METRICS_FILE
-    previous = read_json(path) if path.exists() else {}
-    if isinstance(previous, dict) and "training" in previous:
-        metrics["training"] = previous["training"]
-    atomic_write_json(path, metrics)
-    return metrics
+    _write(dataclasses.replace(run, config=config))
+    return run
 
 
-def make_figures(
-    vae: VAE, dataset: Dataset, history: list[dict[str, float]], run_dir: str | Path
-) -> list[Path]:
-    """Write every figure that applies to this run; return their paths."""
-    from vi_vae.app import plots
-
-    run_dir = Path(run_dir)
-    device = next(vae.decoder.parameters()).device
-    written: list[Path | None] = []
-    if history:
-        written.append(plots.plot_training_curves(history, run_dir / "training_curves.png"))
-    x = dataset.test.to(device)
-    with torch.no_grad():
-        centres = vae.latent_family.center(vae.encode(x))
-    written.append(
-        plots.plot_latent_scatter(centres, dataset.test_labels, run_dir / "latent_scatter.png")
-    )
-    if dataset.image_shape is not None:
-        # evenly spaced test points: splits are sorted by class, so the first few are alike
-        shown = x[torch.linspace(0, len(x) - 1, min(NUM_SHOWN, len(x))).long()]
-        written.append(
-            plots.plot_reconstructions(
-                shown, vae.reconstruct(shown), dataset.image_shape, run_dir / "reconstructions.png"
-            )
-        )
-        with seeded(EVALUATION_SEED, device):
-            samples = vae.sample(64)
-        written.append(plots.plot_samples(samples, dataset.image_shape, run_dir / "samples.png"))
-        start, end = _interpolation_ends(dataset)
-        written.append(
-            plots.plot_interpolation(vae, x[start], x[end], run_dir / "interpolation.png")
-        )
-        written.append(plots.plot_manifold(vae, run_dir / "manifold.png"))
-    return [path for path in written if path is not None]
-
-
-def _interpolation_ends(dataset: Dataset) -> tuple[int, int]:
-    """Indices of a test '6' and a test '4' when labelled (the seeds' example), else 0 and 1."""
-    labels = dataset.test_labels
-    if labels is not None:
-        sixes, fours = (labels == 6).nonzero(), (labels == 4).nonzero()
-        if len(sixes) and len(fours):
-            return int(sixes[0]), int(fours[0])
-    return 0, min(1, len(dataset.test) - 1)
+def redraw_figures(run_dir: str | Path) -> Run:
+    """Draw a run's figures again; update ``metrics.json`` and ``report.md``."""
+    run = load_run(run_dir)
+    names = make_run_figures(run.vae, run.dataset, run.history, run.directory)
+    run.metrics = dataclasses.replace(run.metrics or RunMetrics(), figures=names)
+    _write(run)
+    return run

@@ -41,6 +41,9 @@ PARETO_K_THRESHOLD = 0.7
 #: ArviZ fits the generalized Pareto distribution to the largest ⌈min(K/5, 3√K)⌉
 #: weights and needs more than 4 of them, so K ≥ 21.
 MIN_PARTICLES_FOR_PARETO_K = 21
+#: log weights that differ by less than this (nats) are equal: float rounding of an
+#: exact posterior's weights is ~1e-12 nats, far below any real spread
+EQUAL_WEIGHTS_TOLERANCE = 1e-8
 
 
 def _standard_error(values: Tensor) -> float:
@@ -213,7 +216,8 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
     with np.errstate(all="ignore"):
         _, k = arviz.psislw(values)
     k = torch.as_tensor(np.atleast_1d(k), dtype=torch.float64)
-    constant = torch.as_tensor(np.ptp(values, axis=1) == 0)
+    # weights equal to float precision (the guide is the exact posterior of the point)
+    constant = torch.as_tensor(np.ptp(values, axis=1) <= EQUAL_WEIGHTS_TOLERANCE)
     if constant.any():
         k[constant] = math.nan
         return k, "a point whose weights are all equal (an exact estimate) has no tail to fit"

@@ -26,18 +26,17 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from vi_vae._deprecation import pop_renamed, warn_renamed
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import Bound, LogLikelihoodEstimate, summarize_log_weights
-from vi_vae.weights import guess_plates, trace_log_weights
+from vi_vae.weights import log_weight_chunks
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
@@ -55,61 +54,6 @@ DEFAULT_NUM_PARTICLES = 5000
 DEFAULT_BOUND_PARTICLES = (1, 5, 50)
 #: (particle, data point) pairs per vectorized pass; bounds peak memory (module docstring).
 DEFAULT_CHUNK_SIZE = 8192
-
-
-def check_data(x: Any, name: str = "x") -> Tensor:
-    """Return ``x`` if it is a tensor with at least one data point along dimension 0."""
-    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
-        raise InputError(f"{name} must be a tensor with the data points along its first dimension")
-    if x.is_floating_point() and not torch.isfinite(x).all():
-        raise InputError(f"{name} contains NaN or infinite values; all values must be finite")
-    return x
-
-
-def log_weight_chunks(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    num_particles: int = DEFAULT_NUM_PARTICLES,
-    *,
-    data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    seed: int | None = None,
-    **kwargs: Any,
-) -> Iterator[tuple[slice, Tensor]]:
-    """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
-
-    Draws are made in passes of at most ``chunk_size`` (particle, point) pairs,
-    without gradients; model and guide are called as ``model(x[rows], **kwargs)``.
-    The data are checked against the support of every observed site first (e.g.
-    0/1 values for a Bernoulli likelihood). With ``seed`` the draws are
-    reproducible and the global RNG is left untouched. The log weights stay on
-    the data's device.
-    """
-    check_positive_int("num_particles", num_particles)
-    check_positive_int("chunk_size", chunk_size)
-    check_data(x)
-    particles_per_pass = min(num_particles, chunk_size)
-    points_per_pass = max(1, chunk_size // particles_per_pass)
-    with torch.no_grad(), seeded(seed, x.device):
-        plate_nesting, _ = guess_plates(model, guide, (x,), kwargs, data_plate, check_support=True)
-        for start in range(0, x.shape[0], points_per_pass):
-            rows = slice(start, min(start + points_per_pass, x.shape[0]))
-            parts = []
-            for first in range(0, num_particles, particles_per_pass):
-                count = min(particles_per_pass, num_particles - first)
-                traces = trace_log_weights(
-                    model,
-                    guide,
-                    (x[rows],),
-                    kwargs,
-                    num_particles=count,
-                    plate_nesting=plate_nesting,
-                    data_plate=data_plate,
-                    scaled=False,
-                )
-                parts.append(traces.log_weights.detach())
-            yield rows, torch.cat(parts)
 
 
 def log_marginal_likelihood(

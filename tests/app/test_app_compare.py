@@ -1,0 +1,112 @@
+"""``compare``: one run per estimator from the same seed, evaluated alike, in memory."""
+
+import json
+
+import pytest
+
+from vi_vae import cli
+from vi_vae.app.compare import bound_curve_particles, compare, run_name
+from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
+from vi_vae.app.metrics import Comparison
+from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.runs import load_run
+from vi_vae.app.schema import from_json
+from vi_vae.errors import InputError
+
+BASE = RunConfig(
+    data=DataConfig(max_train=200),
+    model=ModelConfig(latent_dim=3, hidden_sizes=(16,)),
+    training=TrainingConfig(epochs=1),
+    evaluation=EvaluationConfig(num_particles=50, num_points=30),
+)
+ESTIMATORS = ["elbo", "iwae:3", "dreg:3"]
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("compare")
+    result = compare(BASE, ESTIMATORS, out_dir, snr_particles=(1, 2), snr_num_draws=3)
+    return out_dir, result
+
+
+def test_compare_writes_report_table_and_figures(comparison):
+    out_dir, _ = comparison
+    report = (out_dir / "report.md").read_text()
+    for expected in (
+        "| estimator | seconds | test ELBO | IWAE-5 | IWAE-50 | log p(x) ± SE",
+        "| elbo |",
+        "| iwae:3 |",
+        "| dreg:3 |",
+        "![bounds_versus_k]",
+        "the same 30 test points",
+    ):
+        assert expected in report, expected
+    for name in ("bounds_versus_k.png", "training_curves.png", "snr_versus_k.png"):
+        assert (out_dir / name).is_file()
+    for run in ("elbo", "iwae-3", "dreg-3"):
+        assert (out_dir / run / "checkpoint.pt").is_file()
+
+
+def test_comparison_json_reads_back_as_the_typed_result(comparison):
+    out_dir, result = comparison
+    stored = from_json(Comparison, json.loads((out_dir / "comparison.json").read_text()), "c")
+    assert repr(stored) == repr(result)  # repr: NaN fields (one-group SEs) compare equal
+
+
+def test_rows_come_from_the_model_in_memory_and_match_the_stored_runs(comparison):
+    out_dir, result = comparison
+    assert [row.estimator for row in result.rows] == ESTIMATORS
+    for row in result.rows:
+        stored = load_run(out_dir / run_name(row.estimator))
+        assert row.log_marginal_likelihood == stored.metrics.log_marginal_likelihood
+        assert row.log_marginal_likelihood.num_particles == 50
+        # the IWAE-50 estimate and the ELBO share their draws: ordered point by point
+        assert row.bound(1).mean <= row.log_marginal_likelihood.log_likelihood
+        assert row.snr_guide > 0 and row.snr_model > 0
+    # same seed: every run's first-epoch shuffling and initial weights are the same,
+    # so the epoch-1 training losses differ only through the estimator
+    losses = {name: history[0].train_loss for name, history in result.histories.items()}
+    assert len(set(losses.values())) == 3
+    assert [point.num_particles for point in result.snr_curves["iwae:3"]] == [1, 2]
+    assert [b.num_particles for b in result.bound_curves["iwae:3"]] == [1, 2, 5, 10, 20, 50]
+
+
+def test_resume_keeps_finished_runs(comparison):
+    out_dir, _ = comparison
+    checkpoint = RunDirectory(out_dir / "elbo").checkpoint_path
+    before = checkpoint.stat().st_mtime_ns
+    compare(BASE, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
+    assert checkpoint.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("estimators", "options", "message"),
+    [
+        (["elbo", "iwae:many"], {}, "num_particles must be int"),
+        ([], {}, "at least one estimator"),
+        (["elbo"], {"snr_num_draws": 1}, "snr_num_draws must be an integer >= 2"),
+        (["elbo"], {"snr_particles": (0,)}, "snr_particles must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_are_refused_before_training(tmp_path, estimators, options, message):
+    with pytest.raises(InputError, match=message):
+        compare(BASE, estimators, tmp_path / "c", **options)
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_command_line_prints_the_table(tmp_path, capsys):
+    status = cli.main(
+        ["compare", "--estimators", "elbo", "--out-dir", str(tmp_path / "c"), "--max-train"]
+        + ["64", "--hidden-sizes", "8", "--latent-dim", "2", "--epochs", "1"]
+        + ["--eval-num-particles", "5", "--eval-num-points", "10", "--snr-num-draws", "2"]
+        + ["--snr-particles", "1", "--quiet"]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "estimator" in out and "\nelbo " in out and "report:" in out
+    assert "vi-vae compare --estimators elbo" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_names_and_curve_particles():
+    assert run_name("vr:0.5:5") == "vr-0.5-5"
+    assert bound_curve_particles(60) == [1, 2, 5, 10, 20, 50]

@@ -1,0 +1,61 @@
+"""The run config: every field checked, each error naming its field; defaults are the library's."""
+
+import dataclasses
+
+import pytest
+
+from vi_vae.app.config import RunConfig
+from vi_vae.app.schema import SchemaError
+from vi_vae.cli.flags import FLAGS
+from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
+
+
+def test_defaults_are_the_library_s():
+    evaluation = RunConfig().evaluation
+    assert evaluation.num_particles == DEFAULT_NUM_PARTICLES
+    assert evaluation.bound_particles == DEFAULT_BOUND_PARTICLES
+
+
+def test_binarization_is_resolved_and_recorded():
+    assert RunConfig().validated().data.binarization == "dynamic"
+    continuous = RunConfig().replace("model", likelihood="gaussian").validated()
+    assert continuous.data.binarization == "none"
+
+
+@pytest.mark.parametrize(
+    ("section", "changes", "field"),
+    [
+        ("data", {"dataset": "cifar"}, "data.dataset"),
+        ("data", {"max_train": 0}, "data.max_train"),
+        ("model", {"latent_family": "hyperbolic"}, "model.latent_family"),
+        ("model", {"latent_dim": 0}, "model.latent_dim"),
+        ("model", {"hidden_sizes": ()}, "model.hidden_sizes"),
+        ("model", {"likelihood_options": {"sigma": 0.1}}, "model.likelihood"),
+        ("training", {"estimator": "iwae:x"}, "training.estimator"),
+        ("training", {"epochs": -5}, "training.epochs"),
+        ("training", {"learning_rate": 0.0}, "training.learning_rate"),
+        ("training", {"kl_weight": float("inf")}, "training.kl_weight"),
+        ("training", {"seed": -1}, "training.seed"),
+        ("training", {"seed": 2**40}, "training.seed"),
+        ("training", {"device": "tpu"}, "training.device"),
+        ("evaluation", {"num_particles": 0}, "evaluation.num_particles"),
+        ("evaluation", {"num_points": 0}, "evaluation.num_points"),
+        ("evaluation", {"bound_particles": (1, 0)}, "evaluation.bound_particles"),
+    ],
+)
+def test_bad_values_name_their_field(section, changes, field):
+    with pytest.raises(SchemaError) as caught:
+        RunConfig().replace(section, **changes).validated()
+    assert caught.value.field == field
+
+
+def test_every_config_field_has_exactly_one_flag():
+    fields = {
+        f"{section.name}.{item.name}"
+        for section in dataclasses.fields(RunConfig)
+        for item in dataclasses.fields(
+            section.type if isinstance(section.type, type) else getattr(RunConfig(), section.name)
+        )
+    }
+    assert sorted(flag.field for flag in FLAGS) == sorted(fields)
+    assert len({flag.flag("train") for flag in FLAGS}) == len(FLAGS)

@@ -1,0 +1,225 @@
+"""Typed results of a run: what ``metrics.json`` holds, field by field.
+
+The library's estimates carry per-point tensors; a run records their
+summaries. Each summary is a frozen dataclass written and read by the one codec
+(:mod:`vi_vae.app.schema`), so reports, comparisons and the command line read
+attributes, never string keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from vi_vae.app.config import RunConfig
+from vi_vae.evaluation import Bound, LogLikelihoodEstimate
+from vi_vae.train import EpochRecord, FitResult
+
+__all__ = [
+    "BoundSummary",
+    "Comparison",
+    "ComparisonRow",
+    "EstimateSummary",
+    "PointSubset",
+    "RunMetrics",
+    "SNRPoint",
+    "TrainingSummary",
+]
+
+
+@dataclass(frozen=True)
+class EstimateSummary:
+    """A log p(x) estimate over a set of points: its mean, errors and diagnostics.
+
+    Attributes:
+        method: ``"importance-sampling"`` or ``"ais"``.
+        log_likelihood: mean log p̂(x) over the points (nats per point).
+        standard_error: standard error of that mean over points.
+        monte_carlo_standard_error: its Monte Carlo standard error for these points.
+        mean_effective_sample_size: mean ESS of the weights, out of ``num_particles``.
+        share_pareto_k_above: share of points with Pareto k̂ > 0.7 (NaN: k̂ undefined).
+        pareto_k_reason: why k̂ is undefined for some points, or ``None``.
+        num_particles: K, the weights per point.
+        num_points: the number of points.
+    """
+
+    method: str
+    log_likelihood: float
+    standard_error: float
+    monte_carlo_standard_error: float
+    mean_effective_sample_size: float
+    share_pareto_k_above: float
+    pareto_k_reason: str | None
+    num_particles: int
+    num_points: int
+
+    @classmethod
+    def from_estimate(cls, estimate: LogLikelihoodEstimate) -> EstimateSummary:
+        """Summarize a library estimate."""
+        return cls(
+            method=estimate.method,
+            log_likelihood=estimate.mean,
+            standard_error=estimate.standard_error,
+            monte_carlo_standard_error=estimate.mean_monte_carlo_standard_error,
+            mean_effective_sample_size=estimate.mean_effective_sample_size,
+            share_pareto_k_above=estimate.share_pareto_k_above,
+            pareto_k_reason=estimate.pareto_k_reason,
+            num_particles=estimate.num_particles,
+            num_points=estimate.num_points,
+        )
+
+    @property
+    def negative_log_likelihood(self) -> float:
+        """NLL = −log p̂(x), nats per point."""
+        return -self.log_likelihood
+
+
+@dataclass(frozen=True)
+class BoundSummary:
+    """One row of a bound table: the ELBO (k = 1) or IWAE-k over a set of points."""
+
+    name: str
+    num_particles: int
+    mean: float
+    standard_error: float
+    monte_carlo_standard_error: float
+
+    @classmethod
+    def from_bound(cls, bound: Bound) -> BoundSummary:
+        """Summarize a library bound."""
+        return cls(
+            name=bound.name,
+            num_particles=bound.num_particles,
+            mean=bound.mean,
+            standard_error=bound.standard_error,
+            monte_carlo_standard_error=bound.mean_monte_carlo_standard_error,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """How training went."""
+
+    epochs_completed: int
+    best_epoch: int
+    stopped_early: bool
+    resumed_from_epoch: int
+    seconds_this_session: float
+    seconds_per_epoch: float
+    final_train_loss: float
+
+    @classmethod
+    def from_fit(cls, result: FitResult, seconds: float) -> TrainingSummary:
+        """Summarize :func:`vi_vae.fit`'s result."""
+        history = result.history
+        return cls(
+            epochs_completed=history[-1].epoch if history else 0,
+            best_epoch=result.best_epoch,
+            stopped_early=result.stopped_early,
+            resumed_from_epoch=result.resumed_from_epoch,
+            seconds_this_session=seconds,
+            seconds_per_epoch=(
+                sum(record.seconds for record in history) / len(history) if history else math.nan
+            ),
+            final_train_loss=history[-1].train_loss if history else math.nan,
+        )
+
+
+@dataclass(frozen=True)
+class PointSubset:
+    """Which test points an evaluation used.
+
+    Attributes:
+        num_points: how many were used.
+        num_available: how many the split holds.
+        description: in words, for reports.
+    """
+
+    num_points: int
+    num_available: int
+    description: str
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """Everything ``metrics.json`` records about a run.
+
+    Attributes:
+        split: the evaluated split.
+        data_kind: ``"discrete"`` (log p(x) is a log probability, ≤ 0) or
+            ``"continuous"`` (a log density, which can be positive).
+        points: the evaluated points.
+        log_marginal_likelihood: the importance-sampling estimate.
+        bounds: the ELBO/IWAE-k table.
+        training: the training summary (``None`` before training finished).
+        figures: file names of the figures written.
+        evaluation_error: why the evaluation failed after training, or ``None``.
+    """
+
+    split: str = "test"
+    data_kind: str = "discrete"
+    points: PointSubset | None = None
+    log_marginal_likelihood: EstimateSummary | None = None
+    bounds: tuple[BoundSummary, ...] = ()
+    training: TrainingSummary | None = None
+    figures: tuple[str, ...] = ()
+    evaluation_error: str | None = field(default=None)
+
+    def bound(self, num_particles: int) -> BoundSummary | None:
+        """The bound with k = ``num_particles``, if the table has it."""
+        return next((b for b in self.bounds if b.num_particles == num_particles), None)
+
+
+@dataclass(frozen=True)
+class SNRPoint:
+    """Gradient signal-to-noise ratios of one estimator at one K (Rainforth et al. 2018)."""
+
+    num_particles: int
+    guide: float
+    model: float
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One estimator's run in a comparison: its cost, bounds, log p(x) and diagnostics."""
+
+    estimator: str
+    seconds: float
+    epochs: int
+    log_marginal_likelihood: EstimateSummary
+    bounds: tuple[BoundSummary, ...]
+    active_units: int
+    latent_dim: int
+    snr_guide: float
+    snr_model: float
+
+    def bound(self, num_particles: int) -> BoundSummary | None:
+        """The bound with k = ``num_particles``, if the table has it."""
+        return next((b for b in self.bounds if b.num_particles == num_particles), None)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``comparison.json`` holds: the shared settings, one row per estimator, curves.
+
+    Attributes:
+        settings: the run config every estimator's run shares (its estimator aside).
+        estimators: the estimator spellings, in order.
+        snr_num_draws: gradient draws per SNR value.
+        snr_batch_size: test points in the fixed batch the SNRs are measured on.
+        rows: one per estimator.
+        bound_curves: estimator -> IWAE-k for each k of the curve.
+        snr_curves: estimator -> SNR at each K of ``snr_particles``.
+        histories: estimator -> its training history.
+        command: the command line that made it, for the report's "Reproduce".
+    """
+
+    settings: RunConfig
+    estimators: tuple[str, ...]
+    snr_num_draws: int
+    snr_batch_size: int
+    rows: tuple[ComparisonRow, ...]
+    bound_curves: dict[str, tuple[BoundSummary, ...]]
+    snr_curves: dict[str, tuple[SNRPoint, ...]]
+    histories: dict[str, tuple[EpochRecord, ...]]
+    command: str | None = None

@@ -1,0 +1,291 @@
+"""The run directory's one owner: its file names, and typed reads and writes of each file.
+
+A run directory holds
+
+- ``config.json``: ``{"config": RunConfig, "dataset": where the data came from,
+  "environment": versions}``;
+- ``checkpoint.pt`` and ``history.csv``, written by :func:`vi_vae.fit` after
+  every epoch (their names are the library's, :mod:`vi_vae.checkpoint`);
+- ``metrics.json``: :class:`~vi_vae.app.metrics.RunMetrics`;
+- the PNG figures of :data:`FIGURE_FILES` and ``report.md``.
+
+Every write is atomic (temporary file and rename: a symbolic link is replaced,
+never written through), opening a directory removes the temporaries a killed
+write left behind, and every read is validated against its schema, naming the
+offending field.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vi_vae.app.config import RunConfig
+from vi_vae.app.metrics import RunMetrics
+from vi_vae.app.schema import from_json, to_json
+from vi_vae.checkpoint import (
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    read_json,
+    remove_stale_temporaries,
+)
+from vi_vae.errors import InputError
+from vi_vae.train import EpochRecord
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "COMPARISON_FILE",
+    "CONFIG_FILE",
+    "FIGURE_FILES",
+    "HISTORY_FILE",
+    "METRICS_FILE",
+    "REPORT_FILE",
+    "RunDirectory",
+    "RunDirectoryNotEmpty",
+]
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+COMPARISON_FILE = "comparison.json"
+#: figure name -> file name, for a run and for a comparison
+FIGURE_FILES = {
+    "training_curves": "training_curves.png",
+    "latent_scatter": "latent_scatter.png",
+    "reconstructions": "reconstructions.png",
+    "samples": "samples.png",
+    "interpolation": "interpolation.png",
+    "manifold": "manifold.png",
+    "bounds_versus_k": "bounds_versus_k.png",
+    "snr_versus_k": "snr_versus_k.png",
+}
+
+
+class RunDirectoryNotEmpty(InputError):
+    """A new run was asked for in a directory that already holds files."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"run directory {path} is not empty; resume it or overwrite it")
+        self.path = path
+
+
+class RunDirectory:
+    """A run directory on disk: where each file is, and how to read and write it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    # -- where things are ----------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        """``config.json``."""
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """``checkpoint.pt``."""
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def history_path(self) -> Path:
+        """``history.csv``."""
+        return self.path / HISTORY_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """``metrics.json``."""
+        return self.path / METRICS_FILE
+
+    @property
+    def report_path(self) -> Path:
+        """``report.md``."""
+        return self.path / REPORT_FILE
+
+    @property
+    def comparison_path(self) -> Path:
+        """``comparison.json``, in a comparison directory (which uses the same file names)."""
+        return self.path / COMPARISON_FILE
+
+    def figure_path(self, name: str) -> Path:
+        """The file of figure ``name`` (a key of :data:`FIGURE_FILES`)."""
+        return self.path / FIGURE_FILES[name]
+
+    def has_checkpoint(self) -> bool:
+        """Whether training has completed at least one epoch here."""
+        return self.checkpoint_path.is_file()
+
+    # -- opening -----------------------------------------------------------------
+
+    def create(self, *, overwrite: bool = False) -> None:
+        """Make the directory for a new run (replacing an old run's files with ``overwrite``).
+
+        Call it only once the input has been checked: bad input must neither
+        leave a half-made run nor destroy the one it would replace.
+
+        Raises:
+            RunDirectoryNotEmpty: when it holds files and ``overwrite`` is false.
+            InputError: when it is a file or cannot be created.
+        """
+        self.check_creatable()
+        if self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise RunDirectoryNotEmpty(self.path)
+            shutil.rmtree(self.path)
+        self._mkdir()
+
+    def check_creatable(self) -> None:
+        """Refuse a path that is a file or whose parent cannot hold a directory."""
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"run directory {self.path} is a file, not a directory")
+        parent = next((p for p in self.path.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir():
+            raise InputError(f"cannot create run directory {self.path}: no existing parent")
+
+    def open(self) -> None:
+        """Open an existing run: it must hold ``config.json``; stale temporaries are removed."""
+        if not self.path.is_dir():
+            raise InputError(f"run directory {self.path} does not exist")
+        if not self.config_path.is_file():
+            raise InputError(f"{self.path} is not a vi_vae run directory (no {CONFIG_FILE})")
+        remove_stale_temporaries(self.path)
+
+    def _mkdir(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(
+                f"cannot create run directory {self.path}: {error.strerror or error}"
+            ) from None
+        remove_stale_temporaries(self.path)
+
+    # -- config.json ---------------------------------------------------------------
+
+    def write_config(
+        self, config: RunConfig, dataset: dict[str, Any], environment: dict[str, str]
+    ) -> None:
+        """Write ``config.json``."""
+        atomic_write_json(
+            self.config_path,
+            {"config": config.to_json(), "dataset": dataset, "environment": environment},
+        )
+
+    def read_config(self) -> RunConfig:
+        """Read and check ``config.json``'s config (a vi_vae 0.1 config is converted)."""
+        stored = read_json(self.config_path)
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+            raise InputError(f"{self.config_path} is not a vi_vae run config")
+        data = stored["config"]
+        if "data" not in data and "dataset" in data:
+            data = _from_version_1(data)
+        try:
+            return RunConfig.from_json(data, "config").validated()
+        except InputError as error:
+            raise InputError(f"{self.config_path}: {error}") from None
+
+    # -- checkpoint.pt and history ------------------------------------------------
+
+    def load_checkpoint(self, config: RunConfig, input_dim: int) -> dict[str, Any]:
+        """Load ``checkpoint.pt``, refusing one trained with other model-defining settings.
+
+        The checkpoint stores the fingerprint :meth:`RunConfig.model_fingerprint`
+        of the config it was trained with; an edited ``config.json`` that would
+        evaluate the weights as another model is refused, naming the field.
+        """
+        checkpoint = load_checkpoint(self.checkpoint_path)
+        stored = checkpoint.get("metadata", {}).get("fingerprint")
+        if stored is None:  # vi_vae 0.1 checkpoints carry no fingerprint
+            return checkpoint
+        expected = config.model_fingerprint(input_dim)
+        for section, values in expected.items():
+            for name, value in values.items():
+                trained = stored.get(section, {}).get(name)
+                if _comparable(trained) != _comparable(value):
+                    raise InputError(
+                        f"{self.config_path} says {section}.{name} = {value!r} but "
+                        f"{self.checkpoint_path} was trained with {trained!r}; the config was "
+                        "changed after training (restore it, or train a new run)"
+                    )
+        return checkpoint
+
+    def read_history(self, checkpoint: dict[str, Any]) -> list[EpochRecord]:
+        """The training history, as the checkpoint stores it (``history.csv`` mirrors it)."""
+        return [EpochRecord.from_dict(row) for row in checkpoint.get("history", [])]
+
+    # -- metrics.json, report.md, figures ---------------------------------------
+
+    def write_metrics(self, metrics: RunMetrics) -> None:
+        """Write ``metrics.json``."""
+        atomic_write_json(self.metrics_path, to_json(metrics))
+
+    def read_metrics(self) -> RunMetrics | None:
+        """Read and check ``metrics.json``; ``None`` when there is none (or it predates 0.2)."""
+        if not self.metrics_path.is_file():
+            return None
+        stored = read_json(self.metrics_path)
+        if (
+            isinstance(stored, dict)
+            and "log_marginal_likelihood" in stored
+            and ("points" not in stored)
+        ):
+            return None  # vi_vae 0.1 metrics: re-evaluate to get typed ones
+        try:
+            return from_json(RunMetrics, stored, "metrics")
+        except InputError as error:
+            raise InputError(f"{self.metrics_path}: {error}") from None
+
+    def write_report(self, text: str) -> None:
+        """Write ``report.md``."""
+        atomic_write_text(self.report_path, text)
+
+
+def _comparable(value: Any) -> Any:
+    """Lists and tuples alike (JSON has no tuples), numbers by value."""
+    if isinstance(value, (list, tuple)):
+        return [_comparable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _comparable(item) for key, item in value.items()}
+    return value
+
+
+#: vi_vae 0.1's flat config keys -> (section, field)
+_VERSION_1_FIELDS = {
+    "dataset": ("data", "dataset"),
+    "data_dir": ("data", "data_dir"),
+    "binarization": ("data", "binarization"),
+    "max_train": ("data", "max_train"),
+    "latent": ("model", "latent_family"),
+    "latent_dim": ("model", "latent_dim"),
+    "likelihood": ("model", "likelihood"),
+    "likelihood_options": ("model", "likelihood_options"),
+    "hidden_sizes": ("model", "hidden_sizes"),
+    "activation": ("model", "activation"),
+    "estimator": ("training", "estimator"),
+    "epochs": ("training", "epochs"),
+    "batch_size": ("training", "batch_size"),
+    "learning_rate": ("training", "learning_rate"),
+    "kl_weight": ("training", "kl_weight"),
+    "kl_warmup_epochs": ("training", "kl_warmup_epochs"),
+    "patience": ("training", "patience"),
+    "seed": ("training", "seed"),
+    "device": ("training", "device"),
+    "eval_samples": ("evaluation", "num_particles"),
+    "eval_bounds": ("evaluation", "bound_particles"),
+    "eval_points": ("evaluation", "num_points"),
+}
+
+
+def _from_version_1(flat: dict[str, Any]) -> dict[str, Any]:
+    """A vi_vae 0.1 (flat) config in this version's sections; unknown keys are kept to fail."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, name = _VERSION_1_FIELDS.get(key, ("unknown", key))
+        sections.setdefault(section, {})[name] = value
+    return sections

@@ -1,0 +1,272 @@
+"""Every run-config flag of ``vi-vae``: its config field, its type and its help, in one table.
+
+A flag is the config field's name in kebab case (``training.kl_weight`` is
+``--kl-weight``); the evaluation section's flags carry the prefix ``--eval-`` in
+``train`` and ``compare`` (``evaluation.num_particles`` is ``--eval-num-particles``),
+because the estimator's own K is part of its spelling (``iwae:5``). Defaults are
+the config's (and so the library's); the table also maps a config error back to
+the flag that caused it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vi_vae.app.config import RunConfig
+from vi_vae.estimators import ESTIMATOR_SPECS
+
+__all__ = [
+    "FLAGS",
+    "Flag",
+    "add_config_flags",
+    "config_from_arguments",
+    "flag_of_field",
+    "given_flags",
+    "int_list",
+    "positive_int",
+]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, an integer in [0, 2**32 - 1]."""
+    from vi_vae._validation import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated integers >= 1, at least one."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 400,200; got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer, e.g. 400")
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"every value must be >= 1; got {text!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag of a run-config field.
+
+    Attributes:
+        field: ``section.name`` in :class:`~vi_vae.app.config.RunConfig`.
+        help: the help text (the default is appended).
+        type: argparse type.
+        deprecated: older spellings, still accepted with a note on stderr.
+        metavar: argparse metavar.
+        to_config: turns the parsed value into the field's value.
+    """
+
+    field: str
+    help: str
+    type: Callable[[str], Any] | None = None
+    deprecated: tuple[str, ...] = ()
+    metavar: str | None = None
+    to_config: Callable[[Any], Any] | None = None
+
+    def flag(self, command: str) -> str:
+        """The flag's spelling in ``command`` (``train``, ``compare`` or ``evaluate``)."""
+        section, name = self.field.split(".")
+        if name == "likelihood_options":
+            return "--likelihood-scale"
+        prefix = "--eval-" if section == "evaluation" and command != "evaluate" else "--"
+        return prefix + name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination: the field with ``__`` for the dot."""
+        return self.field.replace(".", "__")
+
+
+_ESTIMATORS = ", ".join(spec.usage(name) for name, spec in ESTIMATOR_SPECS.items())
+
+#: every run-config flag, by section
+FLAGS: tuple[Flag, ...] = (
+    Flag("data.dataset", "dataset name (vi-vae datasets lists them) or a .npy/.npz/.csv file"),
+    Flag("data.data_dir", "directory holding the dataset's IDX files"),
+    Flag(
+        "data.binarization",
+        "none, dynamic, static or threshold (default: dynamic for the bernoulli likelihood, "
+        "none otherwise)",
+        deprecated=("--binarize",),
+    ),
+    Flag(
+        "data.max_train",
+        "use only the first N training points of the shuffled split (a random subset)",
+        positive_int,
+    ),
+    Flag(
+        "model.latent_family",
+        "latent family (vi-vae families lists them)",
+        deprecated=("--latent",),
+    ),
+    Flag("model.latent_dim", "dimension of z", positive_int),
+    Flag(
+        "model.likelihood",
+        "bernoulli, continuous-bernoulli, gaussian (fixed σ0) or gaussian-learned",
+    ),
+    Flag(
+        "model.likelihood_options",
+        "σ0 of the gaussian likelihood (default 0.1)",
+        float,
+        deprecated=("--sigma",),
+        metavar="SCALE",
+        to_config=lambda scale: {"scale": scale},
+    ),
+    Flag(
+        "model.hidden_sizes",
+        "hidden widths of the encoder MLP, comma-separated; the decoder mirrors them",
+        int_list,
+        deprecated=("--hidden",),
+        metavar="W1,W2,...",
+    ),
+    Flag("model.activation", "relu, tanh, softplus, elu, gelu or silu"),
+    Flag("training.estimator", f"training objective: {_ESTIMATORS}"),
+    Flag("training.epochs", "number of epochs (with --resume: raises the stored total)", int),
+    Flag("training.batch_size", "data points per step", positive_int),
+    Flag("training.learning_rate", "Adam step size", float, deprecated=("--lr",)),
+    Flag("training.kl_weight", "weight β of the KL term; 1 is the ELBO", float, ("--beta",)),
+    Flag(
+        "training.kl_warmup_epochs",
+        "epochs over which the KL weight ramps up from 0",
+        int,
+        ("--kl-warmup",),
+    ),
+    Flag("training.patience", "stop after N epochs without a better validation ELBO", int),
+    Flag("training.seed", "random seed of the weights, draws and shuffling", seed),
+    Flag("training.device", "cpu or cuda"),
+    Flag(
+        "evaluation.num_particles",
+        "importance samples K per test point for log p(x)",
+        int,
+        ("--eval-samples", "--num-samples"),
+        metavar="K",
+    ),
+    Flag(
+        "evaluation.bound_particles",
+        "k of the IWAE-k bounds in the table, comma-separated",
+        int_list,
+        ("--eval-bounds",),
+        metavar="K1,K2,...",
+    ),
+    Flag(
+        "evaluation.num_points",
+        "evaluate the first N test points of the shuffled split (a random subset)",
+        int,
+        ("--eval-points",),
+        metavar="N",
+    ),
+)
+
+_BY_FIELD = {flag.field: flag for flag in FLAGS}
+
+
+def _default(field: str) -> Any:
+    section, name = field.split(".")
+    return getattr(getattr(RunConfig(), section), name)
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling: stores like the new one, with a note on stderr."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        print(f"vi-vae: note: {option} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, command: str, sections: tuple[str, ...]
+) -> None:
+    """Add the flags of ``sections`` to ``parser``, one argument group per section.
+
+    Absent flags are absent from the parsed namespace (``argparse.SUPPRESS``), so
+    :func:`given_flags` can tell what the user typed.
+    """
+    for section in sections:
+        group = parser.add_argument_group(section)
+        for flag in FLAGS:
+            if not flag.field.startswith(section + ".") or (
+                command == "compare" and flag.field == "training.estimator"
+            ):
+                continue
+            default = _default(flag.field)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            if flag.field == "model.likelihood_options":
+                shown = None
+            suffix = f" (default: {shown})" if shown not in (None, {}) else ""
+            options = {
+                "dest": flag.dest,
+                "type": flag.type,
+                "metavar": flag.metavar or flag.field.split(".")[1].upper(),
+                "default": argparse.SUPPRESS,
+            }
+            group.add_argument(flag.flag(command), help=flag.help + suffix, **options)
+            for old in flag.deprecated:
+                if command != "evaluate" and old == "--num-samples":
+                    continue
+                group.add_argument(
+                    old,
+                    action=_DeprecatedFlag,
+                    new=flag.flag(command),
+                    help=argparse.SUPPRESS,
+                    **options,
+                )
+
+
+def given_flags(arguments: argparse.Namespace, command: str) -> list[str]:
+    """The config flags the user typed, in table order."""
+    return [flag.flag(command) for flag in FLAGS if hasattr(arguments, flag.dest)]
+
+
+def config_from_arguments(
+    arguments: argparse.Namespace, command: str, base: RunConfig | None = None
+) -> RunConfig:
+    """``base`` (default: the defaults) with every typed flag applied; not yet validated."""
+    config = base or RunConfig()
+    for flag in FLAGS:
+        if hasattr(arguments, flag.dest):
+            value = getattr(arguments, flag.dest)
+            if flag.to_config is not None:
+                value = flag.to_config(value)
+            section, name = flag.field.split(".")
+            config = dataclasses.replace(
+                config, **{section: dataclasses.replace(getattr(config, section), **{name: value})}
+            )
+    return config
+
+
+def flag_of_field(field: str, command: str) -> str | None:
+    """The flag of a config field (``training.learning_rate`` -> ``--learning-rate``)."""
+    flag = _BY_FIELD.get(field.split("[")[0].removeprefix("config."))
+    return flag.flag(command) if flag is not None else None
