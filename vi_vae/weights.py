@@ -5,7 +5,7 @@ guide q(z|x) that put the data dimension in ``pyro.plate(data_plate)``, draw
 ``num_particles`` samples z_k ~ q(z|x) in one vectorized pass and return
 
 .. math::
-    \\log w_{k,n} = \\log p(x_n, z_{k,n}) - \\log q(z_{k,n} \\mid x_n),
+    \log w_{k,n} = \log p(x_n, z_{k,n}) - \log q(z_{k,n} \mid x_n),
 
 shape ``[num_particles, batch]``. Unlike Pyro's ``vectorized_importance_weights``,
 the batch is kept: bounds are sums of per-point bounds, and diagnostics (ESS,

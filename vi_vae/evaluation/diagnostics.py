@@ -50,7 +50,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 class GradientSNR:
     """Signal-to-noise ratio of a gradient estimator, by parameter group.
 
-    For each parameter element, SNR = |mean| / std of its gradient over repeated
+    For each parameter element, SNR = ``|mean| / std`` of its gradient over repeated
     draws on a fixed batch (std with Bessel's correction). Elements whose gradient
     is exactly zero in every draw (parameters the loss does not touch) have no SNR
     and are left out of the summaries.

@@ -1,0 +1,259 @@
+"""The documentation site builds without a warning, its links resolve, and its math renders.
+
+The site is built once per session (about 40 s on two cores; nothing is trained:
+the gallery's figures are committed). Sphinx runs with ``-W`` and ``nitpicky``, so
+a docstring that does not render, a reference into vi_vae that does not resolve,
+a missing image or a page outside every toctree fails the build. The pages are
+then read back: every internal link and anchor must exist, every public name must
+have its API entry, and headless Chromium (Debian's ``chromium``; those tests skip
+without it) must typeset the math with the vendored MathJax and find pages through
+the search page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+#: a fresh build takes ~40 s on two cores; far beyond that something hangs (e.g. the network)
+BUILD_TIMEOUT = 600
+#: seconds of page time Chromium grants the scripts (MathJax, search) before the DOM dump
+VIRTUAL_TIME_BUDGET_MS = 20_000
+BROWSER_TIMEOUT = 180
+#: pages opened in the browser besides the index, and the least math each must show
+MATH_PAGES = {
+    "concepts/elbo.html": 10,
+    "api/generated/vi_vae.log_marginal_likelihood.html": 1,
+}
+
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="the docs extra (Sphinx 9) needs Python >= 3.11"
+)
+
+
+@dataclasses.dataclass
+class Site:
+    """A built site: its HTML directory and what Sphinx printed."""
+
+    html: Path
+    returncode: int
+    output: str
+    warnings: str
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Site:
+    html = tmp_path_factory.mktemp("docs") / "html"
+    warnings = html.parent / "warnings.txt"
+    command = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-E",  # a fresh environment: every page is read, so every warning is seen
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        "-w",
+        str(warnings),
+        str(DOCS),
+        str(html),
+    ]
+    # the checkout's vi_vae, like docs/conf.py; one thread, as on a shared two-core machine
+    environment = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    return Site(
+        html,
+        completed.returncode,
+        completed.stdout + completed.stderr,
+        warnings.read_text() if warnings.exists() else "",
+    )
+
+
+def test_site_builds_without_a_warning(site):
+    assert site.returncode == 0, site.output
+    assert site.warnings.strip() == "", site.warnings
+    assert (site.html / "index.html").is_file()
+
+
+class _Links(HTMLParser):
+    """The ids a page defines and the local links it makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in ("id", "name"):
+            if values.get(name):
+                self.ids.add(values[name])
+        for name in ("href", "src"):
+            target = values.get(name)
+            if target and not urlsplit(target).scheme and not target.startswith("//"):
+                self.links.append(target)
+
+
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_every_internal_link_and_anchor_exists(site):
+    assert site.returncode == 0, site.output
+    # _static holds the theme's template files, not pages
+    pages = {
+        path: _parse(path)
+        for path in site.html.rglob("*.html")
+        if "_static" not in path.relative_to(site.html).parts
+    }
+    broken = []
+    for page, parsed in pages.items():
+        for link in parsed.links:
+            parts = urlsplit(link)
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if not target.exists():
+                broken.append(f"{page.relative_to(site.html)}: {link} (no such file)")
+            elif parts.fragment and target.suffix == ".html":
+                ids = pages[target].ids if target in pages else _parse(target).ids
+                if unquote(parts.fragment) not in ids:
+                    broken.append(f"{page.relative_to(site.html)}: {link} (no such anchor)")
+    assert not broken, "\n".join(sorted(broken)[:50])
+
+
+def test_every_public_name_is_documented(site):
+    """Each module in the package has its page; each name in an ``__all__`` its entry."""
+    assert site.returncode == 0, site.output
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import vi_vae_api
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    modules = vi_vae_api.public_modules()
+    assert {"vi_vae", "vi_vae.estimators", "vi_vae.evaluation", "vi_vae.latents"} <= set(modules)
+    _, documented = vi_vae_api.collect(modules)
+    missing = []
+    for entry in documented.values():
+        page = site.html / "api" / "generated" / f"{entry.name}.html"
+        if entry.kind != "module":
+            if not page.is_file():
+                missing.append(f"{entry.name}: no page")
+            elif entry.name not in _parse(page).ids:
+                missing.append(f"{entry.name}: no entry on its page")
+        elif not page.is_file():
+            missing.append(f"module {entry.name}: no page")
+    assert not missing, "\n".join(missing)
+    assert len(documented) > 100  # the package exports well over a hundred names
+
+
+def _chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+
+
+def _dump_dom(browser: str, url: str) -> tuple[str, str]:
+    """The DOM of ``url`` after its scripts ran, and the browser's log (console errors)."""
+    completed = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",  # CI runs as root
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_TIMEOUT,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed.stdout, completed.stderr
+
+
+@pytest.fixture(scope="session")
+def browser(site) -> str:
+    assert site.returncode == 0, site.output
+    found = _chromium()
+    if found is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    return found
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def served(site, browser):
+    """The built site over HTTP on the loopback interface, as a reader's browser gets it.
+
+    (Over ``file://`` Chromium refuses the ``fetch`` the search page uses for its
+    result summaries.)
+    """
+    handler = functools.partial(_QuietHandler, directory=str(site.html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _script_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "CONSOLE" in line and "Uncaught" in line]
+
+
+def test_index_opens_in_a_browser(browser, served):
+    dom, log = _dump_dom(browser, f"{served}/index.html")
+    assert "Getting started" in dom and "API reference" in dom
+    assert not _script_errors(log), _script_errors(log)
+
+
+@pytest.mark.parametrize("page", sorted(MATH_PAGES))
+def test_math_is_typeset_by_mathjax(site, browser, served, page):
+    static = (site.html / page).read_text()
+    assert "_static/mathjax/tex-chtml.js" in static  # the local copy, not a CDN
+    expressions = len(re.findall(r'class="math', static))
+    assert expressions >= MATH_PAGES[page]
+    dom, log = _dump_dom(browser, f"{served}/{page}")
+    typeset = dom.count("<mjx-container")
+    # every expression became MathJax output, and TeX reported no error in any
+    assert typeset >= expressions, f"{typeset} of {expressions} expressions typeset on {page}"
+    assert "<mjx-merror" not in dom
+    assert not _script_errors(log), _script_errors(log)
+
+
+def test_search_finds_a_concept_page(browser, served):
+    dom, log = _dump_dom(browser, f"{served}/search.html?q=reparameterization")
+    results = re.search(r'<ul[^>]*class="search"[^>]*>(.*?)</ul>', dom, flags=re.DOTALL)
+    assert results is not None, "the search page shows no result list"
+    assert "concepts/reparameterization.html" in results.group(1)
+    assert 'class="context"' in results.group(1)  # the excerpts, fetched from the pages
+    assert not _script_errors(log), _script_errors(log)
