@@ -12,7 +12,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
-from vi_vae._deprecation import pop_renamed
+from vi_vae._deprecation import renamed_keywords
 from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
@@ -59,6 +59,7 @@ class VAE(PyroModule):
         (torch.Size([5]), torch.Size([3, 784]))
     """
 
+    @renamed_keywords(latent="latent_family")
     def __init__(
         self,
         input_dim: int,
@@ -73,14 +74,8 @@ class VAE(PyroModule):
         data_plate: str = "data",
         image_shape: Sequence[int] | None = None,
         seed: int | None = None,
-        **deprecated: Any,
     ) -> None:
         super().__init__()
-        latent_family = pop_renamed(
-            "VAE", deprecated, "latent", "latent_family", latent_family, "normal"
-        )
-        if deprecated:
-            raise TypeError(f"VAE() got unexpected keyword arguments {sorted(deprecated)}")
         check_positive_int("input_dim", input_dim)
         check_positive_int("latent_dim", latent_dim)
         for width in hidden_sizes:

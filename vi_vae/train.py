@@ -6,7 +6,7 @@ after every completed epoch, so a killed run resumes (``resume=True``) from its
 last completed epoch with the same parameters, optimizer state and random
 streams, and continues exactly as if it had not been interrupted. The pieces
 (epoch records, validation, early stopping, checkpoints, the KL weight) live in
-:mod:`vi_vae._training`.
+``vi_vae._training``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pyro.infer import SVI
 from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
-from vi_vae._deprecation import pop_renamed
+from vi_vae._deprecation import renamed_keywords
 from vi_vae._random import seed_everything
 from vi_vae._training import (
     Checkpointer,
@@ -70,6 +70,7 @@ class FitResult:
     resumed_from_epoch: int = 0
 
 
+@renamed_keywords(validation_particles="validation_num_particles")
 def fit(
     model: Callable,
     guide: Callable,
@@ -94,7 +95,6 @@ def fit(
     on_step: Callable[[int, int, int, float], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
-    **deprecated: Any,
 ) -> FitResult:
     """Train ``model``/``guide`` with ``pyro.infer.SVI`` on mini-batches of ``train``.
 
@@ -133,8 +133,6 @@ def fit(
         checkpoint_metadata: plain values (strings, numbers, lists, dicts) stored in
             every checkpoint under ``"metadata"``, e.g. the settings that define the
             model, so that a loader can refuse weights of another model.
-        **deprecated: ``validation_particles``, the old name of
-            ``validation_num_particles``.
 
     Returns:
         :class:`FitResult`. The parameters of the best validation epoch are
@@ -146,16 +144,6 @@ def fit(
         TrainingError: on a NaN or infinite loss, naming the epoch and step; the
             checkpoint of the last completed epoch stays in ``run_dir``.
     """
-    validation_num_particles = pop_renamed(
-        "fit",
-        deprecated,
-        "validation_particles",
-        "validation_num_particles",
-        validation_num_particles,
-        1,
-    )
-    if deprecated:
-        raise TypeError(f"fit() got unexpected keyword arguments {sorted(deprecated)}")
     _check_arguments(
         train,
         validation,

@@ -267,19 +267,21 @@ def _families_table() -> str:
 
 def _flags_table() -> str:
     """Every ``vi-vae`` flag, the commands that take it, and its ``config.json`` key."""
-    import dataclasses
+    import argparse
 
-    from vi_vae.app.config import RunConfig
     from vi_vae.cli import build_parser
+    from vi_vae.cli.flags import FLAGS
 
-    settings = {field.name for field in dataclasses.fields(RunConfig)}
+    settings = {flag.field for flag in FLAGS}
     flags: dict[str, tuple[list[str], str]] = {}
     for command, parser in _subcommands(build_parser()).items():
         for action in parser._actions:
             if not action.option_strings or action.dest == "help":
                 continue
+            if action.help == argparse.SUPPRESS:  # a deprecated spelling
+                continue
             flag = ", ".join(action.option_strings)
-            commands, _ = flags.setdefault(flag, ([], action.dest))
+            commands, _ = flags.setdefault(flag, ([], action.dest.replace("__", ".")))
             commands.append(command)
     lines = [
         ".. list-table::",
@@ -290,9 +292,9 @@ def _flags_table() -> str:
         "     - commands",
         "     - ``config.json`` key",
     ]
-    for flag, (commands, dest) in sorted(flags.items()):
-        key = f"``{dest}``" if dest in settings else "— (not a stored setting)"
-        lines += [f"   * - ``{flag}``", f"     - {', '.join(commands)}", f"     - {key}"]
+    for flag, (commands, key) in sorted(flags.items()):
+        stored = f"``config.{key}``" if key in settings else "— (not a stored setting)"
+        lines += [f"   * - ``{flag}``", f"     - {', '.join(commands)}", f"     - {stored}"]
     return "\n".join(lines) + "\n"
 
 

@@ -49,7 +49,7 @@ def test_deprecated_keywords_still_work_and_warn():
     with pytest.warns(DeprecationWarning, match="chunk_size"):
         assert IWAE(4, max_pairs_per_pass=10).chunk_size == 10
     with pytest.raises(TypeError, match="both"):
-        CIWAE(0.5, 3, beta=0.25)
+        CIWAE(elbo_weight=0.5, num_particles=3, beta=0.25)
 
 
 @pytest.mark.parametrize(

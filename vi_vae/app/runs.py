@@ -158,7 +158,7 @@ def resume_run(
 
     Only ``epochs`` (to train longer) and ``device`` may differ from the stored
     config. A directory whose training never completed an epoch starts from
-    epoch 1 (:attr:`~vi_vae.app.metrics.TrainingSummary.resumed_from_epoch` is 0).
+    epoch 1 (``TrainingSummary.resumed_from_epoch`` is 0).
     """
     directory = RunDirectory(run_dir)
     directory.open()

@@ -18,13 +18,11 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, TypeVar, Union
+from typing import Any, Union
 
 from vi_vae.errors import InputError
 
 __all__ = ["SchemaError", "from_json", "to_json"]
-
-T = TypeVar("T")
 
 
 class SchemaError(InputError):
@@ -46,7 +44,7 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def from_json(cls: type[T], data: Any, where: str) -> T:
+def from_json(cls: type, data: Any, where: str) -> Any:
     """Rebuild a ``cls`` dataclass from :func:`to_json` output, checking every field.
 
     Unknown keys are refused; missing keys take the field's default (a field

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae._deprecation import pop_renamed, warn_renamed
+from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae.bounds import combination_bound
 from vi_vae.estimators.particle_estimator import ParticleEstimator
 
@@ -39,12 +39,8 @@ class CIWAE(ParticleEstimator):
             Le, Maddison, Igl, Wood & Teh, ICML 2018.
     """
 
-    def __init__(
-        self, elbo_weight: float | None = None, num_particles: int = 1, **options: Any
-    ) -> None:
-        elbo_weight = pop_renamed("CIWAE", options, "beta", "elbo_weight", elbo_weight)
-        if elbo_weight is None:
-            raise TypeError("CIWAE() needs elbo_weight, the ELBO's weight β in [0, 1]")
+    @renamed_keywords(beta="elbo_weight")
+    def __init__(self, elbo_weight: float, num_particles: int, **options: Any) -> None:
         elbo_weight = float(elbo_weight)
         if not 0 <= elbo_weight <= 1:
             raise ValueError(f"elbo_weight must lie in [0, 1]; got {elbo_weight}")

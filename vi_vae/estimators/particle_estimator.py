@@ -47,7 +47,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 from torch import Tensor
 
-from vi_vae._deprecation import pop_renamed
+from vi_vae._deprecation import renamed_keywords
 from vi_vae._validation import check_positive_int
 from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
 from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
@@ -116,6 +116,7 @@ class ParticleEstimator(PyroELBO):
     #: whether the gradient is that of the bound (then ``differentiable_loss`` is −Σ bound)
     follows_bound_gradient: bool = True
 
+    @renamed_keywords(max_pairs_per_pass="chunk_size")
     def __init__(
         self,
         num_particles: int,
@@ -123,20 +124,7 @@ class ParticleEstimator(PyroELBO):
         data_plate: str = "data",
         max_plate_nesting: float = math.inf,
         chunk_size: int = DEFAULT_TRAINING_CHUNK_SIZE,
-        **deprecated: Any,
     ) -> None:
-        chunk_size = pop_renamed(
-            type(self).__name__,
-            deprecated,
-            "max_pairs_per_pass",
-            "chunk_size",
-            chunk_size,
-            DEFAULT_TRAINING_CHUNK_SIZE,
-        )
-        if deprecated:
-            raise TypeError(
-                f"{type(self).__name__}() got unexpected keyword arguments {sorted(deprecated)}"
-            )
         check_positive_int("num_particles", num_particles)
         check_positive_int("chunk_size", chunk_size)
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)

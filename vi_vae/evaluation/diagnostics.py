@@ -29,7 +29,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vi_vae._deprecation import pop_renamed
+from vi_vae._deprecation import renamed_keywords
 from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
@@ -185,6 +185,7 @@ class ActiveUnits:
         return self.variances > self.threshold
 
 
+@renamed_keywords(num_samples="num_mean_draws")
 def active_units(
     encoder: Any,
     x: Tensor,
@@ -192,7 +193,6 @@ def active_units(
     *,
     batch_size: int = 1024,
     num_mean_draws: int = 100,
-    **deprecated: Any,
 ) -> ActiveUnits:
     r"""Count the latent units the model uses [1].
 
@@ -209,7 +209,6 @@ def active_units(
         num_mean_draws: draws for the Monte Carlo mean of a q whose mean is not
             implemented (only then; they are not importance samples); where q has no
             finite mean (e.g. Cauchy) the median of the draws stands in for it.
-        **deprecated: ``num_samples``, the old name of ``num_mean_draws``.
 
     Returns:
         :class:`ActiveUnits` with the per-unit variances across data points
@@ -221,9 +220,6 @@ def active_units(
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 2:
         raise InputError("x must be a tensor with at least 2 data points along dimension 0")
     check_positive_int("batch_size", batch_size)
-    num_mean_draws = pop_renamed(
-        "active_units", deprecated, "num_samples", "num_mean_draws", num_mean_draws, 100
-    )
     check_positive_int("num_mean_draws", num_mean_draws)
     means = []
     with torch.no_grad():

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._deprecation import pop_renamed, warn_renamed
+from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import Bound, LogLikelihoodEstimate, summarize_log_weights
@@ -56,6 +56,7 @@ DEFAULT_BOUND_PARTICLES = (1, 5, 50)
 DEFAULT_CHUNK_SIZE = 8192
 
 
+@renamed_keywords(num_samples="num_particles")
 def log_marginal_likelihood(
     model: Callable,
     guide: Callable,
@@ -102,14 +103,6 @@ def log_marginal_likelihood(
         >>> estimate.num_particles, estimate.log_likelihood.shape
         (100, torch.Size([1]))
     """
-    num_particles = pop_renamed(
-        "log_marginal_likelihood",
-        kwargs,
-        "num_samples",
-        "num_particles",
-        num_particles,
-        DEFAULT_NUM_PARTICLES,
-    )
     estimate, _ = importance_sampling(
         model,
         guide,
@@ -155,9 +148,9 @@ def bounds(
             num_particles,
             kwargs.pop("num_samples", DEFAULT_NUM_PARTICLES),
         )
-    num_particles = pop_renamed(
-        "bounds", kwargs, "num_samples", "num_particles", num_particles, DEFAULT_NUM_PARTICLES
-    )
+    elif "num_samples" in kwargs:
+        warn_renamed("bounds(num_samples=...)", "num_particles=")
+        num_particles = kwargs.pop("num_samples")
     if not list(bound_particles):
         raise InputError("bound_particles must list at least one k, e.g. [1, 5, 50]")
     _, table = importance_sampling(
@@ -175,6 +168,7 @@ def bounds(
     return table
 
 
+@renamed_keywords(num_samples="num_particles")
 def importance_sampling(
     model: Callable,
     guide: Callable,
@@ -202,14 +196,6 @@ def importance_sampling(
         num_particles = legacy_arguments[0]
         if len(legacy_arguments) > 1:
             bound_particles = legacy_arguments[1]
-    num_particles = pop_renamed(
-        "importance_sampling",
-        kwargs,
-        "num_samples",
-        "num_particles",
-        num_particles,
-        DEFAULT_NUM_PARTICLES,
-    )
     check_positive_int("num_particles", num_particles)
     ks = [check_positive_int("bound_particles", k) for k in bound_particles]
     if ks and max(ks) > num_particles:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vi_vae._deprecation import pop_renamed
+from vi_vae._deprecation import renamed_keywords
 from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["to_inference_data"]
 
 
+@renamed_keywords(num_samples="num_particles")
 def to_inference_data(
     model: Callable,
     guide: Callable,
@@ -75,14 +76,6 @@ def to_inference_data(
     """
     import arviz  # imported here: it is slow to import
 
-    num_particles = pop_renamed(
-        "to_inference_data",
-        kwargs,
-        "num_samples",
-        "num_particles",
-        num_particles,
-        DEFAULT_NUM_PARTICLES,
-    )
     check_positive_int("num_particles", num_particles)
     check_positive_int("chunk_size", chunk_size)
     check_positive_int("num_chains", num_chains)
