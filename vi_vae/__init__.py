@@ -7,6 +7,7 @@ above it, and importing ``vi_vae`` loads neither.
 
 from typing import Any
 
+from vi_vae._deprecation import install_moved_module_finder
 from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import InputError, TrainingError
@@ -37,6 +38,8 @@ from vi_vae.model import VAE
 from vi_vae.train import FitResult, fit
 
 __version__ = "0.2.0"
+
+install_moved_module_finder()
 
 __all__ = [
     "CIWAE",
