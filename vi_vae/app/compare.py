@@ -23,7 +23,7 @@ from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run, evaluation_points, load_run, resume_run, train_run
 from vi_vae.app.schema import to_json
-from vi_vae.checkpoint import atomic_write_json, load_checkpoint
+from vi_vae.checkpoint import atomic_write_json
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
 from vi_vae.evaluation import active_units, gradient_snr
@@ -173,7 +173,7 @@ def _train_or_reuse(
 ) -> Run:
     directory = RunDirectory(run_dir)
     if resume and directory.has_checkpoint():
-        finished = load_checkpoint(directory.checkpoint_path)["epoch"] >= config.training.epochs
+        finished = directory.completed_epochs() >= config.training.epochs
         if finished and directory.metrics_path.is_file():
             run = load_run(run_dir)
             if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:

@@ -18,8 +18,11 @@ offending field.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from torch import Tensor
 
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import RunMetrics
@@ -46,6 +49,7 @@ __all__ = [
     "REPORT_FILE",
     "RunDirectory",
     "RunDirectoryNotEmpty",
+    "TrainedState",
 ]
 
 CONFIG_FILE = "config.json"
@@ -63,6 +67,15 @@ FIGURE_FILES = {
     "bounds_versus_k": "bounds_versus_k.png",
     "snr_versus_k": "snr_versus_k.png",
 }
+
+
+@dataclass
+class TrainedState:
+    """What a run's checkpoint holds for evaluation: the best parameters and the history."""
+
+    epoch: int
+    parameters: dict[str, Tensor]
+    history: list[EpochRecord]
 
 
 class RunDirectoryNotEmpty(InputError):
@@ -192,8 +205,8 @@ class RunDirectory:
 
     # -- checkpoint.pt and history ------------------------------------------------
 
-    def load_checkpoint(self, config: RunConfig, input_dim: int) -> dict[str, Any]:
-        """Load ``checkpoint.pt``, refusing one trained with other model-defining settings.
+    def load_trained(self, config: RunConfig, input_dim: int) -> TrainedState:
+        """The trained parameters and history in ``checkpoint.pt``, checked against the config.
 
         The checkpoint stores the fingerprint :meth:`RunConfig.model_fingerprint`
         of the config it was trained with; an edited ``config.json`` that would
@@ -201,23 +214,26 @@ class RunDirectory:
         """
         checkpoint = load_checkpoint(self.checkpoint_path)
         stored = checkpoint.get("metadata", {}).get("fingerprint")
-        if stored is None:  # vi_vae 0.1 checkpoints carry no fingerprint
-            return checkpoint
-        expected = config.model_fingerprint(input_dim)
-        for section, values in expected.items():
-            for name, value in values.items():
-                trained = stored.get(section, {}).get(name)
-                if _comparable(trained) != _comparable(value):
-                    raise InputError(
-                        f"{self.config_path} says {section}.{name} = {value!r} but "
-                        f"{self.checkpoint_path} was trained with {trained!r}; the config was "
-                        "changed after training (restore it, or train a new run)"
-                    )
-        return checkpoint
+        if stored is not None:  # vi_vae 0.1 checkpoints carry no fingerprint
+            expected = config.model_fingerprint(input_dim)
+            for section, values in expected.items():
+                for name, value in values.items():
+                    trained = stored.get(section, {}).get(name)
+                    if _comparable(trained) != _comparable(value):
+                        raise InputError(
+                            f"{self.config_path} says {section}.{name} = {value!r} but "
+                            f"{self.checkpoint_path} was trained with {trained!r}; the config "
+                            "was changed after training (restore it, or train a new run)"
+                        )
+        return TrainedState(
+            epoch=int(checkpoint["epoch"]),
+            parameters=checkpoint.get("best_params") or checkpoint["params"],
+            history=[EpochRecord.from_dict(row) for row in checkpoint.get("history", [])],
+        )
 
-    def read_history(self, checkpoint: dict[str, Any]) -> list[EpochRecord]:
-        """The training history, as the checkpoint stores it (``history.csv`` mirrors it)."""
-        return [EpochRecord.from_dict(row) for row in checkpoint.get("history", [])]
+    def completed_epochs(self) -> int:
+        """The last epoch the checkpoint holds (0 without a checkpoint)."""
+        return int(load_checkpoint(self.checkpoint_path)["epoch"]) if self.has_checkpoint() else 0
 
     # -- metrics.json, report.md, figures ---------------------------------------
 

@@ -287,7 +287,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
     """Load a run directory's config, data, best parameters, history and metrics.
 
     The checkpoint must match the config's model-defining settings
-    (:meth:`RunDirectory.load_checkpoint`).
+    (:meth:`RunDirectory.load_trained`).
     """
     directory = RunDirectory(run_dir)
     directory.open()
@@ -296,10 +296,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
         config = config.replace("training", device=device).validated()
     dataset = load_data(config.data)
     vae = build_vae(config, dataset)
-    checkpoint = directory.load_checkpoint(config, dataset.input_dim)
-    params = checkpoint.get("best_params") or checkpoint["params"]
+    trained = directory.load_trained(config, dataset.input_dim)
     try:
-        vae.load_state_dict(params)
+        vae.load_state_dict(trained.parameters)
     except RuntimeError as error:
         raise InputError(
             f"checkpoint in {directory.path} does not fit the model its config describes "
@@ -312,7 +311,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
         config,
         dataset,
         vae,
-        directory.read_history(checkpoint),
+        trained.history,
         directory.read_metrics(),
     )
 
