@@ -255,6 +255,18 @@ def test_bad_requests_on_a_trained_run(trained_run, tmp_path, capsys, argv, mess
     assert message in err and err.count("\n") == 1
 
 
+def edited_copy(source, run_dir, field, value):
+    """A copy of the run's config and checkpoint with one config field changed."""
+    run_dir.mkdir()
+    for name in ("config.json", "checkpoint.pt"):
+        (run_dir / name).write_bytes((source / name).read_bytes())
+    stored = json.loads((run_dir / "config.json").read_text())
+    section, name = field.split(".")
+    stored["config"][section][name] = value
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    return run_dir
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -269,15 +281,7 @@ def test_bad_requests_on_a_trained_run(trained_run, tmp_path, capsys, argv, mess
 def test_a_stored_config_with_bad_values_is_refused_naming_the_field(
     trained_run, tmp_path, capsys, field, value, message
 ):
-    source, _ = trained_run
-    run_dir = tmp_path / "edited"
-    run_dir.mkdir()
-    for name in ("config.json", "checkpoint.pt"):
-        (run_dir / name).write_bytes((source / name).read_bytes())
-    stored = json.loads((run_dir / "config.json").read_text())
-    section, name = field.split(".")
-    stored["config"][section][name] = value
-    (run_dir / "config.json").write_text(json.dumps(stored))
+    run_dir = edited_copy(trained_run[0], tmp_path / "edited", field, value)
     assert cli.main(["train", "--resume", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -295,15 +299,7 @@ def test_a_stored_config_with_bad_values_is_refused_naming_the_field(
 def test_an_edited_config_does_not_evaluate_the_weights_as_another_model(
     trained_run, tmp_path, capsys, field, value
 ):
-    source, _ = trained_run
-    run_dir = tmp_path / "edited"
-    run_dir.mkdir()
-    for name in ("config.json", "checkpoint.pt"):
-        (run_dir / name).write_bytes((source / name).read_bytes())
-    stored = json.loads((run_dir / "config.json").read_text())
-    section, name = field.split(".")
-    stored["config"][section][name] = value
-    (run_dir / "config.json").write_text(json.dumps(stored))
+    run_dir = edited_copy(trained_run[0], tmp_path / "edited", field, value)
     status = cli.main(["evaluate", str(run_dir), "--num-particles", "2", "--num-points", "2"])
     err = capsys.readouterr().err
     if field == "model.hidden_sizes":
