@@ -197,6 +197,8 @@ class TrainingState:
 
     history: list[EpochRecord] = field(default_factory=list)
     stopping: EarlyStopping = field(default_factory=lambda: EarlyStopping(None))
+    #: every rank's random streams under torch.distributed (``None`` in one process)
+    rank_rng_states: list[dict[str, Tensor]] | None = None
 
     @property
     def last_epoch(self) -> int:
@@ -209,20 +211,25 @@ class Checkpointer:
 
     The checkpoint (parameters, optimizer state, random streams, history, the best
     epoch) is written first and ``history.csv`` second, both atomically, so the
-    history never runs ahead of the checkpoint.
+    history never runs ahead of the checkpoint. A checkpointer that is not the
+    ``writer`` (a rank other than 0 under torch.distributed) only reads.
     """
 
-    def __init__(self, run_dir: str | Path, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, metadata: dict[str, Any] | None = None, writer: bool = True
+    ) -> None:
         run_dir = Path(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
             raise InputError(f"run_dir {run_dir} is a file, not a directory")
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InputError(
-                f"cannot create run_dir {run_dir}: {error.strerror or error}"
-            ) from None
-        remove_stale_temporaries(run_dir)
+        if writer:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(
+                    f"cannot create run_dir {run_dir}: {error.strerror or error}"
+                ) from None
+            remove_stale_temporaries(run_dir)
+        self.writer = writer
         self.run_dir = run_dir
         self.path = run_dir / CHECKPOINT_FILE
         self.metadata = metadata or {}
@@ -233,10 +240,14 @@ class Checkpointer:
 
     def save(self, state: TrainingState, optimizer: Any, generator: torch.Generator) -> None:
         """Write the checkpoint of the last completed epoch, then the history."""
+        if not self.writer:
+            return
         stopping = state.stopping
+        extra = {"rank_rng": state.rank_rng_states} if state.rank_rng_states else {}
         save_checkpoint(
             self.path,
             {
+                **extra,
                 "epoch": state.last_epoch,
                 "params": params_state(),
                 "optimizer": optimizer.get_state(),
@@ -250,11 +261,19 @@ class Checkpointer:
         )
         write_history(self.run_dir / HISTORY_FILE, state.history)
 
+    def read(self) -> dict[str, Any] | None:
+        """The stored checkpoint, or ``None`` when there is none yet."""
+        return load_checkpoint(self.path) if self.exists() else None
+
     def restore(
-        self, optimizer: Any, generator: torch.Generator, patience: int | None
+        self,
+        optimizer: Any,
+        generator: torch.Generator,
+        patience: int | None,
+        stored: dict[str, Any] | None = None,
     ) -> TrainingState:
-        """Load the checkpoint into the param store, optimizer and random streams."""
-        stored = load_checkpoint(self.path)
+        """Load the checkpoint, or ``stored`` (a :meth:`read`), into the store, optimizer, RNG."""
+        stored = load_checkpoint(self.path) if stored is None else stored
         load_params(stored["params"])
         optimizer.set_state(stored["optimizer"])
         set_rng_state(stored["rng"], generator)
@@ -265,7 +284,7 @@ class Checkpointer:
             best_params=stored["best_params"],
         )
         history = [EpochRecord.from_dict(row) for row in stored["history"]]
-        return TrainingState(history, stopping)
+        return TrainingState(history, stopping, stored.get("rank_rng"))
 
 
 def write_history(path: Path, history: list[EpochRecord]) -> None:

@@ -6,7 +6,8 @@ after every completed epoch, so a killed run resumes (``resume=True``) from its
 last completed epoch with the same parameters, optimizer state and random
 streams, and continues exactly as if it had not been interrupted. The pieces
 (epoch records, validation, early stopping, checkpoints, the KL weight) live in
-``vi_vae._training``.
+``vi_vae._training``; training on several ranks under ``torchrun`` in
+``vi_vae._data_parallel``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from pyro.infer import SVI
 from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
+from vi_vae._data_parallel import data_parallel
 from vi_vae._deprecation import renamed_keywords
 from vi_vae._random import seed_everything
 from vi_vae._training import (
@@ -42,6 +45,7 @@ from vi_vae._training import (
     validation_elbo,
 )
 from vi_vae._validation import check_nonnegative_float, check_positive_float, check_positive_int
+from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import ELBO
 from vi_vae.weights import check_data_support
@@ -104,6 +108,16 @@ def fit(
     with a seed too (``VAE(..., seed=0)``): its initial weights are drawn when it
     is built, before ``fit`` runs.
 
+    Under ``torchrun`` (an initialized ``torch.distributed`` process group of R
+    ranks) every rank calls ``fit`` with the same arguments and they train one
+    model: each step's global batch of ``batch_size`` points is split into R
+    contiguous shares, the gradients are summed over the ranks before the
+    optimizer steps, and every rank holds rank 0's initial parameters and the same
+    parameters after every step. Rank 0 alone reads and writes ``run_dir`` (it sends
+    the checkpoint to resume from) and computes the validation ELBO, which it sends
+    to the others. Pyro's draws use a different stream on each rank
+    (``vi_vae._data_parallel``).
+
     Args:
         model: Pyro model called as ``model(batch)``; ``batch: [batch_size, ...]``.
         guide: Pyro guide with the same signature.
@@ -158,7 +172,12 @@ def fit(
         run_dir=run_dir,
     )
     device = torch.device(device) if device is not None else train.device
-    checkpointer = Checkpointer(run_dir, checkpoint_metadata) if run_dir is not None else None
+    parallel = data_parallel()  # a no-op in one process
+    checkpointer = (
+        Checkpointer(run_dir, checkpoint_metadata, writer=is_main_process())
+        if run_dir is not None
+        else None
+    )
 
     pyro.clear_param_store()
     seed_everything(seed)
@@ -166,7 +185,7 @@ def fit(
     loss = loss if loss is not None else ELBO(1)
     optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
     weight = KLWeight(1.0)
-    svi = SVI(weight(model), weight(guide), optimizer, loss=loss)
+    svi = parallel.svi(weight(model), weight(guide), optimizer, loss)
     first = train[: min(batch_size, len(train))]
     first = (
         batch_transform(first, torch.Generator().manual_seed(seed)) if batch_transform else first
@@ -174,14 +193,18 @@ def fit(
     _check_data(model, guide, first.to(device), "train")
     if validation is not None:
         _check_data(model, guide, validation.to(device), "validation")
+    parallel.start(svi, seed)
 
     state = TrainingState(stopping=EarlyStopping(patience))
     result = FitResult()
-    if resume and checkpointer is not None and checkpointer.exists():
+    # rank 0 reads the checkpoint and sends it, so that every rank resumes from the same one
+    stored = parallel.main_value(checkpointer.read) if resume and checkpointer is not None else None
+    if stored is not None:
         # Create every parameter (with its constraint) before loading values into it.
         with torch.no_grad(), poutine.block():
             loss.loss(model, guide, train[:2].to(device))
-        state = checkpointer.restore(optimizer, generator, patience)
+        state = checkpointer.restore(optimizer, generator, patience, stored)
+        parallel.restore_rng(state.rank_rng_states, seed, state.last_epoch)
         result.resumed_from_epoch = state.last_epoch
         logger.info("resuming from %s after epoch %d", checkpointer.path, state.last_epoch)
 
@@ -204,13 +227,16 @@ def fit(
         seconds = time.perf_counter() - started
         mean = standard_error = math.nan
         if validation is not None:
-            mean, standard_error = validation_elbo(
-                model,
-                guide,
-                validation.to(device),
-                validation_num_particles,
-                seed + epoch,
-                data_plate,
+            mean, standard_error = parallel.main_value(
+                partial(
+                    validation_elbo,
+                    model,
+                    guide,
+                    validation.to(device),
+                    validation_num_particles,
+                    seed + epoch,
+                    data_plate,
+                )
             )
         record = EpochRecord(
             epoch, total / len(train), mean, standard_error, weight.weight, seconds
@@ -219,6 +245,7 @@ def fit(
         state.stopping.update(record, score, full_weight=weight.weight == kl_weight)
         state.history.append(record)
         if checkpointer is not None:
+            state.rank_rng_states = parallel.rng_states()
             checkpointer.save(state, optimizer, generator)
         if on_epoch is not None:
             on_epoch(record)

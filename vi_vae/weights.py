@@ -27,7 +27,6 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 from torch.distributions import constraints
 
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import BINARIZE_HINT, InputError
 
@@ -359,6 +358,7 @@ def log_weight_chunks(
     data_plate: str = "data",
     chunk_size: int,
     seed: int | None = None,
+    first_index: int = 0,
     **kwargs: Any,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
@@ -366,8 +366,10 @@ def log_weight_chunks(
     Draws are made in passes of at most ``chunk_size`` (particle, point) pairs,
     without gradients; model and guide are called as ``model(x[rows], **kwargs)``.
     The data are checked against the support of every observed site first
-    (:func:`check_data_support`). With ``seed`` the draws are reproducible and the
-    global RNG is left untouched. The log weights stay on the data's device.
+    (:func:`check_data_support`). The log weights stay on the data's device. With
+    ``seed`` the draws are keyed by (seed, global point index; ``x[0]`` has index
+    ``first_index``), so a point's log weights depend neither on ``chunk_size`` nor on
+    the shard it is in (:mod:`vi_vae.keyed_draws`), and the global RNG is left alone.
     """
     check_positive_int("num_particles", num_particles)
     check_positive_int("chunk_size", chunk_size)
@@ -376,9 +378,18 @@ def log_weight_chunks(
     if x.is_floating_point() and not torch.isfinite(x).all():
         raise InputError("x contains NaN or infinite values; all values must be finite")
     check_data_support(model, guide, (x,), kwargs)
+    if seed is not None:
+        from vi_vae.keyed_draws import keyed_log_weight_chunks  # it builds on this module
+
+        keyed = keyed_log_weight_chunks(
+            model, guide, x, num_particles, seed=seed, first_index=first_index,
+            data_plate=data_plate, chunk_size=chunk_size, **kwargs,
+        )  # fmt: skip
+        yield from keyed
+        return
     particles_per_pass = min(num_particles, chunk_size)
     points_per_pass = max(1, chunk_size // particles_per_pass)
-    with torch.no_grad(), seeded(seed, x.device):
+    with torch.no_grad():
         plate_nesting, _ = guess_plates(model, guide, (x[:1],), kwargs, data_plate)
         for start in range(0, x.shape[0], points_per_pass):
             rows = slice(start, min(start + points_per_pass, x.shape[0]))

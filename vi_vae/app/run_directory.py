@@ -13,6 +13,10 @@ Every write is atomic (temporary file and rename: a symbolic link is replaced,
 never written through), opening a directory removes the temporaries a killed
 write left behind, and every read is validated against its schema, naming the
 offending field.
+
+Under ``torchrun`` every rank opens the run directory and reads it (so on several
+machines it lies on a shared filesystem), but only the *writer*, rank 0, creates,
+cleans or writes anything: on the other ranks those calls do nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from vi_vae.checkpoint import (
     read_json,
     remove_stale_temporaries,
 )
+from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.train import EpochRecord
 
@@ -87,10 +92,17 @@ class RunDirectoryNotEmpty(InputError):
 
 
 class RunDirectory:
-    """A run directory on disk: where each file is, and how to read and write it."""
+    """A run directory on disk: where each file is, and how to read and write it.
 
-    def __init__(self, path: str | Path) -> None:
+    Args:
+        path: the directory.
+        writer: whether this process writes it; default: unless it is a rank other
+            than 0 of a torch.distributed job (module docstring).
+    """
+
+    def __init__(self, path: str | Path, writer: bool | None = None) -> None:
         self.path = Path(path)
+        self.writer = is_main_process() if writer is None else writer
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -148,6 +160,8 @@ class RunDirectory:
             InputError: when it is a file or cannot be created.
         """
         self.check_creatable()
+        if not self.writer:
+            return
         if self.path.exists() and any(self.path.iterdir()):
             if not overwrite:
                 raise RunDirectoryNotEmpty(self.path)
@@ -168,7 +182,8 @@ class RunDirectory:
             raise InputError(f"run directory {self.path} does not exist")
         if not self.config_path.is_file():
             raise InputError(f"{self.path} is not a vi_vae run directory (no {CONFIG_FILE})")
-        remove_stale_temporaries(self.path)
+        if self.writer:
+            remove_stale_temporaries(self.path)
 
     def _mkdir(self) -> None:
         try:
@@ -185,6 +200,8 @@ class RunDirectory:
         self, config: RunConfig, dataset: dict[str, Any], environment: dict[str, str]
     ) -> None:
         """Write ``config.json``."""
+        if not self.writer:
+            return
         atomic_write_json(
             self.config_path,
             {"config": config.to_json(), "dataset": dataset, "environment": environment},
@@ -239,6 +256,8 @@ class RunDirectory:
 
     def write_metrics(self, metrics: RunMetrics) -> None:
         """Write ``metrics.json``."""
+        if not self.writer:
+            return
         atomic_write_json(self.metrics_path, to_json(metrics))
 
     def read_metrics(self) -> RunMetrics | None:
@@ -259,6 +278,8 @@ class RunDirectory:
 
     def write_report(self, text: str) -> None:
         """Write ``report.md``."""
+        if not self.writer:
+            return
         atomic_write_text(self.report_path, text)
 
 

@@ -30,6 +30,7 @@ from vi_vae.app.metrics import (
 from vi_vae.app.report import run_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.data import SPLIT_SEED, Dataset, load_dataset
+from vi_vae.distributed import local_device
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import importance_sampling
@@ -89,8 +90,11 @@ class Run:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``, refusing CUDA on a machine without it."""
-    device = torch.device(name)
+    """``torch.device(name)``, refusing CUDA on a machine without it.
+
+    Under ``torchrun``, ``cuda`` is this rank's GPU (``cuda:LOCAL_RANK``).
+    """
+    device = local_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(
             f"device {name!r} was asked for but no CUDA device is available; accepted here: cpu"
@@ -225,7 +229,7 @@ def _train(
         _write(run)
         raise EvaluationFailed(directory, "evaluation", error) from error
     _write(run)
-    if figures:
+    if figures and directory.writer:
         try:
             names = make_run_figures(run.vae, run.dataset, run.history, directory)
         except (RuntimeError, ValueError) as error:

@@ -10,6 +10,7 @@ from pathlib import Path
 from vi_vae.app.metrics import RunMetrics
 from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
+from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
@@ -38,7 +39,7 @@ def _print_metrics(metrics: RunMetrics) -> None:
 def _train(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import resume_run, train_run
 
-    progress = ProgressBar(disable=args.quiet)
+    progress = ProgressBar(disable=args.quiet or not is_main_process())
     try:
         if args.resume:
             ignored = [f for f in given_flags(args, "train") if f not in RESUME_FLAGS]

@@ -13,6 +13,7 @@ from vi_vae.app.runs import EvaluationFailed
 from vi_vae.app.schema import SchemaError
 from vi_vae.cli.commands import COMMANDS, DEFAULT_NUM_SAMPLES_SHOWN
 from vi_vae.cli.flags import add_config_flags, flag_of_field, int_list, positive_int, seed
+from vi_vae.cli.launch import add_launch_flags, distributed_session, program, relaunch
 from vi_vae.errors import InputError, TrainingError
 
 __all__ = ["build_parser", "main"]
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_launch_flags(train)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     add_config_flags(evaluate, "evaluate", ("evaluation",))
     evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
+    add_launch_flags(evaluate)
 
     sample = commands.add_parser(
         "sample", help="draw new data from a trained run's prior", epilog=EPILOG
@@ -171,20 +174,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    name = program(args.command)
     try:
-        return COMMANDS[args.command](args)
+        if getattr(args, "nproc", None):
+            return relaunch(args.nproc, argv)
+        with distributed_session(args.command):
+            return COMMANDS[args.command](args)
     except InputError as error:
-        print(f"vi-vae {args.command}: error: {_message(error, args.command)}", file=sys.stderr)
+        print(f"{name}: error: {_message(error, args.command)}", file=sys.stderr)
         return 2
     except EvaluationFailed as error:
         print(
-            f"vi-vae {args.command}: {error}; once fixed, run: vi-vae evaluate "
-            f"{error.directory.path}",
+            f"{name}: {error}; once fixed, run: vi-vae evaluate {error.directory.path}",
             file=sys.stderr,
         )
         return 1
     except TrainingError as error:
-        print(f"vi-vae {args.command}: training failed: {error}", file=sys.stderr)
+        print(f"{name}: training failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

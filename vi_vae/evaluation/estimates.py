@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,8 @@ __all__ = [
     "PARETO_K_THRESHOLD",
     "Bound",
     "LogLikelihoodEstimate",
+    "concatenate_bounds",
+    "concatenate_estimates",
     "pareto_k",
     "summarize_log_weights",
 ]
@@ -222,3 +225,29 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
         k[constant] = math.nan
         return k, "a point whose weights are all equal (an exact estimate) has no tail to fit"
     return k, None
+
+
+def concatenate_estimates(parts: Sequence[LogLikelihoodEstimate]) -> LogLikelihoodEstimate:
+    """One estimate from the estimates of consecutive groups of points (chunks, shards)."""
+    reasons = sorted({part.pareto_k_reason for part in parts if part.pareto_k_reason})
+    return LogLikelihoodEstimate(
+        log_likelihood=torch.cat([part.log_likelihood for part in parts]),
+        monte_carlo_standard_error=torch.cat([part.monte_carlo_standard_error for part in parts]),
+        effective_sample_size=torch.cat([part.effective_sample_size for part in parts]),
+        pareto_k=torch.cat([part.pareto_k for part in parts]),
+        num_particles=parts[0].num_particles,
+        method=parts[0].method,
+        pareto_k_reason="; ".join(reasons) or None,
+    )
+
+
+def concatenate_bounds(tables: Sequence[Sequence[Bound]]) -> list[Bound]:
+    """One bound table from the tables (same k, same order) of consecutive groups of points."""
+    return [
+        Bound(
+            column[0].num_particles,
+            torch.cat([bound.per_point for bound in column]),
+            torch.cat([bound.monte_carlo_standard_error for bound in column]),
+        )
+        for column in zip(*tables, strict=True)
+    ]

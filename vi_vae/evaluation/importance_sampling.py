@@ -18,6 +18,13 @@ above baseline measured about 200 MB at the default 8,192 pairs and 400 MB at
 32,768 (``docs/evaluation_memory.md``), plus the kept log weights,
 ``num_particles × points-per-pass × 8`` bytes.
 
+Seeds and ranks: with ``seed`` the draws of each point are keyed by (seed, its
+index in ``x``) (:mod:`vi_vae.keyed_draws`), so its numbers do not depend on
+``chunk_size``; under ``torchrun`` (an initialized ``torch.distributed`` process
+group) every rank passes the same ``x``, evaluates a contiguous shard of it and
+returns all the points' results, the same numbers as one process
+(:mod:`vi_vae.distributed`).
+
 References:
     [1] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.
     [2] Pareto Smoothed Importance Sampling, Vehtari, Simpson, Gelman, Yao & Gabry, 2015.
@@ -34,8 +41,16 @@ from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_positive_int
+from vi_vae.distributed import is_distributed, map_shards
 from vi_vae.errors import InputError
-from vi_vae.evaluation.estimates import Bound, LogLikelihoodEstimate, summarize_log_weights
+from vi_vae.evaluation.estimates import (
+    Bound,
+    LogLikelihoodEstimate,
+    concatenate_bounds,
+    concatenate_estimates,
+    summarize_log_weights,
+)
+from vi_vae.keyed_draws import key_block_size
 from vi_vae.weights import log_weight_chunks
 
 __all__ = [
@@ -87,7 +102,8 @@ def log_marginal_likelihood(
         chunk_size: (particle, point) pairs per vectorized pass; bounds memory.
         compute_pareto_k: fit the Pareto k̂ of each point's weights (ArviZ PSIS);
             k̂ needs K ≥ 21 and is NaN, with a reason, below.
-        seed: seed for reproducible draws (the global RNG is left untouched).
+        seed: seed of the draws, keyed by point (the global RNG is left untouched);
+            ``None`` draws from the global stream.
         **kwargs: passed to model and guide.
 
     Returns:
@@ -203,6 +219,50 @@ def importance_sampling(
             f"num_particles ({num_particles}) must be at least the largest k in "
             f"bound_particles ({max(ks)})"
         )
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
+        raise InputError("x must be a tensor with the data points along its first dimension")
+
+    def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+        return _evaluate_points(
+            model,
+            guide,
+            x[rows],
+            rows.start,
+            num_particles,
+            ks,
+            data_plate=data_plate,
+            chunk_size=chunk_size,
+            compute_pareto_k=compute_pareto_k,
+            seed=seed,
+            kwargs=kwargs,
+        )
+
+    # Under torch.distributed each rank evaluates a contiguous shard; with a seed the
+    # shards start at key blocks, so every per-point number is that of one process.
+    return map_shards(
+        evaluate,
+        x.shape[0],
+        combine=_combine,
+        block=key_block_size(num_particles) if seed is not None else 1,
+        fingerprint=_fingerprint(x) if is_distributed() else None,
+    )
+
+
+def _evaluate_points(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    first_index: int,
+    num_particles: int,
+    ks: list[int],
+    *,
+    data_plate: str,
+    chunk_size: int,
+    compute_pareto_k: bool,
+    seed: int | None,
+    kwargs: dict[str, Any],
+) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+    """The estimate and bound table of the points ``x``, global indices from ``first_index``."""
     estimates: list[LogLikelihoodEstimate] = []
     per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
     per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
@@ -214,6 +274,7 @@ def importance_sampling(
         data_plate=data_plate,
         chunk_size=chunk_size,
         seed=seed,
+        first_index=first_index,
         **kwargs,
     ):
         log_weights = log_weights.double()
@@ -222,9 +283,23 @@ def importance_sampling(
             values, errors = _grouped_bound(log_weights, k)
             per_point[k].append(values.cpu())
             per_point_errors[k].append(errors.cpu())
-    estimate = _concatenate(estimates)
+    estimate = concatenate_estimates(estimates)
     table = [Bound(k, torch.cat(per_point[k]), torch.cat(per_point_errors[k])) for k in ks]
     return estimate, table
+
+
+def _combine(
+    shards: list[tuple[LogLikelihoodEstimate, list[Bound]]],
+) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+    """One result from the results of consecutive shards of the points."""
+    estimates, tables = zip(*shards, strict=True)
+    return concatenate_estimates(estimates), concatenate_bounds(tables)
+
+
+def _fingerprint(x: Tensor) -> tuple:
+    """Shape, dtype and an exact, order-free checksum (integer sum of the bytes) of ``x``."""
+    checksum = x.detach().contiguous().view(torch.uint8).sum(dtype=torch.int64).item()
+    return tuple(x.shape), str(x.dtype), checksum
 
 
 def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -234,17 +309,3 @@ def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
     values = grouped.logsumexp(1) - math.log(k)
     error = values.std(0) / math.sqrt(groups) if groups > 1 else values[0] * math.nan
     return values.mean(0), error
-
-
-def _concatenate(parts: list[LogLikelihoodEstimate]) -> LogLikelihoodEstimate:
-    """One estimate from estimates of consecutive chunks of points."""
-    reasons = sorted({part.pareto_k_reason for part in parts if part.pareto_k_reason})
-    return LogLikelihoodEstimate(
-        log_likelihood=torch.cat([part.log_likelihood for part in parts]),
-        monte_carlo_standard_error=torch.cat([part.monte_carlo_standard_error for part in parts]),
-        effective_sample_size=torch.cat([part.effective_sample_size for part in parts]),
-        pareto_k=torch.cat([part.pareto_k for part in parts]),
-        num_particles=parts[0].num_particles,
-        method=parts[0].method,
-        pareto_k_reason="; ".join(reasons) or None,
-    )

@@ -1,0 +1,212 @@
+"""What the ranks of tests/test_distributed.py run, and how they are started (Gloo, CPU).
+
+``launch(function, world_size, directory, *args)`` starts ``world_size`` processes
+(torch.multiprocessing, spawn), each joining a Gloo process group through a file
+store, calls ``function(*args)`` on every rank and returns the ranks' results in
+rank order. It fails the test instead of waiting past its timeout.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.distributed
+import torch.multiprocessing
+
+from vi_vae import ELBO, VAE, fit, importance_sampling
+from vi_vae.distributed import map_shards
+from vi_vae.errors import InputError
+
+#: a launch that takes longer has hung (a 2-rank launch takes ~15 s on 2 busy cores)
+LAUNCH_TIMEOUT = 180
+#: (num_particles, num_points, chunk_size) of the evaluations every launch repeats:
+#: key blocks of 4 points over 10 points (shards 8 + 2 on 2 ranks, 4 + 4 + 2 on 3),
+#: one point per block, blocks of 163 points, and one block for all (empty shards)
+EVALUATIONS = [(2048, 10, 8192), (5000, 3, 8192), (50, 400, 8192), (5, 30, 8192)]
+
+
+def launch(function, world_size, directory, *args, timeout=LAUNCH_TIMEOUT):
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    store = directory / f"store-{function.__name__}-{world_size}-{time.monotonic_ns()}"
+    context = torch.multiprocessing.start_processes(
+        _entry,
+        args=(function, world_size, str(store), str(directory), args),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError(f"{function.__name__} on {world_size} ranks hung")
+    return [torch.load(directory / f"rank{rank}.pt") for rank in range(world_size)]
+
+
+def _entry(rank, function, world_size, store, directory, args):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size
+    )
+    try:
+        result = function(*args)
+    finally:
+        torch.distributed.destroy_process_group()
+    torch.save(result, Path(directory) / f"rank{rank}.pt")
+
+
+# -- training ------------------------------------------------------------------------
+
+
+def delta_model(x):
+    """z ~ N(0, I), x | z ~ N(decoder(z), 1): with a point-mass guide the ELBO has no noise."""
+    decoder = pyro.module("decoder", _decoder())
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+        pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+
+
+def delta_guide(x):
+    """q(z|x) = δ(encoder(x)): a reparameterized guide whose draws are not random."""
+    encoder = pyro.module("encoder", _encoder())
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Delta(encoder(x), event_dim=1))
+
+
+_NETS = {}
+
+
+def _decoder():
+    if "decoder" not in _NETS:
+        torch.manual_seed(1)
+        _NETS["decoder"] = torch.nn.Sequential(
+            torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5)
+        )
+    return _NETS["decoder"]
+
+
+def _encoder():
+    if "encoder" not in _NETS:
+        torch.manual_seed(2)
+        _NETS["encoder"] = torch.nn.Linear(5, 2)
+    return _NETS["encoder"]
+
+
+def delta_data():
+    """17 points: batches of 8 leave a last batch of 1, so one rank has an empty share."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(17, 5, generator=generator), torch.randn(6, 5, generator=generator)
+
+
+def jitter(batch, generator):
+    """A batch transform that consumes the shuffling generator, as dynamic binarization does."""
+    return batch + 0.01 * torch.randn(batch.shape, generator=generator)
+
+
+def train_delta(run_dir):
+    _NETS.clear()
+    train, validation = delta_data()
+    result = fit(
+        delta_model,
+        delta_guide,
+        train,
+        validation=validation,
+        loss=ELBO(1),
+        epochs=3,
+        batch_size=8,
+        learning_rate=0.05,
+        batch_transform=jitter,
+        run_dir=run_dir,
+    )
+    return _params(), [record.train_loss for record in result.history]
+
+
+def tiny_vae():
+    return VAE(input_dim=6, latent_dim=2, hidden_sizes=(8,), seed=0)
+
+
+def binary_data(num_points, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(num_points, 6, generator=generator) < 0.5).float()
+
+
+def train_vae_and_resume(directory):
+    """Uninterrupted 2 epochs vs 1 epoch then a resumed 2nd, and the ranks' parameters."""
+    directory = Path(directory)
+    train = binary_data(20)
+    options = {"validation": binary_data(5, seed=1), "batch_size": 6, "learning_rate": 0.01}
+    vae = tiny_vae()
+    fit(vae.model, vae.guide, train, epochs=2, run_dir=directory / "straight", **options)
+    straight = _params()
+    vae = tiny_vae()
+    fit(vae.model, vae.guide, train, epochs=1, run_dir=directory / "stopped", **options)
+    vae = tiny_vae()
+    result = fit(
+        vae.model, vae.guide, train, epochs=2, run_dir=directory / "stopped", resume=True, **options
+    )
+    return straight, _params(), result.resumed_from_epoch
+
+
+def _params():
+    return {name: value.detach().clone() for name, value in pyro.get_param_store().items()}
+
+
+# -- evaluation ------------------------------------------------------------------------
+
+
+def evaluate(num_particles, num_points, chunk_size):
+    vae = tiny_vae()
+    estimate, table = importance_sampling(
+        vae.model,
+        vae.guide,
+        binary_data(num_points),
+        num_particles=num_particles,
+        bound_particles=(1, 5),
+        chunk_size=chunk_size,
+        # k̂ is a per-point function of the per-point weights; importing ArviZ for it
+        # would cost every rank seconds (tests/test_distributed.py checks it in-process)
+        compute_pareto_k=False,
+        seed=3,
+    )
+    return per_point(estimate, table)
+
+
+def per_point(estimate, table):
+    return {
+        "log_likelihood": estimate.log_likelihood,
+        "monte_carlo_standard_error": estimate.monte_carlo_standard_error,
+        "effective_sample_size": estimate.effective_sample_size,
+        **{bound.name: bound.per_point for bound in table},
+        **{f"{bound.name} error": bound.monte_carlo_standard_error for bound in table},
+    }
+
+
+def all_checks(directory, evaluations):
+    """Everything one launch checks, to pay for starting the processes once."""
+    return {
+        "delta": train_delta(Path(directory) / "delta"),
+        "vae": train_vae_and_resume(directory),
+        "evaluations": [evaluate(*settings) for settings in evaluations],
+        "failing_shard": failing_shard(10),
+    }
+
+
+def failing_shard(num_points):
+    """Rank 1's shard raises: every rank must raise, none may wait for the others."""
+
+    def evaluate(rows):
+        if torch.distributed.get_rank() == 1:
+            raise InputError("rank 1 cannot evaluate its shard")
+        return list(range(rows.start, rows.stop))
+
+    try:
+        map_shards(evaluate, num_points, combine=lambda parts: sum(parts, []))
+    except InputError as error:
+        return str(error)
+    return None
