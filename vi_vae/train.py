@@ -48,7 +48,7 @@ from vi_vae._validation import check_nonnegative_float, check_positive_float, ch
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import ELBO
-from vi_vae.weights import check_data_support
+from vi_vae.support import check_data_support
 
 __all__ = ["EpochRecord", "FitResult", "KLWeight", "fit"]
 

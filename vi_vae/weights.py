@@ -25,15 +25,13 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
-from torch.distributions import constraints
 
 from vi_vae._validation import check_positive_int
-from vi_vae.errors import BINARIZE_HINT, InputError
+from vi_vae.errors import InputError
+from vi_vae.support import check_data_support
 
 __all__ = [
     "PARTICLE_PLATE",
-    "check_data_support",
-    "check_observed_support",
     "log_weight_chunks",
     "WeightedTraces",
     "guess_plates",
@@ -74,66 +72,6 @@ def guess_plates(
     plate_nesting = -min(frame.dim for frame in frames) if frames else 0
     batch_size = next((frame.size for frame in frames if frame.name == data_plate), None)
     return plate_nesting, batch_size
-
-
-def check_data_support(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any] | None = None
-) -> None:
-    """Refuse data outside the support of the distributions that observe them.
-
-    A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless
-    number instead of failing (its log density is a cross-entropy for any value),
-    so the evaluators and :func:`vi_vae.fit` check the data once, before drawing.
-    The guide and model run once on all of ``args`` under a forked random stream:
-    the caller's draws are the same with or without the check.
-
-    Raises:
-        InputError: naming the observed site and its support.
-    """
-    kwargs = kwargs or {}
-    devices = [arg.device for arg in args if isinstance(arg, Tensor) and arg.device.type == "cuda"]
-    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=devices[:1]):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
-    check_observed_support(model_trace)
-
-
-def check_observed_support(model_trace: Trace) -> None:
-    """Refuse observed values outside the support of their site's distribution.
-
-    Raises:
-        InputError: naming the observed site and its support.
-    """
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or not site["is_observed"]:
-            continue
-        value = site["value"]
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise InputError(f"the data observed at site {name!r} contain NaN or infinite values")
-        support = _base_constraint(site["fn"].support)
-        if not bool(site["fn"].support.check(value).all()):
-            hint = BINARIZE_HINT if support is constraints.boolean else "transform the data"
-            raise InputError(
-                f"the data observed at site {name!r} lie outside the support of its "
-                f"distribution ({_SUPPORT_NAMES.get(support, str(support))}); {hint}"
-            )
-
-
-def _base_constraint(support: constraints.Constraint) -> constraints.Constraint:
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return support
-
-
-_SUPPORT_NAMES = {
-    constraints.boolean: "values 0 or 1",
-    constraints.unit_interval: "values in [0, 1]",
-    constraints.real: "finite real values",
-    constraints.positive: "positive values",
-    constraints.nonnegative_integer: "non-negative integers",
-}
 
 
 @dataclass
