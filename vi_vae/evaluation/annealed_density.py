@@ -176,7 +176,7 @@ class AnnealedDensity:
         parts = [
             values[site.name]
             .movedim(site.data_dim, 1)
-            .reshape(*values[site.name].shape[:1], -1, site.size)
+            .reshape(values[site.name].shape[0], -1, site.size)
             for site in self.sites
         ]
         return torch.cat(parts, dim=-1)
