@@ -155,8 +155,9 @@ def main(args):
         stored = json.loads(results_path.read_text())
         if stored["settings"] == json.loads(json.dumps(settings)):
             results = stored
+    argv = args.argv if args.argv is not None else sys.argv[1:]
     results["command"] = "python benchmarks/log_likelihood.py " + " ".join(
-        shlex.quote(a) for a in (args.argv if args.argv is not None else sys.argv[1:])
+        shlex.quote(a) for a in argv if a != "--resume"
     )
     results["threads"] = args.threads
     data = vi_vae.load_dataset("mnist-5k", binarization="dynamic")
