@@ -94,20 +94,6 @@ intersphinx_timeout = 1
 # Python references outside vi_vae resolve through intersphinx when an inventory is
 # there; otherwise they are plain text, not errors. References into vi_vae must resolve.
 nitpick_ignore_regex = [(r"py:.*", r"(?!vi_vae(\.|$)).*")]
-# Names another branch is adding (AIS and BDMC): their docstrings are referenced before
-# they land. The exemption lapses by itself once vi_vae exports them.
-PENDING_NAMES = ("annealed_importance_sampling", "bdmc")
-nitpick_ignore = [
-    (role, f"vi_vae.{name}")
-    for name in PENDING_NAMES
-    if not hasattr(vi_vae, name)
-    for role in ("py:func", "py:obj", "py:mod")
-]
-
-# The AIS/BDMC concept page names the functions only once they exist (``.. only:: ais``).
-if all(hasattr(vi_vae, name) for name in PENDING_NAMES):
-    tags.add("ais")  # noqa: F821 (Sphinx puts `tags` into this file's namespace)
-
 # --- MathJax, offline ----------------------------------------------------------------
 MATHJAX_PACKAGE = "sphinx-mathjax-offline"  # its wheel ships MathJax 3 in static/mathjax
 _mathjax_spec = importlib.util.find_spec(MATHJAX_PACKAGE)

@@ -4,12 +4,30 @@
   (log-mean-exp, Monte Carlo standard error, ESS, Pareto k̂);
 - :mod:`~vi_vae.evaluation.importance_sampling`: log p(x) by importance sampling
   from the guide, and bound tables;
+- :mod:`~vi_vae.evaluation.ais`: log p(x) by annealed importance sampling with HMC,
+  the reference number; :mod:`~vi_vae.evaluation.bdmc`: its check on simulated
+  data (bidirectional Monte Carlo); beneath them :mod:`~vi_vae.evaluation.annealing`
+  (the annealing loop), :mod:`~vi_vae.evaluation.annealed_density` (the annealed
+  log density of a model/guide pair on unconstrained coordinates) and
+  :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density);
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
   active units;
 - :mod:`~vi_vae.evaluation.inference_data`: the guide's draws with their weights
   for ArviZ.
 """
 
+from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
+from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS
+from vi_vae.evaluation.annealing import (
+    DEFAULT_LEAPFROG_STEPS,
+    DEFAULT_NUM_CHAINS,
+    DEFAULT_NUM_STEPS,
+    DEFAULT_STEP_SIZE,
+    SCHEDULES,
+    AISSettings,
+    annealing_schedule,
+)
+from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.diagnostics import (
     ACTIVE_UNIT_THRESHOLD,
     ActiveUnits,
@@ -25,6 +43,7 @@ from vi_vae.evaluation.estimates import (
     pareto_k,
     summarize_log_weights,
 )
+from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, hmc_transition
 from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,
     DEFAULT_CHUNK_SIZE,
@@ -40,16 +59,30 @@ __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
     "DEFAULT_BOUND_PARTICLES",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_LEAPFROG_STEPS",
+    "DEFAULT_NUM_CHAINS",
     "DEFAULT_NUM_PARTICLES",
+    "DEFAULT_NUM_STEPS",
+    "DEFAULT_STEP_SIZE",
+    "DEFAULT_TARGET_ACCEPTANCE",
+    "INITIAL_DISTRIBUTIONS",
     "MIN_PARTICLES_FOR_PARETO_K",
     "PARETO_K_THRESHOLD",
+    "SCHEDULES",
+    "AISEstimate",
+    "AISSettings",
     "ActiveUnits",
+    "BDMCResult",
     "Bound",
     "GradientSNR",
     "LogLikelihoodEstimate",
     "active_units",
+    "annealed_importance_sampling",
+    "annealing_schedule",
+    "bdmc",
     "bounds",
     "gradient_snr",
+    "hmc_transition",
     "importance_sampling",
     "log_marginal_likelihood",
     "log_weight_chunks",

@@ -1,0 +1,310 @@
+r"""The annealing engine shared by AIS and BDMC: schedules, HMC transitions, adapted step sizes.
+
+Transitions are HMC (:mod:`vi_vae.evaluation.hmc`) on unconstrained coordinates
+(:mod:`vi_vae.evaluation.annealed_density`), with L leapfrog steps: one
+annealing step costs L gradient evaluations of log p(x, z) and log f_0 over all
+(chain, point) pairs of a chunk at once.
+
+Step sizes are adapted per data point toward ``target_acceptance`` during the
+run, from **pilot chains**: each point runs :data:`NUM_PILOT_CHAINS` extra
+chains along the same path whose only job is to set the point's step size, and
+whose weights are dropped. A step size adapted from a chain's own acceptances
+depends on that chain's state, so its transitions are no longer π_β-invariant:
+on a linear Gaussian model with a poor guide (1,600–4,000 chains per point,
+100 steps), per-chain adaptation made log mean w overshoot the exact log p(x)
+by 0.3–1.0 nats, and the mean of log-mean-exps over groups of 8 chains came out
+above log p(x), which unbiased weights cannot do (Jensen). The pilots' randomness
+is independent of the weighted chains', so given the step sizes every
+transition of a weighted chain is exactly invariant and E[w] = p(x) holds
+exactly (``tests/evaluation/test_ais.py`` checks it on that model).
+``target_acceptance=None`` keeps ``step_size`` fixed (no pilots).
+
+Randomness is keyed by (seed, point index, chain, step) (:mod:`vi_vae._keyed_random`),
+so a point's estimate does not depend on the chunk it was processed in.
+
+References:
+    [1] Annealed Importance Sampling, R. M. Neal, Statistics and Computing, 2001.
+    [2] Sandwiching the marginal likelihood using bidirectional Monte Carlo, Grosse,
+        Ghahramani & Adams, 2015.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vi_vae import _keyed_random
+from vi_vae._validation import check_choice, check_positive_float, check_positive_int, check_seed
+from vi_vae.errors import InputError
+from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
+from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
+from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+
+__all__ = [
+    "DEFAULT_LEAPFROG_STEPS",
+    "DEFAULT_NUM_CHAINS",
+    "DEFAULT_NUM_STEPS",
+    "DEFAULT_STEP_SIZE",
+    "NUM_PILOT_CHAINS",
+    "RANDOM_STREAMS",
+    "SCHEDULES",
+    "SIGMOID_SCHEDULE_RADIUS",
+    "AISSettings",
+    "Annealing",
+    "Progress",
+    "anneal",
+    "annealing_schedule",
+    "forward_annealing",
+    "resolve_seed",
+]
+
+#: annealing steps T: a first budget; how the estimate moves with T is in docs/log-likelihood.md
+DEFAULT_NUM_STEPS = 1000
+#: chains per data point (Wu et al. 2017 ran 16)
+DEFAULT_NUM_CHAINS = 16
+#: leapfrog steps per HMC transition (Wu et al. 2017 used 10)
+DEFAULT_LEAPFROG_STEPS = 10
+#: the initial HMC step size on unconstrained coordinates; adaptation takes it from there
+DEFAULT_STEP_SIZE = 0.05
+#: the schedules of β: ``"sigmoid"`` (Grosse et al.) or ``"linear"``
+SCHEDULES = ("sigmoid", "linear")
+#: the sigmoid schedule's β_t ∝ σ(δ (2t/T − 1)) with δ = 4, as in Grosse et al.'s BDMC code
+SIGMOID_SCHEDULE_RADIUS = 4.0
+#: extra chains per point that adapt its step size and are not weighted (module docstring);
+#: one is enough: the Robbins–Monro step averages its acceptances over ~1/rate = 10 transitions
+NUM_PILOT_CHAINS = 1
+
+#: streams of the keyed random numbers (:mod:`vi_vae._keyed_random`), one per use;
+#: a run's transitions use two: (momenta, accept tests)
+RANDOM_STREAMS = {"initial": 1, "forward": (2, 3), "reverse": (4, 5), "simulate": 6}
+
+
+@dataclass
+class Annealing:
+    """One annealing run over a chunk of n points.
+
+    Attributes:
+        log_weights: Σ_t (β_t − β_{t−1}) (b − a) per chain and point, ``[C, n]``, float64.
+        acceptance_rate: mean HMC acceptance probability over transitions, ``[C, n]``.
+        step_size: the final step size per point, ``[n]``.
+        step_sizes: the step size of every transition, ``[T − 1, n]``.
+        position: the final unconstrained states, ``[C, n, D]``.
+    """
+
+    log_weights: Tensor
+    acceptance_rate: Tensor
+    step_size: Tensor
+    step_sizes: Tensor
+    position: Tensor
+
+
+def annealing_schedule(num_steps: int, schedule: str = "sigmoid") -> Tensor:
+    r"""β_0 = 0 < β_1 < … < β_T = 1, ``[num_steps + 1]`` float64.
+
+    ``"linear"``: β_t = t/T. ``"sigmoid"`` (Grosse et al. 2015): with
+    :math:`s_t = σ(δ (2t/T - 1))`, δ = :data:`SIGMOID_SCHEDULE_RADIUS`,
+    :math:`β_t = (s_t - s_0) / (s_T - s_0)`: small steps near both ends.
+
+    Example:
+        >>> annealing_schedule(4, "linear").tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    check_positive_int("num_steps", num_steps)
+    check_choice("schedule", schedule, SCHEDULES)
+    steps = torch.linspace(0.0, 1.0, num_steps + 1, dtype=torch.float64)
+    if schedule == "linear":
+        return steps
+    s = torch.sigmoid(SIGMOID_SCHEDULE_RADIUS * (2.0 * steps - 1.0))
+    return (s - s[0]) / (s[-1] - s[0])
+
+
+def anneal(
+    density: AnnealedDensity,
+    position: Tensor,
+    betas: Tensor,
+    *,
+    seed: int,
+    streams: tuple[int, int],
+    point_index: Tensor,
+    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
+    step_size: float = DEFAULT_STEP_SIZE,
+    target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE,
+    num_pilot_chains: int = 0,
+    step_sizes: Tensor | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> Annealing:
+    """Run the chains of ``position: [C + P, n, D]`` along ``betas`` (increasing or decreasing).
+
+    The last P = ``num_pilot_chains`` chains of each point are pilots: they only
+    adapt the point's step size (module docstring), and their weights are dropped.
+    With ``step_sizes: [len(betas) − 2, n]`` the transitions use those instead.
+    The weight increments are taken before each transition, and the last β has
+    no transition (it would not change the weights). Momenta and accept tests
+    are keyed by (``seed``, stream, ``point_index``, chain, step).
+    """
+    num_chains = position.shape[0] - num_pilot_chains
+    momentum_keys = _keyed_random.key_grid(
+        seed, streams[0], point_index, position.shape[0], density.dim
+    )
+    accept_keys = _keyed_random.key_grid(seed, streams[1], point_index, position.shape[0])
+    state = density.evaluate(position)
+    log_weights = torch.zeros(state.log_density.shape, dtype=torch.float64, device=position.device)
+    acceptance = torch.zeros_like(log_weights)
+    step = torch.full_like(log_weights[0], step_size)
+    used = []
+    for t in range(1, len(betas)):
+        a, b = state.aux[:2]
+        log_weights += (betas[t] - betas[t - 1]).item() * (b.double() - a.double())
+        if t < len(betas) - 1:
+            if step_sizes is not None:
+                step = step_sizes[t - 1]
+            beta = betas[t].item()
+            state, info = hmc_transition(
+                density.target(beta),
+                density.at(state, beta),
+                step.expand_as(log_weights),
+                leapfrog_steps,
+                momentum=_keyed_random.normal(momentum_keys, t, dtype=position.dtype),
+                uniform=_keyed_random.uniform(accept_keys, t),
+            )
+            used.append(step)
+            acceptance += info.acceptance_probability
+            if step_sizes is None and target_acceptance is not None and num_pilot_chains > 0:
+                pilots = info.acceptance_probability[num_chains:].mean(0)
+                step = adapt_step_size(step, pilots, target_acceptance)
+        if on_step is not None:
+            on_step()
+    num_transitions = len(betas) - 2
+    rate = acceptance / num_transitions if num_transitions > 0 else acceptance * math.nan
+    return Annealing(
+        log_weights[:num_chains],
+        rate[:num_chains],
+        step,
+        torch.stack(used) if used else log_weights.new_zeros(0, log_weights.shape[1]),
+        state.position[:num_chains],
+    )
+
+
+@dataclass(frozen=True)
+class AISSettings:
+    """The settings of an AIS run, checked once (see :func:`annealed_importance_sampling`).
+
+    Raises:
+        InputError: naming the first bad setting and its accepted values.
+    """
+
+    num_steps: int = DEFAULT_NUM_STEPS
+    num_chains: int = DEFAULT_NUM_CHAINS
+    schedule: str = "sigmoid"
+    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS
+    step_size: float = DEFAULT_STEP_SIZE
+    target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE
+    initial: str = "guide"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        check_positive_int("num_steps", self.num_steps)
+        check_positive_int("num_chains", self.num_chains)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_positive_int("leapfrog_steps", self.leapfrog_steps)
+        check_positive_float("step_size", self.step_size)
+        target = self.target_acceptance
+        if target is not None and (
+            isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1
+        ):
+            raise InputError(
+                f"target_acceptance must be a number in (0, 1) or None; got {target!r}"
+            )
+        check_choice("initial", self.initial, INITIAL_DISTRIBUTIONS)
+        check_positive_int("chunk_size", self.chunk_size)
+
+    @property
+    def num_pilot_chains(self) -> int:
+        """Pilot chains per point: :data:`NUM_PILOT_CHAINS`, or 0 without adaptation."""
+        return 0 if self.target_acceptance is None else NUM_PILOT_CHAINS
+
+    def betas(self) -> Tensor:
+        """The schedule, ``[num_steps + 1]``."""
+        return annealing_schedule(self.num_steps, self.schedule)
+
+    def chunks(self, num_points: int) -> list[slice]:
+        """Consecutive slices of at most max(1, ⌊chunk_size / (chains + pilots)⌋) points."""
+        per_pass = max(1, self.chunk_size // (self.num_chains + self.num_pilot_chains))
+        return [
+            slice(start, min(start + per_pass, num_points))
+            for start in range(0, num_points, per_pass)
+        ]
+
+    def transition_settings(self) -> dict[str, Any]:
+        """The keyword settings of :func:`anneal`."""
+        return {
+            "leapfrog_steps": self.leapfrog_steps,
+            "step_size": float(self.step_size),
+            "target_acceptance": self.target_acceptance,
+        }
+
+
+def forward_annealing(
+    model: Callable,
+    guide: Callable | None,
+    x: Tensor,
+    rows: slice,
+    settings: AISSettings,
+    *,
+    seed: int,
+    plate_nesting: int,
+    data_plate: str = "data",
+    on_step: Callable[[], None] | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> Annealing:
+    """Forward AIS of the points ``x[rows]``, from exact draws of f_0 keyed by point index."""
+    point_index = torch.arange(rows.start, rows.stop, device=x.device)
+    density = AnnealedDensity(
+        model,
+        guide,
+        x[rows],
+        settings.num_chains + settings.num_pilot_chains,
+        initial=settings.initial,
+        plate_nesting=plate_nesting,
+        data_plate=data_plate,
+        kwargs=kwargs,
+    )
+    position = density.draw_initial(
+        _keyed_random.point_seeds(seed, RANDOM_STREAMS["initial"], point_index)
+    )
+    return anneal(
+        density,
+        position,
+        settings.betas(),
+        seed=seed,
+        streams=RANDOM_STREAMS["forward"],
+        point_index=point_index,
+        num_pilot_chains=settings.num_pilot_chains,
+        on_step=on_step,
+        **settings.transition_settings(),
+    )
+
+
+def resolve_seed(seed: int | None) -> int:
+    """``seed`` (checked), or one drawn from torch's global stream when it is ``None``."""
+    if seed is None:
+        return int(torch.randint(0, 2**32, ()).item())
+    return check_seed(seed)
+
+
+class Progress:
+    """Counts annealing steps across chunks and reports ``(done, total)``."""
+
+    def __init__(self, on_step: Callable[[int, int], None] | None, total: int) -> None:
+        self.on_step, self.total, self.done = on_step, total, 0
+
+    def __call__(self) -> None:
+        """One more step done."""
+        self.done += 1
+        if self.on_step is not None:
+            self.on_step(self.done, self.total)
