@@ -112,6 +112,8 @@ class UniformMixture(dist.TorchDistribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         """The log-sum-exp over components of their log densities, minus log K."""
+        if _is_diagonal_normal(self.components) and len(self.components.batch_shape) == 1:
+            return _diagonal_normal_mixture_log_prob(self.components.base_dist, value)
         event_dims = len(self.event_shape)
         value = value.unsqueeze(-1 - event_dims)
         batch = torch.broadcast_shapes(
@@ -132,6 +134,42 @@ class UniformMixture(dist.TorchDistribution):
             index = index.reshape(index.shape + (1,) * (1 + event_dims))
             index = index.expand(index.shape[: -event_dims or None] + self.event_shape)
             return draws.gather(-1 - event_dims, index).squeeze(-1 - event_dims)
+
+
+def _is_diagonal_normal(components: dist.TorchDistribution) -> bool:
+    return (
+        isinstance(components, torch.distributions.Independent)
+        and type(components.base_dist) in (dist.Normal, torch.distributions.Normal)
+        and components.reinterpreted_batch_ndims == 1
+    )
+
+
+def _diagonal_normal_mixture_log_prob(normal: dist.Normal, value: Tensor) -> Tensor:
+    r"""The mixture of K diagonal normals at ``value: [..., d]``, through matrix products.
+
+    .. math::
+        \sum_i \frac{(z_i - μ_{ki})^2}{σ_{ki}^2}
+        = z^2 \cdot a_k - 2\, z \cdot (μ_k a_k) + μ_k^2 \cdot a_k, \qquad a_k = σ_k^{-2},
+
+    so the K × d comparison costs two ``[N, d] @ [d, K]`` products instead of an
+    ``[N, K, d]`` tensor (a VampPrior's K = 500 components at K = 5000 particles).
+    The quadratic form is summed in float64: its terms cancel where z is near μ_k
+    and σ_k is small.
+    """
+    loc, scale = normal.loc.reshape(-1, value.shape[-1]), normal.scale
+    scale = scale.expand(normal.batch_shape).reshape(loc.shape)
+    points = value.reshape(-1, value.shape[-1]).double()
+    precision = scale.double().pow(-2)
+    scaled_loc = loc.double() * precision
+    quadratic = (
+        points.pow(2) @ precision.T
+        - 2 * points @ scaled_loc.T
+        + (loc.double() * scaled_loc).sum(-1)
+    )
+    normalizer = scale.log().sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+    log_probs = -0.5 * quadratic.to(value.dtype) - normalizer
+    mixture = log_probs.logsumexp(-1) - math.log(loc.shape[0])
+    return mixture.reshape(value.shape[:-1])
 
 
 class VampPrior(nn.Module):
