@@ -94,16 +94,13 @@ def supported_families() -> list[str]:
 
 def _flowable(family: LatentFamily, latent_dim: int) -> tuple[bool, Transform | None]:
     """Whether a flow supports the family, and the bijection onto its support (or None)."""
-    support = family.support
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    if support is constraints.real:
-        return True, None
     try:
-        transform = biject_to(family.support)
-        return tuple(transform.inverse_shape((latent_dim,))) == (latent_dim,), transform
+        transform = _bijection(family.support)
     except NotImplementedError:
         return False, None
+    if transform is None:
+        return True, None
+    return tuple(transform.inverse_shape((latent_dim,))) == (latent_dim,), transform
 
 
 def check_flow_family(family: LatentFamily, latent_dims: tuple[int, ...]) -> None:
@@ -206,6 +203,7 @@ class ConditionalIAF(nn.Module):
 
 
 def _bijection(support: constraints.Constraint) -> Transform | None:
+    """``biject_to(support)``, or ``None`` for an unconstrained support."""
     base = support
     while isinstance(base, constraints.independent):
         base = base.base_constraint

@@ -16,8 +16,13 @@ from vi_vae._deprecation import pop_renamed
 from vi_vae._random import seeded
 from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
-from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS, ConditionalIAF, flow_context_dim
-from vi_vae.flows import check_flow_family as _check_flow_family
+from vi_vae.flows import (
+    DEFAULT_FLOW_LAYERS,
+    FLOWS,
+    ConditionalIAF,
+    check_flow_family,
+    flow_context_dim,
+)
 from vi_vae.latents import LatentFamily, get_family
 from vi_vae.likelihoods import Likelihood, get_likelihood
 from vi_vae.nets import MLP
@@ -153,7 +158,7 @@ class VAE(PyroModule):
         self.image_shape = tuple(image_shape) if image_shape else None
         self.architecture = architecture
         if flow is not None:
-            _check_flow_family(self.latent_family, dims)
+            check_flow_family(self.latent_family, dims)
         self._num_raw = [self.latent_family.num_raw_parameters(d) for d in dims]
         self._num_context = [flow_context_dim(d) if flow else 0 for d in dims]
         widths = len(hidden_sizes)
@@ -264,12 +269,13 @@ class VAE(PyroModule):
         raw = (self.encoder if layer == 0 else self.upper_encoders[layer - 1])(h)
         expected = self._num_raw[layer] + self._num_context[layer]
         if raw.shape[-1] != expected:
-            context = f" plus {self._num_context[layer]} flow context features" * bool(self.flows)
             name = "encoder" if layer == 0 else f"the network of {self.latent_sites[layer]}"
+            context = self._num_context[layer]
+            plus = f" plus {context} flow context features" if context else ""
             raise InputError(
                 f"{name} returned {raw.shape[-1]} values per data point; latent family "
                 f"{self.latent_family.name!r} with latent_dim={self.latent_dims[layer]} "
-                f"needs {expected}{context}"
+                f"needs {self._num_raw[layer]}{plus}"
             )
         if self.flows is None:
             return self.latent_family.posterior(raw)

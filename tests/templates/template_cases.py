@@ -1,5 +1,8 @@
 """The VAE templates under test, small enough for a few SVI steps in milliseconds."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from vi_vae import VAE
@@ -25,6 +28,20 @@ TEMPLATES = {
         "num_pseudo_inputs": 4,
     },
 }
+
+#: the ids, sorted, for ``pytest.mark.parametrize("template", TEMPLATE_NAMES)``
+TEMPLATE_NAMES = sorted(TEMPLATES)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """These networks are tiny: one thread is faster than two (no hand-off between them)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def make_template(name: str, seed: int = 0, **overrides) -> VAE:

@@ -3,11 +3,26 @@
 import json
 
 import pyro
+import pytest
 import torch
-from template_cases import IMAGE_SHAPE, INPUT_DIM, TEMPLATES, binary_data, make_template
+from template_cases import (
+    IMAGE_SHAPE,
+    INPUT_DIM,
+    TEMPLATE_NAMES,
+    TEMPLATES,
+    binary_data,
+    make_template,
+    single_thread,
+)
 
 from vi_vae import VAE, fit
 from vi_vae.checkpoint import load_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def _fit(vae, run_dir, epochs, resume=False):
@@ -25,6 +40,7 @@ def _fit(vae, run_dir, epochs, resume=False):
     )
 
 
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_a_checkpoint_resumes_exactly(template, tmp_path):
     # Two epochs straight, or one epoch and then a resumed run to two (in a model built
     # with other initial weights, which the checkpoint replaces): the same numbers.
@@ -44,6 +60,7 @@ def test_a_checkpoint_resumes_exactly(template, tmp_path):
         assert torch.equal(value, last[name]), name
 
 
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_constructor_arguments_survive_json(template):
     # A run directory stores the arguments as JSON (tuples come back as lists).
     options = {"input_dim": INPUT_DIM, "image_shape": IMAGE_SHAPE, "seed": 3, **TEMPLATES[template]}

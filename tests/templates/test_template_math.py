@@ -6,7 +6,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
-from template_cases import INPUT_DIM, binary_data, make_template
+from template_cases import INPUT_DIM, binary_data, make_template, single_thread
 
 from vi_vae import VAE
 from vi_vae.estimators import IWAE
@@ -14,6 +14,13 @@ from vi_vae.estimators.elbo import analytic_kl_terms
 from vi_vae.flows import supported_families
 from vi_vae.priors import UniformMixture
 from vi_vae.weights import trace_log_weights
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
 
 #: float32 sums of a few dozen terms of order 1-10 nats
 TOLERANCE = 1e-4

@@ -7,13 +7,28 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
-from template_cases import IMAGE_SHAPE, INPUT_DIM, TEMPLATES, binary_data, make_template
+from template_cases import (
+    IMAGE_SHAPE,
+    INPUT_DIM,
+    TEMPLATE_NAMES,
+    TEMPLATES,
+    binary_data,
+    make_template,
+    single_thread,
+)
 
 from vi_vae import active_units, log_marginal_likelihood
 from vi_vae.app import plots
 from vi_vae.nets import ConvDecoder, ConvEncoder
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_model_and_guide_follow_the_plate_contract(template):
     vae = make_template(template)
     x = binary_data(5)
@@ -31,6 +46,7 @@ def test_model_and_guide_follow_the_plate_contract(template):
     assert model_trace.nodes["x"]["is_observed"]
 
 
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_every_parameter_is_in_the_param_store_and_gets_a_gradient(template):
     # SVI trains what the traces register: a parameter missing from Pyro's param
     # store (e.g. pseudo-inputs read outside a module call) would silently stay put.
@@ -43,6 +59,7 @@ def test_every_parameter_is_in_the_param_store_and_gets_a_gradient(template):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_pieces_have_their_shapes_and_finite_values(template):
     vae = make_template(template)
     x = binary_data(7)
@@ -67,6 +84,7 @@ def test_pieces_have_their_shapes_and_finite_values(template):
     assert (estimate.log_likelihood > -5 * INPUT_DIM * math.log(2)).all()
 
 
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_the_figure_functions_draw_every_template(template, tmp_path):
     # The run directory's figures use encode / decode / decoder / prior / centre.
     vae = make_template(template)
@@ -87,6 +105,7 @@ def test_the_figure_functions_draw_every_template(template, tmp_path):
     assert all(path.stat().st_size > 0 for path in drawn)
 
 
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_active_units_count_every_layer(template):
     vae = make_template(template)
     result = active_units(vae, binary_data(40), num_mean_draws=20)
