@@ -37,6 +37,36 @@ CASES = {
         "--threads",
         "1",
     ],
+    "autoencoder_vs_vae.py": [
+        "--epochs",
+        "1",
+        "--max-train",
+        "300",
+        "--hidden",
+        "32",
+        "--test-points",
+        "40",
+        "--grid-size",
+        "4",
+        "--eval-samples",
+        "20",
+        "--threads",
+        "1",
+    ],
+    "denoising.py": [
+        "--epochs",
+        "1",
+        "--max-train",
+        "300",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "4",
+        "--test-points",
+        "30",
+        "--threads",
+        "1",
+    ],
     "custom_model.py": [
         "--epochs",
         "60",
@@ -49,6 +79,15 @@ CASES = {
         "--threads",
         "1",
     ],
+}
+
+#: what each example prints (default: a log p(x) estimate)
+EXPECTED_OUTPUT = {"anomaly_scores.py": "ROC AUC", "denoising.py": "noise level"}
+#: the figures an example writes into --out
+EXPECTED_FIGURES = {
+    "vae_mnist.py": {"latent_scatter.png", "manifold.png", "samples.png"},
+    "autoencoder_vs_vae.py": {"autoencoder_vs_vae.png"},
+    "denoising.py": {"denoising_mask.png"},
 }
 
 
@@ -64,11 +103,8 @@ def test_example_runs(name, tmp_path):
         env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"},
     )
     assert result.returncode == 0, result.stderr
-    assert ("log p(x)" if name != "anomaly_scores.py" else "ROC AUC") in result.stdout
-    if name == "vae_mnist.py":
-        assert {"latent_scatter.png", "manifold.png", "samples.png"} <= {
-            p.name for p in tmp_path.iterdir()
-        }
+    assert EXPECTED_OUTPUT.get(name, "log p(x)") in result.stdout
+    assert EXPECTED_FIGURES.get(name, set()) <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_custom_model_estimate_matches_its_closed_form():

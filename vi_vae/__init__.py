@@ -36,9 +36,12 @@ from vi_vae.evaluation import (
     log_marginal_likelihood,
     to_inference_data,
 )
+from vi_vae.flows import parse_flow
 from vi_vae.latents import FAMILIES, LatentFamily, get_family, register_family
 from vi_vae.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from vi_vae.model import VAE
+from vi_vae.priors import parse_prior
+from vi_vae.templates import parse_latent_dims
 from vi_vae.train import FitResult, fit
 
 __version__ = "0.2.0"
@@ -79,6 +82,9 @@ __all__ = [
     "load_dataset",
     "log_marginal_likelihood",
     "parse_estimator",
+    "parse_flow",
+    "parse_latent_dims",
+    "parse_prior",
     "register_family",
     "seed_everything",
     "to_inference_data",

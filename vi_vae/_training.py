@@ -41,9 +41,6 @@ __all__ = [
     "validation_elbo",
 ]
 
-#: (particle, point) pairs per validation pass (no gradients, as the evaluators)
-VALIDATION_CHUNK_SIZE = 8192
-
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -127,7 +124,6 @@ def validation_elbo(
                 x,
                 num_particles,
                 data_plate=data_plate,
-                chunk_size=VALIDATION_CHUNK_SIZE,
                 seed=seed,
             )
         ]

@@ -49,14 +49,13 @@ from torch import Tensor
 
 from vi_vae._validation import check_positive_int, check_seed
 from vi_vae.errors import InputError
-from vi_vae.weights import PARTICLE_PLATE, guess_plates, trace_log_weights
+from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, guess_plates, trace_log_weights
 
 __all__ = ["KEYED_PAIRS", "key_block_size", "keyed_log_weight_chunks", "point_seed"]
 
 #: (particle, point) pairs drawn from one seeded stream: the evaluators' default
-#: chunk_size (``vi_vae.evaluation.DEFAULT_CHUNK_SIZE``), so that keyed passes are as
-#: large as the default unkeyed ones
-KEYED_PAIRS = 8192
+#: chunk_size, so that keyed passes are as large as the default unkeyed ones
+KEYED_PAIRS = DEFAULT_CHUNK_SIZE
 
 _MASK64 = (1 << 64) - 1
 

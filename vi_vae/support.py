@@ -19,7 +19,20 @@ from torch.distributions import constraints
 
 from vi_vae.errors import BINARIZE_HINT, InputError
 
-__all__ = ["check_data_support", "check_observed_support"]
+__all__ = ["check_data_support", "check_observed_support", "check_points"]
+
+
+def check_points(x: Any, name: str = "x") -> Tensor:
+    """Return ``x`` if it is a tensor of finite values with data points along dimension 0.
+
+    Raises:
+        InputError: naming ``name``.
+    """
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
+        raise InputError(f"{name} must be a tensor with the data points along its first dimension")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise InputError(f"{name} contains NaN or infinite values; all values must be finite")
+    return x
 
 
 def check_data_support(

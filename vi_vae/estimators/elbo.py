@@ -30,8 +30,9 @@ class ELBO(ParticleEstimator):
     analytic one usually, not always, has less variance (sampled log p(z) and
     log q(z) can cancel noise in log p(x|z)). Unlike Pyro's ``TraceMeanField_ELBO``
     it keeps the value per data point and needs no mean-field guide: the
-    replacement is term by term, so it holds by linearity of expectation for any
-    dependence between sites.
+    replacement is term by term, so it holds by linearity of expectation, for each
+    site whose model and guide distributions depend only on draws made before it
+    (other sites keep their sampled terms; see :func:`analytic_kl_terms`).
 
     The gradient is the reparameterized gradient of the estimate.
 
@@ -79,15 +80,27 @@ def analytic_kl_terms(traces: WeightedTraces) -> Tensor:
     .. math::
         \log p(x \mid z) - \sum_{s \text{ analytic}} \mathrm{KL}(q_s \,\|\, p_s)
         + \sum_{s \text{ sampled}} \big(\log p_s(z_s) - \log q_s(z_s)\big)
+
+    A site's KL is used only where it is unbiased: when every latent site the
+    model draws before it is also drawn before it by the guide, so that p_s and q_s
+    depend only on draws made before z_s. A site whose model distribution depends on
+    a later guide draw (z_1 in a two-layer VAE, whose p(z_1 | z_2) depends on
+    z_2 ~ q(z_2 | z_1)) keeps its sampled terms.
     """
     model_sites = traces.model_trace.nodes
+    model_order = _latent_order(traces.model_trace)
+    guide_order = _latent_order(traces.guide_trace)
 
     def divergence(site: dict) -> Tensor:
         prior = model_sites[site["name"]]["fn"]
-        try:
-            return kl_divergence(site["fn"], prior)
-        except NotImplementedError:
-            return site["fn"].log_prob(site["value"]) - prior.log_prob(site["value"])
+        name = site["name"]
+        before_in_model = set(model_order[: model_order.index(name)])
+        if before_in_model <= set(guide_order[: guide_order.index(name)]):
+            try:
+                return kl_divergence(site["fn"], prior)
+            except NotImplementedError:
+                pass
+        return site["fn"].log_prob(site["value"]) - prior.log_prob(site["value"])
 
     def log_prob(site: dict) -> Tensor:
         return site["fn"].log_prob(site["value"])
@@ -95,3 +108,11 @@ def analytic_kl_terms(traces: WeightedTraces) -> Tensor:
     log_prior = traces.sum_per_point(log_prob, guide=False, latent_only=True)
     divergences = traces.sum_per_point(divergence, guide=True, latent_only=True)
     return traces.log_model - log_prior - divergences
+
+
+def _latent_order(trace: Any) -> list[str]:
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]

@@ -54,7 +54,8 @@ from vi_vae.evaluation.annealing import (
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE
-from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE, check_data
+from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+from vi_vae.support import check_data_support, check_points
 from vi_vae.weights import guess_plates
 
 __all__ = ["AISEstimate", "annealed_importance_sampling", "summarize_annealing"]
@@ -173,12 +174,11 @@ def annealed_importance_sampling(
     )
     if initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
-    x = check_data(x)
+    x = check_points(x)
+    check_data_support(model, guide or _no_guide, (x,), kwargs)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
-        plate_nesting, _ = guess_plates(
-            model, guide or _no_guide, (x,), kwargs, data_plate, check_support=True
-        )
+        plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
     chunks = settings.chunks(x.shape[0])
     progress = Progress(on_step, num_steps * len(chunks))
     parts = [

@@ -47,7 +47,7 @@ from torch.distributions import biject_to
 from vi_vae._random import seeded
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
-from vi_vae.weights import PARTICLE_PLATE, _sum_per_point
+from vi_vae.weights import PARTICLE_PLATE, sum_per_point
 
 __all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "LatentSite"]
 
@@ -298,7 +298,7 @@ class AnnealedDensity:
         return prune_subsample_sites(trace)
 
     def _sum(self, trace: Trace, *, latent_only: bool) -> Tensor:
-        return _sum_per_point(
+        return sum_per_point(
             trace,
             lambda site: site["fn"].log_prob(site["value"]),
             latent_only=latent_only,

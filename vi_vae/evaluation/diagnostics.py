@@ -170,14 +170,25 @@ class ActiveUnits:
     """Active latent units (Burda et al. 2016).
 
     Attributes:
-        num_active: number of units with variance above ``threshold``.
-        variances: Cov_x(E_q[z_i]) of each latent unit, ``[latent_dim]``.
+        num_active: number of units with variance above ``threshold`` (all layers).
+        variances: Cov_x(E_q[z_i]) of each latent unit, ``[latent_dim]``; for a VAE
+            with several stochastic layers, the layers' units one after the other
+            from the data up, ``[sum(latent_dims)]``.
         threshold: the activity threshold.
+        layer_sizes: units per stochastic layer, from the data up (one entry for
+            a single layer).
     """
 
     num_active: int
     variances: Tensor
     threshold: float
+    layer_sizes: tuple[int, ...] = ()
+
+    @property
+    def num_active_per_layer(self) -> tuple[int, ...]:
+        """Active units of each stochastic layer, from the data up."""
+        sizes = self.layer_sizes or (len(self.variances),)
+        return tuple(int(part.sum()) for part in self.active.split(list(sizes)))
 
     @property
     def active(self) -> Tensor:
@@ -199,10 +210,17 @@ def active_units(
     .. math::
         A_i = \mathrm{Cov}_x\big(\mathbb{E}_{q(z \mid x)}[z_i]\big) > \text{threshold}.
 
+    For a :class:`~vi_vae.VAE` with several stochastic layers every layer is
+    counted (Burda et al. report them per layer): E_q[z_1|x] is q(z_1|x)'s mean, and
+    E_q[z_l|x] for l > 1 is the mean over ``num_mean_draws`` ancestral draws of the
+    layers below of E_q[z_l | z_{l-1}] (the law of total expectation; one draw of z_l
+    each where q's mean is not implemented, their median where it is not finite).
+    :attr:`ActiveUnits.num_active_per_layer` splits the count.
+
     Args:
-        encoder: a :class:`~vi_vae.VAE` (its ``encode`` is used) or a function
-            ``x -> q(z|x)`` returning a torch ``Distribution`` or a tensor of
-            posterior means, ``[batch, latent_dim]``.
+        encoder: a :class:`~vi_vae.VAE` (its ``encode`` is used, or every layer as
+            above) or a function ``x -> q(z|x)`` returning a torch ``Distribution``
+            or a tensor of posterior means, ``[batch, latent_dim]``.
         x: data points, ``[N, ...]``, N ≥ 2.
         threshold: 0.01 as Burda et al.
         batch_size: points per encoder call (memory).
@@ -221,13 +239,19 @@ def active_units(
         raise InputError("x must be a tensor with at least 2 data points along dimension 0")
     check_positive_int("batch_size", batch_size)
     check_positive_int("num_mean_draws", num_mean_draws)
+    layered = getattr(encoder, "num_layers", 1) > 1
     means = []
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
-            means.append(_posterior_mean(encode(batch), num_mean_draws).reshape(len(batch), -1))
+            if layered:
+                means.append(_layer_means(encoder, batch, num_mean_draws))
+            else:
+                q = encode(batch)
+                means.append(_posterior_mean(q, num_mean_draws).reshape(len(batch), -1))
     variances = torch.cat(means).double().var(0).cpu()
-    return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold))
+    sizes = tuple(encoder.latent_dims) if layered else (len(variances),)
+    return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold), sizes)
 
 
 def _parameters_by_name(trace: Any) -> dict[str, Tensor]:
@@ -243,6 +267,25 @@ def _flat_gradient(leaf: Tensor) -> Tensor:
     if leaf.grad is None:
         return torch.zeros(leaf.numel(), dtype=torch.float64, device=leaf.device)
     return leaf.grad.detach().reshape(-1).double()
+
+
+def _layer_means(vae: Any, x: Tensor, num_mean_draws: int) -> Tensor:
+    """E_q[z_l | x] of every layer of a layered VAE, concatenated: ``[batch, sum(latent_dims)]``."""
+    q = vae.layer_posterior(0, x)
+    means = [_posterior_mean(q, num_mean_draws)]
+    below = q.sample((num_mean_draws,))
+    for layer in range(1, vae.num_layers):
+        q = vae.layer_posterior(layer, below)
+        below = q.sample()
+        try:
+            conditional = q.mean
+        except NotImplementedError:
+            conditional = below
+        if torch.isfinite(conditional).all():
+            means.append(conditional.mean(0))
+        else:
+            means.append(below.median(0).values)
+    return torch.cat(means, dim=-1)
 
 
 def _posterior_mean(q: Distribution | Tensor, num_mean_draws: int) -> Tensor:

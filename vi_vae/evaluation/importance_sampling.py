@@ -51,7 +51,7 @@ from vi_vae.evaluation.estimates import (
     summarize_log_weights,
 )
 from vi_vae.keyed_draws import key_block_size
-from vi_vae.weights import log_weight_chunks
+from vi_vae.weights import DEFAULT_CHUNK_SIZE, log_weight_chunks
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
@@ -67,8 +67,6 @@ __all__ = [
 DEFAULT_NUM_PARTICLES = 5000
 #: the k of the IWAE-k bounds in a bound table (k = 1 is the ELBO)
 DEFAULT_BOUND_PARTICLES = (1, 5, 50)
-#: (particle, data point) pairs per vectorized pass; bounds peak memory (module docstring).
-DEFAULT_CHUNK_SIZE = 8192
 
 
 @renamed_keywords(num_samples="num_particles")

@@ -18,6 +18,7 @@ from vi_vae.latents import distributions, gamma_compositions, kl, sampling
 from vi_vae.latents.composition import DirichletFamily
 from vi_vae.latents.location_scale import ELLIPTICAL_STUDENT_T, EllipticalFamily
 from vi_vae.latents.parameters import Interval, ParameterMap, Positive, Real
+from vi_vae.latents.pushforward import PushforwardPosterior
 from vi_vae.latents.registry import (
     CATEGORIES,
     FAMILIES,
@@ -38,6 +39,7 @@ __all__ = [
     "LatentFamily",
     "ParameterMap",
     "Positive",
+    "PushforwardPosterior",
     "Real",
     "composition",
     "distributions",

@@ -23,6 +23,7 @@ from torch.distributions import constraints
 from vi_vae.errors import InputError
 from vi_vae.latents.distributions import Triangular
 from vi_vae.latents.parameters import LOCATION, SCALE, Interval, Real
+from vi_vae.latents.pushforward import PushforwardPosterior
 from vi_vae.latents.registry import ElementwiseFamily, LatentFamily, register_family
 
 __all__ = [
@@ -210,7 +211,9 @@ class EllipticalFamily(LatentFamily):
         return self._distribution(loc, torch.eye(latent_dim, device=device, dtype=dtype))
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
-        """μ (the mean for both bases: ν > 1)."""
+        """μ (the mean for both bases: ν > 1); for a flow guide, μ pushed through the flow."""
+        if isinstance(posterior, PushforwardPosterior):
+            return posterior.push(self.center(posterior.base_dist))
         return posterior.loc
 
     def describe_parameters(self) -> str:

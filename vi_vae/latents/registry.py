@@ -15,6 +15,7 @@ from torch.distributions.constraints import Constraint
 
 from vi_vae.errors import InputError
 from vi_vae.latents.parameters import ParameterMap
+from vi_vae.latents.pushforward import PushforwardPosterior
 
 __all__ = [
     "CATEGORIES",
@@ -70,7 +71,13 @@ class LatentFamily(abc.ABC):
         """The default p(z): batch shape ``[]``, event shape ``[latent_dim]``."""
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
-        """A point summary of q(z|x) for reconstructions and latent plots (the mean)."""
+        """A point summary of q(z|x) for reconstructions and latent plots (the mean).
+
+        For a flow guide (a :class:`~vi_vae.latents.pushforward.PushforwardPosterior`)
+        it is the centre of the family's base distribution pushed through the flow.
+        """
+        if isinstance(posterior, PushforwardPosterior):
+            return posterior.push(self.center(posterior.base_dist))
         return posterior.mean
 
     def describe_parameters(self) -> str:
@@ -220,7 +227,12 @@ class ElementwiseFamily(LatentFamily):
         return self.distribution(**kwargs, **self.fixed_parameters).to_event(1)
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
-        """The mean of q, or the family's own point summary where it has one."""
+        """The mean of q, or the family's own point summary where it has one.
+
+        For a flow guide, that summary of the base pushed through the flow.
+        """
+        if isinstance(posterior, PushforwardPosterior):
+            return posterior.push(self.center(posterior.base_dist))
         if self._center is not None:
             return self._center(posterior)
         return posterior.mean

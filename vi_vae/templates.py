@@ -1,0 +1,125 @@
+"""The VAE template's choices: architectures, stochastic layer sizes, and their spellings.
+
+:class:`vi_vae.VAE` takes plain values (strings, integers, tuples), so that a run
+directory can store its arguments as JSON. The ``parse_*`` helpers turn the
+short spellings a command line uses (``"100,50"``, ``"iaf:2"``, ``"vamp:100"``;
+the last two in :mod:`vi_vae.flows` and :mod:`vi_vae.priors`) into those values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from vi_vae._validation import check_choice, check_positive_int
+from vi_vae.errors import InputError
+from vi_vae.nets import MLP, ConvDecoder, ConvEncoder
+from vi_vae.nets.conv import channels_height_width
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEFAULT_LATENT_DIM",
+    "build_decoder",
+    "build_encoder",
+    "parse_latent_dims",
+    "resolve_latent_dims",
+]
+
+#: networks between x and z_1: fully connected, or convolutional (:mod:`vi_vae.nets.conv`)
+ARCHITECTURES = ("mlp", "conv")
+#: dimension of z when neither latent_dim nor latent_dims is given
+DEFAULT_LATENT_DIM = 20
+
+
+def parse_latent_dims(spelling: str) -> tuple[int, ...]:
+    """``"100,50"`` -> ``(100, 50)``: stochastic layer sizes from the data up.
+
+    Raises:
+        InputError: naming ``latent_dims`` and what it accepts.
+
+    Example:
+        >>> parse_latent_dims("100, 50")
+        (100, 50)
+    """
+    accepted = "accepted values: comma-separated integers >= 1 from the data up, e.g. 100,50"
+    if not isinstance(spelling, str):
+        raise InputError(f"latent_dims must be a string such as '100,50'; got {spelling!r}")
+    parts = [part.strip() for part in spelling.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise InputError(f"latent_dims {spelling!r} is not valid; {accepted}")
+    return tuple(int(part) for part in parts)
+
+
+def resolve_latent_dims(
+    latent_dim: int | None, latent_dims: Sequence[int] | None
+) -> tuple[int, ...]:
+    """The stochastic layer sizes a VAE's ``latent_dim`` and ``latent_dims`` ask for.
+
+    Raises:
+        InputError: when a size is not an integer >= 1, when ``latent_dims`` is
+            empty, or when ``latent_dim`` is given and is not ``latent_dims[-1]``.
+    """
+    if latent_dims is None:
+        latent_dim = DEFAULT_LATENT_DIM if latent_dim is None else latent_dim
+        return (check_positive_int("latent_dim", latent_dim),)
+    accepted = "integers >= 1, one per stochastic layer from the data up, e.g. (100, 50)"
+    if isinstance(latent_dims, str) or not isinstance(latent_dims, Sequence):
+        raise InputError(f"latent_dims must be a sequence of {accepted}; got {latent_dims!r}")
+    dims = tuple(latent_dims)
+    valid = [isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims]
+    if not dims or not all(valid):
+        raise InputError(f"latent_dims must be {accepted}; got {list(dims)!r}")
+    if latent_dim is not None and latent_dim != dims[-1]:
+        raise InputError(
+            f"latent_dim ({latent_dim}) is the top layer's size and must equal "
+            f"latent_dims[-1] ({dims[-1]}); give latent_dims alone"
+        )
+    return dims
+
+
+def build_encoder(
+    architecture: str,
+    input_dim: int,
+    out_features: int,
+    hidden_sizes: Sequence[int],
+    activation: str,
+    image_shape: Sequence[int] | None,
+) -> nn.Module:
+    """The network x -> raw parameters of q(z_1|x) for ``architecture``."""
+    check_choice("architecture", architecture, ARCHITECTURES)
+    if architecture == "conv":
+        return ConvEncoder(
+            _conv_shape(image_shape, input_dim), out_features, hidden_sizes, activation
+        )
+    return MLP(input_dim, hidden_sizes, out_features, activation)
+
+
+def build_decoder(
+    architecture: str,
+    latent_dim: int,
+    input_dim: int,
+    out_features: int,
+    hidden_sizes: Sequence[int],
+    activation: str,
+    image_shape: Sequence[int] | None,
+) -> nn.Module:
+    """The network z_1 -> raw parameters of p(x|z_1), mirroring the encoder."""
+    check_choice("architecture", architecture, ARCHITECTURES)
+    if architecture == "conv":
+        return ConvDecoder(
+            latent_dim,
+            _conv_shape(image_shape, input_dim),
+            out_features,
+            list(reversed(hidden_sizes)),
+            activation,
+        )
+    return MLP(latent_dim, list(reversed(hidden_sizes)), out_features, activation)
+
+
+def _conv_shape(image_shape: Sequence[int] | None, input_dim: int) -> tuple[int, int, int]:
+    if image_shape is None:
+        raise InputError(
+            "architecture 'conv' needs image_shape, (channels, height, width) or (height, width)"
+        )
+    return channels_height_width(image_shape, input_dim)
