@@ -57,5 +57,5 @@ def test_every_config_field_has_exactly_one_flag():
             section.type if isinstance(section.type, type) else getattr(RunConfig(), section.name)
         )
     }
-    assert sorted(flag.field for flag in FLAGS) == sorted(fields)
+    assert sorted(field for flag in FLAGS for field in flag.fields) == sorted(fields)
     assert len({flag.flag("train") for flag in FLAGS}) == len(FLAGS)

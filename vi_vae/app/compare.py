@@ -203,8 +203,8 @@ def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
         epochs=len(run.history),
         log_marginal_likelihood=run.metrics.log_marginal_likelihood,
         bounds=run.metrics.bounds,
-        active_units=active_units(run.vae.encode, test).num_active,
-        latent_dim=run.config.model.latent_dim,
+        active_units=active_units(run.vae, test).num_active,
+        latent_units=sum(run.vae.latent_dims),
         snr_guide=snr.guide,
         snr_model=snr.model,
     )

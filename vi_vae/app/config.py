@@ -30,9 +30,12 @@ from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
+from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
 from vi_vae.nets import ACTIVATIONS
+from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS, PRIORS
+from vi_vae.templates import ARCHITECTURES, DEFAULT_LATENT_DIM
 
 __all__ = [
     "DEVICES",
@@ -65,14 +68,24 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The VAE template's settings (see :class:`vi_vae.VAE`): they define the model."""
+    """The VAE template's settings (see :class:`vi_vae.VAE`): they define the model.
+
+    ``latent_dims`` (two or more stochastic layers, from the data up) sets
+    ``latent_dim`` to its last entry.
+    """
 
     latent_family: str = "normal"
-    latent_dim: int = 20
+    latent_dim: int = DEFAULT_LATENT_DIM
     likelihood: str = "bernoulli"
     likelihood_options: dict[str, float] = field(default_factory=dict)
     hidden_sizes: tuple[int, ...] = (400,)
     activation: str = "relu"
+    architecture: str = "mlp"
+    latent_dims: tuple[int, ...] | None = None
+    flow: str | None = None
+    flow_layers: int = DEFAULT_FLOW_LAYERS
+    prior: str = "standard"
+    num_pseudo_inputs: int = DEFAULT_NUM_PSEUDO_INPUTS
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,23 @@ class RunConfig:
             )
         for width in model.hidden_sizes:
             _check("model.hidden_sizes", check_positive_int, "model.hidden_sizes", width)
+        _check(
+            "model.architecture", check_choice, "architecture", model.architecture, ARCHITECTURES
+        )
+        if model.latent_dims is not None:
+            for width in model.latent_dims:
+                _check("model.latent_dims", check_positive_int, "model.latent_dims", width)
+            model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
+        if model.flow is not None:
+            _check("model.flow", check_choice, "flow", model.flow, FLOWS)
+        _check("model.flow_layers", check_positive_int, "model.flow_layers", model.flow_layers)
+        _check("model.prior", check_choice, "prior", model.prior, PRIORS)
+        _check(
+            "model.num_pseudo_inputs",
+            check_positive_int,
+            "model.num_pseudo_inputs",
+            model.num_pseudo_inputs,
+        )
         _check("training.estimator", parse_estimator, training.estimator)
         for name in ("epochs", "batch_size"):
             _check(
@@ -180,7 +210,9 @@ class RunConfig:
                 "the bernoulli likelihood needs binary data; accepted binarization values: "
                 "dynamic, static, threshold (or the continuous-bernoulli likelihood)",
             )
-        return dataclasses.replace(self, data=dataclasses.replace(data, binarization=binarization))
+        return dataclasses.replace(
+            self, data=dataclasses.replace(data, binarization=binarization), model=model
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values by section."""

@@ -181,7 +181,10 @@ class SNRPoint:
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One estimator's run in a comparison: its cost, bounds, log p(x) and diagnostics."""
+    """One estimator's run in a comparison: its cost, bounds, log p(x) and diagnostics.
+
+    ``active_units`` counts over every stochastic layer, out of ``latent_units``.
+    """
 
     estimator: str
     seconds: float
@@ -189,7 +192,7 @@ class ComparisonRow:
     log_marginal_likelihood: EstimateSummary
     bounds: tuple[BoundSummary, ...]
     active_units: int
-    latent_dim: int
+    latent_units: int
     snr_guide: float
     snr_model: float
 

@@ -140,7 +140,7 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
             f"| {row.estimator} | {row.seconds:.3g} | {number(getattr(elbo, 'mean', None))} |"
             f"{bound_cells} {number(estimate.log_likelihood)} ± "
             f"{number(estimate.standard_error)} | {number(estimate.mean_effective_sample_size, 1)}"
-            f" | {number(estimate.share_pareto_k_above, 2)} | {row.active_units}/{row.latent_dim}"
+            f" | {number(estimate.share_pareto_k_above, 2)} | {row.active_units}/{row.latent_units}"
             f" | {number(row.snr_guide, 3)} | {number(row.snr_model, 3)} |"
         )
     lines += [

@@ -233,9 +233,11 @@ class RunDirectory:
         stored = checkpoint.get("metadata", {}).get("fingerprint")
         if stored is not None:  # vi_vae 0.1 checkpoints carry no fingerprint
             expected = config.model_fingerprint(input_dim)
+            defaults = RunConfig().model_fingerprint(input_dim)
             for section, values in expected.items():
                 for name, value in values.items():
-                    trained = stored.get(section, {}).get(name)
+                    # a setting newer than the checkpoint had its default when it was trained
+                    trained = stored.get(section, {}).get(name, defaults[section][name])
                     if _comparable(trained) != _comparable(value):
                         raise InputError(
                             f"{self.config_path} says {section}.{name} = {value!r} but "

@@ -125,6 +125,12 @@ def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
         activation=model.activation,
         image_shape=dataset.image_shape,
         seed=config.training.seed,
+        architecture=model.architecture,
+        latent_dims=model.latent_dims,
+        flow=model.flow,
+        flow_layers=model.flow_layers,
+        prior=model.prior,
+        num_pseudo_inputs=model.num_pseudo_inputs,
     )
 
 

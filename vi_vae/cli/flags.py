@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from vi_vae.app.config import RunConfig
+from vi_vae.errors import InputError
 from vi_vae.estimators import ESTIMATOR_SPECS
+from vi_vae.flows import DEFAULT_FLOW_LAYERS, parse_flow
+from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS, parse_prior
+from vi_vae.templates import ARCHITECTURES, parse_latent_dims
 
 __all__ = [
     "FLAGS",
@@ -56,6 +60,19 @@ def seed(text: str) -> int:
     return value
 
 
+def _library_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a library parser, keeping its message (argparse drops it)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """An argparse type: comma-separated integers >= 1, at least one."""
     try:
@@ -81,7 +98,11 @@ class Flag:
         type: argparse type.
         deprecated: older spellings, still accepted with a note on stderr.
         metavar: argparse metavar.
-        to_config: turns the parsed value into the field's value.
+        to_config: turns the parsed value into the values of ``field`` and of the
+            section's ``also_sets`` fields, by name (default: ``field`` gets the value).
+        also_sets: other fields of the section the flag sets (``--flow iaf:2`` sets
+            ``flow`` and ``flow_layers``).
+        name: the flag's name when it is not the field's (``--likelihood-scale``).
     """
 
     field: str
@@ -89,15 +110,21 @@ class Flag:
     type: Callable[[str], Any] | None = None
     deprecated: tuple[str, ...] = ()
     metavar: str | None = None
-    to_config: Callable[[Any], Any] | None = None
+    to_config: Callable[[Any], dict[str, Any]] | None = None
+    also_sets: tuple[str, ...] = ()
+    name: str | None = None
 
     def flag(self, command: str) -> str:
         """The flag's spelling in ``command`` (``train``, ``compare`` or ``evaluate``)."""
         section, name = self.field.split(".")
-        if name == "likelihood_options":
-            return "--likelihood-scale"
         prefix = "--eval-" if section == "evaluation" and command != "evaluate" else "--"
-        return prefix + name.replace("_", "-")
+        return prefix + (self.name or name).replace("_", "-")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every config field the flag sets, ``section.name``."""
+        section = self.field.split(".")[0]
+        return (self.field, *(f"{section}.{name}" for name in self.also_sets))
 
     @property
     def dest(self) -> str:
@@ -138,7 +165,8 @@ FLAGS: tuple[Flag, ...] = (
         float,
         deprecated=("--sigma",),
         metavar="SCALE",
-        to_config=lambda scale: {"scale": scale},
+        to_config=lambda scale: {"likelihood_options": {"scale": scale}},
+        name="likelihood_scale",
     ),
     Flag(
         "model.hidden_sizes",
@@ -148,6 +176,35 @@ FLAGS: tuple[Flag, ...] = (
         metavar="W1,W2,...",
     ),
     Flag("model.activation", "relu, tanh, softplus, elu, gelu or silu"),
+    Flag(
+        "model.architecture",
+        f"networks between x and z: {', '.join(ARCHITECTURES)} (conv needs image data)",
+    ),
+    Flag(
+        "model.latent_dims",
+        "sizes of two or more stochastic layers from the data up, e.g. 100,50 (sets the "
+        "latent dimension to the last)",
+        _library_type(parse_latent_dims),
+        metavar="D1,D2,...",
+    ),
+    Flag(
+        "model.flow",
+        f"q(z|x) through K conditional inverse autoregressive flows: none, iaf, iaf:K "
+        f"(default K {DEFAULT_FLOW_LAYERS})",
+        _library_type(parse_flow),
+        metavar="FLOW[:K]",
+        to_config=lambda parsed: dict(zip(("flow", "flow_layers"), parsed, strict=True)),
+        also_sets=("flow_layers",),
+    ),
+    Flag(
+        "model.prior",
+        f"p(z): standard, or the VampPrior with K pseudo-inputs vamp, vamp:K (default K "
+        f"{DEFAULT_NUM_PSEUDO_INPUTS})",
+        _library_type(parse_prior),
+        metavar="PRIOR[:K]",
+        to_config=lambda parsed: dict(zip(("prior", "num_pseudo_inputs"), parsed, strict=True)),
+        also_sets=("num_pseudo_inputs",),
+    ),
     Flag("training.estimator", f"training objective: {_ESTIMATORS}"),
     Flag("training.epochs", "number of epochs (with --resume: raises the stored total)", int),
     Flag("training.batch_size", "data points per step", positive_int),
@@ -185,7 +242,7 @@ FLAGS: tuple[Flag, ...] = (
     ),
 )
 
-_BY_FIELD = {flag.field: flag for flag in FLAGS}
+_BY_FIELD = {field: flag for flag in FLAGS for field in flag.fields}
 
 
 def _default(field: str) -> Any:
@@ -222,13 +279,13 @@ def add_config_flags(
                 continue
             default = _default(flag.field)
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            if flag.field == "model.likelihood_options":
-                shown = None
-            suffix = f" (default: {shown})" if shown not in (None, {}) else ""
+            suffix = (
+                f" (default: {shown})" if shown not in (None, {}) and not flag.to_config else ""
+            )
             options = {
                 "dest": flag.dest,
                 "type": flag.type,
-                "metavar": flag.metavar or flag.field.split(".")[1].upper(),
+                "metavar": flag.metavar or (flag.name or flag.field.split(".")[1]).upper(),
                 "default": argparse.SUPPRESS,
             }
             group.add_argument(flag.flag(command), help=flag.help + suffix, **options)
@@ -257,12 +314,17 @@ def config_from_arguments(
     for flag in FLAGS:
         if hasattr(arguments, flag.dest):
             value = getattr(arguments, flag.dest)
-            if flag.to_config is not None:
-                value = flag.to_config(value)
             section, name = flag.field.split(".")
+            values = flag.to_config(value) if flag.to_config else {name: value}
             config = dataclasses.replace(
-                config, **{section: dataclasses.replace(getattr(config, section), **{name: value})}
+                config, **{section: dataclasses.replace(getattr(config, section), **values)}
             )
+    dims = getattr(arguments, "model__latent_dims", None)
+    if dims and hasattr(arguments, "model__latent_dim") and arguments.model__latent_dim != dims[-1]:
+        raise InputError(
+            f"--latent-dim {arguments.model__latent_dim} contradicts --latent-dims "
+            f"{','.join(map(str, dims))}, whose last entry is the latent dimension; give one"
+        )
     return config
 
 
