@@ -160,6 +160,7 @@ def bad_files(tmp_path):
     np.save(tmp_path / "nan.npy", np.full((20, 4), np.nan))
     np.save(tmp_path / "flat.npy", np.zeros(20))
     np.save(tmp_path / "tiny.npy", np.full((10, 4, 4), 0.5))
+    np.save(tmp_path / "vectors.npy", np.full((30, 16), 0.5))
     np.save(tmp_path / "columnless.npy", np.zeros((100, 0)))
     np.save(tmp_path / "complex.npy", np.full((30, 4), 0.5 + 0.1j))
     (tmp_path / "folder.npy").mkdir()
@@ -215,6 +216,19 @@ BAD_INPUTS = [
     (["evaluate", "{tmp}/corrupt"], "corrupt or not a vi_vae checkpoint"),
     (["evaluate", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
     (["compare", "--snr-num-draws", "1", "--out-dir", "{tmp}/cmp"], "snr_num_draws must be"),
+    # issue 9: the templates' settings
+    (["train", "--architecture", "transformer"], "unknown architecture 'transformer'; accepted"),
+    (["train", "--arch", "transformer"], "unknown architecture 'transformer'; accepted"),
+    (["train", "--latent-dims", "0"], "latent_dims '0' is not valid; accepted values"),
+    (["train", "--latent-dims", "4,2", "--latent-dim", "3"], "--latent-dim 3 contradicts"),
+    (["train", "--flow", "iaf:0"], "the number of layers must be an integer >= 1"),
+    (["train", "--flow", "planar"], "unknown flow 'planar'; accepted values: none, iaf"),
+    (["train", "--prior", "vamp:0"], "the number of pseudo-inputs must be an integer >= 1"),
+    (
+        ["train", "--architecture", "conv", "--dataset", "{tmp}/vectors.npy", "--likelihood"]
+        + ["gaussian"],
+        "image_shape",
+    ),
 ]
 
 
@@ -502,3 +516,32 @@ def test_evaluation_uses_a_random_subset_close_to_the_full_test_set(trained_run)
     subset_estimate = subset.log_marginal_likelihood
     assert abs(subset_estimate.log_likelihood - full_value) < 3 * subset_estimate.standard_error
     assert "random subset" in subset.points.description
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        ["--architecture", "conv"],
+        ["--latent-dims", "6,3"],
+        ["--flow", "iaf:2"],
+        ["--prior", "vamp:10"],
+    ],
+    ids=["conv", "two-layers", "iaf", "vamp"],
+)
+def test_every_template_trains_evaluates_and_is_recorded(template, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", *template, "--max-train", "64", "--epochs", "1", "--hidden-sizes", "16"]
+    argv += ["--eval-num-particles", "5", "--eval-num-points", "8", "--quiet", "--run-dir"]
+    assert cli.main([*argv, str(run_dir)]) == 0, capsys.readouterr().err
+    model = json.loads((run_dir / "config.json").read_text())["config"]["model"]
+    flag, value = template
+    field = {"--architecture": "architecture", "--latent-dims": "latent_dims"}.get(flag)
+    if field:
+        assert str(model[field]).replace(" ", "") in (value, f"[{value}]")
+    else:
+        name, count = value.split(":")
+        assert name in (model["flow"], model["prior"]) and int(count) in (
+            model["flow_layers"],
+            model["num_pseudo_inputs"],
+        )
+    assert cli.main(["evaluate", str(run_dir), "--num-particles", "5", "--num-points", "8"]) == 0

@@ -307,13 +307,19 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
     dataset = load_data(config.data)
     vae = build_vae(config, dataset)
     trained = directory.load_trained(config, dataset.input_dim)
+    # The checkpoint holds Pyro's param store: every parameter, no buffer (a flow's
+    # masks and orders, which the architecture fixes).
+    buffers = {name for name, _ in vae.named_buffers()}
     try:
-        vae.load_state_dict(trained.parameters)
+        missing, unexpected = vae.load_state_dict(trained.parameters, strict=False)
     except RuntimeError as error:
+        missing, unexpected = [str(error).splitlines()[-1].strip()], []
+    if unexpected or set(missing) - buffers:
+        names = sorted(set(missing) - buffers) + sorted(unexpected)
         raise InputError(
             f"checkpoint in {directory.path} does not fit the model its config describes "
-            f"({str(error).splitlines()[0]})"
-        ) from None
+            f"(parameters that differ: {', '.join(names[:5])})"
+        )
     vae.to(resolve_device(config.training.device))
     vae.eval()
     return Run(
