@@ -15,8 +15,9 @@ import torch
 
 from vi_vae import _sources as data_module
 from vi_vae import cli
+from vi_vae.app.assessment import evaluate
 from vi_vae.app.config import EvaluationConfig
-from vi_vae.app.runs import evaluate, load_run
+from vi_vae.app.runs import load_run
 from vi_vae.checkpoint import load_checkpoint
 from vi_vae.latents import FAMILIES
 
@@ -216,6 +217,13 @@ BAD_INPUTS = [
     (["evaluate", "{tmp}/corrupt"], "corrupt or not a vi_vae checkpoint"),
     (["evaluate", "{tmp}/missing"], "run directory {tmp}/missing does not exist"),
     (["compare", "--snr-num-draws", "1", "--out-dir", "{tmp}/cmp"], "snr_num_draws must be"),
+    # issue 12: AIS and BDMC settings
+    (["evaluate", "{tmp}/corrupt", "--ais-num-steps", "0"], "ais.num_steps must be an integer"),
+    (["evaluate", "{tmp}/corrupt", "--ais-schedule", "cosine"], "unknown schedule 'cosine'"),
+    (["evaluate", "{tmp}/corrupt", "--method", "mcmc"], "invalid choice: 'mcmc'"),
+    (["bdmc", "{tmp}/corrupt", "--num-points", "0"], "expected an integer >= 1, got 0"),
+    (["bdmc", "{tmp}/corrupt", "--ais-num-chains", "0"], "ais.num_chains must be an integer"),
+    (["train", "--ais-initial", "data"], "unknown initial 'data'; accepted values: guide, prior"),
     # issue 9: the templates' settings
     (["train", "--architecture", "transformer"], "unknown architecture 'transformer'; accepted"),
     (["train", "--arch", "transformer"], "unknown architecture 'transformer'; accepted"),
@@ -545,3 +553,46 @@ def test_every_template_trains_evaluates_and_is_recorded(template, tmp_path, cap
             model["num_pseudo_inputs"],
         )
     assert cli.main(["evaluate", str(run_dir), "--num-particles", "5", "--num-points", "8"]) == 0
+
+
+AIS = ["--ais-num-steps", "20", "--ais-num-chains", "3", "--ais-leapfrog-steps", "2"]
+
+
+def test_evaluate_with_ais_and_bdmc_record_and_print_their_numbers(trained_run, tmp_path, capsys):
+    # issue 12: AIS beside importance sampling on the same points, and BDMC's bounds
+    run_dir = tmp_path / "copy"
+    run_dir.mkdir()
+    for path in trained_run[0].iterdir():
+        (run_dir / path.name).write_bytes(path.read_bytes())
+    argv = ["evaluate", str(run_dir), "--method", "ais", "--num-points", "6", "--quiet"]
+    assert cli.main([*argv, "--num-particles", "30", *AIS]) == 0
+    out = capsys.readouterr().out
+    assert "AIS log p(x) = " in out and "T = 20, C = 3, L = 2, 6 points" in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ais = metrics["ais"]
+    assert ais["estimate"]["method"] == "ais" and ais["estimate"]["num_particles"] == 3
+    assert ais["importance_sampling"]["num_points"] == 6
+    gap = ais["estimate"]["log_likelihood"] - ais["importance_sampling"]["log_likelihood"]
+    assert ais["gap"] == pytest.approx(gap)
+    assert "Annealed importance sampling" in (run_dir / "report.md").read_text()
+    assert cli.main(["bdmc", str(run_dir), "--num-points", "4", "--quiet", *AIS]) == 0
+    out = capsys.readouterr().out
+    assert "BDMC on 4 points simulated from the model" in out and "gap" in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    bdmc = metrics["bdmc"]
+    assert bdmc["mean_gap"] == pytest.approx(
+        bdmc["upper"]["log_likelihood"] - bdmc["lower"]["log_likelihood"]
+    )
+    assert metrics["ais"] == ais  # BDMC leaves the AIS evaluation in place
+    assert "BDMC on simulated data" in (run_dir / "report.md").read_text()
+
+
+def test_train_with_ais_points_adds_ais_to_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--epochs", "1", "--max-train", "64", "--hidden-sizes", "8", "--quiet"]
+    argv += ["--eval-num-particles", "10", "--eval-num-points", "10", "--ais-num-points", "3"]
+    assert cli.main([*argv, *AIS, "--no-figures", "--run-dir", str(run_dir)]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["ais"]["estimate"]["num_points"] == 3
+    stored = json.loads((run_dir / "config.json").read_text())["config"]["ais"]
+    assert stored["num_points"] == 3 and stored["num_steps"] == 20

@@ -27,7 +27,7 @@ from distributed_workers import (
 )
 
 from vi_vae import cli
-from vi_vae.app.runs import evaluate as evaluate_run_metrics
+from vi_vae.app.assessment import evaluate as evaluate_run_metrics
 from vi_vae.app.runs import load_run
 from vi_vae.checkpoint import load_checkpoint
 from vi_vae.cli import launch as cli_launch

@@ -29,7 +29,7 @@ from vi_vae.checkpoint import (
     save_checkpoint,
 )
 from vi_vae.errors import InputError
-from vi_vae.evaluation.estimates import _standard_error
+from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.weights import log_weight_chunks
 
 __all__ = [
@@ -128,7 +128,7 @@ def validation_elbo(
             )
         ]
     )
-    return per_point.mean().item(), _standard_error(per_point)
+    return per_point.mean().item(), standard_error_over_points(per_point)
 
 
 def params_state() -> dict[str, Tensor]:

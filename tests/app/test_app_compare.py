@@ -99,12 +99,15 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
         ["compare", "--estimators", "elbo", "--out-dir", str(tmp_path / "c"), "--max-train"]
         + ["64", "--hidden-sizes", "8", "--latent-dim", "2", "--epochs", "1"]
         + ["--eval-num-particles", "5", "--eval-num-points", "10", "--snr-num-draws", "2"]
-        + ["--snr-particles", "1", "--quiet"]
+        + ["--snr-particles", "1", "--quiet", "--ais-num-points", "2", "--ais-num-steps", "5"]
+        + ["--ais-num-chains", "2", "--ais-leapfrog-steps", "1"]
     )
     assert status == 0
     out = capsys.readouterr().out
     assert "estimator" in out and "\nelbo " in out and "report:" in out
-    assert "vi-vae compare --estimators elbo" in (tmp_path / "c" / "report.md").read_text()
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "vi-vae compare --estimators elbo" in report
+    assert "## AIS on 2 of the test points" in report and "| elbo | " in report
 
 
 def test_names_and_curve_particles():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vi_vae.app import runs
+from vi_vae.app import assessment
 from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
 from vi_vae.app.run_directory import RunDirectory, RunDirectoryNotEmpty
 from vi_vae.app.runs import EvaluationFailed, evaluate_run, load_run, resume_run, train_run
@@ -52,7 +52,7 @@ def test_a_failed_evaluation_keeps_the_finished_training(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("the evaluator broke")
 
-    monkeypatch.setattr(runs, "importance_sampling", broken)
+    monkeypatch.setattr(assessment, "importance_sampling", broken)
     with pytest.raises(EvaluationFailed, match="training finished and is saved"):
         train_run(TINY, tmp_path / "run", figures=False)
     directory = RunDirectory(tmp_path / "run")
@@ -66,7 +66,7 @@ def test_a_failed_evaluation_keeps_the_finished_training(tmp_path, monkeypatch):
 
 
 def test_a_k_of_1_evaluation_reports_pareto_k_as_undefined(trained):
-    metrics = runs.evaluate(trained.vae, trained.dataset, EvaluationConfig(1, (1,), 5))
+    metrics = assessment.evaluate(trained.vae, trained.dataset, EvaluationConfig(1, (1,), 5))
     estimate = metrics.log_marginal_likelihood
     assert np.isnan(estimate.share_pareto_k_above) and "at least 21" in estimate.pareto_k_reason
     assert metrics.bound(1).mean == pytest.approx(estimate.log_likelihood)  # IWAE-1 = ELBO

@@ -17,11 +17,12 @@ import torch
 
 from vi_vae._validation import check_positive_int
 from vi_vae.app import plots
+from vi_vae.app.assessment import evaluation_points
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.app.runs import Run, evaluation_points, load_run, resume_run, train_run
+from vi_vae.app.runs import Run, load_run, resume_run, train_run
 from vi_vae.app.schema import to_json
 from vi_vae.checkpoint import atomic_write_json
 from vi_vae.errors import InputError
@@ -77,6 +78,7 @@ def compare(
     on_step: Callable[[int, int, int, float], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_run: Callable[[str], None] | None = None,
+    on_ais_step: Callable[[int, int], None] | None = None,
     command: str | None = None,
 ) -> Comparison:
     """Train and evaluate one run per estimator; write the comparison report.
@@ -94,6 +96,8 @@ def compare(
         on_step: progress callback of each run's training.
         on_epoch: per-epoch callback of each run's training.
         on_run: called with each spelling before its run starts.
+        on_ais_step: AIS's progress callback (``base.ais.num_points`` set: AIS on that
+            many test points of every run).
         command: the command line to print in the report's "Reproduce" section.
 
     Returns:
@@ -128,7 +132,13 @@ def compare(
             on_run(spelling)
         config = base.replace("training", estimator=spelling)
         run = _train_or_reuse(
-            config, directory.path / run_name(spelling), resume, overwrite, on_step, on_epoch
+            config,
+            directory.path / run_name(spelling),
+            resume,
+            overwrite,
+            on_step,
+            on_epoch,
+            on_ais_step,
         )
         rows.append(_row(spelling, run, snr_num_draws))
         bound_curves[spelling] = run.metrics.bounds
@@ -170,6 +180,7 @@ def _train_or_reuse(
     overwrite: bool,
     on_step: Callable | None,
     on_epoch: Callable | None,
+    on_ais_step: Callable | None,
 ) -> Run:
     directory = RunDirectory(run_dir)
     if resume and directory.has_checkpoint():
@@ -179,10 +190,19 @@ def _train_or_reuse(
             if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:
                 return run
         return resume_run(
-            run_dir, epochs=config.training.epochs, on_step=on_step, on_epoch=on_epoch
+            run_dir,
+            epochs=config.training.epochs,
+            on_step=on_step,
+            on_epoch=on_epoch,
+            on_ais_step=on_ais_step,
         )
     return train_run(
-        config, run_dir, overwrite=overwrite or resume, on_step=on_step, on_epoch=on_epoch
+        config,
+        run_dir,
+        overwrite=overwrite or resume,
+        on_step=on_step,
+        on_epoch=on_epoch,
+        on_ais_step=on_ais_step,
     )
 
 
@@ -207,6 +227,7 @@ def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
         latent_units=sum(run.vae.latent_dims),
         snr_guide=snr.guide,
         snr_model=snr.model,
+        ais=run.metrics.ais,
     )
 
 

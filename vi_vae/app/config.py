@@ -29,7 +29,15 @@ from vi_vae.app.schema import SchemaError, from_json, to_json
 from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
-from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
+from vi_vae.evaluation import (
+    DEFAULT_BOUND_PARTICLES,
+    DEFAULT_LEAPFROG_STEPS,
+    DEFAULT_NUM_CHAINS,
+    DEFAULT_NUM_PARTICLES,
+    DEFAULT_NUM_STEPS,
+    INITIAL_DISTRIBUTIONS,
+    SCHEDULES,
+)
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
@@ -39,6 +47,7 @@ from vi_vae.templates import ARCHITECTURES, DEFAULT_LATENT_DIM
 
 __all__ = [
     "DEVICES",
+    "AISConfig",
     "DataConfig",
     "EvaluationConfig",
     "ModelConfig",
@@ -117,6 +126,23 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class AISConfig:
+    """Annealed importance sampling (see :func:`vi_vae.annealed_importance_sampling`).
+
+    ``num_points=None`` runs no AIS after training; N runs it on the first N points of
+    the shuffled test split (a random subset), beside importance sampling on the same
+    points. The other fields are AIS's own settings (and BDMC's).
+    """
+
+    num_points: int | None = None
+    num_steps: int = DEFAULT_NUM_STEPS
+    num_chains: int = DEFAULT_NUM_CHAINS
+    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS
+    schedule: str = SCHEDULES[0]
+    initial: str = INITIAL_DISTRIBUTIONS[0]
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Settings of one training run, by section."""
 
@@ -124,6 +150,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    ais: AISConfig = field(default_factory=AISConfig)
 
     def validated(self) -> RunConfig:
         """Check every field (raising :class:`InputError` naming it) and resolve defaults."""
@@ -200,6 +227,12 @@ class RunConfig:
                 "evaluation.bound_particles", check_positive_int, "evaluation.bound_particles", k
             )
         _optional_positive("evaluation.num_points", evaluation.num_points)
+        ais = self.ais
+        _optional_positive("ais.num_points", ais.num_points)
+        for name in ("num_steps", "num_chains", "leapfrog_steps"):
+            _check(f"ais.{name}", check_positive_int, f"ais.{name}", getattr(ais, name))
+        _check("ais.schedule", check_choice, "schedule", ais.schedule, SCHEDULES)
+        _check("ais.initial", check_choice, "initial", ais.initial, INITIAL_DISTRIBUTIONS)
         binarization = data.binarization
         if binarization is None:
             binarization = "dynamic" if model.likelihood == "bernoulli" else "none"

@@ -16,6 +16,8 @@ from vi_vae.evaluation import Bound, LogLikelihoodEstimate
 from vi_vae.train import EpochRecord, FitResult
 
 __all__ = [
+    "AISSummary",
+    "BDMCSummary",
     "BoundSummary",
     "Comparison",
     "ComparisonRow",
@@ -141,6 +143,61 @@ class PointSubset:
 
 
 @dataclass(frozen=True)
+class AISSummary:
+    """AIS log p(x) on a set of points, beside importance sampling on the same points.
+
+    Attributes:
+        estimate: the AIS estimate (``method="ais"``; ``num_particles`` is the chains).
+        importance_sampling: the importance-sampling estimate of the same points.
+        gap: mean over the points of AIS − IS (nats per point; positive when IS is
+            the looser lower bound).
+        gap_standard_error: its standard error over points (the pairs share points).
+        max_gap: the largest AIS − IS of a single point.
+        mean_acceptance_rate: HMC acceptance, averaged over points.
+        num_steps: T; num_chains: C; leapfrog_steps: L; schedule and initial: the path.
+    """
+
+    estimate: EstimateSummary
+    importance_sampling: EstimateSummary
+    gap: float
+    gap_standard_error: float
+    max_gap: float
+    mean_acceptance_rate: float
+    num_steps: int
+    num_chains: int
+    leapfrog_steps: int
+    schedule: str
+    initial: str
+
+
+@dataclass(frozen=True)
+class BDMCSummary:
+    """BDMC on data simulated from the model: AIS's lower and upper bounds and their gap.
+
+    Attributes:
+        num_points: simulated (z, x) pairs.
+        lower: forward AIS, a stochastic lower bound on log p(x) of the simulated data.
+        upper: reverse AIS from the simulating z, a stochastic upper bound.
+        mean_gap: mean over points of upper − lower (nats per point).
+        mean_gap_standard_error: its Monte Carlo standard error.
+        max_gap: the largest gap of a single point.
+        num_steps, num_chains, leapfrog_steps, schedule, initial: the AIS settings.
+    """
+
+    num_points: int
+    lower: EstimateSummary
+    upper: EstimateSummary
+    mean_gap: float
+    mean_gap_standard_error: float
+    max_gap: float
+    num_steps: int
+    num_chains: int
+    leapfrog_steps: int
+    schedule: str
+    initial: str
+
+
+@dataclass(frozen=True)
 class RunMetrics:
     """Everything ``metrics.json`` records about a run.
 
@@ -154,6 +211,8 @@ class RunMetrics:
         training: the training summary (``None`` before training finished).
         figures: file names of the figures written.
         evaluation_error: why the evaluation failed after training, or ``None``.
+        ais: AIS beside importance sampling on a subset of the points, or ``None``.
+        bdmc: BDMC's bounds on simulated data (``vi-vae bdmc``), or ``None``.
     """
 
     split: str = "test"
@@ -164,6 +223,8 @@ class RunMetrics:
     training: TrainingSummary | None = None
     figures: tuple[str, ...] = ()
     evaluation_error: str | None = field(default=None)
+    ais: AISSummary | None = None
+    bdmc: BDMCSummary | None = None
 
     def bound(self, num_particles: int) -> BoundSummary | None:
         """The bound with k = ``num_particles``, if the table has it."""
@@ -195,6 +256,7 @@ class ComparisonRow:
     latent_units: int
     snr_guide: float
     snr_model: float
+    ais: AISSummary | None = None
 
     def bound(self, num_particles: int) -> BoundSummary | None:
         """The bound with k = ``num_particles``, if the table has it."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import Comparison, EstimateSummary, RunMetrics
+from vi_vae.app.metrics import AISSummary, BDMCSummary, Comparison, EstimateSummary, RunMetrics
 from vi_vae.evaluation import PARETO_K_THRESHOLD
 
 __all__ = ["comparison_report", "number", "run_report", "units_sentence"]
@@ -90,11 +90,58 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
                 f"{number(bound.standard_error)} | {number(bound.monte_carlo_standard_error, 3)} |"
             )
         lines.append("")
+    if metrics.ais is not None:
+        lines += _ais_lines(metrics.ais)
+    if metrics.bdmc is not None:
+        lines += _bdmc_lines(metrics.bdmc)
     if metrics.figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in metrics.figures]
         lines.append("")
     return "\n".join(lines)
+
+
+def _ais_settings(summary: AISSummary | BDMCSummary) -> str:
+    return (
+        f"T = {summary.num_steps} annealing steps ({summary.schedule} schedule, from the "
+        f"{summary.initial}), C = {summary.num_chains} chains per point, HMC with "
+        f"L = {summary.leapfrog_steps} leapfrog steps"
+    )
+
+
+def _ais_lines(ais: AISSummary) -> list[str]:
+    estimate, importance = ais.estimate, ais.importance_sampling
+    return [
+        "## Annealed importance sampling (the number to quote)",
+        "",
+        f"On the first {estimate.num_points} test points, {_ais_settings(ais)}:",
+        "",
+        f"- AIS log p(x) ≈ **{number(estimate.log_likelihood)}** ± "
+        f"{number(estimate.standard_error)} (standard error over points; Monte Carlo "
+        f"standard error {number(estimate.monte_carlo_standard_error, 3)}); mean HMC "
+        f"acceptance {number(ais.mean_acceptance_rate)}",
+        f"- importance sampling on the same points (K = {importance.num_particles}): "
+        f"{number(importance.log_likelihood)} ± {number(importance.standard_error)}",
+        f"- AIS − IS: {number(ais.gap)} ± {number(ais.gap_standard_error)} nats per point "
+        f"(paired; the largest single point {number(ais.max_gap)}). Both are stochastic "
+        "lower bounds; the gap is how much looser importance sampling from the guide is.",
+        "",
+    ]
+
+
+def _bdmc_lines(bdmc: BDMCSummary) -> list[str]:
+    return [
+        "## BDMC on simulated data",
+        "",
+        f"{bdmc.num_points} (z, x) pairs simulated from the model, {_ais_settings(bdmc)}:",
+        "",
+        f"- forward AIS (lower bound): {number(bdmc.lower.log_likelihood)}; reverse AIS from "
+        f"the simulating z (upper bound): {number(bdmc.upper.log_likelihood)} nats per point",
+        f"- gap {number(bdmc.mean_gap, 3)} ± {number(bdmc.mean_gap_standard_error, 3)} "
+        f"(largest single point {number(bdmc.max_gap)}): a small gap says that AIS with "
+        "these settings has converged on data like the model's own; real data can be harder.",
+        "",
+    ]
 
 
 #: the IWAE-k columns of the comparison table, besides the ELBO (k = 1)
@@ -161,6 +208,27 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "averaged over encoder or decoder parameters (Rainforth et al. 2018).",
         "",
     ]
+    with_ais = [row for row in rows if row.ais is not None]
+    if with_ais:
+        lines += [
+            f"## AIS on {with_ais[0].ais.estimate.num_points} of the test points",
+            "",
+            f"{_ais_settings(with_ais[0].ais)}; the same points for every run. AIS is the "
+            "number to quote; AIS − IS is how far importance sampling from the guide falls "
+            "short on these points (paired, nats per point).",
+            "",
+            "| estimator | AIS log p(x) ± SE | IS on the same points | AIS − IS | acceptance |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in with_ais:
+            ais = row.ais
+            lines.append(
+                f"| {row.estimator} | {number(ais.estimate.log_likelihood)} ± "
+                f"{number(ais.estimate.standard_error)} | "
+                f"{number(ais.importance_sampling.log_likelihood)} | {number(ais.gap)} ± "
+                f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} |"
+            )
+        lines.append("")
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in figures]

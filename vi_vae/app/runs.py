@@ -18,45 +18,46 @@ from pathlib import Path
 
 import torch
 
-from vi_vae.app.config import DataConfig, EvaluationConfig, RunConfig, environment
+from vi_vae._validation import check_choice, check_positive_int
+from vi_vae.app.assessment import (
+    DEFAULT_BDMC_NUM_POINTS,
+    METHODS,
+    bdmc_summary,
+    evaluate,
+)
+from vi_vae.app.config import AISConfig, DataConfig, EvaluationConfig, RunConfig, environment
 from vi_vae.app.figures import make_run_figures
 from vi_vae.app.metrics import (
-    BoundSummary,
-    EstimateSummary,
-    PointSubset,
     RunMetrics,
     TrainingSummary,
 )
 from vi_vae.app.report import run_report
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.data import SPLIT_SEED, Dataset, load_dataset
+from vi_vae.data import Dataset, load_dataset
 from vi_vae.distributed import local_device
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
-from vi_vae.evaluation import importance_sampling
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
 
 __all__ = [
-    "EVALUATION_SEED",
     "EvaluationFailed",
     "Run",
     "build_vae",
-    "evaluate",
+    "bdmc_run",
     "evaluate_run",
     "load_data",
     "load_run",
     "redraw_figures",
     "resolve_device",
     "resume_run",
-    "evaluation_points",
     "train_run",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: seed of the evaluation's importance-sampling draws, fixed so reruns agree
-EVALUATION_SEED = 0
+AISStepCallback = Callable[[int, int], None]
+
 
 StepCallback = Callable[[int, int, int, float], None]
 EpochCallback = Callable[[EpochRecord], None]
@@ -142,8 +143,13 @@ def train_run(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     figures: bool = True,
+    on_ais_step: AISStepCallback | None = None,
 ) -> Run:
     """Train, evaluate and write a new run directory; return the run.
+
+    The evaluation is ``config.evaluation``'s importance sampling and, when
+    ``config.ais.num_points`` is set, AIS beside it (``on_ais_step`` reports its
+    progress).
 
     Raises:
         RunDirectoryNotEmpty: when ``run_dir`` holds files and ``overwrite`` is false.
@@ -152,7 +158,9 @@ def train_run(
     """
     directory = RunDirectory(run_dir)
     directory.check_creatable()
-    return _train(config.validated(), directory, False, overwrite, on_step, on_epoch, figures)
+    return _train(
+        config.validated(), directory, False, overwrite, on_step, on_epoch, figures, on_ais_step
+    )
 
 
 def resume_run(
@@ -163,6 +171,7 @@ def resume_run(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     figures: bool = True,
+    on_ais_step: AISStepCallback | None = None,
 ) -> Run:
     """Continue the run in ``run_dir`` from its last completed epoch, with its stored settings.
 
@@ -177,7 +186,9 @@ def resume_run(
         config = config.replace("training", epochs=max(config.training.epochs, epochs))
     if device is not None:
         config = config.replace("training", device=device)
-    return _train(config.validated(), directory, True, False, on_step, on_epoch, figures)
+    return _train(
+        config.validated(), directory, True, False, on_step, on_epoch, figures, on_ais_step
+    )
 
 
 def _train(
@@ -188,6 +199,7 @@ def _train(
     on_step: StepCallback | None,
     on_epoch: EpochCallback | None,
     figures: bool,
+    on_ais_step: AISStepCallback | None,
 ) -> Run:
     # Everything that can refuse the input runs before the run directory is touched,
     # so bad input neither leaves a half-made run nor destroys the one it would replace.
@@ -229,7 +241,14 @@ def _train(
     run = Run(directory, config, dataset, vae, result.history, RunMetrics(training=summary))
     _write(run)  # the training summary is saved before anything else can fail
     try:
-        run.metrics = evaluate(run.vae, run.dataset, config.evaluation, summary)
+        run.metrics = evaluate(
+            run.vae,
+            run.dataset,
+            config.evaluation,
+            summary,
+            ais=config.ais,
+            on_ais_step=on_ais_step,
+        )
     except (InputError, RuntimeError, ValueError) as error:
         run.metrics = dataclasses.replace(run.metrics, evaluation_error=str(error))
         _write(run)
@@ -248,49 +267,6 @@ def _train(
 def _write(run: Run) -> None:
     run.directory.write_metrics(run.metrics)
     run.directory.write_report(run_report(run.config, run.metrics))
-
-
-def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.Tensor, PointSubset]:
-    """The evaluated test points: all, or the first ``num_points`` of the shuffled split."""
-    available = len(dataset.test)
-    if num_points is None or num_points >= available:
-        return dataset.test, PointSubset(available, available, f"all {available} test points")
-    description = (
-        f"the first {num_points} of the {available} test points in the split's fixed shuffled "
-        f"order (a uniformly random subset; split seed {SPLIT_SEED})"
-    )
-    return dataset.test[:num_points], PointSubset(num_points, available, description)
-
-
-def evaluate(
-    vae: VAE,
-    dataset: Dataset,
-    evaluation: EvaluationConfig,
-    training: TrainingSummary | None = None,
-    figures: tuple[str, ...] = (),
-) -> RunMetrics:
-    """Importance-sampled log p(x) and the bound table on the test points, as run metrics."""
-    x, points = evaluation_points(dataset, evaluation.num_points)
-    x = x.to(next(vae.parameters()).device)
-    ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
-    if len(ks) < len(evaluation.bound_particles):
-        logger.warning("bounds with k > %d particles are left out", evaluation.num_particles)
-    estimate, table = importance_sampling(
-        vae.model,
-        vae.guide,
-        x,
-        num_particles=evaluation.num_particles,
-        bound_particles=ks,
-        seed=EVALUATION_SEED,
-    )
-    return RunMetrics(
-        data_kind="discrete" if vae.likelihood.discrete else "continuous",
-        points=points,
-        log_marginal_likelihood=EstimateSummary.from_estimate(estimate),
-        bounds=tuple(BoundSummary.from_bound(bound) for bound in table),
-        training=training,
-        figures=figures,
-    )
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> Run:
@@ -336,7 +312,10 @@ def evaluate_run(
     run_dir: str | Path,
     evaluation: EvaluationConfig | None = None,
     *,
+    ais: AISConfig | None = None,
+    method: str = "is",
     device: str | None = None,
+    on_ais_step: AISStepCallback | None = None,
 ) -> Run:
     """Re-evaluate a run on its test split; rewrite ``metrics.json`` and ``report.md``.
 
@@ -344,17 +323,58 @@ def evaluate_run(
         run_dir: the run directory.
         evaluation: the evaluation settings; default the library's (K = 5000 on every
             test point, bounds for k = 1, 5, 50), not the run's own.
+        ais: AIS settings; with ``ais.num_points`` set, AIS runs on that many test
+            points beside importance sampling (default: none).
+        method: ``"is"``, or ``"ais"``: AIS on the evaluated points (``ais.num_points``
+            defaults to them).
         device: where to evaluate (default: the run's device).
+        on_ais_step: AIS's progress callback, ``(done, total)``.
     """
     evaluation = evaluation or EvaluationConfig()
-    RunConfig(evaluation=evaluation).validated()  # refuse bad settings before loading anything
+    ais = ais or AISConfig()
+    check_choice("method", method, METHODS)
+    # refuse bad settings before loading anything
+    RunConfig(evaluation=evaluation, ais=ais).validated()
     run = load_run(run_dir, device)
-    config = dataclasses.replace(run.config, evaluation=evaluation).validated()
+    if method == "ais" and ais.num_points is None:
+        num_points = evaluation.num_points or len(run.dataset.test)
+        ais = dataclasses.replace(ais, num_points=num_points)
+    config = dataclasses.replace(run.config, evaluation=evaluation, ais=ais).validated()
     previous = run.metrics or RunMetrics()
     run.metrics = evaluate(
-        run.vae, run.dataset, config.evaluation, previous.training, previous.figures
+        run.vae,
+        run.dataset,
+        config.evaluation,
+        previous.training,
+        previous.figures,
+        ais=ais,
+        on_ais_step=on_ais_step,
     )
+    run.metrics = dataclasses.replace(run.metrics, bdmc=previous.bdmc)
     _write(dataclasses.replace(run, config=config))
+    return run
+
+
+def bdmc_run(
+    run_dir: str | Path,
+    num_points: int = DEFAULT_BDMC_NUM_POINTS,
+    ais: AISConfig | None = None,
+    *,
+    device: str | None = None,
+    on_step: AISStepCallback | None = None,
+) -> Run:
+    """BDMC on data simulated from a run's model; record it in ``metrics.json`` and ``report.md``.
+
+    A small gap between the lower and the upper bound is the evidence that AIS with
+    ``ais``'s settings can be trusted on the run's real data.
+    """
+    ais = ais or AISConfig()
+    check_positive_int("num_points", num_points)
+    RunConfig(ais=ais).validated()
+    run = load_run(run_dir, device)
+    summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step)
+    run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
+    _write(run)
     return run
 
 

@@ -34,6 +34,17 @@ def _print_metrics(metrics: RunMetrics) -> None:
     )
     for bound in metrics.bounds:
         print(f"  {bound.name:>10}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
+    if metrics.ais is not None:
+        ais = metrics.ais
+        print(
+            f"AIS log p(x) = {ais.estimate.log_likelihood:.2f} ± {ais.estimate.standard_error:.2f}"
+            f" nats (T = {ais.num_steps}, C = {ais.num_chains}, L = {ais.leapfrog_steps}, "
+            f"{ais.estimate.num_points} points, Monte Carlo SE "
+            f"{ais.estimate.monte_carlo_standard_error:.3f}, acceptance "
+            f"{ais.mean_acceptance_rate:.2f}); importance sampling on the same points "
+            f"{ais.importance_sampling.log_likelihood:.2f}; AIS − IS = {ais.gap:.2f} ± "
+            f"{ais.gap_standard_error:.2f} (max {ais.max_gap:.2f})"
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,6 +68,7 @@ def _train(args: argparse.Namespace) -> int:
                 on_step=progress.step,
                 on_epoch=progress.epoch,
                 figures=not args.no_figures,
+                on_ais_step=progress.ais_step,
             )
             if run.metrics.training and run.metrics.training.resumed_from_epoch == 0:
                 print(f"note: {run_dir} had no completed epoch; trained from epoch 1")
@@ -70,6 +82,7 @@ def _train(args: argparse.Namespace) -> int:
                 on_step=progress.step,
                 on_epoch=progress.epoch,
                 figures=not args.no_figures,
+                on_ais_step=progress.ais_step,
             )
     finally:
         progress.close()
@@ -106,6 +119,7 @@ def _compare(args: argparse.Namespace) -> int:
             on_step=progress.step,
             on_epoch=progress.epoch,
             on_run=announce,
+            on_ais_step=progress.ais_step,
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
         )
     finally:
@@ -131,10 +145,45 @@ def _evaluate(args: argparse.Namespace) -> int:
     from vi_vae.app.config import RunConfig
     from vi_vae.app.runs import evaluate_run
 
-    evaluation = config_from_arguments(args, "evaluate", RunConfig()).evaluation
-    run = evaluate_run(args.run_dir, evaluation, device=args.device)
+    config = config_from_arguments(args, "evaluate", RunConfig())
+    progress = ProgressBar(disable=args.quiet or not is_main_process())
+    try:
+        run = evaluate_run(
+            args.run_dir,
+            config.evaluation,
+            ais=config.ais,
+            method=args.method,
+            device=args.device,
+            on_ais_step=progress.ais_step,
+        )
+    finally:
+        progress.close()
     _print_metrics(run.metrics)
     print(f"metrics: {run.directory.metrics_path}")
+    print(f"report: {run.directory.report_path}")
+    return 0
+
+
+def _bdmc(args: argparse.Namespace) -> int:
+    from vi_vae.app.config import RunConfig
+    from vi_vae.app.runs import bdmc_run
+
+    config = config_from_arguments(args, "bdmc", RunConfig())
+    progress = ProgressBar(disable=args.quiet or not is_main_process())
+    try:
+        run = bdmc_run(
+            args.run_dir, args.num_points, config.ais, device=args.device, on_step=progress.ais_step
+        )
+    finally:
+        progress.close()
+    result = run.metrics.bdmc
+    print(
+        f"BDMC on {result.num_points} points simulated from the model (T = {result.num_steps}, "
+        f"C = {result.num_chains}, L = {result.leapfrog_steps}): lower bound "
+        f"{result.lower.log_likelihood:.2f}, upper bound {result.upper.log_likelihood:.2f} nats "
+        f"per point; gap {result.mean_gap:.3f} ± {result.mean_gap_standard_error:.3f} "
+        f"(max {result.max_gap:.2f})"
+    )
     print(f"report: {run.directory.report_path}")
     return 0
 
@@ -201,6 +250,7 @@ COMMANDS = {
     "train": _train,
     "compare": _compare,
     "evaluate": _evaluate,
+    "bdmc": _bdmc,
     "sample": _sample,
     "plot": _plot,
     "datasets": _datasets,

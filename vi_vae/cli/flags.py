@@ -20,6 +20,7 @@ from typing import Any
 from vi_vae.app.config import RunConfig
 from vi_vae.errors import InputError
 from vi_vae.estimators import ESTIMATOR_SPECS
+from vi_vae.evaluation import INITIAL_DISTRIBUTIONS, SCHEDULES
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, parse_flow
 from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS, parse_prior
 from vi_vae.templates import ARCHITECTURES, parse_latent_dims
@@ -117,7 +118,11 @@ class Flag:
     def flag(self, command: str) -> str:
         """The flag's spelling in ``command`` (``train``, ``compare`` or ``evaluate``)."""
         section, name = self.field.split(".")
-        prefix = "--eval-" if section == "evaluation" and command != "evaluate" else "--"
+        prefix = "--"
+        if section == "evaluation" and command != "evaluate":
+            prefix = "--eval-"
+        elif section == "ais":
+            prefix = "--ais-"
         return prefix + (self.name or name).replace("_", "-")
 
     @property
@@ -240,6 +245,21 @@ FLAGS: tuple[Flag, ...] = (
         ("--eval-points",),
         metavar="N",
     ),
+    Flag(
+        "ais.num_points",
+        "also estimate log p(x) by AIS on the first N test points (a random subset), beside "
+        "importance sampling on the same points",
+        int,
+        metavar="N",
+    ),
+    Flag("ais.num_steps", "AIS: annealing steps T", int, metavar="T"),
+    Flag("ais.num_chains", "AIS: chains C per point", int, metavar="C"),
+    Flag("ais.leapfrog_steps", "AIS: leapfrog steps L per HMC transition", int, metavar="L"),
+    Flag("ais.schedule", f"AIS: the schedule of the temperatures, {', '.join(SCHEDULES)}"),
+    Flag(
+        "ais.initial",
+        f"AIS: where the path starts, {', '.join(INITIAL_DISTRIBUTIONS)} (q(z|x) or p(z))",
+    ),
 )
 
 _BY_FIELD = {field: flag for flag in FLAGS for field in flag.fields}
@@ -263,7 +283,10 @@ class _DeprecatedFlag(argparse.Action):
 
 
 def add_config_flags(
-    parser: argparse.ArgumentParser, command: str, sections: tuple[str, ...]
+    parser: argparse.ArgumentParser,
+    command: str,
+    sections: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
 ) -> None:
     """Add the flags of ``sections`` to ``parser``, one argument group per section.
 
@@ -273,8 +296,10 @@ def add_config_flags(
     for section in sections:
         group = parser.add_argument_group(section)
         for flag in FLAGS:
-            if not flag.field.startswith(section + ".") or (
-                command == "compare" and flag.field == "training.estimator"
+            if (
+                not flag.field.startswith(section + ".")
+                or flag.field in exclude
+                or (command == "compare" and flag.field == "training.estimator")
             ):
                 continue
             default = _default(flag.field)

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, METHODS
 from vi_vae.app.compare import DEFAULT_ESTIMATORS, DEFAULT_SNR_NUM_DRAWS, DEFAULT_SNR_PARTICLES
 from vi_vae.app.run_directory import RunDirectoryNotEmpty
 from vi_vae.app.runs import EvaluationFailed
@@ -19,7 +20,7 @@ from vi_vae.errors import InputError, TrainingError
 __all__ = ["build_parser", "main"]
 
 EPILOG = "Bad input exits with status 2 and a one-line message; a failed run exits with 1."
-ALL_SECTIONS = ("data", "model", "training", "evaluation")
+ALL_SECTIONS = ("data", "model", "training", "evaluation", "ais")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,8 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    add_config_flags(evaluate, "evaluate", ("evaluation",))
+    evaluate.add_argument(
+        "--method",
+        choices=METHODS,
+        default=METHODS[0],
+        help="is: importance sampling from the guide; ais: AIS on the evaluated points too, "
+        "beside importance sampling on the same points (default: %(default)s)",
+    )
+    add_config_flags(evaluate, "evaluate", ("evaluation", "ais"))
     evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    bdmc = commands.add_parser(
+        "bdmc",
+        help="check AIS's settings on data simulated from a run's model (BDMC)",
+        description="Simulate (z, x) pairs from a run's model, run AIS forward (a lower "
+        "bound on log p(x)) and in reverse from the simulating z (an upper bound), and "
+        "record both and their gap in metrics.json and report.md. A small gap says that AIS "
+        "with these settings can be trusted on the real data.",
+        epilog=EPILOG,
+    )
+    bdmc.add_argument("run_dir", metavar="RUN_DIR")
+    bdmc.add_argument(
+        "--num-points",
+        type=positive_int,
+        default=DEFAULT_BDMC_NUM_POINTS,
+        help="simulated (z, x) pairs (default: %(default)s)",
+    )
+    add_config_flags(bdmc, "bdmc", ("ais",), exclude=("ais.num_points",))
+    bdmc.add_argument("--device", help="cpu or cuda (default: the run's)")
+    bdmc.add_argument("--quiet", action="store_true", help="no progress bar")
     add_launch_flags(evaluate)
 
     sample = commands.add_parser(

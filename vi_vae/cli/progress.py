@@ -42,6 +42,18 @@ class ProgressBar:
             file=sys.stderr,
         )
 
+    def ais_step(self, done: int, total: int) -> None:
+        """Advance the bar of an AIS or BDMC run (``on_step``: annealing steps done)."""
+        if self.disable:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="AIS", leave=False, file=sys.stderr, disable=None)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
     def close(self) -> None:
         """Close the bar."""
         if self.bar is not None:

@@ -30,6 +30,7 @@ from torch import Tensor
 
 __all__ = [
     "MIN_PARTICLES_FOR_PARETO_K",
+    "standard_error_over_points",
     "PARETO_K_THRESHOLD",
     "Bound",
     "LogLikelihoodEstimate",
@@ -49,8 +50,8 @@ MIN_PARTICLES_FOR_PARETO_K = 21
 EQUAL_WEIGHTS_TOLERANCE = 1e-8
 
 
-def _standard_error(values: Tensor) -> float:
-    """Standard deviation over points / √N, 0 for a single point."""
+def standard_error_over_points(values: Tensor) -> float:
+    """Standard error of a mean over points: standard deviation / √N (0 for one point)."""
     n = values.numel()
     return values.std().item() / math.sqrt(n) if n > 1 else 0.0
 
@@ -97,7 +98,7 @@ class LogLikelihoodEstimate:
     @property
     def standard_error(self) -> float:
         """Standard error of :attr:`mean` over data points, std/√N (0 for one point)."""
-        return _standard_error(self.log_likelihood)
+        return standard_error_over_points(self.log_likelihood)
 
     @property
     def mean_monte_carlo_standard_error(self) -> float:
@@ -116,6 +117,18 @@ class LogLikelihoodEstimate:
         if not defined.any():
             return math.nan
         return (self.pareto_k[defined] > PARETO_K_THRESHOLD).double().mean().item()
+
+    def select(self, rows: slice | Tensor) -> LogLikelihoodEstimate:
+        """The estimate of a subset of the points (``rows`` indexes dimension 0)."""
+        return LogLikelihoodEstimate(
+            log_likelihood=self.log_likelihood[rows],
+            monte_carlo_standard_error=self.monte_carlo_standard_error[rows],
+            effective_sample_size=self.effective_sample_size[rows],
+            pareto_k=self.pareto_k[rows],
+            num_particles=self.num_particles,
+            method=self.method,
+            pareto_k_reason=self.pareto_k_reason,
+        )
 
     @property
     def num_samples(self) -> int:
@@ -154,7 +167,7 @@ class Bound:
     @property
     def standard_error(self) -> float:
         """Std over points / √N."""
-        return _standard_error(self.per_point)
+        return standard_error_over_points(self.per_point)
 
     @property
     def mean_monte_carlo_standard_error(self) -> float:

@@ -1,0 +1,203 @@
+"""How good a trained run is: importance sampling and its bound table, AIS beside it, BDMC.
+
+The functions here compute typed metrics from a model in memory and write
+nothing; :mod:`vi_vae.app.runs` stores them in the run directory. Every draw is
+seeded (:data:`EVALUATION_SEED`), so an evaluation repeated on the same run gives
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import torch
+
+from vi_vae.app.config import AISConfig, EvaluationConfig
+from vi_vae.app.metrics import (
+    AISSummary,
+    BDMCSummary,
+    BoundSummary,
+    EstimateSummary,
+    PointSubset,
+    RunMetrics,
+    TrainingSummary,
+)
+from vi_vae.data import SPLIT_SEED, Dataset
+from vi_vae.evaluation import (
+    AISEstimate,
+    LogLikelihoodEstimate,
+    annealed_importance_sampling,
+    bdmc,
+    importance_sampling,
+)
+from vi_vae.evaluation.estimates import standard_error_over_points
+from vi_vae.model import VAE
+
+__all__ = [
+    "DEFAULT_BDMC_NUM_POINTS",
+    "EVALUATION_SEED",
+    "METHODS",
+    "ais_summary",
+    "bdmc_summary",
+    "evaluate",
+    "evaluation_points",
+]
+
+logger = logging.getLogger(__name__)
+
+#: seed of the evaluation's draws (IS, AIS, BDMC's simulation), fixed so reruns agree
+EVALUATION_SEED = 0
+#: (z, x) pairs BDMC simulates by default, as in the docs experiment's full settings
+DEFAULT_BDMC_NUM_POINTS = 100
+#: the estimators of log p(x) an evaluation can use: importance sampling alone, or AIS too
+METHODS = ("is", "ais")
+
+StepCallback = Callable[[int, int], None]
+
+
+def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.Tensor, PointSubset]:
+    """The evaluated test points: all, or the first ``num_points`` of the shuffled split."""
+    available = len(dataset.test)
+    if num_points is None or num_points >= available:
+        return dataset.test, PointSubset(available, available, f"all {available} test points")
+    description = (
+        f"the first {num_points} of the {available} test points in the split's fixed shuffled "
+        f"order (a uniformly random subset; split seed {SPLIT_SEED})"
+    )
+    return dataset.test[:num_points], PointSubset(num_points, available, description)
+
+
+def _device(vae: VAE) -> torch.device:
+    return next(vae.parameters()).device
+
+
+def evaluate(
+    vae: VAE,
+    dataset: Dataset,
+    evaluation: EvaluationConfig,
+    training: TrainingSummary | None = None,
+    figures: tuple[str, ...] = (),
+    *,
+    ais: AISConfig | None = None,
+    on_ais_step: StepCallback | None = None,
+) -> RunMetrics:
+    """Importance-sampled log p(x) and the bound table on the test points, as run metrics.
+
+    With ``ais.num_points`` set, AIS runs on the first ``ais.num_points`` test points
+    too, beside importance sampling on the same points (:func:`ais_summary`).
+    """
+    x, points = evaluation_points(dataset, evaluation.num_points)
+    ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
+    if len(ks) < len(evaluation.bound_particles):
+        logger.info("bounds with k > %d particles are left out", evaluation.num_particles)
+    estimate, table = importance_sampling(
+        vae.model,
+        vae.guide,
+        x.to(_device(vae)),
+        num_particles=evaluation.num_particles,
+        bound_particles=ks,
+        seed=EVALUATION_SEED,
+    )
+    metrics = RunMetrics(
+        data_kind="discrete" if vae.likelihood.discrete else "continuous",
+        points=points,
+        log_marginal_likelihood=EstimateSummary.from_estimate(estimate),
+        bounds=tuple(BoundSummary.from_bound(bound) for bound in table),
+        training=training,
+        figures=figures,
+    )
+    if ais is not None and ais.num_points is not None:
+        summary = ais_summary(vae, dataset, ais, evaluation, estimate, on_step=on_ais_step)
+        metrics = dataclasses.replace(metrics, ais=summary)
+    return metrics
+
+
+def ais_summary(
+    vae: VAE,
+    dataset: Dataset,
+    ais: AISConfig,
+    evaluation: EvaluationConfig,
+    importance: LogLikelihoodEstimate | None = None,
+    *,
+    on_step: StepCallback | None = None,
+) -> AISSummary:
+    """AIS on the first ``ais.num_points`` test points, beside IS on the same points.
+
+    ``importance`` is an IS estimate of the first test points; the points AIS uses are
+    taken from it when it covers them, and estimated anew (with ``evaluation``'s K)
+    otherwise.
+    """
+    x, _ = evaluation_points(dataset, ais.num_points)
+    x = x.to(_device(vae))
+    if importance is None or importance.num_points < len(x):
+        importance, _ = importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            num_particles=evaluation.num_particles,
+            bound_particles=(),
+            seed=EVALUATION_SEED,
+        )
+    importance = importance.select(slice(0, len(x)))
+    annealed = annealed_importance_sampling(
+        vae.model,
+        vae.guide,
+        x,
+        ais.num_steps,
+        ais.num_chains,
+        schedule=ais.schedule,
+        leapfrog_steps=ais.leapfrog_steps,
+        initial=ais.initial,
+        seed=EVALUATION_SEED,
+        on_step=on_step,
+    )
+    gap = annealed.log_likelihood - importance.log_likelihood
+    return AISSummary(
+        estimate=EstimateSummary.from_estimate(annealed),
+        importance_sampling=EstimateSummary.from_estimate(importance),
+        gap=gap.mean().item(),
+        gap_standard_error=standard_error_over_points(gap),
+        max_gap=gap.max().item(),
+        mean_acceptance_rate=annealed.mean_acceptance_rate,
+        **_settings(annealed),
+    )
+
+
+def bdmc_summary(
+    vae: VAE, num_points: int, ais: AISConfig, *, on_step: StepCallback | None = None
+) -> BDMCSummary:
+    """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
+    shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
+    result = bdmc(
+        vae.model,
+        vae.guide,
+        shape,
+        ais.num_steps,
+        ais.num_chains,
+        schedule=ais.schedule,
+        leapfrog_steps=ais.leapfrog_steps,
+        initial=ais.initial,
+        seed=EVALUATION_SEED,
+        on_step=on_step,
+    )
+    return BDMCSummary(
+        num_points=num_points,
+        lower=EstimateSummary.from_estimate(result.lower),
+        upper=EstimateSummary.from_estimate(result.upper),
+        mean_gap=result.mean_gap,
+        mean_gap_standard_error=result.mean_gap_standard_error,
+        max_gap=result.gap.max().item(),
+        **_settings(result.lower),
+    )
+
+
+def _settings(estimate: AISEstimate) -> dict[str, object]:
+    return {
+        "num_steps": estimate.num_steps,
+        "num_chains": estimate.num_chains,
+        "leapfrog_steps": estimate.leapfrog_steps,
+        "schedule": estimate.schedule,
+        "initial": estimate.initial,
+    }
