@@ -19,7 +19,7 @@ transition of a weighted chain is exactly invariant and E[w] = p(x) holds
 exactly (``tests/evaluation/test_ais.py`` checks it on that model).
 ``target_acceptance=None`` keeps ``step_size`` fixed (no pilots).
 
-Randomness is keyed by (seed, point index, chain, step) (:mod:`vi_vae._keyed_random`),
+Randomness is keyed by (seed, point index, chain, step) (``vi_vae._keyed_random``),
 so a point's estimate does not depend on the chunk it was processed in.
 
 References:
@@ -79,7 +79,7 @@ SIGMOID_SCHEDULE_RADIUS = 4.0
 #: one is enough: the Robbins–Monro step averages its acceptances over ~1/rate = 10 transitions
 NUM_PILOT_CHAINS = 1
 
-#: streams of the keyed random numbers (:mod:`vi_vae._keyed_random`), one per use;
+#: streams of the keyed random numbers (``vi_vae._keyed_random``), one per use;
 #: a run's transitions use two: (momenta, accept tests)
 RANDOM_STREAMS = {"initial": 1, "forward": (2, 3), "reverse": (4, 5), "simulate": 6}
 
