@@ -16,7 +16,7 @@ import torch
 import torch.distributed
 import torch.multiprocessing
 
-from vi_vae import ELBO, VAE, fit, importance_sampling
+from vi_vae import ELBO, VAE, annealed_importance_sampling, fit, importance_sampling
 from vi_vae.distributed import map_shards
 from vi_vae.errors import InputError
 
@@ -26,6 +26,8 @@ LAUNCH_TIMEOUT = 180
 #: key blocks of 4 points over 10 points (shards 8 + 2 on 2 ranks, 4 + 4 + 2 on 3),
 #: one point per block, blocks of 163 points, and one block for all (empty shards)
 EVALUATIONS = [(2048, 10, 8192), (5000, 3, 8192), (50, 400, 8192), (5, 30, 8192)]
+#: points of the AIS check: shards of 4 and 3 on two ranks, chunks of 2 points inside them
+AIS_POINTS = 7
 
 
 def launch(function, world_size, directory, *args, timeout=LAUNCH_TIMEOUT):
@@ -177,6 +179,27 @@ def evaluate(num_particles, num_points, chunk_size):
     return per_point(estimate, table)
 
 
+def annealed(num_points, chunk_size):
+    """AIS per point of a tiny VAE (a few steps: the sharding, not the estimate, is tested)."""
+    vae = tiny_vae()
+    estimate = annealed_importance_sampling(
+        vae.model,
+        vae.guide,
+        binary_data(num_points),
+        num_steps=4,
+        num_chains=3,
+        leapfrog_steps=2,
+        chunk_size=chunk_size,
+        seed=5,
+    )
+    return {
+        "log_likelihood": estimate.log_likelihood,
+        "log_weights": estimate.log_weights,
+        "acceptance_rate": estimate.acceptance_rate,
+        "step_size": estimate.step_size,
+    }
+
+
 def per_point(estimate, table):
     return {
         "log_likelihood": estimate.log_likelihood,
@@ -193,6 +216,7 @@ def all_checks(directory, evaluations):
         "delta": train_delta(Path(directory) / "delta"),
         "vae": train_vae_and_resume(directory),
         "evaluations": [evaluate(*settings) for settings in evaluations],
+        "ais": annealed(AIS_POINTS, chunk_size=8),
         "failing_shard": failing_shard(10),
     }
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 from distributed_workers import (
+    AIS_POINTS,
     EVALUATIONS,
     all_checks,
+    annealed,
     binary_data,
     evaluate,
     launch,
@@ -93,6 +95,16 @@ def test_two_ranks_evaluate_bitwise_as_one_process(two_ranks, one_process):
     for rank_result in two_ranks:
         for sharded, single in zip(rank_result["evaluations"], one_process, strict=True):
             assert_bitwise_equal(sharded, single)
+
+
+def test_two_ranks_run_ais_bitwise_as_one_process(two_ranks):
+    # AIS's random numbers are keyed by the point's index, so a shard gives the numbers
+    # of one process; with the same chunks (here: shards of 4 and 3 points cut into chunks
+    # of 2, as one process cuts its 7) bitwise, since batched float sums of other sizes
+    # round differently (chunk sizes agree to 1e-10: tests/evaluation)
+    single = annealed(AIS_POINTS, chunk_size=8)
+    for rank_result in two_ranks:
+        assert_bitwise_equal(rank_result["ais"], single)
 
 
 def test_a_failing_shard_raises_on_every_rank_instead_of_hanging(two_ranks):

@@ -45,6 +45,7 @@ __all__ = [
     "all_gather_objects",
     "broadcast_object",
     "broadcast_tensors",
+    "data_fingerprint",
     "init_from_environment",
     "is_distributed",
     "is_main_process",
@@ -172,6 +173,16 @@ def shard(
     first = rank * per_rank + min(rank, extra)
     count = per_rank + (rank < extra)
     return slice(min(first * block, num_points), min((first + count) * block, num_points))
+
+
+def data_fingerprint(x: Tensor) -> tuple:
+    """Shape, dtype and an exact, order-free checksum (integer sum of the bytes) of ``x``.
+
+    Sharded evaluators pass it to :func:`map_shards`, which refuses ranks that were
+    given different data.
+    """
+    checksum = x.detach().contiguous().view(torch.uint8).sum(dtype=torch.int64).item()
+    return tuple(x.shape), str(x.dtype), checksum
 
 
 def map_shards(

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from vi_vae._random import seeded
+from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealing import (
     DEFAULT_LEAPFROG_STEPS,
@@ -179,24 +180,48 @@ def annealed_importance_sampling(
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
-    chunks = settings.chunks(x.shape[0])
-    progress = Progress(on_step, num_steps * len(chunks))
-    parts = [
-        forward_annealing(
-            model,
-            guide,
-            x,
-            rows,
-            settings,
-            seed=seed,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            on_step=progress,
-            kwargs=kwargs,
-        )
-        for rows in chunks
-    ]
+
+    def anneal_shard(shard: slice) -> list[Annealing]:
+        # randomness is keyed by the point's index in x, so a shard's numbers are the
+        # ones it would get in one process
+        chunks = settings.chunks(shard.stop - shard.start, shard.start)
+        progress = Progress(on_step, num_steps * len(chunks))
+        return [
+            _on_host(
+                forward_annealing(
+                    model,
+                    guide,
+                    x,
+                    rows,
+                    settings,
+                    seed=seed,
+                    plate_nesting=plate_nesting,
+                    data_plate=data_plate,
+                    on_step=progress,
+                    kwargs=kwargs,
+                )
+            )
+            for rows in chunks
+        ]
+
+    parts = map_shards(
+        anneal_shard,
+        x.shape[0],
+        combine=lambda shards: [part for shard in shards for part in shard],
+        fingerprint=data_fingerprint(x) if is_distributed() else None,
+    )
     return summarize_annealing(parts, settings)
+
+
+def _on_host(part: Annealing) -> Annealing:
+    """The per-point results of a chunk, on the host (gathered across ranks as they are)."""
+    return Annealing(
+        log_weights=part.log_weights.cpu(),
+        acceptance_rate=part.acceptance_rate.cpu(),
+        step_size=part.step_size.cpu(),
+        step_sizes=part.step_sizes.cpu(),
+        position=part.position.cpu(),
+    )
 
 
 def summarize_annealing(

@@ -232,13 +232,14 @@ class AISSettings:
         """The schedule, ``[num_steps + 1]``."""
         return annealing_schedule(self.num_steps, self.schedule)
 
-    def chunks(self, num_points: int) -> list[slice]:
-        """Consecutive slices of at most max(1, ⌊chunk_size / (chains + pilots)⌋) points."""
+    def chunks(self, num_points: int, start: int = 0) -> list[slice]:
+        """Consecutive slices of at most max(1, ⌊chunk_size / (chains + pilots)⌋) points.
+
+        They cover ``start`` … ``start + num_points`` (a shard of the points).
+        """
         per_pass = max(1, self.chunk_size // (self.num_chains + self.num_pilot_chains))
-        return [
-            slice(start, min(start + per_pass, num_points))
-            for start in range(0, num_points, per_pass)
-        ]
+        stop = start + num_points
+        return [slice(first, min(first + per_pass, stop)) for first in range(start, stop, per_pass)]
 
     def transition_settings(self) -> dict[str, Any]:
         """The keyword settings of :func:`anneal`."""

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_positive_int
-from vi_vae.distributed import is_distributed, map_shards
+from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import (
     Bound,
@@ -242,7 +242,7 @@ def importance_sampling(
         x.shape[0],
         combine=_combine,
         block=key_block_size(num_particles) if seed is not None else 1,
-        fingerprint=_fingerprint(x) if is_distributed() else None,
+        fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
 
 
@@ -292,12 +292,6 @@ def _combine(
     """One result from the results of consecutive shards of the points."""
     estimates, tables = zip(*shards, strict=True)
     return concatenate_estimates(estimates), concatenate_bounds(tables)
-
-
-def _fingerprint(x: Tensor) -> tuple:
-    """Shape, dtype and an exact, order-free checksum (integer sum of the bytes) of ``x``."""
-    checksum = x.detach().contiguous().view(torch.uint8).sum(dtype=torch.int64).item()
-    return tuple(x.shape), str(x.dtype), checksum
 
 
 def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
