@@ -31,6 +31,12 @@ Guide parameters are the ``param`` sites of the guide trace (a PyroModule's
 parameters appear there when the guide touches them); model parameters are the
 other ``param`` sites of the model trace. A parameter both use counts as the
 guide's.
+
+With ``compile=True`` each pass (the one-pass gradient step, a pass without
+gradients, a chunk's gradient) is traced once per input shape into a pure
+function of (parameters, data, noise) and compiled with ``torch.compile``
+(:mod:`vi_vae.estimators.compiled_passes`); the same seed gives the same draws
+as the eager path, and values and gradients equal to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ from pyro.util import warn_if_nan
 from torch import Tensor
 
 from vi_vae._deprecation import pop_renamed
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_bool, check_positive_int
+from vi_vae.compiled import CompiledCache
+from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
 from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
 
@@ -111,6 +119,13 @@ class ParticleEstimator(PyroELBO):
             plate that subsamples at random (``pyro.plate(..., subsample_size=B)``)
             would see different points in different chunks: pick the mini-batch
             outside the model (as :func:`vi_vae.fit` does) when chunking.
+        compile: trace each pass once per input shape into a pure tensor function
+            and run it compiled by ``torch.compile`` (module docstring); a pair the
+            tracer cannot handle runs eagerly, after one
+            :class:`~vi_vae.errors.CompileWarning` naming why. Python values the
+            model, guide or estimator read (e.g. a float KL weight) are fixed when a
+            shape is first traced; :meth:`clear_compiled` forgets the traces.
+            ``differentiable_loss`` always runs eagerly.
     """
 
     #: whether the gradient is that of the bound (then ``differentiable_loss`` is −Σ bound)
@@ -123,6 +138,7 @@ class ParticleEstimator(PyroELBO):
         data_plate: str = "data",
         max_plate_nesting: float = math.inf,
         chunk_size: int = DEFAULT_TRAINING_CHUNK_SIZE,
+        compile: bool = False,
         **deprecated: Any,
     ) -> None:
         chunk_size = pop_renamed(
@@ -143,7 +159,13 @@ class ParticleEstimator(PyroELBO):
         self.vectorize_particles = True  # always; max_plate_nesting excludes the particle dim
         self.data_plate = data_plate
         self.chunk_size = chunk_size
+        self.compile = check_bool("compile", compile)
         self._batch_size: int | None = None
+        self._compiled = CompiledCache()
+
+    def clear_compiled(self) -> None:
+        """Forget the compiled passes; the next call traces and compiles again."""
+        self._compiled = CompiledCache()
 
     # -- what a subclass defines -----------------------------------------------------
 
@@ -186,17 +208,18 @@ class ParticleEstimator(PyroELBO):
         """:meth:`loss`, and this estimator's gradient of it accumulated into ``.grad``."""
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
+        compiled_loss = (
+            compiled_passes.step(self, model, guide, args, kwargs)
+            if self.compile and len(chunks) == 1
+            else None
+        )
+        if compiled_loss is not None:
+            warn_if_nan(compiled_loss, "loss")
+            return compiled_loss
         if len(chunks) == 1:
             traces = self._trace(model, guide, args, kwargs, self.num_particles)
-            values = self._particle_values(traces)
-            log_weights = values.detach()
-            if self.follows_bound_gradient:  # the shortcut: back-propagate the bound itself
-                _check_reparameterized(traces.guide_trace)
-                surrogate = self._bound(values).sum()
-                if surrogate.requires_grad:
-                    (-surrogate).backward(retain_graph=self.retain_graph)
-            else:
-                self._backward(traces, self._gradient_terms(log_weights))
+            surrogates, log_weights = self._step_surrogates(traces)
+            self._accumulate(traces, surrogates)
         else:
             log_weights, states = self._draw_without_gradients(model, guide, args, kwargs, chunks)
             terms = self._gradient_terms(log_weights)
@@ -204,14 +227,18 @@ class ParticleEstimator(PyroELBO):
             start = 0
             for count, state in zip(chunks, states, strict=True):
                 set_rng_state(state)
-                traces = self._trace(model, guide, args, kwargs, count)
                 rows = slice(start, start + count)
                 chunk_terms = [
                     dataclasses.replace(term, coefficients=term.coefficients[rows])
                     for term in terms
                 ]
-                self._backward(traces, chunk_terms)
                 start += count
+                if self.compile and compiled_passes.chunk_gradients(
+                    self, model, guide, args, kwargs, count, chunk_terms
+                ):
+                    continue
+                set_rng_state(state)
+                self._backward(self._trace(model, guide, args, kwargs, count), chunk_terms)
             set_rng_state(state_after)
         loss = -self._bound(log_weights).sum().item()
         warn_if_nan(loss, "loss")
@@ -222,7 +249,9 @@ class ParticleEstimator(PyroELBO):
     ) -> Tensor:
         """Minus the bound summed over the batch, as a tensor whose gradient is this estimator's.
 
-        All particles are drawn in one pass (no chunking). Estimators that route
+        All particles are drawn in one pass (no chunking), eagerly (also with
+        ``compile=True``: the compiled passes return gradients, not a graph to
+        differentiate). Estimators that route
         different objectives to guide and model parameters (DReG, PIWAE) have no
         such single tensor and raise ``NotImplementedError``; use
         :meth:`loss_and_grads`.
@@ -302,22 +331,71 @@ class ParticleEstimator(PyroELBO):
         with torch.no_grad():
             for count in chunks:
                 states.append(get_rng_state())
-                traces = self._trace(model, guide, args, kwargs, count)
-                parts.append(self._particle_values(traces))
+                values = (
+                    compiled_passes.values(self, model, guide, args, kwargs, count)
+                    if self.compile
+                    else None
+                )
+                if values is None:
+                    set_rng_state(states[-1])
+                    values = self._particle_values(self._trace(model, guide, args, kwargs, count))
+                parts.append(values)
         return torch.cat(parts), states
 
-    def _backward(self, traces: WeightedTraces, terms: list[GradientTerm]) -> None:
-        """Accumulate Σ c ∇ log w of each term into the ``.grad`` of its parameters."""
+    def _surrogates(
+        self, traces: WeightedTraces, terms: list[GradientTerm]
+    ) -> dict[ParameterGroup, Tensor]:
+        """Σ c log w of each parameter group, for the groups whose sum has a gradient."""
         _check_reparameterized(traces.guide_trace)
         values: dict[bool, Tensor] = {}
-        surrogates: dict[str, Tensor] = {}
+        surrogates: dict[ParameterGroup, Tensor] = {}
         for term in terms:
             if term.path_derivative not in values:
                 values[term.path_derivative] = self._particle_values(traces, term.path_derivative)
             part = (term.coefficients * values[term.path_derivative]).sum()
             group = term.parameters
             surrogates[group] = surrogates[group] + part if group in surrogates else part
-        pending = [(g, s) for g, s in surrogates.items() if s.requires_grad]
+        return {group: s for group, s in surrogates.items() if s.requires_grad}
+
+    def _step_surrogates(
+        self, traces: WeightedTraces
+    ) -> tuple[dict[ParameterGroup, Tensor], Tensor]:
+        """The one-pass step's surrogates (see :meth:`_surrogates`) and the log weights."""
+        values = self._particle_values(traces)
+        log_weights = values.detach()
+        if self.follows_bound_gradient:  # the shortcut: back-propagate the bound itself
+            _check_reparameterized(traces.guide_trace)
+            bound = self._bound(values).sum()
+            return ({"all": bound} if bound.requires_grad else {}), log_weights
+        return self._surrogates(traces, self._gradient_terms(log_weights)), log_weights
+
+    def _gradients(
+        self, traces: WeightedTraces, surrogates: dict[ParameterGroup, Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """``(parameters, gradients)``: −∇ of each group's surrogate for its parameters.
+
+        What :meth:`_accumulate` adds to ``.grad``, returned instead (for a traced
+        pass); a parameter may appear once per group.
+        """
+        parameters, gradients = [], []
+        for group, surrogate in surrogates.items():
+            leaves = [p for p in _group_parameters(traces, group) if p.requires_grad]
+            if not leaves:
+                continue
+            found = torch.autograd.grad(-surrogate, leaves, retain_graph=True, allow_unused=True)
+            for leaf, gradient in zip(leaves, found, strict=True):
+                if gradient is not None:
+                    parameters.append(leaf)
+                    gradients.append(gradient)
+        return parameters, gradients
+
+    def _backward(self, traces: WeightedTraces, terms: list[GradientTerm]) -> None:
+        """Accumulate Σ c ∇ log w of each term into the ``.grad`` of its parameters."""
+        self._accumulate(traces, self._surrogates(traces, terms))
+
+    def _accumulate(self, traces: WeightedTraces, surrogates: dict[ParameterGroup, Tensor]) -> None:
+        """Accumulate −∇ of each group's surrogate into the ``.grad`` of its parameters."""
+        pending = list(surrogates.items())
         for index, (group, surrogate) in enumerate(pending):
             retain = index < len(pending) - 1 or bool(self.retain_graph)
             if group == "all":
@@ -352,7 +430,8 @@ def _group_parameters(traces: WeightedTraces, group: ParameterGroup) -> list[Ten
     if group == "guide":
         return list(guide.values())
     model = _trace_parameters(traces.model_trace)
-    return [leaf for key, leaf in model.items() if key not in guide]
+    others = [leaf for key, leaf in model.items() if key not in guide]
+    return list(guide.values()) + others if group == "all" else others
 
 
 def _check_reparameterized(guide_trace: Trace) -> None:

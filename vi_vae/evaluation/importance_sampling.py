@@ -13,10 +13,18 @@ points have Pareto k̂ > 0.7 the guide is too poor a proposal, and the estimate 
 a loose lower bound: :func:`vi_vae.annealed_importance_sampling` is the reference.
 
 Memory: particles and data points are processed in passes of at most
-``chunk_size`` (particle, point) pairs. For the 784-400-20 MLP VAE the peak
-above baseline measured about 200 MB at the default 8,192 pairs and 400 MB at
-32,768 (``docs/evaluation_memory.md``), plus the kept log weights,
-``num_particles × points-per-pass × 8`` bytes.
+``chunk_size`` (particle, point) pairs. For the 784-400-20 MLP VAE on CPU the
+peak above baseline measured about 200 MB at the default 8,192 pairs and 400 MB
+at 32,768 (``docs/evaluation_memory.md``). ``chunk_size="auto"`` (the default)
+keeps that default on CPU and sizes the passes on a GPU from its free memory
+(:func:`auto_chunk_size`). The log weights of a pass stay on its device until
+the per-point reductions are done; what is kept between passes is per point
+(a few numbers, and the M + 1 ≈ 3√K largest log weights that Pareto k̂ needs,
+fitted once at the end: :class:`~vi_vae.evaluation.estimates.LogWeightSummary`).
+
+Speed: ``compile=True`` traces each pass shape once into a pure tensor function
+and compiles it (:mod:`vi_vae.compiled`); the same seed gives the same draws,
+and the estimates equal the eager ones to floating-point rounding.
 
 References:
     [1] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.
@@ -34,15 +42,22 @@ from torch import Tensor
 
 from vi_vae._deprecation import pop_renamed, warn_renamed
 from vi_vae._random import seeded
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.errors import InputError
-from vi_vae.evaluation.estimates import Bound, LogLikelihoodEstimate, summarize_log_weights
-from vi_vae.weights import guess_plates, trace_log_weights
+from vi_vae.evaluation.estimates import Bound, LogLikelihoodEstimate, LogWeightSummary
+from vi_vae.evaluation.passes import (
+    DEFAULT_CHUNK_SIZE,
+    auto_chunk_size,
+    check_chunk_size,
+    pass_log_weights,
+)
+from vi_vae.weights import guess_plates
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_NUM_PARTICLES",
+    "auto_chunk_size",
     "bounds",
     "importance_sampling",
     "log_marginal_likelihood",
@@ -53,8 +68,6 @@ __all__ = [
 DEFAULT_NUM_PARTICLES = 5000
 #: the k of the IWAE-k bounds in a bound table (k = 1 is the ELBO)
 DEFAULT_BOUND_PARTICLES = (1, 5, 50)
-#: (particle, data point) pairs per vectorized pass; bounds peak memory (module docstring).
-DEFAULT_CHUNK_SIZE = 8192
 
 
 def check_data(x: Any, name: str = "x") -> Tensor:
@@ -73,42 +86,44 @@ def log_weight_chunks(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
 
-    Draws are made in passes of at most ``chunk_size`` (particle, point) pairs,
-    without gradients; model and guide are called as ``model(x[rows], **kwargs)``.
-    The data are checked against the support of every observed site first (e.g.
-    0/1 values for a Bernoulli likelihood). With ``seed`` the draws are
-    reproducible and the global RNG is left untouched. The log weights stay on
-    the data's device.
+    Draws are made in passes of at most ``chunk_size`` (particle, point) pairs
+    (``"auto"``: :func:`auto_chunk_size`), without gradients; model and guide are
+    called as ``model(x[rows], **kwargs)``. The data are checked against the
+    support of every observed site first (e.g. 0/1 values for a Bernoulli
+    likelihood). With ``seed`` the draws are reproducible and the global RNG is
+    left untouched. The log weights stay on the data's device. With ``compile``
+    each pass shape is traced and compiled once (at most four shapes: full and
+    last passes of points, full and last chunks of particles).
     """
     check_positive_int("num_particles", num_particles)
-    check_positive_int("chunk_size", chunk_size)
+    check_chunk_size(chunk_size)
+    check_bool("compile", compile)
     check_data(x)
-    particles_per_pass = min(num_particles, chunk_size)
-    points_per_pass = max(1, chunk_size // particles_per_pass)
     with torch.no_grad(), seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide, (x,), kwargs, data_plate, check_support=True)
+        if chunk_size == "auto":
+            chunk_size = auto_chunk_size(
+                model, guide, x, num_particles, plate_nesting, data_plate, kwargs
+            )
+        particles_per_pass = min(num_particles, chunk_size)
+        points_per_pass = max(1, chunk_size // particles_per_pass)
         for start in range(0, x.shape[0], points_per_pass):
             rows = slice(start, min(start + points_per_pass, x.shape[0]))
             parts = []
             for first in range(0, num_particles, particles_per_pass):
                 count = min(particles_per_pass, num_particles - first)
-                traces = trace_log_weights(
-                    model,
-                    guide,
-                    (x[rows],),
-                    kwargs,
-                    num_particles=count,
-                    plate_nesting=plate_nesting,
-                    data_plate=data_plate,
-                    scaled=False,
+                parts.append(
+                    pass_log_weights(
+                        model, guide, x[rows], kwargs, count, plate_nesting, data_plate, compile
+                    )
                 )
-                parts.append(traces.log_weights.detach())
             yield rows, torch.cat(parts)
 
 
@@ -119,9 +134,10 @@ def log_marginal_likelihood(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     compute_pareto_k: bool = True,
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> LogLikelihoodEstimate:
     r"""Estimate log p(x_n) for every data point by importance sampling from the guide.
@@ -140,9 +156,13 @@ def log_marginal_likelihood(
         num_particles: K, importance samples per point (default 5000, as Burda et al.).
         data_plate: name of the data plate.
         chunk_size: (particle, point) pairs per vectorized pass; bounds memory.
+            ``"auto"``: :data:`DEFAULT_CHUNK_SIZE` on CPU, sized from the free
+            memory on a GPU (:func:`auto_chunk_size`).
         compute_pareto_k: fit the Pareto k̂ of each point's weights (ArviZ PSIS);
             k̂ needs K ≥ 21 and is NaN, with a reason, below.
         seed: seed for reproducible draws (the global RNG is left untouched).
+        compile: trace each pass shape once into a pure tensor function and run it
+            compiled by ``torch.compile`` (same draws, same numbers to rounding).
         **kwargs: passed to model and guide.
 
     Returns:
@@ -176,6 +196,7 @@ def log_marginal_likelihood(
         chunk_size=chunk_size,
         compute_pareto_k=compute_pareto_k,
         seed=seed,
+        compile=compile,
         **kwargs,
     )
     return estimate
@@ -189,8 +210,9 @@ def bounds(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> list[Bound]:
     """The ELBO and IWAE-k bounds of every data point, for each k in ``bound_particles``.
@@ -200,6 +222,9 @@ def bounds(
     log (1/k) Σ_{j in group} w_j, an unbiased estimate of its IWAE-k bound
     E[log (1/k) Σ w_j], which increases with k towards log p(x) (Burda et al. 2016,
     Theorem 1). The same draws serve every k.
+
+    ``data_plate``, ``chunk_size``, ``seed`` and ``compile`` are as for
+    :func:`log_marginal_likelihood`.
 
     Returns:
         One :class:`Bound` per k, in the order given.
@@ -226,6 +251,7 @@ def bounds(
         chunk_size=chunk_size,
         compute_pareto_k=False,
         seed=seed,
+        compile=compile,
         **kwargs,
     )
     return table
@@ -239,9 +265,10 @@ def importance_sampling(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     bound_particles: Sequence[int] = DEFAULT_BOUND_PARTICLES,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     compute_pareto_k: bool = True,
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """:func:`log_marginal_likelihood` and :func:`bounds` from one set of ``num_particles`` draws.
@@ -273,7 +300,7 @@ def importance_sampling(
             f"num_particles ({num_particles}) must be at least the largest k in "
             f"bound_particles ({max(ks)})"
         )
-    estimates: list[LogLikelihoodEstimate] = []
+    summary = LogWeightSummary(num_particles, compute_pareto_k=compute_pareto_k)
     per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
     per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
     for _, log_weights in log_weight_chunks(
@@ -284,17 +311,19 @@ def importance_sampling(
         data_plate=data_plate,
         chunk_size=chunk_size,
         seed=seed,
+        compile=compile,
         **kwargs,
     ):
         log_weights = log_weights.double()
-        estimates.append(summarize_log_weights(log_weights, compute_pareto_k=compute_pareto_k))
-        for k in ks:
+        summary.add(log_weights)
+        for k in ks:  # on the device until every pass is done: no host round trip per pass
             values, errors = _grouped_bound(log_weights, k)
-            per_point[k].append(values.cpu())
-            per_point_errors[k].append(errors.cpu())
-    estimate = _concatenate(estimates)
-    table = [Bound(k, torch.cat(per_point[k]), torch.cat(per_point_errors[k])) for k in ks]
-    return estimate, table
+            per_point[k].append(values)
+            per_point_errors[k].append(errors)
+    table = [
+        Bound(k, torch.cat(per_point[k]).cpu(), torch.cat(per_point_errors[k]).cpu()) for k in ks
+    ]
+    return summary.estimate(), table
 
 
 def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -304,17 +333,3 @@ def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
     values = grouped.logsumexp(1) - math.log(k)
     error = values.std(0) / math.sqrt(groups) if groups > 1 else values[0] * math.nan
     return values.mean(0), error
-
-
-def _concatenate(parts: list[LogLikelihoodEstimate]) -> LogLikelihoodEstimate:
-    """One estimate from estimates of consecutive chunks of points."""
-    reasons = sorted({part.pareto_k_reason for part in parts if part.pareto_k_reason})
-    return LogLikelihoodEstimate(
-        log_likelihood=torch.cat([part.log_likelihood for part in parts]),
-        monte_carlo_standard_error=torch.cat([part.monte_carlo_standard_error for part in parts]),
-        effective_sample_size=torch.cat([part.effective_sample_size for part in parts]),
-        pareto_k=torch.cat([part.pareto_k for part in parts]),
-        num_particles=parts[0].num_particles,
-        method=parts[0].method,
-        pareto_k_reason="; ".join(reasons) or None,
-    )
