@@ -24,14 +24,15 @@ import pyro
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI
 from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
 from torch import Tensor
 
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vi_vae.errors import InputError, TrainingError
+from vi_vae.estimators import with_compile
 from vi_vae.evaluation import bounds
 
 __all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "FitResult", "KLWeight", "fit"]
@@ -56,15 +57,27 @@ class KLWeight(Messenger):
     Applied to model and guide, log p(z) and log q(z|x) are both scaled, so the
     ELBO's KL term is multiplied by ``weight`` (β-VAE, Higgins et al. 2017; KL
     warm-up, Sønderby et al. 2016) and the reconstruction term is left alone.
+    The weight is held in a 0-dim tensor that setting :attr:`weight` updates in
+    place, so a compiled step (traced once, reading tensors by reference) follows
+    a warm-up without compiling again.
     """
 
     def __init__(self, weight: float) -> None:
         super().__init__()
-        self.weight = weight
+        self._weight = torch.tensor(float(weight))
+
+    @property
+    def weight(self) -> float:
+        """β, the factor on every latent site's log density."""
+        return float(self._weight)
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        self._weight.fill_(value)
 
     def _process_message(self, msg: dict) -> None:
         if msg["type"] == "sample" and not msg["is_observed"]:
-            msg["scale"] = msg["scale"] * self.weight
+            msg["scale"] = msg["scale"] * self._weight
 
 
 @dataclass
@@ -106,6 +119,7 @@ def fit(
     resume: bool = False,
     on_step: Callable[[int, int, int, float], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    compile: bool = False,
 ) -> FitResult:
     """Train ``model``/``guide`` with ``pyro.infer.SVI`` on mini-batches of ``train``.
 
@@ -118,7 +132,9 @@ def fit(
         train: training data ``[N, ...]`` (moved batch by batch to ``device``).
         validation: optional data for the per-epoch validation ELBO and early stopping.
         loss: any ``pyro.infer.ELBO``; default ``Trace_ELBO()`` (use
-            ``TraceMeanField_ELBO()`` for the analytic KL).
+            ``TraceMeanField_ELBO()`` for the analytic KL). With ``compile``, one of
+            vi_vae's estimators (default ``vi_vae.estimators.ELBO()``: Trace_ELBO's
+            values and gradients).
         optimizer: a Pyro optimizer; default ``pyro.optim.Adam({"lr": learning_rate})``.
         learning_rate: Adam's step size when ``optimizer`` is not given.
         epochs: total number of epochs (a resumed run counts those already done).
@@ -137,6 +153,9 @@ def fit(
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
         on_step: called as ``on_step(epoch, step, steps_per_epoch, loss_per_point)``.
         on_epoch: called with each epoch's history row.
+        compile: run the loss's passes compiled by ``torch.compile``
+            (:func:`vi_vae.estimators.with_compile`): same draws, same numbers to
+            floating-point rounding; the first step of each batch shape compiles.
 
     Returns:
         :class:`FitResult`. The parameters of the best validation epoch are
@@ -149,6 +168,7 @@ def fit(
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_positive_int("validation_particles", validation_particles)
+    check_bool("compile", compile)
     if patience is not None:
         check_positive_int("patience", patience)
     if kl_warmup_epochs < 0:
@@ -166,7 +186,7 @@ def fit(
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    loss = loss if loss is not None else Trace_ELBO()
+    loss = with_compile(loss, compile) if compile or loss is None else loss
     optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
     weight = KLWeight(1.0)
     weighted_model, weighted_guide = weight(model), weight(guide)
@@ -178,7 +198,7 @@ def fit(
         state = load_checkpoint(checkpoint_path)
         # Create every parameter (with its constraint) before loading values into it.
         with torch.no_grad(), poutine.block():
-            loss.loss(model, guide, train[:2].to(device))
+            with_compile(loss, False).loss(model, guide, train[:2].to(device))
         _load_params(state["params"])
         optimizer.set_state(state["optimizer"])
         _set_rng_state(state["rng"], generator)

@@ -12,8 +12,9 @@ further shapes run eagerly, after one warning.
 
 Which compiler: ``torch.compile`` with the backend named by the environment
 variable ``VI_VAE_COMPILE_BACKEND`` (default ``"inductor"``: C++ kernels on
-CPU, Triton on GPU; ``"eager"`` runs the traced graph without compiling, which
-separates tracing from compiler problems).
+CPU, Triton on GPU). ``"none"`` runs the traced pure graph as it is, without
+``torch.compile``: it separates tracing problems from compiler problems, and
+the tests of the tracing use it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class _Entry:
     compiled: Callable
     #: (name, tensor) of the captured tensors that were param-store entries at trace time
     parameters: tuple[tuple[str, Tensor], ...]
+    #: calls in a row that found the param store without those tensors
+    misses: int = 0
 
     def is_current(self, store: dict[str, Tensor]) -> bool:
         """Whether the param store still holds the very tensors the graph was traced with."""
@@ -147,8 +150,16 @@ class CompiledCache:
         signature = (key, tuple(_describe(tensor) for tensor in arguments))
         store = dict(pyro.get_param_store().named_parameters())
         entry = entry_group.entries.get(signature)
-        if entry is not None and entry.is_current(store):
-            return entry(arguments), entry.pure.info
+        if entry is not None:
+            if entry.is_current(store):
+                entry.misses = 0
+                return entry(arguments), entry.pure.info
+            entry.misses += 1
+            if entry.misses == 1:
+                # The store lost the parameters (pyro.clear_param_store()): one eager call
+                # lets the code register them again; a module registers the very same
+                # tensors, and the compiled function is current again.
+                return None
         if entry is None and len(entry_group.entries) >= self.max_shapes:
             if not entry_group.warned_full:
                 entry_group.warned_full = True
@@ -178,13 +189,21 @@ class CompiledCache:
         parameters = tuple(
             (store[id(tensor)], tensor) for tensor in pure.captured if id(tensor) in store
         )
-        compiled = torch.compile(
-            pure.graph, backend=compile_backend(), fullgraph=True, dynamic=False
+        backend = compile_backend()
+        compiled = (
+            pure.graph
+            if backend == "none"
+            else torch.compile(pure.graph, backend=backend, fullgraph=True, dynamic=False)
         )
         entry = _Entry(pure, compiled, parameters)
         state = get_rng_state()
         try:
-            outputs = entry(arguments)
+            with warnings.catch_warnings():
+                # inductor's own lowering calls a torch helper it deprecated (torch 2.14)
+                warnings.filterwarnings(
+                    "ignore", message=r".*torch\._prims_common\.check", category=FutureWarning
+                )
+                outputs = entry(arguments)
         except Exception as error:  # a compiler failure: run eagerly, and say why
             set_rng_state(state)
             message = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""

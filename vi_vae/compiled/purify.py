@@ -147,7 +147,7 @@ def trace_pure(
     graph.lint()
     return PureFunction(
         fx.GraphModule(traced, graph),
-        fx.GraphModule({}, noise),
+        fx.GraphModule(traced, noise),
         captured,
         report["info"],
         random_draws,
@@ -179,17 +179,27 @@ def _user_frame(error: BaseException) -> str:
 
 
 def _lift_captured(traced: fx.GraphModule) -> tuple[fx.Graph, tuple[Tensor, ...]]:
-    """Turn every tensor the trace read from outside (``get_attr``) into a placeholder."""
+    """Turn every tensor the trace read from outside (``get_attr``) into a placeholder.
+
+    Tensor literals the code creates (``torch.tensor(5.0)``, which the trace records
+    as a constant copied by ``lift_fresh_copy``) stay constants of the graph.
+    """
     graph = traced.graph
     captured: list[Tensor] = []
     for node in list(graph.nodes):
-        if node.op != "get_attr":
+        if node.op != "get_attr" or _is_literal(node):
             continue
         placeholder = _append_placeholder(graph, f"captured_{len(captured)}", node)
         captured.append(getattr(traced, node.target))
         node.replace_all_uses_with(placeholder)
         graph.erase_node(node)
     return graph, tuple(captured)
+
+
+def _is_literal(node: fx.Node) -> bool:
+    return bool(node.users) and all(
+        user.target is torch.ops.aten.lift_fresh_copy.default for user in node.users
+    )
 
 
 def _append_placeholder(graph: fx.Graph, name: str, like: fx.Node) -> fx.Node:
@@ -214,6 +224,18 @@ def _has_tag(node: fx.Node, tag: torch.Tag) -> bool:
     return node.op == "call_function" and tag in getattr(node.target, "tags", ())
 
 
+def _static_indexing(node: fx.Node) -> bool:
+    """Indexing by integer tensors: its output shape is the indices' (only masks are dynamic)."""
+    if node.target is not torch.ops.aten.index.Tensor:
+        return False
+    indices = [index for index in node.args[1] if isinstance(index, fx.Node)]
+    return all(
+        not index.meta["val"].dtype.is_floating_point
+        and index.meta["val"].dtype not in (torch.bool, torch.uint8)
+        for index in indices
+    )
+
+
 def _value_arguments(node: fx.Node) -> list[fx.Node]:
     """The node's inputs whose values (not only metadata) its value depends on."""
     positional = list(node.args)
@@ -236,7 +258,7 @@ def _lift_noise(graph: fx.Graph) -> tuple[fx.Graph, int]:
         if node.op == "placeholder":
             depends[node] = True
             continue
-        if _has_tag(node, torch.Tag.dynamic_output_shape):
+        if _has_tag(node, torch.Tag.dynamic_output_shape) and not _static_indexing(node):
             raise NotCompilable(
                 f"operation {node.target} has an output shape that depends on tensor values"
             )
@@ -295,6 +317,10 @@ def _copy_into(noise: fx.Graph, node: fx.Node, copies: dict[fx.Node, fx.Node]) -
             {"dtype": like.dtype, "device": like.device},
         )
         args = args[1:]
+    if node.op == "get_attr":  # a tensor literal
+        copy = noise.get_attr(node.target)
+        copy.meta = dict(node.meta)
+        return copy
     mapped_args, mapped_kwargs = fx.node.map_arg((tuple(args), node.kwargs), lambda n: copies[n])
     if stub is not None:
         mapped_args = (stub, *mapped_args)

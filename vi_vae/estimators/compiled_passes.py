@@ -12,6 +12,10 @@ Three kinds of pass, each traced once per input shape by
   pass of the chunked fallback);
 - ``chunk``: a chunk's gradient for given coefficients (its second pass).
 
+A compiled pass runs no Pyro code, so under a Pyro handler (``SVI.step``
+records the ``param`` sites of ``loss_and_grads`` to know what to optimize) it
+replays the pair's ``pyro.param`` statements, by name, for the handler to see.
+
 Each returns ``None`` (or ``False``) when the pass must run eagerly: the pair
 cannot be traced (a warning says why), or the call's arguments are not
 tensors and hashable values. The key of a compiled pass holds the estimator's
@@ -25,6 +29,8 @@ import dataclasses
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+import pyro
+from pyro.poutine.runtime import am_i_wrapped
 from torch import Tensor
 
 from vi_vae.compiled import NotCompilable, split_arguments
@@ -50,6 +56,7 @@ def step(
     outputs = _run(estimator, "gradient step", ("step", model, guide), (), traced, args, kwargs)
     if outputs is None:
         return None
+    _replay_param_sites(outputs[1])
     loss, *gradients = outputs[0]
     _add_gradients(outputs[1]["parameters"], gradients)
     estimator._batch_size = outputs[1]["batch_size"]
@@ -74,6 +81,7 @@ def values(
     outputs = _run(estimator, "bound", key, (num_particles,), traced, args, kwargs)
     if outputs is None:
         return None
+    _replay_param_sites(outputs[1])
     estimator._batch_size = outputs[1]["batch_size"]
     return outputs[0][0]
 
@@ -115,6 +123,7 @@ def chunk_gradients(
     )
     if outputs is None:
         return False
+    _replay_param_sites(outputs[1])
     _add_gradients(outputs[1]["parameters"], list(outputs[0]))
     return True
 
@@ -156,7 +165,25 @@ def _settings(estimator: ParticleEstimator) -> tuple:
 
 
 def _info(traces: Any, parameters: list[Tensor]) -> dict[str, Any]:
-    return {"parameters": parameters, "batch_size": traces.log_guide.shape[-1]}
+    """What a compiled pass needs beside its tensors: gradient owners, batch, param names."""
+    sites = (
+        name
+        for trace in (traces.guide_trace, traces.model_trace)
+        for name, site in trace.nodes.items()
+        if site["type"] == "param"
+    )
+    return {
+        "parameters": parameters,
+        "batch_size": traces.log_guide.shape[-1],
+        "param_sites": tuple(dict.fromkeys(sites)),
+    }
+
+
+def _replay_param_sites(info: dict[str, Any]) -> None:
+    """Let the handlers on Pyro's stack (``SVI.step``'s param capture) see the parameters."""
+    if am_i_wrapped():
+        for name in info["param_sites"]:
+            pyro.param(name)
 
 
 def _add_gradients(parameters: list[Tensor], gradients: list[Tensor]) -> None:

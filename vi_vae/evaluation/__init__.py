@@ -4,6 +4,8 @@
   (log-mean-exp, Monte Carlo standard error, ESS, Pareto k̂);
 - :mod:`~vi_vae.evaluation.importance_sampling`: log p(x) by importance sampling
   from the guide, and bound tables;
+- :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled) and
+  its size (``chunk_size="auto"``);
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
   active units;
 - :mod:`~vi_vae.evaluation.inference_data`: the guide's draws with their weights
@@ -22,6 +24,7 @@ from vi_vae.evaluation.estimates import (
     PARETO_K_THRESHOLD,
     Bound,
     LogLikelihoodEstimate,
+    LogWeightSummary,
     pareto_k,
     summarize_log_weights,
 )
@@ -29,6 +32,7 @@ from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_NUM_PARTICLES,
+    auto_chunk_size,
     bounds,
     importance_sampling,
     log_marginal_likelihood,
@@ -47,7 +51,9 @@ __all__ = [
     "Bound",
     "GradientSNR",
     "LogLikelihoodEstimate",
+    "LogWeightSummary",
     "active_units",
+    "auto_chunk_size",
     "bounds",
     "gradient_snr",
     "importance_sampling",
