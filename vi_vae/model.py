@@ -106,13 +106,19 @@ class VAE(PyroModule):
         to_pyro_module_(decoder)
         self.encoder = encoder
         self.decoder = decoder
+        #: p(z) by (device, dtype): built once, not at every model call
+        self._priors: dict[tuple[torch.device, torch.dtype], dist.TorchDistribution] = {}
 
     # -- the Pyro pair -------------------------------------------------------------
 
     def model(self, x: Tensor) -> None:
         """p(z) p_θ(x|z) for ``x: [batch, input_dim]``."""
+        key = (x.device, x.dtype)
+        prior = self._priors.get(key)
+        if prior is None:
+            prior = self._priors[key] = self.prior(x.device, x.dtype)
         with pyro.plate(self.data_plate, x.shape[0]):
-            z = pyro.sample("z", self.prior(x.device, x.dtype))
+            z = pyro.sample("z", prior)
             pyro.sample("x", self.decode(z), obs=x)
 
     def guide(self, x: Tensor) -> None:

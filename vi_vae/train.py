@@ -190,6 +190,8 @@ def fit(
     optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
     weight = KLWeight(1.0)
     weighted_model, weighted_guide = weight(model), weight(guide)
+    if kl_weight == 1 and not kl_warmup_epochs:  # β stays 1: no handler on every site
+        weighted_model, weighted_guide = model, guide
     svi = SVI(weighted_model, weighted_guide, optimizer, loss=loss)
 
     result = FitResult()

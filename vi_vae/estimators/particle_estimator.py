@@ -44,8 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pyro.infer.elbo import ELBO as PyroELBO
@@ -58,6 +57,13 @@ from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
+from vi_vae.estimators.gradient_terms import (
+    GradientTerm,
+    ParameterGroup,
+    bound_coefficients,
+    check_reparameterized,
+    group_parameters,
+)
 from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
 
 __all__ = [
@@ -72,32 +78,6 @@ __all__ = [
 #: Measured on the 784-400-20 MLP VAE (CPU, peak RSS): about 12 KB per pair for IWAE
 #: and 17 KB for DReG (its second backward pass), so 0.8-1.1 GB at this default.
 DEFAULT_TRAINING_CHUNK_SIZE = 65_536
-
-ParameterGroup = Literal["all", "guide", "model"]
-
-
-@dataclass(frozen=True)
-class GradientTerm:
-    r"""One part of an estimator's gradient: :math:`\sum_{k,n} c_{k,n} \nabla \log w_{k,n}`.
-
-    Attributes:
-        coefficients: :math:`c`, ``[num_particles, batch]``, without gradients.
-        parameters: which parameters receive it: ``"all"``, ``"guide"`` or ``"model"``.
-        path_derivative: differentiate log w with the guide's score term dropped
-            (only the path through z reaches the guide's parameters).
-    """
-
-    coefficients: Tensor
-    parameters: ParameterGroup = "all"
-    path_derivative: bool = False
-
-
-def bound_coefficients(bound: Callable[[Tensor], Tensor], log_weights: Tensor) -> Tensor:
-    """∂ (Σ_n bound_n) / ∂ log w: each draw's weight in the bound's own gradient."""
-    with torch.enable_grad():
-        variable = log_weights.detach().requires_grad_()
-        (coefficients,) = torch.autograd.grad(bound(variable).sum(), variable)
-    return coefficients
 
 
 class ParticleEstimator(PyroELBO):
@@ -346,7 +326,7 @@ class ParticleEstimator(PyroELBO):
         self, traces: WeightedTraces, terms: list[GradientTerm]
     ) -> dict[ParameterGroup, Tensor]:
         """Σ c log w of each parameter group, for the groups whose sum has a gradient."""
-        _check_reparameterized(traces.guide_trace)
+        check_reparameterized(traces.guide_trace)
         values: dict[bool, Tensor] = {}
         surrogates: dict[ParameterGroup, Tensor] = {}
         for term in terms:
@@ -364,7 +344,7 @@ class ParticleEstimator(PyroELBO):
         values = self._particle_values(traces)
         log_weights = values.detach()
         if self.follows_bound_gradient:  # the shortcut: back-propagate the bound itself
-            _check_reparameterized(traces.guide_trace)
+            check_reparameterized(traces.guide_trace)
             bound = self._bound(values).sum()
             return ({"all": bound} if bound.requires_grad else {}), log_weights
         return self._surrogates(traces, self._gradient_terms(log_weights)), log_weights
@@ -379,7 +359,7 @@ class ParticleEstimator(PyroELBO):
         """
         parameters, gradients = [], []
         for group, surrogate in surrogates.items():
-            leaves = [p for p in _group_parameters(traces, group) if p.requires_grad]
+            leaves = [p for p in group_parameters(traces, group) if p.requires_grad]
             if not leaves:
                 continue
             found = torch.autograd.grad(-surrogate, leaves, retain_graph=True, allow_unused=True)
@@ -401,7 +381,7 @@ class ParticleEstimator(PyroELBO):
             if group == "all":
                 (-surrogate).backward(retain_graph=retain)
                 continue
-            parameters = [p for p in _group_parameters(traces, group) if p.requires_grad]
+            parameters = [p for p in group_parameters(traces, group) if p.requires_grad]
             if not parameters:
                 continue
             gradients = torch.autograd.grad(
@@ -412,33 +392,3 @@ class ParticleEstimator(PyroELBO):
                     parameter.grad = (
                         gradient if parameter.grad is None else parameter.grad + gradient
                     )
-
-
-def _trace_parameters(trace: Trace) -> dict[int, Tensor]:
-    """The unconstrained leaf tensors of the trace's ``param`` sites, by id."""
-    leaves = {}
-    for site in trace.nodes.values():
-        if site["type"] == "param":
-            value = site["value"]
-            leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
-            leaves[id(leaf)] = leaf
-    return leaves
-
-
-def _group_parameters(traces: WeightedTraces, group: ParameterGroup) -> list[Tensor]:
-    guide = _trace_parameters(traces.guide_trace)
-    if group == "guide":
-        return list(guide.values())
-    model = _trace_parameters(traces.model_trace)
-    others = [leaf for key, leaf in model.items() if key not in guide]
-    return list(guide.values()) + others if group == "all" else others
-
-
-def _check_reparameterized(guide_trace: Trace) -> None:
-    for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample:
-            raise NotImplementedError(
-                f"guide site {name!r} ({type(site['fn']).__name__}) has no rsample; vi_vae's "
-                "estimators differentiate through reparameterized draws z = g(ε, φ). Use "
-                "pyro.infer.TraceGraph_ELBO for score-function gradients"
-            )
