@@ -9,7 +9,7 @@ from typing import Any
 
 from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import InputError, TrainingError
+from vi_vae.errors import CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -49,6 +49,7 @@ __all__ = [
     "STL",
     "VAE",
     "Bound",
+    "CompileWarning",
     "DReG",
     "Dataset",
     "FitResult",

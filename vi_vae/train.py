@@ -62,9 +62,9 @@ class KLWeight(Messenger):
     a warm-up without compiling again.
     """
 
-    def __init__(self, weight: float) -> None:
+    def __init__(self, weight: float, device: torch.device | str | None = None) -> None:
         super().__init__()
-        self._weight = torch.tensor(float(weight))
+        self._weight = torch.tensor(float(weight), device=device)
 
     @property
     def weight(self) -> float:
@@ -188,7 +188,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     loss = with_compile(loss, compile) if compile or loss is None else loss
     optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
-    weight = KLWeight(1.0)
+    weight = KLWeight(1.0, device)
     weighted_model, weighted_guide = weight(model), weight(guide)
     if kl_weight == 1 and not kl_warmup_epochs:  # β stays 1: no handler on every site
         weighted_model, weighted_guide = model, guide

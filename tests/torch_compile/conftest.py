@@ -1,5 +1,9 @@
 """Shared by the compiled-path tests: one compile thread, one torch thread, tiny models.
 
+(The folder is not called ``compiled``: pytest imports every ``conftest.py`` as
+the module ``conftest``, and a folder that sorts before ``tests/conftest.py``
+would shadow it when ``--doctest-modules`` collects that file.)
+
 Compiling is the expensive part of these tests (a first compile in a fresh
 process a dozen seconds, each further graph a few), so the models are tiny, the
 compiled estimators are shared through module-scoped fixtures where a test
