@@ -187,6 +187,9 @@ def _replay_param_sites(info: dict[str, Any]) -> None:
 
 
 def _add_gradients(parameters: list[Tensor], gradients: list[Tensor]) -> None:
-    """Accumulate into ``.grad`` as ``backward()`` does."""
+    """Accumulate into ``.grad`` as ``backward()`` does: set it, or add to it in place."""
     for parameter, gradient in zip(parameters, gradients, strict=True):
-        parameter.grad = gradient if parameter.grad is None else parameter.grad + gradient
+        if parameter.grad is None:
+            parameter.grad = gradient
+        else:
+            parameter.grad.add_(gradient)
