@@ -78,8 +78,11 @@ _IN_PLACE_FILLS = {"normal_", "uniform_", "exponential_", "cauchy_", "log_normal
 _IN_PLACE_FILLS |= {"random_", "bernoulli_"}
 #: messages of make_fx when Python asks a traced tensor for its value
 _DATA_DEPENDENT_MARKERS = ("_local_scalar_dense", "data-dependent", "data dependent")
-_LIBRARY_DIRECTORIES = tuple(
-    str(Path(module.__file__).parent) for module in (torch, pyro, fx) if module.__file__
+#: where the machinery lives: a failure is reported at the innermost frame outside these
+_MACHINERY = (
+    *(str(Path(module.__file__).parent) for module in (torch, pyro) if module.__file__),
+    *(str(Path(__file__).parents[1] / part) for part in ("compiled", "estimators", "weights.py")),
+    str(Path(__file__).parents[1] / "evaluation"),
 )
 
 
@@ -165,12 +168,11 @@ def _describe_failure(error: Exception) -> str:
 
 
 def _user_frame(error: BaseException) -> str:
-    """`` at file:line (code)`` of the innermost frame outside torch and Pyro, if any."""
+    """`` at file:line (code)`` of the innermost frame of the model or guide, if any."""
     frames = [
         frame
         for frame in traceback.extract_tb(error.__traceback__)
-        if not frame.filename.startswith(_LIBRARY_DIRECTORIES)
-        and not frame.filename.endswith(("purify.py", "weights.py"))
+        if not frame.filename.startswith(_MACHINERY)
     ]
     if not frames:
         return ""
