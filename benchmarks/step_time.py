@@ -19,13 +19,13 @@ import argparse
 import math
 import statistics
 import time
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.infer import SVI, Trace_ELBO
+from sections import write_section
 from torch import nn
 
 from vi_vae import VAE, fit, log_marginal_likelihood
@@ -197,9 +197,10 @@ def main(args):
         command = "python benchmarks/step_time.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "write"
         )
-        Path(args.write).write_text(
-            "# Benchmarks\n\n## Step time against plain PyTorch\n\n"
-            f"Regenerate with:\n\n    {command} --write {args.write}\n\n{report}\n"
+        write_section(
+            args.write,
+            "Step time against plain PyTorch",
+            f"Regenerate with:\n\n    {command} --write {args.write}\n\n{report}\n",
         )
     return {"fit": fit_ratio, "plain_pyro": pyro_ratio, "evaluation": eval_ratio}
 

@@ -1,13 +1,43 @@
+"""What every test shares: a fresh Pyro state, pinned threads, and the helper folders.
+
+The conftest of one folder only: pytest imports every ``conftest.py`` of these
+non-package folders as the module ``conftest``, so a second one (in
+``tests/evaluation`` or ``tests/torch_compile``) would shadow this one.
+"""
+
+import sys
+from pathlib import Path
+
 import pyro
 import pytest
 import torch
+import torch._inductor.config as inductor_config
+
+TESTS = Path(__file__).parent
+#: folders of small-tensor tests (AIS: thousands of tiny ops; the compiled path) in
+#: which a second intra-op thread on a shared two-core machine cost 5-15x in
+#: synchronization and gained nothing
+ONE_THREAD_FOLDERS = (TESTS / "evaluation", TESTS / "torch_compile")
+
+# inductor compiles in this process: its pool of compile workers costs more to
+# start than it saves on two cores
+inductor_config.compile_threads = 1
+# the user-written linear Gaussian pair lives beside the estimator tests
+sys.path.insert(0, str(TESTS / "estimators"))
 
 
 @pytest.fixture(autouse=True)
-def _fresh_pyro_state():
-    """Each test starts with an empty param store and a seeded RNG."""
+def _fresh_pyro_state(request):
+    """Each test starts with an empty param store, a seeded RNG and pinned threads."""
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    torch.set_num_threads(2)
+    one_thread = any(request.node.path.is_relative_to(folder) for folder in ONE_THREAD_FOLDERS)
+    torch.set_num_threads(1 if one_thread else 2)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture
+def traced_only(monkeypatch):
+    """Run the traced graphs without torch.compile: tests of the tracing itself, seconds faster."""
+    monkeypatch.setenv("VI_VAE_COMPILE_BACKEND", "none")

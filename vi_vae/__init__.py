@@ -10,7 +10,7 @@ from typing import Any
 from vi_vae._deprecation import install_moved_module_finder
 from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import InputError, TrainingError
+from vi_vae.errors import CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -61,6 +61,7 @@ __all__ = [
     "AISEstimate",
     "BDMCResult",
     "Bound",
+    "CompileWarning",
     "DReG",
     "Dataset",
     "FitResult",

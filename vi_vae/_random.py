@@ -10,7 +10,10 @@ import torch
 
 from vi_vae._validation import check_seed
 
-__all__ = ["seed_everything", "seeded"]
+__all__ = ["RngState", "get_rng_state", "seed_everything", "seeded", "set_rng_state"]
+
+#: torch's CPU generator state and, once CUDA is initialized, every CUDA generator's
+RngState = tuple[torch.Tensor, list[torch.Tensor] | None]
 
 
 def seed_everything(seed: int) -> None:
@@ -45,3 +48,17 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(check_seed(seed))
         yield
+
+
+def get_rng_state() -> RngState:
+    """The state of torch's generators that Pyro's draws consume."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def set_rng_state(state: RngState) -> None:
+    """Restore a state saved by :func:`get_rng_state`."""
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)

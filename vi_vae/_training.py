@@ -30,7 +30,7 @@ from vi_vae.checkpoint import (
 )
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import standard_error_over_points
-from vi_vae.weights import log_weight_chunks
+from vi_vae.evaluation.passes import log_weight_chunks
 
 __all__ = [
     "Checkpointer",
@@ -96,15 +96,29 @@ class KLWeight(Messenger):
     Applied to model and guide, log p(z) and log q(z|x) are both scaled, so the
     ELBO's KL term is multiplied by ``weight`` (β-VAE, Higgins et al. 2017; KL
     warm-up, Sønderby et al. 2016) and the reconstruction term is left alone.
+    The weight is held in a 0-dim tensor that setting :attr:`weight` updates in
+    place, so a compiled step (traced once, reading tensors by reference) follows
+    a warm-up without compiling again.
     """
 
-    def __init__(self, weight: float) -> None:
+    def __init__(self, weight: float, device: torch.device | str | None = None) -> None:
         super().__init__()
-        self.weight = weight
+        # float64: any finite weight fits (a float32 one overflows above 3.4e38); a 0-dim
+        # tensor does not change the dtype of the log densities it scales
+        self._weight = torch.tensor(float(weight), dtype=torch.float64, device=device)
+
+    @property
+    def weight(self) -> float:
+        """β, the factor on every latent site's log density."""
+        return float(self._weight)
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        self._weight.fill_(value)
 
     def _process_message(self, msg: dict) -> None:
         if msg["type"] == "sample" and not msg["is_observed"]:
-            msg["scale"] = msg["scale"] * self.weight
+            msg["scale"] = msg["scale"] * self._weight
 
 
 def validation_elbo(

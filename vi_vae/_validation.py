@@ -10,6 +10,7 @@ from vi_vae.errors import InputError
 
 __all__ = [
     "MAX_SEED",
+    "check_bool",
     "check_choice",
     "check_nonnegative_float",
     "check_positive_float",
@@ -19,6 +20,13 @@ __all__ = [
 
 #: seeds are what every generator accepts: numpy takes 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``, else raise (``"yes"`` is not a flag)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False; got {value!r}")
+    return value
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:

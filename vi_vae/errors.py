@@ -1,6 +1,6 @@
 """Exceptions that carry a message meant for the person running vi_vae."""
 
-__all__ = ["BINARIZE_HINT", "InputError", "TrainingError"]
+__all__ = ["BINARIZE_HINT", "CompileWarning", "InputError", "TrainingError"]
 
 #: how to make grey data fit a Bernoulli likelihood
 BINARIZE_HINT = (
@@ -18,3 +18,7 @@ class InputError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says where it stopped."""
+
+
+class CompileWarning(UserWarning):
+    """``compile=True`` could not compile something and runs it eagerly; the message says why."""

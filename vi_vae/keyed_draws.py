@@ -49,7 +49,7 @@ from torch import Tensor
 
 from vi_vae._validation import check_positive_int, check_seed
 from vi_vae.errors import InputError
-from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, guess_plates, trace_log_weights
+from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, trace_log_weights
 
 __all__ = ["KEYED_PAIRS", "key_block_size", "keyed_log_weight_chunks", "point_seed"]
 
@@ -118,12 +118,14 @@ def keyed_log_weight_chunks(
     first_index: int = 0,
     data_plate: str = "data",
     chunk_size: int,
+    plate_nesting: int,
+    one_pass: Callable[..., Tensor],
     **kwargs: Any,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Yield ``(rows, log_weights)`` per key block, log weights ``[num_particles, len(rows)]``.
 
-    Call it through :func:`vi_vae.weights.log_weight_chunks` with a ``seed``, which
-    checks the arguments and the data first. The global RNG is left untouched.
+    Call it through :func:`vi_vae.evaluation.passes.log_weight_chunks` with a ``seed``,
+    which checks the arguments and the data first. The global RNG is left untouched.
 
     Args:
         model: Pyro model ``model(x[rows], **kwargs)``.
@@ -134,6 +136,9 @@ def keyed_log_weight_chunks(
         first_index: global index of ``x[0]``; a multiple of :func:`key_block_size`.
         data_plate: name of the data plate.
         chunk_size: most (particle, point) pairs per pass of the model.
+        plate_nesting: plate dims the model/guide use.
+        one_pass: ``one_pass(x_rows, num_particles=K)``, the log weights of a pass
+            drawn from the current stream (eager or compiled).
         **kwargs: passed to model and guide.
 
     Raises:
@@ -149,13 +154,15 @@ def keyed_log_weight_chunks(
         )
     particles_per_group = min(num_particles, KEYED_PAIRS)
     with torch.no_grad(), torch.random.fork_rng(devices=_cuda(x.device)):
-        plate_nesting, _ = guess_plates(model, guide, (x[:1],), kwargs, data_plate)
         for start in range(0, x.shape[0], block):
             rows = slice(start, min(start + block, x.shape[0]))
             parts = []
             for group, first in enumerate(range(0, num_particles, particles_per_group)):
                 _seed_stream(point_seed(seed, first_index + start, group), x.device)
                 count = min(particles_per_group, num_particles - first)
+                if count * (rows.stop - rows.start) <= chunk_size:
+                    parts.append(one_pass(x[rows], num_particles=count))
+                    continue
                 parts.append(
                     _block_log_weights(
                         model, guide, x[rows], count, plate_nesting, data_plate, chunk_size, kwargs
@@ -192,8 +199,6 @@ def _block_log_weights(
             scaled=False,
         ).log_weights
 
-    if num_particles * x.shape[0] <= chunk_size:
-        return log_weights(guide, x, num_particles)
     # The guide draws the whole block (its draws must not depend on chunk_size); the
     # model, which holds most of the memory, is replayed on slices of those draws.
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))

@@ -206,6 +206,8 @@ class VAE(PyroModule):
         self.upper_encoders = _pyro(nn.ModuleList(upper_encoders)) if len(dims) > 1 else None
         self.flows = _pyro(nn.ModuleList(flows)) if flows else None
         self.vamp_prior = _pyro(vamp) if vamp is not None else None
+        #: the family's p(z) by (device, dtype): built once, not at every model call
+        self._priors: dict[tuple[torch.device, torch.dtype], dist.TorchDistribution] = {}
 
     @property
     def num_layers(self) -> int:
@@ -230,10 +232,22 @@ class VAE(PyroModule):
         """p(z_L) ∏ p_θ(z_l|z_{l+1}) p_θ(x|z_1) for ``x: [batch, input_dim]``."""
         sites = self.latent_sites
         with pyro.plate(self.data_plate, x.shape[0]):
-            z = pyro.sample(sites[-1], self.prior(x.device, x.dtype))
+            z = pyro.sample(sites[-1], self._model_prior(x.device, x.dtype))
             for layer in reversed(range(self.num_layers - 1)):
                 z = pyro.sample(sites[layer], self.layer_prior(layer, z))
             pyro.sample("x", self.likelihood.distribution(self.observation_net(z)), obs=x)
+
+    def _model_prior(self, device: torch.device, dtype: torch.dtype) -> dist.TorchDistribution:
+        """:meth:`prior`, the family's default built once per (device, dtype).
+
+        The VampPrior depends on its pseudo-inputs (parameters) and is built anew.
+        """
+        if self.vamp_prior is not None:
+            return self.prior(device, dtype)
+        key = (device, dtype)
+        if key not in self._priors:
+            self._priors[key] = self.prior(device, dtype)
+        return self._priors[key]
 
     def guide(self, x: Tensor) -> None:
         """q_φ(z_1|x) ∏ q_φ(z_l|z_{l-1}) for ``x: [batch, input_dim]``."""

@@ -44,10 +44,15 @@ from vi_vae._training import (
     parameters_finite,
     validation_elbo,
 )
-from vi_vae._validation import check_nonnegative_float, check_positive_float, check_positive_int
+from vi_vae._validation import (
+    check_bool,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.estimators import ELBO
+from vi_vae.estimators import with_compile
 from vi_vae.support import check_data_support
 
 __all__ = ["EpochRecord", "FitResult", "KLWeight", "fit"]
@@ -99,6 +104,7 @@ def fit(
     on_step: Callable[[int, int, int, float], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> FitResult:
     """Train ``model``/``guide`` with ``pyro.infer.SVI`` on mini-batches of ``train``.
 
@@ -124,7 +130,8 @@ def fit(
         train: training data ``[N, ...]`` (moved batch by batch to ``device``).
         validation: optional data for the per-epoch validation ELBO and early stopping.
         loss: any ``pyro.infer.ELBO``; default :class:`vi_vae.ELBO` with one particle
-            (``ELBO(1, analytic_kl=True)`` for the analytic KL).
+            (``ELBO(1, analytic_kl=True)`` for the analytic KL). With ``compile``, one
+            of vi_vae's estimators.
         optimizer: a Pyro optimizer; default ``pyro.optim.Adam({"lr": learning_rate})``.
         learning_rate: Adam's step size when ``optimizer`` is not given.
         epochs: total number of epochs (a resumed run counts those already done).
@@ -147,6 +154,9 @@ def fit(
         checkpoint_metadata: plain values (strings, numbers, lists, dicts) stored in
             every checkpoint under ``"metadata"``, e.g. the settings that define the
             model, so that a loader can refuse weights of another model.
+        compile: run the loss's passes compiled by ``torch.compile``
+            (:func:`vi_vae.estimators.with_compile`): same draws, same numbers to
+            floating-point rounding; the first step of each batch shape compiles.
 
     Returns:
         :class:`FitResult`. The parameters of the best validation epoch are
@@ -158,6 +168,7 @@ def fit(
         TrainingError: on a NaN or infinite loss, naming the epoch and step; the
             checkpoint of the last completed epoch stays in ``run_dir``.
     """
+    check_bool("compile", compile)
     _check_arguments(
         train,
         validation,
@@ -182,10 +193,13 @@ def fit(
     pyro.clear_param_store()
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    loss = loss if loss is not None else ELBO(1)
+    loss = with_compile(loss, compile) if compile or loss is None else loss
     optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
-    weight = KLWeight(1.0)
-    svi = parallel.svi(weight(model), weight(guide), optimizer, loss)
+    weight = KLWeight(1.0, device)
+    weighted_model, weighted_guide = weight(model), weight(guide)
+    if kl_weight == 1 and not kl_warmup_epochs:  # β stays 1: no handler on every site
+        weighted_model, weighted_guide = model, guide
+    svi = parallel.svi(weighted_model, weighted_guide, optimizer, loss)
     first = train[: min(batch_size, len(train))]
     first = (
         batch_transform(first, torch.Generator().manual_seed(seed)) if batch_transform else first
@@ -202,7 +216,7 @@ def fit(
     if stored is not None:
         # Create every parameter (with its constraint) before loading values into it.
         with torch.no_grad(), poutine.block():
-            loss.loss(model, guide, train[:2].to(device))
+            with_compile(loss, False).loss(model, guide, train[:2].to(device))
         state = checkpointer.restore(optimizer, generator, patience, stored)
         parallel.restore_rng(state.rank_rng_states, seed, state.last_epoch)
         result.resumed_from_epoch = state.last_epoch

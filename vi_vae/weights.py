@@ -14,25 +14,20 @@ Pareto k̂) are per point.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyro
 import pyro.poutine as poutine
-import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
-from vi_vae._validation import check_positive_int
-from vi_vae.support import check_data_support, check_points
-
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "PARTICLE_PLATE",
-    "log_weight_chunks",
     "sum_per_point",
     "WeightedTraces",
     "guess_plates",
@@ -290,61 +285,3 @@ def sum_per_point(
             raise ValueError("the model has no sample sites")
         return like.new_zeros(()).expand_as(like)
     return total
-
-
-def log_weight_chunks(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    num_particles: int,
-    *,
-    data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    seed: int | None = None,
-    first_index: int = 0,
-    **kwargs: Any,
-) -> Iterator[tuple[slice, Tensor]]:
-    """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
-
-    Draws are made in passes of at most ``chunk_size`` (particle, point) pairs,
-    without gradients; model and guide are called as ``model(x[rows], **kwargs)``.
-    The data are checked against the support of every observed site first
-    (:func:`check_data_support`). The log weights stay on the data's device. With
-    ``seed`` the draws are keyed by (seed, global point index; ``x[0]`` has index
-    ``first_index``), so a point's log weights depend neither on ``chunk_size`` nor on
-    the shard it is in (:mod:`vi_vae.keyed_draws`), and the global RNG is left alone.
-    """
-    check_positive_int("num_particles", num_particles)
-    check_positive_int("chunk_size", chunk_size)
-    check_points(x)
-    check_data_support(model, guide, (x,), kwargs)
-    if seed is not None:
-        from vi_vae.keyed_draws import keyed_log_weight_chunks  # it builds on this module
-
-        keyed = keyed_log_weight_chunks(
-            model, guide, x, num_particles, seed=seed, first_index=first_index,
-            data_plate=data_plate, chunk_size=chunk_size, **kwargs,
-        )  # fmt: skip
-        yield from keyed
-        return
-    particles_per_pass = min(num_particles, chunk_size)
-    points_per_pass = max(1, chunk_size // particles_per_pass)
-    with torch.no_grad():
-        plate_nesting, _ = guess_plates(model, guide, (x[:1],), kwargs, data_plate)
-        for start in range(0, x.shape[0], points_per_pass):
-            rows = slice(start, min(start + points_per_pass, x.shape[0]))
-            parts = []
-            for first in range(0, num_particles, particles_per_pass):
-                count = min(particles_per_pass, num_particles - first)
-                traces = trace_log_weights(
-                    model,
-                    guide,
-                    (x[rows],),
-                    kwargs,
-                    num_particles=count,
-                    plate_nesting=plate_nesting,
-                    data_plate=data_plate,
-                    scaled=False,
-                )
-                parts.append(traces.log_weights.detach())
-            yield rows, torch.cat(parts)

@@ -11,6 +11,7 @@ from vi_vae.estimators.registry import (
     ESTIMATOR_SPECS,
     EstimatorSpec,
     parse_estimator,
+    with_compile,
     with_num_particles,
 )
 from vi_vae.estimators.renyi import RenyiVR
@@ -30,5 +31,6 @@ __all__ = [
     "ParticleEstimator",
     "RenyiVR",
     "parse_estimator",
+    "with_compile",
     "with_num_particles",
 ]

@@ -9,13 +9,9 @@ restores.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from vi_vae._random import RngState, get_rng_state, set_rng_state
 
 __all__ = ["RngState", "chunk_sizes", "get_rng_state", "set_rng_state"]
-
-#: torch's CPU generator state and, once CUDA is initialized, every CUDA generator's
-RngState = tuple[Tensor, list[Tensor] | None]
 
 
 def chunk_sizes(num_particles: int, batch_size: int, chunk_size: int) -> list[int]:
@@ -27,17 +23,3 @@ def chunk_sizes(num_particles: int, batch_size: int, chunk_size: int) -> list[in
     """
     per_pass = max(1, chunk_size // max(1, batch_size))
     return [min(per_pass, num_particles - start) for start in range(0, num_particles, per_pass)]
-
-
-def get_rng_state() -> RngState:
-    """The state of torch's generators that Pyro's draws consume."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return torch.get_rng_state(), cuda
-
-
-def set_rng_state(state: RngState) -> None:
-    """Restore a state saved by :func:`get_rng_state`."""
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state_all(cuda)

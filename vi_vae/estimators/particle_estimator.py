@@ -31,6 +31,12 @@ Guide parameters are the ``param`` sites of the guide trace (a PyroModule's
 parameters appear there when the guide touches them); model parameters are the
 other ``param`` sites of the model trace. A parameter both use counts as the
 guide's.
+
+With ``compile=True`` each pass (the one-pass gradient step, a pass without
+gradients, a chunk's gradient) is traced once per input shape into a pure
+function of (parameters, data, noise) and compiled with ``torch.compile``
+(:mod:`vi_vae.estimators.compiled_passes`); the same seed gives the same draws
+as the eager path, and values and gradients equal to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -38,8 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pyro.infer.elbo import ELBO as PyroELBO
@@ -48,8 +53,17 @@ from pyro.util import warn_if_nan
 from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_bool, check_positive_int
+from vi_vae.compiled import CompiledCache
+from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
+from vi_vae.estimators.gradient_terms import (
+    GradientTerm,
+    ParameterGroup,
+    bound_coefficients,
+    check_reparameterized,
+    group_parameters,
+)
 from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
 
 __all__ = [
@@ -64,32 +78,6 @@ __all__ = [
 #: Measured on the 784-400-20 MLP VAE (CPU, peak RSS): about 12 KB per pair for IWAE
 #: and 17 KB for DReG (its second backward pass), so 0.8-1.1 GB at this default.
 DEFAULT_TRAINING_CHUNK_SIZE = 65_536
-
-ParameterGroup = Literal["all", "guide", "model"]
-
-
-@dataclass(frozen=True)
-class GradientTerm:
-    r"""One part of an estimator's gradient: :math:`\sum_{k,n} c_{k,n} \nabla \log w_{k,n}`.
-
-    Attributes:
-        coefficients: :math:`c`, ``[num_particles, batch]``, without gradients.
-        parameters: which parameters receive it: ``"all"``, ``"guide"`` or ``"model"``.
-        path_derivative: differentiate log w with the guide's score term dropped
-            (only the path through z reaches the guide's parameters).
-    """
-
-    coefficients: Tensor
-    parameters: ParameterGroup = "all"
-    path_derivative: bool = False
-
-
-def bound_coefficients(bound: Callable[[Tensor], Tensor], log_weights: Tensor) -> Tensor:
-    """∂ (Σ_n bound_n) / ∂ log w: each draw's weight in the bound's own gradient."""
-    with torch.enable_grad():
-        variable = log_weights.detach().requires_grad_()
-        (coefficients,) = torch.autograd.grad(bound(variable).sum(), variable)
-    return coefficients
 
 
 class ParticleEstimator(PyroELBO):
@@ -111,6 +99,13 @@ class ParticleEstimator(PyroELBO):
             plate that subsamples at random (``pyro.plate(..., subsample_size=B)``)
             would see different points in different chunks: pick the mini-batch
             outside the model (as :func:`vi_vae.fit` does) when chunking.
+        compile: trace each pass once per input shape into a pure tensor function
+            and run it compiled by ``torch.compile`` (module docstring); a pair the
+            tracer cannot handle runs eagerly, after one
+            :class:`~vi_vae.errors.CompileWarning` naming why. Python values the
+            model, guide or estimator read (e.g. a float KL weight) are fixed when a
+            shape is first traced; :meth:`clear_compiled` forgets the traces.
+            ``differentiable_loss`` always runs eagerly.
     """
 
     #: whether the gradient is that of the bound (then ``differentiable_loss`` is −Σ bound)
@@ -124,6 +119,7 @@ class ParticleEstimator(PyroELBO):
         data_plate: str = "data",
         max_plate_nesting: float = math.inf,
         chunk_size: int = DEFAULT_TRAINING_CHUNK_SIZE,
+        compile: bool = False,
     ) -> None:
         check_positive_int("num_particles", num_particles)
         check_positive_int("chunk_size", chunk_size)
@@ -131,7 +127,13 @@ class ParticleEstimator(PyroELBO):
         self.vectorize_particles = True  # always; max_plate_nesting excludes the particle dim
         self.data_plate = data_plate
         self.chunk_size = chunk_size
+        self.compile = check_bool("compile", compile)
         self._batch_size: int | None = None
+        self._compiled = CompiledCache()
+
+    def clear_compiled(self) -> None:
+        """Forget the compiled passes; the next call traces and compiles again."""
+        self._compiled = CompiledCache()
 
     # -- what a subclass defines -----------------------------------------------------
 
@@ -174,17 +176,18 @@ class ParticleEstimator(PyroELBO):
         """:meth:`loss`, and this estimator's gradient of it accumulated into ``.grad``."""
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
+        compiled_loss = (
+            compiled_passes.step(self, model, guide, args, kwargs)
+            if self.compile and len(chunks) == 1
+            else None
+        )
+        if compiled_loss is not None:
+            warn_if_nan(compiled_loss, "loss")
+            return compiled_loss
         if len(chunks) == 1:
             traces = self._trace(model, guide, args, kwargs, self.num_particles)
-            values = self._particle_values(traces)
-            log_weights = values.detach()
-            if self.follows_bound_gradient:  # the shortcut: back-propagate the bound itself
-                _check_reparameterized(traces.guide_trace)
-                surrogate = self._bound(values).sum()
-                if surrogate.requires_grad:
-                    (-surrogate).backward(retain_graph=self.retain_graph)
-            else:
-                self._backward(traces, self._gradient_terms(log_weights))
+            surrogates, log_weights = self._step_surrogates(traces)
+            self._accumulate(traces, surrogates)
         else:
             log_weights, states = self._draw_without_gradients(model, guide, args, kwargs, chunks)
             terms = self._gradient_terms(log_weights)
@@ -192,14 +195,18 @@ class ParticleEstimator(PyroELBO):
             start = 0
             for count, state in zip(chunks, states, strict=True):
                 set_rng_state(state)
-                traces = self._trace(model, guide, args, kwargs, count)
                 rows = slice(start, start + count)
                 chunk_terms = [
                     dataclasses.replace(term, coefficients=term.coefficients[rows])
                     for term in terms
                 ]
-                self._backward(traces, chunk_terms)
                 start += count
+                if self.compile and compiled_passes.chunk_gradients(
+                    self, model, guide, args, kwargs, count, chunk_terms
+                ):
+                    continue
+                set_rng_state(state)
+                self._backward(self._trace(model, guide, args, kwargs, count), chunk_terms)
             set_rng_state(state_after)
         loss = -self._bound(log_weights).sum().item()
         warn_if_nan(loss, "loss")
@@ -210,7 +217,9 @@ class ParticleEstimator(PyroELBO):
     ) -> Tensor:
         """Minus the bound summed over the batch, as a tensor whose gradient is this estimator's.
 
-        All particles are drawn in one pass (no chunking). Estimators that route
+        All particles are drawn in one pass (no chunking), eagerly (also with
+        ``compile=True``: the compiled passes return gradients, not a graph to
+        differentiate). Estimators that route
         different objectives to guide and model parameters (DReG, PIWAE) have no
         such single tensor and raise ``NotImplementedError``; use
         :meth:`loss_and_grads`.
@@ -290,28 +299,77 @@ class ParticleEstimator(PyroELBO):
         with torch.no_grad():
             for count in chunks:
                 states.append(get_rng_state())
-                traces = self._trace(model, guide, args, kwargs, count)
-                parts.append(self._particle_values(traces))
+                values = (
+                    compiled_passes.values(self, model, guide, args, kwargs, count)
+                    if self.compile
+                    else None
+                )
+                if values is None:
+                    set_rng_state(states[-1])
+                    values = self._particle_values(self._trace(model, guide, args, kwargs, count))
+                parts.append(values)
         return torch.cat(parts), states
 
-    def _backward(self, traces: WeightedTraces, terms: list[GradientTerm]) -> None:
-        """Accumulate Σ c ∇ log w of each term into the ``.grad`` of its parameters."""
-        _check_reparameterized(traces.guide_trace)
+    def _surrogates(
+        self, traces: WeightedTraces, terms: list[GradientTerm]
+    ) -> dict[ParameterGroup, Tensor]:
+        """Σ c log w of each parameter group, for the groups whose sum has a gradient."""
+        check_reparameterized(traces.guide_trace)
         values: dict[bool, Tensor] = {}
-        surrogates: dict[str, Tensor] = {}
+        surrogates: dict[ParameterGroup, Tensor] = {}
         for term in terms:
             if term.path_derivative not in values:
                 values[term.path_derivative] = self._particle_values(traces, term.path_derivative)
             part = (term.coefficients * values[term.path_derivative]).sum()
             group = term.parameters
             surrogates[group] = surrogates[group] + part if group in surrogates else part
-        pending = [(g, s) for g, s in surrogates.items() if s.requires_grad]
+        return {group: s for group, s in surrogates.items() if s.requires_grad}
+
+    def _step_surrogates(
+        self, traces: WeightedTraces
+    ) -> tuple[dict[ParameterGroup, Tensor], Tensor]:
+        """The one-pass step's surrogates (see :meth:`_surrogates`) and the log weights."""
+        values = self._particle_values(traces)
+        log_weights = values.detach()
+        if self.follows_bound_gradient:  # the shortcut: back-propagate the bound itself
+            check_reparameterized(traces.guide_trace)
+            bound = self._bound(values).sum()
+            return ({"all": bound} if bound.requires_grad else {}), log_weights
+        return self._surrogates(traces, self._gradient_terms(log_weights)), log_weights
+
+    def _gradients(
+        self, traces: WeightedTraces, surrogates: dict[ParameterGroup, Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """``(parameters, gradients)``: −∇ of each group's surrogate for its parameters.
+
+        What :meth:`_accumulate` adds to ``.grad``, returned instead (for a traced
+        pass); a parameter may appear once per group.
+        """
+        parameters, gradients = [], []
+        for group, surrogate in surrogates.items():
+            leaves = [p for p in group_parameters(traces, group) if p.requires_grad]
+            if not leaves:
+                continue
+            found = torch.autograd.grad(-surrogate, leaves, retain_graph=True, allow_unused=True)
+            for leaf, gradient in zip(leaves, found, strict=True):
+                if gradient is not None:
+                    parameters.append(leaf)
+                    gradients.append(gradient)
+        return parameters, gradients
+
+    def _backward(self, traces: WeightedTraces, terms: list[GradientTerm]) -> None:
+        """Accumulate Σ c ∇ log w of each term into the ``.grad`` of its parameters."""
+        self._accumulate(traces, self._surrogates(traces, terms))
+
+    def _accumulate(self, traces: WeightedTraces, surrogates: dict[ParameterGroup, Tensor]) -> None:
+        """Accumulate −∇ of each group's surrogate into the ``.grad`` of its parameters."""
+        pending = list(surrogates.items())
         for index, (group, surrogate) in enumerate(pending):
             retain = index < len(pending) - 1 or bool(self.retain_graph)
             if group == "all":
                 (-surrogate).backward(retain_graph=retain)
                 continue
-            parameters = [p for p in _group_parameters(traces, group) if p.requires_grad]
+            parameters = [p for p in group_parameters(traces, group) if p.requires_grad]
             if not parameters:
                 continue
             gradients = torch.autograd.grad(
@@ -322,32 +380,3 @@ class ParticleEstimator(PyroELBO):
                     parameter.grad = (
                         gradient if parameter.grad is None else parameter.grad + gradient
                     )
-
-
-def _trace_parameters(trace: Trace) -> dict[int, Tensor]:
-    """The unconstrained leaf tensors of the trace's ``param`` sites, by id."""
-    leaves = {}
-    for site in trace.nodes.values():
-        if site["type"] == "param":
-            value = site["value"]
-            leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
-            leaves[id(leaf)] = leaf
-    return leaves
-
-
-def _group_parameters(traces: WeightedTraces, group: ParameterGroup) -> list[Tensor]:
-    guide = _trace_parameters(traces.guide_trace)
-    if group == "guide":
-        return list(guide.values())
-    model = _trace_parameters(traces.model_trace)
-    return [leaf for key, leaf in model.items() if key not in guide]
-
-
-def _check_reparameterized(guide_trace: Trace) -> None:
-    for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample:
-            raise NotImplementedError(
-                f"guide site {name!r} ({type(site['fn']).__name__}) has no rsample; vi_vae's "
-                "estimators differentiate through reparameterized draws z = g(ε, φ). Use "
-                "pyro.infer.TraceGraph_ELBO for score-function gradients"
-            )

@@ -9,6 +9,7 @@ moment it is registered.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,17 +17,25 @@ from dataclasses import dataclass
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO as PyroELBO
 
+from vi_vae._validation import check_bool
 from vi_vae.errors import InputError
 from vi_vae.estimators.ciwae import CIWAE
 from vi_vae.estimators.dreg import DReG
 from vi_vae.estimators.elbo import ELBO
 from vi_vae.estimators.iwae import IWAE
 from vi_vae.estimators.miwae import MIWAE
+from vi_vae.estimators.particle_estimator import ParticleEstimator
 from vi_vae.estimators.piwae import PIWAE
 from vi_vae.estimators.renyi import RenyiVR
 from vi_vae.estimators.stl import STL
 
-__all__ = ["ESTIMATOR_SPECS", "EstimatorSpec", "parse_estimator", "with_num_particles"]
+__all__ = [
+    "ESTIMATOR_SPECS",
+    "EstimatorSpec",
+    "parse_estimator",
+    "with_compile",
+    "with_num_particles",
+]
 
 
 @dataclass(frozen=True)
@@ -162,18 +171,56 @@ def _build(spelling: str, spec: EstimatorSpec, kwargs: dict) -> PyroELBO:
         raise InputError(f"estimator {spelling!r}: {error}") from None
 
 
-def parse_estimator(spelling: str) -> PyroELBO:
+def parse_estimator(spelling: str, *, compile: bool = False) -> PyroELBO:
     """Build the estimator a spelling names, e.g. ``parse_estimator("iwae:5")``.
 
+    With ``compile=True`` its passes run compiled (:func:`with_compile`).
+
     Raises:
-        InputError: naming the accepted spellings when ``spelling`` is not one.
+        InputError: naming the accepted spellings when ``spelling`` is not one, or
+            when ``compile=True`` names one of Pyro's own ELBOs.
 
     Example:
-        >>> parse_estimator("iwae:5").num_particles
-        5
+        >>> parse_estimator("iwae:5", compile=True).compile
+        True
     """
+    check_bool("compile", compile)
     _, spec, kwargs = _split(spelling)
-    return _build(spelling, spec, kwargs)
+    estimator = _build(spelling, spec, kwargs)
+    return with_compile(estimator) if compile else estimator
+
+
+def with_compile(loss: PyroELBO | None = None, compile: bool = True) -> PyroELBO:
+    """``loss`` with ``compile`` set: itself if it already is, else a copy.
+
+    ``None`` is the ELBO with one draw: vi_vae's :class:`ELBO`, whose values and
+    gradients are Pyro's ``Trace_ELBO``'s, when compiling, and ``Trace_ELBO``
+    itself otherwise (what :func:`vi_vae.fit` trains with by default).
+
+    Raises:
+        InputError: ``compile=True`` for a loss that is not one of vi_vae's
+            estimators (Pyro's own ELBOs have no compiled path).
+
+    Example:
+        >>> with_compile(IWAE(5)).compile, with_compile(None).num_particles
+        (True, 1)
+    """
+    check_bool("compile", compile)
+    if loss is None:
+        return ELBO(1, compile=True) if compile else Trace_ELBO()
+    if not isinstance(loss, ParticleEstimator):
+        if compile:
+            raise InputError(
+                f"compile=True needs one of vi_vae's estimators (vi_vae.estimators, e.g. "
+                f"ELBO() for Trace_ELBO); {type(loss).__name__} has no compiled path"
+            )
+        return loss
+    if loss.compile == compile:
+        return loss
+    changed = copy.copy(loss)
+    changed.compile = compile
+    changed.clear_compiled()
+    return changed
 
 
 def with_num_particles(spelling: str, num_particles: int) -> PyroELBO:

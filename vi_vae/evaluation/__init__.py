@@ -10,6 +10,8 @@
   (the annealing loop), :mod:`~vi_vae.evaluation.annealed_density` (the annealed
   log density of a model/guide pair on unconstrained coordinates) and
   :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density);
+- :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled) and
+  its size (``chunk_size="auto"``);
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
   active units;
 - :mod:`~vi_vae.evaluation.inference_data`: the guide's draws with their weights
@@ -40,6 +42,7 @@ from vi_vae.evaluation.estimates import (
     PARETO_K_THRESHOLD,
     Bound,
     LogLikelihoodEstimate,
+    LogWeightSummary,
     pareto_k,
     summarize_log_weights,
 )
@@ -48,6 +51,7 @@ from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_NUM_PARTICLES,
+    auto_chunk_size,
     bounds,
     importance_sampling,
     log_marginal_likelihood,
@@ -76,10 +80,12 @@ __all__ = [
     "Bound",
     "GradientSNR",
     "LogLikelihoodEstimate",
+    "LogWeightSummary",
     "active_units",
     "annealed_importance_sampling",
     "annealing_schedule",
     "bdmc",
+    "auto_chunk_size",
     "bounds",
     "gradient_snr",
     "hmc_transition",

@@ -32,11 +32,14 @@ __all__ = [
     "MIN_PARTICLES_FOR_PARETO_K",
     "standard_error_over_points",
     "PARETO_K_THRESHOLD",
+    "PARETO_K_BLOCK_BYTES",
     "Bound",
     "LogLikelihoodEstimate",
+    "LogWeightSummary",
     "concatenate_bounds",
     "concatenate_estimates",
     "pareto_k",
+    "pareto_tail_size",
     "summarize_log_weights",
 ]
 
@@ -184,26 +187,101 @@ def summarize_log_weights(
     """Reduce ``log_weights: [num_particles, N]`` to a :class:`LogLikelihoodEstimate`.
 
     The reductions (module docstring) run in float64 on the weights' device; only
-    the Pareto k̂ fit moves them to the host, once.
+    the Pareto k̂ fit moves anything to the host, once (:class:`LogWeightSummary`).
     """
-    log_weights = log_weights.detach().double()
-    num_particles = log_weights.shape[0]
-    total = log_weights.logsumexp(0)
-    ess = (2 * total - (2 * log_weights).logsumexp(0)).exp()
-    error = (1 / ess - 1 / num_particles).clamp(min=0).sqrt()
-    if compute_pareto_k:
-        k, reason = pareto_k(log_weights)
-    else:
-        k = torch.full((log_weights.shape[1],), math.nan, dtype=torch.float64)
-        reason = "not computed (compute_pareto_k=False)"
-    return LogLikelihoodEstimate(
-        log_likelihood=(total - math.log(num_particles)).cpu(),
-        monte_carlo_standard_error=error.cpu(),
-        effective_sample_size=ess.cpu(),
-        pareto_k=k,
-        num_particles=num_particles,
-        method=method,
-        pareto_k_reason=reason,
+    summary = LogWeightSummary(log_weights.shape[0], compute_pareto_k=compute_pareto_k)
+    summary.add(log_weights)
+    return summary.estimate(method)
+
+
+class LogWeightSummary:
+    """Per-point reductions of log weights that arrive in chunks of points, k̂ fitted once.
+
+    Each :meth:`add` reduces a chunk ``[num_particles, n]`` on its device to
+    per-point values (log-mean-exp, ESS, error) and keeps, for k̂, only the
+    largest ``M + 1`` log weights of each point and its smallest, where
+    M = ⌈min(K/5, 3√K)⌉ is the tail PSIS fits: k̂ depends on the weights above
+    the (M+1)-th largest alone (Vehtari et al. 2024, §3; ArviZ ``psislw``), so a
+    point's row rebuilt from its tail, the rest set to that cutoff, gives the
+    same k̂. Nothing leaves the device until :meth:`estimate`, which fits k̂ on
+    the host once, over all points, in blocks of at most
+    :data:`PARETO_K_BLOCK_BYTES` of float64: host memory is O(N·M), not O(N·K)
+    (K = 5000: M + 1 = 214).
+
+    Example:
+        >>> summary = LogWeightSummary(100)
+        >>> for _ in range(3):
+        ...     summary.add(torch.randn(100, 4))
+        >>> summary.estimate().log_likelihood.shape
+        torch.Size([12])
+    """
+
+    def __init__(self, num_particles: int, *, compute_pareto_k: bool = True) -> None:
+        self.num_particles = num_particles
+        self.compute_pareto_k = compute_pareto_k and num_particles >= MIN_PARTICLES_FOR_PARETO_K
+        self._requested_pareto_k = compute_pareto_k
+        self._tail_size = pareto_tail_size(num_particles) + 1
+        self._parts: dict[str, list[Tensor]] = {
+            name: [] for name in ("total", "ess", "error", "tail", "smallest")
+        }
+
+    def add(self, log_weights: Tensor) -> None:
+        """Reduce ``log_weights: [num_particles, n]`` (on any device) and keep the result there."""
+        log_weights = log_weights.detach().double()
+        if log_weights.shape[0] != self.num_particles:
+            raise ValueError(
+                f"expected {self.num_particles} log weights per point; got {log_weights.shape[0]}"
+            )
+        total = log_weights.logsumexp(0)
+        ess = (2 * total - (2 * log_weights).logsumexp(0)).exp()
+        parts = self._parts
+        parts["total"].append(total)
+        parts["ess"].append(ess)
+        parts["error"].append((1 / ess - 1 / self.num_particles).clamp(min=0).sqrt())
+        if self.compute_pareto_k:
+            parts["tail"].append(log_weights.topk(self._tail_size, dim=0).values)
+            parts["smallest"].append(log_weights.amin(0))
+
+    def estimate(self, method: str = "importance-sampling") -> LogLikelihoodEstimate:
+        """The :class:`LogLikelihoodEstimate` of every point added, in order."""
+        parts = {name: torch.cat(values, -1) for name, values in self._parts.items() if values}
+        if self.compute_pareto_k:
+            k, reason = _pareto_k_from_tails(
+                parts["tail"].cpu(), parts["smallest"].cpu(), self.num_particles
+            )
+        else:
+            num_points = parts["total"].numel()
+            k = torch.full((num_points,), math.nan, dtype=torch.float64)
+            reason = (
+                _too_few_particles(self.num_particles)
+                if self._requested_pareto_k
+                else "not computed (compute_pareto_k=False)"
+            )
+        return LogLikelihoodEstimate(
+            log_likelihood=(parts["total"] - math.log(self.num_particles)).cpu(),
+            monte_carlo_standard_error=parts["error"].cpu(),
+            effective_sample_size=parts["ess"].cpu(),
+            pareto_k=k,
+            num_particles=self.num_particles,
+            method=method,
+            pareto_k_reason=reason,
+        )
+
+
+#: float64 bytes of the rebuilt rows handed to ArviZ per call (ArviZ copies them
+#: twice more), bounding the k̂ fit's host memory
+PARETO_K_BLOCK_BYTES = 64 * 2**20
+
+
+def pareto_tail_size(num_particles: int) -> int:
+    """M = ⌈min(K/5, 3√K)⌉, the number of largest weights PSIS fits (ArviZ, r_eff = 1)."""
+    return math.ceil(min(num_particles / 5, 3 * math.sqrt(num_particles)))
+
+
+def _too_few_particles(num_particles: int) -> str:
+    return (
+        f"Pareto k̂ needs at least {MIN_PARTICLES_FOR_PARETO_K} weights per point "
+        f"(the tail fit uses the largest ⌈min(K/5, 3√K)⌉ > 4); K = {num_particles}"
     )
 
 
@@ -221,19 +299,34 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
     """
     num_particles, num_points = log_weights.shape
     if num_particles < MIN_PARTICLES_FOR_PARETO_K:
-        reason = (
-            f"Pareto k̂ needs at least {MIN_PARTICLES_FOR_PARETO_K} weights per point "
-            f"(the tail fit uses the largest ⌈min(K/5, 3√K)⌉ > 4); K = {num_particles}"
+        return torch.full((num_points,), math.nan, dtype=torch.float64), _too_few_particles(
+            num_particles
         )
-        return torch.full((num_points,), math.nan, dtype=torch.float64), reason
+    log_weights = log_weights.detach().double()
+    tail = log_weights.topk(pareto_tail_size(num_particles) + 1, dim=0).values
+    return _pareto_k_from_tails(tail.cpu(), log_weights.amin(0).cpu(), num_particles)
+
+
+def _pareto_k_from_tails(
+    tail: Tensor, smallest: Tensor, num_particles: int
+) -> tuple[Tensor, str | None]:
+    """k̂ from each point's M + 1 largest log weights ``[M + 1, N]`` (descending) and smallest."""
     import arviz  # imported here: it is slow to import and only k̂ needs it
 
-    values = log_weights.detach().double().cpu().numpy().T.copy()
-    with np.errstate(all="ignore"):
-        _, k = arviz.psislw(values)
-    k = torch.as_tensor(np.atleast_1d(k), dtype=torch.float64)
+    num_points = tail.shape[1]
+    block = max(1, PARETO_K_BLOCK_BYTES // (8 * num_particles))
+    k = torch.empty(num_points, dtype=torch.float64)
+    for start in range(0, num_points, block):
+        columns = slice(start, min(start + block, num_points))
+        top = tail[:, columns].T.numpy()
+        # the rest of each row at the cutoff (the (M+1)-th largest): outside the fitted tail
+        rows = np.repeat(top[:, -1:], num_particles, axis=1)
+        rows[:, : top.shape[1]] = top
+        with np.errstate(all="ignore"):
+            _, block_k = arviz.psislw(rows)
+        k[columns] = torch.as_tensor(np.atleast_1d(block_k), dtype=torch.float64)
     # weights equal to float precision (the guide is the exact posterior of the point)
-    constant = torch.as_tensor(np.ptp(values, axis=1) <= EQUAL_WEIGHTS_TOLERANCE)
+    constant = (tail[0] - smallest) <= EQUAL_WEIGHTS_TOLERANCE
     if constant.any():
         k[constant] = math.nan
         return k, "a point whose weights are all equal (an exact estimate) has no tail to fit"

@@ -40,23 +40,29 @@ import torch
 from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords, warn_renamed
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import (
     Bound,
     LogLikelihoodEstimate,
+    LogWeightSummary,
     concatenate_bounds,
     concatenate_estimates,
-    summarize_log_weights,
+)
+from vi_vae.evaluation.passes import (
+    DEFAULT_CHUNK_SIZE,
+    auto_chunk_size,
+    check_chunk_size,
+    log_weight_chunks,
 )
 from vi_vae.keyed_draws import key_block_size
-from vi_vae.weights import DEFAULT_CHUNK_SIZE, log_weight_chunks
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_NUM_PARTICLES",
+    "auto_chunk_size",
     "bounds",
     "importance_sampling",
     "log_marginal_likelihood",
@@ -77,9 +83,10 @@ def log_marginal_likelihood(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     compute_pareto_k: bool = True,
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> LogLikelihoodEstimate:
     r"""Estimate log p(x_n) for every data point by importance sampling from the guide.
@@ -98,10 +105,14 @@ def log_marginal_likelihood(
         num_particles: K, importance samples per point (default 5000, as Burda et al.).
         data_plate: name of the data plate.
         chunk_size: (particle, point) pairs per vectorized pass; bounds memory.
+            ``"auto"``: the CPU default, or what half a GPU's free memory holds
+            (:func:`auto_chunk_size`).
         compute_pareto_k: fit the Pareto k̂ of each point's weights (ArviZ PSIS);
             k̂ needs K ≥ 21 and is NaN, with a reason, below.
         seed: seed of the draws, keyed by point (the global RNG is left untouched);
             ``None`` draws from the global stream.
+        compile: trace each pass shape once and run it compiled by ``torch.compile``
+            (same draws, the same numbers to float rounding; see ``docs/compiled.md``).
         **kwargs: passed to model and guide.
 
     Returns:
@@ -127,6 +138,7 @@ def log_marginal_likelihood(
         chunk_size=chunk_size,
         compute_pareto_k=compute_pareto_k,
         seed=seed,
+        compile=compile,
         **kwargs,
     )
     return estimate
@@ -140,8 +152,9 @@ def bounds(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> list[Bound]:
     """The ELBO and IWAE-k bounds of every data point, for each k in ``bound_particles``.
@@ -177,6 +190,7 @@ def bounds(
         chunk_size=chunk_size,
         compute_pareto_k=False,
         seed=seed,
+        compile=compile,
         **kwargs,
     )
     return table
@@ -191,9 +205,10 @@ def importance_sampling(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     bound_particles: Sequence[int] = DEFAULT_BOUND_PARTICLES,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str = "auto",
     compute_pareto_k: bool = True,
     seed: int | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """:func:`log_marginal_likelihood` and :func:`bounds` from one set of ``num_particles`` draws.
@@ -217,6 +232,8 @@ def importance_sampling(
             f"num_particles ({num_particles}) must be at least the largest k in "
             f"bound_particles ({max(ks)})"
         )
+    check_chunk_size(chunk_size)
+    check_bool("compile", compile)
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise InputError("x must be a tensor with the data points along its first dimension")
 
@@ -232,6 +249,7 @@ def importance_sampling(
             chunk_size=chunk_size,
             compute_pareto_k=compute_pareto_k,
             seed=seed,
+            compile=compile,
             kwargs=kwargs,
         )
 
@@ -255,13 +273,19 @@ def _evaluate_points(
     ks: list[int],
     *,
     data_plate: str,
-    chunk_size: int,
+    chunk_size: int | str,
     compute_pareto_k: bool,
     seed: int | None,
+    compile: bool,
     kwargs: dict[str, Any],
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
-    """The estimate and bound table of the points ``x``, global indices from ``first_index``."""
-    estimates: list[LogLikelihoodEstimate] = []
+    """The estimate and bound table of the points ``x``, global indices from ``first_index``.
+
+    Per-point results stay on the data's device until every pass is done (no host
+    round trip per pass); the Pareto k̂ fit runs once, on the host, from each
+    point's largest weights (:class:`LogWeightSummary`).
+    """
+    summary = LogWeightSummary(num_particles, compute_pareto_k=compute_pareto_k)
     per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
     per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
     for _, log_weights in log_weight_chunks(
@@ -273,17 +297,19 @@ def _evaluate_points(
         chunk_size=chunk_size,
         seed=seed,
         first_index=first_index,
+        compile=compile,
         **kwargs,
     ):
         log_weights = log_weights.double()
-        estimates.append(summarize_log_weights(log_weights, compute_pareto_k=compute_pareto_k))
+        summary.add(log_weights)
         for k in ks:
             values, errors = _grouped_bound(log_weights, k)
-            per_point[k].append(values.cpu())
-            per_point_errors[k].append(errors.cpu())
-    estimate = concatenate_estimates(estimates)
-    table = [Bound(k, torch.cat(per_point[k]), torch.cat(per_point_errors[k])) for k in ks]
-    return estimate, table
+            per_point[k].append(values)
+            per_point_errors[k].append(errors)
+    table = [
+        Bound(k, torch.cat(per_point[k]).cpu(), torch.cat(per_point_errors[k]).cpu()) for k in ks
+    ]
+    return summary.estimate(), table
 
 
 def _combine(

@@ -1,0 +1,83 @@
+"""How an estimator's gradient is written: terms Σ c ∇ log w routed to parameter groups.
+
+See :mod:`vi_vae.estimators.particle_estimator` for how the terms are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pyro.poutine.trace_struct import Trace
+from torch import Tensor
+
+from vi_vae.weights import WeightedTraces
+
+__all__ = [
+    "GradientTerm",
+    "ParameterGroup",
+    "bound_coefficients",
+    "check_reparameterized",
+    "group_parameters",
+    "trace_parameters",
+]
+
+ParameterGroup = Literal["all", "guide", "model"]
+
+
+@dataclass(frozen=True)
+class GradientTerm:
+    r"""One part of an estimator's gradient: :math:`\sum_{k,n} c_{k,n} \nabla \log w_{k,n}`.
+
+    Attributes:
+        coefficients: :math:`c`, ``[num_particles, batch]``, without gradients.
+        parameters: which parameters receive it: ``"all"``, ``"guide"`` or ``"model"``.
+        path_derivative: differentiate log w with the guide's score term dropped
+            (only the path through z reaches the guide's parameters).
+    """
+
+    coefficients: Tensor
+    parameters: ParameterGroup = "all"
+    path_derivative: bool = False
+
+
+def bound_coefficients(bound: Callable[[Tensor], Tensor], log_weights: Tensor) -> Tensor:
+    """∂ (Σ_n bound_n) / ∂ log w: each draw's weight in the bound's own gradient."""
+    with torch.enable_grad():
+        variable = log_weights.detach().requires_grad_()
+        (coefficients,) = torch.autograd.grad(bound(variable).sum(), variable)
+    return coefficients
+
+
+def trace_parameters(trace: Trace) -> dict[int, Tensor]:
+    """The unconstrained leaf tensors of the trace's ``param`` sites, by id."""
+    leaves = {}
+    for site in trace.nodes.values():
+        if site["type"] == "param":
+            value = site["value"]
+            leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
+            leaves[id(leaf)] = leaf
+    return leaves
+
+
+def group_parameters(traces: WeightedTraces, group: ParameterGroup) -> list[Tensor]:
+    """The leaf tensors of a group: the guide's ``param`` sites, the model's others, or all."""
+    guide = trace_parameters(traces.guide_trace)
+    if group == "guide":
+        return list(guide.values())
+    model = trace_parameters(traces.model_trace)
+    others = [leaf for key, leaf in model.items() if key not in guide]
+    return list(guide.values()) + others if group == "all" else others
+
+
+def check_reparameterized(guide_trace: Trace) -> None:
+    """Refuse a guide site without ``rsample``: the estimators differentiate through draws."""
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample:
+            raise NotImplementedError(
+                f"guide site {name!r} ({type(site['fn']).__name__}) has no rsample; vi_vae's "
+                "estimators differentiate through reparameterized draws z = g(ε, φ). Use "
+                "pyro.infer.TraceGraph_ELBO for score-function gradients"
+            )
