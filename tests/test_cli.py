@@ -596,3 +596,31 @@ def test_train_with_ais_points_adds_ais_to_the_run(tmp_path):
     assert metrics["ais"]["estimate"]["num_points"] == 3
     stored = json.loads((run_dir / "config.json").read_text())["config"]["ais"]
     assert stored["num_points"] == 3 and stored["num_steps"] == 20
+
+
+def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
+    # issue 8: the compiled passes draw the same noise as eager Pyro; the sums differ
+    # only by float rounding (float32 kernels fused differently: 1e-6 relative is
+    # ~100 rounding steps of float32)
+    argv = ["train", "--max-train", "128", "--hidden-sizes", "16", "--latent-dim", "2"]
+    argv += ["--epochs", "1", "--eval-num-particles", "20", "--eval-num-points", "10"]
+    argv += ["--quiet", "--no-figures"]
+    assert cli.main([*argv, "--run-dir", str(tmp_path / "eager")]) == 0
+    compiled = [*argv, "--compile", "--eval-compile", "--run-dir", str(tmp_path / "compiled")]
+    assert cli.main(compiled) == 0
+    eager, fast = (
+        json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("eager", "compiled")
+    )
+    for section, key in (
+        ("log_marginal_likelihood", "log_likelihood"),
+        ("training", "final_train_loss"),
+    ):
+        assert fast[section][key] == pytest.approx(eager[section][key], rel=1e-6)
+    stored = json.loads((tmp_path / "compiled" / "config.json").read_text())["config"]
+    assert stored["training"]["compile"] and stored["evaluation"]["compile"]
+    argv = ["evaluate", str(tmp_path / "eager"), "--num-particles", "20", "--num-points", "10"]
+    assert cli.main([*argv, "--compile"]) == 0
+    again = json.loads((tmp_path / "eager" / "metrics.json").read_text())
+    assert again["log_marginal_likelihood"]["log_likelihood"] == pytest.approx(
+        eager["log_marginal_likelihood"]["log_likelihood"], rel=1e-6
+    )

@@ -99,6 +99,7 @@ def evaluate(
         num_particles=evaluation.num_particles,
         bound_particles=ks,
         seed=EVALUATION_SEED,
+        compile=evaluation.compile,
     )
     metrics = RunMetrics(
         data_kind="discrete" if vae.likelihood.discrete else "continuous",

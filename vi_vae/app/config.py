@@ -99,7 +99,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How the model is trained (see :func:`vi_vae.fit`); ``estimator`` is a spelling."""
+    """How the model is trained (see :func:`vi_vae.fit`); ``estimator`` is a spelling.
+
+    ``compile`` runs the estimator's passes compiled (same numbers to float rounding).
+    """
 
     estimator: str = "elbo"
     epochs: int = 10
@@ -110,6 +113,7 @@ class TrainingConfig:
     patience: int | None = None
     seed: int = 0
     device: str = "cpu"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,12 +121,14 @@ class EvaluationConfig:
     """The test-set evaluation (see :func:`vi_vae.importance_sampling`).
 
     ``num_points=None`` evaluates every test point; N takes the first N of the
-    shuffled test split, a uniformly random subset.
+    shuffled test split, a uniformly random subset. ``compile`` runs the passes
+    compiled (same numbers to float rounding).
     """
 
     num_particles: int = DEFAULT_NUM_PARTICLES
     bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
     num_points: int | None = None
+    compile: bool = False
 
 
 @dataclass(frozen=True)

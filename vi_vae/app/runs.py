@@ -236,6 +236,7 @@ def _train(
         on_step=on_step,
         on_epoch=on_epoch,
         checkpoint_metadata={"fingerprint": config.model_fingerprint(dataset.input_dim)},
+        compile=training.compile,
     )
     summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
     run = Run(directory, config, dataset, vae, result.history, RunMetrics(training=summary))

@@ -203,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # torch.compile's C++ toolchain notes that a CPU-only machine has no CUDA runtime
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     name = program(args.command)
     try:
         if getattr(args, "nproc", None):

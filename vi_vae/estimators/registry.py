@@ -193,9 +193,9 @@ def parse_estimator(spelling: str, *, compile: bool = False) -> PyroELBO:
 def with_compile(loss: PyroELBO | None = None, compile: bool = True) -> PyroELBO:
     """``loss`` with ``compile`` set: itself if it already is, else a copy.
 
-    ``None`` is the ELBO with one draw: vi_vae's :class:`ELBO`, whose values and
-    gradients are Pyro's ``Trace_ELBO``'s, when compiling, and ``Trace_ELBO``
-    itself otherwise (what :func:`vi_vae.fit` trains with by default).
+    ``None`` is the ELBO with one draw, vi_vae's :class:`ELBO` (what :func:`vi_vae.fit`
+    trains with by default; its values and gradients are those of Pyro's
+    ``Trace_ELBO``).
 
     Raises:
         InputError: ``compile=True`` for a loss that is not one of vi_vae's
@@ -207,7 +207,7 @@ def with_compile(loss: PyroELBO | None = None, compile: bool = True) -> PyroELBO
     """
     check_bool("compile", compile)
     if loss is None:
-        return ELBO(1, compile=True) if compile else Trace_ELBO()
+        return ELBO(1, compile=compile)
     if not isinstance(loss, ParticleEstimator):
         if compile:
             raise InputError(
