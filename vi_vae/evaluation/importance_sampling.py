@@ -112,7 +112,7 @@ def log_marginal_likelihood(
         seed: seed of the draws, keyed by point (the global RNG is left untouched);
             ``None`` draws from the global stream.
         compile: trace each pass shape once and run it compiled by ``torch.compile``
-            (same draws, the same numbers to float rounding; see ``docs/compiled.md``).
+            (same draws, the same numbers to float rounding; see ``docs/howto/compiled.md``).
         **kwargs: passed to model and guide.
 
     Returns:
