@@ -5,7 +5,7 @@
 
 On mnist-5k (dynamic binarization) it trains one VAE (784-400-20, Bernoulli) per
 estimator with the settings of ``make demo`` (60 epochs, seed 0), then, on a
-seeded random subset of the test split (the split is sorted by class):
+seeded random subset of the test split:
 
 - importance sampling from the guide with K = 1,000 / 5,000 / 50,000 (the smaller K
   are the first draws of the K = 50,000 run; cost pro-rated by K);

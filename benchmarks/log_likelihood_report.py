@@ -95,8 +95,8 @@ def write_page(results, path, figure, defaults):
         "",
         "- Data: `mnist-5k` with dynamic binarization. Test points: "
         f"{settings['num_points']} of the 500 test digits, a random subset "
-        f"(`torch.randperm` seeded with {settings['point_seed']}; the split is sorted by "
-        "class), the same points for every model and method.",
+        f"(`torch.randperm` seeded with {settings['point_seed']}), the same points for every "
+        "model and method.",
         "- Models: `VAE(input_dim=784, latent_dim=20, seed=0)` (784-400-20, Bernoulli), "
         "one per estimator, trained with `vi_vae.fit(..., loss=vi_vae.parse_estimator(spelling), "
         f"epochs={settings['epochs']}, seed=0, validation=data.validation, "
