@@ -4,8 +4,8 @@
 
 For each registered family: the same 784-200-(raw)/d-200-784 MLP VAE (Bernoulli
 likelihood, statically binarized mnist-5k, 4000 training points), the same seed,
-the same number of epochs of Adam on the single-sample ELBO (``Trace_ELBO``,
-``vi_vae.fit``). Then, on the 500 test points and from one set of K = 1000
+the same number of epochs of Adam on the single-sample ELBO (``vi_vae.fit`` with its
+default loss, ``vi_vae.ELBO(1)``). Then, on the 500 test points and from one set of K = 1000
 importance samples per point: the test ELBO (the mean of the K single-draw ELBOs)
 and log p(x) ≈ IWAE-K, each with its standard error over test points, the share
 of points whose Pareto k̂ exceeds 0.7 (estimate unreliable), and the mean seconds
@@ -145,8 +145,8 @@ def write_page(path, rows, spread_rows, args, command, total_seconds):
         f"hidden_sizes=({args.hidden_size},))`, Bernoulli likelihood; the encoder outputs "
         "as many raw values as the family needs.",
         f"- Budget: {args.epochs} epochs of Adam (learning rate {args.learning_rate:g}, "
-        f"batch {args.batch_size}) on the single-sample ELBO (`vi_vae.fit`, `Trace_ELBO`), "
-        f"seed {args.seed}, the same for every family.",
+        f"batch {args.batch_size}) on the single-sample ELBO (`vi_vae.fit` with its default "
+        f"loss, `vi_vae.ELBO(1)`), seed {args.seed}, the same for every family.",
         f"- Evaluation: K = {args.num_particles} importance samples per test point from the "
         "trained q(z|x), one set of draws for both columns (`vi_vae.evaluation."
         "importance_sampling`). Test ELBO: mean of the K single-draw ELBOs. log p(x): "
