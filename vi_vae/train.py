@@ -53,6 +53,7 @@ from vi_vae._validation import (
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
+from vi_vae.optim import Adam
 from vi_vae.support import check_data_support
 
 __all__ = ["EpochRecord", "FitResult", "KLWeight", "fit"]
@@ -132,7 +133,9 @@ def fit(
         loss: any ``pyro.infer.ELBO``; default :class:`vi_vae.ELBO` with one particle
             (``ELBO(1, analytic_kl=True)`` for the analytic KL). With ``compile``, one
             of vi_vae's estimators.
-        optimizer: a Pyro optimizer; default ``pyro.optim.Adam({"lr": learning_rate})``.
+        optimizer: a Pyro optimizer; default :func:`vi_vae.optim.Adam` with
+            ``{"lr": learning_rate}``: the parameters of ``pyro.optim.Adam`` bit for bit,
+            in one optimizer step per SVI step instead of one per parameter.
         learning_rate: Adam's step size when ``optimizer`` is not given.
         epochs: total number of epochs (a resumed run counts those already done).
         batch_size: points per SVI step.
@@ -194,7 +197,7 @@ def fit(
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     loss = with_compile(loss, compile) if compile or loss is None else loss
-    optimizer = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
+    optimizer = optimizer if optimizer is not None else Adam({"lr": learning_rate})
     weight = KLWeight(1.0, device)
     weighted_model, weighted_guide = weight(model), weight(guide)
     if kl_weight == 1 and not kl_warmup_epochs:  # β stays 1: no handler on every site
