@@ -22,6 +22,7 @@ from pyro.optim.clipped_adam import ClippedAdam as PyroClippedAdam
 from torch import Tensor
 from torch.optim import Optimizer
 
+from vi_vae._validation import check_bool
 from vi_vae.errors import InputError
 
 __all__ = ["Adam", "ClippedAdam", "SingleOptimizer"]
@@ -58,6 +59,12 @@ class SingleOptimizer(PyroOptim):
     ``optim_args`` to choose). A ``closure`` passed to a step is called once, not
     once per parameter.
 
+    After its step it sets the stepped parameters' ``.grad`` to ``None``, as
+    torch's ``zero_grad(set_to_none=True)`` does (``set_to_none=False`` leaves
+    them): SVI's zeroing of the gradients after the step then has nothing to do,
+    and the next backward pass writes new gradients instead of adding them to
+    zeros, the same values (0 + g = g; only the sign of a zero can differ).
+
     Args:
         optim_constructor: a ``torch.optim.Optimizer`` subclass, or a callable
             ``(params, **optim_args) -> Optimizer`` (not a learning-rate scheduler).
@@ -66,6 +73,8 @@ class SingleOptimizer(PyroOptim):
             ``(module_name, param_name) -> dict``).
         clip_args: ``{"clip_norm": ..., "clip_value": ...}`` for each parameter's
             gradient, or a callable ``(module_name, param_name) -> dict``.
+        set_to_none: set the ``.grad`` of the stepped parameters to ``None`` after
+            the step (``False``: leave them for SVI to zero, as Pyro's optimizers do).
 
     Raises:
         InputError: ``optim_args`` or ``clip_args`` that are neither a dict nor a
@@ -91,7 +100,10 @@ class SingleOptimizer(PyroOptim):
         optim_constructor: Callable[..., Optimizer],
         optim_args: OptimArgs,
         clip_args: OptimArgs | None = None,
+        *,
+        set_to_none: bool = True,
     ) -> None:
+        check_bool("set_to_none", set_to_none)
         for name, value in (("optim_args", optim_args), ("clip_args", clip_args)):
             if not (value is None or isinstance(value, dict) or callable(value)):
                 raise InputError(
@@ -101,6 +113,7 @@ class SingleOptimizer(PyroOptim):
         super().__init__(optim_constructor, optim_args, clip_args)
         #: the one torch optimizer, built when the first parameter is stepped
         self.optimizer: Optimizer | None = None
+        self.set_to_none = set_to_none
 
     def __call__(self, params: Iterable[Tensor], *args: Any, **kwargs: Any) -> None:
         """Take one optimizer step on ``params`` (each once), adding those not seen before.
@@ -125,6 +138,9 @@ class SingleOptimizer(PyroOptim):
             self.optimizer.step(*args, **kwargs)
         else:
             self._step_some(params, *args, **kwargs)
+        if self.set_to_none:
+            for param in params:
+                param.grad = None
 
     def get_state(self) -> dict[str, dict[str, Any]]:
         """Pyro's per-parameter state: ``{name: a one-parameter optimizer's state dict}``.
