@@ -114,6 +114,7 @@ def annealed_importance_sampling(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> AISEstimate:
     r"""Estimate log p(x_n) for every data point by AIS with HMC transitions.
@@ -146,6 +147,10 @@ def annealed_importance_sampling(
             takes one from torch's global stream.
         on_step: called as ``on_step(done, total)`` after every annealing step of
             every chunk, ``total = num_steps × number of chunks`` (for a progress bar).
+        compile: evaluate log p(x, z), log f_0 and their gradients compiled by
+            ``torch.compile``, traced once per chunk shape (the full chunks and a
+            last, shorter one); the same numbers as eager to floating-point rounding.
+            A pair that cannot be traced runs eagerly after one warning.
         **kwargs: passed to model and guide.
 
     Returns:
@@ -172,6 +177,7 @@ def annealed_importance_sampling(
         target_acceptance,
         initial,
         chunk_size,
+        compile,
     )
     if initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")

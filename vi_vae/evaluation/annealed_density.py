@@ -27,6 +27,13 @@ with ``initial="guide"`` the path lives on the guide's support.
 
 All latent sites are packed into one ``[num_chains, n, D]`` tensor (chains,
 points, coordinates), the layout of :mod:`vi_vae.evaluation.hmc`.
+
+With ``compile=True`` the evaluation of a, b, ∇a and ∇b (model, guide, Jacobians
+and both backward passes) is traced once per chunk shape into a pure tensor
+function and compiled by ``torch.compile`` (:mod:`vi_vae.compiled`); it has no
+random draws, so the compiled and eager paths give the same numbers to
+floating-point rounding. A pair that cannot be traced runs eagerly after one
+warning.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from vi_vae._random import seeded
+from vi_vae.compiled import CompiledCache, NotCompilable, split_arguments
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
 from vi_vae.weights import PARTICLE_PLATE, sum_per_point
@@ -53,6 +61,8 @@ __all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "LatentSite"]
 
 #: where the annealing path starts: the guide q(z|x), or the model's prior p(z)
 INITIAL_DISTRIBUTIONS = ("guide", "prior")
+#: the compiled density evaluations of every AIS and BDMC run in this process
+_COMPILED = CompiledCache()
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,7 @@ class AnnealedDensity:
         plate_nesting: plate dims used by model and guide (the chains' plate is left of them).
         data_plate: name of the data plate.
         kwargs: keyword arguments of model and guide.
+        compile: evaluate the density compiled by ``torch.compile`` (module docstring).
 
     Raises:
         InputError: a latent site is discrete, or the guide's latent sites are not
@@ -147,8 +158,10 @@ class AnnealedDensity:
         plate_nesting: int,
         data_plate: str = "data",
         kwargs: dict[str, Any] | None = None,
+        compile: bool = False,
     ) -> None:
         self.model, self.guide, self.x = model, guide, x
+        self.compile = compile
         self.num_chains, self.initial = num_chains, initial
         self.plate_nesting, self.data_plate = plate_nesting, data_plate
         self.kwargs = kwargs or {}
@@ -245,13 +258,23 @@ class AnnealedDensity:
             An :class:`HMCState` at β = 0 (log density a), with
             ``aux = (a, b, ∇a, ∇b)``, a and b ``[C, n]`` and the gradients ``[C, n, D]``.
         """
+        aux = self._evaluate_compiled(packed) if self.compile else None
+        if aux is None:
+            aux = self._evaluate(packed, self.x, self.kwargs)
+        a, _, gradient_a, _ = aux
+        return HMCState(packed.detach(), a, gradient_a, aux)
+
+    def _evaluate(
+        self, packed: Tensor, x: Tensor, kwargs: dict[str, Any]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(a, b, ∇a, ∇b)`` at ``packed`` for the points ``x`` (eager Pyro and autograd)."""
         with torch.enable_grad(), pyro.validation_enabled(False):
             packed = packed.detach().requires_grad_(True)
             constrain = _Constrain(self.unpack(packed))
-            base_trace = self._trace(self.base, constrain)
+            base_trace = self._trace(self.base, constrain, x=x, kwargs=kwargs)
             if self.initial == "guide":
                 values = {site.name: base_trace.nodes[site.name]["value"] for site in self.sites}
-                model_trace = self._trace(self.model, _Fix(values))
+                model_trace = self._trace(self.model, _Fix(values), x=x, kwargs=kwargs)
                 log_base = self._sum(base_trace, latent_only=True)
             else:
                 model_trace = base_trace
@@ -260,13 +283,31 @@ class AnnealedDensity:
                 self._per_pair(constrain.log_jacobians[site.name], site.data_dim)
                 for site in self.sites
             )
-            shape = (self.num_chains, self.x.shape[0])
+            shape = (self.num_chains, x.shape[0])
             a = (log_base + log_jacobian).expand(shape)
             b = (self._sum(model_trace, latent_only=False) + log_jacobian).expand(shape)
             (gradient_b,) = torch.autograd.grad(b.sum(), packed, retain_graph=True)
             (gradient_a,) = torch.autograd.grad(a.sum(), packed)
-        a, b = a.detach(), b.detach()
-        return HMCState(packed.detach(), a, gradient_a, (a, b, gradient_a, gradient_b))
+        return a.detach(), b.detach(), gradient_a, gradient_b
+
+    def _evaluate_compiled(self, packed: Tensor) -> tuple[Tensor, ...] | None:
+        """:meth:`_evaluate`, compiled once per shape; ``None`` when it must run eagerly."""
+        group = ("annealed density", self.model, self.guide, self.initial, self.data_plate)
+        label = "the annealed density of AIS"
+        try:
+            hash(group)
+            tensors, static, rebuild = split_arguments((packed, self.x), self.kwargs)
+        except (TypeError, NotCompilable) as error:
+            _COMPILED.refuse(label, group, str(error))
+            return None
+
+        def function(*inputs: Tensor) -> tuple[tuple[Tensor, ...], None]:
+            (call_packed, call_x), call_kwargs = rebuild(inputs)
+            return self._evaluate(call_packed, call_x, call_kwargs), None
+
+        key = (self.num_chains, self.plate_nesting, tuple(self.sites), static)
+        result = _COMPILED.run(label, group, key, function, tensors)
+        return None if result is None else tuple(result[0])
 
     def target(self, beta: float) -> Callable[[Tensor], HMCState]:
         """The HMC target log π_β: position -> state, keeping (a, b, ∇a, ∇b) as aux."""
@@ -289,12 +330,19 @@ class AnnealedDensity:
 
     # -- the Pyro side ---------------------------------------------------------------
 
-    def _trace(self, program: Callable, *handlers: Messenger, x: Tensor | None = None) -> Trace:
-        """Trace ``program`` with the chains in an outer plate, under ``handlers``."""
+    def _trace(
+        self,
+        program: Callable,
+        *handlers: Messenger,
+        x: Tensor | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> Trace:
+        """Trace ``program`` on ``x`` (default: the chunk) with the chains in an outer plate."""
         plated = pyro.plate(PARTICLE_PLATE, self.num_chains, dim=-(self.plate_nesting + 1))(program)
         for handler in handlers:
             plated = handler(plated)
-        trace = poutine.trace(plated).get_trace(self.x if x is None else x, **self.kwargs)
+        kwargs = self.kwargs if kwargs is None else kwargs
+        trace = poutine.trace(plated).get_trace(self.x if x is None else x, **kwargs)
         return prune_subsample_sites(trace)
 
     def _sum(self, trace: Trace, *, latent_only: bool) -> Tensor:

@@ -39,7 +39,13 @@ import torch
 from torch import Tensor
 
 from vi_vae import _keyed_random
-from vi_vae._validation import check_choice, check_positive_float, check_positive_int, check_seed
+from vi_vae._validation import (
+    check_bool,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
@@ -206,6 +212,7 @@ class AISSettings:
     target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE
     initial: str = "guide"
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int("num_steps", self.num_steps)
@@ -222,6 +229,7 @@ class AISSettings:
             )
         check_choice("initial", self.initial, INITIAL_DISTRIBUTIONS)
         check_positive_int("chunk_size", self.chunk_size)
+        check_bool("compile", self.compile)
 
     @property
     def num_pilot_chains(self) -> int:
@@ -274,6 +282,7 @@ def forward_annealing(
         plate_nesting=plate_nesting,
         data_plate=data_plate,
         kwargs=kwargs,
+        compile=settings.compile,
     )
     position = density.draw_initial(
         _keyed_random.point_seeds(seed, RANDOM_STREAMS["initial"], point_index)

@@ -178,6 +178,7 @@ def bdmc(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    compile: bool = False,
     **kwargs: Any,
 ) -> BDMCResult:
     """Sandwich log p(x) on simulated data between forward and reverse AIS.
@@ -204,6 +205,8 @@ def bdmc(
         seed: seed of every draw (simulation included); ``None`` takes one from torch.
         on_step: ``on_step(done, total)`` after every annealing step, forward and reverse
             (``total = 2 × num_steps × number of chunks``).
+        compile: run the density evaluations of both directions compiled
+            (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
         **kwargs: passed to model and guide.
 
     Returns:
@@ -226,6 +229,7 @@ def bdmc(
         target_acceptance,
         initial,
         chunk_size,
+        compile,
     )
     if initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
@@ -266,6 +270,7 @@ def bdmc(
             plate_nesting=plate_nesting,
             data_plate=data_plate,
             kwargs=kwargs,
+            compile=compile,
         )
         z_start = {
             site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, num_chains)
