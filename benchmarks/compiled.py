@@ -280,16 +280,17 @@ def report(args, device, train, evaluate, gpu_seconds, epochs):
             f"| {name} | {eager:.2f}x | {compiled:.2f}x | {per_parameter:.2f}x | {plain_ms:.2f} ms "
             f"| {result['compile_seconds']:.1f} | {break_even} | {alone:.2f}x |"
         )
-    optimizer = "fused Adam" if args.fused_adam else "Adam (torch's default implementation)"
+    implementation = "fused" if args.fused_adam else "torch's default implementation"
     lines += [
         "",
-        f"Optimizer on every side: {optimizer}; plain PyTorch one `torch.optim.Adam`, vi_vae "
-        "(eager, compiled and `fit`) `fit`'s default `vi_vae.optim.Adam`, one torch Adam over "
-        'every parameter; the column "eager, pyro.optim.Adam": the eager step with Pyro\'s Adam, '
-        "one torch Adam per parameter (`fit`'s optimizer before). The last column: the compiled "
-        "estimator's `loss_and_grads` against plain PyTorch's forward and backward, neither with "
-        "an optimizer or SVI. `vi_vae.fit` with its default loss (vi_vae's ELBO, one draw) and "
-        f"optimizer, epochs of {args.steps} steps, per step: {train['fit']:.2f}x plain PyTorch.",
+        f"Adam ({implementation}) on every side: plain PyTorch one `torch.optim.Adam`; vi_vae's "
+        "steps and `fit` `vi_vae.optim.Adam`, `fit`'s default optimizer (one torch Adam over "
+        'every parameter); the column "eager, pyro.optim.Adam": the eager step with Pyro\'s '
+        "Adam, one torch Adam per parameter (`fit`'s default before `vi_vae.optim`). The last "
+        "column: the compiled estimator's `loss_and_grads` against plain PyTorch's forward and "
+        "backward, neither with an optimizer or SVI. `vi_vae.fit` with its default loss "
+        f"(vi_vae's ELBO, one draw), in calls of one epoch of {args.steps} steps (shuffling, "
+        f"checks and setup included), per step: {train['fit']:.2f}x plain PyTorch.",
         "",
     ]
     rounds = evaluate["rounds"]
