@@ -604,7 +604,7 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
     # ~100 rounding steps of float32)
     argv = ["train", "--max-train", "128", "--hidden-sizes", "16", "--latent-dim", "2"]
     argv += ["--epochs", "1", "--eval-num-particles", "20", "--eval-num-points", "10"]
-    argv += ["--quiet", "--no-figures"]
+    argv += ["--quiet", "--no-figures", "--ais-num-points", "3", *AIS]
     assert cli.main([*argv, "--run-dir", str(tmp_path / "eager")]) == 0
     compiled = [*argv, "--compile", "--eval-compile", "--run-dir", str(tmp_path / "compiled")]
     assert cli.main(compiled) == 0
@@ -616,6 +616,10 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
         ("training", "final_train_loss"),
     ):
         assert fast[section][key] == pytest.approx(eager[section][key], rel=1e-6)
+    # AIS: the same momenta and accept tests; rounding carried through 20 × 2 leapfrog steps
+    assert fast["ais"]["estimate"]["log_likelihood"] == pytest.approx(
+        eager["ais"]["estimate"]["log_likelihood"], abs=1e-3
+    )
     stored = json.loads((tmp_path / "compiled" / "config.json").read_text())["config"]
     assert stored["training"]["compile"] and stored["evaluation"]["compile"]
     argv = ["evaluate", str(tmp_path / "eager"), "--num-particles", "20", "--num-points", "10"]
@@ -624,3 +628,9 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
     assert again["log_marginal_likelihood"]["log_likelihood"] == pytest.approx(
         eager["log_marginal_likelihood"]["log_likelihood"], rel=1e-6
     )
+    argv = ["bdmc", str(tmp_path / "eager"), "--num-points", "3", "--quiet", *AIS]
+    assert cli.main(argv) == 0
+    eager_bdmc = json.loads((tmp_path / "eager" / "metrics.json").read_text())["bdmc"]
+    assert cli.main([*argv, "--compile"]) == 0
+    fast_bdmc = json.loads((tmp_path / "eager" / "metrics.json").read_text())["bdmc"]
+    assert fast_bdmc["mean_gap"] == pytest.approx(eager_bdmc["mean_gap"], abs=1e-3)

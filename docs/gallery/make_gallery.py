@@ -29,7 +29,7 @@ ROOT = GALLERY.parent.parent
 COMPARISON = GALLERY.parent / "compare-mnist-5k"
 COMPARISON_COMMAND = (
     "python benchmarks/compare_estimators.py --dataset mnist-5k --epochs 60 "
-    "--eval-samples 5000 --docs-dir docs/compare-mnist-5k"
+    "--eval-num-particles 5000 --docs-dir docs/compare-mnist-5k"
 )
 #: epochs of the gallery runs: enough for clear digits, a few minutes on two cores
 DEFAULT_EPOCHS = 30

@@ -140,6 +140,7 @@ def ais_summary(
             num_particles=evaluation.num_particles,
             bound_particles=(),
             seed=EVALUATION_SEED,
+            compile=evaluation.compile,
         )
     importance = importance.select(slice(0, len(x)))
     annealed = annealed_importance_sampling(
@@ -153,6 +154,7 @@ def ais_summary(
         initial=ais.initial,
         seed=EVALUATION_SEED,
         on_step=on_step,
+        compile=evaluation.compile,
     )
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
@@ -167,7 +169,12 @@ def ais_summary(
 
 
 def bdmc_summary(
-    vae: VAE, num_points: int, ais: AISConfig, *, on_step: StepCallback | None = None
+    vae: VAE,
+    num_points: int,
+    ais: AISConfig,
+    *,
+    on_step: StepCallback | None = None,
+    compile: bool = False,
 ) -> BDMCSummary:
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
@@ -182,6 +189,7 @@ def bdmc_summary(
         initial=ais.initial,
         seed=EVALUATION_SEED,
         on_step=on_step,
+        compile=compile,
     )
     return BDMCSummary(
         num_points=num_points,

@@ -121,8 +121,8 @@ class EvaluationConfig:
     """The test-set evaluation (see :func:`vi_vae.importance_sampling`).
 
     ``num_points=None`` evaluates every test point; N takes the first N of the
-    shuffled test split, a uniformly random subset. ``compile`` runs the passes
-    compiled (same numbers to float rounding).
+    shuffled test split, a uniformly random subset. ``compile`` runs the passes of
+    importance sampling and of AIS compiled (same numbers to float rounding).
     """
 
     num_particles: int = DEFAULT_NUM_PARTICLES

@@ -363,17 +363,19 @@ def bdmc_run(
     *,
     device: str | None = None,
     on_step: AISStepCallback | None = None,
+    compile: bool = False,
 ) -> Run:
     """BDMC on data simulated from a run's model; record it in ``metrics.json`` and ``report.md``.
 
     A small gap between the lower and the upper bound is the evidence that AIS with
-    ``ais``'s settings can be trusted on the run's real data.
+    ``ais``'s settings can be trusted on the run's real data. ``compile`` runs the
+    annealed density compiled (:func:`vi_vae.bdmc`).
     """
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
     RunConfig(ais=ais).validated()
     run = load_run(run_dir, device)
-    summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step)
+    summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, compile=compile)
     run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
     _write(run)
     return run

@@ -172,7 +172,12 @@ def _bdmc(args: argparse.Namespace) -> int:
     progress = ProgressBar(disable=args.quiet or not is_main_process())
     try:
         run = bdmc_run(
-            args.run_dir, args.num_points, config.ais, device=args.device, on_step=progress.ais_step
+            args.run_dir,
+            args.num_points,
+            config.ais,
+            device=args.device,
+            on_step=progress.ais_step,
+            compile=config.evaluation.compile,
         )
     finally:
         progress.close()

@@ -118,10 +118,10 @@ class Flag:
     switch: bool = False
 
     def flag(self, command: str) -> str:
-        """The flag's spelling in ``command`` (``train``, ``compare`` or ``evaluate``)."""
+        """The flag's spelling in ``command`` (``train``, ``compare``, ``evaluate``, ``bdmc``)."""
         section, name = self.field.split(".")
         prefix = "--"
-        if section == "evaluation" and command != "evaluate":
+        if section == "evaluation" and command not in ("evaluate", "bdmc"):
             prefix = "--eval-"
         elif section == "ais":
             prefix = "--ais-"
@@ -255,7 +255,8 @@ FLAGS: tuple[Flag, ...] = (
     ),
     Flag(
         "evaluation.compile",
-        "run the importance-sampling passes compiled by torch.compile",
+        "run the evaluation's passes (importance sampling, AIS, BDMC) compiled by "
+        "torch.compile (the same numbers to float rounding)",
         switch=True,
     ),
     Flag(

@@ -108,7 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BDMC_NUM_POINTS,
         help="simulated (z, x) pairs (default: %(default)s)",
     )
-    add_config_flags(bdmc, "bdmc", ("ais",), exclude=("ais.num_points",))
+    add_config_flags(
+        bdmc,
+        "bdmc",
+        ("evaluation", "ais"),
+        exclude=(
+            "evaluation.num_particles",
+            "evaluation.bound_particles",
+            "evaluation.num_points",
+            "ais.num_points",
+        ),
+    )
     bdmc.add_argument("--device", help="cpu or cuda (default: the run's)")
     bdmc.add_argument("--quiet", action="store_true", help="no progress bar")
     add_launch_flags(evaluate)
