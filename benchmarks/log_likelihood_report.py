@@ -109,7 +109,14 @@ def write_page(results, path, figure, defaults):
         f"num_chains={settings['num_chains']}, leapfrog_steps={settings['leapfrog_steps']})` "
         "from the guide, sigmoid schedule, T = "
         + ", ".join(f"{int(t):,}" for t in ais_keys)
-        + "; per point one more (pilot) chain adapts the HMC step size toward acceptance 0.65.",
+        + "; per point one more (pilot) chain adapts the HMC step size toward acceptance 0.65."
+        + (
+            " Run with `compile=True` (AIS and BDMC): the same numbers as eager to float "
+            "rounding (`benchmarks/ais_step_time.py --compile` measures the speed); the "
+            "seconds exclude the compile, done once per model before the timed runs."
+            if results.get("compile")
+            else ""
+        ),
         f"- BDMC: `bdmc(model, guide, torch.zeros({settings['bdmc_points']}, 784), "
         f"num_steps={settings['bdmc_steps']}, ...)` with the same chains and leapfrog steps: "
         f"{settings['bdmc_points']} (z, x) pairs simulated from each model, forward AIS "
