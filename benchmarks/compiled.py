@@ -94,16 +94,16 @@ def training(args, device):
     for name, (build, num_particles, gradient) in ESTIMATORS.items():
         encoder, decoder = plain_networks(vae, device)
         optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], **adam)
+        losses = {compiled: build(num_particles, compile=compiled) for compiled in (False, True)}
         svis = {  # the optimizer fit uses
-            compiled: SVI(
-                vae.model, vae.guide, Adam(dict(adam)), loss=build(num_particles, compile=compiled)
-            )
-            for compiled in (False, True)
+            compiled: SVI(vae.model, vae.guide, Adam(dict(adam)), loss=loss)
+            for compiled, loss in losses.items()
         }
-        # Pyro's own Adam: one torch optimizer per parameter, stepped one by one (fit's before)
-        pyro_svis = {  # the same estimators: nothing compiles twice
-            compiled: SVI(vae.model, vae.guide, pyro.optim.Adam(dict(adam)), loss=svi.loss)
-            for compiled, svi in svis.items()
+        # Pyro's own Adam: one torch optimizer per parameter, stepped one by one (fit's
+        # before), with the same estimators (nothing compiles twice)
+        pyro_svis = {
+            compiled: SVI(vae.model, vae.guide, pyro.optim.Adam(dict(adam)), loss=loss)
+            for compiled, loss in losses.items()
         }
         started = time.perf_counter()
         svis[True].step(batches[0])
