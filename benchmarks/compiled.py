@@ -159,7 +159,7 @@ def evaluation(args, device):
     pyro.set_rng_seed(0)
     vae = VAE(INPUT_DIM, LATENT, hidden_sizes=[HIDDEN]).to(device)
     encoder, decoder = plain_networks(vae, device)
-    x = make_data(args.eval_points, seed=1).to(device)
+    x = make_data(args.eval_num_points, seed=1).to(device)
     num_particles = EVAL_PARTICLES
     points_per_pass = max(1, DEFAULT_CHUNK_SIZE // num_particles)
     first_linear, last_linear = decoder[0], decoder[2]
@@ -305,7 +305,7 @@ def report(args, device, train, evaluate, gpu_seconds, epochs):
     rounds = evaluate["rounds"]
     plain_ms = statistics.median(row["plain"] for row in rounds) * 1e3
     lines += [
-        f"| log p(x), K = {EVAL_PARTICLES}, {args.eval_points} points | eager | compiled "
+        f"| log p(x), K = {EVAL_PARTICLES}, {args.eval_num_points} points | eager | compiled "
         "| plain PyTorch per point | GEMM + softplus floor | compile (s) |",
         "|---|---:|---:|---:|---:|---:|",
         f"| ratio to plain PyTorch | {median_ratio(rounds, 'eager'):.2f}x "
@@ -351,7 +351,7 @@ def main(args):
     print(text)
     if args.write:
         options = [f"--threads {args.threads}", f"--rounds {args.rounds}", f"--steps {args.steps}"]
-        options += [f"--eval-points {args.eval_points}", f"--clock {args.clock}"]
+        options += [f"--eval-num-points {args.eval_num_points}", f"--clock {args.clock}"]
         if args.fused_adam:
             options.append("--fused-adam")
         if args.device != "cpu":
@@ -376,7 +376,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=20, help="SVI steps per timed round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--eval-points", type=int, default=4, help="points per evaluation round")
+    parser.add_argument(
+        "--eval-num-points", type=int, default=4, help="points per evaluation round"
+    )
     parser.add_argument("--gpu-points", type=int, default=0, help="points of the GPU evaluation")
     parser.add_argument("--datasets", nargs="*", default=[], help="compiled epoch times on these")
     parser.add_argument(

@@ -147,8 +147,8 @@ def training_ratios(args):
 def evaluation_ratios(args):
     pyro.set_rng_seed(0)
     vae = VAE(INPUT_DIM, LATENT, hidden_sizes=[HIDDEN])
-    x = make_data(args.eval_points, seed=1)
-    num_samples = args.eval_samples
+    x = make_data(args.eval_num_points, seed=1)
+    num_samples = args.eval_num_particles
 
     def run_vi_vae():
         log_marginal_likelihood(vae.model, vae.guide, x, num_samples, compute_pareto_k=False)
@@ -204,7 +204,7 @@ def main(args):
         f"| {fit_pyro_adam_ratio:.2f}x |",
         f"| SVI step, plain Pyro Trace_ELBO and pyro.optim.Adam (pyro.module VAE) "
         f"| {pyro_ratio:.2f}x |",
-        f"| log p(x) evaluator, K = {args.eval_samples}, {args.eval_points} points "
+        f"| log p(x) evaluator, K = {args.eval_num_particles}, {args.eval_num_points} points "
         f"| {eval_ratio:.2f}x |",
         "",
         f"(plain PyTorch step here: {torch_ms:.2f} ms; absolute times drift on a shared machine)",
@@ -233,8 +233,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=60, help="SVI steps per timed epoch")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--eval-samples", type=int, default=1000)
-    parser.add_argument("--eval-points", type=int, default=64)
+    parser.add_argument("--eval-num-particles", type=int, default=1000)
+    parser.add_argument("--eval-num-points", type=int, default=64)
     parser.add_argument(
         "--clock", choices=CLOCKS, default="wall", help="cpu: process CPU time (shared machine)"
     )

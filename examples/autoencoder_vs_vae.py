@@ -140,11 +140,11 @@ def main(args: argparse.Namespace) -> dict:
             f"{100 * results[name]['hole_share']:.0f}% of the grid is farther than one step "
             f"from every training code; test squared error {error:.1f}"
         )
-    estimate = log_marginal_likelihood(vae.model, vae.guide, test, args.eval_samples, seed=0)
+    estimate = log_marginal_likelihood(vae.model, vae.guide, test, args.eval_num_particles, seed=0)
     results["VAE"]["log_px"] = estimate.mean
     print(
         f"VAE test log p(x) = {estimate.mean:.2f} ± {estimate.standard_error:.2f} nats "
-        f"(K = {args.eval_samples}); the autoencoder has no likelihood to compare"
+        f"(K = {args.eval_num_particles}); the autoencoder has no likelihood to compare"
     )
     path = Path(args.out) / "autoencoder_vs_vae.png"
     plot(panels, data.image_shape, args.grid_size, labels, path)
@@ -202,7 +202,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--test-points", type=int, default=500)
     parser.add_argument("--grid-size", type=int, default=15, help="decodes per side")
-    parser.add_argument("--eval-samples", type=int, default=1000, help="K for the VAE's log p(x)")
+    parser.add_argument(
+        "--eval-num-particles", type=int, default=1000, help="K for the VAE's log p(x)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/autoencoder-vs-vae")

@@ -48,7 +48,7 @@ CASES = {
         "40",
         "--grid-size",
         "4",
-        "--eval-samples",
+        "--eval-num-particles",
         "20",
         "--threads",
         "1",

@@ -8,8 +8,10 @@ command) for a 2-D and a 20-D latent space on ``mnist-5k``, and the anomaly-scor
 example, copies the figures into ``docs/gallery/`` and writes ``docs/gallery/index.md``
 with the command that made each figure beside it. The estimator figures (bounds
 and gradient SNR against K) are those of the published comparison in
-``docs/compare-mnist-5k/`` (``benchmarks/compare_estimators.py`` makes them), shown
-as they are. The figures are committed; building the site never trains.
+``docs/compare-mnist-5k/`` (``benchmarks/compare_estimators.py`` makes them), and the
+autoencoder and denoising figures those of ``examples/`` in ``docs/figures/`` (their
+commands write them there), shown as they are. The figures are committed; building
+the site never trains.
 """
 
 from __future__ import annotations
@@ -178,6 +180,34 @@ def make_figures(epochs: int, work: Path) -> list[Figure]:
         )
     )
     figures += [
+        Figure(
+            "Autoencoder against VAE",
+            "../figures/autoencoder_vs_vae.png",
+            "python examples/autoencoder_vs_vae.py --epochs 100 --out docs/figures",
+            "The same networks trained as a deterministic autoencoder (squared error, no "
+            "KL) and as a VAE (the ELBO), with a 2-D latent space: the test digits' codes "
+            "(top) and the decodes of a regular grid of z (bottom), holes (no training "
+            "code within one grid step) tinted red. The autoencoder's codes spread "
+            "unevenly over a wide box with gaps between the clusters; the VAE's stay near "
+            "its N(0, I) prior and its grid decodes to digits that change smoothly.",
+        ),
+        Figure(
+            "Denoising: masked pixels",
+            "../figures/denoising_mask.png",
+            "python examples/denoising.py --corruption mask --level 0.5 --epochs 50 "
+            "--out docs/figures",
+            "Test digits with half their pixels set to 0 (top), reconstructed by an "
+            "autoencoder trained on clean digits, a denoising autoencoder and a denoising "
+            "VAE (both trained on masked inputs against the clean targets), and the clean "
+            "digits (bottom).",
+        ),
+        Figure(
+            "Denoising: Gaussian noise",
+            "../figures/denoising_gaussian.png",
+            "python examples/denoising.py --corruption gaussian --level 0.5 --epochs 50 "
+            "--out docs/figures",
+            "The same with N(0, 0.5²) noise added to every pixel.",
+        ),
         Figure(
             "Bounds against K",
             "../compare-mnist-5k/bounds_versus_k.png",
