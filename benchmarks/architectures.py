@@ -228,9 +228,8 @@ def write_page(path: Path, rows: list[dict], args, command: str, total_seconds: 
         *template_lines(),
         f"- Budget, the same for every row: {args.epochs} epochs of Adam (learning rate "
         f"{args.learning_rate:g}, batch {args.batch_size}), seed {args.seed}; the parameters "
-        "of the epoch with the best validation ELBO are kept. The budget was chosen so that "
-        "the whole script runs within about 45 minutes on the 2 shared CPU cores it was run "
-        "on (the sum below); "
+        "of the epoch with the best validation ELBO are kept. The budget is small, chosen "
+        "for the 2 shared CPU cores the script was run on (the time is the sum below); "
         "it is far from convergence (Burda et al. train for 3280 epochs), so the table "
         "compares templates at a small, equal budget, not at their best.",
         f"- Evaluation on {subset} of the {args.test_size} test points (the same points "
@@ -250,7 +249,8 @@ def write_page(path: Path, rows: list[dict], args, command: str, total_seconds: 
         "along the sigmoid schedule, step sizes adapted toward acceptance 0.65 (mean "
         f"acceptance {min(acceptance):.2f}–{max(acceptance):.2f} over rows). The settings "
         "are the reduced ones of [the log-likelihood page](log-likelihood.md), where "
-        "T = 1,000 and T = 10,000 agreed within 0.03 nats per point for the 784-400-20 "
+        "T = 1,000 and T = 10,000 agreed within a few hundredths of a nat per point for "
+        "the 784-400-20 "
         "MLP; AIS is a stochastic lower bound too, but one that does not depend on the "
         "guide. AIS − IS is the paired mean per-point difference on the same points: how "
         "far below AIS the row's importance-sampled estimate is. The Monte Carlo error of "
