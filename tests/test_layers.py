@@ -79,3 +79,10 @@ def test_the_old_top_level_compare_still_works():
         warnings.simplefilter("always")
         compare = vi_vae.compare
     assert callable(compare) and any("vi_vae.app.compare" in str(w.message) for w in caught)
+
+
+def test_the_installed_version_is_the_package_s():
+    # defined once, in vi_vae/__init__.py; pyproject.toml reads it from there
+    from importlib.metadata import version
+
+    assert version("vi-vae") == vi_vae.__version__
