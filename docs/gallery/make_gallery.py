@@ -131,7 +131,7 @@ def make_figures(epochs: int, work: Path) -> list[Figure]:
             copy("mnist-2d", "latent_scatter"),
             runs["mnist-2d"][1],
             "The centre of q(z|x) of every test digit, coloured by its label: several "
-            "classes (the 1s and 7s most clearly) occupy regions of their own although "
+            "classes (the 1s and 0s most clearly) occupy regions of their own although "
             "no label was used in training; with two dimensions, others overlap.",
         ),
         Figure(
