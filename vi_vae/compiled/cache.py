@@ -171,6 +171,35 @@ class CompiledCache:
             return None
         return self._compile(what, entry_group, signature, function, arguments)
 
+    def run_call(
+        self,
+        what: str,
+        group: Hashable,
+        key: Hashable,
+        traced: Callable[..., tuple[tuple[Tensor, ...], Any]],
+        args: tuple,
+        kwargs: dict[str, Any],
+        extra: Sequence[Tensor] = (),
+    ) -> tuple[tuple[Tensor, ...], Any] | None:
+        """``traced(args, kwargs, *extra)``, compiled; ``None`` when it must run eagerly.
+
+        The call's tensor arguments (:func:`split_arguments`) and ``extra`` are the
+        traced inputs; everything else in ``args`` and ``kwargs`` joins ``key``. An
+        unhashable ``group`` or call sends the group to eager, with one warning.
+        """
+        try:
+            hash(group)
+            tensors, static, rebuild = split_arguments(args, kwargs)
+        except (TypeError, NotCompilable) as error:
+            self.refuse(what, group, str(error))
+            return None
+
+        def function(*inputs: Tensor) -> tuple[tuple[Tensor, ...], Any]:
+            call_args, call_kwargs = rebuild(inputs[: len(tensors)])
+            return traced(call_args, call_kwargs, *inputs[len(tensors) :])
+
+        return self.run(what, group, (key, static), function, [*tensors, *extra])
+
     def _compile(
         self,
         what: str,

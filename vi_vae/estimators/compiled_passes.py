@@ -33,8 +33,6 @@ import pyro
 from pyro.poutine.runtime import am_i_wrapped
 from torch import Tensor
 
-from vi_vae.compiled import NotCompilable, split_arguments
-
 if TYPE_CHECKING:
     from vi_vae.estimators.particle_estimator import GradientTerm, ParticleEstimator
 
@@ -139,20 +137,8 @@ def _run(
     extra: list[Tensor] | None = None,
 ) -> tuple[tuple[Tensor, ...], Any] | None:
     label = f"{type(estimator).__name__}'s {what}"
-    extra = extra or []
-    try:
-        hash(group)
-        tensors, call_static, rebuild = split_arguments(args, kwargs)
-    except (TypeError, NotCompilable) as error:
-        estimator._compiled.refuse(label, group, f"{error}")
-        return None
-
-    def function(*inputs: Tensor) -> tuple[tuple[Tensor, ...], Any]:
-        call_args, call_kwargs = rebuild(inputs[: len(tensors)])
-        return traced(call_args, call_kwargs, *inputs[len(tensors) :])
-
-    key = (static, call_static, _settings(estimator))
-    return estimator._compiled.run(label, group, key, function, [*tensors, *extra])
+    key = (static, _settings(estimator))
+    return estimator._compiled.run_call(label, group, key, traced, args, kwargs, extra or ())
 
 
 def _settings(estimator: ParticleEstimator) -> tuple:

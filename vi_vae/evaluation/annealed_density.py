@@ -52,7 +52,7 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from vi_vae._random import seeded
-from vi_vae.compiled import CompiledCache, NotCompilable, split_arguments
+from vi_vae.compiled import CompiledCache
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
 from vi_vae.weights import PARTICLE_PLATE, sum_per_point
@@ -292,21 +292,14 @@ class AnnealedDensity:
 
     def _evaluate_compiled(self, packed: Tensor) -> tuple[Tensor, ...] | None:
         """:meth:`_evaluate`, compiled once per shape; ``None`` when it must run eagerly."""
-        group = ("annealed density", self.model, self.guide, self.initial, self.data_plate)
-        label = "the annealed density of AIS"
-        try:
-            hash(group)
-            tensors, static, rebuild = split_arguments((packed, self.x), self.kwargs)
-        except (TypeError, NotCompilable) as error:
-            _COMPILED.refuse(label, group, str(error))
-            return None
-
-        def function(*inputs: Tensor) -> tuple[tuple[Tensor, ...], None]:
-            (call_packed, call_x), call_kwargs = rebuild(inputs)
-            return self._evaluate(call_packed, call_x, call_kwargs), None
-
-        key = (self.num_chains, self.plate_nesting, tuple(self.sites), static)
-        result = _COMPILED.run(label, group, key, function, tensors)
+        result = _COMPILED.run_call(
+            "the annealed density of AIS",
+            ("annealed density", self.model, self.guide, self.initial, self.data_plate),
+            (self.num_chains, self.plate_nesting, tuple(self.sites)),
+            lambda call_args, call_kwargs: (self._evaluate(*call_args, call_kwargs), None),
+            (packed, self.x),
+            self.kwargs,
+        )
         return None if result is None else tuple(result[0])
 
     def target(self, beta: float) -> Callable[[Tensor], HMCState]:

@@ -270,7 +270,7 @@ def bdmc(
             plate_nesting=plate_nesting,
             data_plate=data_plate,
             kwargs=kwargs,
-            compile=compile,
+            compile=settings.compile,
         )
         z_start = {
             site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, num_chains)

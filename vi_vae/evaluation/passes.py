@@ -19,7 +19,7 @@ from torch import Tensor
 
 from vi_vae._random import seeded
 from vi_vae._validation import check_bool, check_positive_int
-from vi_vae.compiled import CompiledCache, NotCompilable, split_arguments
+from vi_vae.compiled import CompiledCache
 from vi_vae.errors import InputError
 from vi_vae.keyed_draws import keyed_log_weight_chunks
 from vi_vae.support import check_data_support, check_points
@@ -122,21 +122,16 @@ def pass_log_weights(
 
     if compile:
         group = ("log weights", model, guide, data_plate, plate_nesting)
-        label = "the log-weight pass of the evaluator"
-        try:
-            hash(group)
-            tensors, static, rebuild = split_arguments((x,), kwargs)
-        except (TypeError, NotCompilable) as error:
-            _COMPILED.refuse(label, group, str(error))
-        else:
-
-            def function(*inputs: Tensor) -> tuple[tuple[Tensor, ...], None]:
-                (call_x,), call_kwargs = rebuild(inputs)
-                return (traced(call_x, call_kwargs),), None
-
-            result = _COMPILED.run(label, group, (num_particles, static), function, tensors)
-            if result is not None:
-                return result[0][0]
+        result = _COMPILED.run_call(
+            "the log-weight pass of the evaluator",
+            group,
+            num_particles,
+            lambda call_args, call_kwargs: ((traced(*call_args, call_kwargs),), None),
+            (x,),
+            kwargs,
+        )
+        if result is not None:
+            return result[0][0]
     return traced(x, kwargs)
 
 
