@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vi_vae._deprecation import renamed_keywords
 from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["to_inference_data"]
 
 
-@renamed_keywords(num_samples="num_particles")
 def to_inference_data(
     model: Callable,
     guide: Callable,
