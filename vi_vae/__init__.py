@@ -8,7 +8,6 @@ above it, and importing ``vi_vae`` loads neither.
 from typing import Any
 
 from vi_vae._deprecation import install_moved_module_finder
-from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
@@ -37,6 +36,7 @@ from vi_vae.evaluation import (
     to_inference_data,
 )
 from vi_vae.flows import parse_flow
+from vi_vae.keys import seed_everything
 from vi_vae.latents import FAMILIES, LatentFamily, get_family, register_family
 from vi_vae.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from vi_vae.model import VAE

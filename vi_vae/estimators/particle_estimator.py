@@ -56,7 +56,7 @@ from vi_vae._deprecation import renamed_keywords
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.estimators import compiled_passes
-from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
+from vi_vae.estimators.chunking import chunk_sizes
 from vi_vae.estimators.gradient_terms import (
     GradientTerm,
     ParameterGroup,
@@ -64,6 +64,7 @@ from vi_vae.estimators.gradient_terms import (
     check_reparameterized,
     group_parameters,
 )
+from vi_vae.keys import get_rng_state, set_rng_state
 from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
 
 __all__ = [

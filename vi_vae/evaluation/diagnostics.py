@@ -30,9 +30,9 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vi_vae._deprecation import renamed_keywords
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
+from vi_vae.keys import seeded
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",

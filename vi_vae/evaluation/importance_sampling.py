@@ -19,7 +19,7 @@ above baseline measured about 200 MB at the default 8,192 pairs and 400 MB at
 ``num_particles × points-per-pass × 8`` bytes.
 
 Seeds and ranks: with ``seed`` the draws of each point are keyed by (seed, its
-index in ``x``) (:mod:`vi_vae.keyed_draws`), so its numbers do not depend on
+index in ``x``) (:mod:`vi_vae.keys`), so its numbers do not depend on
 ``chunk_size``; under ``torchrun`` (an initialized ``torch.distributed`` process
 group) every rank passes the same ``x``, evaluates a contiguous shard of it and
 returns all the points' results, the same numbers as one process
@@ -56,7 +56,7 @@ from vi_vae.evaluation.passes import (
     check_chunk_size,
     log_weight_chunks,
 )
-from vi_vae.keyed_draws import key_block_size
+from vi_vae.keys import key_block_size
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE, DEFAULT_NUM_PARTICLES
+from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, guess_plates, trace_log_weights
 
 if TYPE_CHECKING:
