@@ -41,6 +41,7 @@ from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_bool, check_positive_int
+from vi_vae.bounds import iwae_groups
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import (
@@ -322,8 +323,7 @@ def _combine(
 
 def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """IWAE-k per point from ⌊K/k⌋ disjoint groups: the mean and its standard error."""
-    groups = log_weights.shape[0] // k
-    grouped = log_weights[: groups * k].reshape(groups, k, -1)
-    values = grouped.logsumexp(1) - math.log(k)
+    values = iwae_groups(log_weights, k)
+    groups = values.shape[0]
     error = values.std(0) / math.sqrt(groups) if groups > 1 else values[0] * math.nan
     return values.mean(0), error
