@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vi_vae.bounds import grouped_iwae_bound, iwae_bound, iwae_groups, log_mean_exp
+from vi_vae.errors import InputError
 
 
 def test_iwae_groups_are_log_means_of_consecutive_weights_dropping_the_remainder():
@@ -18,7 +19,7 @@ def test_grouped_iwae_bound_is_the_mean_over_groups_and_needs_whole_groups():
     expected = (iwae_bound(log_weights[:3]) + iwae_bound(log_weights[3:])) / 2
     assert torch.allclose(grouped_iwae_bound(log_weights, 3), expected, rtol=0, atol=1e-6)
     assert torch.equal(grouped_iwae_bound(log_weights, 6), iwae_bound(log_weights))
-    with pytest.raises(ValueError, match="divide"):
+    with pytest.raises(InputError, match="group_size must divide"):
         grouped_iwae_bound(log_weights, 4)
 
 

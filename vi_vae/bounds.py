@@ -21,6 +21,8 @@ import math
 
 from torch import Tensor
 
+from vi_vae.errors import InputError
+
 __all__ = [
     "combination_bound",
     "elbo_bound",
@@ -78,8 +80,8 @@ def grouped_iwae_bound(log_weights: Tensor, group_size: int) -> Tensor:
     """
     num_particles = log_weights.shape[0]
     if num_particles % group_size:
-        raise ValueError(
-            f"group_size ({group_size}) must divide the number of particles ({num_particles})"
+        raise InputError(
+            f"group_size must divide the number of particles ({num_particles}); got {group_size}"
         )
     return iwae_groups(log_weights, group_size).mean(0)
 
