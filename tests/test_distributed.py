@@ -38,7 +38,7 @@ from vi_vae.distributed import map_shards, shard
 from vi_vae.errors import InputError
 from vi_vae.evaluation import pareto_k
 from vi_vae.evaluation.passes import log_weight_chunks
-from vi_vae.keyed_draws import key_block_size
+from vi_vae.keys import key_block_size
 
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 WORKER = Path(__file__).parent / "torchrun_worker.py"

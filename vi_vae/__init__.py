@@ -5,7 +5,6 @@ This is the library's public API. The run directories, reports and figures
 above it, and importing ``vi_vae`` loads neither.
 """
 
-from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
@@ -34,6 +33,7 @@ from vi_vae.evaluation import (
     to_inference_data,
 )
 from vi_vae.flows import parse_flow
+from vi_vae.keys import seed_everything
 from vi_vae.latents import FAMILIES, LatentFamily, get_family, register_family
 from vi_vae.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from vi_vae.model import VAE

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, fx
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from vi_vae._random import get_rng_state, set_rng_state
+from vi_vae.keys import get_rng_state, set_rng_state
 
 __all__ = ["NotCompilable", "PureFunction", "trace_pure"]
 

@@ -29,9 +29,9 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
+from vi_vae.keys import seeded
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
