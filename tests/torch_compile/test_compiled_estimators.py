@@ -26,6 +26,7 @@ from torch.testing import assert_close
 from vi_vae import InputError
 from vi_vae.bounds import elbo_bound
 from vi_vae.compiled import CompiledCache
+from vi_vae.compiled.purify import NotCompilable, trace_pure
 from vi_vae.errors import CompileWarning
 from vi_vae.estimators import (
     ESTIMATOR_SPECS,
@@ -160,6 +161,26 @@ def test_data_dependent_control_flow_falls_back_to_eager_with_one_warning(traced
     assert fallback[0] == eager[0]
     for name, gradient in eager[1].items():
         assert torch.equal(fallback[1][name], gradient)
+
+
+def _fail_in_an_earlier_call():
+    raise RuntimeError("data-dependent value, kept by a library")
+
+
+def test_a_kept_exception_is_reported_at_the_line_of_this_call():
+    # torch keeps some tracing failures and raises the same object again: its traceback
+    # then ends in the call that first raised it. The warning must name this call's line
+    # (it named an unrelated earlier test's line, on some machines and thread counts).
+    try:
+        _fail_in_an_earlier_call()
+    except RuntimeError as error:
+        kept = error
+
+    def model(x):
+        raise kept  # the line to report
+
+    with pytest.raises(NotCompilable, match=r"branches on a tensor value.*\(raise kept\)"):
+        trace_pure(lambda x: ((model(x),), None), [torch.zeros(2)])
 
 
 def test_chunked_compiled_passes_equal_eager(traced_only):
