@@ -130,6 +130,29 @@ def train_delta(run_dir):
     return _params(), [record.train_loss for record in result.history]
 
 
+def per_point_rows():
+    """Whether every call of the model got the rows of ``ys`` that go with its rows of x.
+
+    Row n of x starts with n and ``ys[n] = n``; each rank's share of a batch must
+    bring its own rows of ``ys`` (17 points in batches of 8: one share is empty).
+    """
+    _NETS.clear()
+    train, _ = delta_data()
+    train[:, 0] = torch.arange(len(train), dtype=train.dtype)
+    seen = []
+
+    def model(x, ys):
+        seen.append(torch.equal(ys, x[:, 0]))
+        delta_model(x)
+
+    def guide(x, ys):
+        delta_guide(x)
+
+    ys = torch.arange(len(train), dtype=train.dtype)
+    fit(model, guide, train, model_kwargs={"ys": ys}, loss=ELBO(1), epochs=2, batch_size=8)
+    return seen
+
+
 def tiny_vae():
     return VAE(input_dim=6, latent_dim=2, hidden_sizes=(8,), seed=0)
 
@@ -215,6 +238,7 @@ def all_checks(directory, evaluations):
     """Everything one launch checks, to pay for starting the processes once."""
     return {
         "delta": train_delta(Path(directory) / "delta"),
+        "per_point": per_point_rows(),
         "vae": train_vae_and_resume(directory),
         "evaluations": [evaluate(*settings) for settings in evaluations],
         "ais": annealed(AIS_POINTS, chunk_size=8),

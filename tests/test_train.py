@@ -243,6 +243,9 @@ def test_user_model_with_pyro_params_trains():
             "loss: unknown estimator 'nope:3'; accepted values: elbo, .*iwae:NUM_PARTICLES",
         ),
         ({"loss": 3}, "loss must be a pyro.infer.ELBO or an estimator spelling"),
+        ({"callbacks": Callback()}, "callbacks must be a list of vi_vae.callbacks.Callback"),
+        ({"callbacks": [print]}, "callbacks must be a list of vi_vae.callbacks.Callback"),
+        ({"sink": "runs/x"}, "sink must have write_checkpoint and read_checkpoint methods"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, message):

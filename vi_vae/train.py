@@ -56,6 +56,7 @@ from vi_vae._training import (
     EarlyStopping,
     EpochRecord,
     KLWeight,
+    TrainingCheckpoint,
     TrainingState,
     load_params,
     validation_elbo,
@@ -100,6 +101,11 @@ class TrainSettings:
         compile: run the loss's passes compiled by ``torch.compile``
             (:func:`vi_vae.estimators.with_compile`): same draws, same numbers to
             floating-point rounding; the first step of each batch shape compiles.
+
+    Example:
+        >>> settings = TrainSettings(epochs=5, loss="iwae:5")
+        >>> dataclasses.replace(settings, seed=1).estimator().num_particles
+        5
     """
 
     loss: str | PyroELBO | None = None
@@ -242,6 +248,7 @@ def fit(
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
     settings = TrainSettings.with_shortcuts(settings, shortcuts)
+    callbacks = _checked_hooks(callbacks, sink)
     data = Points.checked("train", train, model_kwargs, settings.device, batch_transform)
     run = _Run.start(model, guide, data, validation, settings, optimizer)
     state = run.resume(sink)
@@ -260,8 +267,25 @@ def fit(
             callback.on_epoch(record)
     if state.stopping.best_params is not None and run.held_out is not None:
         load_params(state.stopping.best_params)
-    result.history, result.best_epoch = state.history, state.stopping.best_epoch
-    return result
+    return dataclasses.replace(result, history=state.history, best_epoch=state.stopping.best_epoch)
+
+
+def _checked_hooks(callbacks: Any, sink: Any) -> tuple[Callback, ...]:
+    """``callbacks`` as a tuple; refuse callbacks or a sink without the hooks ``fit`` calls."""
+    if not isinstance(callbacks, Sequence) or not all(
+        callable(getattr(c, "on_step", None)) and callable(getattr(c, "on_epoch", None))
+        for c in callbacks
+    ):
+        raise InputError(
+            "callbacks must be a list of vi_vae.callbacks.Callback (objects with on_step and "
+            f"on_epoch methods); got {callbacks!r}"
+        )
+    if sink is not None and not isinstance(sink, CheckpointSink):
+        raise InputError(
+            "sink must have write_checkpoint and read_checkpoint methods "
+            f"(vi_vae.callbacks.CheckpointSink); got {sink!r}"
+        )
+    return tuple(callbacks)
 
 
 @dataclass
@@ -384,6 +408,6 @@ class _Run:
             )
         )
 
-    def checkpoint(self, state: TrainingState) -> Any:
+    def checkpoint(self, state: TrainingState) -> TrainingCheckpoint:
         """The state after the last completed epoch, for the sink."""
         return state.checkpoint(self.optimizer, self.generator, self.parallel.rng_states())
