@@ -302,11 +302,14 @@ def test_the_run_directory_sink_stores_metadata_and_the_history(tmp_path):
     assert [r.train_loss for r in resumed_from.history] == [r.train_loss for r in result.history]
 
 
-def test_history_rows_keep_the_old_dict_access_for_one_release():
+def test_the_0_1_names_of_fit_are_gone():
+    # 0.3 removed history rows as dicts and fit(validation_particles=) (CHANGELOG.md)
     vae = small_vae()
     result = fit(vae.model, vae.guide, binary_data(), epochs=1)
-    with pytest.warns(DeprecationWarning, match="EpochRecord attribute .train_loss"):
-        assert result.history[0]["train_loss"] == result.history[0].train_loss
+    with pytest.raises(TypeError, match="not subscriptable"):
+        result.history[0]["train_loss"]
+    with pytest.raises(TypeError, match="validation_particles"):
+        fit(vae.model, vae.guide, binary_data(), epochs=1, validation_particles=2)
 
 
 def test_settings_and_their_keyword_shortcuts_train_alike():

@@ -18,7 +18,6 @@ import torch
 from pyro.poutine.messenger import Messenger
 from torch import Tensor
 
-from vi_vae._deprecation import warn_renamed
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.evaluation.passes import log_weight_chunks
@@ -70,13 +69,6 @@ class EpochRecord:
             epoch=int(float(values.pop("epoch"))),
             **{name: float(value) for name, value in values.items()},
         )
-
-    def __getitem__(self, name: str) -> float:
-        """``record["train_loss"]``, the dict access of vi_vae 0.1 (deprecated)."""
-        warn_renamed(f"history row[{name!r}]", f"the EpochRecord attribute .{name}")
-        if name == "validation_elbo_se":
-            name = "validation_elbo_standard_error"
-        return getattr(self, name)
 
 
 class KLWeight(Messenger):

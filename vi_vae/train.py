@@ -49,7 +49,6 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
 from vi_vae._data_parallel import Local, data_parallel
-from vi_vae._deprecation import renamed_keywords
 from vi_vae._train_step import BatchTransform, Diverged, Points, diverged_message, train_step
 from vi_vae._training import (
     EarlyStopping,
@@ -208,7 +207,6 @@ class FitResult:
     settings: TrainSettings = field(default_factory=TrainSettings)
 
 
-@renamed_keywords(validation_particles="validation_num_particles")
 def fit(
     model: Callable,
     guide: Callable,
