@@ -19,20 +19,16 @@ machines it lies on a shared filesystem), but only the *writer*, rank 0, creates
 cleans or writes anything: on the other ranks those calls do nothing.
 
 One process at a time writes a run directory: the writer holds an exclusive
-``flock`` on ``.vi_vae.lock`` inside it (:meth:`RunDirectory.locked`) while it
-trains, evaluates or draws there. A second process that asks for it does not wait
-(a training can take hours): it is refused with :class:`RunDirectoryInUse`. The
-lock is the kernel's, so a killed process releases it; the file it leaves behind
-holds no lock and is reused.
+``flock`` on ``.vi_vae.lock`` inside it (:meth:`RunDirectory.locked`,
+:mod:`vi_vae.app.directory_lock`) while it trains, evaluates or draws there. A
+second process that asks for it does not wait (a training can take hours): it is
+refused with :class:`RunDirectoryInUse`.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +36,7 @@ from typing import Any
 from torch import Tensor
 
 from vi_vae.app.config import RunConfig
+from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
 from vi_vae.app.metrics import Comparison, RunMetrics
 from vi_vae.app.schema import from_json, to_json
 from vi_vae.checkpoint import (
@@ -76,8 +73,6 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 COMPARISON_FILE = "comparison.json"
-#: the file whose ``flock`` says which process writes the directory (module docstring)
-LOCK_FILE = ".vi_vae.lock"
 #: the training settings that shape the trained weights, stored in the checkpoint's
 #: fingerprint beside the model's; not ``epochs`` (resuming raises it, and the epochs
 #: completed come from the checkpoint), ``device`` or ``compile`` (where and how, not what)
@@ -90,9 +85,6 @@ FINGERPRINT_TRAINING_FIELDS = (
     "kl_warmup_epochs",
     "patience",
 )
-#: run directories this process holds the lock of (a nested :meth:`RunDirectory.locked`
-#: of the same directory is a no-op)
-_HELD: set[Path] = set()
 
 
 def fingerprint(config: RunConfig, input_dim: int) -> dict[str, dict[str, Any]]:
@@ -136,17 +128,6 @@ class RunDirectoryNotEmpty(InputError):
 
     def __init__(self, path: Path) -> None:
         super().__init__(f"run directory {path} is not empty; resume it or overwrite it")
-        self.path = path
-
-
-class RunDirectoryInUse(InputError):
-    """Another process holds the run directory's lock."""
-
-    def __init__(self, path: Path, holder: str) -> None:
-        super().__init__(
-            f"run directory {path} is in use by another vi_vae process{holder}; wait for it "
-            "to finish, or use another run directory"
-        )
         self.path = path
 
 
@@ -252,8 +233,7 @@ class RunDirectory:
         if self.writer:
             remove_stale_temporaries(self.path)
 
-    @contextmanager
-    def locked(self, *, create: bool = False) -> Iterator[None]:
+    def locked(self, *, create: bool = False) -> AbstractContextManager[None]:
         """Hold the directory's lock (module docstring) while the block runs.
 
         Args:
@@ -262,43 +242,12 @@ class RunDirectory:
         Raises:
             RunDirectoryInUse: when another process holds it.
         """
-        key = self.path.absolute()
-        if not self.writer or key in _HELD:
-            yield
-            return
-        if create:
-            self._mkdir()
-        elif not self.path.is_dir():
-            raise InputError(f"run directory {self.path} does not exist")
-        descriptor = self._acquire()
-        _HELD.add(key)
-        try:
-            yield
-        finally:
-            _HELD.discard(key)
-            # unlink while still holding the lock: whoever opened the old file retries
-            (self.path / LOCK_FILE).unlink(missing_ok=True)
-            os.close(descriptor)
-
-    def _acquire(self) -> int:
-        lock = self.path / LOCK_FILE
-        while True:
-            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(descriptor, 32).decode(errors="replace").strip()
-                os.close(descriptor)
-                raise RunDirectoryInUse(self.path, f" (pid {holder})" if holder else "") from None
-            try:
-                current = os.stat(lock).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(descriptor).st_ino:
-                os.ftruncate(descriptor, 0)
-                os.write(descriptor, f"{os.getpid()}\n".encode())
-                return descriptor
-            os.close(descriptor)  # the holder released it and removed the file: retry
+        if self.writer:
+            if create:
+                self._mkdir()
+            elif not self.path.is_dir():
+                raise InputError(f"run directory {self.path} does not exist")
+        return directory_lock(self.path, enabled=self.writer)
 
     def _mkdir(self) -> None:
         try:
