@@ -182,8 +182,10 @@ def test_resume_removes_the_figures_of_the_old_weights(tmp_path):
 
 def test_a_resume_that_trains_nothing_keeps_its_figures(tmp_path):
     run = train_run(TINY, tmp_path / "run")
-    resume_run(run.directory.path, figures=False)  # already at its epochs: weights unchanged
+    again = resume_run(run.directory.path, figures=False)  # at its epochs: weights unchanged
+    assert again.metrics.figures == run.metrics.figures
     assert all((run.directory.path / name).is_file() for name in run.metrics.figures)
+    assert "![samples](samples.png)" in run.directory.report_path.read_text()
 
 
 @pytest.mark.parametrize(

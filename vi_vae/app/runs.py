@@ -73,6 +73,7 @@ class EvaluationFailed(TrainingError):
             f"training finished and is saved in {directory.path}, but the {step} failed: {error}"
         )
         self.directory = directory
+        self.step = step
 
 
 @dataclass
@@ -253,11 +254,14 @@ def _train(
             directory.create(overwrite=overwrite)
         elif directory.has_checkpoint():
             directory.check_fingerprint(config, dataset.input_dim)
+        kept: tuple[str, ...] = ()
         if resume and directory.completed_epochs() < config.training.epochs:
             directory.remove_figures()  # they show the weights training is about to change
+        elif resume:
+            kept = (directory.read_metrics() or RunMetrics()).figures
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
-            Run(directory, config, dataset, vae, [], None),
+            Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             loss,
             resume,
             on_step,
@@ -302,7 +306,8 @@ def _fit_and_evaluate(
         compile=training.compile,
     )
     summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
-    run.history, run.metrics = result.history, RunMetrics(training=summary)
+    kept = run.metrics.figures  # the figures of unchanged weights (a finished run resumed)
+    run.history, run.metrics = result.history, RunMetrics(training=summary, figures=kept)
     _write(run)  # the training summary is saved before anything else can fail
     try:
         run.metrics = evaluate(
@@ -310,6 +315,7 @@ def _fit_and_evaluate(
             run.dataset,
             config.evaluation,
             summary,
+            kept,
             ais=config.ais,
             on_ais_step=on_ais_step,
         )

@@ -236,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: error: {_message(error, args.command)}", file=sys.stderr)
         return 2
     except EvaluationFailed as error:
+        again = "plot" if error.step == "figures" else "evaluate"
         print(
-            f"{name}: {error}; once fixed, run: vi-vae evaluate {error.directory.path}",
+            f"{name}: {error}; once fixed, run: vi-vae {again} {error.directory.path}",
             file=sys.stderr,
         )
         return 1
