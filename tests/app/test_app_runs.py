@@ -144,6 +144,8 @@ def test_a_second_writer_is_refused_and_the_first_run_stays_whole(trained, tmp_p
     # issue 20 item 14: two `train --overwrite` on one directory both ran and left one
     # run's config beside the other's weights
     run_dir = _copy(trained.directory.path, tmp_path / "busy")
+    in_flight = run_dir / ".checkpoint.pt.abcd1234.tmp"  # the holder's write, not stale
+    in_flight.write_bytes(b"being written")
     before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
     holder = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # another process's lock
     os.write(holder, b"4242\n")
@@ -162,6 +164,7 @@ def test_a_second_writer_is_refused_and_the_first_run_stays_whole(trained, tmp_p
         os.close(holder)
     after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.name != LOCK_FILE}
     assert after == {name: data for name, data in before.items() if name != LOCK_FILE}
+    assert in_flight.exists()
     # released: the next writer takes the lock, and leaves no lock file behind
     run = train_run(TINY.replace("training", seed=7), run_dir, overwrite=True, figures=False)
     assert run.config.training.seed == 7 and not (run_dir / LOCK_FILE).exists()

@@ -10,8 +10,8 @@ A run directory holds
 - the PNG figures of :data:`FIGURE_FILES` and ``report.md``.
 
 Every write is atomic (temporary file and rename: a symbolic link is replaced,
-never written through), opening a directory removes the temporaries a killed
-write left behind, and every read is validated against its schema, naming the
+never written through), taking a directory's lock removes the temporaries a
+killed write left behind, and every read is validated against its schema, naming the
 offending field.
 
 Under ``torchrun`` every rank opens the run directory and reads it (so on several
@@ -28,7 +28,8 @@ refused with :class:`RunDirectoryInUse`.
 from __future__ import annotations
 
 import shutil
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,16 +226,18 @@ class RunDirectory:
             raise InputError(f"cannot create run directory {self.path}: no existing parent")
 
     def open(self) -> None:
-        """Open an existing run: it must hold ``config.json``; stale temporaries are removed."""
+        """Open an existing run: it must hold ``config.json``."""
         if not self.path.is_dir():
             raise InputError(f"run directory {self.path} does not exist")
         if not self.config_path.is_file():
             raise InputError(f"{self.path} is not a vi_vae run directory (no {CONFIG_FILE})")
-        if self.writer:
-            remove_stale_temporaries(self.path)
 
-    def locked(self, *, create: bool = False) -> AbstractContextManager[None]:
+    @contextmanager
+    def locked(self, *, create: bool = False) -> Iterator[None]:
         """Hold the directory's lock (module docstring) while the block runs.
+
+        Once it holds the lock, the writer removes the temporaries a killed write left
+        behind (not before: they may be another process's writes in flight).
 
         Args:
             create: make the directory first (a new run); otherwise it must exist.
@@ -247,7 +250,10 @@ class RunDirectory:
                 self._mkdir()
             elif not self.path.is_dir():
                 raise InputError(f"run directory {self.path} does not exist")
-        return directory_lock(self.path, enabled=self.writer)
+        with directory_lock(self.path, enabled=self.writer):
+            if self.writer:
+                remove_stale_temporaries(self.path)
+            yield
 
     def _mkdir(self) -> None:
         try:
@@ -256,7 +262,6 @@ class RunDirectory:
             raise InputError(
                 f"cannot create run directory {self.path}: {error.strerror or error}"
             ) from None
-        remove_stale_temporaries(self.path)
 
     # -- config.json ---------------------------------------------------------------
 
