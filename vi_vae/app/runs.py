@@ -254,15 +254,12 @@ def _train(
             directory.create(overwrite=overwrite)
         elif directory.has_checkpoint():
             directory.check_fingerprint(config, dataset.input_dim)
-        kept: tuple[str, ...] = ()
-        if resume and directory.completed_epochs() < config.training.epochs:
-            directory.remove_figures()  # they show the weights training is about to change
-        elif resume:
-            kept = (directory.read_metrics() or RunMetrics()).figures
+        kept = _figures_to_keep(directory, resume, config.training.epochs)
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             loss,
+            device,
             resume,
             on_step,
             on_epoch,
@@ -271,9 +268,20 @@ def _train(
         )
 
 
+def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tuple[str, ...]:
+    """The figures still true after training: a resume that trains on deletes them."""
+    if not resume:
+        return ()
+    if directory.completed_epochs() < epochs:
+        directory.remove_figures()  # they show the weights training is about to change
+        return ()
+    return (directory.read_metrics() or RunMetrics()).figures
+
+
 def _fit_and_evaluate(
     run: Run,
     loss,
+    device: torch.device,
     resume: bool,
     on_step: StepCallback | None,
     on_epoch: EpochCallback | None,
@@ -293,7 +301,7 @@ def _fit_and_evaluate(
         epochs=training.epochs,
         batch_size=training.batch_size,
         seed=training.seed,
-        device=run.device,
+        device=device,
         batch_transform=dataset.batch_transform(),
         kl_weight=training.kl_weight,
         kl_warmup_epochs=training.kl_warmup_epochs,
