@@ -403,25 +403,26 @@ def test_a_directory_in_place_of_a_figure_is_one_line(trained_run, tmp_path, cap
 
 def test_a_second_train_overwrite_is_refused_while_the_first_runs(trained_run, tmp_path):
     # issue 20 item 14: two `train --overwrite` on one directory both exited 0 and left one
-    # run's config beside the other's weights; the second is now refused (it does not wait)
-    run_dir = tmp_path / "raced"
-    args = ["train", "--epochs", "3", "--batch-size", "8", "--hidden-sizes", "32"]
-    args += ["--latent-dim", "2", "--eval-num-particles", "5", "--eval-num-points", "10"]
-    args += ["--no-figures", "--quiet", "--run-dir", str(run_dir), "--overwrite"]
-    first = subprocess.Popen(
-        [VI_VAE, *args], stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and not (run_dir / "config.json").exists():
-        time.sleep(0.05)
-    second = run(*args, "--seed", "5")
-    _, stderr = first.communicate(timeout=300)
-    assert first.returncode == 0, stderr.decode()
-    assert second.returncode == 2
-    assert "is in use by another vi_vae process (pid" in second.stderr
-    assert second.stderr.count("\n") == 1
-    assert json.loads((run_dir / "config.json").read_text())["config"]["training"]["seed"] == 0
-    assert load_run(run_dir).metrics is not None  # config and weights of the same run
+    # run's config beside the other's weights; the second is now refused (it does not wait).
+    # This process holds the lock as the first `train` does while it trains.
+    from vi_vae.app.run_directory import RunDirectory
+
+    source, _ = trained_run
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (run_dir / path.name).write_bytes(path.read_bytes())
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    with RunDirectory(run_dir).locked():
+        second = run("train", "--run-dir", str(run_dir), "--overwrite", "--seed", "5", *TINY)
+        evaluate = run("evaluate", str(run_dir), "--num-particles", "2")
+    for result in (second, evaluate):
+        assert result.returncode == 2, result.stderr
+        assert f"run directory {run_dir} is in use by another vi_vae process (pid" in result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    assert load_run(run_dir).config.training.seed == 0
 
 
 def test_entry_point_exit_status_and_no_traceback(bad_files):
