@@ -198,8 +198,13 @@ def _sample(args: argparse.Namespace) -> int:
     from vi_vae.app.sampling import write_samples
 
     run = load_run(args.run_dir)
-    output = Path(args.output) if args.output else run.directory.figure_path("samples")
-    write_samples(run, args.num_samples, output, args.seed)
+    if args.output:
+        write_samples(run, args.num_samples, Path(args.output), args.seed)
+        output = Path(args.output)
+    else:  # the run's own samples.png: not while another process writes the run
+        output = run.directory.figure_path("samples")
+        with run.directory.locked():
+            write_samples(run, args.num_samples, output, args.seed)
     print(f"{args.num_samples} samples written to {output}")
     return 0
 
