@@ -16,6 +16,7 @@ from vi_vae.checkpoint import (
     save_checkpoint,
     tensor_checksum,
 )
+from vi_vae.errors import UnverifiedCheckpointWarning
 
 
 def test_round_trip(tmp_path):
@@ -228,7 +229,7 @@ def test_content_checksum_covers_every_leaf_and_the_format():
         assert content_checksum(changed) != first
 
 
-def test_older_formats_load_only_when_asked_for(tmp_path):
+def test_format_1_loads_only_when_asked_for_and_format_2_with_a_warning(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"format": "vi_vae-checkpoint-1", "epoch": 2, "params": {}}, path)
     with pytest.raises(InputError, match="older format 'vi_vae-checkpoint-1'"):
@@ -238,14 +239,14 @@ def test_older_formats_load_only_when_asked_for(tmp_path):
     content = {"epoch": 2, "params": {"w": weights}}
     old = {"format": "vi_vae-checkpoint-2", "checksum": tensor_checksum(content), **content}
     torch.save(old, path)
-    with pytest.raises(InputError, match="older format 'vi_vae-checkpoint-2'"):
-        load_checkpoint(path)
-    assert torch.equal(load_checkpoint(path, allow_unverified=True)["params"]["w"], weights)
+    # format 2 (vi_vae 0.2, today's run directories) still loads: its weights are checked
+    with pytest.warns(UnverifiedCheckpointWarning, match="epoch, best epoch and history"):
+        assert torch.equal(load_checkpoint(path)["params"]["w"], weights)
     data = bytearray(path.read_bytes())
     _flip_a_weight(data, weights)
     path.write_bytes(bytes(data))
     with pytest.raises(InputError, match="does not match its checksum"):
-        load_checkpoint(path, allow_unverified=True)  # format 2's tensor checksum still holds
+        load_checkpoint(path)  # format 2's tensor checksum still holds
 
 
 def test_writing_over_a_directory_is_an_input_error(tmp_path):

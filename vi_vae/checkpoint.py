@@ -25,12 +25,13 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vi_vae.errors import InputError
+from vi_vae.errors import InputError, UnverifiedCheckpointWarning
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -221,9 +222,11 @@ def load_checkpoint(
     Args:
         path: the checkpoint file.
         map_location: where its tensors go.
-        allow_unverified: also load the older formats whose checksum does not
-            cover everything (format 2: tensors only, whose checksum is still
-            checked; format 1: none). Only for files you trust.
+        allow_unverified: also load format 1 (vi_vae 0.1), which has no checksum.
+            Only for files you trust. Format 2 (vi_vae 0.2) always loads: its
+            tensors' checksum is checked, and an :class:`UnverifiedCheckpointWarning`
+            says that its epoch and history are not (training the run further
+            rewrites it in the current format).
 
     Raises:
         InputError: when the file is missing, damaged, not a vi_vae checkpoint, does
@@ -242,11 +245,11 @@ def load_checkpoint(
     formats = (CHECKPOINT_FORMAT, _TENSOR_CHECKSUM_FORMAT, _UNCHECKSUMMED_FORMAT)
     if not isinstance(state, dict) or state.get("format") not in formats:
         raise InputError(f"{path} is not a vi_vae checkpoint (format {CHECKPOINT_FORMAT})")
-    if state["format"] != CHECKPOINT_FORMAT and not allow_unverified:
+    if state["format"] == _UNCHECKSUMMED_FORMAT and not allow_unverified:
         raise InputError(
-            f"checkpoint {path} is of the older format {state['format']!r}, whose checksum "
-            "does not cover its whole content, so damage to it could go unnoticed; retrain "
-            "the run, or load it with allow_unverified=True if you trust the file"
+            f"checkpoint {path} is of the older format {state['format']!r}, which has no "
+            "checksum, so damage to it could go unnoticed; retrain the run, or load it with "
+            "allow_unverified=True if you trust the file"
         )
     stored = state.pop("checksum", None)
     if state["format"] == CHECKPOINT_FORMAT:
@@ -259,6 +262,14 @@ def load_checkpoint(
         raise InputError(
             f"checkpoint {path} does not match its checksum: it was changed or damaged "
             "after it was written; delete it or use another run directory"
+        )
+    if state["format"] == _TENSOR_CHECKSUM_FORMAT:
+        warnings.warn(
+            f"checkpoint {path} is of the older format {state['format']!r}: its weights "
+            "match their checksum, but its epoch, best epoch and history are not covered "
+            "by one; training the run further rewrites it in the current format",
+            UnverifiedCheckpointWarning,
+            stacklevel=2,
         )
     return state
 
