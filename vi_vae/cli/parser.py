@@ -248,8 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: training failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(
-            "vi-vae: interrupted; completed epochs are saved (continue with --resume RUN_DIR)",
-            file=sys.stderr,
+        again = (
+            "run the same vi-vae compare command with --resume"
+            if args.command == "compare"
+            else "continue with vi-vae train --resume RUN_DIR"
         )
+        print(f"vi-vae: interrupted; completed epochs are saved ({again})", file=sys.stderr)
         return 130
