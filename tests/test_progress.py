@@ -55,7 +55,7 @@ def test_the_command_s_phases_switch_and_epoch_lines_stay():
     progress.points(50, 50)
     assert progress.phase is None  # a finished phase closes
     quiet = ProgressBar(disable=True, stream=stream)
-    quiet.draws(1, 10)
+    quiet.snr_draw(1, 10)
     assert quiet.phase is None and stream.getvalue() == ""
 
 

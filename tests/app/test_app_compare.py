@@ -8,7 +8,13 @@ import re
 import pytest
 
 from vi_vae import cli
-from vi_vae.app.compare import SettingsChanged, bound_curve_particles, compare, run_name
+from vi_vae.app.compare import (
+    ComparisonProgress,
+    SettingsChanged,
+    bound_curve_particles,
+    compare,
+    run_name,
+)
 from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
 from vi_vae.app.metrics import Comparison
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
@@ -25,11 +31,40 @@ BASE = RunConfig(
 ESTIMATORS = ["elbo", "iwae:3", "dreg:3"]
 
 
+class Recorder(ComparisonProgress):
+    """Every report of compare's progress, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def run(self, spelling):
+        self.events.append(("run", spelling))
+
+    def epoch(self, record):
+        self.events.append(("epoch", record.epoch))
+
+    def snr_draw(self, done, total):
+        self.events.append(("snr", done, total))
+
+
+PROGRESS = Recorder()
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("compare")
-    result = compare(BASE, ESTIMATORS, out_dir, snr_particles=(1, 2), snr_num_draws=3)
+    result = compare(
+        BASE, ESTIMATORS, out_dir, snr_particles=(1, 2), snr_num_draws=3, progress=PROGRESS
+    )
     return out_dir, result
+
+
+def test_every_phase_of_every_run_reports_its_progress(comparison):
+    # per run: its start, its epoch, then 3 SNR draws for the row and 3 for each K of (1, 2)
+    per_run = [("epoch", 1), *[("snr", done, 9) for done in range(1, 10)]]
+    assert PROGRESS.events == [
+        event for spelling in ESTIMATORS for event in [("run", spelling), *per_run]
+    ]
 
 
 def test_compare_writes_report_table_and_figures(comparison):

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_SNR_NUM_DRAWS",
     "DEFAULT_SNR_PARTICLES",
     "SNR_BATCH_SIZE",
+    "ComparisonProgress",
     "SettingsChanged",
     "bound_curve_particles",
     "compare",
@@ -67,6 +68,25 @@ def bound_curve_particles(num_particles: int) -> list[int]:
     return [k for k in CURVE_PARTICLES if k <= num_particles]
 
 
+class ComparisonProgress:
+    """What :func:`compare` reports as it goes; each method does nothing unless overridden."""
+
+    def run(self, spelling: str) -> None:
+        """The run of estimator ``spelling`` starts."""
+
+    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        """A training step of the current run (``fit``'s ``on_step``)."""
+
+    def epoch(self, record: EpochRecord) -> None:
+        """A training epoch of the current run ended."""
+
+    def ais_step(self, done: int, total: int) -> None:
+        """AIS of the current run: ``done`` of ``total`` annealing steps."""
+
+    def snr_draw(self, done: int, total: int) -> None:
+        """The gradient-SNR measurements of the current run: ``done`` of ``total`` draws."""
+
+
 def compare(
     base: RunConfig,
     estimators: Sequence[str],
@@ -76,10 +96,7 @@ def compare(
     snr_num_draws: int = DEFAULT_SNR_NUM_DRAWS,
     resume: bool = False,
     overwrite: bool = False,
-    on_step: Callable[[int, int, int, float], None] | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-    on_run: Callable[[str], None] | None = None,
-    on_ais_step: Callable[[int, int], None] | None = None,
+    progress: ComparisonProgress | None = None,
     command: str | None = None,
 ) -> Comparison:
     """Train and evaluate one run per estimator; write the comparison report.
@@ -96,11 +113,9 @@ def compare(
             be the ones asked for, except the device and a raised number of epochs
             (the run then trains on).
         overwrite: replace an existing comparison directory's runs.
-        on_step: progress callback of each run's training.
-        on_epoch: per-epoch callback of each run's training.
-        on_run: called with each spelling before its run starts.
-        on_ais_step: AIS's progress callback (``base.ais.num_points`` set: AIS on that
-            many test points of every run).
+        progress: told of each run, training step and epoch, AIS step (with
+            ``base.ais.num_points`` set: AIS on that many test points of every run) and
+            gradient draw of the SNR measurements.
         command: the command line to print in the report's "Reproduce" section.
 
     Returns:
@@ -110,6 +125,7 @@ def compare(
         SettingsChanged: with ``resume``, when a run was made with other settings.
         RunDirectoryInUse: when another process writes ``out_dir`` or one of its runs.
     """
+    progress = progress or ComparisonProgress()
     estimators = list(dict.fromkeys(s.strip() for s in estimators if s.strip()))
     if not estimators:
         raise InputError("estimators must name at least one estimator, e.g. elbo,iwae:5")
@@ -139,13 +155,13 @@ def compare(
         _train_or_reuse,
         resume=resume,
         overwrite=overwrite,
-        on_step=on_step,
-        on_epoch=on_epoch,
-        on_ais_step=on_ais_step,
+        on_step=progress.step,
+        on_epoch=progress.epoch,
+        on_ais_step=progress.ais_step,
     )
     with directory.locked(create=True):
         return _compare(
-            base, estimators, directory, train, snr_particles, snr_num_draws, on_run, command
+            base, estimators, directory, train, snr_particles, snr_num_draws, progress, command
         )
 
 
@@ -156,19 +172,19 @@ def _compare(
     train: Callable[[RunConfig, Path], Run],
     snr_particles: Sequence[int],
     snr_num_draws: int,
-    on_run: Callable[[str], None] | None,
+    progress: ComparisonProgress,
     command: str | None,
 ) -> Comparison:
     _warm_up(estimators)
     rows, bound_curves, snr_curves, histories = [], {}, {}, {}
     for spelling in estimators:
-        if on_run is not None:
-            on_run(spelling)
+        progress.run(spelling)
         config = base.replace("training", estimator=spelling)
         run = train(config, directory.path / run_name(spelling))
-        rows.append(_row(spelling, run, snr_num_draws))
+        on_draw = _draw_counter(progress, snr_num_draws * (1 + len(snr_particles)))
+        rows.append(_row(spelling, run, snr_num_draws, on_draw))
         bound_curves[spelling] = run.metrics.bounds
-        snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws)
+        snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws, on_draw)
         histories[spelling] = tuple(run.history)
     comparison = Comparison(
         settings=base,
@@ -279,7 +295,21 @@ def _flat(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
+def _draw_counter(progress: ComparisonProgress, total: int) -> Callable[[int, int], None]:
+    """An ``on_draw`` that counts the draws of a run's SNR measurements, all together."""
+    done = 0
+
+    def on_draw(_: int, __: int) -> None:
+        nonlocal done
+        done += 1
+        progress.snr_draw(done, total)
+
+    return on_draw
+
+
+def _row(
+    spelling: str, run: Run, snr_num_draws: int, on_draw: Callable[[int, int], None]
+) -> ComparisonRow:
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     test = test.to(run.device)
     snr = gradient_snr(
@@ -289,6 +319,7 @@ def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
         test[:SNR_BATCH_SIZE],
         num_draws=snr_num_draws,
         seed=SNR_SEED,
+        on_draw=on_draw,
     )
     return ComparisonRow(
         estimator=spelling,
@@ -305,7 +336,11 @@ def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
 
 
 def _snr_curve(
-    spelling: str, run: Run, snr_particles: Sequence[int], snr_num_draws: int
+    spelling: str,
+    run: Run,
+    snr_particles: Sequence[int],
+    snr_num_draws: int,
+    on_draw: Callable[[int, int], None],
 ) -> tuple[SNRPoint, ...]:
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     batch = test[:SNR_BATCH_SIZE].to(run.device)
@@ -318,6 +353,7 @@ def _snr_curve(
             batch,
             num_draws=snr_num_draws,
             seed=SNR_SEED,
+            on_draw=on_draw,
         )
         curve.append(SNRPoint(k, snr.guide, snr.model))
     return tuple(curve)

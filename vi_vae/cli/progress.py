@@ -13,6 +13,7 @@ import sys
 import time
 from typing import TextIO
 
+from vi_vae.app.compare import ComparisonProgress
 from vi_vae.train import EpochRecord
 
 __all__ = ["LOG_INTERVAL", "PhaseProgress", "ProgressBar"]
@@ -95,7 +96,7 @@ class PhaseProgress:
             self.bar = None
 
 
-class ProgressBar:
+class ProgressBar(ComparisonProgress):
     """The progress of a command: one phase at a time, and one summary line per epoch."""
 
     def __init__(self, disable: bool, stream: TextIO | None = None) -> None:
@@ -136,9 +137,15 @@ class ProgressBar:
         """Advance an importance-sampling evaluation (``on_points``: points done)."""
         self._advance("log p(x)", done, total, "points")
 
-    def draws(self, done: int, total: int) -> None:
+    def snr_draw(self, done: int, total: int) -> None:
         """Advance the gradient-SNR phase (``on_draw``: gradient draws done)."""
         self._advance("gradient SNR", done, total, "gradient draws")
+
+    def run(self, spelling: str) -> None:
+        """Say which estimator's run starts (``compare``)."""
+        if not self.disable:
+            self.close()
+            print(f"training with {spelling}", file=self.stream or sys.stderr)
 
     def close(self) -> None:
         """End the current phase."""
