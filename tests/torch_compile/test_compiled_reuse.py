@@ -1,4 +1,4 @@
-"""Compiled graphs are shared by the process: a second fit or evaluation compiles nothing.
+"""Compiled graphs are shared by the process: a second fit, evaluation or AIS compiles nothing.
 
 Counted, not timed (:func:`vi_vae.compiled.compile_stats`). Most tests run the
 traced graphs without torch.compile (``traced_only``): the sharing is the same
@@ -19,7 +19,7 @@ from gaussian_pair import GaussianPair, gradients
 from torch._dynamo.utils import counters
 from torch.testing import assert_close
 
-from vi_vae import VAE, fit, log_marginal_likelihood
+from vi_vae import VAE, annealed_importance_sampling, fit, log_marginal_likelihood
 from vi_vae.compiled import clear_shared_graphs, compile_stats, graphs
 from vi_vae.estimators import IWAE
 
@@ -160,6 +160,20 @@ def test_evaluations_of_two_models_share_their_graph(traced_only):
         compiled = log_marginal_likelihood(vae.model, vae.guide, x, **settings, compile=True)
         assert (compile_stats() - before).compilations == compilations
         assert_close(compiled.log_likelihood, eager.log_likelihood, rtol=1e-5, atol=1e-5)
+
+
+def test_ais_runs_of_two_models_share_their_graph(traced_only):
+    # tolerance: absolute 1e-3 nats, as in test_compiled_ais.py (rounding carried
+    # through the leapfrog steps)
+    x = binary_data(5)
+    run = {"num_steps": 5, "num_chains": 2, "leapfrog_steps": 2, "seed": 5}
+    for seed, compilations in ((0, 1), (3, 0)):
+        vae = tiny_vae(seed=seed)
+        eager = annealed_importance_sampling(vae.model, vae.guide, x, **run)
+        before = compile_stats()
+        compiled = annealed_importance_sampling(vae.model, vae.guide, x, **run, compile=True)
+        assert (compile_stats() - before).compilations == compilations
+        assert_close(compiled.log_likelihood, eager.log_likelihood, rtol=0, atol=1e-3)
 
 
 def test_the_shared_graphs_are_bounded(traced_only, monkeypatch):
