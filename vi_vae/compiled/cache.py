@@ -37,7 +37,7 @@ import pyro
 import torch
 from torch import Tensor
 
-from vi_vae.compiled.graphs import count, graph_key, keep_graph, shared_graph
+from vi_vae.compiled.graphs import graph_key, keep_graph, record_costs, shared_graph
 from vi_vae.compiled.purify import NotCompilable, PureFunction, trace_pure
 from vi_vae.errors import CompileWarning
 from vi_vae.keys import get_rng_state, set_rng_state
@@ -225,7 +225,7 @@ class CompiledCache:
             return None
         finally:
             traced_seconds = time.perf_counter() - started
-            count(traces=1, trace_seconds=traced_seconds)
+            record_costs(traces=1, trace_seconds=traced_seconds)
         store = {id(tensor): name for name, tensor in pyro.get_param_store().named_parameters()}
         parameters = tuple(
             (store[id(tensor)], tensor) for tensor in pure.captured if id(tensor) in store
@@ -252,10 +252,10 @@ class CompiledCache:
             return None
         seconds = time.perf_counter() - started
         if reused:
-            count(reuses=1)
+            record_costs(reuses=1)
         else:
             keep_graph(key, compiled)
-            count(compilations=1, compile_seconds=seconds)
+            record_costs(compilations=1, compile_seconds=seconds)
         self.compile_seconds += traced_seconds + seconds
         self.num_compiled += 1
         group.entries[signature] = entry

@@ -15,7 +15,7 @@ kernels for. The model's parameters are inputs of the graph (captured tensors,
 same structure and different parameters share a graph and each computes with
 its own parameters; two that differ in anything the graph computes get two.
 
-:func:`compile_stats` says what compiling cost the process so far, apart from
+:func:`~vi_vae.compiled.compile_stats` says what compiling cost the process so far, apart from
 the run time: graphs compiled and their seconds, graphs reused, traces and
 their seconds.
 """
@@ -38,9 +38,9 @@ __all__ = [
     "CompileStats",
     "clear_shared_graphs",
     "compile_stats",
-    "count",
     "graph_key",
     "keep_graph",
+    "record_costs",
     "shared_graph",
 ]
 
@@ -86,12 +86,12 @@ _GRAPHS: collections.OrderedDict[Hashable, Callable] = collections.OrderedDict()
 
 
 def compile_stats() -> CompileStats:
-    """A snapshot of the process's compile costs so far (:class:`CompileStats`)."""
+    """A snapshot of the process's compile costs so far (:class:`~vi_vae.compiled.CompileStats`)."""
     return _STATS
 
 
-def count(**costs: float) -> None:
-    """Add ``costs`` (fields of :class:`CompileStats`) to the process's counts."""
+def record_costs(**costs: float) -> None:
+    """Add ``costs`` (fields of :class:`~vi_vae.compiled.CompileStats`) to the process's counts."""
     global _STATS
     _STATS = CompileStats(
         *(
@@ -104,8 +104,9 @@ def count(**costs: float) -> None:
 def shared_graph(key: Hashable, compile: Callable[[], Callable]) -> tuple[Callable, bool]:
     """The process's compiled graph for ``key``: ``(graph, reused)``; ``compile()`` makes one.
 
-    A new graph is kept only after its first call succeeds (:func:`keep_graph`),
-    so a graph the compiler fails on is never handed out again.
+    A new graph is kept only after its first call succeeds
+    (:func:`~vi_vae.compiled.graphs.keep_graph`), so a graph the compiler fails on
+    is never handed out again.
     """
     graph = _GRAPHS.get(key)
     if graph is not None:
