@@ -21,6 +21,7 @@ from torch.testing import assert_close
 
 from vi_vae import VAE, annealed_importance_sampling, fit, log_marginal_likelihood
 from vi_vae.compiled import clear_shared_graphs, compile_stats, graphs
+from vi_vae.errors import CompileWarning
 from vi_vae.estimators import IWAE
 
 FIT = {"epochs": 2, "batch_size": 8, "learning_rate": 0.01}
@@ -207,3 +208,24 @@ def test_a_second_fit_under_inductor_compiles_nothing():
     eager = fit(other.model, other.guide, x, **FIT)
     assert third[0] == pytest.approx([row.train_loss for row in eager.history], rel=1e-5)
     assert third[0] != pytest.approx(first[0], rel=1e-3)
+
+
+def test_a_graph_the_compiler_fails_on_is_neither_counted_nor_shared(monkeypatch):
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError("this backend compiles nothing")
+
+    torch._dynamo.register_backend(failing_backend, name="vi_vae_test_failing")
+    monkeypatch.setenv("VI_VAE_COMPILE_BACKEND", "vi_vae_test_failing")
+    pair = GaussianPair()
+    x = pair.sample(8)
+    pyro.set_rng_seed(4)
+    eager = gradients(IWAE(3), pair.model, pair.guide, x)
+    for _ in range(2):  # the second estimator tries again: nothing failed was kept
+        before = compile_stats()
+        pyro.set_rng_seed(4)
+        with pytest.warns(CompileWarning, match="torch.compile failed: BackendCompilerFailed"):
+            fallback = gradients(IWAE(3, compile=True), pair.model, pair.guide, x)
+        costs = compile_stats() - before
+        assert (costs.compilations, costs.reuses, costs.traces) == (0, 0, 1)
+        assert not graphs._GRAPHS
+        assert fallback[0] == eager[0]
