@@ -3,7 +3,10 @@
 - :mod:`~vi_vae.compiled.purify`: trace a function that runs Pyro into a pure
   function of (arguments, captured tensors, noise), or say why it cannot be;
 - :mod:`~vi_vae.compiled.cache`: compile it once per input shape, bounded, and
-  fall back to eager with one warning.
+  fall back to eager with one warning;
+- :mod:`~vi_vae.compiled.graphs`: share the compiled graphs across the process,
+  keyed by what they compute, and count what compiling cost
+  (:func:`~vi_vae.compiled.compile_stats`).
 
 The estimators (``IWAE(5, compile=True)``), :func:`vi_vae.fit` and the
 evaluators (``log_marginal_likelihood(..., compile=True)``) use them.
@@ -16,15 +19,25 @@ from vi_vae.compiled.cache import (
     compile_backend,
     split_arguments,
 )
+from vi_vae.compiled.graphs import (
+    MAX_SHARED_GRAPHS,
+    CompileStats,
+    clear_shared_graphs,
+    compile_stats,
+)
 from vi_vae.compiled.purify import NotCompilable, PureFunction, trace_pure
 
 __all__ = [
     "MAX_COMPILED_GROUPS",
     "MAX_COMPILED_SHAPES",
+    "MAX_SHARED_GRAPHS",
+    "CompileStats",
     "CompiledCache",
     "NotCompilable",
     "PureFunction",
+    "clear_shared_graphs",
     "compile_backend",
+    "compile_stats",
     "split_arguments",
     "trace_pure",
 ]

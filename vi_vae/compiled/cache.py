@@ -10,6 +10,11 @@ depend on padding and the draws match eager Pyro's. A group (one kind of pass
 of one model/guide pair) compiles at most :data:`MAX_COMPILED_SHAPES` shapes;
 further shapes run eagerly, after one warning.
 
+A cache keeps its own traces, but the compiled code is shared by the process:
+a trace that computes the same function as an earlier one (another estimator,
+a second :func:`vi_vae.fit`, another model of the same shapes) runs the graph
+compiled for it (:mod:`vi_vae.compiled.graphs`), so only tracing is repeated.
+
 Which compiler: ``torch.compile`` with the backend named by the environment
 variable ``VI_VAE_COMPILE_BACKEND`` (default ``"inductor"``: C++ kernels on
 CPU, Triton on GPU). ``"none"`` runs the traced pure graph as it is, without
@@ -32,6 +37,7 @@ import pyro
 import torch
 from torch import Tensor
 
+from vi_vae.compiled.graphs import graph_key, keep_graph, record_costs, shared_graph
 from vi_vae.compiled.purify import NotCompilable, PureFunction, trace_pure
 from vi_vae.errors import CompileWarning
 from vi_vae.keys import get_rng_state, set_rng_state
@@ -87,8 +93,11 @@ class CompiledCache:
     """Traced and compiled versions of a function, one per group and input signature.
 
     Attributes:
-        num_compiled: functions traced and compiled so far.
-        compile_seconds: time spent tracing and compiling (first calls included).
+        num_compiled: input signatures traced so far and run compiled, whether their
+            graph was compiled for them or shared with an equal earlier trace
+            (:mod:`vi_vae.compiled.graphs`; :func:`~vi_vae.compiled.compile_stats`
+            counts the compilations of the whole process).
+        compile_seconds: time spent tracing them and in their first calls.
     """
 
     def __init__(self, max_shapes: int = MAX_COMPILED_SHAPES) -> None:
@@ -214,17 +223,18 @@ class CompiledCache:
         except NotCompilable as error:
             self._run_eagerly(what, group, str(error))
             return None
+        finally:
+            traced_seconds = time.perf_counter() - started
+            record_costs(traces=1, trace_seconds=traced_seconds)
         store = {id(tensor): name for name, tensor in pyro.get_param_store().named_parameters()}
         parameters = tuple(
             (store[id(tensor)], tensor) for tensor in pure.captured if id(tensor) in store
         )
         backend = compile_backend()
-        compiled = (
-            pure.graph
-            if backend == "none"
-            else torch.compile(pure.graph, backend=backend, fullgraph=True, dynamic=False)
-        )
+        key = graph_key(pure, backend)
+        compiled, reused = shared_graph(key, lambda: _compiler(pure, backend))
         entry = _Entry(pure, compiled, parameters)
+        started = time.perf_counter()
         state = get_rng_state()
         try:
             with warnings.catch_warnings():
@@ -241,15 +251,34 @@ class CompiledCache:
             )
             return None
         seconds = time.perf_counter() - started
-        self.compile_seconds += seconds
+        if reused:
+            record_costs(reuses=1)
+        else:
+            keep_graph(key, compiled)
+            record_costs(compilations=1, compile_seconds=seconds)
+        self.compile_seconds += traced_seconds + seconds
         self.num_compiled += 1
         group.entries[signature] = entry
-        logger.info("compiled %s for %s in %.1f s", what, signature, seconds)
+        logger.info(
+            "%s %s for %s: traced in %.1f s, first call %.1f s",
+            "reused the compiled graph of" if reused else "compiled",
+            what,
+            signature,
+            traced_seconds,
+            seconds,
+        )
         return outputs, pure.info
 
     def _run_eagerly(self, what: str, group: _Group, reason: str) -> None:
         group.eager_reason = reason
         _warn(what, reason)
+
+
+def _compiler(pure: PureFunction, backend: str) -> Callable:
+    """``pure.graph`` for ``backend``: as it is for ``"none"``, else ``torch.compile``-d."""
+    if backend == "none":
+        return pure.graph
+    return torch.compile(pure.graph, backend=backend, fullgraph=True, dynamic=False)
 
 
 def _warn(what: str, reason: str) -> None:
