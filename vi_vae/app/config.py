@@ -44,6 +44,7 @@ from vi_vae.likelihoods import get_likelihood
 from vi_vae.nets import ACTIVATIONS
 from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS, PRIORS
 from vi_vae.templates import ARCHITECTURES, DEFAULT_LATENT_DIM
+from vi_vae.train import TrainSettings
 
 __all__ = [
     "DEVICES",
@@ -97,23 +98,44 @@ class ModelConfig:
     num_pseudo_inputs: int = DEFAULT_NUM_PSEUDO_INPUTS
 
 
+#: fit's settings with their defaults: the training section's defaults are these
+_FIT = TrainSettings()
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """How the model is trained (see :func:`vi_vae.fit`); ``estimator`` is a spelling.
 
+    The fields are :class:`vi_vae.TrainSettings`'s, with its defaults, plus the device
+    as a string; :meth:`settings` builds the library's settings object from them.
     ``compile`` runs the estimator's passes compiled (same numbers to float rounding).
     """
 
     estimator: str = "elbo"
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    kl_weight: float = 1.0
-    kl_warmup_epochs: int = 0
-    patience: int | None = None
-    seed: int = 0
+    epochs: int = _FIT.epochs
+    batch_size: int = _FIT.batch_size
+    learning_rate: float = _FIT.learning_rate
+    kl_weight: float = _FIT.kl_weight
+    kl_warmup_epochs: int = _FIT.kl_warmup_epochs
+    patience: int | None = _FIT.patience
+    seed: int = _FIT.seed
     device: str = "cpu"
-    compile: bool = False
+    compile: bool = _FIT.compile
+
+    def settings(self, loss: Any, device: Any) -> TrainSettings:
+        """:func:`vi_vae.fit`'s settings for this section; ``loss`` is built from ``estimator``."""
+        return TrainSettings(
+            loss=loss,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            kl_weight=self.kl_weight,
+            kl_warmup_epochs=self.kl_warmup_epochs,
+            patience=self.patience,
+            seed=self.seed,
+            device=device,
+            compile=self.compile,
+        )
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from vi_vae.distributed import local_device
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
 from vi_vae.model import VAE
-from vi_vae.train import EpochRecord, TrainSettings, fit
+from vi_vae.train import EpochRecord, fit
 
 __all__ = [
     "EvaluationFailed",
@@ -296,18 +296,7 @@ def _fit_and_evaluate(
         run.vae.model,
         run.vae.guide,
         dataset.train,
-        TrainSettings(
-            loss=loss,
-            learning_rate=training.learning_rate,
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            seed=training.seed,
-            device=device,
-            kl_weight=training.kl_weight,
-            kl_warmup_epochs=training.kl_warmup_epochs,
-            patience=training.patience,
-            compile=training.compile,
-        ),
+        training.settings(loss, device),
         validation=dataset.validation,
         batch_transform=dataset.batch_transform(),
         callbacks=[Callback(on_step, on_epoch)],
