@@ -447,3 +447,14 @@ def test_the_contract_is_checked_at_the_first_call_only():
     estimator.loss_and_grads(model, guide, x)
     assert first == {"model": 2, "guide": 2}
     assert {name: calls[name] - first[name] for name in calls} == {"model": 1, "guide": 1}
+
+
+def test_the_guide_parameters_are_found_under_no_grad_too():
+    """A first call under torch.no_grad (a loss before the gradient steps) still finds them."""
+    estimator = DReG(5)
+    pair = PyroStyleVAE(encoder_in="model")
+    with torch.no_grad():
+        estimator.loss(pair.model, pair.guide, data()[0])
+    assert estimator._guide_parameters == {
+        f"encoder$$${name}" for name, _ in pair.encoder.named_parameters()
+    }

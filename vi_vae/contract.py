@@ -1,33 +1,36 @@
 r"""The contract of a user's model/guide pair: written here, and checked here at the first call.
 
 vi_vae runs any Pyro model/guide pair that keeps these clauses (the user's version,
-with an example of each error, is ``docs/howto/custom-model.md``):
+with the error each breach gets, is ``docs/howto/custom-model.md``):
 
-1. **Latent sites.** The guide samples every latent site of the model and no other:
-   a log weight is log p(x, z) − log q(z|x) over the same z.
-2. **Shapes.** Model and guide give each latent site the same batch and event shape.
-3. **Data plate = rows of x.** The data points are the rows of the first argument
-   ``x``, and every sample site lies in one vectorized ``pyro.plate(data_plate)``
-   (default ``"data"``) of size ``x.shape[0]``. The evaluators split ``x`` by rows
-   into passes; a plate that subsamples is refused there, and by the estimators
-   whose bound is not linear in the log weights (:func:`biased_under_subsampling`).
-4. **Particles.** All K particles of every point are drawn in one vectorized pass,
-   inside ``pyro.plate(PARTICLE_PLATE, K)`` to the left of the pair's plates, even at
-   K = 1: the pair must work with a leading batch dimension it did not create.
-5. **Keyword arguments.** Keyword arguments reach model and guide unchanged, except
-   *per-point* ones: a tensor whose first dimension equals ``x.shape[0]`` is split by
-   rows together with ``x`` (:func:`rows_of`).
-6. **Parameters.** The guide's parameters are those its distributions depend on
-   (found by autograd at the first call), wherever ``pyro.param``/``pyro.module``
-   registered them: in the guide, in the model or in both.
+1. **The data are the rows of x**, the first argument: floating point, of the
+   parameters' dtype, one data point per row.
+2. **The data plate runs over the rows of x**: every sample site lies in one
+   vectorized ``pyro.plate(data_plate)`` (default ``"data"``) of size ``x.shape[0]``.
+   The evaluators split ``x`` by rows into passes, so they refuse a plate that
+   subsamples.
+3. **Model and guide sample the same latent sites, with the same shapes**: a log
+   weight is log p(x, z) − log q(z|x) over the same z.
+4. **Particles are a leading batch dimension**: all K particles of every point are
+   drawn in one vectorized pass, inside ``pyro.plate(PARTICLE_PLATE, K)`` to the left
+   of the pair's plates, even at K = 1.
+5. **Keyword arguments** reach model and guide unchanged, except *per-point* ones: a
+   tensor whose first dimension equals ``x.shape[0]`` is split by rows with ``x``
+   (:func:`rows_of`).
+6. **Scales**: a site's scale multiplies its log density inside the log weight, so an
+   estimator whose bound is not linear in the log weights refuses a data plate that
+   subsamples (:func:`biased_under_subsampling`).
+7. **The guide's parameters** are those its distributions depend on (found by
+   autograd at the first call), wherever ``pyro.param``/``pyro.module`` registered
+   them: in the guide, in the model or in both.
 
 :func:`check_pair` runs the pair once, without the particle dimension, and checks
-clauses 1-3 and 6 there, turning a failure inside the pair (a wrong dtype or width of
-``x``, a plate that indexes rows ``x`` does not have) into an
+clauses 1-3, 6 and 7 there, turning a failure inside the pair (a wrong dtype or width
+of ``x``, a plate that indexes rows ``x`` does not have) into an
 :class:`~vi_vae.errors.InputError` that says what to change; it returns the
 :class:`PairLayout` the callers cache. :func:`particle_dimension_error` explains a
 failure under the particle dimension (clause 4), and :func:`check_latent_sites`
-is cheap enough to run on every trace.
+(clause 3) is cheap enough to run on every trace.
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ def check_pair(
     support: bool = False,
     parameters: bool = False,
     fork: bool = True,
+    match_latents: bool = True,
 ) -> PairLayout:
     """Run the pair once without particles; refuse it if it breaks the contract, saying why.
 
@@ -128,6 +132,8 @@ def check_pair(
             the trial with gradients and one backward pass through the guide).
         fork: draw the trial from a forked random stream (the caller's stream is left
             alone); ``False`` draws from the caller's stream.
+        match_latents: require the guide to sample the model's latent sites (clause 3);
+            ``False`` for a guide that draws none (AIS started from the prior).
 
     Returns:
         The :class:`PairLayout`.
@@ -140,7 +146,8 @@ def check_pair(
     model_trace, guide_trace = _trial(model, guide, args, kwargs, x, data_plate, fork, parameters)
     if support:
         check_observed_support(model_trace)
-    check_latent_sites(model_trace, guide_trace)
+    if match_latents:
+        check_latent_sites(model_trace, guide_trace)
     plate_nesting = _plate_nesting(model_trace, guide_trace)
     _check_shapes(model_trace, guide_trace, plate_nesting)
     batch_size, plate_size = _data_plate_size(model_trace, guide_trace, data_plate, x)
@@ -198,7 +205,7 @@ def biased_under_subsampling(
     gradient_coefficients: Callable[[Tensor], list[Tensor]],
     num_particles: int,
 ) -> bool:
-    r"""Whether an estimator is biased when the data plate subsamples (clause 3).
+    r"""Whether an estimator is biased when the data plate subsamples (clause 6).
 
     A plate that subsamples B of N points scales every site's log density, and so each
     log weight, by s = N/B. The estimate Σ_{n in batch} bound(s log w_n) is unbiased for
@@ -218,7 +225,7 @@ def biased_under_subsampling(
 
 
 def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
-    """Refuse a pair whose model and guide do not sample the same latent sites (clause 1).
+    """Refuse a pair whose model and guide do not sample the same latent sites (clause 3).
 
     Cheap enough for every trace: the evaluators' passes run it too.
     """
@@ -379,7 +386,7 @@ def _plate_nesting(model_trace: Trace, guide_trace: Trace) -> int:
 
 
 def _check_shapes(model_trace: Trace, guide_trace: Trace, plate_nesting: int) -> None:
-    """Refuse a latent site that model and guide shape differently (clause 2)."""
+    """Refuse a latent site that model and guide shape differently (clause 3)."""
     for name, guide_site in _sample_sites(guide_trace):
         if guide_site["is_observed"] or name not in model_trace.nodes:
             continue
@@ -403,7 +410,7 @@ def _site_shape(fn: Any, plate_nesting: int) -> tuple[tuple[int, ...], tuple[int
 def _data_plate_size(
     model_trace: Trace, guide_trace: Trace, data_plate: str, x: Tensor | None
 ) -> tuple[int, int]:
-    """(points per pass, full size) of the data plate; refuses a pair that breaks clause 3."""
+    """(points per pass, full size) of the data plate; refuses a pair that breaks clause 2."""
     sites = [site for trace in (model_trace, guide_trace) for _, site in _sample_sites(trace)]
     every_frame = [frame for site in sites for frame in site["cond_indep_stack"]]
     frames = []
@@ -436,7 +443,7 @@ def _frame_size(site: dict, frame: Any) -> int:
 
 
 def outside_data_plate(site: str, data_plate: str, frames: Iterable[Any]) -> str:
-    """What to change when sample site ``site`` is not in the vectorized data plate (clause 3).
+    """What to change when sample site ``site`` is not in the vectorized data plate (clause 2).
 
     Args:
         site: the site's name.
@@ -503,14 +510,15 @@ def _guide_parameters(model_trace: Trace, guide_trace: Trace) -> frozenset[str]:
                 leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
                 if leaf.requires_grad:
                     candidates[name] = leaf
-    log_guide = [
-        site["fn"].log_prob(site["value"]).sum()
-        for name, site in _sample_sites(guide_trace)
-        if not site["is_observed"]
-    ]
-    total = sum(log_guide) if log_guide else None
-    if not candidates or total is None or not total.requires_grad:
-        return frozenset()
-    names = list(candidates)
-    found = torch.autograd.grad(total, [candidates[n] for n in names], allow_unused=True)
+    with torch.enable_grad():  # the caller may run under no_grad (the trial did not)
+        log_guide = [
+            site["fn"].log_prob(site["value"]).sum()
+            for name, site in _sample_sites(guide_trace)
+            if not site["is_observed"]
+        ]
+        total = sum(log_guide) if log_guide else None
+        if not candidates or total is None or not total.requires_grad:
+            return frozenset()
+        names = list(candidates)
+        found = torch.autograd.grad(total, [candidates[n] for n in names], allow_unused=True)
     return frozenset(name for name, grad in zip(names, found, strict=True) if grad is not None)
