@@ -458,3 +458,35 @@ def test_the_guide_parameters_are_found_under_no_grad_too():
     assert estimator._guide_parameters == {
         f"encoder$$${name}" for name, _ in pair.encoder.named_parameters()
     }
+
+
+def test_a_mini_batch_scaled_by_the_plate_is_the_elbo_s_and_refused_by_iwae():
+    """x holds the subsample (pyro.plate("data", N, subsample=rows)): unbiased for the ELBO.
+
+    With the same seed the draws are the same, so the loss is 40/10 times that of the
+    unscaled plate (to float rounding, 1e-6).
+    """
+
+    def pair(size):
+        def plate(x):
+            return pyro.plate("data", size or len(x), subsample=torch.arange(len(x)))
+
+        def model(x):
+            with plate(x):
+                z = pyro.sample("z", dist.Normal(x.new_zeros(len(x)), 1.0))
+                pyro.sample("obs", dist.Normal(z, 1.0), obs=x[:, 0])
+
+        def guide(x):
+            with plate(x):
+                pyro.sample("z", dist.Normal(x[:, 0] / 2, 0.7))
+
+        return model, guide
+
+    x = data()[0]
+    pyro.set_rng_seed(5)
+    scaled = ELBO(20).loss(*pair(40), x)
+    pyro.set_rng_seed(5)
+    unscaled = ELBO(20).loss(*pair(None), x)
+    assert scaled == pytest.approx(4 * unscaled, rel=1e-6)
+    with pytest.raises(InputError, match="biased"):
+        IWAE(5).loss(*pair(40), x)

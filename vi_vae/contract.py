@@ -35,17 +35,21 @@ failure under the particle dimension (clause 4), and :func:`check_latent_sites`
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
+from vi_vae._pair_trial import (
+    PARTICLE_HINT,
+    ROWS_RULE,
+    particle_dimension_error,
+    run_without_particles,
+)
 from vi_vae.errors import InputError
 from vi_vae.support import check_observed_support
 
@@ -62,23 +66,11 @@ __all__ = [
     "rows_of",
 ]
 
-#: what to change when a pair fails under the particle dimension (clause 4)
-PARTICLE_HINT = (
-    "vi_vae draws all num_particles particles of a point in one vectorized pass, so every "
-    "sample site gets a leading particle dimension (even at num_particles=1). Write the "
-    "pair for any leading batch dimensions: index and concatenate from the right "
-    "(x[..., i], torch.cat(..., dim=-1)), expand tensors that lack the particle dimension "
-    "to the draws' shape (e.g. y.expand(z.shape[:-1] + y.shape[-1:])), and declare batch "
-    "dimensions with pyro.plate instead of fixed sizes (docs/howto/custom-model.md)"
-)
-
 #: why the evaluators refuse a data plate that subsamples
 EVALUATOR_SUBSAMPLING = (
     "the evaluators split x by rows into passes themselves and need every row of x in the "
     "data plate: pyro.plate(data_plate, x.shape[0]) without subsample_size"
 )
-#: words of torch's messages for tensors whose shapes do not fit together
-_SHAPE_WORDS = ("shape", "size", "dimension", "mat1 and mat2", "out of bounds")
 
 
 @dataclass(frozen=True)
@@ -143,7 +135,9 @@ def check_pair(
     """
     kwargs = kwargs or {}
     x = args[0] if args and isinstance(args[0], Tensor) else None
-    model_trace, guide_trace = _trial(model, guide, args, kwargs, x, data_plate, fork, parameters)
+    model_trace, guide_trace = run_without_particles(
+        model, guide, args, kwargs, x, data_plate, fork, parameters
+    )
     if support:
         check_observed_support(model_trace)
     if match_latents:
@@ -245,116 +239,6 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
         )
 
 
-def particle_dimension_error(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any], error: Exception
-) -> InputError | None:
-    """An :class:`InputError` for ``error``, raised under the particle dimension (clause 4).
-
-    Runs the pair once without the particle dimension (random stream forked,
-    without gradients): if that works, the particle dimension is what broke the pair,
-    and the returned error says what to change; if not, ``None`` (``error`` has
-    another cause and should propagate as it is).
-    """
-    if isinstance(error, (InputError, NotImplementedError)):
-        return None
-    try:
-        with _forked(args), torch.no_grad(), poutine.block():
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    except Exception:
-        return None
-    return InputError(
-        f"the model/guide fail with a leading particle dimension but run without one "
-        f"({type(error).__name__}: {_first_line(error)}). {PARTICLE_HINT}"
-    )
-
-
-# -- the trial ------------------------------------------------------------------------
-
-
-def _trial(
-    model: Callable,
-    guide: Callable,
-    args: tuple,
-    kwargs: dict[str, Any],
-    x: Tensor | None,
-    data_plate: str,
-    fork: bool,
-    gradients: bool,
-) -> tuple[Trace, Trace]:
-    """Guide and model (replayed) traces of one run without particles; failures explained."""
-    guide_handler = poutine.trace(guide)
-    model_handler = None
-    stream = _forked(args) if fork else contextlib.nullcontext()
-    try:
-        with stream, torch.set_grad_enabled(gradients), poutine.block():
-            guide_trace = guide_handler.get_trace(*args, **kwargs)
-            model_handler = poutine.trace(poutine.replay(model, trace=guide_trace))
-            model_trace = model_handler.get_trace(*args, **kwargs)
-    except (InputError, NotImplementedError):
-        raise
-    except Exception as error:
-        partial = [guide_handler.trace] + ([model_handler.trace] if model_handler else [])
-        explained = _explain_failure(error, partial, x, data_plate)
-        if explained is None:
-            raise
-        raise explained from error
-    return model_trace, guide_trace
-
-
-def _forked(args: tuple) -> contextlib.AbstractContextManager:
-    devices = [a.device for a in args if isinstance(a, Tensor) and a.device.type == "cuda"]
-    return torch.random.fork_rng(devices=devices[:1])
-
-
-def _explain_failure(
-    error: Exception, partial: list[Trace], x: Tensor | None, data_plate: str
-) -> InputError | None:
-    """Say what to change when the pair fails on ``x`` without particles, if the cause is known."""
-    if x is None:
-        return None
-    what = f"{type(error).__name__}: {_first_line(error)}"
-    for trace in partial:
-        for name, site in trace.nodes.items():
-            if name == data_plate and site_is_subsample(site) and site["fn"].size != x.shape[0]:
-                return InputError(
-                    f"pyro.plate({data_plate!r}) has size {site['fn'].size} but x has "
-                    f"{x.shape[0]} rows, and the model/guide failed ({what}); {_ROWS_RULE}"
-                )
-    dtypes = {
-        site["value"].dtype
-        for trace in partial
-        for site in trace.nodes.values()
-        if site["type"] == "param" and site["value"].is_floating_point()
-    }
-    expected = dtypes.pop() if len(dtypes) == 1 else torch.get_default_dtype()
-    if not x.is_floating_point() or x.dtype != expected:
-        return InputError(
-            f"x has dtype {x.dtype} and the model/guide failed on it ({what}); x must be a "
-            f"floating-point tensor of the parameters' dtype {expected} (e.g. x.to({expected}))"
-        )
-    if isinstance(error, (RuntimeError, IndexError, ValueError)) and any(
-        word in _first_line(error).lower() for word in _SHAPE_WORDS
-    ):
-        return InputError(
-            f"x has shape {list(x.shape)} and the model/guide failed on it with a shape error "
-            f"({what}); the rows of x are the data points, and x's width "
-            f"{list(x.shape[1:])} (its shape after the first dimension) does not fit the model"
-        )
-    return None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
-_ROWS_RULE = (
-    "the data plate must run over the rows of x, one point per row: "
-    "pyro.plate(data_plate, x.shape[0])"
-)
-
-
 # -- the clauses ----------------------------------------------------------------------
 
 
@@ -426,10 +310,11 @@ def _data_plate_size(
     subsample = guide_trace.nodes.get(data_plate) or model_trace.nodes.get(data_plate)
     if subsample is not None and site_is_subsample(subsample):
         plate_size = subsample["fn"].size
-    if x is not None and plate_size != x.shape[0]:
+    # x holds the plate's points, or (a mini-batch scaled up by the plate) its subsample
+    if x is not None and x.shape[0] not in (plate_size, batch_size):
         raise InputError(
             f"pyro.plate({data_plate!r}) has {plate_size} points but x has {x.shape[0]} rows; "
-            f"{_ROWS_RULE}"
+            f"{ROWS_RULE}"
         )
     return batch_size, plate_size
 
