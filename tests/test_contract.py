@@ -490,3 +490,14 @@ def test_a_mini_batch_scaled_by_the_plate_is_the_elbo_s_and_refused_by_iwae():
     assert scaled == pytest.approx(4 * unscaled, rel=1e-6)
     with pytest.raises(InputError, match="biased"):
         IWAE(5).loss(*pair(40), x)
+
+
+def test_an_estimator_checks_again_when_its_settings_change():
+    """IWAE(1) takes a subsampled plate (K = 1 is the ELBO); set to K = 5 it must refuse."""
+    pair = PyroStyleVAE("subsampled")
+    estimator = IWAE(1)
+    x = data()[0]
+    estimator.loss(pair.model, pair.guide, x)
+    estimator.num_particles = 5
+    with pytest.raises(InputError, match="biased"):
+        estimator.loss(pair.model, pair.guide, x)

@@ -137,7 +137,7 @@ class ParticleEstimator(PyroELBO):
         self.compile = check_bool("compile", compile)
         self._batch_size: int | None = None
         self._compiled = CompiledCache()
-        self._checked_pair: tuple[Callable, Callable] | None = None
+        self._checked_pair: tuple | None = None
         self._guide_parameters: frozenset[str] | None = None
 
     def clear_compiled(self) -> None:
@@ -270,7 +270,8 @@ class ParticleEstimator(PyroELBO):
 
     def _prepare(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> None:
         """Check the pair's contract at its first call (:func:`vi_vae.contract.check_pair`)."""
-        if self._checked_pair == (model, guide) and self.max_plate_nesting != math.inf:
+        key = self._pair_key(model, guide)
+        if self._checked_pair == key and self.max_plate_nesting != math.inf:
             return
         # The very first trial draws from the caller's stream (so the draws after it
         # are those of every earlier vi_vae); a later pair's trial leaves it alone.
@@ -288,7 +289,18 @@ class ParticleEstimator(PyroELBO):
             self.max_plate_nesting = layout.plate_nesting
         self._batch_size = layout.batch_size
         self._guide_parameters = layout.guide_parameters
-        self._checked_pair = (model, guide)
+        self._checked_pair = key
+
+    def _pair_key(self, model: Callable, guide: Callable) -> tuple:
+        """The pair and the settings its check depends on (a copy with another K checks again)."""
+        settings = tuple(
+            (name, value)
+            for name, value in sorted(vars(self).items())
+            if not name.startswith("_")
+            and name != "max_plate_nesting"
+            and isinstance(value, (bool, int, float, str, type(None)))
+        )
+        return model, guide, settings
 
     def _subsampling_refusal(self) -> str | None:
         """Why this estimator refuses a data plate that subsamples, or ``None`` if it need not."""
