@@ -501,3 +501,21 @@ def test_an_estimator_checks_again_when_its_settings_change():
     estimator.num_particles = 5
     with pytest.raises(InputError, match="biased"):
         estimator.loss(pair.model, pair.guide, x)
+
+
+def test_a_distribution_refusing_nan_parameters_is_not_blamed_on_the_particle_dimension():
+    """Only a particle (of several) with a NaN parameter fails: a divergence, not a shape error."""
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(len(x)), 1.0))
+            loc = torch.where(z > 3.0, torch.nan, z) if z.dim() > 1 else z
+            pyro.sample("obs", dist.Normal(loc, 1.0), obs=x[:, 0])
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(x.new_zeros(len(x)), 10.0))
+
+    with pytest.raises(ValueError, match="Expected parameter loc") as caught:
+        IWAE(50).loss(model, guide, data()[0])
+    assert not isinstance(caught.value, InputError)

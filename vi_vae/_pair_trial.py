@@ -47,12 +47,13 @@ def particle_dimension_error(
 ) -> InputError | None:
     """An :class:`InputError` for ``error``, raised under the particle dimension (clause 4).
 
-    Runs the pair once without the particle dimension (random stream forked,
-    without gradients): if that works, the particle dimension is what broke the pair,
-    and the returned error says what to change; if not, ``None`` (``error`` has
-    another cause and should propagate as it is).
+    Only a shape error is a candidate (not, e.g., a distribution refusing NaN
+    parameters of a diverging fit). It runs the pair once without the particle
+    dimension (random stream forked, without gradients): if that works, the particle
+    dimension is what broke the pair, and the returned error says what to change; if
+    not, ``None`` (``error`` has another cause and should propagate as it is).
     """
-    if isinstance(error, (InputError, NotImplementedError)):
+    if not _is_shape_error(error):
         return None
     try:
         with _forked(args), torch.no_grad(), poutine.block():
@@ -127,15 +128,24 @@ def _explain_failure(
             f"x has dtype {x.dtype} and the model/guide failed on it ({what}); x must be a "
             f"floating-point tensor of the parameters' dtype {expected} (e.g. x.to({expected}))"
         )
-    if isinstance(error, (RuntimeError, IndexError, ValueError)) and any(
-        word in _first_line(error).lower() for word in _SHAPE_WORDS
-    ):
+    if _is_shape_error(error):
         return InputError(
             f"x has shape {list(x.shape)} and the model/guide failed on it with a shape error "
             f"({what}); the rows of x are the data points, and x's width "
             f"{list(x.shape[1:])} (its shape after the first dimension) does not fit the model"
         )
     return None
+
+
+def _is_shape_error(error: BaseException) -> bool:
+    """Whether torch or Pyro raised ``error`` for tensors whose shapes do not fit together."""
+    if isinstance(error, InputError) or not isinstance(
+        error, (RuntimeError, IndexError, ValueError)
+    ):
+        return False
+    line = _first_line(error).lower()
+    # a distribution's argument check names the shape of the values it refuses
+    return not line.startswith("expected parameter") and any(w in line for w in _SHAPE_WORDS)
 
 
 def _first_line(error: BaseException) -> str:
