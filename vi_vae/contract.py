@@ -90,11 +90,6 @@ class PairLayout:
     plate_size: int
     guide_parameters: frozenset[str] | None = None
 
-    @property
-    def subsampled(self) -> bool:
-        """Whether the data plate draws a subsample of its points."""
-        return self.batch_size < self.plate_size
-
 
 def check_pair(
     model: Callable,

@@ -187,6 +187,12 @@ def trace_log_weights(
     Returns:
         :class:`WeightedTraces` with ``log_model`` and ``log_guide`` of shape
         ``[num_particles, batch]``.
+
+    Raises:
+        InputError: when model and guide sample different latent sites, a site lies
+            outside the vectorized data plate, or the pair fails only because of the
+            particle dimension (:mod:`vi_vae.contract`, clauses 2-4; the original
+            error is the cause).
     """
     kwargs = kwargs or {}
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
