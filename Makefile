@@ -16,7 +16,7 @@ LINTED := vi_vae tests examples benchmarks docs/conf.py docs/_ext docs/gallery
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml vi_vae/__init__.py
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

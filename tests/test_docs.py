@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import html
 import http.server
+import json
 import os
 import re
 import shutil
@@ -256,4 +258,73 @@ def test_search_finds_a_concept_page(browser, served):
     assert results is not None, "the search page shows no result list"
     assert "concepts/reparameterization.html" in results.group(1)
     assert 'class="context"' in results.group(1)  # the excerpts, fetched from the pages
+    assert not _script_errors(log), _script_errors(log)
+
+
+#: pages whose tables hold numbers with their standard errors, and a page of long equations
+LAYOUT_PAGES = ("compare-mnist-5k/report.html", "concepts/elbo.html")
+#: the reader's window: a laptop screen
+LAYOUT_WIDTH = 1280
+#: run inside the page once it is laid out: numbers split across lines, and content
+#: (tables, display equations) wider than the article without a sideways scroll
+LAYOUT_PROBE = """
+<script>
+function measure() {
+  const page = document.querySelector("iframe").contentDocument;
+  const article = page.querySelector("article.bd-article");
+  const split = [], overflowing = [];
+  for (const cell of page.querySelectorAll("article table td")) {
+    const text = cell.textContent;
+    for (const match of text.matchAll(/[-\\u2212]?\\d+\\.\\d+/g)) {
+      const node = [...cell.querySelectorAll("*"), cell].flatMap(e => [...e.childNodes])
+        .find(n => n.nodeType === 3 && n.textContent.includes(match[0]));
+      if (!node) continue;
+      const range = page.createRange();
+      const start = node.textContent.indexOf(match[0]);
+      range.setStart(node, start);
+      range.setEnd(node, start + match[0].length);
+      const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+      if (tops.size > 1) split.push(match[0]);
+    }
+  }
+  const limit = article.getBoundingClientRect().right + 1;
+  for (const wide of page.querySelectorAll("article table, article mjx-container[display]")) {
+    if (wide.getBoundingClientRect().right <= limit) continue;
+    let box = wide.parentElement, scrolls = false;
+    for (; box && box !== article; box = box.parentElement) {
+      const style = page.defaultView.getComputedStyle(box);
+      if (["auto", "scroll"].includes(style.overflowX) &&
+          box.getBoundingClientRect().right <= limit) { scrolls = true; break; }
+    }
+    const own = page.defaultView.getComputedStyle(wide).overflowX;
+    if (!scrolls && !["auto", "scroll"].includes(own)) overflowing.push(wide.tagName);
+  }
+  document.getElementById("result").textContent =
+    JSON.stringify({split: split, overflowing: overflowing,
+                    cells: page.querySelectorAll("article table td").length});
+}
+</script>
+"""
+
+
+@pytest.mark.parametrize("page", LAYOUT_PAGES)
+def test_numbers_stay_whole_and_wide_content_scrolls(site, browser, served, page):
+    # the page in a same-origin frame of a laptop's width, measured by a script
+    probe = site.html / "_layout_probe.html"
+    probe.write_text(
+        f'<html><body><pre id="result">not measured</pre>{LAYOUT_PROBE}'
+        f'<iframe width="{LAYOUT_WIDTH}" height="1400" src="{page}" '
+        f'onload="setTimeout(measure, 3000)"></iframe></body></html>'
+    )
+    try:
+        dom, log = _dump_dom(browser, f"{served}/_layout_probe.html")
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="result">(.*?)</pre>', dom, flags=re.DOTALL)
+    assert found is not None and found.group(1) != "not measured", dom[-2000:]
+    result = json.loads(html.unescape(found.group(1)))
+    if page.startswith("compare"):
+        assert result["cells"] > 20  # the results tables were measured
+    assert result["split"] == [], f"numbers broken across lines on {page}: {result['split']}"
+    assert result["overflowing"] == [], f"content wider than the text on {page}"
     assert not _script_errors(log), _script_errors(log)

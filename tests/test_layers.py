@@ -5,12 +5,10 @@ import importlib
 import pathlib
 import subprocess
 import sys
-import warnings
 
 import pytest
 
 import vi_vae
-from vi_vae._deprecation import MOVED_MODULES
 
 
 def test_import_vi_vae_loads_no_app_or_cli_module():
@@ -23,17 +21,8 @@ def test_import_vi_vae_loads_no_app_or_cli_module():
 
 
 def _imports(path):
-    """Modules a file imports, except in ``__getattr__`` (the lazy 0.1 ``vi_vae.compare``)."""
-    tree = ast.parse(path.read_text())
-    lazy = {
-        id(node)
-        for function in ast.walk(tree)
-        if isinstance(function, ast.FunctionDef) and function.name == "__getattr__"
-        for node in ast.walk(function)
-    }
-    for node in ast.walk(tree):
-        if id(node) in lazy:
-            continue
+    """Modules a file imports, wherever in the file (inside functions too)."""
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             yield node.module
         elif isinstance(node, ast.Import):
@@ -66,19 +55,33 @@ def test_the_app_never_imports_the_cli():
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
-def test_moved_modules_import_under_their_old_names_with_a_warning(old):
+#: modules of 0.1 that moved in 0.2 and are gone in 0.3 (CHANGELOG.md)
+REMOVED_MODULES = (
+    "vi_vae.compare",
+    "vi_vae.diagnostics",
+    "vi_vae.inference_data",
+    "vi_vae.config",
+    "vi_vae.runs",
+    "vi_vae.report",
+    "vi_vae.plots",
+    "vi_vae.estimators.spec",
+    "vi_vae.estimators._weights",
+    "vi_vae.estimators._bounds",
+    "vi_vae.estimators._base",
+)
+
+
+@pytest.mark.parametrize("old", REMOVED_MODULES)
+def test_the_0_1_module_names_are_gone(old):
     sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=MOVED_MODULES[old]):
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(MOVED_MODULES[old])
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
 
 
-def test_the_old_top_level_compare_still_works():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compare = vi_vae.compare
-    assert callable(compare) and any("vi_vae.app.compare" in str(w.message) for w in caught)
+def test_the_package_has_no_lazy_attributes():
+    # 0.2 loaded the app's compare on ``vi_vae.compare``; 0.3 has no __getattr__ hook
+    assert not hasattr(vi_vae, "__getattr__")
+    assert not any(type(finder).__module__.startswith("vi_vae") for finder in sys.meta_path)
 
 
 def test_the_installed_version_is_the_package_s():

@@ -5,10 +5,6 @@ This is the library's public API. The run directories, reports and figures
 above it, and importing ``vi_vae`` loads neither.
 """
 
-from typing import Any
-
-from vi_vae._deprecation import install_moved_module_finder
-from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
@@ -37,6 +33,7 @@ from vi_vae.evaluation import (
     to_inference_data,
 )
 from vi_vae.flows import parse_flow
+from vi_vae.keys import seed_everything
 from vi_vae.latents import FAMILIES, LatentFamily, get_family, register_family
 from vi_vae.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from vi_vae.model import VAE
@@ -44,9 +41,7 @@ from vi_vae.priors import parse_prior
 from vi_vae.templates import parse_latent_dims
 from vi_vae.train import FitResult, fit
 
-__version__ = "0.2.0"
-
-install_moved_module_finder()
+__version__ = "0.3.0"
 
 __all__ = [
     "CIWAE",
@@ -90,14 +85,3 @@ __all__ = [
     "seed_everything",
     "to_inference_data",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``vi_vae.compare`` (0.1): now :func:`vi_vae.app.compare.compare`, loaded on first use."""
-    if name == "compare":
-        from vi_vae._deprecation import warn_renamed
-        from vi_vae.app.compare import compare
-
-        warn_renamed("vi_vae.compare", "vi_vae.app.compare.compare")
-        return compare
-    raise AttributeError(f"module 'vi_vae' has no attribute {name!r}")

@@ -43,9 +43,8 @@ from pyro.infer.util import torch_item, zero_grads
 from torch import Tensor
 
 from vi_vae import distributed
-from vi_vae._random import seed_everything
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.keyed_draws import point_seed
+from vi_vae.keys import RandomKey, seed_everything
 
 __all__ = ["DataParallel", "DataParallelSVI", "Local"]
 
@@ -188,7 +187,7 @@ def _seed_rank(seed: int, epoch: int) -> None:
     """Give rank r > 0 a stream of its own (rank 0 keeps the one ``seed`` gave it)."""
     rank = distributed.rank()
     if rank > 0:
-        seed_everything(point_seed(seed, rank, epoch))
+        seed_everything(RandomKey(seed).seed_for(rank, epoch))
 
 
 def data_parallel() -> Local:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,6 +30,7 @@ from vi_vae.checkpoint import (
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.evaluation.passes import log_weight_chunks
+from vi_vae.keys import get_rng_state, set_rng_state
 
 __all__ = [
     "Checkpointer",
@@ -311,27 +311,6 @@ def read_history(path: Path) -> list[EpochRecord]:
     """Read ``history.csv`` back (the CSV of this version or of vi_vae 0.1)."""
     with open(path, newline="") as handle:
         return [EpochRecord.from_dict(row) for row in csv.DictReader(handle)]
-
-
-def get_rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """Torch's, the shuffling generator's, Python's (and CUDA's) random state."""
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
-        "python": list(random.getstate()[1]),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Restore :func:`get_rng_state`'s state."""
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def batches(train: Tensor, order: Tensor, batch_size: int) -> Iterator[tuple[int, Tensor]]:

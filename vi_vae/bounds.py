@@ -21,11 +21,14 @@ import math
 
 from torch import Tensor
 
+from vi_vae.errors import InputError
+
 __all__ = [
     "combination_bound",
     "elbo_bound",
     "grouped_iwae_bound",
     "iwae_bound",
+    "iwae_groups",
     "log_mean_exp",
     "renyi_bound",
 ]
@@ -46,6 +49,26 @@ def iwae_bound(log_weights: Tensor) -> Tensor:
     return log_mean_exp(log_weights, 0)
 
 
+def iwae_groups(log_weights: Tensor, group_size: int) -> Tensor:
+    r"""IWAE-k estimates [2] of disjoint groups of consecutive particles, ``[M, batch]``.
+
+    .. math::
+        \log \frac{1}{k} \sum_{j=1}^k w_{m,j}, \qquad m = 1, \dots, M = \lfloor K / k \rfloor,
+
+    ``group_size`` is k; the last K mod k particles, if any, are left out.
+
+    Example:
+        >>> import torch
+        >>> iwae_groups(torch.zeros(7, 3), 3).shape
+        torch.Size([2, 3])
+    """
+    num_groups = log_weights.shape[0] // group_size
+    if num_groups * group_size < log_weights.shape[0]:
+        log_weights = log_weights[: num_groups * group_size]
+    grouped = log_weights.reshape(num_groups, group_size, *log_weights.shape[1:])
+    return log_mean_exp(grouped, 1)
+
+
 def grouped_iwae_bound(log_weights: Tensor, group_size: int) -> Tensor:
     r"""MIWAE(M, K) bound [4]: the mean of M IWAE-K estimates from consecutive groups.
 
@@ -57,11 +80,10 @@ def grouped_iwae_bound(log_weights: Tensor, group_size: int) -> Tensor:
     """
     num_particles = log_weights.shape[0]
     if num_particles % group_size:
-        raise ValueError(
-            f"group_size ({group_size}) must divide the number of particles ({num_particles})"
+        raise InputError(
+            f"group_size must divide the number of particles ({num_particles}); got {group_size}"
         )
-    grouped = log_weights.reshape(num_particles // group_size, group_size, *log_weights.shape[1:])
-    return log_mean_exp(grouped, 1).mean(0)
+    return iwae_groups(log_weights, group_size).mean(0)
 
 
 def combination_bound(log_weights: Tensor, elbo_weight: float) -> Tensor:

@@ -15,7 +15,7 @@ gather at the end gives every rank all the results in point order. Unlike
 ``torch.utils.data.DistributedSampler``, which pads the shards to equal sizes with
 repeated points (and so weights them twice in any mean, PyTorch issue 25162), a
 shard here may be shorter, or empty, and nothing is repeated. Draws keyed by
-point (:mod:`vi_vae.keyed_draws`) make each per-point result independent of the
+point (:mod:`vi_vae.keys`) make each per-point result independent of the
 shard it lands in; the shards then start at multiples of the key block size.
 
 Example:
@@ -159,7 +159,7 @@ def shard(
 
     Args:
         num_points: N.
-        block: shards start at multiples of this (a key block, :mod:`vi_vae.keyed_draws`).
+        block: shards start at multiples of this (a key block, :mod:`vi_vae.keys`).
         rank: default this process's rank.
         world_size: default the number of ranks.
     """

@@ -12,8 +12,6 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
-from vi_vae._deprecation import renamed_keywords
-from vi_vae._random import seeded
 from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.flows import (
@@ -23,6 +21,7 @@ from vi_vae.flows import (
     check_flow_family,
     flow_context_dim,
 )
+from vi_vae.keys import seeded
 from vi_vae.latents import LatentFamily, get_family
 from vi_vae.likelihoods import Likelihood, get_likelihood
 from vi_vae.nets import MLP
@@ -110,7 +109,6 @@ class VAE(PyroModule):
         [2] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.
     """
 
-    @renamed_keywords(latent="latent_family")
     def __init__(
         self,
         input_dim: int,

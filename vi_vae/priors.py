@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import constraints
 
 from vi_vae._validation import check_positive_int
+from vi_vae.bounds import log_mean_exp
 from vi_vae.errors import InputError
 
 __all__ = [
@@ -120,7 +121,7 @@ class UniformMixture(dist.TorchDistribution):
             value.shape[: value.dim() - event_dims], self.components.batch_shape
         )
         log_probs = self.components.log_prob(value.expand(batch + self.event_shape))
-        return log_probs.logsumexp(-1) - math.log(self.num_components)
+        return log_mean_exp(log_probs, -1)
 
     def sample(self, sample_shape: Sequence[int] = ()) -> Tensor:
         """Pick a component uniformly, then draw from it (``sample_shape + batch + event``)."""
@@ -168,7 +169,7 @@ def _diagonal_normal_mixture_log_prob(normal: dist.Normal, value: Tensor) -> Ten
     )
     normalizer = scale.log().sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)
     log_probs = -0.5 * quadratic.to(value.dtype) - normalizer
-    mixture = log_probs.logsumexp(-1) - math.log(loc.shape[0])
+    mixture = log_mean_exp(log_probs, -1)
     return mixture.reshape(value.shape[:-1])
 
 

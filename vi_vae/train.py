@@ -32,7 +32,6 @@ from torch import Tensor
 
 from vi_vae._data_parallel import data_parallel
 from vi_vae._deprecation import renamed_keywords
-from vi_vae._random import seed_everything
 from vi_vae._training import (
     Checkpointer,
     EarlyStopping,
@@ -53,6 +52,7 @@ from vi_vae._validation import (
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
+from vi_vae.keys import seed_everything
 from vi_vae.optim import Adam
 from vi_vae.support import check_data_support
 

@@ -43,13 +43,15 @@ def test_with_num_particles_sets_the_inner_k(name):
 
 
 def test_deprecated_keywords_still_work_and_warn():
-    with pytest.warns(DeprecationWarning, match="elbo_weight"):
-        estimator = CIWAE(beta=0.25, num_particles=3)
-    assert estimator.elbo_weight == 0.25
     with pytest.warns(DeprecationWarning, match="chunk_size"):
         assert IWAE(4, max_pairs_per_pass=10).chunk_size == 10
-    with pytest.raises(TypeError, match="both"):
-        CIWAE(elbo_weight=0.5, num_particles=3, beta=0.25)
+
+
+def test_the_0_1_names_of_ciwae_are_gone():
+    # 0.3 removed CIWAE's ``beta`` (CHANGELOG.md): β is the KL weight everywhere else
+    with pytest.raises(TypeError, match="beta"):
+        CIWAE(0.5, 3, beta=0.25)
+    assert not hasattr(CIWAE(0.5, 3), "beta")
 
 
 @pytest.mark.parametrize(

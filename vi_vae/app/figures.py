@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
-from vi_vae._random import seeded
 from vi_vae.app import plots
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.data import Dataset
+from vi_vae.keys import seeded
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vi_vae._random import seeded
 from vi_vae.app import plots
 from vi_vae.app.runs import Run
 from vi_vae.errors import InputError
+from vi_vae.keys import seeded
 
 __all__ = ["MAX_GRID_SAMPLES", "MAX_NPY_BYTES", "SAMPLES_PER_PASS", "write_samples"]
 

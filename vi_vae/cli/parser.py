@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from vi_vae import __version__
 from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, METHODS
 from vi_vae.app.compare import DEFAULT_ESTIMATORS, DEFAULT_SNR_NUM_DRAWS, DEFAULT_SNR_PARTICLES
 from vi_vae.app.run_directory import RunDirectoryNotEmpty
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

@@ -32,9 +32,9 @@ import pyro
 import torch
 from torch import Tensor
 
-from vi_vae._random import get_rng_state, set_rng_state
 from vi_vae.compiled.purify import NotCompilable, PureFunction, trace_pure
 from vi_vae.errors import CompileWarning
+from vi_vae.keys import get_rng_state, set_rng_state
 
 __all__ = [
     "MAX_COMPILED_GROUPS",

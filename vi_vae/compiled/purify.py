@@ -38,6 +38,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import pyro
@@ -45,7 +46,7 @@ import torch
 from torch import Tensor, fx
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from vi_vae._random import get_rng_state, set_rng_state
+from vi_vae.keys import get_rng_state, set_rng_state
 
 __all__ = ["NotCompilable", "PureFunction", "trace_pure"]
 
@@ -171,13 +172,46 @@ def _user_frame(error: BaseException) -> str:
     """`` at file:line (code)`` of the innermost frame of the model or guide, if any."""
     frames = [
         frame
-        for frame in traceback.extract_tb(error.__traceback__)
+        for frame in traceback.extract_tb(_this_call(error.__traceback__))
         if not frame.filename.startswith(_MACHINERY)
     ]
     if not frames:
         return ""
     frame = frames[-1]
     return f" at {Path(frame.filename).name}:{frame.lineno} ({(frame.line or '').strip()})"
+
+
+def _this_call(entry: TracebackType | None) -> TracebackType | None:
+    """The part of a traceback that this call raised through, without stale entries.
+
+    An exception object that a library kept and raises again carries the entries of
+    its first raise behind the new ones; reporting the innermost of those would name a
+    line of an earlier, unrelated call. An entry belongs to this call when one of its
+    callers is an entry before it (an exception re-raised with ``with_traceback``, as
+    Pyro's trace handler does, skips a caller but stays in the call).
+    """
+    entries: list[TracebackType] = []
+    seen: set[int] = set()
+    while entry is not None:
+        if entries and not _called_from(entry.tb_frame, seen):
+            break
+        entries.append(entry)
+        seen.add(id(entry.tb_frame))
+        entry = entry.tb_next
+    chain = None
+    for kept in reversed(entries):  # a copy that ends at the last entry of this call
+        chain = TracebackType(chain, kept.tb_frame, kept.tb_lasti, kept.tb_lineno)
+    return chain
+
+
+def _called_from(frame: FrameType, frames: set[int]) -> bool:
+    """Whether a caller of ``frame`` (up the ``f_back`` chain) is one of ``frames``."""
+    caller = frame.f_back
+    while caller is not None:
+        if id(caller) in frames:
+            return True
+        caller = caller.f_back
+    return False
 
 
 def _lift_captured(traced: fx.GraphModule) -> tuple[fx.Graph, tuple[Tensor, ...]]:

@@ -3,15 +3,13 @@
 A pass holds at most ``chunk_size`` (particle, data point) pairs. Redrawing a
 chunk with the same random numbers (the second, gradient pass of the chunked
 fallback in :mod:`vi_vae.estimators.particle_estimator`) needs the random-number
-state before it, which :func:`get_rng_state` saves and :func:`set_rng_state`
-restores.
+state before it, which :func:`vi_vae.keys.get_rng_state` saves and
+:func:`vi_vae.keys.set_rng_state` restores.
 """
 
 from __future__ import annotations
 
-from vi_vae._random import RngState, get_rng_state, set_rng_state
-
-__all__ = ["RngState", "chunk_sizes", "get_rng_state", "set_rng_state"]
+__all__ = ["chunk_sizes"]
 
 
 def chunk_sizes(num_particles: int, batch_size: int, chunk_size: int) -> list[int]:

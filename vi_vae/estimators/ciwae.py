@@ -6,7 +6,6 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae.bounds import combination_bound
 from vi_vae.estimators.particle_estimator import ParticleEstimator
 
@@ -39,19 +38,12 @@ class CIWAE(ParticleEstimator):
             Le, Maddison, Igl, Wood & Teh, ICML 2018.
     """
 
-    @renamed_keywords(beta="elbo_weight")
     def __init__(self, elbo_weight: float, num_particles: int, **options: Any) -> None:
         elbo_weight = float(elbo_weight)
         if not 0 <= elbo_weight <= 1:
             raise ValueError(f"elbo_weight must lie in [0, 1]; got {elbo_weight}")
         super().__init__(num_particles, **options)
         self.elbo_weight = elbo_weight
-
-    @property
-    def beta(self) -> float:
-        """Deprecated name of :attr:`elbo_weight`."""
-        warn_renamed("CIWAE.beta", "CIWAE.elbo_weight")
-        return self.elbo_weight
 
     def _bound(self, log_weights: Tensor) -> Tensor:
         return combination_bound(log_weights, self.elbo_weight)

@@ -16,76 +16,114 @@ A compiled pass runs no Pyro code, so under a Pyro handler (``SVI.step``
 records the ``param`` sites of ``loss_and_grads`` to know what to optimize) it
 replays the pair's ``pyro.param`` statements, by name, for the handler to see.
 
-Each returns ``None`` (or ``False``) when the pass must run eagerly: the pair
-cannot be traced (a warning says why), or the call's arguments are not
-tensors and hashable values. The key of a compiled pass holds the estimator's
-public settings (``num_particles``, ``alpha``, ...), so changing one compiles
-again rather than running a stale graph.
+Each is a pure function of what it is given: a :class:`PassFunctions` (the
+estimator's maths, its cache and its settings) and the call. It returns
+``None`` (or ``False``) when the pass must run eagerly: the pair cannot be traced
+(a warning says why), or the call's arguments are not tensors and hashable
+values. The key of a compiled pass holds the estimator's public settings
+(``num_particles``, ``alpha``, ...), so changing one compiles again rather than
+running a stale graph.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyro
 from pyro.poutine.runtime import am_i_wrapped
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from vi_vae.estimators.particle_estimator import GradientTerm, ParticleEstimator
+from vi_vae.compiled import CompiledCache
+from vi_vae.estimators.gradient_terms import GradientTerm, ParameterGroup
+from vi_vae.weights import WeightedTraces
 
-__all__ = ["chunk_gradients", "step", "values"]
+__all__ = ["PassFunctions", "chunk_gradients", "step", "values"]
+
+Surrogates = dict[ParameterGroup, Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class PassFunctions:
+    """An estimator's side of its compiled passes: its maths, traced once per input shape.
+
+    Attributes:
+        label: whose passes, as warnings name them (the estimator's class name).
+        settings: the estimator's plain settings, part of every compiled pass's key.
+        cache: the compiled passes kept so far.
+        trace: ``trace(model, guide, args, kwargs, num_particles)``, one vectorized draw.
+        particle_values: the per-particle values ``[num_particles, batch]`` of traces.
+        bound: the bound's estimate per point ``[batch]`` from particle values.
+        step_surrogates: the one-pass step's surrogates and log weights of traces.
+        surrogates: Σ c log w of each parameter group, for given gradient terms.
+        gradients: ``(parameters, gradients)``, −∇ of each surrogate for its group.
+    """
+
+    label: str
+    settings: Hashable
+    cache: CompiledCache
+    trace: Callable[[Callable, Callable, tuple, dict, int], WeightedTraces]
+    particle_values: Callable[[WeightedTraces], Tensor]
+    bound: Callable[[Tensor], Tensor]
+    step_surrogates: Callable[[WeightedTraces], tuple[Surrogates, Tensor]]
+    surrogates: Callable[[WeightedTraces, list[GradientTerm]], Surrogates]
+    gradients: Callable[[WeightedTraces, Surrogates], tuple[list[Tensor], list[Tensor]]]
 
 
 def step(
-    estimator: ParticleEstimator, model: Callable, guide: Callable, args: tuple, kwargs: dict
-) -> float | None:
-    """Run the one-pass gradient step compiled; its loss, or ``None`` to run it eagerly."""
-
-    def traced(call_args: tuple, call_kwargs: dict) -> tuple[tuple[Tensor, ...], Any]:
-        traces = estimator._trace(model, guide, call_args, call_kwargs, estimator.num_particles)
-        surrogates, log_weights = estimator._step_surrogates(traces)
-        parameters, gradients = estimator._gradients(traces, surrogates)
-        loss = -estimator._bound(log_weights).sum()
-        return (loss, *gradients), _info(traces, parameters)
-
-    outputs = _run(estimator, "gradient step", ("step", model, guide), (), traced, args, kwargs)
-    if outputs is None:
-        return None
-    _replay_param_sites(outputs[1])
-    loss, *gradients = outputs[0]
-    _add_gradients(outputs[1]["parameters"], gradients)
-    estimator._batch_size = outputs[1]["batch_size"]
-    return loss.item()
-
-
-def values(
-    estimator: ParticleEstimator,
+    passes: PassFunctions,
     model: Callable,
     guide: Callable,
     args: tuple,
     kwargs: dict,
     num_particles: int,
-) -> Tensor | None:
-    """``num_particles`` particle values ``[num_particles, batch]``, compiled, without gradients."""
+) -> tuple[float, int] | None:
+    """Run the one-pass gradient step compiled: ``(loss, batch size)``, or ``None`` (eager)."""
 
     def traced(call_args: tuple, call_kwargs: dict) -> tuple[tuple[Tensor, ...], Any]:
-        traces = estimator._trace(model, guide, call_args, call_kwargs, num_particles)
-        return (estimator._particle_values(traces).detach(),), _info(traces, [])
+        traces = passes.trace(model, guide, call_args, call_kwargs, num_particles)
+        surrogates, log_weights = passes.step_surrogates(traces)
+        parameters, gradients = passes.gradients(traces, surrogates)
+        loss = -passes.bound(log_weights).sum()
+        return (loss, *gradients), _info(traces, parameters)
 
-    key = ("values", model, guide)
-    outputs = _run(estimator, "bound", key, (num_particles,), traced, args, kwargs)
+    outputs = _run(passes, "gradient step", ("step", model, guide), (), traced, args, kwargs)
     if outputs is None:
         return None
     _replay_param_sites(outputs[1])
-    estimator._batch_size = outputs[1]["batch_size"]
-    return outputs[0][0]
+    loss, *gradients = outputs[0]
+    _add_gradients(outputs[1]["parameters"], gradients)
+    return loss.item(), outputs[1]["batch_size"]
+
+
+def values(
+    passes: PassFunctions,
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    num_particles: int,
+) -> tuple[Tensor, int] | None:
+    """``num_particles`` particle values ``[num_particles, batch]`` without gradients, compiled.
+
+    Returns ``(values, batch size)``, or ``None`` to run the pass eagerly.
+    """
+
+    def traced(call_args: tuple, call_kwargs: dict) -> tuple[tuple[Tensor, ...], Any]:
+        traces = passes.trace(model, guide, call_args, call_kwargs, num_particles)
+        return (passes.particle_values(traces).detach(),), _info(traces, [])
+
+    key = ("values", model, guide)
+    outputs = _run(passes, "bound", key, (num_particles,), traced, args, kwargs)
+    if outputs is None:
+        return None
+    _replay_param_sites(outputs[1])
+    return outputs[0][0], outputs[1]["batch_size"]
 
 
 def chunk_gradients(
-    estimator: ParticleEstimator,
+    passes: PassFunctions,
     model: Callable,
     guide: Callable,
     args: tuple,
@@ -98,19 +136,17 @@ def chunk_gradients(
     coefficients = [term.coefficients for term in terms]
 
     def traced(call_args: tuple, call_kwargs: dict, *given: Tensor) -> tuple[tuple, Any]:
-        traces = estimator._trace(model, guide, call_args, call_kwargs, num_particles)
+        traces = passes.trace(model, guide, call_args, call_kwargs, num_particles)
         chunk_terms = [
             dataclasses.replace(term, coefficients=value)
             for term, value in zip(terms, given, strict=True)
         ]
-        parameters, gradients = estimator._gradients(
-            traces, estimator._surrogates(traces, chunk_terms)
-        )
+        parameters, gradients = passes.gradients(traces, passes.surrogates(traces, chunk_terms))
         return tuple(gradients), _info(traces, parameters)
 
     key = ("chunk", model, guide)
     outputs = _run(
-        estimator,
+        passes,
         "chunk gradient",
         key,
         (num_particles, layout),
@@ -127,7 +163,7 @@ def chunk_gradients(
 
 
 def _run(
-    estimator: ParticleEstimator,
+    passes: PassFunctions,
     what: str,
     group: Hashable,
     static: Hashable,
@@ -136,18 +172,9 @@ def _run(
     kwargs: dict,
     extra: list[Tensor] | None = None,
 ) -> tuple[tuple[Tensor, ...], Any] | None:
-    label = f"{type(estimator).__name__}'s {what}"
-    key = (static, _settings(estimator))
-    return estimator._compiled.run_call(label, group, key, traced, args, kwargs, extra or ())
-
-
-def _settings(estimator: ParticleEstimator) -> tuple:
-    """The estimator's public attributes that are plain values: part of every trace's key."""
-    return tuple(
-        (name, value)
-        for name, value in sorted(vars(estimator).items())
-        if not name.startswith("_") and isinstance(value, (bool, int, float, str, type(None)))
-    )
+    label = f"{passes.label}'s {what}"
+    key = (static, passes.settings)
+    return passes.cache.run_call(label, group, key, traced, args, kwargs, extra or ())
 
 
 def _info(traces: Any, parameters: list[Tensor]) -> dict[str, Any]:

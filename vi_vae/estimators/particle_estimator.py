@@ -60,7 +60,7 @@ from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.contract import biased_under_subsampling, check_pair
 from vi_vae.estimators import compiled_passes
-from vi_vae.estimators.chunking import chunk_sizes, get_rng_state, set_rng_state
+from vi_vae.estimators.chunking import chunk_sizes
 from vi_vae.estimators.gradient_terms import (
     GradientTerm,
     ParameterGroup,
@@ -68,6 +68,7 @@ from vi_vae.estimators.gradient_terms import (
     check_reparameterized,
     group_parameters,
 )
+from vi_vae.keys import get_rng_state, set_rng_state
 from vi_vae.weights import WeightedTraces, trace_log_weights
 
 __all__ = [
@@ -185,12 +186,13 @@ class ParticleEstimator(PyroELBO):
         """:meth:`loss`, and this estimator's gradient of it accumulated into ``.grad``."""
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
-        compiled_loss = (
-            compiled_passes.step(self, model, guide, args, kwargs)
+        compiled = (
+            compiled_passes.step(self._passes(), model, guide, args, kwargs, self.num_particles)
             if self.compile and len(chunks) == 1
             else None
         )
-        if compiled_loss is not None:
+        if compiled is not None:
+            compiled_loss, self._batch_size = compiled
             warn_if_nan(compiled_loss, "loss")
             return compiled_loss
         if len(chunks) == 1:
@@ -211,7 +213,7 @@ class ParticleEstimator(PyroELBO):
                 ]
                 start += count
                 if self.compile and compiled_passes.chunk_gradients(
-                    self, model, guide, args, kwargs, count, chunk_terms
+                    self._passes(), model, guide, args, kwargs, count, chunk_terms
                 ):
                     continue
                 set_rng_state(state)
@@ -293,14 +295,16 @@ class ParticleEstimator(PyroELBO):
 
     def _pair_key(self, model: Callable, guide: Callable) -> tuple:
         """The pair and the settings its check depends on (a copy with another K checks again)."""
-        settings = tuple(
+        settings = tuple(item for item in self._plain_settings() if item[0] != "max_plate_nesting")
+        return model, guide, settings
+
+    def _plain_settings(self) -> tuple[tuple[str, Any], ...]:
+        """The public attributes that are plain values (``num_particles``, ``alpha``, ...)."""
+        return tuple(
             (name, value)
             for name, value in sorted(vars(self).items())
-            if not name.startswith("_")
-            and name != "max_plate_nesting"
-            and isinstance(value, (bool, int, float, str, type(None)))
+            if not name.startswith("_") and isinstance(value, (bool, int, float, str, type(None)))
         )
-        return model, guide, settings
 
     def _subsampling_refusal(self) -> str | None:
         """Why this estimator refuses a data plate that subsamples, or ``None`` if it need not."""
@@ -321,6 +325,20 @@ class ParticleEstimator(PyroELBO):
 
     def _chunk_sizes(self) -> list[int]:
         return chunk_sizes(self.num_particles, self._batch_size or 1, self.chunk_size)
+
+    def _passes(self) -> compiled_passes.PassFunctions:
+        """This estimator's maths, cache and settings, for :mod:`compiled_passes`."""
+        return compiled_passes.PassFunctions(
+            type(self).__name__,
+            self._plain_settings(),  # part of every compiled pass's key
+            self._compiled,
+            self._trace,
+            self._particle_values,
+            self._bound,
+            self._step_surrogates,
+            self._surrogates,
+            self._gradients,
+        )
 
     def _trace(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict, num_particles: int
@@ -349,12 +367,14 @@ class ParticleEstimator(PyroELBO):
         with torch.no_grad():
             for count in chunks:
                 states.append(get_rng_state())
-                values = (
-                    compiled_passes.values(self, model, guide, args, kwargs, count)
+                compiled = (
+                    compiled_passes.values(self._passes(), model, guide, args, kwargs, count)
                     if self.compile
                     else None
                 )
-                if values is None:
+                if compiled is not None:
+                    values, self._batch_size = compiled
+                else:
                     set_rng_state(states[-1])
                     values = self._particle_values(self._trace(model, guide, args, kwargs, count))
                 parts.append(values)

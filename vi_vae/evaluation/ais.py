@@ -39,7 +39,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._random import seeded
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealing import (
@@ -51,11 +50,11 @@ from vi_vae.evaluation.annealing import (
     Annealing,
     Progress,
     forward_annealing,
-    resolve_seed,
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+from vi_vae.keys import resolve_seed, seeded
 from vi_vae.support import check_data_support, check_points
 from vi_vae.weights import guess_plates
 

@@ -51,10 +51,10 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 from torch.distributions import biject_to
 
-from vi_vae._random import seeded
 from vi_vae.compiled import CompiledCache
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
+from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, sum_per_point
 
 __all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "LatentSite"]

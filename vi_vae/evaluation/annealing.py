@@ -19,7 +19,7 @@ transition of a weighted chain is exactly invariant and E[w] = p(x) holds
 exactly (``tests/evaluation/test_ais.py`` checks it on that model).
 ``target_acceptance=None`` keeps ``step_size`` fixed (no pilots).
 
-Randomness is keyed by (seed, point index, chain, step) (``vi_vae._keyed_random``),
+Randomness is keyed by (seed, point index, chain, step) (:mod:`vi_vae.keys`),
 so a point's estimate does not depend on the chunk it was processed in.
 
 References:
@@ -38,13 +38,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae import _keyed_random
+from vi_vae import keys
 from vi_vae._validation import (
     check_bool,
     check_choice,
     check_positive_float,
     check_positive_int,
-    check_seed,
 )
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
@@ -66,7 +65,6 @@ __all__ = [
     "anneal",
     "annealing_schedule",
     "forward_annealing",
-    "resolve_seed",
 ]
 
 #: annealing steps T: a first budget; how the estimate moves with T is in docs/log-likelihood.md
@@ -85,7 +83,7 @@ SIGMOID_SCHEDULE_RADIUS = 4.0
 #: one is enough: the Robbins–Monro step averages its acceptances over ~1/rate = 10 transitions
 NUM_PILOT_CHAINS = 1
 
-#: streams of the keyed random numbers (``vi_vae._keyed_random``), one per use;
+#: streams of the keyed random numbers (:mod:`vi_vae.keys`), one per use;
 #: a run's transitions use two: (momenta, accept tests)
 RANDOM_STREAMS = {"initial": 1, "forward": (2, 3), "reverse": (4, 5), "simulate": 6}
 
@@ -154,10 +152,10 @@ def anneal(
     are keyed by (``seed``, stream, ``point_index``, chain, step).
     """
     num_chains = position.shape[0] - num_pilot_chains
-    momentum_keys = _keyed_random.key_grid(
-        seed, streams[0], point_index, position.shape[0], density.dim
+    momentum_keys = keys.RandomKey(seed).grid(
+        streams[0], point_index, position.shape[0], density.dim
     )
-    accept_keys = _keyed_random.key_grid(seed, streams[1], point_index, position.shape[0])
+    accept_keys = keys.RandomKey(seed).grid(streams[1], point_index, position.shape[0])
     state = density.evaluate(position)
     log_weights = torch.zeros(state.log_density.shape, dtype=torch.float64, device=position.device)
     acceptance = torch.zeros_like(log_weights)
@@ -175,8 +173,8 @@ def anneal(
                 density.at(state, beta),
                 step.expand_as(log_weights),
                 leapfrog_steps,
-                momentum=_keyed_random.normal(momentum_keys, t, dtype=position.dtype),
-                uniform=_keyed_random.uniform(accept_keys, t),
+                momentum=keys.normal(momentum_keys, t, dtype=position.dtype),
+                uniform=keys.uniform(accept_keys, t),
             )
             used.append(step)
             acceptance += info.acceptance_probability
@@ -285,7 +283,7 @@ def forward_annealing(
         compile=settings.compile,
     )
     position = density.draw_initial(
-        _keyed_random.point_seeds(seed, RANDOM_STREAMS["initial"], point_index)
+        keys.RandomKey(seed).point_seeds(RANDOM_STREAMS["initial"], point_index)
     )
     return anneal(
         density,
@@ -298,13 +296,6 @@ def forward_annealing(
         on_step=on_step,
         **settings.transition_settings(),
     )
-
-
-def resolve_seed(seed: int | None) -> int:
-    """``seed`` (checked), or one drawn from torch's global stream when it is ``None``."""
-    if seed is None:
-        return int(torch.randint(0, 2**32, ()).item())
-    return check_seed(seed)
 
 
 class Progress:

@@ -38,8 +38,6 @@ import torch
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
-from vi_vae import _keyed_random
-from vi_vae._random import seeded
 from vi_vae.errors import InputError
 from vi_vae.evaluation.ais import AISEstimate, summarize_annealing
 from vi_vae.evaluation.annealed_density import AnnealedDensity
@@ -53,10 +51,10 @@ from vi_vae.evaluation.annealing import (
     Progress,
     anneal,
     forward_annealing,
-    resolve_seed,
 )
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+from vi_vae.keys import RandomKey, resolve_seed, seeded
 from vi_vae.weights import guess_plates
 
 __all__ = ["BDMCResult", "bdmc", "simulate"]
@@ -116,7 +114,7 @@ def simulate(
         ``(x_simulated [N, ...], z)``, z per latent site with its batch dims
         padded to ``plate_nesting`` (data points along the data plate's dim).
     """
-    seeds = _keyed_random.point_seeds(seed, RANDOM_STREAMS["simulate"], torch.arange(x.shape[0]))
+    seeds = RandomKey(seed).point_seeds(RANDOM_STREAMS["simulate"], torch.arange(x.shape[0]))
     rows_x, rows_z = [], {}
     axes = {}
     with torch.no_grad(), pyro.validation_enabled(False):

@@ -29,10 +29,9 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vi_vae._deprecation import renamed_keywords
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
+from vi_vae.keys import seeded
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
@@ -196,7 +195,6 @@ class ActiveUnits:
         return self.variances > self.threshold
 
 
-@renamed_keywords(num_samples="num_mean_draws")
 def active_units(
     encoder: Any,
     x: Tensor,

@@ -133,14 +133,6 @@ class LogLikelihoodEstimate:
             pareto_k_reason=self.pareto_k_reason,
         )
 
-    @property
-    def num_samples(self) -> int:
-        """Deprecated name of :attr:`num_particles`."""
-        from vi_vae._deprecation import warn_renamed
-
-        warn_renamed("LogLikelihoodEstimate.num_samples", "LogLikelihoodEstimate.num_particles")
-        return self.num_particles
-
 
 @dataclass
 class Bound:

@@ -19,7 +19,7 @@ above baseline measured about 200 MB at the default 8,192 pairs and 400 MB at
 ``num_particles × points-per-pass × 8`` bytes.
 
 Seeds and ranks: with ``seed`` the draws of each point are keyed by (seed, its
-index in ``x``) (:mod:`vi_vae.keyed_draws`), so its numbers do not depend on
+index in ``x``) (:mod:`vi_vae.keys`), so its numbers do not depend on
 ``chunk_size``; under ``torchrun`` (an initialized ``torch.distributed`` process
 group) every rank passes the same ``x``, evaluates a contiguous shard of it and
 returns all the points' results, the same numbers as one process
@@ -41,6 +41,7 @@ from torch import Tensor
 
 from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_bool, check_positive_int
+from vi_vae.bounds import iwae_groups
 from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
@@ -57,7 +58,7 @@ from vi_vae.evaluation.passes import (
     check_chunk_size,
     log_weight_chunks,
 )
-from vi_vae.keyed_draws import key_block_size
+from vi_vae.keys import key_block_size
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
@@ -326,8 +327,7 @@ def _combine(
 
 def _grouped_bound(log_weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """IWAE-k per point from ⌊K/k⌋ disjoint groups: the mean and its standard error."""
-    groups = log_weights.shape[0] // k
-    grouped = log_weights[: groups * k].reshape(groups, k, -1)
-    values = grouped.logsumexp(1) - math.log(k)
+    values = iwae_groups(log_weights, k)
+    groups = values.shape[0]
     error = values.std(0) / math.sqrt(groups) if groups > 1 else values[0] * math.nan
     return values.mean(0), error

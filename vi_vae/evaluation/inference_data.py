@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vi_vae._deprecation import renamed_keywords
-from vi_vae._random import seeded
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE, DEFAULT_NUM_PARTICLES
+from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, guess_plates, trace_log_weights
 
 if TYPE_CHECKING:
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["to_inference_data"]
 
 
-@renamed_keywords(num_samples="num_particles")
 def to_inference_data(
     model: Callable,
     guide: Callable,

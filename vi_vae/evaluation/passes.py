@@ -17,12 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._random import seeded
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
 from vi_vae.errors import InputError
-from vi_vae.keyed_draws import keyed_log_weight_chunks
+from vi_vae.keys import keyed_log_weight_chunks, seeded
 from vi_vae.support import check_points
 from vi_vae.weights import DEFAULT_CHUNK_SIZE, guess_plates, trace_log_weights
 
@@ -162,7 +161,7 @@ def log_weight_chunks(
     data's device. With
     ``seed`` the draws are keyed by (seed, global point index; ``x[0]`` has index
     ``first_index``), so a point's log weights depend neither on ``chunk_size`` nor on
-    the shard it is in (:mod:`vi_vae.keyed_draws`), and the global RNG is left alone.
+    the shard it is in (:mod:`vi_vae.keys`), and the global RNG is left alone.
     """
     check_positive_int("num_particles", num_particles)
     check_chunk_size(chunk_size)
