@@ -17,6 +17,7 @@ import torch.distributed
 import torch.multiprocessing
 
 from vi_vae import ELBO, VAE, annealed_importance_sampling, fit, importance_sampling
+from vi_vae.app.run_directory import RunDirectory
 from vi_vae.distributed import map_shards
 from vi_vae.errors import InputError
 
@@ -124,9 +125,32 @@ def train_delta(run_dir):
         batch_size=8,
         learning_rate=0.05,
         batch_transform=jitter,
-        run_dir=run_dir,
+        sink=None if run_dir is None else RunDirectory(run_dir).checkpoint_sink(),
     )
     return _params(), [record.train_loss for record in result.history]
+
+
+def per_point_rows():
+    """Whether every call of the model got the rows of ``ys`` that go with its rows of x.
+
+    Row n of x starts with n and ``ys[n] = n``; each rank's share of a batch must
+    bring its own rows of ``ys`` (17 points in batches of 8: one share is empty).
+    """
+    _NETS.clear()
+    train, _ = delta_data()
+    train[:, 0] = torch.arange(len(train), dtype=train.dtype)
+    seen = []
+
+    def model(x, ys):
+        seen.append(torch.equal(ys, x[:, 0]))
+        delta_model(x)
+
+    def guide(x, ys):
+        delta_guide(x)
+
+    ys = torch.arange(len(train), dtype=train.dtype)
+    fit(model, guide, train, model_kwargs={"ys": ys}, loss=ELBO(1), epochs=2, batch_size=8)
+    return seen
 
 
 def tiny_vae():
@@ -144,14 +168,14 @@ def train_vae_and_resume(directory):
     train = binary_data(20)
     options = {"validation": binary_data(5, seed=1), "batch_size": 6, "learning_rate": 0.01}
     vae = tiny_vae()
-    fit(vae.model, vae.guide, train, epochs=2, run_dir=directory / "straight", **options)
+    straight_sink = RunDirectory(directory / "straight").checkpoint_sink()
+    fit(vae.model, vae.guide, train, epochs=2, sink=straight_sink, **options)
     straight = _params()
     vae = tiny_vae()
-    fit(vae.model, vae.guide, train, epochs=1, run_dir=directory / "stopped", **options)
+    stopped = RunDirectory(directory / "stopped").checkpoint_sink()
+    fit(vae.model, vae.guide, train, epochs=1, sink=stopped, **options)
     vae = tiny_vae()
-    result = fit(
-        vae.model, vae.guide, train, epochs=2, run_dir=directory / "stopped", resume=True, **options
-    )
+    result = fit(vae.model, vae.guide, train, epochs=2, sink=stopped, **options)
     return straight, _params(), result.resumed_from_epoch
 
 
@@ -214,6 +238,7 @@ def all_checks(directory, evaluations):
     """Everything one launch checks, to pay for starting the processes once."""
     return {
         "delta": train_delta(Path(directory) / "delta"),
+        "per_point": per_point_rows(),
         "vae": train_vae_and_resume(directory),
         "evaluations": [evaluate(*settings) for settings in evaluations],
         "ais": annealed(AIS_POINTS, chunk_size=8),

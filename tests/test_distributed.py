@@ -84,6 +84,12 @@ def test_two_ranks_with_global_batch_b_train_as_one_process_with_batch_b(two_ran
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
+def test_per_point_keyword_arguments_are_sharded_with_the_batch(two_ranks):
+    # issue 20 item 5: fit(model_kwargs={"ys": ...}) gives each rank its share's rows
+    for rank_result in two_ranks:
+        assert len(rank_result["per_point"]) >= 4 and all(rank_result["per_point"])
+
+
 def test_ranks_hold_identical_parameters_and_resume_exactly(two_ranks):
     (straight_0, resumed_0, epoch_0), (straight_1, resumed_1, _) = (r["vae"] for r in two_ranks)
     assert epoch_0 == 1

@@ -10,6 +10,7 @@ from pyro.optim.clipped_adam import ClippedAdam as PyroClippedAdam
 from test_train import binary_data, params_of, small_vae
 
 from vi_vae import InputError, fit
+from vi_vae.app.run_directory import RunDirectory
 from vi_vae.checkpoint import load_checkpoint
 from vi_vae.optim import Adam, SingleOptimizer
 
@@ -203,11 +204,12 @@ def test_fit_resumes_from_a_checkpoint_of_either_optimizer(tmp_path, writer):
         else (None, pyro.optim.Adam({"lr": 0.01}))
     )
     run_dir = tmp_path / "run"
-    settings = {"learning_rate": 0.01, "batch_size": 16, "run_dir": run_dir}
+    sink = RunDirectory(run_dir).checkpoint_sink()
+    settings = {"learning_rate": 0.01, "batch_size": 16, "sink": sink}
     fit(vae.model, vae.guide, x, optimizer=first, epochs=1, **settings)
     saved = load_checkpoint(run_dir / "checkpoint.pt")["optimizer"]
     assert saved.keys() == dict(pyro.get_param_store().named_parameters()).keys()
-    result = fit(vae.model, vae.guide, x, optimizer=then, epochs=2, resume=True, **settings)
+    result = fit(vae.model, vae.guide, x, optimizer=then, epochs=2, **settings)
     assert result.resumed_from_epoch == 1
     for name, value in params_of(vae).items():
         assert bitwise_equal(value, expected[name]), name

@@ -1,5 +1,7 @@
+import copy
 import csv
 import math
+import os
 
 import pyro
 import pyro.distributions as dist
@@ -8,8 +10,11 @@ import torch
 from linear_gaussian import LinearGaussian
 
 from vi_vae import VAE, InputError, TrainingError, fit
+from vi_vae.app.run_directory import RunDirectory
+from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.checkpoint import load_checkpoint
-from vi_vae.train import KLWeight
+from vi_vae.estimators import IWAE
+from vi_vae.train import KLWeight, TrainSettings
 
 
 def small_vae():
@@ -26,6 +31,28 @@ def binary_data(num_points=64, seed=0):
 
 def params_of(vae):
     return {name: value.detach().clone() for name, value in vae.state_dict().items()}
+
+
+class InMemory:
+    """A checkpoint sink that keeps every checkpoint it is given, as a copy."""
+
+    def __init__(self):
+        self.checkpoints = []
+
+    def __str__(self):
+        return "memory"
+
+    def write_checkpoint(self, checkpoint):
+        self.checkpoints.append(copy.deepcopy(checkpoint))
+
+    def read_checkpoint(self):
+        return copy.deepcopy(self.checkpoints[-1]) if self.checkpoints else None
+
+
+def sink_in(path):
+    directory = RunDirectory(path)
+    directory.create(overwrite=True)
+    return directory.checkpoint_sink()
 
 
 def test_training_improves_the_validation_elbo():
@@ -75,11 +102,12 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         epochs=2,
         batch_size=16,
         batch_transform=transform,
-        run_dir=tmp_path / "straight",
+        sink=sink_in(tmp_path / "straight"),
     )
 
     pyro.set_rng_seed(0)
     first = small_vae()
+    split = sink_in(tmp_path / "split")
     fit(
         first.model,
         first.guide,
@@ -88,7 +116,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         epochs=1,
         batch_size=16,
         batch_transform=transform,
-        run_dir=tmp_path / "split",
+        sink=split,
     )
     pyro.set_rng_seed(99)  # a resumed process starts from a different state
     resumed = small_vae()
@@ -100,8 +128,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         epochs=2,
         batch_size=16,
         batch_transform=transform,
-        run_dir=tmp_path / "split",
-        resume=True,
+        sink=split,
     )
     assert [r.epoch for r in result.history] == [1, 2]
 
@@ -138,15 +165,17 @@ def test_divergence_names_epoch_and_step_and_keeps_last_checkpoint(tmp_path, val
                 "x", dist.Bernoulli(logits=logits, validate_args=validated).to_event(1), obs=batch
             )
 
-    with pytest.raises(TrainingError, match=r"epoch 2, step 3 of 4.*checkpoint of epoch 1"):
+    with pytest.raises(
+        TrainingError, match=rf"epoch 2, step 3 of 4.*checkpoint of epoch 1 is kept in {tmp_path}"
+    ):
         fit(
             exploding_model,
             vae.guide,
             x,
             epochs=3,
             batch_size=16,
-            run_dir=tmp_path,
-            on_step=explode_after_epoch_2_step_2,
+            sink=sink_in(tmp_path),
+            callbacks=[Callback(on_step=explode_after_epoch_2_step_2)],
         )
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     assert not list(tmp_path.glob(".*tmp"))
@@ -206,7 +235,17 @@ def test_user_model_with_pyro_params_trains():
         ({"batch_size": -1}, "batch_size must be an integer >= 1"),
         ({"patience": 0}, "patience must be an integer >= 1"),
         ({"kl_weight": -1.0}, "kl_weight must be a finite number >= 0"),
-        ({"resume": True}, "resume=True needs run_dir"),
+        ({"seed": -1}, "seed must be an integer in"),
+        ({"device": "nowhere"}, "device must name a torch device"),
+        ({"loss": "iwae:x"}, "loss: estimator 'iwae:x': num_particles must be int"),
+        (
+            {"loss": "nope:3"},
+            "loss: unknown estimator 'nope:3'; accepted values: elbo, .*iwae:NUM_PARTICLES",
+        ),
+        ({"loss": 3}, "loss must be a pyro.infer.ELBO or an estimator spelling"),
+        ({"callbacks": Callback()}, "callbacks must be a list of vi_vae.callbacks.Callback"),
+        ({"callbacks": [print]}, "callbacks must be a list of vi_vae.callbacks.Callback"),
+        ({"sink": "runs/x"}, "sink must have write_checkpoint and read_checkpoint methods"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, message):
@@ -231,20 +270,13 @@ def test_bad_data_are_named_before_training(train, validation, message):
         fit(vae.model, vae.guide, train, validation=validation, epochs=1)
 
 
-def test_run_dir_that_is_a_file_is_refused(tmp_path):
-    path = tmp_path / "a-file"
-    path.write_text("x")
-    vae = small_vae()
-    with pytest.raises(InputError, match="is a file, not a directory"):
-        fit(vae.model, vae.guide, binary_data(), epochs=1, run_dir=path)
-
-
-def test_resume_without_a_checkpoint_starts_from_scratch_and_says_so(tmp_path):
-    vae = small_vae()
-    result = fit(vae.model, vae.guide, binary_data(), epochs=1, run_dir=tmp_path, resume=True)
+def test_a_sink_without_a_checkpoint_starts_from_scratch_and_says_so():
+    vae, sink = small_vae(), InMemory()
+    result = fit(vae.model, vae.guide, binary_data(), epochs=1, sink=sink)
     assert result.resumed_from_epoch == 0 and len(result.history) == 1
-    again = fit(vae.model, vae.guide, binary_data(), epochs=2, run_dir=tmp_path, resume=True)
+    again = fit(vae.model, vae.guide, binary_data(), epochs=2, sink=sink)
     assert again.resumed_from_epoch == 1 and [r.epoch for r in again.history] == [1, 2]
+    assert [c.epoch for c in sink.checkpoints] == [1, 2]
 
 
 def test_a_huge_kl_weight_does_not_blame_the_learning_rate():
@@ -253,22 +285,133 @@ def test_a_huge_kl_weight_does_not_blame_the_learning_rate():
         fit(vae.model, vae.guide, binary_data(), epochs=1, kl_weight=1e308)
 
 
-def test_checkpoint_metadata_is_stored(tmp_path):
+def test_the_run_directory_sink_stores_metadata_and_the_history(tmp_path):
+    directory = RunDirectory(tmp_path / "run")
+    directory.create()
+    sink = directory.checkpoint_sink({"fingerprint": {"model": {"latent_dim": 2}}})
+    assert isinstance(sink, CheckpointSink)
     vae = small_vae()
-    fit(
+    result = fit(vae.model, vae.guide, binary_data(), epochs=2, sink=sink)
+    stored = load_checkpoint(directory.checkpoint_path)
+    assert stored["metadata"] == {"fingerprint": {"model": {"latent_dim": 2}}}
+    assert stored["epoch"] == 2
+    with open(directory.history_path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["train_loss"]) for row in rows] == [r.train_loss for r in result.history]
+    resumed_from = sink.read_checkpoint()
+    assert [r.train_loss for r in resumed_from.history] == [r.train_loss for r in result.history]
+
+
+def test_the_0_1_names_of_fit_are_gone():
+    # 0.3 removed history rows as dicts and fit(validation_particles=) (CHANGELOG.md)
+    vae = small_vae()
+    result = fit(vae.model, vae.guide, binary_data(), epochs=1)
+    with pytest.raises(TypeError, match="not subscriptable"):
+        result.history[0]["train_loss"]
+    with pytest.raises(TypeError, match="validation_particles"):
+        fit(vae.model, vae.guide, binary_data(), epochs=1, validation_particles=2)
+
+
+def test_settings_and_their_keyword_shortcuts_train_alike():
+    # a TrainSettings object with a shortcut replacing one field = the same fields as keywords
+    x = binary_data()
+    runs = []
+    for settings, shortcuts in [
+        (TrainSettings(epochs=1, batch_size=16, seed=3), {"epochs": 2}),
+        (None, {"epochs": 2, "batch_size": 16, "seed": 3}),
+    ]:
+        pyro.set_rng_seed(0)
+        vae = small_vae()
+        result = fit(vae.model, vae.guide, x, settings, **shortcuts)
+        runs.append((result, params_of(vae)))
+    assert (
+        runs[0][0].settings == runs[1][0].settings == TrainSettings(epochs=2, batch_size=16, seed=3)
+    )
+    assert runs[0][0].history[-1].train_loss == runs[1][0].history[-1].train_loss
+    for name, value in runs[0][1].items():
+        assert torch.equal(value, runs[1][1][name]), name
+
+
+def test_an_unknown_keyword_lists_the_settings():
+    vae = small_vae()
+    with pytest.raises(TypeError, match=r"\['run_dir'\].*fields of TrainSettings: loss, epochs"):
+        fit(vae.model, vae.guide, binary_data(), run_dir="runs/x")
+    with pytest.raises(InputError, match="settings must be a TrainSettings; got dict"):
+        fit(vae.model, vae.guide, binary_data(), {"epochs": 1})
+
+
+def test_a_loss_spelling_trains_as_the_estimator_it_names():
+    # issue 20 item 17: fit(loss="iwae:3") was a TypeError
+    x = binary_data()
+    runs = []
+    for loss in ("iwae:3", IWAE(3)):
+        pyro.set_rng_seed(0)
+        vae = small_vae()
+        result = fit(vae.model, vae.guide, x, epochs=1, batch_size=16, loss=loss)
+        runs.append((result.history[0].train_loss, params_of(vae)))
+    assert runs[0][0] == runs[1][0]
+    for name, value in runs[0][1].items():
+        assert torch.equal(value, runs[1][1][name]), name
+
+
+def test_per_point_keyword_arguments_travel_with_their_rows():
+    # issue 20 item 5: fit could not pass ys= at all. Here ys is a function of x's row
+    # and model and guide check that every batch gets its own rows' ys.
+    x = binary_data(40)
+    code = 2.0 ** torch.arange(12)
+    ys = x @ code
+    vae = small_vae()
+    seen = []
+
+    def model(batch, ys=None, offset=None):
+        seen.append((ys is None or torch.equal(ys, batch @ code)) and offset == 1.5)
+        vae.model(batch)
+
+    def guide(batch, ys=None, offset=None):
+        vae.guide(batch)
+
+    result = fit(
+        model,
+        guide,
+        x[:32],
+        validation=(x[32:], {"offset": 1.5}),
+        model_kwargs={"ys": ys[:32], "offset": 1.5},
+        epochs=2,
+        batch_size=8,
+    )
+    assert len(result.history) == 2 and math.isfinite(result.history[-1].validation_elbo)
+    assert len(seen) >= 8 and all(seen)  # 4 steps per epoch, and the checks before them
+
+    seen.clear()
+    with pytest.raises(InputError, match="keyword arguments of train must be a dict"):
+        fit(model, guide, x, model_kwargs=[ys], epochs=1)
+
+
+def test_callbacks_see_every_step_and_every_epoch():
+    steps, epochs = [], []
+
+    class Steps(Callback):
+        def on_step(self, epoch, step, steps_per_epoch, loss_per_point):
+            steps.append((epoch, step, steps_per_epoch, math.isfinite(loss_per_point)))
+
+    vae = small_vae()
+    result = fit(
         vae.model,
         vae.guide,
         binary_data(),
-        epochs=1,
-        run_dir=tmp_path,
-        checkpoint_metadata={"fingerprint": {"model": {"latent_dim": 2}}},
+        epochs=2,
+        batch_size=16,
+        callbacks=[Steps(), Callback(on_epoch=epochs.append)],
     )
-    stored = load_checkpoint(tmp_path / "checkpoint.pt")["metadata"]
-    assert stored == {"fingerprint": {"model": {"latent_dim": 2}}}
+    assert steps == [(epoch, step, 4, True) for epoch in (1, 2) for step in (1, 2, 3, 4)]
+    assert epochs == result.history
 
 
-def test_history_rows_keep_the_old_dict_access_for_one_release():
-    vae = small_vae()
-    result = fit(vae.model, vae.guide, binary_data(), epochs=1)
-    with pytest.warns(DeprecationWarning, match="EpochRecord attribute .train_loss"):
-        assert result.history[0]["train_loss"] == result.history[0].train_loss
+def test_fit_writes_no_files(tmp_path, monkeypatch):
+    # checkpoints go to the sink; the library itself writes nothing
+    monkeypatch.chdir(tmp_path)
+    vae, sink = small_vae(), InMemory()
+    x = binary_data()
+    fit(vae.model, vae.guide, x, validation=x[:8], epochs=2, batch_size=32, sink=sink)
+    assert os.listdir(tmp_path) == []
+    assert [checkpoint.epoch for checkpoint in sink.checkpoints] == [1, 2]

@@ -39,7 +39,7 @@ from vi_vae.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from vi_vae.model import VAE
 from vi_vae.priors import parse_prior
 from vi_vae.templates import parse_latent_dims
-from vi_vae.train import FitResult, fit
+from vi_vae.train import FitResult, TrainSettings, fit
 
 __version__ = "0.3.0"
 
@@ -65,6 +65,7 @@ __all__ = [
     "Likelihood",
     "LogLikelihoodEstimate",
     "RenyiVR",
+    "TrainSettings",
     "TrainingError",
     "active_units",
     "annealed_importance_sampling",

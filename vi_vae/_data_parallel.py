@@ -59,6 +59,8 @@ class DataParallelSVI(SVI):
     """
 
     names: list[str] | None = None
+    #: the keyword arguments with one row per point, sharded with the batch
+    point_kwargs: frozenset[str] = frozenset()
 
     def synchronize(self) -> None:
         """Copy rank 0's parameters to every rank; refuse ranks whose parameters differ."""
@@ -83,7 +85,12 @@ class DataParallelSVI(SVI):
 
     def step(self, batch: Tensor, *args: Any, **kwargs: Any) -> float:
         """Train on this rank's rows of the global ``batch``; returns the global batch's loss."""
-        local = batch[distributed.shard(len(batch))]
+        rows = distributed.shard(len(batch))
+        local = batch[rows]
+        kwargs = {
+            name: value[rows] if name in self.point_kwargs else value
+            for name, value in kwargs.items()
+        }
         failure: Exception | None = None
         loss = 0.0
         if len(local):
@@ -129,8 +136,15 @@ def _raise_failure(failure: Exception | None) -> None:
 class Local:
     """:func:`vi_vae.fit` in one process: every hook is a no-op."""
 
-    def svi(self, model: Callable, guide: Callable, optimizer: Any, loss: Any) -> SVI:
-        """Pyro's own SVI."""
+    def svi(
+        self,
+        model: Callable,
+        guide: Callable,
+        optimizer: Any,
+        loss: Any,
+        point_kwargs: frozenset[str] = frozenset(),
+    ) -> SVI:
+        """Pyro's own SVI (each step is given the batch's rows of ``point_kwargs``)."""
         return SVI(model, guide, optimizer, loss=loss)
 
     def start(self, svi: SVI, seed: int) -> None:
@@ -151,9 +165,18 @@ class Local:
 class DataParallel(Local):
     """:func:`vi_vae.fit` on several ranks (module docstring)."""
 
-    def svi(self, model: Callable, guide: Callable, optimizer: Any, loss: Any) -> SVI:
-        """A :class:`DataParallelSVI`."""
-        return DataParallelSVI(model, guide, optimizer, loss=loss)
+    def svi(
+        self,
+        model: Callable,
+        guide: Callable,
+        optimizer: Any,
+        loss: Any,
+        point_kwargs: frozenset[str] = frozenset(),
+    ) -> SVI:
+        """A :class:`DataParallelSVI` that shards ``point_kwargs`` with the batch."""
+        svi = DataParallelSVI(model, guide, optimizer, loss=loss)
+        svi.point_kwargs = point_kwargs
+        return svi
 
     def start(self, svi: SVI, seed: int) -> None:
         """Rank 0's initial parameters everywhere; a stream of its own for each rank's draws."""

@@ -1,16 +1,16 @@
 """The collaborators of :func:`vi_vae.fit`, each small enough to read and test on its own.
 
-The epoch record, validation, early stopping, checkpoints and the KL weight.
+The epoch record, the KL weight, validation, early stopping, and the state
+between epochs with the checkpoint it becomes. Nothing here writes a file: a
+checkpoint goes to the sink passed to ``fit`` (:mod:`vi_vae.callbacks`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import pyro
@@ -18,25 +18,16 @@ import torch
 from pyro.poutine.messenger import Messenger
 from torch import Tensor
 
-from vi_vae._deprecation import warn_renamed
-from vi_vae.checkpoint import (
-    CHECKPOINT_FILE,
-    HISTORY_FILE,
-    atomic_write_text,
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-)
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.evaluation.passes import log_weight_chunks
 from vi_vae.keys import get_rng_state, set_rng_state
 
 __all__ = [
-    "Checkpointer",
     "EarlyStopping",
     "EpochRecord",
     "KLWeight",
+    "TrainingCheckpoint",
     "TrainingState",
     "validation_elbo",
 ]
@@ -79,16 +70,6 @@ class EpochRecord:
             **{name: float(value) for name, value in values.items()},
         )
 
-    def __getitem__(self, name: str) -> float:
-        """``record["train_loss"]``, the dict access of vi_vae 0.1 (deprecated)."""
-        warn_renamed(f"history row[{name!r}]", f"the EpochRecord attribute .{name}")
-        if name == "validation_elbo_se":
-            name = "validation_elbo_standard_error"
-        return getattr(self, name)
-
-
-COLUMNS = tuple(f.name for f in fields(EpochRecord))
-
 
 class KLWeight(Messenger):
     """Scale every latent (unobserved) sample site by ``weight``.
@@ -122,12 +103,19 @@ class KLWeight(Messenger):
 
 
 def validation_elbo(
-    model: Callable, guide: Callable, x: Tensor, num_particles: int, seed: int, data_plate: str
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    num_particles: int,
+    seed: int,
+    data_plate: str,
+    kwargs: dict[str, Any] | None = None,
 ) -> tuple[float, float]:
     """Mean ELBO per point (each averaged over ``num_particles`` draws) and its SE over points.
 
     The draws come from a stream seeded by ``seed`` (the caller's stream is left
-    alone), so validation does not change the training draws.
+    alone), so validation does not change the training draws. ``kwargs`` go to
+    model and guide.
     """
     per_point = torch.cat(
         [
@@ -139,6 +127,7 @@ def validation_elbo(
                 num_particles,
                 data_plate=data_plate,
                 seed=seed,
+                **(kwargs or {}),
             )
         ]
     )
@@ -202,118 +191,110 @@ class EarlyStopping:
 
 
 @dataclass
+class TrainingCheckpoint:
+    """The state after a completed epoch: everything a resumed run needs to continue exactly.
+
+    A snapshot: nothing in it changes as training goes on.
+
+    Attributes:
+        epoch: the last completed epoch.
+        params: every parameter of Pyro's param store (unconstrained), on the host.
+        optimizer: the optimizer's state (``optimizer.get_state()``).
+        rng: torch's, the shuffling generator's, Python's (and CUDA's) random state.
+        history: one :class:`EpochRecord` per completed epoch.
+        best_epoch: the best epoch so far (0 before one at the full KL weight).
+        best_score: its score (validation ELBO, or minus the training loss).
+        best_params: its parameters (``None`` before it).
+        rank_rng: every rank's random streams under torch.distributed (``None`` in
+            one process).
+    """
+
+    epoch: int
+    params: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    history: list[EpochRecord]
+    best_epoch: int
+    best_score: float
+    best_params: dict[str, Tensor] | None
+    rank_rng: list[dict[str, Tensor]] | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain containers of tensors, numbers and strings (what ``checkpoint.pt`` holds)."""
+        extra = {"rank_rng": self.rank_rng} if self.rank_rng else {}
+        return {
+            **extra,
+            "epoch": self.epoch,
+            "params": self.params,
+            "optimizer": self.optimizer,
+            "rng": self.rng,
+            "history": [record.to_dict() for record in self.history],
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "best_params": self.best_params,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TrainingCheckpoint:
+        """Rebuild from :meth:`to_state` (other keys, e.g. ``"metadata"``, are ignored)."""
+        return cls(
+            epoch=int(state["epoch"]),
+            params=state["params"],
+            optimizer=state["optimizer"],
+            rng=state["rng"],
+            history=[EpochRecord.from_dict(row) for row in state["history"]],
+            best_epoch=int(state["best_epoch"]),
+            best_score=float(state["best_score"]),
+            best_params=state["best_params"],
+            rank_rng=state.get("rank_rng"),
+        )
+
+
+@dataclass
 class TrainingState:
-    """Everything a resumed run needs to continue exactly."""
+    """The loop's state between epochs: the history and the early stopping."""
 
     history: list[EpochRecord] = field(default_factory=list)
     stopping: EarlyStopping = field(default_factory=lambda: EarlyStopping(None))
-    #: every rank's random streams under torch.distributed (``None`` in one process)
-    rank_rng_states: list[dict[str, Tensor]] | None = None
 
     @property
     def last_epoch(self) -> int:
         """The last completed epoch (0 before the first)."""
         return self.history[-1].epoch if self.history else 0
 
-
-class Checkpointer:
-    """Writes and restores ``checkpoint.pt`` and ``history.csv`` in a run directory.
-
-    The checkpoint (parameters, optimizer state, random streams, history, the best
-    epoch) is written first and ``history.csv`` second, both atomically, so the
-    history never runs ahead of the checkpoint. A checkpointer that is not the
-    ``writer`` (a rank other than 0 under torch.distributed) only reads.
-    """
-
-    def __init__(
-        self, run_dir: str | Path, metadata: dict[str, Any] | None = None, writer: bool = True
-    ) -> None:
-        run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise InputError(f"run_dir {run_dir} is a file, not a directory")
-        if writer:
-            try:
-                run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise InputError(
-                    f"cannot create run_dir {run_dir}: {error.strerror or error}"
-                ) from None
-            remove_stale_temporaries(run_dir)
-        self.writer = writer
-        self.run_dir = run_dir
-        self.path = run_dir / CHECKPOINT_FILE
-        self.metadata = metadata or {}
-
-    def exists(self) -> bool:
-        """Whether there is a checkpoint to resume from."""
-        return self.path.is_file()
-
-    def save(self, state: TrainingState, optimizer: Any, generator: torch.Generator) -> None:
-        """Write the checkpoint of the last completed epoch, then the history."""
-        if not self.writer:
-            return
-        stopping = state.stopping
-        extra = {"rank_rng": state.rank_rng_states} if state.rank_rng_states else {}
-        save_checkpoint(
-            self.path,
-            {
-                **extra,
-                "epoch": state.last_epoch,
-                "params": params_state(),
-                "optimizer": optimizer.get_state(),
-                "rng": get_rng_state(generator),
-                "history": [record.to_dict() for record in state.history],
-                "best_epoch": stopping.best_epoch,
-                "best_score": stopping.best_score,
-                "best_params": stopping.best_params,
-                "metadata": self.metadata,
-            },
+    def checkpoint(
+        self, optimizer: Any, generator: torch.Generator, rank_rng: list | None
+    ) -> TrainingCheckpoint:
+        """A snapshot of the parameters, optimizer, random streams and this state."""
+        return TrainingCheckpoint(
+            epoch=self.last_epoch,
+            params=params_state(),
+            # the optimizer's state tensors are its own, updated in place: copy them
+            optimizer=copy.deepcopy(optimizer.get_state()),
+            rng=get_rng_state(generator),
+            history=list(self.history),
+            best_epoch=self.stopping.best_epoch,
+            best_score=self.stopping.best_score,
+            best_params=self.stopping.best_params,
+            rank_rng=rank_rng,
         )
-        write_history(self.run_dir / HISTORY_FILE, state.history)
 
-    def read(self) -> dict[str, Any] | None:
-        """The stored checkpoint, or ``None`` when there is none yet."""
-        return load_checkpoint(self.path) if self.exists() else None
-
+    @classmethod
     def restore(
-        self,
+        cls,
+        checkpoint: TrainingCheckpoint,
         optimizer: Any,
         generator: torch.Generator,
         patience: int | None,
-        stored: dict[str, Any] | None = None,
     ) -> TrainingState:
-        """Load the checkpoint, or ``stored`` (a :meth:`read`), into the store, optimizer, RNG."""
-        stored = load_checkpoint(self.path) if stored is None else stored
-        load_params(stored["params"])
-        optimizer.set_state(stored["optimizer"])
-        set_rng_state(stored["rng"], generator)
+        """Load ``checkpoint`` into the param store, the optimizer and the random streams."""
+        load_params(checkpoint.params)
+        optimizer.set_state(checkpoint.optimizer)
+        set_rng_state(checkpoint.rng, generator)
         stopping = EarlyStopping(
             patience,
-            best_score=float(stored["best_score"]),
-            best_epoch=int(stored["best_epoch"]),
-            best_params=stored["best_params"],
+            best_score=checkpoint.best_score,
+            best_epoch=checkpoint.best_epoch,
+            best_params=checkpoint.best_params,
         )
-        history = [EpochRecord.from_dict(row) for row in stored["history"]]
-        return TrainingState(history, stopping, stored.get("rank_rng"))
-
-
-def write_history(path: Path, history: list[EpochRecord]) -> None:
-    """Write ``history.csv`` atomically: a header of :data:`COLUMNS`, one row per epoch."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for record in history:
-        writer.writerow(record.to_dict())
-    atomic_write_text(path, buffer.getvalue())
-
-
-def read_history(path: Path) -> list[EpochRecord]:
-    """Read ``history.csv`` back (the CSV of this version or of vi_vae 0.1)."""
-    with open(path, newline="") as handle:
-        return [EpochRecord.from_dict(row) for row in csv.DictReader(handle)]
-
-
-def batches(train: Tensor, order: Tensor, batch_size: int) -> Iterator[tuple[int, Tensor]]:
-    """``(step, batch)`` over ``train`` in the shuffled ``order``."""
-    for step, start in enumerate(range(0, len(order), batch_size)):
-        yield step, train[order[start : start + batch_size]]
+        return cls(list(checkpoint.history), stopping)

@@ -42,7 +42,7 @@ __all__ = [
     "tensor_checksum",
 ]
 
-#: what :func:`vi_vae.fit` writes into its ``run_dir`` after every epoch
+#: the files a run directory's checkpoint sink writes after every epoch of :func:`vi_vae.fit`
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FORMAT = "vi_vae-checkpoint-2"

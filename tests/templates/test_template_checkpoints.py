@@ -16,6 +16,7 @@ from template_cases import (
 )
 
 from vi_vae import VAE, fit
+from vi_vae.app.run_directory import RunDirectory
 from vi_vae.checkpoint import load_checkpoint
 
 
@@ -25,7 +26,8 @@ def _one_thread():
         yield
 
 
-def _fit(vae, run_dir, epochs, resume=False):
+def _fit(vae, run_dir, epochs):
+    # a run directory that holds a checkpoint resumes from it
     x = binary_data()
     return fit(
         vae.model,
@@ -34,8 +36,7 @@ def _fit(vae, run_dir, epochs, resume=False):
         validation=x[:8],
         epochs=epochs,
         batch_size=16,
-        run_dir=run_dir,
-        resume=resume,
+        sink=RunDirectory(run_dir).checkpoint_sink(),
         seed=0,
     )
 
@@ -47,7 +48,7 @@ def test_a_checkpoint_resumes_exactly(template, tmp_path):
     straight = _fit(make_template(template, seed=0), tmp_path / "straight", epochs=2)
     _fit(make_template(template, seed=0), tmp_path / "split", epochs=1)
     pyro.set_rng_seed(99)
-    resumed = _fit(make_template(template, seed=99), tmp_path / "split", epochs=2, resume=True)
+    resumed = _fit(make_template(template, seed=99), tmp_path / "split", epochs=2)
 
     def timeless(history):
         return [{k: v for k, v in row.to_dict().items() if k != "seconds"} for row in history]

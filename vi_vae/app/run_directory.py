@@ -4,8 +4,9 @@ A run directory holds
 
 - ``config.json``: ``{"config": RunConfig, "dataset": where the data came from,
   "environment": versions}``;
-- ``checkpoint.pt`` and ``history.csv``, written by :func:`vi_vae.fit` after
-  every epoch (their names are the library's, :mod:`vi_vae.checkpoint`);
+- ``checkpoint.pt`` and ``history.csv``, written after every epoch of
+  :func:`vi_vae.fit` by the sink :meth:`RunDirectory.checkpoint_sink` (their
+  names are the library's, :mod:`vi_vae.checkpoint`);
 - ``metrics.json``: :class:`~vi_vae.app.metrics.RunMetrics`;
 - the PNG figures of :data:`FIGURE_FILES` and ``report.md``.
 
@@ -21,6 +22,9 @@ cleans or writes anything: on the other ranks those calls do nothing.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,7 @@ from torch import Tensor
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import RunMetrics
 from vi_vae.app.schema import from_json, to_json
+from vi_vae.callbacks import TrainingCheckpoint
 from vi_vae.checkpoint import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -39,6 +44,7 @@ from vi_vae.checkpoint import (
     load_checkpoint,
     read_json,
     remove_stale_temporaries,
+    save_checkpoint,
 )
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
@@ -53,6 +59,7 @@ __all__ = [
     "METRICS_FILE",
     "REPORT_FILE",
     "RunDirectory",
+    "RunCheckpointSink",
     "RunDirectoryNotEmpty",
     "TrainedState",
 ]
@@ -250,6 +257,15 @@ class RunDirectory:
             history=[EpochRecord.from_dict(row) for row in checkpoint.get("history", [])],
         )
 
+    def checkpoint_sink(self, metadata: dict[str, Any] | None = None) -> RunCheckpointSink:
+        """The sink :func:`vi_vae.fit` writes ``checkpoint.pt`` and ``history.csv`` through.
+
+        ``metadata`` (plain values) is stored in every checkpoint, e.g. the
+        fingerprint of the model's settings, so that a loader can refuse weights of
+        another model.
+        """
+        return RunCheckpointSink(self, metadata or {})
+
     def completed_epochs(self) -> int:
         """The last epoch the checkpoint holds (0 without a checkpoint)."""
         return int(load_checkpoint(self.checkpoint_path)["epoch"]) if self.has_checkpoint() else 0
@@ -283,6 +299,48 @@ class RunDirectory:
         if not self.writer:
             return
         atomic_write_text(self.report_path, text)
+
+
+class RunCheckpointSink:
+    """A run directory as :func:`vi_vae.fit`'s checkpoint sink (:mod:`vi_vae.callbacks`).
+
+    After every epoch it writes ``checkpoint.pt`` (the checkpoint and ``metadata``)
+    first and ``history.csv`` second, both atomically, so the history never runs
+    ahead of the checkpoint; it hands ``fit`` the stored checkpoint to resume from.
+    On a rank that is not the directory's writer it only reads.
+    """
+
+    def __init__(self, directory: RunDirectory, metadata: dict[str, Any]) -> None:
+        self.directory = directory
+        self.metadata = metadata
+
+    def __str__(self) -> str:
+        return str(self.directory.path)
+
+    def write_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
+        """Write ``checkpoint.pt``, then ``history.csv``."""
+        if not self.directory.writer:
+            return
+        state = {**checkpoint.to_state(), "metadata": self.metadata}
+        save_checkpoint(self.directory.checkpoint_path, state)
+        atomic_write_text(self.directory.history_path, history_csv(checkpoint.history))
+
+    def read_checkpoint(self) -> TrainingCheckpoint | None:
+        """The stored checkpoint, or ``None`` when training has not completed an epoch here."""
+        if not self.directory.has_checkpoint():
+            return None
+        return TrainingCheckpoint.from_state(load_checkpoint(self.directory.checkpoint_path))
+
+
+def history_csv(history: list[EpochRecord]) -> str:
+    """``history.csv``: a header of :class:`EpochRecord`'s fields, one row per epoch."""
+    buffer = io.StringIO()
+    columns = [field.name for field in dataclasses.fields(EpochRecord)]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in history:
+        writer.writerow(record.to_dict())
+    return buffer.getvalue()
 
 
 def _comparable(value: Any) -> Any:

@@ -33,12 +33,13 @@ from vi_vae.app.metrics import (
 )
 from vi_vae.app.report import run_report
 from vi_vae.app.run_directory import RunDirectory
+from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.distributed import local_device
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
 from vi_vae.model import VAE
-from vi_vae.train import EpochRecord, fit
+from vi_vae.train import EpochRecord, TrainSettings, fit
 
 __all__ = [
     "EvaluationFailed",
@@ -220,23 +221,25 @@ def _train(
         vae.model,
         vae.guide,
         dataset.train,
+        TrainSettings(
+            loss=loss,
+            learning_rate=training.learning_rate,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            seed=training.seed,
+            device=device,
+            kl_weight=training.kl_weight,
+            kl_warmup_epochs=training.kl_warmup_epochs,
+            patience=training.patience,
+            compile=training.compile,
+        ),
         validation=dataset.validation,
-        loss=loss,
-        learning_rate=training.learning_rate,
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        seed=training.seed,
-        device=device,
         batch_transform=dataset.batch_transform(),
-        kl_weight=training.kl_weight,
-        kl_warmup_epochs=training.kl_warmup_epochs,
-        patience=training.patience,
-        run_dir=directory.path,
-        resume=resume,
-        on_step=on_step,
-        on_epoch=on_epoch,
-        checkpoint_metadata={"fingerprint": config.model_fingerprint(dataset.input_dim)},
-        compile=training.compile,
+        callbacks=[Callback(on_step, on_epoch)],
+        # a new run's directory was just created empty: only a resumed one holds a checkpoint
+        sink=directory.checkpoint_sink(
+            {"fingerprint": config.model_fingerprint(dataset.input_dim)}
+        ),
     )
     summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
     run = Run(directory, config, dataset, vae, result.history, RunMetrics(training=summary))

@@ -1,0 +1,182 @@
+"""One SVI step of :func:`vi_vae.fit`, and the mini-batches of points it steps on.
+
+A keyword argument of model and guide is *per point* when it is a tensor with one
+row per data point (its first dimension is the number of points, as ``ys``, the
+labels of a semi-supervised model): it is sliced with every batch, so that row n
+of it travels with row n of the data. Any other keyword argument is passed as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pyro.infer import SVI
+from torch import Tensor
+
+from vi_vae._training import TrainingState, parameters_finite
+from vi_vae.errors import InputError
+from vi_vae.support import check_data_support
+
+__all__ = ["Diverged", "Points", "diverged_message", "train_step"]
+
+BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+
+
+@dataclass(frozen=True)
+class Points:
+    """Data points ``x: [N, ...]`` with the keyword arguments of model and guide.
+
+    Attributes:
+        x: the points, on the host or any device (batches are moved to ``device``).
+        kwargs: keyword arguments of model and guide, on ``device``.
+        per_point: the names in ``kwargs`` that are per point (module docstring).
+        device: where batches go.
+        batch_transform: applied to each batch of ``x`` with a generator, e.g.
+            dynamic binarization.
+    """
+
+    x: Tensor
+    kwargs: dict[str, Any]
+    per_point: frozenset[str]
+    device: torch.device
+    batch_transform: BatchTransform | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        name: str,
+        x: Any,
+        kwargs: Mapping[str, Any] | None,
+        device: str | torch.device | None,
+        batch_transform: BatchTransform | None = None,
+    ) -> Points:
+        """Refuse data that are not a non-empty, finite tensor of points; ``name`` names it."""
+        if not isinstance(x, Tensor) or x.dim() < 1 or len(x) == 0:
+            raise InputError(
+                f"{name} must be a non-empty tensor with data points along dimension 0"
+            )
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise InputError(f"{name} data contain NaN or infinite values; all must be finite")
+        if kwargs is not None and not (
+            isinstance(kwargs, Mapping) and all(isinstance(key, str) for key in kwargs)
+        ):
+            raise InputError(
+                f"the keyword arguments of {name} must be a dict of argument name -> value"
+            )
+        kwargs = dict(kwargs or {})
+        per_point = frozenset(
+            key for key, value in kwargs.items() if isinstance(value, Tensor) and _rows(value, x)
+        )
+        device = torch.device(device) if device is not None else x.device
+        moved = {key: kwargs[key].to(device) if key in per_point else kwargs[key] for key in kwargs}
+        return cls(x, moved, per_point, device, batch_transform)
+
+    @classmethod
+    def validation(cls, validation: Any, device: torch.device) -> Points | None:
+        """``fit``'s ``validation``: data, ``(data, kwargs)`` or ``None``."""
+        if validation is None:
+            return None
+        x, kwargs = validation if isinstance(validation, tuple) else (validation, None)
+        return cls.checked("validation", x, kwargs, device)
+
+    def check_support(self, model: Callable, guide: Callable, name: str) -> None:
+        """Refuse points outside the support of the model's observed sites (naming ``name``)."""
+        try:
+            check_data_support(model, guide, (self.x,), self.kwargs)
+        except InputError as error:
+            raise InputError(f"{name} data: {error}") from None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def rows(self, index: Tensor | slice, generator: torch.Generator | None = None) -> Points:
+        """The points ``index`` picks (transformed with ``generator``), on the device."""
+        x = self.x[index]
+        if self.batch_transform is not None and generator is not None:
+            x = self.batch_transform(x, generator)
+        kwargs = {
+            key: value[index] if key in self.per_point else value
+            for key, value in self.kwargs.items()
+        }
+        return Points(x.to(self.device), kwargs, self.per_point, self.device)
+
+    def batches(
+        self, order: Tensor, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[int, Points]]:
+        """``(step, batch)`` over the points in the shuffled ``order``."""
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            yield step, self.rows(order[start : start + batch_size], generator)
+
+
+def _rows(value: Tensor, x: Tensor) -> bool:
+    return value.dim() >= 1 and len(value) == len(x)
+
+
+class Diverged(Exception):
+    """A step's loss or parameters are not finite; the message says which."""
+
+
+def train_step(svi: SVI, batch: Points) -> float:
+    """One SVI step on ``batch``; its loss (summed over the batch).
+
+    Raises:
+        Diverged: when the loss is not finite, or when a distribution refused
+            non-finite parameters (Pyro's argument validation runs before the
+            loss is NaN).
+    """
+    try:
+        with warnings.catch_warnings():
+            # a non-finite loss becomes a TrainingError in fit, not a warning as well
+            warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
+            value = svi.step(batch.x, **batch.kwargs)
+    except ValueError as error:
+        if parameters_finite() and not _raised_by_argument_validation(error):
+            raise
+        raise Diverged(f"non-finite values ({str(error).splitlines()[0][:120]})") from error
+    if not math.isfinite(value):
+        raise Diverged(f"non-finite loss ({value})")
+    return value
+
+
+def _raised_by_argument_validation(error: BaseException) -> bool:
+    """Whether ``error`` or an error it wraps came from a distribution's argument check.
+
+    Pyro re-raises an error of a site with the trace's shapes, so the chain of
+    causes is followed to the frame of ``torch.distributions.Distribution.__init__``.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback = error.__traceback__
+        while traceback is not None:
+            code = traceback.tb_frame.f_code
+            if code.co_name == "__init__" and code.co_filename == _DISTRIBUTION_FILE:
+                return True
+            traceback = traceback.tb_next
+        error = error.__cause__ or error.__context__
+    return False
+
+
+#: the module whose ``Distribution.__init__`` validates distribution arguments
+_DISTRIBUTION_FILE = torch.distributions.distribution.__file__
+
+
+def diverged_message(
+    what: str, epoch: int, step: int, steps: int, state: TrainingState, sink: Any
+) -> str:
+    """Where training diverged, where its last checkpoint is, and what to try."""
+    where = f"{what} at epoch {epoch}, step {step + 1} of {steps}"
+    if state.history and sink is not None:
+        where += f"; the checkpoint of epoch {state.last_epoch} is kept in {sink}"
+    if not state.history and step == 0:
+        return (
+            f"{where}: the loss is not finite for the initial parameters, before any update; "
+            "check the data and the settings (e.g. a kl_weight so large that the KL term "
+            "overflows)"
+        )
+    return f"{where}; try a smaller learning_rate"
