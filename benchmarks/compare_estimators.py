@@ -22,6 +22,7 @@ import torch
 
 from vi_vae.app.compare import DEFAULT_ESTIMATORS, DEFAULT_SNR_NUM_DRAWS, compare
 from vi_vae.app.config import DataConfig, EvaluationConfig, RunConfig, TrainingConfig
+from vi_vae.cli.progress import ProgressBar
 from vi_vae.evaluation import DEFAULT_NUM_PARTICLES
 
 PUBLISHED = (
@@ -53,7 +54,7 @@ def main(args):
         resume=args.resume,
         snr_num_draws=args.snr_num_draws,
         command=command,
-        on_run=lambda spelling: print(f"training with {spelling}", flush=True),
+        progress=ProgressBar(disable=False, stream=sys.stdout),
     )
     docs = Path(args.docs_dir)
     docs.mkdir(parents=True, exist_ok=True)

@@ -50,15 +50,19 @@ def main(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     with torch.no_grad():
         centres = vae.latent_family.center(vae.encode(test))
-    plots.plot_latent_scatter(
-        centres, data.test_labels[: args.test_points], out / "latent_scatter.png"
-    )
-    plots.plot_samples(vae.sample(64), data.image_shape, out / "samples.png")
-    plots.plot_reconstructions(
-        test[:20], vae.reconstruct(test[:20]), data.image_shape, out / "reconstructions.png"
-    )
-    plots.plot_interpolation(vae, test[0], test[-1], out / "interpolation.png")
-    plots.plot_manifold(vae, out / "manifold.png")
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "latent_scatter": plots.plot_latent_scatter(centres, data.test_labels[: args.test_points]),
+        "samples": plots.plot_samples(vae.sample(64), data.image_shape),
+        "reconstructions": plots.plot_reconstructions(
+            test[:20], vae.reconstruct(test[:20]), data.image_shape
+        ),
+        "interpolation": plots.plot_interpolation(vae, test[0], test[-1]),
+        "manifold": plots.plot_manifold(vae),
+    }
+    for name, png in figures.items():
+        if png is not None:
+            (out / f"{name}.png").write_bytes(png)
     print(f"figures in {out}")
     return {"log_px": estimate.mean, "bounds": {b.name: b.mean for b in table}}
 

@@ -6,14 +6,17 @@ import torch
 
 from vi_vae import InputError
 from vi_vae.checkpoint import (
+    CHECKPOINT_FORMAT,
     atomic_write_bytes,
     atomic_write_json,
+    content_checksum,
     load_checkpoint,
     read_json,
     remove_stale_temporaries,
     save_checkpoint,
     tensor_checksum,
 )
+from vi_vae.errors import UnverifiedCheckpointWarning
 
 
 def test_round_trip(tmp_path):
@@ -162,3 +165,93 @@ def test_a_write_replaces_a_symbolic_link_instead_of_following_it(tmp_path):
 def test_json_writes_nan_as_null(tmp_path):
     atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None]}
+
+
+def _flip_a_weight(data: bytearray, weights: torch.Tensor) -> None:
+    start = bytes(data).find(weights[:4].numpy().tobytes())
+    assert start > 0
+    data[start + 4 * (len(weights) // 2) + 2] ^= 0x10  # one bit of one float in the middle
+
+
+@pytest.mark.parametrize("older", ["vi_vae-checkpoint-1", "vi_vae-checkpoint-2"])
+def test_a_changed_format_name_does_not_turn_the_checksum_off(tmp_path, older):
+    # issue 20 item 11: "-2" -> "-1" in the file loaded it as the unchecksummed format, and
+    # flipped tensor bytes then evaluated to log p(x) = -5.7e37
+    path = tmp_path / "checkpoint.pt"
+    weights = torch.linspace(-1, 1, 10_000)
+    save_checkpoint(path, {"epoch": 1, "params": {"w": weights}})
+    data = bytearray(path.read_bytes())
+    assert data.count(CHECKPOINT_FORMAT.encode()) == 1 and len(older) == len(CHECKPOINT_FORMAT)
+    data = bytearray(bytes(data).replace(CHECKPOINT_FORMAT.encode(), older.encode()))
+    _flip_a_weight(data, weights)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="older format|does not match its checksum"):
+        load_checkpoint(path)
+    with pytest.raises(InputError, match="does not match its checksum"):
+        load_checkpoint(path, allow_unverified=True)  # format 3's checksum is no format 2 one
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("epoch", 30), ("best_epoch", 1), ("best_score", -1.0), ("history", [{"loss": -1.5}])],
+)
+def test_non_tensor_fields_are_covered_by_the_checksum(tmp_path, field, value):
+    # issue 20 item 12: an edited epoch, best epoch or history appeared in the report as fact
+    path = tmp_path / "checkpoint.pt"
+    state = {
+        "epoch": 3,
+        "best_epoch": 2,
+        "best_score": -100.25,
+        "history": [{"loss": 1.5}],
+        "params": {"w": torch.arange(4.0)},
+    }
+    save_checkpoint(path, state)
+    stored = torch.load(path, weights_only=True)
+    assert stored[field] != value
+    stored[field] = value
+    torch.save(stored, path)  # the same format name and the old checksum
+    with pytest.raises(InputError, match="does not match its checksum"):
+        load_checkpoint(path)
+
+
+def test_content_checksum_covers_every_leaf_and_the_format():
+    state = {"format": CHECKPOINT_FORMAT, "epoch": 3, "h": [{"a": 1.0}], "w": torch.zeros(2)}
+    first = content_checksum(state)
+    assert first == content_checksum(dict(reversed(state.items())))
+    for changed in (
+        {**state, "format": "vi_vae-checkpoint-1"},
+        {**state, "epoch": 3.0},  # the same number, another type
+        {**state, "h": [{"a": 1.0000000000000002}]},
+        {**state, "h": [{"a": 1.0}, {}]},
+        {**state, "w": torch.zeros(2, dtype=torch.float64)},
+        {**state, "extra": None},
+    ):
+        assert content_checksum(changed) != first
+
+
+def test_format_1_loads_only_when_asked_for_and_format_2_with_a_warning(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "vi_vae-checkpoint-1", "epoch": 2, "params": {}}, path)
+    with pytest.raises(InputError, match="older format 'vi_vae-checkpoint-1'"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, allow_unverified=True)["epoch"] == 2
+    weights = torch.linspace(-1, 1, 10_000)
+    content = {"epoch": 2, "params": {"w": weights}}
+    old = {"format": "vi_vae-checkpoint-2", "checksum": tensor_checksum(content), **content}
+    torch.save(old, path)
+    # format 2 (vi_vae 0.2, today's run directories) still loads: its weights are checked
+    with pytest.warns(UnverifiedCheckpointWarning, match="epoch, best epoch and history"):
+        assert torch.equal(load_checkpoint(path)["params"]["w"], weights)
+    data = bytearray(path.read_bytes())
+    _flip_a_weight(data, weights)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not match its checksum"):
+        load_checkpoint(path)  # format 2's tensor checksum still holds
+
+
+def test_writing_over_a_directory_is_an_input_error(tmp_path):
+    # issue 20 item 17: RUN/samples.png being a directory gave an IsADirectoryError traceback
+    (tmp_path / "samples.png").mkdir()
+    with pytest.raises(InputError, match="samples.png: it is a directory"):
+        atomic_write_bytes(tmp_path / "samples.png", b"png")
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -239,6 +239,22 @@ BAD_INPUTS = [
         + ["gaussian"],
         "image_shape",
     ),
+    # issue 20 item 17: allocation tracebacks, and typed bounds above K dropped silently
+    (["train", "--latent-dim", "100000000"], "GiB to train; the cpu device has"),
+    (["train", "--hidden-sizes", "100000000"], "GiB to train; the cpu device has"),
+    (
+        ["train", "--eval-bound-particles", "1,5,50", "--eval-num-particles", "10"],
+        "--eval-bound-particles: k = 50 above --eval-num-particles 10",
+    ),
+    (
+        ["compare", "--eval-bound-particles", "20", "--eval-num-particles", "10", "--out-dir"]
+        + ["{tmp}/cmp"],
+        "--eval-bound-particles: k = 20 above --eval-num-particles 10",
+    ),
+    (
+        ["evaluate", "{tmp}/corrupt", "--bound-particles", "1,500", "--num-particles", "100"],
+        "--bound-particles: k = 500 above --num-particles 100",
+    ),
 ]
 
 
@@ -318,6 +334,9 @@ def test_a_stored_config_with_bad_values_is_refused_naming_the_field(
         ("model.likelihood", "gaussian"),
         ("data.binarization", "threshold"),
         ("model.hidden_sizes", [32]),  # unchanged: must load
+        # issue 20 item 13: the report states the estimator and the seed
+        ("training.estimator", "iwae:5"),
+        ("training.seed", 1),
     ],
 )
 def test_an_edited_config_does_not_evaluate_the_weights_as_another_model(
@@ -346,6 +365,66 @@ def test_flipped_bytes_in_a_checkpoint_are_refused(trained_run, tmp_path, capsys
     assert cli.main(["evaluate", str(run_dir), "--num-particles", "2"]) == 2
     err = capsys.readouterr().err
     assert "does not match its checksum" in err or "corrupt" in err
+
+
+def test_a_format_name_changed_to_the_unchecksummed_one_is_refused(trained_run, tmp_path, capsys):
+    # issue 20 item 11: "-2" -> "-1" turned the checksum off; with tensor bytes flipped too,
+    # evaluate reported log p(x) = -5.7e37 and exited 0
+    from vi_vae.checkpoint import CHECKPOINT_FORMAT
+
+    source, _ = trained_run
+    run_dir = tmp_path / "renamed"
+    run_dir.mkdir()
+    for name in ("config.json", "checkpoint.pt"):
+        (run_dir / name).write_bytes((source / name).read_bytes())
+    data = (run_dir / "checkpoint.pt").read_bytes()
+    data = bytearray(data.replace(CHECKPOINT_FORMAT.encode(), b"vi_vae-checkpoint-1"))
+    data[len(data) // 2] ^= 0x40
+    (run_dir / "checkpoint.pt").write_bytes(bytes(data))
+    assert cli.main(["evaluate", str(run_dir), "--num-particles", "2", "--num-points", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "older format 'vi_vae-checkpoint-1'" in err or "checksum" in err or "corrupt" in err
+    assert err.count("\n") == 1
+
+
+def test_a_directory_in_place_of_a_figure_is_one_line(trained_run, tmp_path, capsys):
+    # issue 20 item 17: RUN/samples.png a directory gave an IsADirectoryError traceback
+    source, _ = trained_run
+    run_dir = tmp_path / "blocked"
+    run_dir.mkdir()
+    for name in ("config.json", "checkpoint.pt", "metrics.json"):
+        (run_dir / name).write_bytes((source / name).read_bytes())
+    (run_dir / "samples.png").mkdir()
+    for argv in (["plot", str(run_dir)], ["train", "--resume", str(run_dir), "--quiet"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write {run_dir / 'samples.png'}: it is a directory" in err
+        assert err.count("\n") == 1
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 2  # refused before training
+
+
+def test_a_second_train_overwrite_is_refused_while_the_first_runs(trained_run, tmp_path):
+    # issue 20 item 14: two `train --overwrite` on one directory both exited 0 and left one
+    # run's config beside the other's weights; the second is now refused (it does not wait).
+    # This process holds the lock as the first `train` does while it trains.
+    from vi_vae.app.run_directory import RunDirectory
+
+    source, _ = trained_run
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (run_dir / path.name).write_bytes(path.read_bytes())
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    with RunDirectory(run_dir).locked():
+        second = run("train", "--run-dir", str(run_dir), "--overwrite", "--seed", "5", *TINY)
+        evaluate = run("evaluate", str(run_dir), "--num-particles", "2")
+    for result in (second, evaluate):
+        assert result.returncode == 2, result.stderr
+        assert f"run directory {run_dir} is in use by another vi_vae process (pid" in result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    assert load_run(run_dir).config.training.seed == 0
 
 
 def test_entry_point_exit_status_and_no_traceback(bad_files):

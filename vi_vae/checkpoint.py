@@ -9,8 +9,12 @@ permissions the user's umask gives new files (as ``open`` would), not
 write left behind.
 
 Checkpoints are loaded with ``torch.load(weights_only=True)``, which refuses to
-unpickle arbitrary code, and carry a SHA-256 checksum of every tensor they hold,
-so flipped bytes are refused instead of evaluated.
+unpickle arbitrary code, and carry a SHA-256 checksum of their whole content
+(:func:`content_checksum`): the format name, every tensor, and every other field
+(epoch, best epoch, history, metadata). A flipped byte anywhere in that content,
+the format name included, is refused instead of evaluated. Older formats are
+refused unless the caller asks for them (``allow_unverified=True``): format 1
+(vi_vae 0.1) has no checksum at all, format 2 one over its tensors only.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vi_vae.errors import InputError
+from vi_vae.errors import InputError, UnverifiedCheckpointWarning
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -35,6 +40,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "content_checksum",
     "load_checkpoint",
     "read_json",
     "remove_stale_temporaries",
@@ -45,9 +51,10 @@ __all__ = [
 #: the files a run directory's checkpoint sink writes after every epoch of :func:`vi_vae.fit`
 CHECKPOINT_FILE = "checkpoint.pt"
 HISTORY_FILE = "history.csv"
-CHECKPOINT_FORMAT = "vi_vae-checkpoint-2"
-#: checkpoints of vi_vae 0.1 (no checksum); still loaded
-_OLD_FORMATS = ("vi_vae-checkpoint-1",)
+CHECKPOINT_FORMAT = "vi_vae-checkpoint-3"
+#: format 2's checksum covers its tensors only; format 1 (vi_vae 0.1) has none
+_TENSOR_CHECKSUM_FORMAT = "vi_vae-checkpoint-2"
+_UNCHECKSUMMED_FORMAT = "vi_vae-checkpoint-1"
 #: the temporary files of :func:`atomic_write_bytes`: ``.<name>.<8 random chars>.tmp``
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
@@ -76,6 +83,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(file.fileno())
         os.chmod(temporary, _file_mode())
         os.replace(temporary, path)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        if path.is_dir():
+            raise InputError(f"cannot write {path}: it is a directory") from None
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -154,24 +166,71 @@ def _tensors(value: Any, prefix: str):
             yield from _tensors(item, f"{prefix}[{index}]")
 
 
+def content_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 over everything in a checkpoint: tensors and every other field alike.
+
+    Each leaf enters with its path, its type and its value (a tensor with its
+    dtype, shape and bytes; a float by its exact ``repr``), dict keys in sorted
+    order, so changing, adding or removing any field changes the checksum. The
+    ``"format"`` field is part of ``state``, so the format name is covered too.
+    """
+    digest = hashlib.sha256()
+    for name, value in _leaves(state, ""):
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{name}|tensor|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{name}|{type(value).__name__}|{value!r}\n".encode())
+    return digest.hexdigest()
+
+
+def _leaves(value: Any, prefix: str):
+    """Every leaf of nested dicts, lists and tuples, with its path; empty containers too."""
+    if isinstance(value, dict):
+        yield f"{prefix}{{}}", len(value)
+        for key in sorted(value, key=repr):
+            yield from _leaves(value[key], f"{prefix}/{key!r}")
+    elif isinstance(value, (list, tuple)):
+        yield f"{prefix}[]", len(value)
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{prefix}[{index}]")
+    else:
+        yield prefix, value
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """``torch.save`` ``state`` (tensors, numbers, strings, containers) atomically.
 
-    A checksum of its tensors (:func:`tensor_checksum`) is stored with it.
+    The format name and a checksum of the whole content (:func:`content_checksum`)
+    are stored with it.
     """
+    content = {"format": CHECKPOINT_FORMAT, **state}
     buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "checksum": tensor_checksum(state), **state}, buffer)
+    torch.save({**content, "checksum": content_checksum(content)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device | None = "cpu"
+    path: str | os.PathLike,
+    map_location: str | torch.device | None = "cpu",
+    *,
+    allow_unverified: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, never unpickling code.
 
+    Args:
+        path: the checkpoint file.
+        map_location: where its tensors go.
+        allow_unverified: also load format 1 (vi_vae 0.1), which has no checksum.
+            Only for files you trust. Format 2 (vi_vae 0.2) always loads: its
+            tensors' checksum is checked, and an :class:`UnverifiedCheckpointWarning`
+            says that its epoch and history are not (training the run further
+            rewrites it in the current format).
+
     Raises:
-        InputError: when the file is missing, damaged, not a vi_vae checkpoint, or
-            its tensors do not match their checksum.
+        InputError: when the file is missing, damaged, not a vi_vae checkpoint, does
+            not match its checksum, or is of an older format not asked for.
     """
     path = Path(path)
     if not path.is_file():
@@ -183,19 +242,35 @@ def load_checkpoint(
             f"checkpoint {path} is corrupt or not a vi_vae checkpoint "
             f"({error.__class__.__name__}); delete it or use another run directory"
         ) from None
-    if not isinstance(state, dict) or state.get("format") not in (
-        CHECKPOINT_FORMAT,
-        *_OLD_FORMATS,
-    ):
+    formats = (CHECKPOINT_FORMAT, _TENSOR_CHECKSUM_FORMAT, _UNCHECKSUMMED_FORMAT)
+    if not isinstance(state, dict) or state.get("format") not in formats:
         raise InputError(f"{path} is not a vi_vae checkpoint (format {CHECKPOINT_FORMAT})")
+    if state["format"] == _UNCHECKSUMMED_FORMAT and not allow_unverified:
+        raise InputError(
+            f"checkpoint {path} is of the older format {state['format']!r}, which has no "
+            "checksum, so damage to it could go unnoticed; retrain the run, or load it with "
+            "allow_unverified=True if you trust the file"
+        )
+    stored = state.pop("checksum", None)
     if state["format"] == CHECKPOINT_FORMAT:
-        stored = state.pop("checksum", None)
-        content = {key: value for key, value in state.items() if key != "format"}
-        if stored != tensor_checksum(content):
-            raise InputError(
-                f"checkpoint {path} does not match its checksum: its tensors were changed or "
-                "damaged after it was written; delete it or use another run directory"
-            )
+        expected = content_checksum(state)
+    elif state["format"] == _TENSOR_CHECKSUM_FORMAT:
+        expected = tensor_checksum({key: value for key, value in state.items() if key != "format"})
+    else:
+        expected = None  # format 1 had no checksum: one present means a damaged name
+    if stored != expected:
+        raise InputError(
+            f"checkpoint {path} does not match its checksum: it was changed or damaged "
+            "after it was written; delete it or use another run directory"
+        )
+    if state["format"] == _TENSOR_CHECKSUM_FORMAT:
+        warnings.warn(
+            f"checkpoint {path} is of the older format {state['format']!r}: its weights "
+            "match their checksum, but its epoch, best epoch and history are not covered "
+            "by one; training the run further rewrites it in the current format",
+            UnverifiedCheckpointWarning,
+            stacklevel=2,
+        )
     return state
 
 

@@ -1,6 +1,12 @@
 """Exceptions that carry a message meant for the person running vi_vae."""
 
-__all__ = ["BINARIZE_HINT", "CompileWarning", "InputError", "TrainingError"]
+__all__ = [
+    "BINARIZE_HINT",
+    "CompileWarning",
+    "InputError",
+    "TrainingError",
+    "UnverifiedCheckpointWarning",
+]
 
 #: how to make grey data fit a Bernoulli likelihood
 BINARIZE_HINT = (
@@ -18,6 +24,10 @@ class InputError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says where it stopped."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint of an older format loaded: part of its content is not checksummed."""
 
 
 class CompileWarning(UserWarning):

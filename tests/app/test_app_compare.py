@@ -1,14 +1,23 @@
 """``compare``: one run per estimator from the same seed, evaluated alike, in memory."""
 
+import fcntl
 import json
+import os
+import re
 
 import pytest
 
 from vi_vae import cli
-from vi_vae.app.compare import bound_curve_particles, compare, run_name
+from vi_vae.app.compare import (
+    ComparisonProgress,
+    SettingsChanged,
+    bound_curve_particles,
+    compare,
+    run_name,
+)
 from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
 from vi_vae.app.metrics import Comparison
-from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.runs import load_run
 from vi_vae.app.schema import from_json
 from vi_vae.errors import InputError
@@ -22,11 +31,40 @@ BASE = RunConfig(
 ESTIMATORS = ["elbo", "iwae:3", "dreg:3"]
 
 
+class Recorder(ComparisonProgress):
+    """Every report of compare's progress, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def run(self, spelling):
+        self.events.append(("run", spelling))
+
+    def epoch(self, record):
+        self.events.append(("epoch", record.epoch))
+
+    def snr_draw(self, done, total):
+        self.events.append(("snr", done, total))
+
+
+PROGRESS = Recorder()
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("compare")
-    result = compare(BASE, ESTIMATORS, out_dir, snr_particles=(1, 2), snr_num_draws=3)
+    result = compare(
+        BASE, ESTIMATORS, out_dir, snr_particles=(1, 2), snr_num_draws=3, progress=PROGRESS
+    )
     return out_dir, result
+
+
+def test_every_phase_of_every_run_reports_its_progress(comparison):
+    # per run: its start, its epoch, then 3 SNR draws for the row and 3 for each K of (1, 2)
+    per_run = [("epoch", 1), *[("snr", done, 9) for done in range(1, 10)]]
+    assert PROGRESS.events == [
+        event for spelling in ESTIMATORS for event in [("run", spelling), *per_run]
+    ]
 
 
 def test_compare_writes_report_table_and_figures(comparison):
@@ -113,3 +151,51 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
 def test_names_and_curve_particles():
     assert run_name("vr:0.5:5") == "vr-0.5-5"
     assert bound_curve_particles(60) == [1, 2, 5, 10, 20, 50]
+
+
+@pytest.mark.parametrize(
+    ("section", "changes", "named"),
+    [
+        ("training", {"learning_rate": 0.01}, "training.learning_rate 0.001 -> 0.01"),
+        ("model", {"hidden_sizes": (8,)}, "model.hidden_sizes [16] -> [8]"),
+        ("evaluation", {"num_particles": 60}, "evaluation.num_particles 50 -> 60"),
+        ("training", {"seed": 3}, "training.seed 0 -> 3"),
+    ],
+)
+def test_resume_with_changed_settings_is_refused_before_training(
+    comparison, section, changes, named
+):
+    # issue 20 item 15: `compare --resume` with changed settings reused the old runs and
+    # wrote the new settings into the report's header
+    out_dir, _ = comparison
+    checkpoint = RunDirectory(out_dir / "elbo").checkpoint_path
+    before = (checkpoint.stat().st_mtime_ns, (out_dir / "report.md").read_text())
+    changed = BASE.replace(section, **changes)
+    with pytest.raises(SettingsChanged, match=re.escape(named)):
+        compare(changed, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
+    assert (checkpoint.stat().st_mtime_ns, (out_dir / "report.md").read_text()) == before
+
+
+def test_the_command_line_names_the_changed_flags(comparison, capsys):
+    out_dir, _ = comparison
+    argv = ["compare", "--estimators", "elbo,iwae:3", "--out-dir", str(out_dir), "--resume"]
+    argv += ["--max-train", "200", "--latent-dim", "3", "--hidden-sizes", "16", "--epochs", "1"]
+    argv += ["--eval-num-particles", "50", "--eval-num-points", "30", "--learning-rate", "0.01"]
+    assert cli.main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "training.learning_rate 0.001 -> 0.01" in err and "changed: --learning-rate;" in err
+    assert err.count("\n") == 1
+
+
+def test_a_comparison_directory_in_use_is_refused(comparison):
+    out_dir, _ = comparison
+    before = (out_dir / "comparison.json").read_bytes()
+    holder = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # another process's lock
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(RunDirectoryInUse, match="in use by another vi_vae process"):
+            compare(BASE, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
+    finally:
+        os.close(holder)
+        (out_dir / LOCK_FILE).unlink()
+    assert (out_dir / "comparison.json").read_bytes() == before

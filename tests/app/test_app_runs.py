@@ -1,6 +1,8 @@
 """Runs end to end through the application layer, in this process (no CLI subprocess)."""
 
+import fcntl
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,8 +10,16 @@ import torch
 
 from vi_vae.app import assessment
 from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
-from vi_vae.app.run_directory import RunDirectory, RunDirectoryNotEmpty
+from vi_vae.app.run_directory import (
+    FIGURE_FILES,
+    LOCK_FILE,
+    RunDirectory,
+    RunDirectoryInUse,
+    RunDirectoryNotEmpty,
+)
 from vi_vae.app.runs import EvaluationFailed, evaluate_run, load_run, resume_run, train_run
+from vi_vae.checkpoint import load_checkpoint
+from vi_vae.errors import InputError
 
 TINY = RunConfig(
     data=DataConfig(max_train=64),
@@ -99,8 +109,93 @@ def test_reports_word_the_units_by_likelihood(tmp_path):
     assert stored["dataset"]["source"].endswith("grey.npy")
 
 
-def test_figures_cope_with_a_single_test_point_in_many_dimensions(trained, tmp_path):
+def test_figures_cope_with_a_single_test_point_in_many_dimensions(trained):
     from vi_vae.app import plots
 
-    path = plots.plot_latent_scatter(torch.randn(1, 5), None, tmp_path / "scatter.png")
-    assert path.stat().st_size > 0
+    png = plots.plot_latent_scatter(torch.randn(1, 5), None)
+    assert png.startswith(b"\x89PNG")
+
+
+def _copy(source, target):
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize(("field", "value"), [("estimator", "iwae:5"), ("seed", 1)])
+def test_an_edited_training_setting_is_refused_not_reported(trained, tmp_path, field, value):
+    # issue 20 item 13: an edited training.estimator or training.seed was accepted and the
+    # report stated it for weights trained otherwise
+    run_dir = _copy(trained.directory.path, tmp_path / "edited")
+    stored = json.loads((run_dir / "config.json").read_text())
+    stored["config"]["training"][field] = value
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    message = f"says training.{field} = {value!r} but .* was trained with"
+    with pytest.raises(InputError, match=message):
+        load_run(run_dir)
+    with pytest.raises(InputError, match=message):
+        resume_run(run_dir, epochs=2, figures=False)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1  # nothing trained
+
+
+def test_a_second_writer_is_refused_and_the_first_run_stays_whole(trained, tmp_path):
+    # issue 20 item 14: two `train --overwrite` on one directory both ran and left one
+    # run's config beside the other's weights
+    run_dir = _copy(trained.directory.path, tmp_path / "busy")
+    in_flight = run_dir / ".checkpoint.pt.abcd1234.tmp"  # the holder's write, not stale
+    in_flight.write_bytes(b"being written")
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    holder = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # another process's lock
+    os.write(holder, b"4242\n")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        other = TINY.replace("training", seed=7)
+        with pytest.raises(
+            RunDirectoryInUse, match=r"in use by another vi_vae process \(pid 4242\)"
+        ):
+            train_run(other, run_dir, overwrite=True, figures=False)
+        with pytest.raises(RunDirectoryInUse):
+            resume_run(run_dir, epochs=2, figures=False)
+        with pytest.raises(RunDirectoryInUse):
+            evaluate_run(run_dir, TINY.evaluation)
+    finally:
+        os.close(holder)
+    after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.name != LOCK_FILE}
+    assert after == {name: data for name, data in before.items() if name != LOCK_FILE}
+    assert in_flight.exists()
+    # released: the next writer takes the lock, and leaves no lock file behind
+    run = train_run(TINY.replace("training", seed=7), run_dir, overwrite=True, figures=False)
+    assert run.config.training.seed == 7 and not (run_dir / LOCK_FILE).exists()
+
+
+def test_resume_removes_the_figures_of_the_old_weights(tmp_path):
+    # issue 20 item 16: `train --resume --no-figures` left the previous figures, now stale
+    run = train_run(TINY, tmp_path / "run")
+    assert run.metrics.figures and all(
+        (run.directory.path / n).is_file() for n in run.metrics.figures
+    )
+    resumed = resume_run(run.directory.path, epochs=2, figures=False)
+    assert [r.epoch for r in resumed.history] == [1, 2]
+    assert not any(run.directory.figure_path(name).exists() for name in FIGURE_FILES)
+    assert resumed.metrics.figures == ()
+    assert "## Figures" not in run.directory.report_path.read_text()
+
+
+def test_a_resume_that_trains_nothing_keeps_its_figures(tmp_path):
+    run = train_run(TINY, tmp_path / "run")
+    again = resume_run(run.directory.path, figures=False)  # at its epochs: weights unchanged
+    assert again.metrics.figures == run.metrics.figures
+    assert all((run.directory.path / name).is_file() for name in run.metrics.figures)
+    assert "![samples](samples.png)" in run.directory.report_path.read_text()
+
+
+@pytest.mark.parametrize(
+    "model", [{"latent_dim": 10**8}, {"hidden_sizes": (10**8,)}], ids=["latent", "hidden"]
+)
+def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path, model):
+    # issue 20 item 17: an allocation error from inside torch.nn.Linear
+    with pytest.raises(InputError, match="GiB to train; the cpu device has"):
+        train_run(TINY.replace("model", **model), tmp_path / "run", figures=False)
+    assert not (tmp_path / "run").exists()

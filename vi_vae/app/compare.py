@@ -10,8 +10,10 @@ into one directory, with each run in a subdirectory of its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,8 +25,6 @@ from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run, load_run, resume_run, train_run
-from vi_vae.app.schema import to_json
-from vi_vae.checkpoint import atomic_write_json
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
 from vi_vae.evaluation import active_units, gradient_snr
@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULT_SNR_NUM_DRAWS",
     "DEFAULT_SNR_PARTICLES",
     "SNR_BATCH_SIZE",
+    "ComparisonProgress",
+    "SettingsChanged",
     "bound_curve_particles",
     "compare",
     "run_name",
@@ -66,6 +68,25 @@ def bound_curve_particles(num_particles: int) -> list[int]:
     return [k for k in CURVE_PARTICLES if k <= num_particles]
 
 
+class ComparisonProgress:
+    """What :func:`compare` reports as it goes; each method does nothing unless overridden."""
+
+    def run(self, spelling: str) -> None:
+        """The run of estimator ``spelling`` starts."""
+
+    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        """A training step of the current run (``fit``'s ``on_step``)."""
+
+    def epoch(self, record: EpochRecord) -> None:
+        """A training epoch of the current run ended."""
+
+    def ais_step(self, done: int, total: int) -> None:
+        """AIS of the current run: ``done`` of ``total`` annealing steps."""
+
+    def snr_draw(self, done: int, total: int) -> None:
+        """The gradient-SNR measurements of the current run: ``done`` of ``total`` draws."""
+
+
 def compare(
     base: RunConfig,
     estimators: Sequence[str],
@@ -75,10 +96,7 @@ def compare(
     snr_num_draws: int = DEFAULT_SNR_NUM_DRAWS,
     resume: bool = False,
     overwrite: bool = False,
-    on_step: Callable[[int, int, int, float], None] | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-    on_run: Callable[[str], None] | None = None,
-    on_ais_step: Callable[[int, int], None] | None = None,
+    progress: ComparisonProgress | None = None,
     command: str | None = None,
 ) -> Comparison:
     """Train and evaluate one run per estimator; write the comparison report.
@@ -91,18 +109,23 @@ def compare(
         out_dir: the comparison directory; run ``s`` goes to ``out_dir/run_name(s)``.
         snr_particles: K values of the SNR-versus-K measurements.
         snr_num_draws: gradient draws per SNR measurement (at least 2).
-        resume: keep finished runs, resume unfinished ones.
+        resume: keep finished runs, resume unfinished ones. Their stored settings must
+            be the ones asked for, except the device and a raised number of epochs
+            (the run then trains on).
         overwrite: replace an existing comparison directory's runs.
-        on_step: progress callback of each run's training.
-        on_epoch: per-epoch callback of each run's training.
-        on_run: called with each spelling before its run starts.
-        on_ais_step: AIS's progress callback (``base.ais.num_points`` set: AIS on that
-            many test points of every run).
+        progress: told of each run, training step and epoch, AIS step (with
+            ``base.ais.num_points`` set: AIS on that many test points of every run) and
+            gradient draw of the SNR measurements.
         command: the command line to print in the report's "Reproduce" section.
 
     Returns:
         The :class:`~vi_vae.app.metrics.Comparison` written to ``comparison.json``.
+
+    Raises:
+        SettingsChanged: with ``resume``, when a run was made with other settings.
+        RunDirectoryInUse: when another process writes ``out_dir`` or one of its runs.
     """
+    progress = progress or ComparisonProgress()
     estimators = list(dict.fromkeys(s.strip() for s in estimators if s.strip()))
     if not estimators:
         raise InputError("estimators must name at least one estimator, e.g. elbo,iwae:5")
@@ -123,26 +146,45 @@ def compare(
     ).validated()
     directory = RunDirectory(out_dir)
     directory.check_creatable()
-    directory.path.mkdir(parents=True, exist_ok=True)
+    if resume:
+        for spelling in estimators:
+            _check_unchanged(
+                base.replace("training", estimator=spelling), directory.path / run_name(spelling)
+            )
+    train = functools.partial(
+        _train_or_reuse,
+        resume=resume,
+        overwrite=overwrite,
+        on_step=progress.step,
+        on_epoch=progress.epoch,
+        on_ais_step=progress.ais_step,
+    )
+    with directory.locked(create=True):
+        return _compare(
+            base, estimators, directory, train, snr_particles, snr_num_draws, progress, command
+        )
 
+
+def _compare(
+    base: RunConfig,
+    estimators: Sequence[str],
+    directory: RunDirectory,
+    train: Callable[[RunConfig, Path], Run],
+    snr_particles: Sequence[int],
+    snr_num_draws: int,
+    progress: ComparisonProgress,
+    command: str | None,
+) -> Comparison:
     _warm_up(estimators)
     rows, bound_curves, snr_curves, histories = [], {}, {}, {}
     for spelling in estimators:
-        if on_run is not None:
-            on_run(spelling)
+        progress.run(spelling)
         config = base.replace("training", estimator=spelling)
-        run = _train_or_reuse(
-            config,
-            directory.path / run_name(spelling),
-            resume,
-            overwrite,
-            on_step,
-            on_epoch,
-            on_ais_step,
-        )
-        rows.append(_row(spelling, run, snr_num_draws))
+        run = train(config, directory.path / run_name(spelling))
+        on_draw = _draw_counter(progress, snr_num_draws * (1 + len(snr_particles)))
+        rows.append(_row(spelling, run, snr_num_draws, on_draw))
         bound_curves[spelling] = run.metrics.bounds
-        snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws)
+        snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws, on_draw)
         histories[spelling] = tuple(run.history)
     comparison = Comparison(
         settings=base,
@@ -155,7 +197,7 @@ def compare(
         histories=histories,
         command=command,
     )
-    atomic_write_json(directory.comparison_path, to_json(comparison))
+    directory.write_comparison(comparison)
     figures = _comparison_figures(comparison, directory)
     directory.write_report(comparison_report(comparison, figures))
     return comparison
@@ -176,6 +218,7 @@ def _warm_up(estimators: Sequence[str]) -> None:
 def _train_or_reuse(
     config: RunConfig,
     run_dir: Path,
+    *,
     resume: bool,
     overwrite: bool,
     on_step: Callable | None,
@@ -206,7 +249,67 @@ def _train_or_reuse(
     )
 
 
-def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
+class SettingsChanged(InputError):
+    """``compare(resume=True)`` was asked for settings other than its runs were made with.
+
+    Attributes:
+        fields: the changed settings, ``section.name``.
+    """
+
+    def __init__(self, run_dir: Path, changes: dict[str, tuple[Any, Any]]) -> None:
+        listed = "; ".join(f"{field} {old!r} -> {new!r}" for field, (old, new) in changes.items())
+        super().__init__(
+            f"{run_dir} was made with other settings than asked for ({listed}); resume it "
+            "with its own settings, or overwrite it"
+        )
+        self.fields = tuple(changes)
+
+
+def _check_unchanged(config: RunConfig, run_dir: Path) -> None:
+    """Refuse to resume or reuse a run whose stored settings differ from ``config``.
+
+    Only ``training.device`` may differ, and ``training.epochs`` may be raised (the run
+    then trains on).
+    """
+    directory = RunDirectory(run_dir)
+    if not directory.config_path.is_file():
+        return
+    stored = _flat(directory.read_config().to_json())
+    wanted = _flat(config.to_json())
+    changes = {
+        field: (stored.get(field), wanted.get(field))
+        for field in sorted(set(stored) | set(wanted))
+        if stored.get(field) != wanted.get(field)
+        and field != "training.device"
+        and not (field == "training.epochs" and wanted[field] > stored[field])
+    }
+    if changes:
+        raise SettingsChanged(run_dir, changes)
+
+
+def _flat(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        f"{section}.{name}": value
+        for section, fields in sections.items()
+        for name, value in fields.items()
+    }
+
+
+def _draw_counter(progress: ComparisonProgress, total: int) -> Callable[[int, int], None]:
+    """An ``on_draw`` that counts the draws of a run's SNR measurements, all together."""
+    done = 0
+
+    def on_draw(_: int, __: int) -> None:
+        nonlocal done
+        done += 1
+        progress.snr_draw(done, total)
+
+    return on_draw
+
+
+def _row(
+    spelling: str, run: Run, snr_num_draws: int, on_draw: Callable[[int, int], None]
+) -> ComparisonRow:
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     test = test.to(run.device)
     snr = gradient_snr(
@@ -216,6 +319,7 @@ def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
         test[:SNR_BATCH_SIZE],
         num_draws=snr_num_draws,
         seed=SNR_SEED,
+        on_draw=on_draw,
     )
     return ComparisonRow(
         estimator=spelling,
@@ -232,7 +336,11 @@ def _row(spelling: str, run: Run, snr_num_draws: int) -> ComparisonRow:
 
 
 def _snr_curve(
-    spelling: str, run: Run, snr_particles: Sequence[int], snr_num_draws: int
+    spelling: str,
+    run: Run,
+    snr_particles: Sequence[int],
+    snr_num_draws: int,
+    on_draw: Callable[[int, int], None],
 ) -> tuple[SNRPoint, ...]:
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     batch = test[:SNR_BATCH_SIZE].to(run.device)
@@ -245,6 +353,7 @@ def _snr_curve(
             batch,
             num_draws=snr_num_draws,
             seed=SNR_SEED,
+            on_draw=on_draw,
         )
         curve.append(SNRPoint(k, snr.guide, snr.model))
     return tuple(curve)
@@ -252,13 +361,12 @@ def _snr_curve(
 
 def _comparison_figures(comparison: Comparison, directory: RunDirectory) -> tuple[str, ...]:
     curves: dict[str, tuple[BoundSummary, ...]] = comparison.bound_curves
-    figures = [
-        plots.plot_bounds_versus_particles(curves, directory.figure_path("bounds_versus_k")),
-        plots.plot_training_curves_overlaid(
-            comparison.histories, directory.figure_path("training_curves")
+    return (
+        directory.write_figure("bounds_versus_k", plots.plot_bounds_versus_particles(curves)),
+        directory.write_figure(
+            "training_curves", plots.plot_training_curves_overlaid(comparison.histories)
         ),
-        plots.plot_snr_versus_particles(
-            comparison.snr_curves, directory.figure_path("snr_versus_k")
+        directory.write_figure(
+            "snr_versus_k", plots.plot_snr_versus_particles(comparison.snr_curves)
         ),
-    ]
-    return tuple(path.name for path in figures)
+    )

@@ -26,42 +26,38 @@ NUM_SAMPLES_SHOWN = 64
 def make_run_figures(
     vae: VAE, dataset: Dataset, history: Sequence[EpochRecord], directory: RunDirectory
 ) -> tuple[str, ...]:
-    """Write every figure that applies to this run; return their file names."""
+    """Write every figure that applies to this run into ``directory``; return their file names."""
     device = next(vae.decoder.parameters()).device
     written = []
     if history:
         written.append(
-            plots.plot_training_curves(history, directory.figure_path("training_curves"))
+            directory.write_figure("training_curves", plots.plot_training_curves(history))
         )
     x = dataset.test.to(device)
     with torch.no_grad():
         centres = vae.latent_family.center(vae.encode(x))
     written.append(
-        plots.plot_latent_scatter(
-            centres, dataset.test_labels, directory.figure_path("latent_scatter")
+        directory.write_figure(
+            "latent_scatter", plots.plot_latent_scatter(centres, dataset.test_labels)
         )
     )
     if dataset.image_shape is not None:
         shown = x[torch.linspace(0, len(x) - 1, min(NUM_SHOWN, len(x))).long()]
-        written.append(
-            plots.plot_reconstructions(
-                shown,
-                vae.reconstruct(shown),
-                dataset.image_shape,
-                directory.figure_path("reconstructions"),
-            )
+        reconstructions = plots.plot_reconstructions(
+            shown, vae.reconstruct(shown), dataset.image_shape
         )
+        written.append(directory.write_figure("reconstructions", reconstructions))
         with seeded(FIGURE_SEED, device):
             samples = vae.sample(NUM_SAMPLES_SHOWN)
         written.append(
-            plots.plot_samples(samples, dataset.image_shape, directory.figure_path("samples"))
+            directory.write_figure("samples", plots.plot_samples(samples, dataset.image_shape))
         )
         start, end = interpolation_ends(dataset)
         written.append(
-            plots.plot_interpolation(vae, x[start], x[end], directory.figure_path("interpolation"))
+            directory.write_figure("interpolation", plots.plot_interpolation(vae, x[start], x[end]))
         )
-        written.append(plots.plot_manifold(vae, directory.figure_path("manifold")))
-    return tuple(path.name for path in written if path is not None)
+        written.append(directory.write_figure("manifold", plots.plot_manifold(vae)))
+    return tuple(name for name in written if name is not None)
 
 
 def interpolation_ends(dataset: Dataset) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Figures of a trained VAE, written as PNG files.
+"""Figures of a trained VAE, rendered as PNG bytes (the run directory writes them).
 
 The figures the VAE literature shows: reconstructions, samples from the prior,
 the latent space coloured by label (PCA above two dimensions), the learned 2-D
@@ -12,7 +12,6 @@ import io
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -23,7 +22,6 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from vi_vae.app.metrics import BoundSummary, SNRPoint  # noqa: E402
-from vi_vae.checkpoint import atomic_write_bytes  # noqa: E402
 from vi_vae.model import VAE  # noqa: E402
 from vi_vae.train import EpochRecord  # noqa: E402
 
@@ -57,27 +55,25 @@ def image_grid(images: Tensor, image_shape: Sequence[int], columns: int) -> Tens
     return grid
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
-    """Render to memory, then write atomically (a symbolic link is replaced, not followed)."""
-    path = Path(path)
+def _png(figure: plt.Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
-    plt.close(figure)
-    return path
+    try:
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()
 
 
-def _show_grid(grid: Tensor, title: str, path: str | Path, size: float = 6.0) -> Path:
+def _show_grid(grid: Tensor, title: str, size: float = 6.0) -> bytes:
     figure, axis = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
     axis.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axis.set_axis_off()
     axis.set_title(title)
-    return _save(figure, path)
+    return _png(figure)
 
 
-def plot_reconstructions(
-    x: Tensor, reconstructions: Tensor, image_shape: Sequence[int], path: str | Path
-) -> Path:
+def plot_reconstructions(x: Tensor, reconstructions: Tensor, image_shape: Sequence[int]) -> bytes:
     """Inputs (odd rows) above their reconstructions E[x|z = centre of q] (even rows)."""
     columns = min(10, len(x))
     pairs = []
@@ -86,14 +82,13 @@ def plot_reconstructions(
     return _show_grid(
         image_grid(torch.cat(pairs), image_shape, columns),
         "inputs (odd rows) and reconstructions (even rows)",
-        path,
     )
 
 
-def plot_samples(samples: Tensor, image_shape: Sequence[int], path: str | Path) -> Path:
+def plot_samples(samples: Tensor, image_shape: Sequence[int]) -> bytes:
     """E[x|z] for z drawn from the prior."""
     columns = math.ceil(math.sqrt(len(samples)))
-    return _show_grid(image_grid(samples, image_shape, columns), "samples, z ~ p(z)", path)
+    return _show_grid(image_grid(samples, image_shape, columns), "samples, z ~ p(z)")
 
 
 def principal_components(z: Tensor, num_components: int = 2) -> Tensor:
@@ -108,7 +103,7 @@ def principal_components(z: Tensor, num_components: int = 2) -> Tensor:
     return torch.cat([projected, projected.new_zeros(len(z), missing)], 1) if missing else projected
 
 
-def plot_latent_scatter(z: Tensor, labels: Tensor | None, path: str | Path) -> Path:
+def plot_latent_scatter(z: Tensor, labels: Tensor | None) -> bytes:
     """Centres of q(z|x) coloured by label; through PCA when z has more than 2 dims."""
     z = z.detach().cpu()
     if z.shape[1] == 1:
@@ -129,10 +124,10 @@ def plot_latent_scatter(z: Tensor, labels: Tensor | None, path: str | Path) -> P
     axis.set_xlabel(axes[0])
     axis.set_ylabel(axes[1])
     axis.set_title("latent space of test points (centre of q(z|x))")
-    return _save(figure, path)
+    return _png(figure)
 
 
-def plot_manifold(vae: VAE, path: str | Path, grid_size: int = 20) -> Path | None:
+def plot_manifold(vae: VAE, grid_size: int = 20) -> bytes | None:
     """Decode a grid of z at prior quantiles (Kingma & Welling 2014, Fig. 4); 2-D latents only.
 
     The grid runs over quantiles 0.05..0.95 of each prior marginal, through the
@@ -158,14 +153,11 @@ def plot_manifold(vae: VAE, path: str | Path, grid_size: int = 20) -> Path | Non
     return _show_grid(
         image_grid(images, vae.image_shape, grid_size),
         "learned manifold: E[x|z] on a grid of prior quantiles",
-        path,
         size=8.0,
     )
 
 
-def plot_interpolation(
-    vae: VAE, x_start: Tensor, x_end: Tensor, path: str | Path, steps: int = 10
-) -> Path:
+def plot_interpolation(vae: VAE, x_start: Tensor, x_end: Tensor, steps: int = 10) -> bytes:
     """Decode the straight line between the centres of q(z|x_start) and q(z|x_end)."""
     with torch.no_grad():
         family = vae.latent_family
@@ -175,10 +167,10 @@ def plot_interpolation(
         z = (1 - weights) * z_start + weights * z_end
         images = vae.likelihood.mean(vae.decoder(z))
     shape = vae.image_shape or (1, vae.input_dim)
-    return _show_grid(image_grid(images, shape, steps), "latent interpolation", path, size=9.0)
+    return _show_grid(image_grid(images, shape, steps), "latent interpolation", size=9.0)
 
 
-def plot_training_curves(history: Sequence[EpochRecord], path: str | Path) -> Path:
+def plot_training_curves(history: Sequence[EpochRecord]) -> bytes:
     """Training loss (−bound per point) and validation ELBO by epoch."""
     figure, axis = plt.subplots(figsize=(6, 4))
     epochs = [record.epoch for record in history]
@@ -190,12 +182,10 @@ def plot_training_curves(history: Sequence[EpochRecord], path: str | Path) -> Pa
     axis.set_ylabel("nats per data point")
     axis.legend()
     axis.grid(alpha=0.3)
-    return _save(figure, path)
+    return _png(figure)
 
 
-def plot_bounds_versus_particles(
-    curves: dict[str, Sequence[BoundSummary]], path: str | Path
-) -> Path:
+def plot_bounds_versus_particles(curves: dict[str, Sequence[BoundSummary]]) -> bytes:
     """IWAE-k of each model against k (log axis), with standard errors over test points."""
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for label, table in curves.items():
@@ -209,12 +199,10 @@ def plot_bounds_versus_particles(
     axis.set_title("bounds versus k, same test points")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return _png(figure)
 
 
-def plot_training_curves_overlaid(
-    histories: dict[str, Sequence[EpochRecord]], path: str | Path
-) -> Path:
+def plot_training_curves_overlaid(histories: dict[str, Sequence[EpochRecord]]) -> bytes:
     """Validation ELBO by epoch for several runs on one axis."""
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for label, history in histories.items():
@@ -227,10 +215,10 @@ def plot_training_curves_overlaid(
     axis.set_ylabel("validation ELBO, nats per point")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return _png(figure)
 
 
-def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]], path: str | Path) -> Path:
+def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:
     """Gradient SNR of encoder (left) and decoder (right) parameters against K."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for label, points in curves.items():
@@ -252,4 +240,4 @@ def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]], path: str |
     legend_axis = next((axis for axis in reversed(axes) if axis.lines), None)
     if legend_axis is not None:
         legend_axis.legend(fontsize=8)
-    return _save(figure, path)
+    return _png(figure)

@@ -11,13 +11,19 @@ A run directory holds
 - the PNG figures of :data:`FIGURE_FILES` and ``report.md``.
 
 Every write is atomic (temporary file and rename: a symbolic link is replaced,
-never written through), opening a directory removes the temporaries a killed
-write left behind, and every read is validated against its schema, naming the
+never written through), taking a directory's lock removes the temporaries a
+killed write left behind, and every read is validated against its schema, naming the
 offending field.
 
 Under ``torchrun`` every rank opens the run directory and reads it (so on several
 machines it lies on a shared filesystem), but only the *writer*, rank 0, creates,
 cleans or writes anything: on the other ranks those calls do nothing.
+
+One process at a time writes a run directory: the writer holds an exclusive
+``flock`` on ``.vi_vae.lock`` inside it (:meth:`RunDirectory.locked`,
+:mod:`vi_vae.app.directory_lock`) while it trains, evaluates or draws there. A
+second process that asks for it does not wait (a training can take hours): it is
+refused with :class:`RunDirectoryInUse`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import csv
 import dataclasses
 import io
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +41,14 @@ from typing import Any
 from torch import Tensor
 
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import RunMetrics
+from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
+from vi_vae.app.metrics import Comparison, RunMetrics
 from vi_vae.app.schema import from_json, to_json
 from vi_vae.callbacks import TrainingCheckpoint
 from vi_vae.checkpoint import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     load_checkpoint,
@@ -56,18 +66,49 @@ __all__ = [
     "CONFIG_FILE",
     "FIGURE_FILES",
     "HISTORY_FILE",
+    "LOCK_FILE",
     "METRICS_FILE",
     "REPORT_FILE",
     "RunDirectory",
     "RunCheckpointSink",
+    "RunDirectoryInUse",
     "RunDirectoryNotEmpty",
     "TrainedState",
+    "fingerprint",
 ]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 COMPARISON_FILE = "comparison.json"
+#: the training settings that shape the trained weights, stored in the checkpoint's
+#: fingerprint beside the model's; not ``epochs`` (resuming raises it, and the epochs
+#: completed come from the checkpoint), ``device`` or ``compile`` (where and how, not what)
+FINGERPRINT_TRAINING_FIELDS = (
+    "estimator",
+    "seed",
+    "batch_size",
+    "learning_rate",
+    "kl_weight",
+    "kl_warmup_epochs",
+    "patience",
+)
+
+
+def fingerprint(config: RunConfig, input_dim: int) -> dict[str, dict[str, Any]]:
+    """The settings that define a run's trained weights and every setting its report states.
+
+    Stored in each checkpoint; :meth:`RunDirectory.load_trained` refuses a config that
+    differs from it.
+    """
+    stored = config.model_fingerprint(input_dim)
+    stored["data"]["max_train"] = config.data.max_train
+    stored["training"] = {
+        name: getattr(config.training, name) for name in FINGERPRINT_TRAINING_FIELDS
+    }
+    return stored
+
+
 #: figure name -> file name, for a run and for a comparison
 FIGURE_FILES = {
     "training_curves": "training_curves.png",
@@ -160,7 +201,8 @@ class RunDirectory:
         """Make the directory for a new run (replacing an old run's files with ``overwrite``).
 
         Call it only once the input has been checked: bad input must neither
-        leave a half-made run nor destroy the one it would replace.
+        leave a half-made run nor destroy the one it would replace; and call it
+        holding :meth:`locked`, whose lock file it keeps.
 
         Raises:
             RunDirectoryNotEmpty: when it holds files and ``overwrite`` is false.
@@ -169,10 +211,17 @@ class RunDirectory:
         self.check_creatable()
         if not self.writer:
             return
-        if self.path.exists() and any(self.path.iterdir()):
+        entries = (
+            [p for p in self.path.iterdir() if p.name != LOCK_FILE] if self.path.exists() else []
+        )
+        if entries:
             if not overwrite:
                 raise RunDirectoryNotEmpty(self.path)
-            shutil.rmtree(self.path)
+            for entry in entries:  # the lock file stays: this process holds it
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         self._mkdir()
 
     def check_creatable(self) -> None:
@@ -184,13 +233,34 @@ class RunDirectory:
             raise InputError(f"cannot create run directory {self.path}: no existing parent")
 
     def open(self) -> None:
-        """Open an existing run: it must hold ``config.json``; stale temporaries are removed."""
+        """Open an existing run: it must hold ``config.json``."""
         if not self.path.is_dir():
             raise InputError(f"run directory {self.path} does not exist")
         if not self.config_path.is_file():
             raise InputError(f"{self.path} is not a vi_vae run directory (no {CONFIG_FILE})")
+
+    @contextmanager
+    def locked(self, *, create: bool = False) -> Iterator[None]:
+        """Hold the directory's lock (module docstring) while the block runs.
+
+        Once it holds the lock, the writer removes the temporaries a killed write left
+        behind (not before: they may be another process's writes in flight).
+
+        Args:
+            create: make the directory first (a new run); otherwise it must exist.
+
+        Raises:
+            RunDirectoryInUse: when another process holds it.
+        """
         if self.writer:
-            remove_stale_temporaries(self.path)
+            if create:
+                self._mkdir()
+            elif not self.path.is_dir():
+                raise InputError(f"run directory {self.path} does not exist")
+        with directory_lock(self.path, enabled=self.writer):
+            if self.writer:
+                remove_stale_temporaries(self.path)
+            yield
 
     def _mkdir(self) -> None:
         try:
@@ -199,7 +269,6 @@ class RunDirectory:
             raise InputError(
                 f"cannot create run directory {self.path}: {error.strerror or error}"
             ) from None
-        remove_stale_temporaries(self.path)
 
     # -- config.json ---------------------------------------------------------------
 
@@ -232,25 +301,11 @@ class RunDirectory:
     def load_trained(self, config: RunConfig, input_dim: int) -> TrainedState:
         """The trained parameters and history in ``checkpoint.pt``, checked against the config.
 
-        The checkpoint stores the fingerprint :meth:`RunConfig.model_fingerprint`
-        of the config it was trained with; an edited ``config.json`` that would
-        evaluate the weights as another model is refused, naming the field.
+        An edited ``config.json`` that would evaluate or report the weights as another
+        run's is refused (:meth:`check_fingerprint`).
         """
         checkpoint = load_checkpoint(self.checkpoint_path)
-        stored = checkpoint.get("metadata", {}).get("fingerprint")
-        if stored is not None:  # vi_vae 0.1 checkpoints carry no fingerprint
-            expected = config.model_fingerprint(input_dim)
-            defaults = RunConfig().model_fingerprint(input_dim)
-            for section, values in expected.items():
-                for name, value in values.items():
-                    # a setting newer than the checkpoint had its default when it was trained
-                    trained = stored.get(section, {}).get(name, defaults[section][name])
-                    if _comparable(trained) != _comparable(value):
-                        raise InputError(
-                            f"{self.config_path} says {section}.{name} = {value!r} but "
-                            f"{self.checkpoint_path} was trained with {trained!r}; the config "
-                            "was changed after training (restore it, or train a new run)"
-                        )
+        self.check_fingerprint(config, input_dim, checkpoint)
         return TrainedState(
             epoch=int(checkpoint["epoch"]),
             parameters=checkpoint.get("best_params") or checkpoint["params"],
@@ -265,6 +320,38 @@ class RunDirectory:
         another model.
         """
         return RunCheckpointSink(self, metadata or {})
+
+    def check_fingerprint(
+        self, config: RunConfig, input_dim: int, checkpoint: dict[str, Any] | None = None
+    ) -> None:
+        """Refuse a config that differs from the :func:`fingerprint` the checkpoint stores.
+
+        A model setting newer than the checkpoint had its default when it was trained;
+        a field an older checkpoint did not record (its training settings) is not checked.
+
+        Raises:
+            InputError: naming the first field that differs.
+        """
+        if checkpoint is None:
+            checkpoint = load_checkpoint(self.checkpoint_path)
+        stored = checkpoint.get("metadata", {}).get("fingerprint")
+        if stored is None:  # vi_vae 0.1 checkpoints carry no fingerprint
+            return
+        defaults = RunConfig().model_fingerprint(input_dim)
+        for section, values in fingerprint(config, input_dim).items():
+            for name, value in values.items():
+                if name in stored.get(section, {}):
+                    trained = stored[section][name]
+                elif section == "model":
+                    trained = defaults[section][name]
+                else:
+                    continue
+                if _comparable(trained) != _comparable(value):
+                    raise InputError(
+                        f"{self.config_path} says {section}.{name} = {value!r} but "
+                        f"{self.checkpoint_path} was trained with {trained!r}; the config "
+                        "was changed after training (restore it, or train a new run)"
+                    )
 
     def completed_epochs(self) -> int:
         """The last epoch the checkpoint holds (0 without a checkpoint)."""
@@ -299,6 +386,38 @@ class RunDirectory:
         if not self.writer:
             return
         atomic_write_text(self.report_path, text)
+
+    def write_figure(self, name: str, png: bytes | None) -> str | None:
+        """Write figure ``name`` (a key of :data:`FIGURE_FILES`); return its file name.
+
+        ``png=None`` (a figure that does not apply) writes nothing and returns None.
+        """
+        if png is None:
+            return None
+        if self.writer:
+            atomic_write_bytes(self.figure_path(name), png)
+        return FIGURE_FILES[name]
+
+    def remove_figures(self) -> None:
+        """Delete the figures of :data:`FIGURE_FILES`: they show weights about to change."""
+        if not self.writer:
+            return
+        for name in FIGURE_FILES:
+            path = self.figure_path(name)
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+
+    def check_figures_writable(self) -> None:
+        """Refuse a figure path that is a directory, before hours of training."""
+        for name in FIGURE_FILES:
+            if self.figure_path(name).is_dir():
+                raise InputError(f"cannot write {self.figure_path(name)}: it is a directory")
+
+    def write_comparison(self, comparison: Comparison) -> None:
+        """Write ``comparison.json`` (a comparison directory)."""
+        if not self.writer:
+            return
+        atomic_write_json(self.comparison_path, to_json(comparison))
 
 
 class RunCheckpointSink:

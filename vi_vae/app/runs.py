@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from vi_vae.app.metrics import (
     TrainingSummary,
 )
 from vi_vae.app.report import run_report
-from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.run_directory import RunDirectory, fingerprint
 from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.distributed import local_device
@@ -46,6 +47,7 @@ __all__ = [
     "Run",
     "build_vae",
     "bdmc_run",
+    "check_model_size",
     "evaluate_run",
     "load_data",
     "load_run",
@@ -72,6 +74,7 @@ class EvaluationFailed(TrainingError):
             f"training finished and is saved in {directory.path}, but the {step} failed: {error}"
         )
         self.directory = directory
+        self.step = step
 
 
 @dataclass
@@ -112,6 +115,38 @@ def load_data(data: DataConfig) -> Dataset:
         data_dir=data.data_dir,
         max_train=data.max_train,
     )
+
+
+#: bytes per parameter while training: float32 weights, gradients and Adam's two moments
+TRAINING_BYTES_PER_PARAMETER = 4 * 4
+
+
+def check_model_size(config: RunConfig, input_dim: int, device: torch.device) -> None:
+    """Refuse sizes whose weights cannot fit in memory, before anything is allocated.
+
+    The count is a lower bound: the weight matrices of an MLP encoder and its mirrored
+    decoder through ``hidden_sizes`` and the latent layers, without biases or the
+    family's extra outputs. It is compared with the device's total memory.
+    """
+    model = config.model
+    latent_dims = model.latent_dims or (model.latent_dim,)
+    widths = [input_dim, *model.hidden_sizes, *latent_dims]
+    count = 2 * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    needed = count * TRAINING_BYTES_PER_PARAMETER
+    available = _memory_bytes(device)
+    if needed > available:
+        hidden = ",".join(map(str, model.hidden_sizes))
+        raise InputError(
+            f"model.hidden_sizes = {hidden} and model.latent_dim = {model.latent_dim} make a "
+            f"model of at least {count:.3g} weights, which need {needed / 2**30:.3g} GiB to "
+            f"train; the {device.type} device has {available / 2**30:.3g} GiB: choose smaller sizes"
+        )
+
+
+def _memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
@@ -206,20 +241,60 @@ def _train(
     # so bad input neither leaves a half-made run nor destroys the one it would replace.
     device = resolve_device(config.training.device)
     dataset = load_data(config.data)
+    check_model_size(config, dataset.input_dim, device)
     vae = build_vae(config, dataset).to(device)
     vae.check_data(dataset.validation, "validation data")
     vae.check_data(dataset.test, "test data")
     if dataset.binarization != "dynamic":
         vae.check_data(dataset.train, "training data")
     loss = parse_estimator(config.training.estimator)
+    if resume:
+        directory.check_figures_writable()
+    with directory.locked(create=not resume):
+        if not resume:
+            directory.create(overwrite=overwrite)
+        elif directory.has_checkpoint():
+            directory.check_fingerprint(config, dataset.input_dim)
+        kept = _figures_to_keep(directory, resume, config.training.epochs)
+        directory.write_config(config, dataset.describe(), environment())
+        return _fit_and_evaluate(
+            Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
+            loss,
+            device,
+            resume,
+            on_step,
+            on_epoch,
+            figures,
+            on_ais_step,
+        )
+
+
+def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tuple[str, ...]:
+    """The figures still true after training: a resume that trains on deletes them."""
     if not resume:
-        directory.create(overwrite=overwrite)
-    directory.write_config(config, dataset.describe(), environment())
+        return ()
+    if directory.completed_epochs() < epochs:
+        directory.remove_figures()  # they show the weights training is about to change
+        return ()
+    return (directory.read_metrics() or RunMetrics()).figures
+
+
+def _fit_and_evaluate(
+    run: Run,
+    loss,
+    device: torch.device,
+    resume: bool,
+    on_step: StepCallback | None,
+    on_epoch: EpochCallback | None,
+    figures: bool,
+    on_ais_step: AISStepCallback | None,
+) -> Run:
+    config, directory, dataset = run.config, run.directory, run.dataset
     started = time.perf_counter()
     training = config.training
     result = fit(
-        vae.model,
-        vae.guide,
+        run.vae.model,
+        run.vae.guide,
         dataset.train,
         TrainSettings(
             loss=loss,
@@ -237,12 +312,11 @@ def _train(
         batch_transform=dataset.batch_transform(),
         callbacks=[Callback(on_step, on_epoch)],
         # a new run's directory was just created empty: only a resumed one holds a checkpoint
-        sink=directory.checkpoint_sink(
-            {"fingerprint": config.model_fingerprint(dataset.input_dim)}
-        ),
+        sink=directory.checkpoint_sink({"fingerprint": fingerprint(config, dataset.input_dim)}),
     )
     summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
-    run = Run(directory, config, dataset, vae, result.history, RunMetrics(training=summary))
+    kept = run.metrics.figures  # the figures of unchanged weights (a finished run resumed)
+    run.history, run.metrics = result.history, RunMetrics(training=summary, figures=kept)
     _write(run)  # the training summary is saved before anything else can fail
     try:
         run.metrics = evaluate(
@@ -250,6 +324,7 @@ def _train(
             run.dataset,
             config.evaluation,
             summary,
+            kept,
             ais=config.ais,
             on_ais_step=on_ais_step,
         )
@@ -285,6 +360,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
     if device is not None:
         config = config.replace("training", device=device).validated()
     dataset = load_data(config.data)
+    check_model_size(config, dataset.input_dim, resolve_device(config.training.device))
     vae = build_vae(config, dataset)
     trained = directory.load_trained(config, dataset.input_dim)
     # The checkpoint holds Pyro's param store: every parameter, no buffer (a flow's
@@ -339,7 +415,19 @@ def evaluate_run(
     check_choice("method", method, METHODS)
     # refuse bad settings before loading anything
     RunConfig(evaluation=evaluation, ais=ais).validated()
-    run = load_run(run_dir, device)
+    directory = RunDirectory(run_dir)
+    directory.open()
+    with directory.locked():
+        return _evaluate(load_run(run_dir, device), evaluation, ais, method, on_ais_step)
+
+
+def _evaluate(
+    run: Run,
+    evaluation: EvaluationConfig,
+    ais: AISConfig,
+    method: str,
+    on_ais_step: AISStepCallback | None,
+) -> Run:
     if method == "ais" and ais.num_points is None:
         num_points = evaluation.num_points or len(run.dataset.test)
         ais = dataclasses.replace(ais, num_points=num_points)
@@ -377,17 +465,23 @@ def bdmc_run(
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
     RunConfig(ais=ais).validated()
-    run = load_run(run_dir, device)
-    summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, compile=compile)
-    run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
-    _write(run)
+    directory = RunDirectory(run_dir)
+    directory.open()
+    with directory.locked():
+        run = load_run(run_dir, device)
+        summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, compile=compile)
+        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
+        _write(run)
     return run
 
 
 def redraw_figures(run_dir: str | Path) -> Run:
     """Draw a run's figures again; update ``metrics.json`` and ``report.md``."""
-    run = load_run(run_dir)
-    names = make_run_figures(run.vae, run.dataset, run.history, run.directory)
-    run.metrics = dataclasses.replace(run.metrics or RunMetrics(), figures=names)
-    _write(run)
+    directory = RunDirectory(run_dir)
+    directory.open()
+    with directory.locked():
+        run = load_run(run_dir)
+        names = make_run_figures(run.vae, run.dataset, run.history, run.directory)
+        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), figures=names)
+        _write(run)
     return run

@@ -10,6 +10,7 @@ import numpy as np
 
 from vi_vae.app import plots
 from vi_vae.app.runs import Run
+from vi_vae.checkpoint import atomic_write_bytes
 from vi_vae.errors import InputError
 from vi_vae.keys import seeded
 
@@ -49,7 +50,8 @@ def write_samples(run: Run, num_samples: int, output: Path, seed: int) -> Path:
                     f"num_samples must be at most {MAX_GRID_SAMPLES} for a .png grid; got "
                     f"{num_samples} (use a .npy output for more)"
                 )
-            plots.plot_samples(run.vae.sample(num_samples).cpu(), run.dataset.image_shape, output)
+            png = plots.plot_samples(run.vae.sample(num_samples).cpu(), run.dataset.image_shape)
+            atomic_write_bytes(output, png)
             return output
         size = num_samples * input_dim * np.dtype(np.float32).itemsize
         if size > MAX_NPY_BYTES:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from vi_vae.app.metrics import RunMetrics
@@ -102,11 +101,6 @@ def _compare(args: argparse.Namespace) -> int:
     config = config_from_arguments(args, "compare")
     out_dir = Path(args.out_dir or Path("runs") / f"compare-{Path(config.data.dataset).stem}")
     progress = ProgressBar(disable=args.quiet)
-
-    def announce(spelling: str) -> None:
-        if not args.quiet:
-            print(f"training with {spelling}", file=sys.stderr)
-
     try:
         comparison = compare(
             config,
@@ -116,10 +110,7 @@ def _compare(args: argparse.Namespace) -> int:
             snr_num_draws=args.snr_num_draws,
             resume=args.resume,
             overwrite=args.overwrite,
-            on_step=progress.step,
-            on_epoch=progress.epoch,
-            on_run=announce,
-            on_ais_step=progress.ais_step,
+            progress=progress,
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
         )
     finally:
@@ -198,8 +189,13 @@ def _sample(args: argparse.Namespace) -> int:
     from vi_vae.app.sampling import write_samples
 
     run = load_run(args.run_dir)
-    output = Path(args.output) if args.output else run.directory.figure_path("samples")
-    write_samples(run, args.num_samples, output, args.seed)
+    if args.output:
+        write_samples(run, args.num_samples, Path(args.output), args.seed)
+        output = Path(args.output)
+    else:  # the run's own samples.png: not while another process writes the run
+        output = run.directory.figure_path("samples")
+        with run.directory.locked():
+            write_samples(run, args.num_samples, output, args.seed)
     print(f"{args.num_samples} samples written to {output}")
     return 0
 

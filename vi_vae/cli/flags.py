@@ -365,7 +365,30 @@ def config_from_arguments(
             f"--latent-dim {arguments.model__latent_dim} contradicts --latent-dims "
             f"{','.join(map(str, dims))}, whose last entry is the latent dimension; give one"
         )
+    _check_bound_particles(arguments, command, config)
     return config
+
+
+def _check_bound_particles(arguments: argparse.Namespace, command: str, config: RunConfig) -> None:
+    """Refuse typed bounds IWAE-k with k above the evaluation's K (they cannot be computed).
+
+    Default k above K are left out of the table by the evaluation; typed ones are an error,
+    as in :func:`vi_vae.bounds`.
+    """
+    if not hasattr(arguments, "evaluation__bound_particles"):
+        return
+    num_particles = config.evaluation.num_particles
+    too_large = [k for k in config.evaluation.bound_particles if k > num_particles]
+    if too_large:
+        bound_flag, particles_flag = (
+            _BY_FIELD[f"evaluation.{name}"].flag(command)
+            for name in ("bound_particles", "num_particles")
+        )
+        raise InputError(
+            f"{bound_flag}: k = {', '.join(map(str, too_large))} above {particles_flag} "
+            f"{num_particles}; an IWAE-k bound needs k <= K, so raise {particles_flag} or "
+            "leave these k out"
+        )
 
 
 def flag_of_field(field: str, command: str) -> str | None:

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 
 from vi_vae import __version__
 from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, METHODS
-from vi_vae.app.compare import DEFAULT_ESTIMATORS, DEFAULT_SNR_NUM_DRAWS, DEFAULT_SNR_PARTICLES
+from vi_vae.app.compare import (
+    DEFAULT_ESTIMATORS,
+    DEFAULT_SNR_NUM_DRAWS,
+    DEFAULT_SNR_PARTICLES,
+    SettingsChanged,
+)
 from vi_vae.app.run_directory import RunDirectoryNotEmpty
 from vi_vae.app.runs import EvaluationFailed
 from vi_vae.app.schema import SchemaError
@@ -68,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         "stored settings (only --epochs, to raise the total, and --device may be given)",
     )
     output.add_argument(
-        "--overwrite", action="store_true", help="replace an existing run directory"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run directory (refused while another vi-vae process "
+        "writes it: one process at a time holds its lock)",
     )
     output.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -199,6 +207,9 @@ def _message(error: InputError, command: str) -> str:
         flag = flag_of_field(error.field, command)
         if flag is not None and flag not in str(error):
             return f"{flag}: {error}"
+    if isinstance(error, SettingsChanged):
+        flags = [flag_of_field(field, command) or field for field in error.fields]
+        return f"{error} (changed: {', '.join(flags)}; --overwrite retrains every run)"
     if isinstance(error, RunDirectoryNotEmpty):
         hint = "--resume to continue it" if command == "compare" else f"--resume {error.path}"
         return f"{error}: pass {hint} or --overwrite to replace it"
@@ -227,8 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: error: {_message(error, args.command)}", file=sys.stderr)
         return 2
     except EvaluationFailed as error:
+        again = "plot" if error.step == "figures" else "evaluate"
         print(
-            f"{name}: {error}; once fixed, run: vi-vae evaluate {error.directory.path}",
+            f"{name}: {error}; once fixed, run: vi-vae {again} {error.directory.path}",
             file=sys.stderr,
         )
         return 1
@@ -236,8 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: training failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(
-            "vi-vae: interrupted; completed epochs are saved (continue with --resume RUN_DIR)",
-            file=sys.stderr,
+        again = (
+            "run the same vi-vae compare command with --resume"
+            if args.command == "compare"
+            else "continue with vi-vae train --resume RUN_DIR"
         )
+        print(f"vi-vae: interrupted; completed epochs are saved ({again})", file=sys.stderr)
         return 130

@@ -1,35 +1,122 @@
-"""The progress display of ``vi-vae train`` and ``compare``: a bar per epoch, a line per epoch."""
+"""The progress display of the ``vi-vae`` commands, on stderr.
+
+On a terminal each long phase (the steps of an epoch, an AIS or BDMC run, an
+evaluation) shows a tqdm bar; when stderr is piped or redirected (a log file, a
+batch job, ``| cat``) the same phase prints a line at most every
+:data:`LOG_INTERVAL` seconds, with the share done, the time spent and an
+estimate of the time left, so that a long run is never silent.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from typing import TextIO
 
+from vi_vae.app.compare import ComparisonProgress
 from vi_vae.train import EpochRecord
 
-__all__ = ["ProgressBar"]
+__all__ = ["LOG_INTERVAL", "PhaseProgress", "ProgressBar"]
+
+#: seconds between two progress lines of a phase when stderr is not a terminal
+LOG_INTERVAL = 10.0
 
 
-class ProgressBar:
-    """A tqdm bar over steps, reset each epoch, and one summary line per epoch (stderr)."""
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
-    def __init__(self, disable: bool) -> None:
-        self.disable = disable
+
+class PhaseProgress:
+    """Progress through one phase of ``total`` units: a bar on a terminal, else timed lines.
+
+    Args:
+        phase: what runs, e.g. ``"epoch 3"`` or ``"AIS"``.
+        total: units in the phase.
+        unit: what a unit is, e.g. ``"steps"``.
+        stream: where to write (stderr).
+        interval: seconds between two lines when ``stream`` is not a terminal.
+        clock: the clock (seconds), replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        total: int,
+        unit: str,
+        stream: TextIO | None = None,
+        interval: float = LOG_INTERVAL,
+        clock=time.monotonic,
+    ) -> None:
+        self.phase, self.total, self.unit = phase, total, unit
+        self.stream = sys.stderr if stream is None else stream
+        self.interval, self.clock = interval, clock
+        self.started = self.last_line = clock()
+        self.done = 0
         self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
 
-    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
-        """Advance the bar (``fit``'s ``on_step``)."""
+            self.bar = tqdm(total=total, desc=phase, leave=False, file=self.stream, unit=unit)
+
+    def update(self, done: int, **postfix: str) -> None:
+        """``done`` units of ``total`` are done."""
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if postfix:
+                self.bar.set_postfix(**postfix)
+        else:
+            now = self.clock()
+            if now - self.last_line >= self.interval and 0 < done < self.total:
+                self.last_line = now
+                self.stream.write(self.line(done, now, postfix) + "\n")
+                self.stream.flush()
+        self.done = done
+
+    def line(self, done: int, now: float, postfix: dict[str, str] | None = None) -> str:
+        """The progress line: ``phase: done/total unit (share), elapsed, ETA``."""
+        elapsed = now - self.started
+        left = elapsed * (self.total - done) / done if done else float("nan")
+        extra = "".join(f", {name} {value}" for name, value in (postfix or {}).items())
+        return (
+            f"{self.phase}: {done}/{self.total} {self.unit} ({100 * done / self.total:.0f}%)"
+            f"{extra}, {_duration(elapsed)} so far, about {_duration(left)} left"
+        )
+
+    def close(self) -> None:
+        """End the phase (closes the bar)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class ProgressBar(ComparisonProgress):
+    """The progress of a command: one phase at a time, and one summary line per epoch."""
+
+    def __init__(self, disable: bool, stream: TextIO | None = None) -> None:
+        self.disable = disable
+        self.stream = stream
+        self.phase: PhaseProgress | None = None
+
+    def _advance(self, name: str, done: int, total: int, unit: str, **postfix: str) -> None:
         if self.disable:
             return
-        from tqdm import tqdm
+        if self.phase is None or self.phase.phase != name or done < self.phase.done:
+            self.close()
+            self.phase = PhaseProgress(name, total, unit, self.stream)
+        self.phase.update(done, **postfix)
+        if done >= total:
+            self.close()
 
-        if self.bar is None or step == 1:
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(
-                total=steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=None
-            )
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.2f}")
+    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        """Advance through an epoch's steps (``fit``'s ``on_step``)."""
+        self._advance(f"epoch {epoch}", step, steps, "steps", loss=f"{loss:.2f}")
 
     def epoch(self, record: EpochRecord) -> None:
         """Print the epoch's summary (``fit``'s ``on_epoch``)."""
@@ -39,23 +126,29 @@ class ProgressBar:
         print(
             f"epoch {record.epoch}: train loss {record.train_loss:.2f}, validation ELBO "
             f"{record.validation_elbo:.2f} ({record.seconds:.1f} s)",
-            file=sys.stderr,
+            file=self.stream or sys.stderr,
         )
 
     def ais_step(self, done: int, total: int) -> None:
-        """Advance the bar of an AIS or BDMC run (``on_step``: annealing steps done)."""
-        if self.disable:
-            return
-        from tqdm import tqdm
+        """Advance an AIS or BDMC run (``on_step``: annealing steps done)."""
+        self._advance("AIS", done, total, "annealing steps")
 
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc="AIS", leave=False, file=sys.stderr, disable=None)
-        self.bar.update(done - self.bar.n)
-        if done >= total:
+    def points(self, done: int, total: int) -> None:
+        """Advance an importance-sampling evaluation (``on_points``: points done)."""
+        self._advance("log p(x)", done, total, "points")
+
+    def snr_draw(self, done: int, total: int) -> None:
+        """Advance the gradient-SNR phase (``on_draw``: gradient draws done)."""
+        self._advance("gradient SNR", done, total, "gradient draws")
+
+    def run(self, spelling: str) -> None:
+        """Say which estimator's run starts (``compare``)."""
+        if not self.disable:
             self.close()
+            print(f"training with {spelling}", file=self.stream or sys.stderr)
 
     def close(self) -> None:
-        """Close the bar."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """End the current phase."""
+        if self.phase is not None:
+            self.phase.close()
+            self.phase = None

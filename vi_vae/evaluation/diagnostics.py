@@ -91,6 +91,7 @@ def gradient_snr(
     *,
     num_draws: int = 100,
     seed: int | None = None,
+    on_draw: Callable[[int, int], None] | None = None,
     **kwargs: Any,
 ) -> GradientSNR:
     r"""Signal-to-noise ratio of ``loss``'s gradient on the fixed batch ``x`` [2].
@@ -112,6 +113,7 @@ def gradient_snr(
         x: the fixed batch.
         num_draws: R, gradient draws (at least 2).
         seed: seed for reproducible draws (the global RNG is left untouched).
+        on_draw: called as ``on_draw(done, num_draws)`` after every draw (progress).
         **kwargs: passed to model and guide.
 
     Returns:
@@ -145,6 +147,8 @@ def gradient_snr(
                     delta = draw - mean
                     mean += delta / count
                     m2 += delta * (draw - mean)
+                if on_draw is not None:
+                    on_draw(count, num_draws)
         finally:
             for name, leaf in parameters.items():
                 leaf.grad = saved[name]

@@ -1,0 +1,84 @@
+"""Progress on stderr: a bar on a terminal, timed lines with an ETA when piped."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vi_vae.cli.progress import LOG_INTERVAL, PhaseProgress, ProgressBar
+
+VI_VAE = str(Path(sys.executable).parent / "vi-vae")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_piped_phase_prints_a_line_per_interval_with_an_eta():
+    stream, clock = io.StringIO(), Clock()
+    phase = PhaseProgress("AIS", 100, "annealing steps", stream, interval=10.0, clock=clock)
+    for done in range(1, 101):
+        clock.now = done * 1.0  # one second a step
+        phase.update(done)
+    lines = stream.getvalue().splitlines()
+    # a line every 10 s of the 100 s, none at the end (the phase's result says it)
+    assert len(lines) == 9
+    assert lines[0] == "AIS: 10/100 annealing steps (10%), 10 s so far, about 1 min 30 s left"
+    assert lines[-1].startswith("AIS: 90/100") and lines[-1].endswith("about 10 s left")
+
+
+def test_a_phase_prints_nothing_before_its_first_interval():
+    stream, clock = io.StringIO(), Clock()
+    phase = PhaseProgress("epoch 1", 5, "steps", stream, interval=LOG_INTERVAL, clock=clock)
+    for done in range(1, 6):
+        clock.now = done * 0.1
+        phase.update(done)
+    assert stream.getvalue() == ""
+
+
+def test_the_command_s_phases_switch_and_epoch_lines_stay():
+    stream = io.StringIO()
+    progress = ProgressBar(disable=False, stream=stream)
+    progress.step(1, 1, 3, 10.0)
+    assert progress.phase.phase == "epoch 1"
+    progress.points(1, 50)
+    assert progress.phase.phase == "log p(x)" and progress.phase.total == 50
+    progress.points(50, 50)
+    assert progress.phase is None  # a finished phase closes
+    quiet = ProgressBar(disable=True, stream=stream)
+    quiet.snr_draw(1, 10)
+    assert quiet.phase is None and stream.getvalue() == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_names_the_resume_that_each_command_takes(tmp_path):
+    # compare --resume takes no run directory: its hint must not say --resume RUN_DIR
+    hints = {}
+    for command in ("train", "compare"):
+        out = ["--run-dir" if command == "train" else "--out-dir", str(tmp_path / command)]
+        process = subprocess.Popen(
+            [VI_VAE, command, "--max-train", "256", "--hidden-sizes", "32", *out],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        deadline = time.monotonic() + 120
+        while not (tmp_path / command).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the directory exists once the command runs, past the imports
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 130, stderr[-2000:]
+        hints[command] = stderr.strip().splitlines()[-1]
+    assert hints["train"].endswith("(continue with vi-vae train --resume RUN_DIR)")
+    assert hints["compare"].endswith("(run the same vi-vae compare command with --resume)")
