@@ -65,6 +65,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int, check_seed
+from vi_vae.contract import per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, trace_log_weights
 
@@ -327,7 +328,8 @@ def keyed_log_weight_chunks(
     which checks the arguments and the data first. The global RNG is left untouched.
 
     Args:
-        model: Pyro model ``model(x[rows], **kwargs)``.
+        model: Pyro model ``model(x[rows], **kwargs)`` (per-point keyword arguments
+            split by rows, :func:`vi_vae.contract.rows_of`).
         guide: Pyro guide with the same signature.
         x: the data points ``[N, ...]``, global indices ``first_index ...``.
         num_particles: K.
@@ -336,8 +338,8 @@ def keyed_log_weight_chunks(
         data_plate: name of the data plate.
         chunk_size: most (particle, point) pairs per pass of the model.
         plate_nesting: plate dims the model/guide use.
-        one_pass: ``one_pass(x_rows, num_particles=K)``, the log weights of a pass
-            drawn from the current stream (eager or compiled).
+        one_pass: ``one_pass(x_rows, num_particles=K, kwargs=kwargs_rows)``, the log
+            weights of a pass drawn from the current stream (eager or compiled).
         **kwargs: passed to model and guide.
 
     Raises:
@@ -353,6 +355,7 @@ def keyed_log_weight_chunks(
         )
     key = RandomKey(seed)
     particles_per_group = min(num_particles, KEYED_PAIRS)
+    per_point = per_point_keywords(kwargs, x.shape[0])
     with torch.no_grad(), torch.random.fork_rng(devices=_cuda(x.device)):
         for start in range(0, x.shape[0], block):
             rows = slice(start, min(start + block, x.shape[0]))
@@ -360,12 +363,21 @@ def keyed_log_weight_chunks(
             for group, first in enumerate(range(0, num_particles, particles_per_group)):
                 _seed_stream(key.seed_for(first_index + start, group), x.device)
                 count = min(particles_per_group, num_particles - first)
+                rows_x, rows_kwargs = rows_of(x, kwargs, rows, per_point)
                 if count * (rows.stop - rows.start) <= chunk_size:
-                    parts.append(one_pass(x[rows], num_particles=count))
+                    parts.append(one_pass(rows_x, num_particles=count, kwargs=rows_kwargs))
                     continue
                 parts.append(
                     _block_log_weights(
-                        model, guide, x[rows], count, plate_nesting, data_plate, chunk_size, kwargs
+                        model,
+                        guide,
+                        rows_x,
+                        count,
+                        plate_nesting,
+                        data_plate,
+                        chunk_size,
+                        rows_kwargs,
+                        per_point,
                     )
                 )
             yield rows, torch.cat(parts)
@@ -380,15 +392,20 @@ def _block_log_weights(
     data_plate: str,
     chunk_size: int,
     kwargs: dict[str, Any],
+    per_point: frozenset[str],
 ) -> Tensor:
-    """Log weights ``[num_particles, len(x)]`` of one block, drawn from the current stream."""
+    """Log weights ``[num_particles, len(x)]`` of one block, drawn from the current stream.
 
-    def log_weights(guide: Callable, x: Tensor, num_particles: int) -> Tensor:
+    ``kwargs`` are the block's; those named in ``per_point`` are split with ``x``.
+    """
+
+    def log_weights(guide: Callable, points: slice, num_particles: int) -> Tensor:
+        points_x, points_kwargs = rows_of(x, kwargs, points, per_point)
         return trace_log_weights(
             model,
             guide,
-            (x,),
-            kwargs,
+            (points_x,),
+            points_kwargs,
             num_particles=num_particles,
             plate_nesting=plate_nesting,
             data_plate=data_plate,
@@ -411,7 +428,7 @@ def _block_log_weights(
                 draws, particles, points, num_particles, x.shape[0], plate_nesting, data_plate
             )
             count = particles.stop - particles.start
-            parts.append(log_weights(poutine.replay(guide, trace=sliced), x[points], count))
+            parts.append(log_weights(poutine.replay(guide, trace=sliced), points, count))
         rows.append(torch.cat(parts))
     return torch.cat(rows, dim=1)
 

@@ -25,6 +25,9 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
+from vi_vae.contract import check_latent_sites, outside_data_plate, particle_dimension_error
+from vi_vae.errors import InputError
+
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "PARTICLE_PLATE",
@@ -184,16 +187,28 @@ def trace_log_weights(
     Returns:
         :class:`WeightedTraces` with ``log_model`` and ``log_guide`` of shape
         ``[num_particles, batch]``.
+
+    Raises:
+        InputError: when model and guide sample different latent sites, a site lies
+            outside the vectorized data plate, or the pair fails only because of the
+            particle dimension (:mod:`vi_vae.contract`, clauses 2-4; the original
+            error is the cause).
     """
     kwargs = kwargs or {}
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
-    guide_trace = poutine.trace(particle_plate(guide)).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(particle_plate(model), trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
+    try:
+        guide_trace = poutine.trace(particle_plate(guide)).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(
+            poutine.replay(particle_plate(model), trace=guide_trace)
+        ).get_trace(*args, **kwargs)
+    except Exception as error:
+        explained = particle_dimension_error(model, guide, args, kwargs, error)
+        if explained is None:
+            raise
+        raise explained from error
     guide_trace = prune_subsample_sites(guide_trace)
     model_trace = prune_subsample_sites(model_trace)
-    _check_latents_match(model_trace, guide_trace)
+    check_latent_sites(model_trace, guide_trace)
 
     def log_prob(site: dict) -> Tensor:
         return site["fn"].log_prob(site["value"])
@@ -221,25 +236,6 @@ def trace_log_weights(
     )
 
 
-def _check_latents_match(model_trace: Trace, guide_trace: Trace) -> None:
-    model_latents = {
-        name
-        for name, site in model_trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    }
-    guide_latents = {
-        name
-        for name, site in guide_trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    }
-    missing = model_latents - guide_latents
-    if missing:
-        raise ValueError(
-            f"the guide has no sample site for the model's latent site(s) {sorted(missing)}; "
-            "importance weights need q for every latent variable"
-        )
-
-
 def sum_per_point(
     trace: Trace,
     log_prob: Callable[[dict], Tensor],
@@ -261,12 +257,8 @@ def sum_per_point(
         if site["type"] != "sample" or (latent_only and site["is_observed"]):
             continue
         frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
-        if frame is None:
-            raise ValueError(
-                f"sample site {name!r} is outside pyro.plate({data_plate!r}); per-data-point "
-                "weights need every sample site inside the data plate (a global latent "
-                "variable cannot be split across data points)"
-            )
+        if frame is None or not frame.vectorized:
+            raise InputError(outside_data_plate(name, data_plate, site["cond_indep_stack"]))
         value = log_prob(site)
         value = scale_and_mask(value, site["scale"] if scaled else 1.0, site["mask"])
         if value.dim() > num_dims:

@@ -31,7 +31,8 @@ class DReG(ParticleEstimator):
     (Rainforth et al. 2018). With K = 1 the guide gradient is STL's.
 
     ``loss`` is minus the IWAE-K estimate :math:`\log \frac{1}{K}\sum_k w_k` summed
-    over the batch. Guide parameters are the ``param`` sites in the guide trace; the
+    over the batch. Guide parameters are those the guide's distributions depend on,
+    wherever they are registered (:mod:`vi_vae.contract`, clause 7); the
     two gradients need two backward passes, so ``differentiable_loss`` is not
     available.
 

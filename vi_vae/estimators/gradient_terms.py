@@ -51,25 +51,35 @@ def bound_coefficients(bound: Callable[[Tensor], Tensor], log_weights: Tensor) -
     return coefficients
 
 
-def trace_parameters(trace: Trace) -> dict[int, Tensor]:
-    """The unconstrained leaf tensors of the trace's ``param`` sites, by id."""
+def trace_parameters(trace: Trace) -> dict[str, Tensor]:
+    """The unconstrained leaf tensors of the trace's ``param`` sites, by site name."""
     leaves = {}
-    for site in trace.nodes.values():
+    for name, site in trace.nodes.items():
         if site["type"] == "param":
             value = site["value"]
-            leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
-            leaves[id(leaf)] = leaf
+            leaves[name] = value.unconstrained() if hasattr(value, "unconstrained") else value
     return leaves
 
 
-def group_parameters(traces: WeightedTraces, group: ParameterGroup) -> list[Tensor]:
-    """The leaf tensors of a group: the guide's ``param`` sites, the model's others, or all."""
+def group_parameters(
+    traces: WeightedTraces, group: ParameterGroup, guide_names: frozenset[str] | None = None
+) -> list[Tensor]:
+    """The leaf tensors of a group: the guide's parameters, the others, or all.
+
+    Args:
+        traces: the pass's traces; their ``param`` sites are the candidates.
+        group: ``"guide"``, ``"model"`` or ``"all"``.
+        guide_names: names of the guide's parameters, those its distributions depend
+            on (:func:`vi_vae.contract.check_pair`); ``None``: the guide trace's
+            ``param`` sites.
+    """
     guide = trace_parameters(traces.guide_trace)
-    if group == "guide":
-        return list(guide.values())
     model = trace_parameters(traces.model_trace)
-    others = [leaf for key, leaf in model.items() if key not in guide]
-    return list(guide.values()) + others if group == "all" else others
+    every = {**guide, **{name: leaf for name, leaf in model.items() if name not in guide}}
+    if group == "all":
+        return list(every.values())
+    names = set(guide) if guide_names is None else guide_names
+    return [leaf for name, leaf in every.items() if (name in names) == (group == "guide")]
 
 
 def check_reparameterized(guide_trace: Trace) -> None:

@@ -27,10 +27,13 @@ each chunk from its saved state (the very same z) and back-propagates
 :math:`\sum c \log w` over that chunk alone. Memory is then bounded by one chunk,
 at the price of one extra forward pass without gradients.
 
-Guide parameters are the ``param`` sites of the guide trace (a PyroModule's
-parameters appear there when the guide touches them); model parameters are the
-other ``param`` sites of the model trace. A parameter both use counts as the
-guide's.
+Guide parameters are those the guide's distributions depend on, found by autograd
+at the first call (:func:`vi_vae.contract.check_pair`), whether ``pyro.param`` or
+``pyro.module`` registered them in the guide, in the model (as Pyro's SS-VAE
+example does) or in both; model parameters are the other ``param`` sites of
+either trace. The first call with a model/guide pair also checks the rest of the
+pair's contract (:mod:`vi_vae.contract`), once: later calls with the same pair
+cost nothing more.
 
 With ``compile=True`` each pass (the one-pass gradient step, a pass without
 gradients, a chunk's gradient) is traced once per input shape into a pure
@@ -55,6 +58,7 @@ from torch import Tensor
 from vi_vae._deprecation import renamed_keywords
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
+from vi_vae.contract import biased_under_subsampling, check_pair
 from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes
 from vi_vae.estimators.gradient_terms import (
@@ -65,7 +69,7 @@ from vi_vae.estimators.gradient_terms import (
     group_parameters,
 )
 from vi_vae.keys import get_rng_state, set_rng_state
-from vi_vae.weights import WeightedTraces, guess_plates, trace_log_weights
+from vi_vae.weights import WeightedTraces, trace_log_weights
 
 __all__ = [
     "DEFAULT_TRAINING_CHUNK_SIZE",
@@ -99,7 +103,10 @@ class ParticleEstimator(PyroELBO):
             on the first call). Chunks redraw everything the guide draws, so a data
             plate that subsamples at random (``pyro.plate(..., subsample_size=B)``)
             would see different points in different chunks: pick the mini-batch
-            outside the model (as :func:`vi_vae.fit` does) when chunking.
+            outside the model (as :func:`vi_vae.fit` does) when chunking. An
+            estimator whose bound is not linear in the log weights (IWAE-type, K > 1)
+            refuses a subsampling data plate: it would be biased
+            (:func:`vi_vae.contract.biased_under_subsampling`).
         compile: trace each pass once per input shape into a pure tensor function
             and run it compiled by ``torch.compile`` (module docstring); a pair the
             tracer cannot handle runs eagerly, after one
@@ -131,6 +138,8 @@ class ParticleEstimator(PyroELBO):
         self.compile = check_bool("compile", compile)
         self._batch_size: int | None = None
         self._compiled = CompiledCache()
+        self._checked_pair: tuple | None = None
+        self._guide_parameters: frozenset[str] | None = None
 
     def clear_compiled(self) -> None:
         """Forget the compiled passes; the next call traces and compiles again."""
@@ -262,28 +271,66 @@ class ParticleEstimator(PyroELBO):
     # -- the machinery -------------------------------------------------------------
 
     def _prepare(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> None:
-        if self.max_plate_nesting == math.inf or self._batch_size is None:
-            with torch.no_grad():
-                plate_nesting, batch_size = guess_plates(
-                    model, guide, args, kwargs, self.data_plate
-                )
-            if self.max_plate_nesting == math.inf:
-                self.max_plate_nesting = plate_nesting
-            self._batch_size = batch_size or 1
+        """Check the pair's contract at its first call (:func:`vi_vae.contract.check_pair`)."""
+        key = self._pair_key(model, guide)
+        if self._checked_pair == key and self.max_plate_nesting != math.inf:
+            return
+        # The very first trial draws from the caller's stream (so the draws after it
+        # are those of every earlier vi_vae); a later pair's trial leaves it alone.
+        layout = check_pair(
+            model,
+            guide,
+            args,
+            kwargs,
+            data_plate=self.data_plate,
+            subsampling_refusal=self._subsampling_refusal(),
+            parameters=True,
+            fork=self._batch_size is not None,
+        )
+        if self.max_plate_nesting == math.inf:
+            self.max_plate_nesting = layout.plate_nesting
+        self._batch_size = layout.batch_size
+        self._guide_parameters = layout.guide_parameters
+        self._checked_pair = key
+
+    def _pair_key(self, model: Callable, guide: Callable) -> tuple:
+        """The pair and the settings its check depends on (a copy with another K checks again)."""
+        settings = tuple(item for item in self._plain_settings() if item[0] != "max_plate_nesting")
+        return model, guide, settings
+
+    def _plain_settings(self) -> tuple[tuple[str, Any], ...]:
+        """The public attributes that are plain values (``num_particles``, ``alpha``, ...)."""
+        return tuple(
+            (name, value)
+            for name, value in sorted(vars(self).items())
+            if not name.startswith("_") and isinstance(value, (bool, int, float, str, type(None)))
+        )
+
+    def _subsampling_refusal(self) -> str | None:
+        """Why this estimator refuses a data plate that subsamples, or ``None`` if it need not."""
+
+        def coefficients(log_weights: Tensor) -> list[Tensor]:
+            return [term.coefficients for term in self._gradient_terms(log_weights)]
+
+        if not biased_under_subsampling(self._bound, coefficients, self.num_particles):
+            return None
+        return (
+            f"{type(self).__name__} with num_particles={self.num_particles} would be biased: "
+            "the plate scales each log weight by (plate size / subsample size) inside the "
+            "bound's log-mean-exp, which is not that multiple of the bound. Pick the "
+            "mini-batch outside the model, with the data plate over all rows of x "
+            "(pyro.plate(data_plate, x.shape[0]), as vi_vae.fit does), or use ELBO or STL, "
+            "which are unbiased under subsampling"
+        )
 
     def _chunk_sizes(self) -> list[int]:
         return chunk_sizes(self.num_particles, self._batch_size or 1, self.chunk_size)
 
     def _passes(self) -> compiled_passes.PassFunctions:
         """This estimator's maths, cache and settings, for :mod:`compiled_passes`."""
-        settings = tuple(  # the public plain values: part of every compiled pass's key
-            (name, value)
-            for name, value in sorted(vars(self).items())
-            if not name.startswith("_") and isinstance(value, (bool, int, float, str, type(None)))
-        )
         return compiled_passes.PassFunctions(
             type(self).__name__,
-            settings,
+            self._plain_settings(),  # part of every compiled pass's key
             self._compiled,
             self._trace,
             self._particle_values,
@@ -370,7 +417,11 @@ class ParticleEstimator(PyroELBO):
         """
         parameters, gradients = [], []
         for group, surrogate in surrogates.items():
-            leaves = [p for p in group_parameters(traces, group) if p.requires_grad]
+            leaves = [
+                p
+                for p in group_parameters(traces, group, self._guide_parameters)
+                if p.requires_grad
+            ]
             if not leaves:
                 continue
             found = torch.autograd.grad(-surrogate, leaves, retain_graph=True, allow_unused=True)
@@ -392,7 +443,11 @@ class ParticleEstimator(PyroELBO):
             if group == "all":
                 (-surrogate).backward(retain_graph=retain)
                 continue
-            parameters = [p for p in group_parameters(traces, group) if p.requires_grad]
+            parameters = [
+                p
+                for p in group_parameters(traces, group, self._guide_parameters)
+                if p.requires_grad
+            ]
             if not parameters:
                 continue
             gradients = torch.autograd.grad(

@@ -32,7 +32,8 @@ class PIWAE(ParticleEstimator):
 
     ``loss`` reports the model's objective: minus the IWAE-K estimate (averaged
     over the groups) summed over the batch, so ``PIWAE(8, 8)`` reports IWAE-64.
-    Guide parameters are the ``param`` sites in the guide trace; the two
+    Guide parameters are those the guide's distributions depend on, wherever they are
+    registered (:mod:`vi_vae.contract`, clause 7); the two
     gradients need two backward passes, so ``differentiable_loss`` is not
     available.
 

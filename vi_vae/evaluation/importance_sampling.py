@@ -42,6 +42,7 @@ from torch import Tensor
 from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.bounds import iwae_groups
+from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import (
@@ -114,7 +115,9 @@ def log_marginal_likelihood(
             ``None`` draws from the global stream.
         compile: trace each pass shape once and run it compiled by ``torch.compile``
             (same draws, the same numbers to float rounding; see ``docs/howto/compiled.md``).
-        **kwargs: passed to model and guide.
+        **kwargs: passed to model and guide; a tensor whose first dimension is
+            ``x.shape[0]`` is per point and split by rows with ``x`` (e.g. the labels
+            ``ys=`` of a semi-supervised model; ``docs/howto/custom-model.md``).
 
     Returns:
         :class:`LogLikelihoodEstimate` with per-point estimates, Monte Carlo
@@ -239,10 +242,11 @@ def importance_sampling(
         raise InputError("x must be a tensor with the data points along its first dimension")
 
     def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+        rows_x, rows_kwargs = rows_of(x, kwargs, rows)
         return _evaluate_points(
             model,
             guide,
-            x[rows],
+            rows_x,
             rows.start,
             num_particles,
             ks,
@@ -251,7 +255,7 @@ def importance_sampling(
             compute_pareto_k=compute_pareto_k,
             seed=seed,
             compile=compile,
-            kwargs=kwargs,
+            kwargs=rows_kwargs,
         )
 
     # Under torch.distributed each rank evaluates a contiguous shard; with a seed the

@@ -19,9 +19,10 @@ from torch import Tensor
 
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
+from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
 from vi_vae.errors import InputError
 from vi_vae.keys import keyed_log_weight_chunks, seeded
-from vi_vae.support import check_data_support, check_points
+from vi_vae.support import check_points
 from vi_vae.weights import DEFAULT_CHUNK_SIZE, guess_plates, trace_log_weights
 
 __all__ = [
@@ -85,9 +86,10 @@ def auto_chunk_size(
     points = min(x.shape[0], max(1, AUTO_TRIAL_PAIRS // particles))
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
+    trial_x, trial_kwargs = rows_of(x, kwargs or {}, slice(0, points))
     with torch.no_grad(), seeded(0, device):
         log_weights = pass_log_weights(
-            model, guide, x[:points], kwargs or {}, particles, plate_nesting, data_plate
+            model, guide, trial_x, trial_kwargs, particles, plate_nesting, data_plate
         )
     del log_weights
     per_pair = max(1, torch.cuda.max_memory_allocated(device) - before) / (particles * points)
@@ -151,10 +153,12 @@ def log_weight_chunks(
 
     Draws are made in passes of at most ``chunk_size`` (particle, point) pairs
     (``"auto"``: :func:`auto_chunk_size`), without gradients; model and guide are
-    called as ``model(x[rows], **kwargs)``. With ``compile`` each pass shape is traced
-    and compiled once (:func:`pass_log_weights`).
-    The data are checked against the support of every observed site first
-    (:func:`check_data_support`). The log weights stay on the data's device. With
+    called as ``model(x[rows], **kwargs[rows])``, per-point keyword arguments split by
+    rows with ``x`` (:func:`vi_vae.contract.rows_of`). With ``compile`` each pass shape
+    is traced and compiled once (:func:`pass_log_weights`).
+    The pair's contract, and the data against the support of every observed site, are
+    checked first (:func:`vi_vae.contract.check_pair`). The log weights stay on the
+    data's device. With
     ``seed`` the draws are keyed by (seed, global point index; ``x[0]`` has index
     ``first_index``), so a point's log weights depend neither on ``chunk_size`` nor on
     the shard it is in (:mod:`vi_vae.keys`), and the global RNG is left alone.
@@ -163,12 +167,21 @@ def log_weight_chunks(
     check_chunk_size(chunk_size)
     check_bool("compile", compile)
     check_points(x)
-    check_data_support(model, guide, (x,), kwargs)
+    check_pair(
+        model,
+        guide,
+        (x,),
+        kwargs,
+        data_plate=data_plate,
+        subsampling_refusal=EVALUATOR_SUBSAMPLING,
+        support=True,
+    )
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
     devices = [x.device] if x.device.type == "cuda" else []
     probe = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     with torch.no_grad(), probe:
-        plate_nesting, _ = guess_plates(model, guide, (x[:1],), kwargs, data_plate)
+        first_x, first_kwargs = rows_of(x, kwargs, slice(0, 1))
+        plate_nesting, _ = guess_plates(model, guide, (first_x,), first_kwargs, data_plate)
     if chunk_size == "auto":
         chunk_size = auto_chunk_size(
             model, guide, x, num_particles, plate_nesting, data_plate, kwargs
@@ -205,5 +218,6 @@ def log_weight_chunks(
             parts = []
             for first in range(0, num_particles, particles_per_pass):
                 count = min(particles_per_pass, num_particles - first)
-                parts.append(one_pass(x[rows], num_particles=count))
+                rows_x, rows_kwargs = rows_of(x, kwargs, rows)
+                parts.append(one_pass(rows_x, num_particles=count, kwargs=rows_kwargs))
             yield rows, torch.cat(parts)

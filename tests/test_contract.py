@@ -1,0 +1,521 @@
+"""The model/guide contract (vi_vae.contract): each clause refused, saying what to change.
+
+Issue #20 items 1-7 and the API part of item 17. The pairs are written the way
+Pyro's examples write theirs (our code, in their spirit): ``examples/vae/vae.py``
+(an ``nn.Module`` with an encoder and a decoder, ``pyro.module`` in model and
+guide) and the semi-supervised VAE of ``examples/vae/ss_vae_M2.py``
+(``pyro.module`` of the whole module in the model only, a size-less
+``pyro.plate("data")``, the labels ``ys=`` observed in the model).
+"""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional
+
+from vi_vae import VAE, log_marginal_likelihood
+from vi_vae.contract import per_point_keywords, rows_of
+from vi_vae.errors import InputError
+from vi_vae.estimators import (
+    CIWAE,
+    ELBO,
+    ESTIMATOR_SPECS,
+    IWAE,
+    MIWAE,
+    PIWAE,
+    STL,
+    DReG,
+    ParticleEstimator,
+    RenyiVR,
+    parse_estimator,
+)
+from vi_vae.evaluation import bounds
+
+FEATURES, LATENT, HIDDEN, CLASSES = 6, 2, 8, 3
+
+#: every registered estimator that is vi_vae's own (Pyro's own ELBOs check their own pairs)
+OWN_ESTIMATORS = [
+    name
+    for name, spec in ESTIMATOR_SPECS.items()
+    if isinstance(parse_estimator(spec.example), ParticleEstimator)
+]
+
+
+class Encoder(nn.Module):
+    def __init__(self, inputs=FEATURES):
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, HIDDEN)
+        self.fc21 = nn.Linear(HIDDEN, LATENT)
+        self.fc22 = nn.Linear(HIDDEN, LATENT)
+
+    def forward(self, x):
+        hidden = functional.softplus(self.fc1(x))
+        return self.fc21(hidden), torch.exp(self.fc22(hidden))
+
+
+class Decoder(nn.Module):
+    def __init__(self, inputs=LATENT):
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, HIDDEN)
+        self.fc2 = nn.Linear(HIDDEN, FEATURES)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc2(functional.softplus(self.fc1(z))))
+
+
+class PyroStyleVAE(nn.Module):
+    """A VAE as Pyro's examples/vae/vae.py writes one; ``variant`` breaks one clause."""
+
+    def __init__(self, variant="plain", encoder_in="guide"):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder, self.decoder = Encoder(), Decoder()
+        self.variant, self.encoder_in = variant, encoder_in
+
+    def plate(self, x):
+        if self.variant == "subsampled":
+            return pyro.plate("data", x.shape[0], subsample_size=x.shape[0] // 2)
+        return pyro.plate("batch" if self.variant == "other_name" else "data", x.shape[0])
+
+    def model(self, x):
+        pyro.module("decoder", self.decoder)
+        if self.encoder_in == "model":
+            pyro.module("encoder", self.encoder)
+        if self.variant == "sequential":
+            for i in pyro.plate("data", x.shape[0]):
+                z = pyro.sample(f"latent_{i}", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+                pyro.sample(f"obs_{i}", dist.Bernoulli(self.decoder(z)).to_event(1), obs=x[i])
+            return
+        with self.plate(x) as rows:
+            shape = (len(rows), 1, LATENT) if self.variant == "shapes" else (len(rows), LATENT)
+            prior = dist.Normal(x.new_zeros(shape), 1.0).to_event(len(shape) - 1)
+            z = pyro.sample("latent", prior)
+            probs = self.decoder(z.flatten(-2) if self.variant == "shapes" else z)
+            obs = x[rows] if self.variant == "subsampled" else x
+            pyro.sample("obs", dist.Bernoulli(probs, validate_args=False).to_event(1), obs=obs)
+
+    def guide(self, x):
+        if self.encoder_in == "guide":
+            pyro.module("encoder", self.encoder)
+        if self.variant == "sequential":
+            for i in pyro.plate("data", x.shape[0]):
+                loc, scale = self.encoder(x[i])
+                pyro.sample(f"latent_{i}", dist.Normal(loc, scale).to_event(1))
+            return
+        with self.plate(x) as rows:
+            loc, scale = self.encoder(x[rows] if self.variant == "subsampled" else x)
+            if self.variant == "shapes":
+                loc, scale = loc.unsqueeze(-1), scale.unsqueeze(-1)
+                pyro.sample("latent", dist.Normal(loc, scale).to_event(2))
+            else:
+                pyro.sample("latent", dist.Normal(loc, scale).to_event(1))
+            if self.variant == "extra_site":
+                pyro.sample("extra", dist.Normal(loc, scale).to_event(1))
+
+
+class PyroStyleSSVAE(nn.Module):
+    """The supervised half of Pyro's ss_vae_M2 example: labels ``ys`` observed in the model.
+
+    ``pyro.module`` registers everything in the model only, and the plate has no size.
+    With ``expand_labels=False`` the decoder concatenates z and ys as Pyro's example
+    does, which fails once z has a leading particle dimension.
+    """
+
+    def __init__(self, expand_labels=True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder_z = Encoder(FEATURES + CLASSES)
+        self.decoder = Decoder(LATENT + CLASSES)
+        self.expand_labels = expand_labels
+
+    def model(self, xs, ys):
+        pyro.module("ss_vae", self)
+        with pyro.plate("data"):
+            zs = pyro.sample("z", dist.Normal(xs.new_zeros(len(xs), LATENT), 1.0).to_event(1))
+            prior = dist.OneHotCategorical(xs.new_ones(len(xs), CLASSES) / CLASSES)
+            ys = pyro.sample("y", prior, obs=ys)
+            if self.expand_labels:
+                ys = ys.expand(zs.shape[:-1] + ys.shape[-1:])
+            probs = self.decoder(torch.cat([zs, ys], -1))
+            pyro.sample("x", dist.Bernoulli(probs, validate_args=False).to_event(1), obs=xs)
+
+    def guide(self, xs, ys):
+        with pyro.plate("data"):
+            loc, scale = self.encoder_z(torch.cat([xs, ys], -1))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+
+def data(num_points=10, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.bernoulli(torch.full((num_points, FEATURES), 0.4), generator=generator)
+    labels = torch.randint(CLASSES, (num_points,), generator=generator)
+    return x, functional.one_hot(labels, CLASSES).float()
+
+
+def evaluators(model, guide, x, **kwargs):
+    """Each evaluator and each registered estimator's loss, as a call of no arguments."""
+    calls = {
+        "log_marginal_likelihood": lambda: log_marginal_likelihood(model, guide, x, 20, **kwargs),
+        "bounds": lambda: bounds(model, guide, x, (1, 5), 10, **kwargs),
+    }
+    for name in OWN_ESTIMATORS:
+        estimator = parse_estimator(ESTIMATOR_SPECS[name].example)
+        calls[name] = lambda e=estimator: e.loss(model, guide, x, **kwargs)
+    return calls
+
+
+def numbers(result):
+    """The numbers of an evaluator's or a loss's result, as one tensor."""
+    if isinstance(result, float):
+        return torch.tensor([result])
+    if isinstance(result, list):
+        return torch.cat([bound.per_point for bound in result])
+    return result.log_likelihood
+
+
+def test_the_pyro_style_pairs_keep_the_contract():
+    """The control: unbroken pairs give finite numbers through every call."""
+    x, ys = data()
+    for pair, kwargs in ((PyroStyleVAE(), {}), (PyroStyleSSVAE(), {"ys": ys})):
+        for name, call in evaluators(pair.model, pair.guide, x, **kwargs).items():
+            assert torch.isfinite(numbers(call())).all(), name
+
+
+# -- item 1: a guide site the model lacks ------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", *OWN_ESTIMATORS])
+def test_a_guide_site_the_model_lacks_is_refused(call):
+    pair = PyroStyleVAE("extra_site")
+    with pytest.raises(InputError, match=r"guide samples site\(s\) \['extra'\]"):
+        evaluators(pair.model, pair.guide, data()[0])[call]()
+
+
+# -- item 2: one site, two shapes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "dreg", "elbo"])
+def test_a_site_shaped_differently_by_model_and_guide_is_refused(call):
+    pair = PyroStyleVAE("shapes")
+    with pytest.raises(InputError, match=r"'latent'.*\(1, 2\) in the model.*\(2, 1\) in the guide"):
+        evaluators(pair.model, pair.guide, data()[0])[call]()
+
+
+# -- item 3: the data plate is the rows of x ----------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds"])
+def test_the_evaluators_refuse_a_subsampled_data_plate_saying_what_to_change(call):
+    pair = PyroStyleVAE("subsampled")
+    with pytest.raises(InputError, match=r"subsamples 5 of its 10 points.*without subsample_size"):
+        evaluators(pair.model, pair.guide, data()[0])[call]()
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo"])
+def test_a_sequential_data_plate_is_refused_saying_what_to_change(call):
+    pair = PyroStyleVAE("sequential")
+    with pytest.raises(
+        InputError, match=r"sequential loop.*with pyro.plate\('data', x.shape\[0\]\)"
+    ):
+        evaluators(pair.model, pair.guide, data()[0])[call]()
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo"])
+def test_a_data_plate_of_another_name_is_refused_naming_it_and_data_plate(call):
+    pair = PyroStyleVAE("other_name")
+    x = data()[0]
+    with pytest.raises(InputError, match=r"plates are \['batch'\].*data_plate="):
+        evaluators(pair.model, pair.guide, x)[call]()
+    # and the hint works
+    assert torch.isfinite(
+        log_marginal_likelihood(pair.model, pair.guide, x, 5, data_plate="batch").log_likelihood
+    ).all()
+
+
+def test_a_data_plate_of_another_size_than_the_rows_of_x_is_refused():
+    def model(x):
+        with pyro.plate("data", 3):
+            pyro.sample("obs", dist.Normal(0.0, 1.0).expand([3, FEATURES]).to_event(1), obs=x[:3])
+
+    def guide(x):
+        pass
+
+    with pytest.raises(InputError, match=r"pyro.plate\('data'\) has 3 points but x has 10 rows"):
+        log_marginal_likelihood(model, guide, data()[0], 10)
+
+
+# -- item 4: which parameters are the guide's ---------------------------------------------
+
+
+def encoder_gradients(estimator, encoder_in):
+    pyro.clear_param_store()
+    pair = PyroStyleVAE(encoder_in=encoder_in)
+    pyro.set_rng_seed(3)
+    estimator.loss_and_grads(pair.model, pair.guide, data()[0])
+    return torch.cat([p.grad.flatten() for p in pair.encoder.parameters()])
+
+
+def relative_difference(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_dreg_finds_the_guide_parameters_when_the_model_alone_registers_them():
+    """Pyro's SS-VAE registers its encoder with pyro.module in the model only.
+
+    With the same seed the draws are the same, so DReG's encoder gradient must not
+    depend on where the encoder is registered (1e-6: float rounding of the same
+    operations), and must differ from IWAE's as much as with the usual registration
+    (which differs by ~0.1-0.5 here; IWAE's gradient in DReG's place differs by 0).
+    """
+    usual = encoder_gradients(DReG(5), "guide")
+    model_only = encoder_gradients(DReG(5), "model")
+    iwae = encoder_gradients(IWAE(5), "model")
+    assert relative_difference(model_only, usual) < 1e-6
+    assert relative_difference(model_only, iwae) > 0.05
+    assert relative_difference(usual, iwae) > 0.05
+
+
+def test_piwae_routes_the_guide_objective_to_an_encoder_registered_in_the_model():
+    usual = encoder_gradients(PIWAE(2, 3), "guide")
+    model_only = encoder_gradients(PIWAE(2, 3), "model")
+    assert relative_difference(model_only, usual) < 1e-6
+
+
+# -- item 5: per-point keyword arguments are split with x ---------------------------------
+
+
+class LabelsInX(PyroStyleSSVAE):
+    """The same pair with the labels as the last columns of x: the reference for ys=."""
+
+    def model(self, xs):
+        super().model(xs[:, :FEATURES], xs[:, FEATURES:])
+
+    def guide(self, xs):
+        super().guide(xs[:, :FEATURES], xs[:, FEATURES:])
+
+
+@pytest.mark.parametrize("seed", [None, 0])
+def test_per_point_keyword_arguments_are_split_by_rows_with_x(seed):
+    """K = 2000 puts 4 of the 10 points in a pass: ys must be split with x.
+
+    Seeded, the draws are keyed by point, so the numbers equal those of the same pair
+    reading its labels from x's columns (the same operations: compared exactly).
+    """
+    x, ys = data()
+    pair = PyroStyleSSVAE()
+    estimate = log_marginal_likelihood(pair.model, pair.guide, x, 2000, seed=seed, ys=ys)
+    assert estimate.log_likelihood.shape == (10,)
+    table = bounds(pair.model, pair.guide, x, (1, 50), 2000, seed=seed, ys=ys)
+    assert [bound.per_point.shape for bound in table] == [(10,), (10,)]
+    if seed is not None:
+        reference = LabelsInX()
+        joined = torch.cat([x, ys], -1)
+        expected = log_marginal_likelihood(
+            reference.model, reference.guide, joined, 2000, seed=seed
+        )
+        assert torch.equal(estimate.log_likelihood, expected.log_likelihood)
+
+
+def test_the_per_point_rule_is_a_tensor_whose_first_dimension_is_the_rows_of_x():
+    x = torch.zeros(4, 2)
+    kwargs = {"ys": torch.arange(4), "table": torch.ones(3, 4), "scale": 2.0, "items": [1, 2, 3, 4]}
+    assert per_point_keywords(kwargs, 4) == {"ys"}
+    rows, sliced = rows_of(x, kwargs, slice(2, 4))
+    assert rows.shape == (2, 2) and sliced["ys"].tolist() == [2, 3]
+    assert sliced["table"] is kwargs["table"] and sliced["items"] is kwargs["items"]
+
+
+# -- item 6: the particle dimension -------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo"])
+def test_a_pair_that_fails_under_the_particle_dimension_is_told_what_to_change(call):
+    """Pyro's SS-VAE concatenates z (with the particle dim) and ys (without): a raw torch error."""
+    x, ys = data()
+    pair = PyroStyleSSVAE(expand_labels=False)
+    with pytest.raises(InputError, match=r"leading particle dimension.*expand") as caught:
+        evaluators(pair.model, pair.guide, x, ys=ys)[call]()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_a_failure_that_is_not_the_particle_dimension_is_left_as_it_is():
+    def model(x):
+        raise RuntimeError("a bug of the user's own")
+
+    def guide(x):
+        pass
+
+    with pytest.raises(RuntimeError, match="a bug of the user's own"):
+        log_marginal_likelihood(model, guide, data()[0], 5)
+
+
+# -- item 7: IWAE-type losses under a subsampled data plate -------------------------------
+
+#: estimators whose bound is a log-mean-exp of K > 1 scaled log weights (biased under
+#: subsampling); the others are linear in the plate's scale
+BIASED_UNDER_SUBSAMPLING = {"iwae", "vr", "dreg", "miwae", "ciwae", "piwae"}
+
+
+@pytest.mark.parametrize("name", OWN_ESTIMATORS)
+def test_iwae_type_losses_refuse_a_subsampled_data_plate_and_the_elbo_takes_it(name):
+    pair = PyroStyleVAE("subsampled")
+    estimator = parse_estimator(ESTIMATOR_SPECS[name].example)
+    x = data()[0]
+    if name in BIASED_UNDER_SUBSAMPLING:
+        with pytest.raises(InputError, match=r"subsamples 5 of its 10 points.*biased"):
+            estimator.loss(pair.model, pair.guide, x)
+    else:
+        assert torch.isfinite(torch.tensor(estimator.loss(pair.model, pair.guide, x)))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "biased"),
+    [
+        (IWAE(1), False),
+        (DReG(1), False),
+        (STL(3), False),
+        (ELBO(3), False),
+        (RenyiVR(float("-inf"), 4), False),
+        (MIWAE(3, 1), False),
+        (CIWAE(1.0, 4), False),
+        (IWAE(2), True),
+        (RenyiVR(0.5, 3), True),
+        (PIWAE(2, 2, 1), True),
+    ],
+    ids=str,
+)
+def test_which_estimators_are_biased_under_subsampling(estimator, biased):
+    """K = 1, and bounds linear in the log weights, are unbiased; a log-mean-exp is not."""
+    assert (estimator._subsampling_refusal() is not None) == biased
+
+
+# -- item 17: x the pair cannot take ------------------------------------------------------
+
+
+def template_and_pyro_style():
+    vae = VAE(input_dim=FEATURES, latent_dim=LATENT, hidden_sizes=(HIDDEN,))
+    pair = PyroStyleVAE()
+    return {"template": (vae.model, vae.guide), "pyro-style": (pair.model, pair.guide)}
+
+
+@pytest.mark.parametrize("pair", ["template", "pyro-style"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int64, torch.bool])
+def test_x_of_a_dtype_the_pair_cannot_take_is_refused_naming_x(pair, dtype):
+    model, guide = template_and_pyro_style()[pair]
+    x = data()[0].to(dtype)
+    for call in (
+        lambda: log_marginal_likelihood(model, guide, x, 10),
+        lambda: bounds(model, guide, x, (1, 5), 10),
+    ):
+        with pytest.raises(InputError, match=rf"x has dtype {dtype}.*torch.float32"):
+            call()
+
+
+@pytest.mark.parametrize("pair", ["template", "pyro-style"])
+@pytest.mark.parametrize(
+    "shape", [(FEATURES,), (10, 2, 3), (10, FEATURES + 1)], ids=["1-D", "3-D", "wide"]
+)
+def test_x_of_a_shape_the_pair_cannot_take_is_refused_naming_x(pair, shape):
+    model, guide = template_and_pyro_style()[pair]
+    x = torch.bernoulli(torch.full(shape, 0.5))
+    with pytest.raises(InputError, match=r"(x has shape|data observed at site) .*\[.*\]"):
+        log_marginal_likelihood(model, guide, x, 10)
+
+
+# -- the checks run once -----------------------------------------------------------------
+
+
+def test_the_contract_is_checked_at_the_first_call_only():
+    """After the first call, a step runs the guide and the model once each (one vectorized pass)."""
+    pair = PyroStyleVAE()
+    calls = {"model": 0, "guide": 0}
+
+    def counted(name, function):
+        def wrapped(x):
+            calls[name] += 1
+            return function(x)
+
+        return wrapped
+
+    model, guide = counted("model", pair.model), counted("guide", pair.guide)
+    estimator = DReG(5)
+    x = data()[0]
+    estimator.loss_and_grads(model, guide, x)
+    first = dict(calls)
+    estimator.loss_and_grads(model, guide, x)
+    assert first == {"model": 2, "guide": 2}
+    assert {name: calls[name] - first[name] for name in calls} == {"model": 1, "guide": 1}
+
+
+def test_the_guide_parameters_are_found_under_no_grad_too():
+    """A first call under torch.no_grad (a loss before the gradient steps) still finds them."""
+    estimator = DReG(5)
+    pair = PyroStyleVAE(encoder_in="model")
+    with torch.no_grad():
+        estimator.loss(pair.model, pair.guide, data()[0])
+    assert estimator._guide_parameters == {
+        f"encoder$$${name}" for name, _ in pair.encoder.named_parameters()
+    }
+
+
+def test_a_mini_batch_scaled_by_the_plate_is_the_elbo_s_and_refused_by_iwae():
+    """x holds the subsample (pyro.plate("data", N, subsample=rows)): unbiased for the ELBO.
+
+    With the same seed the draws are the same, so the loss is 40/10 times that of the
+    unscaled plate (to float rounding, 1e-6).
+    """
+
+    def pair(size):
+        def plate(x):
+            return pyro.plate("data", size or len(x), subsample=torch.arange(len(x)))
+
+        def model(x):
+            with plate(x):
+                z = pyro.sample("z", dist.Normal(x.new_zeros(len(x)), 1.0))
+                pyro.sample("obs", dist.Normal(z, 1.0), obs=x[:, 0])
+
+        def guide(x):
+            with plate(x):
+                pyro.sample("z", dist.Normal(x[:, 0] / 2, 0.7))
+
+        return model, guide
+
+    x = data()[0]
+    pyro.set_rng_seed(5)
+    scaled = ELBO(20).loss(*pair(40), x)
+    pyro.set_rng_seed(5)
+    unscaled = ELBO(20).loss(*pair(None), x)
+    assert scaled == pytest.approx(4 * unscaled, rel=1e-6)
+    with pytest.raises(InputError, match="biased"):
+        IWAE(5).loss(*pair(40), x)
+
+
+def test_an_estimator_checks_again_when_its_settings_change():
+    """IWAE(1) takes a subsampled plate (K = 1 is the ELBO); set to K = 5 it must refuse."""
+    pair = PyroStyleVAE("subsampled")
+    estimator = IWAE(1)
+    x = data()[0]
+    estimator.loss(pair.model, pair.guide, x)
+    estimator.num_particles = 5
+    with pytest.raises(InputError, match="biased"):
+        estimator.loss(pair.model, pair.guide, x)
+
+
+def test_a_distribution_refusing_nan_parameters_is_not_blamed_on_the_particle_dimension():
+    """Only a particle (of several) with a NaN parameter fails: a divergence, not a shape error."""
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(len(x)), 1.0))
+            loc = torch.where(z > 3.0, torch.nan, z) if z.dim() > 1 else z
+            pyro.sample("obs", dist.Normal(loc, 1.0), obs=x[:, 0])
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(x.new_zeros(len(x)), 10.0))
+
+    with pytest.raises(ValueError, match="Expected parameter loc") as caught:
+        IWAE(50).loss(model, guide, data()[0])
+    assert not isinstance(caught.value, InputError)

@@ -1,0 +1,404 @@
+r"""The contract of a user's model/guide pair: written here, and checked here at the first call.
+
+vi_vae runs any Pyro model/guide pair that keeps these clauses (the user's version,
+with the error each breach gets, is ``docs/howto/custom-model.md``):
+
+1. **The data are the rows of x**, the first argument: floating point, of the
+   parameters' dtype, one data point per row.
+2. **The data plate runs over the rows of x**: every sample site lies in one
+   vectorized ``pyro.plate(data_plate)`` (default ``"data"``) of size ``x.shape[0]``.
+   The evaluators split ``x`` by rows into passes, so they refuse a plate that
+   subsamples.
+3. **Model and guide sample the same latent sites, with the same shapes**: a log
+   weight is log p(x, z) − log q(z|x) over the same z.
+4. **Particles are a leading batch dimension**: all K particles of every point are
+   drawn in one vectorized pass, inside ``pyro.plate(PARTICLE_PLATE, K)`` to the left
+   of the pair's plates, even at K = 1.
+5. **Keyword arguments** reach model and guide unchanged, except *per-point* ones: a
+   tensor whose first dimension equals ``x.shape[0]`` is split by rows with ``x``
+   (:func:`rows_of`).
+6. **Scales**: a site's scale multiplies its log density inside the log weight, so an
+   estimator whose bound is not linear in the log weights refuses a data plate that
+   subsamples (:func:`biased_under_subsampling`).
+7. **The guide's parameters** are those its distributions depend on (found by
+   autograd at the first call), wherever ``pyro.param``/``pyro.module`` registered
+   them: in the guide, in the model or in both.
+
+:func:`check_pair` runs the pair once, without the particle dimension, and checks
+clauses 1-3, 6 and 7 there, turning a failure inside the pair (a wrong dtype or width
+of ``x``, a plate that indexes rows ``x`` does not have) into an
+:class:`~vi_vae.errors.InputError` that says what to change; it returns the
+:class:`PairLayout` the callers cache. :func:`particle_dimension_error` explains a
+failure under the particle dimension (clause 4), and :func:`check_latent_sites`
+(clause 3) is cheap enough to run on every trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+from vi_vae._pair_trial import (
+    PARTICLE_HINT,
+    ROWS_RULE,
+    particle_dimension_error,
+    run_without_particles,
+)
+from vi_vae.errors import InputError
+from vi_vae.support import check_observed_support
+
+__all__ = [
+    "EVALUATOR_SUBSAMPLING",
+    "PARTICLE_HINT",
+    "PairLayout",
+    "biased_under_subsampling",
+    "check_latent_sites",
+    "check_pair",
+    "outside_data_plate",
+    "particle_dimension_error",
+    "per_point_keywords",
+    "rows_of",
+]
+
+#: why the evaluators refuse a data plate that subsamples
+EVALUATOR_SUBSAMPLING = (
+    "the evaluators split x by rows into passes themselves and need every row of x in the "
+    "data plate: pyro.plate(data_plate, x.shape[0]) without subsample_size"
+)
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """What the first call learned about a model/guide pair.
+
+    Attributes:
+        plate_nesting: plate dims the pair uses (the particle dim is left of them).
+        batch_size: points in one pass of the data plate (its subsample size).
+        plate_size: the data plate's full size (equal to ``batch_size`` unless it subsamples).
+        guide_parameters: names of the ``param`` sites whose tensors the guide's
+            distributions depend on, or ``None`` when not asked for.
+    """
+
+    plate_nesting: int
+    batch_size: int
+    plate_size: int
+    guide_parameters: frozenset[str] | None = None
+
+
+def check_pair(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    data_plate: str = "data",
+    subsampling_refusal: str | None = None,
+    support: bool = False,
+    parameters: bool = False,
+    fork: bool = True,
+    match_latents: bool = True,
+) -> PairLayout:
+    """Run the pair once without particles; refuse it if it breaks the contract, saying why.
+
+    Args:
+        model: Pyro model ``model(*args, **kwargs)``; ``args[0]``, when a tensor, is ``x``.
+        guide: Pyro guide with the same signature.
+        args: positional arguments.
+        kwargs: keyword arguments.
+        data_plate: name of the data plate.
+        subsampling_refusal: why the caller cannot use a data plate that subsamples
+            (``None``: it can).
+        support: also check the data against the support of every observed site.
+        parameters: find which parameters the guide's distributions depend on (runs
+            the trial with gradients and one backward pass through the guide).
+        fork: draw the trial from a forked random stream (the caller's stream is left
+            alone); ``False`` draws from the caller's stream.
+        match_latents: require the guide to sample the model's latent sites (clause 3);
+            ``False`` for a guide that draws none (AIS started from the prior).
+
+    Returns:
+        The :class:`PairLayout`.
+
+    Raises:
+        InputError: naming what breaks the contract and what to change.
+    """
+    kwargs = kwargs or {}
+    x = args[0] if args and isinstance(args[0], Tensor) else None
+    model_trace, guide_trace = run_without_particles(
+        model, guide, args, kwargs, x, data_plate, fork, parameters
+    )
+    if support:
+        check_observed_support(model_trace)
+    if match_latents:
+        check_latent_sites(model_trace, guide_trace)
+    plate_nesting = _plate_nesting(model_trace, guide_trace)
+    _check_shapes(model_trace, guide_trace, plate_nesting)
+    batch_size, plate_size = _data_plate_size(model_trace, guide_trace, data_plate, x)
+    if batch_size < plate_size and subsampling_refusal is not None:
+        raise InputError(
+            f"pyro.plate({data_plate!r}) subsamples {batch_size} of its {plate_size} points; "
+            f"{subsampling_refusal}"
+        )
+    _check_observed_shapes(model_trace)
+    guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
+    return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
+
+
+def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:
+    """The names of the per-point keyword arguments (clause 5).
+
+    A keyword argument is *per point* when it is a tensor whose first dimension is
+    ``num_rows``, the number of rows of ``x``; every other one is passed whole.
+    """
+    return frozenset(
+        name
+        for name, value in kwargs.items()
+        if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == num_rows
+    )
+
+
+def rows_of(
+    x: Tensor, kwargs: dict[str, Any], rows: slice, per_point: frozenset[str] | None = None
+) -> tuple[Tensor, dict[str, Any]]:
+    """``x[rows]`` and the keyword arguments of those rows (clause 5).
+
+    Args:
+        x: the data, ``[N, ...]``.
+        kwargs: the keyword arguments of model and guide for all of ``x``.
+        rows: the rows to take.
+        per_point: the names to slice; default :func:`per_point_keywords` of
+            ``kwargs`` for ``N`` rows (pass it when ``x`` is itself a slice, so that a
+            shared tensor whose first dimension happens to equal the slice's length
+            stays whole).
+
+    Example:
+        >>> x, ys = torch.zeros(4, 3), torch.arange(4)
+        >>> part, kwargs = rows_of(x, {"ys": ys, "scale": 2.0}, slice(1, 3))
+        >>> part.shape[0], kwargs["ys"].tolist(), kwargs["scale"]
+        (2, [1, 2], 2.0)
+    """
+    if per_point is None:
+        per_point = per_point_keywords(kwargs, x.shape[0])
+    sliced = {name: value[rows] if name in per_point else value for name, value in kwargs.items()}
+    return x[rows], sliced
+
+
+def biased_under_subsampling(
+    bound: Callable[[Tensor], Tensor],
+    gradient_coefficients: Callable[[Tensor], list[Tensor]],
+    num_particles: int,
+) -> bool:
+    r"""Whether an estimator is biased when the data plate subsamples (clause 6).
+
+    A plate that subsamples B of N points scales every site's log density, and so each
+    log weight, by s = N/B. The estimate Σ_{n in batch} bound(s log w_n) is unbiased for
+    Σ_n bound(log w_n) only if the bound is linear in the scale,
+    bound(s log w) = s bound(log w), and the gradient's coefficients do not change with it:
+    true of the ELBO and STL, false of a log-mean-exp over K > 1 particles (IWAE, DReG,
+    VR, MIWAE, CIWAE, PIWAE). Checked on fixed log weights with s = 2.
+    """
+    values = torch.linspace(-4.0, 0.0, 2 * num_particles, dtype=torch.float64)
+    log_weights = values.reshape(num_particles, 2)
+    if not torch.allclose(bound(2 * log_weights), 2 * bound(log_weights)):
+        return True
+    pairs = zip(
+        gradient_coefficients(2 * log_weights), gradient_coefficients(log_weights), strict=True
+    )
+    return not all(torch.allclose(scaled, plain) for scaled, plain in pairs)
+
+
+def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
+    """Refuse a pair whose model and guide do not sample the same latent sites (clause 3).
+
+    Cheap enough for every trace: the evaluators' passes run it too.
+    """
+    model_latents, guide_latents = _latents(model_trace), _latents(guide_trace)
+    missing = [name for name in model_latents if name not in guide_latents]
+    if missing:
+        raise InputError(
+            f"the guide has no sample site for the model's latent site(s) {missing}; "
+            "importance weights need q for every latent variable of the model"
+        )
+    extra = [name for name in guide_latents if name not in model_latents]
+    if extra:
+        raise InputError(
+            f"the guide samples site(s) {extra} that the model does not have; a log weight "
+            "log p(x, z) - log q(z|x) needs the same latent sites in both: rename the guide's "
+            "site to the model's, or remove it"
+        )
+
+
+# -- the clauses ----------------------------------------------------------------------
+
+
+def _latents(trace: Trace) -> list[str]:
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    ]
+
+
+def _sample_sites(trace: Trace) -> list[tuple[str, dict]]:
+    return [
+        (name, site)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    ]
+
+
+def _plate_nesting(model_trace: Trace, guide_trace: Trace) -> int:
+    dims = [
+        frame.dim
+        for trace in (model_trace, guide_trace)
+        for _, site in _sample_sites(trace)
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized
+    ]
+    return -min(dims) if dims else 0
+
+
+def _check_shapes(model_trace: Trace, guide_trace: Trace, plate_nesting: int) -> None:
+    """Refuse a latent site that model and guide shape differently (clause 3)."""
+    for name, guide_site in _sample_sites(guide_trace):
+        if guide_site["is_observed"] or name not in model_trace.nodes:
+            continue
+        model_shape = _site_shape(model_trace.nodes[name]["fn"], plate_nesting)
+        guide_shape = _site_shape(guide_site["fn"], plate_nesting)
+        if model_shape != guide_shape:
+            raise InputError(
+                f"the model and the guide shape latent site {name!r} differently: batch and "
+                f"event shape {model_shape[0]} + {model_shape[1]} in the model, "
+                f"{guide_shape[0]} + {guide_shape[1]} in the guide; make them equal "
+                "(the same plates, the same .to_event dims)"
+            )
+
+
+def _site_shape(fn: Any, plate_nesting: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(batch shape over the plate dims, padded with 1s on the left; event shape)."""
+    batch = tuple(fn.batch_shape)[-plate_nesting:] if plate_nesting else ()
+    return (1,) * (plate_nesting - len(batch)) + batch, tuple(fn.event_shape)
+
+
+def _data_plate_size(
+    model_trace: Trace, guide_trace: Trace, data_plate: str, x: Tensor | None
+) -> tuple[int, int]:
+    """(points per pass, full size) of the data plate; refuses a pair that breaks clause 2."""
+    sites = [site for trace in (model_trace, guide_trace) for _, site in _sample_sites(trace)]
+    every_frame = [frame for site in sites for frame in site["cond_indep_stack"]]
+    frames = []
+    for site in sites:
+        frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
+        if frame is None or not frame.vectorized:
+            raise InputError(outside_data_plate(site["name"], data_plate, every_frame))
+        frames.append((site, frame))
+    if not frames:
+        raise InputError("the model has no sample sites")
+    batch_size = max(_frame_size(site, frame) for site, frame in frames)
+    plate_size = batch_size
+    subsample = guide_trace.nodes.get(data_plate) or model_trace.nodes.get(data_plate)
+    if subsample is not None and site_is_subsample(subsample):
+        plate_size = subsample["fn"].size
+    # x holds the plate's points, or (a mini-batch scaled up by the plate) its subsample
+    if x is not None and x.shape[0] not in (plate_size, batch_size):
+        raise InputError(
+            f"pyro.plate({data_plate!r}) has {plate_size} points but x has {x.shape[0]} rows; "
+            f"{ROWS_RULE}"
+        )
+    return batch_size, plate_size
+
+
+def _frame_size(site: dict, frame: Any) -> int:
+    """The data plate's size at a site: its own, or the site's batch size for ``size=None``."""
+    if frame.size != -1:
+        return frame.size
+    batch_shape = site["fn"].batch_shape
+    return batch_shape[frame.dim] if len(batch_shape) >= -frame.dim else 1
+
+
+def outside_data_plate(site: str, data_plate: str, frames: Iterable[Any]) -> str:
+    """What to change when sample site ``site`` is not in the vectorized data plate (clause 2).
+
+    Args:
+        site: the site's name.
+        data_plate: the data plate's name.
+        frames: the plates (``CondIndepStackFrame``) the pair uses, to name them.
+    """
+    frames = list(frames)
+    if any(frame.name == data_plate and not frame.vectorized for frame in frames):
+        return (
+            f"pyro.plate({data_plate!r}) is used as a sequential loop (for i in "
+            "pyro.plate(...)); vi_vae keeps one log weight per data point and needs the "
+            f"vectorized form: with pyro.plate({data_plate!r}, x.shape[0]):"
+        )
+    plates = sorted({frame.name for frame in frames if frame.name != data_plate})
+    if plates:
+        where = (
+            f"the pair's plates are {plates}; if one of them runs over the data points, "
+            "pass its name as data_plate="
+        )
+    else:
+        where = (
+            f"the pair uses no pyro.plate: put the sites of the data points in "
+            f"pyro.plate({data_plate!r}, x.shape[0])"
+        )
+    return (
+        f"sample site {site!r} is outside pyro.plate({data_plate!r}); per-data-point weights "
+        "need every sample site inside the data plate (a global latent variable cannot be "
+        f"split across data points); {where}"
+    )
+
+
+def _check_observed_shapes(model_trace: Trace) -> None:
+    """Refuse data that an observed site's distribution broadcasts to a larger shape."""
+    for name, site in _sample_sites(model_trace):
+        if not site["is_observed"] or not isinstance(site["value"], Tensor):
+            continue
+        value_shape = tuple(site["value"].shape)
+        fn_shape = tuple(site["fn"].batch_shape + site["fn"].event_shape)
+        try:
+            broadcast = tuple(torch.broadcast_shapes(value_shape, fn_shape))
+        except RuntimeError:
+            broadcast = None
+        if broadcast != value_shape:
+            raise InputError(
+                f"the data observed at site {name!r} have shape {list(value_shape)} but its "
+                f"distribution has batch and event shape {list(fn_shape)}; the data must fill "
+                "the distribution's shape (one row of x per data point, e.g. x of shape "
+                "[N, D] for D features)"
+            )
+
+
+def _guide_parameters(model_trace: Trace, guide_trace: Trace) -> frozenset[str]:
+    """Names of the ``param`` sites (of either trace) the guide's distributions depend on.
+
+    Found by autograd: the leaves that Σ log q(z|x) over the guide's latent sites reaches.
+    A parameter registered in the model only (``pyro.module`` there, as Pyro's SS-VAE
+    does) is the guide's when the guide uses it.
+    """
+    candidates: dict[str, Tensor] = {}
+    for trace in (guide_trace, model_trace):
+        for name, site in trace.nodes.items():
+            if site["type"] == "param" and name not in candidates:
+                value = site["value"]
+                leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
+                if leaf.requires_grad:
+                    candidates[name] = leaf
+    with torch.enable_grad():  # the caller may run under no_grad (the trial did not)
+        log_guide = [
+            site["fn"].log_prob(site["value"]).sum()
+            for name, site in _sample_sites(guide_trace)
+            if not site["is_observed"]
+        ]
+        total = sum(log_guide) if log_guide else None
+        if not candidates or total is None or not total.requires_grad:
+            return frozenset()
+        names = list(candidates)
+        found = torch.autograd.grad(total, [candidates[n] for n in names], allow_unused=True)
+    return frozenset(name for name, grad in zip(names, found, strict=True) if grad is not None)
