@@ -452,18 +452,25 @@ def test_a_huge_kl_weight_names_the_setting_not_the_learning_rate(tmp_path, caps
     assert "initial parameters" in err and "kl_weight" in err and "learning_rate" not in err
 
 
-def test_deprecated_flags_still_work_with_a_note(tmp_path, capsys):
-    status = cli.main(
-        ["train", "--latent", "normal", "--hidden", "8", "--eval-samples", "3", "--beta", "1"]
-        + ["--max-train", "64", "--epochs", "1", "--eval-points", "4", "--no-figures", "--quiet"]
-        + ["--run-dir", str(tmp_path / "old")]
-    )
-    assert status == 0
+@pytest.mark.parametrize(
+    "old",
+    [
+        "--lr",
+        "--beta",
+        "--eval-samples",
+        "--eval-bounds",
+        "--eval-points",
+        "--sigma",
+    ],
+)
+def test_the_0_1_flags_are_refused_in_one_line(old, tmp_path, capsys):
+    # 0.3 removed the flags of 0.1 (CHANGELOG.md): each is an unknown argument, exit 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", old, "1", "--run-dir", str(tmp_path / "old")])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "--latent is deprecated; use --latent-family" in err
-    assert "--beta is deprecated; use --kl-weight" in err
-    stored = json.loads((tmp_path / "old" / "config.json").read_text())["config"]
-    assert stored["model"]["hidden_sizes"] == [8] and stored["evaluation"]["num_particles"] == 3
+    assert f"unrecognized arguments: {old} 1" in err and err.count("\n") == 1
+    assert not (tmp_path / "old").exists()
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(capsys, tmp_path):

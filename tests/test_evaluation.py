@@ -180,11 +180,11 @@ def test_exact_weights_have_no_tail_and_say_so(problem):
     assert "all equal" in estimate.pareto_k_reason
 
 
-def test_old_keyword_names_still_work_with_a_warning(problem):
+def test_the_0_1_keyword_names_are_refused(problem):
+    # 0.3 removed num_samples= and the list of k as num_particles (CHANGELOG.md): each is
+    # refused instead of being taken as a keyword argument of the model
     lg, x = problem
-    with pytest.warns(DeprecationWarning, match="num_particles"):
-        old = log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=5, seed=0)
-    assert old.num_particles == 5
-    with pytest.warns(DeprecationWarning, match="bound_particles"):
-        (bound,) = bounds(lg.model, lg.exact_guide, x, num_particles=[1], num_samples=4)
-    assert bound.num_particles == 1
+    with pytest.raises((TypeError, InputError), match="num_samples"):
+        log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=5, seed=0)
+    with pytest.raises((TypeError, InputError), match="num_particles"):
+        bounds(lg.model, lg.exact_guide, x, num_particles=[1])

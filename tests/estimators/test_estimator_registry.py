@@ -42,9 +42,9 @@ def test_with_num_particles_sets_the_inner_k(name):
     assert estimator.num_particles % 7 == 0
 
 
-def test_deprecated_keywords_still_work_and_warn():
-    with pytest.warns(DeprecationWarning, match="chunk_size"):
-        assert IWAE(4, max_pairs_per_pass=10).chunk_size == 10
+def test_the_0_1_chunking_keyword_is_gone():
+    with pytest.raises(TypeError, match="max_pairs_per_pass"):
+        IWAE(4, max_pairs_per_pass=10)
 
 
 def test_the_0_1_names_of_ciwae_are_gone():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +96,6 @@ class Flag:
         field: ``section.name`` in :class:`~vi_vae.app.config.RunConfig`.
         help: the help text (the default is appended).
         type: argparse type.
-        deprecated: older spellings, still accepted with a note on stderr.
         metavar: argparse metavar.
         to_config: turns the parsed value into the values of ``field`` and of the
             section's ``also_sets`` fields, by name (default: ``field`` gets the value).
@@ -110,7 +108,6 @@ class Flag:
     field: str
     help: str
     type: Callable[[str], Any] | None = None
-    deprecated: tuple[str, ...] = ()
     metavar: str | None = None
     to_config: Callable[[Any], dict[str, Any]] | None = None
     also_sets: tuple[str, ...] = ()
@@ -149,7 +146,6 @@ FLAGS: tuple[Flag, ...] = (
         "data.binarization",
         "none, dynamic, static or threshold (default: dynamic for the bernoulli likelihood, "
         "none otherwise)",
-        deprecated=("--binarize",),
     ),
     Flag(
         "data.max_train",
@@ -159,7 +155,6 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "model.latent_family",
         "latent family (vi-vae families lists them)",
-        deprecated=("--latent",),
     ),
     Flag("model.latent_dim", "dimension of z", positive_int),
     Flag(
@@ -170,7 +165,6 @@ FLAGS: tuple[Flag, ...] = (
         "model.likelihood_options",
         "σ0 of the gaussian likelihood (default 0.1)",
         float,
-        deprecated=("--sigma",),
         metavar="SCALE",
         to_config=lambda scale: {"likelihood_options": {"scale": scale}},
         name="likelihood_scale",
@@ -179,7 +173,6 @@ FLAGS: tuple[Flag, ...] = (
         "model.hidden_sizes",
         "hidden widths of the encoder MLP, comma-separated; the decoder mirrors them",
         int_list,
-        deprecated=("--hidden",),
         metavar="W1,W2,...",
     ),
     Flag("model.activation", "relu, tanh, softplus, elu, gelu or silu"),
@@ -215,13 +208,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("training.estimator", f"training objective: {_ESTIMATORS}"),
     Flag("training.epochs", "number of epochs (with --resume: raises the stored total)", int),
     Flag("training.batch_size", "data points per step", positive_int),
-    Flag("training.learning_rate", "Adam step size", float, deprecated=("--lr",)),
-    Flag("training.kl_weight", "weight β of the KL term; 1 is the ELBO", float, ("--beta",)),
+    Flag("training.learning_rate", "Adam step size", float),
+    Flag("training.kl_weight", "weight β of the KL term; 1 is the ELBO", float),
     Flag(
         "training.kl_warmup_epochs",
         "epochs over which the KL weight ramps up from 0",
         int,
-        ("--kl-warmup",),
     ),
     Flag("training.patience", "stop after N epochs without a better validation ELBO", int),
     Flag("training.seed", "random seed of the weights, draws and shuffling", seed),
@@ -236,21 +228,18 @@ FLAGS: tuple[Flag, ...] = (
         "evaluation.num_particles",
         "importance samples K per test point for log p(x)",
         int,
-        ("--eval-samples", "--num-samples"),
         metavar="K",
     ),
     Flag(
         "evaluation.bound_particles",
         "k of the IWAE-k bounds in the table, comma-separated",
         int_list,
-        ("--eval-bounds",),
         metavar="K1,K2,...",
     ),
     Flag(
         "evaluation.num_points",
         "evaluate the first N test points of the shuffled split (a random subset)",
         int,
-        ("--eval-points",),
         metavar="N",
     ),
     Flag(
@@ -282,18 +271,6 @@ _BY_FIELD = {field: flag for flag in FLAGS for field in flag.fields}
 def _default(field: str) -> Any:
     section, name = field.split(".")
     return getattr(getattr(RunConfig(), section), name)
-
-
-class _DeprecatedFlag(argparse.Action):
-    """An old spelling: stores like the new one, with a note on stderr."""
-
-    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.new = new
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        print(f"vi-vae: note: {option} is deprecated; use {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
 
 
 def add_config_flags(
@@ -329,16 +306,6 @@ def add_config_flags(
                 options["type"] = flag.type
                 options["metavar"] = flag.metavar or (flag.name or flag.field.split(".")[1]).upper()
             group.add_argument(flag.flag(command), help=flag.help + suffix, **options)
-            for old in flag.deprecated:
-                if command != "evaluate" and old == "--num-samples":
-                    continue
-                group.add_argument(
-                    old,
-                    action=_DeprecatedFlag,
-                    new=flag.flag(command),
-                    help=argparse.SUPPRESS,
-                    **options,
-                )
 
 
 def given_flags(arguments: argparse.Namespace, command: str) -> list[str]:

@@ -36,12 +36,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, **options) -> None:
-    from vi_vae.cli.flags import _DeprecatedFlag
-
-    parser.add_argument(old, action=_DeprecatedFlag, new=new, help=argparse.SUPPRESS, **options)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vi-vae`` and its subcommands."""
     parser = _Parser(
@@ -143,7 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_NUM_SAMPLES_SHOWN,
         help="number of samples (default: %(default)s)",
     )
-    _deprecated_alias(sample, "--num", "--num-samples", dest="num_samples", type=positive_int)
     sample.add_argument("--output", help="PNG (grid) or .npy file (default: RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
 
@@ -178,9 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_SNR_NUM_DRAWS,
         help="gradient draws per SNR value, >= 2 (default: %(default)s)",
-    )
-    _deprecated_alias(
-        compare_output, "--snr-draws", "--snr-num-draws", dest="snr_num_draws", type=int
     )
     compare_output.add_argument(
         "--resume",

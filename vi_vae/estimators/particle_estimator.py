@@ -55,7 +55,6 @@ from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 from torch import Tensor
 
-from vi_vae._deprecation import renamed_keywords
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.contract import biased_under_subsampling, check_pair
@@ -119,7 +118,6 @@ class ParticleEstimator(PyroELBO):
     #: whether the gradient is that of the bound (then ``differentiable_loss`` is −Σ bound)
     follows_bound_gradient: bool = True
 
-    @renamed_keywords(max_pairs_per_pass="chunk_size")
     def __init__(
         self,
         num_particles: int,

@@ -39,7 +39,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._deprecation import renamed_keywords, warn_renamed
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.bounds import iwae_groups
 from vi_vae.contract import rows_of
@@ -77,7 +76,6 @@ DEFAULT_NUM_PARTICLES = 5000
 DEFAULT_BOUND_PARTICLES = (1, 5, 50)
 
 
-@renamed_keywords(num_samples="num_particles")
 def log_marginal_likelihood(
     model: Callable,
     guide: Callable,
@@ -172,16 +170,6 @@ def bounds(
     Returns:
         One :class:`Bound` per k, in the order given.
     """
-    if not isinstance(num_particles, int) and isinstance(num_particles, Sequence):
-        # vi_vae 0.1 called the list of k ``num_particles`` and K ``num_samples``
-        warn_renamed("bounds(num_particles=[k, ...])", "bounds(bound_particles=[k, ...])")
-        bound_particles, num_particles = (
-            num_particles,
-            kwargs.pop("num_samples", DEFAULT_NUM_PARTICLES),
-        )
-    elif "num_samples" in kwargs:
-        warn_renamed("bounds(num_samples=...)", "num_particles=")
-        num_particles = kwargs.pop("num_samples")
     if not list(bound_particles):
         raise InputError("bound_particles must list at least one k, e.g. [1, 5, 50]")
     _, table = importance_sampling(
@@ -200,12 +188,11 @@ def bounds(
     return table
 
 
-@renamed_keywords(num_samples="num_particles")
 def importance_sampling(
     model: Callable,
     guide: Callable,
     x: Tensor,
-    *legacy_arguments: Any,
+    *,
     num_particles: int = DEFAULT_NUM_PARTICLES,
     bound_particles: Sequence[int] = DEFAULT_BOUND_PARTICLES,
     data_plate: str = "data",
@@ -220,15 +207,6 @@ def importance_sampling(
     Half the cost of calling both; the two results share their draws (and so
     are correlated, which matters only when comparing them with each other).
     """
-    if legacy_arguments:
-        # vi_vae 0.1: importance_sampling(model, guide, x, num_samples, num_particles)
-        warn_renamed(
-            "importance_sampling(model, guide, x, num_samples, [k, ...])",
-            "importance_sampling(model, guide, x, num_particles=K, bound_particles=[k, ...])",
-        )
-        num_particles = legacy_arguments[0]
-        if len(legacy_arguments) > 1:
-            bound_particles = legacy_arguments[1]
     check_positive_int("num_particles", num_particles)
     ks = [check_positive_int("bound_particles", k) for k in bound_particles]
     if ks and max(ks) > num_particles:
