@@ -26,7 +26,6 @@ from vi_vae.app.metrics import (
 )
 from vi_vae.data import SPLIT_SEED, Dataset
 from vi_vae.evaluation import (
-    AISEstimate,
     LogLikelihoodEstimate,
     annealed_importance_sampling,
     bdmc,
@@ -147,11 +146,7 @@ def ais_summary(
         vae.model,
         vae.guide,
         x,
-        ais.num_steps,
-        ais.num_chains,
-        schedule=ais.schedule,
-        leapfrog_steps=ais.leapfrog_steps,
-        initial=ais.initial,
+        ais.settings,
         seed=EVALUATION_SEED,
         on_step=on_step,
         compile=evaluation.compile,
@@ -164,7 +159,7 @@ def ais_summary(
         gap_standard_error=standard_error_over_points(gap),
         max_gap=gap.max().item(),
         mean_acceptance_rate=annealed.mean_acceptance_rate,
-        **_settings(annealed),
+        settings=annealed.settings,
     )
 
 
@@ -182,11 +177,7 @@ def bdmc_summary(
         vae.model,
         vae.guide,
         shape,
-        ais.num_steps,
-        ais.num_chains,
-        schedule=ais.schedule,
-        leapfrog_steps=ais.leapfrog_steps,
-        initial=ais.initial,
+        ais.settings,
         seed=EVALUATION_SEED,
         on_step=on_step,
         compile=compile,
@@ -198,15 +189,5 @@ def bdmc_summary(
         mean_gap=result.mean_gap,
         mean_gap_standard_error=result.mean_gap_standard_error,
         max_gap=result.gap.max().item(),
-        **_settings(result.lower),
+        settings=result.lower.settings,
     )
-
-
-def _settings(estimate: AISEstimate) -> dict[str, object]:
-    return {
-        "num_steps": estimate.num_steps,
-        "num_chains": estimate.num_chains,
-        "leapfrog_steps": estimate.leapfrog_steps,
-        "schedule": estimate.schedule,
-        "initial": estimate.initial,
-    }

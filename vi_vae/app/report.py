@@ -102,10 +102,11 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
 
 
 def _ais_settings(summary: AISSummary | BDMCSummary) -> str:
+    settings = summary.settings
     return (
-        f"T = {summary.num_steps} annealing steps ({summary.schedule} schedule, from the "
-        f"{summary.initial}), C = {summary.num_chains} chains per point, HMC with "
-        f"L = {summary.leapfrog_steps} leapfrog steps"
+        f"T = {settings.num_steps} annealing steps ({settings.schedule} schedule, from the "
+        f"{settings.initial}), C = {settings.num_chains} chains per point, HMC with "
+        f"L = {settings.leapfrog_steps} leapfrog steps"
     )
 
 

@@ -40,13 +40,10 @@ import torch
 from torch import Tensor
 
 from vi_vae._random import seeded
+from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealing import (
-    DEFAULT_LEAPFROG_STEPS,
-    DEFAULT_NUM_CHAINS,
-    DEFAULT_NUM_STEPS,
-    DEFAULT_STEP_SIZE,
     AISSettings,
     Annealing,
     Progress,
@@ -54,17 +51,22 @@ from vi_vae.evaluation.annealing import (
     resolve_seed,
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
-from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 from vi_vae.support import check_data_support, check_points
 from vi_vae.weights import guess_plates
 
-__all__ = ["AISEstimate", "annealed_importance_sampling", "summarize_annealing"]
+__all__ = [
+    "AISEstimate",
+    "annealed_importance_sampling",
+    "check_execution",
+    "split_settings",
+    "summarize_annealing",
+]
 
 
 @dataclass(kw_only=True)
 class AISEstimate(LogLikelihoodEstimate):
-    """log p(x) per data point by AIS, with the run's settings and its HMC diagnostics.
+    """log p(x) per data point by AIS, with the settings it ran with and its HMC diagnostics.
 
     ``num_particles`` is the number of chains, whose weights the estimate averages.
 
@@ -73,19 +75,13 @@ class AISEstimate(LogLikelihoodEstimate):
         acceptance_rate: HMC acceptance probability per point, averaged over chains
             and transitions, ``[N]`` (NaN when ``num_steps`` is 1: no transitions).
         step_size: the final (adapted) HMC step size per point, ``[N]``.
-        num_steps: T, annealing steps.
-        leapfrog_steps: L, leapfrog steps per HMC transition.
-        schedule: the schedule of β.
-        initial: where the path starts, ``"guide"`` or ``"prior"``.
+        settings: the :class:`AISSettings` of the run.
     """
 
     log_weights: Tensor
     acceptance_rate: Tensor
     step_size: Tensor
-    num_steps: int
-    leapfrog_steps: int
-    schedule: str
-    initial: str
+    settings: AISSettings
 
     @property
     def num_chains(self) -> int:
@@ -102,18 +98,12 @@ def annealed_importance_sampling(
     model: Callable,
     guide: Callable | None,
     x: Tensor,
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
+    settings: AISSettings | None = None,
     *,
-    schedule: str = "sigmoid",
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    step_size: float = DEFAULT_STEP_SIZE,
-    target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE,
-    initial: str = "guide",
-    data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    data_plate: str = "data",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     compile: bool = False,
     **kwargs: Any,
 ) -> AISEstimate:
@@ -129,32 +119,26 @@ def annealed_importance_sampling(
         guide: Pyro guide with the same signature; unused (may be ``None``) when
             ``initial="prior"``.
         x: data, ``[N, ...]``, in the support of the model's observed sites.
-        num_steps: T, annealing steps (T = 1 is importance sampling with C draws).
-        num_chains: C, independent chains per point.
-        schedule: ``"sigmoid"`` or ``"linear"`` (:func:`annealing_schedule`).
-        leapfrog_steps: L, leapfrog steps per HMC transition.
-        step_size: initial HMC step size on unconstrained coordinates.
-        target_acceptance: the acceptance probability the step sizes are adapted
-            toward, in (0, 1); ``None`` keeps ``step_size`` fixed.
-        initial: start from the ``"guide"`` q(z|x) or the ``"prior"`` p(z). From the
-            guide, the path lives on the guide's support: for a family whose q has
-            a narrower support than its prior (pareto, reciprocal, uniform,
-            triangular) it estimates the part of p(x) on that support, a lower bound.
-        data_plate: name of the data plate.
-        chunk_size: (chain, point) pairs per vectorized pass; ⌊chunk_size / C⌋
-            points are annealed together. Bounds memory; does not change the numbers.
+        settings: the :class:`AISSettings` (T, C, schedule, integrator, start);
+            default ``AISSettings()``.
         seed: seed of every draw (the global RNG is left untouched); ``None``
             takes one from torch's global stream.
         on_step: called as ``on_step(done, total)`` after every annealing step of
             every chunk, ``total = num_steps × number of chunks`` (for a progress bar).
+        data_plate: name of the data plate.
+        chunk_size: (chain, point) pairs per vectorized pass; ⌊chunk_size / C⌋
+            points are annealed together. Bounds memory; does not change the numbers.
         compile: evaluate log p(x, z), log f_0 and their gradients compiled by
             ``torch.compile``, traced once per chunk shape (the full chunks and a
             last, shorter one); the same numbers as eager to floating-point rounding.
             A pair that cannot be traced runs eagerly after one warning.
-        **kwargs: passed to model and guide.
+        **kwargs: keyword shortcuts for the settings (``num_steps=``, ``num_chains=``,
+            ``schedule=``, ``leapfrog_steps=``, ``step_size=``, ``target_acceptance=``,
+            ``initial=``; they replace those of ``settings``); every other keyword is
+            passed to model and guide.
 
     Returns:
-        :class:`AISEstimate` (``method="ais"``).
+        :class:`AISEstimate` (``method="ais"``), carrying ``settings``.
 
     Raises:
         InputError: a bad argument, NaN data, or a discrete latent site.
@@ -164,22 +148,15 @@ def annealed_importance_sampling(
         >>> from vi_vae import VAE
         >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
         >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
-        >>> estimate = annealed_importance_sampling(vae.model, vae.guide, x, 20, 4, seed=0)
+        >>> estimate = annealed_importance_sampling(
+        ...     vae.model, vae.guide, x, num_steps=20, num_chains=4, seed=0
+        ... )
         >>> estimate.method, estimate.log_likelihood.shape, estimate.log_weights.shape
         ('ais', torch.Size([1]), torch.Size([4, 1]))
     """
-    settings = AISSettings(
-        num_steps,
-        num_chains,
-        schedule,
-        leapfrog_steps,
-        step_size,
-        target_acceptance,
-        initial,
-        chunk_size,
-        compile,
-    )
-    if initial == "guide" and guide is None:
+    settings, kwargs = split_settings(settings, kwargs)
+    check_execution(chunk_size, compile)
+    if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     x = check_points(x)
     check_data_support(model, guide or _no_guide, (x,), kwargs)
@@ -190,8 +167,8 @@ def annealed_importance_sampling(
     def anneal_shard(shard: slice) -> list[Annealing]:
         # randomness is keyed by the point's index in x, so a shard's numbers are the
         # ones it would get in one process
-        chunks = settings.chunks(shard.stop - shard.start, shard.start)
-        progress = Progress(on_step, num_steps * len(chunks))
+        chunks = settings.chunks(shard.stop - shard.start, chunk_size, shard.start)
+        progress = Progress(on_step, settings.num_steps * len(chunks))
         return [
             _on_host(
                 forward_annealing(
@@ -205,6 +182,7 @@ def annealed_importance_sampling(
                     data_plate=data_plate,
                     on_step=progress,
                     kwargs=kwargs,
+                    compile=compile,
                 )
             )
             for rows in chunks
@@ -217,6 +195,22 @@ def annealed_importance_sampling(
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
     return summarize_annealing(parts, settings)
+
+
+def split_settings(
+    settings: AISSettings | None, kwargs: dict[str, Any]
+) -> tuple[AISSettings, dict[str, Any]]:
+    """``(settings with the shortcuts in kwargs applied, the other kwargs)``."""
+    names = AISSettings.names()
+    shortcuts = {name: value for name, value in kwargs.items() if name in names}
+    rest = {name: value for name, value in kwargs.items() if name not in names}
+    return AISSettings.build(settings, shortcuts), rest
+
+
+def check_execution(chunk_size: int, compile: bool) -> None:
+    """Check the execution options of an AIS or BDMC run."""
+    check_positive_int("chunk_size", chunk_size)
+    check_bool("compile", compile)
 
 
 def _on_host(part: Annealing) -> Annealing:
@@ -253,10 +247,7 @@ def summarize_annealing(
         log_weights=log_weights,
         acceptance_rate=torch.cat([part.acceptance_rate.mean(0) for part in parts]).cpu(),
         step_size=torch.cat([part.step_size for part in parts]).cpu(),
-        num_steps=settings.num_steps,
-        leapfrog_steps=settings.leapfrog_steps,
-        schedule=settings.schedule,
-        initial=settings.initial,
+        settings=settings,
     )
 
 

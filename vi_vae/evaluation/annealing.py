@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from vi_vae import _keyed_random
 from vi_vae._validation import (
-    check_bool,
     check_choice,
     check_positive_float,
     check_positive_int,
@@ -49,7 +48,6 @@ from vi_vae._validation import (
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
-from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 
 __all__ = [
     "DEFAULT_LEAPFROG_STEPS",
@@ -198,7 +196,24 @@ def anneal(
 
 @dataclass(frozen=True)
 class AISSettings:
-    """The settings of an AIS run, checked once (see :func:`annealed_importance_sampling`).
+    """What an AIS run does: the schedule and the HMC integrator, as data, checked once here.
+
+    The one declaration of AIS's settings:
+    :func:`~vi_vae.evaluation.ais.annealed_importance_sampling` and
+    :func:`~vi_vae.evaluation.bdmc.bdmc` take one (or build one from keyword shortcuts),
+    their results carry it, and the application's config embeds it.
+    How the work is split (``chunk_size``) and whether it is compiled are execution
+    options of those functions, not settings: they do not change the numbers.
+
+    Attributes:
+        num_steps: T, annealing steps (T = 1 is importance sampling with C draws).
+        num_chains: C, independent weighted chains per point.
+        schedule: the schedule of β, ``"sigmoid"`` or ``"linear"`` (:func:`annealing_schedule`).
+        leapfrog_steps: L, leapfrog steps per HMC transition.
+        step_size: the initial HMC step size on unconstrained coordinates.
+        target_acceptance: the acceptance probability the step sizes adapt toward, in
+            (0, 1); ``None`` keeps ``step_size`` fixed.
+        initial: where the path starts, the ``"guide"`` q(z|x) or the ``"prior"`` p(z).
 
     Raises:
         InputError: naming the first bad setting and its accepted values.
@@ -206,30 +221,45 @@ class AISSettings:
 
     num_steps: int = DEFAULT_NUM_STEPS
     num_chains: int = DEFAULT_NUM_CHAINS
-    schedule: str = "sigmoid"
+    schedule: str = SCHEDULES[0]
     leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS
     step_size: float = DEFAULT_STEP_SIZE
     target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE
-    initial: str = "guide"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    compile: bool = False
+    initial: str = INITIAL_DISTRIBUTIONS[0]
+
+    #: prefix of the setting names in error messages (the app's config section sets it)
+    _where: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        check_positive_int("num_steps", self.num_steps)
-        check_positive_int("num_chains", self.num_chains)
+        where = self._where
+        for name in ("num_steps", "num_chains", "leapfrog_steps"):
+            check_positive_int(where + name, getattr(self, name))
         check_choice("schedule", self.schedule, SCHEDULES)
-        check_positive_int("leapfrog_steps", self.leapfrog_steps)
-        check_positive_float("step_size", self.step_size)
+        check_positive_float(where + "step_size", self.step_size)
         target = self.target_acceptance
         if target is not None and (
             isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1
         ):
             raise InputError(
-                f"target_acceptance must be a number in (0, 1) or None; got {target!r}"
+                f"{where}target_acceptance must be a number in (0, 1) or None; got {target!r}"
             )
         check_choice("initial", self.initial, INITIAL_DISTRIBUTIONS)
-        check_positive_int("chunk_size", self.chunk_size)
-        check_bool("compile", self.compile)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The settings' names: the keyword shortcuts of the functions that take them."""
+        return tuple(f.name for f in fields(AISSettings))
+
+    @classmethod
+    def build(cls, settings: AISSettings | None, shortcuts: dict[str, Any]) -> AISSettings:
+        """``settings`` (default: the defaults) with those named in ``shortcuts`` replaced."""
+        if settings is not None and not isinstance(settings, AISSettings):
+            raise InputError(f"settings must be an AISSettings or None; got {settings!r}")
+        base = settings if settings is not None else AISSettings()
+        if not shortcuts:
+            return base
+        values = {name: getattr(base, name) for name in cls.names()}
+        return AISSettings(**{**values, **shortcuts})
 
     @property
     def num_pilot_chains(self) -> int:
@@ -240,12 +270,12 @@ class AISSettings:
         """The schedule, ``[num_steps + 1]``."""
         return annealing_schedule(self.num_steps, self.schedule)
 
-    def chunks(self, num_points: int, start: int = 0) -> list[slice]:
+    def chunks(self, num_points: int, chunk_size: int, start: int = 0) -> list[slice]:
         """Consecutive slices of at most max(1, ⌊chunk_size / (chains + pilots)⌋) points.
 
         They cover ``start`` … ``start + num_points`` (a shard of the points).
         """
-        per_pass = max(1, self.chunk_size // (self.num_chains + self.num_pilot_chains))
+        per_pass = max(1, chunk_size // (self.num_chains + self.num_pilot_chains))
         stop = start + num_points
         return [slice(first, min(first + per_pass, stop)) for first in range(start, stop, per_pass)]
 
@@ -270,6 +300,7 @@ def forward_annealing(
     data_plate: str = "data",
     on_step: Callable[[], None] | None = None,
     kwargs: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> Annealing:
     """Forward AIS of the points ``x[rows]``, from exact draws of f_0 keyed by point index."""
     point_index = torch.arange(rows.start, rows.stop, device=x.device)
@@ -282,7 +313,7 @@ def forward_annealing(
         plate_nesting=plate_nesting,
         data_plate=data_plate,
         kwargs=kwargs,
-        compile=settings.compile,
+        compile=compile,
     )
     position = density.draw_initial(
         _keyed_random.point_seeds(seed, RANDOM_STREAMS["initial"], point_index)

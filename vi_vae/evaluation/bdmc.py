@@ -41,13 +41,14 @@ from torch import Tensor
 from vi_vae import _keyed_random
 from vi_vae._random import seeded
 from vi_vae.errors import InputError
-from vi_vae.evaluation.ais import AISEstimate, summarize_annealing
+from vi_vae.evaluation.ais import (
+    AISEstimate,
+    check_execution,
+    split_settings,
+    summarize_annealing,
+)
 from vi_vae.evaluation.annealed_density import AnnealedDensity
 from vi_vae.evaluation.annealing import (
-    DEFAULT_LEAPFROG_STEPS,
-    DEFAULT_NUM_CHAINS,
-    DEFAULT_NUM_STEPS,
-    DEFAULT_STEP_SIZE,
     RANDOM_STREAMS,
     AISSettings,
     Progress,
@@ -55,7 +56,6 @@ from vi_vae.evaluation.annealing import (
     forward_annealing,
     resolve_seed,
 )
-from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 from vi_vae.weights import guess_plates
 
@@ -166,18 +166,12 @@ def bdmc(
     model: Callable,
     guide: Callable | None,
     x: Tensor,
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
+    settings: AISSettings | None = None,
     *,
-    schedule: str = "sigmoid",
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    step_size: float = DEFAULT_STEP_SIZE,
-    target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE,
-    initial: str = "guide",
-    data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    data_plate: str = "data",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     compile: bool = False,
     **kwargs: Any,
 ) -> BDMCResult:
@@ -192,46 +186,35 @@ def bdmc(
         model: Pyro model ``model(x, **kwargs)`` with one observed site, the data.
         guide: Pyro guide (unused, may be ``None``, when ``initial="prior"``).
         x: ``[N, ...]``, gives the number and shape of the simulated points.
-        num_steps: T, annealing steps of each direction.
-        num_chains: C, chains per point in each direction.
-        schedule: ``"sigmoid"`` or ``"linear"``.
-        leapfrog_steps: L, leapfrog steps per HMC transition.
-        step_size: initial HMC step size.
-        target_acceptance: acceptance probability the step sizes adapt toward, or ``None``.
-        initial: ``"guide"`` or ``"prior"``. From the guide, a simulated z outside
+        settings: the :class:`~vi_vae.evaluation.annealing.AISSettings` of both
+            directions. From the guide (``initial="guide"``), a simulated z outside
             the guide's support is an error (narrow-support families: use ``"prior"``).
-        data_plate: name of the data plate.
-        chunk_size: (chain, point) pairs per vectorized pass.
         seed: seed of every draw (simulation included); ``None`` takes one from torch.
         on_step: ``on_step(done, total)`` after every annealing step, forward and reverse
             (``total = 2 × num_steps × number of chunks``).
+        data_plate: name of the data plate.
+        chunk_size: (chain, point) pairs per vectorized pass.
         compile: run the density evaluations of both directions compiled
             (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
-        **kwargs: passed to model and guide.
+        **kwargs: keyword shortcuts for the settings (``num_steps=``, ``num_chains=``, ...,
+            as in :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`); every
+            other keyword is passed to model and guide.
 
     Returns:
-        :class:`BDMCResult`.
+        :class:`BDMCResult`; both bounds carry ``settings``.
 
     Example:
         >>> import torch
         >>> from vi_vae import VAE
         >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-        >>> result = bdmc(vae.model, vae.guide, torch.zeros(3, 4), 10, 2, seed=0)
+        >>> x = torch.zeros(3, 4)
+        >>> result = bdmc(vae.model, vae.guide, x, num_steps=10, num_chains=2, seed=0)
         >>> result.x.shape, result.gap.shape
         (torch.Size([3, 4]), torch.Size([3]))
     """
-    settings = AISSettings(
-        num_steps,
-        num_chains,
-        schedule,
-        leapfrog_steps,
-        step_size,
-        target_acceptance,
-        initial,
-        chunk_size,
-        compile,
-    )
-    if initial == "guide" and guide is None:
+    settings, kwargs = split_settings(settings, kwargs)
+    check_execution(chunk_size, compile)
+    if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise InputError("x must be a tensor with the data points along its first dimension")
@@ -243,8 +226,9 @@ def bdmc(
     simulated_x, simulated_z = simulate(
         model, x, seed=seed, plate_nesting=plate_nesting, data_plate=data_plate, **kwargs
     )
-    chunks = settings.chunks(x.shape[0])
-    progress = Progress(on_step, 2 * num_steps * len(chunks))
+    chunks = settings.chunks(x.shape[0], chunk_size)
+    progress = Progress(on_step, 2 * settings.num_steps * len(chunks))
+    common = {"plate_nesting": plate_nesting, "data_plate": data_plate, "kwargs": kwargs}
     forward, reverse = [], []
     for rows in chunks:
         forward.append(
@@ -255,25 +239,22 @@ def bdmc(
                 rows,
                 settings,
                 seed=seed,
-                plate_nesting=plate_nesting,
-                data_plate=data_plate,
                 on_step=progress,
-                kwargs=kwargs,
+                compile=compile,
+                **common,
             )
         )
         density = AnnealedDensity(
             model,
             guide,
             simulated_x[rows],
-            num_chains,
-            initial=initial,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            kwargs=kwargs,
-            compile=settings.compile,
+            settings.num_chains,
+            initial=settings.initial,
+            compile=compile,
+            **common,
         )
         z_start = {
-            site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, num_chains)
+            site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, settings.num_chains)
             for site in density.sites
         }
         start = density.unconstrain(z_start, "the simulated latent values")
