@@ -10,7 +10,7 @@ from typing import Any
 from vi_vae._deprecation import install_moved_module_finder
 from vi_vae._random import seed_everything
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import CompileWarning, InputError, TrainingError
+from vi_vae.errors import AISConvergenceWarning, CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -58,6 +58,7 @@ __all__ = [
     "PIWAE",
     "STL",
     "VAE",
+    "AISConvergenceWarning",
     "AISEstimate",
     "BDMCResult",
     "Bound",

@@ -1,6 +1,12 @@
 """Exceptions that carry a message meant for the person running vi_vae."""
 
-__all__ = ["BINARIZE_HINT", "CompileWarning", "InputError", "TrainingError"]
+__all__ = [
+    "BINARIZE_HINT",
+    "AISConvergenceWarning",
+    "CompileWarning",
+    "InputError",
+    "TrainingError",
+]
 
 #: how to make grey data fit a Bernoulli likelihood
 BINARIZE_HINT = (
@@ -22,3 +28,7 @@ class TrainingError(RuntimeError):
 
 class CompileWarning(UserWarning):
     """``compile=True`` could not compile something and runs it eagerly; the message says why."""
+
+
+class AISConvergenceWarning(UserWarning):
+    """AIS or BDMC has not converged (its result's ``convergence`` says which check failed)."""

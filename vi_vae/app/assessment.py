@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -25,6 +26,7 @@ from vi_vae.app.metrics import (
     TrainingSummary,
 )
 from vi_vae.data import SPLIT_SEED, Dataset
+from vi_vae.errors import AISConvergenceWarning
 from vi_vae.evaluation import (
     LogLikelihoodEstimate,
     annealed_importance_sampling,
@@ -142,15 +144,18 @@ def ais_summary(
             compile=evaluation.compile,
         )
     importance = importance.select(slice(0, len(x)))
-    annealed = annealed_importance_sampling(
-        vae.model,
-        vae.guide,
-        x,
-        ais.settings,
-        seed=EVALUATION_SEED,
-        on_step=on_step,
-        compile=evaluation.compile,
-    )
+    with warnings.catch_warnings():
+        # the verdict is in the summary: the report and the command line state it
+        warnings.simplefilter("ignore", AISConvergenceWarning)
+        annealed = annealed_importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            ais.settings,
+            seed=EVALUATION_SEED,
+            on_step=on_step,
+            compile=evaluation.compile,
+        ).checked_against(importance)
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
         estimate=EstimateSummary.from_estimate(annealed),
@@ -160,6 +165,7 @@ def ais_summary(
         max_gap=gap.max().item(),
         mean_acceptance_rate=annealed.mean_acceptance_rate,
         settings=annealed.settings,
+        convergence=annealed.convergence,
     )
 
 
@@ -173,15 +179,17 @@ def bdmc_summary(
 ) -> BDMCSummary:
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
-    result = bdmc(
-        vae.model,
-        vae.guide,
-        shape,
-        ais.settings,
-        seed=EVALUATION_SEED,
-        on_step=on_step,
-        compile=compile,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)  # the summary states it
+        result = bdmc(
+            vae.model,
+            vae.guide,
+            shape,
+            ais.settings,
+            seed=EVALUATION_SEED,
+            on_step=on_step,
+            compile=compile,
+        )
     return BDMCSummary(
         num_points=num_points,
         lower=EstimateSummary.from_estimate(result.lower),
@@ -190,4 +198,5 @@ def bdmc_summary(
         mean_gap_standard_error=result.mean_gap_standard_error,
         max_gap=result.gap.max().item(),
         settings=result.lower.settings,
+        convergence=result.convergence,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vi_vae.app.config import RunConfig
-from vi_vae.evaluation import AISSettings, Bound, LogLikelihoodEstimate
+from vi_vae.evaluation import AISSettings, Bound, Convergence, LogLikelihoodEstimate
 from vi_vae.train import EpochRecord, FitResult
 
 __all__ = [
@@ -168,6 +168,8 @@ class AISSummary:
         max_gap: the largest AIS − IS of a single point.
         mean_acceptance_rate: HMC acceptance, averaged over points.
         settings: the AIS settings the estimate ran with (read from the result).
+        convergence: the result's verdict, the importance-sampling check included
+            (``None``: stored by a version that did not check).
     """
 
     estimate: EstimateSummary
@@ -177,6 +179,12 @@ class AISSummary:
     max_gap: float
     mean_acceptance_rate: float
     settings: AISSettings
+    convergence: Convergence | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the estimate passed every convergence check (``False`` if unchecked)."""
+        return self.convergence is not None and self.convergence.converged
 
     upgrade_json = staticmethod(_nest_settings)
 
@@ -193,6 +201,8 @@ class BDMCSummary:
         mean_gap_standard_error: its Monte Carlo standard error.
         max_gap: the largest gap of a single point.
         settings: the AIS settings of both runs (read from the result).
+        convergence: the result's verdict, the gap's check included (``None``: stored
+            by a version that did not check).
     """
 
     num_points: int
@@ -202,6 +212,12 @@ class BDMCSummary:
     mean_gap_standard_error: float
     max_gap: float
     settings: AISSettings
+    convergence: Convergence | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run passed every convergence check (``False`` if unchecked)."""
+        return self.convergence is not None and self.convergence.converged
 
     upgrade_json = staticmethod(_nest_settings)
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from vi_vae.app.metrics import RunMetrics
+from vi_vae.app.metrics import AISSummary, BDMCSummary, RunMetrics
 from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
@@ -46,6 +46,20 @@ def _print_metrics(metrics: RunMetrics) -> None:
             f"{ais.importance_sampling.log_likelihood:.2f}; AIS − IS = {ais.gap:.2f} ± "
             f"{ais.gap_standard_error:.2f} (max {ais.max_gap:.2f})"
         )
+        _warn_unless_converged(ais, "AIS")
+
+
+def _warn_unless_converged(summary: AISSummary | BDMCSummary, what: str) -> None:
+    """One line on stderr when an AIS or BDMC result failed a convergence check."""
+    if summary.convergence is None or summary.converged:
+        return
+    convergence = summary.convergence
+    flags = " and ".join("--ais-" + name.replace("_", "-") for name in convergence.remedies)
+    print(
+        f"vi-vae: warning: {what} has not converged, not a number to quote: "
+        f"{convergence.findings}. Raise {flags} (now {_settings(summary.settings)}).",
+        file=sys.stderr,
+    )
 
 
 def _settings(settings: AISSettings) -> str:
@@ -194,6 +208,7 @@ def _bdmc(args: argparse.Namespace) -> int:
         f"per point; gap {result.mean_gap:.3f} ± {result.mean_gap_standard_error:.3f} "
         f"(max {result.max_gap:.2f})"
     )
+    _warn_unless_converged(result, "AIS (checked by BDMC)")
     print(f"report: {run.directory.report_path}")
     return 0
 

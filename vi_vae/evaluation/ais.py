@@ -32,6 +32,8 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,13 @@ from vi_vae.evaluation.annealing import (
     forward_annealing,
     resolve_seed,
 )
+from vi_vae.evaluation.convergence import (
+    Convergence,
+    acceptance_check,
+    half_schedule_check,
+    importance_sampling_check,
+    warn_unless_converged,
+)
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 from vi_vae.support import check_data_support, check_points
@@ -58,6 +67,7 @@ from vi_vae.weights import guess_plates
 __all__ = [
     "AISEstimate",
     "annealed_importance_sampling",
+    "annealed_standard_error",
     "check_execution",
     "split_settings",
     "summarize_annealing",
@@ -66,9 +76,11 @@ __all__ = [
 
 @dataclass(kw_only=True)
 class AISEstimate(LogLikelihoodEstimate):
-    """log p(x) per data point by AIS, with the settings it ran with and its HMC diagnostics.
+    """log p(x) per data point by AIS, with the settings it ran with, its diagnostics and verdict.
 
     ``num_particles`` is the number of chains, whose weights the estimate averages.
+    ``monte_carlo_standard_error`` is :func:`annealed_standard_error` (it matches
+    the scatter of repeated runs, where the delta method alone fell short).
 
     Attributes:
         log_weights: log w per chain and point, ``[num_chains, N]`` (float64).
@@ -76,12 +88,17 @@ class AISEstimate(LogLikelihoodEstimate):
             and transitions, ``[N]`` (NaN when ``num_steps`` is 1: no transitions).
         step_size: the final (adapted) HMC step size per point, ``[N]``.
         settings: the :class:`AISSettings` of the run.
+        half_schedule_log_likelihood: the same chains' estimate along every other β,
+            AIS with T/2 steps, ``[N]`` (:mod:`vi_vae.evaluation.convergence`).
+        convergence: the :class:`~vi_vae.evaluation.convergence.Convergence` verdict.
     """
 
     log_weights: Tensor
     acceptance_rate: Tensor
     step_size: Tensor
     settings: AISSettings
+    half_schedule_log_likelihood: Tensor
+    convergence: Convergence
 
     @property
     def num_chains(self) -> int:
@@ -92,6 +109,64 @@ class AISEstimate(LogLikelihoodEstimate):
     def mean_acceptance_rate(self) -> float:
         """Acceptance rate averaged over points."""
         return self.acceptance_rate.mean().item()
+
+    def checked_against(self, importance: LogLikelihoodEstimate) -> AISEstimate:
+        """This estimate with the importance-sampling check added to its verdict.
+
+        ``importance`` estimates the same points (e.g. by
+        :func:`~vi_vae.evaluation.importance_sampling.importance_sampling`); AIS
+        below it by more than 2 joint standard errors has not converged (warns).
+        """
+        if importance.num_points != self.num_points:
+            raise InputError(
+                f"importance must estimate the same {self.num_points} points; "
+                f"got {importance.num_points}"
+            )
+        check = importance_sampling_check(
+            self.log_likelihood,
+            self.monte_carlo_standard_error,
+            importance.log_likelihood,
+            importance.monte_carlo_standard_error,
+        )
+        checked = dataclasses.replace(self, convergence=self.convergence.with_check(check))
+        if not check.passed:
+            warn_unless_converged(Convergence((check,)))
+        return checked
+
+
+def annealed_standard_error(log_weights: Tensor) -> Tensor:
+    r"""Monte Carlo standard error of log mean w per point, ``[C, N]`` -> ``[N]``.
+
+    The larger of two estimates from the C chains' log weights:
+
+    .. math::
+        \mathrm{se}_\delta = \sqrt{\frac{s^2(w / \bar w)}{C}}, \qquad
+        \mathrm{se}_{LN} = \sqrt{\log\left(1 + \frac{e^{s^2(\log w)} - 1}{C}\right)},
+
+    s² being sample variances (divisor C − 1). The first is the delta method for the
+    log of a mean; with a few chains and skewed weights the sample variance of w
+    misses the large weights it has not drawn, and it falls short (repeated runs
+    on ``tests/evaluation/test_ais_standard_error.py``'s model scattered up to
+    1.7× its value). The second treats log w as normal (it is a sum of T small
+    increments) and gives the log of a mean of C log-normal weights the variance of
+    a log-normal matched to its first two moments (Fenton–Wilkinson); it is read
+    from the spread of log w, which the few chains do measure. The step sizes,
+    adapted by pilot chains and shared by a point's chains, vary between runs too;
+    with a fixed step size the scatter of repeated runs was the same, so they add
+    nothing measurable. NaN for one chain.
+    """
+    log_weights = log_weights.double()
+    num_chains = log_weights.shape[0]
+    if num_chains < 2:
+        return torch.full(log_weights.shape[1:], math.nan, dtype=torch.float64)
+    normalized = (log_weights - log_weights.logsumexp(0) + math.log(num_chains)).exp()
+    delta = (normalized.var(0) / num_chains).sqrt()
+    spread = log_weights.var(0)
+    log_normal = (
+        torch.logaddexp(spread, torch.tensor(math.log(num_chains - 1), dtype=torch.float64))
+        - math.log(num_chains)
+    ).sqrt()
+    return torch.maximum(delta, log_normal)
 
 
 def annealed_importance_sampling(
@@ -194,7 +269,9 @@ def annealed_importance_sampling(
         combine=lambda shards: [part for shard in shards for part in shard],
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
-    return summarize_annealing(parts, settings)
+    estimate = summarize_annealing(parts, settings)
+    warn_unless_converged(estimate.convergence)
+    return estimate
 
 
 def split_settings(
@@ -215,13 +292,7 @@ def check_execution(chunk_size: int, compile: bool) -> None:
 
 def _on_host(part: Annealing) -> Annealing:
     """The per-point results of a chunk, on the host (gathered across ranks as they are)."""
-    return Annealing(
-        log_weights=part.log_weights.cpu(),
-        acceptance_rate=part.acceptance_rate.cpu(),
-        step_size=part.step_size.cpu(),
-        step_sizes=part.step_sizes.cpu(),
-        position=part.position.cpu(),
-    )
+    return Annealing(*(value.cpu() for value in dataclasses.astuple(part)))
 
 
 def summarize_annealing(
@@ -233,21 +304,40 @@ def summarize_annealing(
     1/p(x), and the estimate is −log mean w (``method="ais-reverse"``).
     """
     log_weights = torch.cat([part.log_weights for part in parts], dim=1).cpu()
+    half_log_weights = torch.cat([part.half_log_weights for part in parts], dim=1).cpu()
     estimate = summarize_log_weights(log_weights, method="ais-reverse" if reverse else "ais")
-    if reverse:
-        estimate.log_likelihood = -estimate.log_likelihood
+    sign = -1.0 if reverse else 1.0
+    log_likelihood = sign * estimate.log_likelihood
+    half = sign * (half_log_weights.logsumexp(0) - math.log(log_weights.shape[0]))
+    error = annealed_standard_error(log_weights)
+    acceptance = torch.cat([part.acceptance_rate.mean(0) for part in parts]).cpu()
+    convergence = (
+        Convergence()
+        .with_check(acceptance_check(acceptance, settings.target_acceptance))
+        .with_check(
+            half_schedule_check(
+                log_likelihood,
+                error,
+                half,
+                annealed_standard_error(half_log_weights),
+                settings.num_steps,
+            )
+        )
+    )
     return AISEstimate(
-        log_likelihood=estimate.log_likelihood,
-        monte_carlo_standard_error=estimate.monte_carlo_standard_error,
+        log_likelihood=log_likelihood,
+        monte_carlo_standard_error=error,
         effective_sample_size=estimate.effective_sample_size,
         pareto_k=estimate.pareto_k,
         num_particles=estimate.num_particles,
         method=estimate.method,
         pareto_k_reason=estimate.pareto_k_reason,
         log_weights=log_weights,
-        acceptance_rate=torch.cat([part.acceptance_rate.mean(0) for part in parts]).cpu(),
+        acceptance_rate=acceptance,
         step_size=torch.cat([part.step_size for part in parts]).cpu(),
         settings=settings,
+        half_schedule_log_likelihood=half,
+        convergence=convergence,
     )
 
 

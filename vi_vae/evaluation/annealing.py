@@ -98,6 +98,9 @@ class Annealing:
         step_size: the final step size per point, ``[n]``.
         step_sizes: the step size of every transition, ``[T − 1, n]``.
         position: the final unconstrained states, ``[C, n, D]``.
+        half_log_weights: the same chains' log weights along every other β of the
+            schedule (β_0, β_2, β_4, …, β_T), ``[C, n]``: AIS with T/2 steps, each
+            followed by two transitions (:mod:`vi_vae.evaluation.convergence`).
     """
 
     log_weights: Tensor
@@ -105,6 +108,7 @@ class Annealing:
     step_size: Tensor
     step_sizes: Tensor
     position: Tensor
+    half_log_weights: Tensor
 
 
 def annealing_schedule(num_steps: int, schedule: str = "sigmoid") -> Tensor:
@@ -158,12 +162,17 @@ def anneal(
     accept_keys = _keyed_random.key_grid(seed, streams[1], point_index, position.shape[0])
     state = density.evaluate(position)
     log_weights = torch.zeros(state.log_density.shape, dtype=torch.float64, device=position.device)
+    half_log_weights = torch.zeros_like(log_weights)
     acceptance = torch.zeros_like(log_weights)
     step = torch.full_like(log_weights[0], step_size)
     used = []
+    last = len(betas) - 1
     for t in range(1, len(betas)):
         a, b = state.aux[:2]
-        log_weights += (betas[t] - betas[t - 1]).item() * (b.double() - a.double())
+        increment = b.double() - a.double()
+        log_weights += (betas[t] - betas[t - 1]).item() * increment
+        if t % 2 == 1:  # every other β: the same chains' weight along half the schedule
+            half_log_weights += (betas[min(t + 1, last)] - betas[t - 1]).item() * increment
         if t < len(betas) - 1:
             if step_sizes is not None:
                 step = step_sizes[t - 1]
@@ -191,6 +200,7 @@ def anneal(
         step,
         torch.stack(used) if used else log_weights.new_zeros(0, log_weights.shape[1]),
         state.position[:num_chains],
+        half_log_weights[:num_chains],
     )
 
 

@@ -56,6 +56,8 @@ from vi_vae.evaluation.annealing import (
     forward_annealing,
     resolve_seed,
 )
+from vi_vae.evaluation.convergence import Convergence, bdmc_gap_check, warn_unless_converged
+from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 from vi_vae.weights import guess_plates
 
@@ -91,11 +93,26 @@ class BDMCResult:
 
     @property
     def mean_gap_standard_error(self) -> float:
-        """Monte Carlo standard error of :attr:`mean_gap`, from both runs' errors."""
+        """Standard error of :attr:`mean_gap` as an estimate of the expected gap on such data.
+
+        The standard deviation of the per-point gaps over √N: each point is an
+        independent draw of (z*, x) and of its chains, so this covers all three. The
+        chains' Monte Carlo errors alone miss the spread due to z*, from which every
+        reverse chain of a point starts (one z* per point is all a simulation gives);
+        it is used only for a single point.
+        """
+        if self.gap.numel() > 1:
+            return standard_error_over_points(self.gap)
         variance = self.lower.monte_carlo_standard_error.pow(2) + (
             self.upper.monte_carlo_standard_error.pow(2)
         )
-        return variance.sum().sqrt().item() / self.gap.numel()
+        return variance.sum().sqrt().item()
+
+    @property
+    def convergence(self) -> Convergence:
+        """The forward run's verdict with the gap's (:func:`bdmc_gap_check`)."""
+        check = bdmc_gap_check(self.mean_gap, self.mean_gap_standard_error)
+        return self.lower.convergence.with_check(check)
 
 
 def simulate(
@@ -271,12 +288,14 @@ def bdmc(
                 **settings.transition_settings(),
             )
         )
-    return BDMCResult(
+    result = BDMCResult(
         x=simulated_x,
         z=simulated_z,
         lower=summarize_annealing(forward, settings),
         upper=summarize_annealing(reverse, settings, reverse=True),
     )
+    warn_unless_converged(result.convergence, "AIS (checked by BDMC)")
+    return result
 
 
 def _chains(value: Tensor, axis: int, rows: slice, num_chains: int) -> Tensor:
