@@ -31,4 +31,7 @@ class CompileWarning(UserWarning):
 
 
 class AISConvergenceWarning(UserWarning):
-    """AIS or BDMC has not converged (its result's ``convergence`` says which check failed)."""
+    """AIS or BDMC has not converged, or could not start as asked; the message says what to do.
+
+    The result's ``convergence`` says which check failed.
+    """

@@ -24,6 +24,11 @@ X = LG.sample(4)
         ({"step_size": -0.1}, "step_size must be a positive finite number"),
         ({"target_acceptance": 1.5}, r"target_acceptance must be a number in \(0, 1\) or None"),
         ({"chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        # issue 20 item 17: sizes beyond any run's reach are refused before allocating
+        ({"num_steps": 10**12}, "num_steps must be at most 1,000,000; got 1,000,000,000,000"),
+        ({"num_steps": 1e12}, "num_steps must be an integer"),
+        ({"num_chains": 10**12}, "num_chains must be at most 1,000,000"),
+        ({"leapfrog_steps": 10**9}, "leapfrog_steps must be at most 10,000"),
         ({"seed": -1}, "seed must be an integer in"),
     ],
 )

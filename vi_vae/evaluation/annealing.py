@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_NUM_CHAINS",
     "DEFAULT_NUM_STEPS",
     "DEFAULT_STEP_SIZE",
+    "MAX_SIZES",
     "NUM_PILOT_CHAINS",
     "RANDOM_STREAMS",
     "SCHEDULES",
@@ -75,6 +76,12 @@ DEFAULT_NUM_CHAINS = 16
 DEFAULT_LEAPFROG_STEPS = 10
 #: the initial HMC step size on unconstrained coordinates; adaptation takes it from there
 DEFAULT_STEP_SIZE = 0.05
+#: the largest T, C and L accepted. T: 100× the largest T of the docs' experiments
+#: (10⁴), already days of HMC; the schedule, the step-size record ([T, points]) and the
+#: loop grow with it, so a larger T fails late, in an allocation. C: every pass holds
+#: the C chains of at least one point ([C, D] states, their gradients and the
+#: networks' activations). L: runtime only, 10⁴ gradient evaluations per transition.
+MAX_SIZES = {"num_steps": 10**6, "num_chains": 10**6, "leapfrog_steps": 10**4}
 #: the schedules of β: ``"sigmoid"`` (Grosse et al.) or ``"linear"``
 SCHEDULES = ("sigmoid", "linear")
 #: the sigmoid schedule's β_t ∝ σ(δ (2t/T − 1)) with δ = 4, as in Grosse et al.'s BDMC code
@@ -242,8 +249,10 @@ class AISSettings:
 
     def __post_init__(self) -> None:
         where = self._where
-        for name in ("num_steps", "num_chains", "leapfrog_steps"):
-            check_positive_int(where + name, getattr(self, name))
+        for name, largest in MAX_SIZES.items():
+            value = check_positive_int(where + name, getattr(self, name))
+            if value > largest:
+                raise InputError(f"{where}{name} must be at most {largest:,}; got {value:,}")
         check_choice("schedule", self.schedule, SCHEDULES)
         check_positive_float(where + "step_size", self.step_size)
         target = self.target_acceptance

@@ -44,6 +44,7 @@ from vi_vae.errors import InputError
 from vi_vae.evaluation.ais import (
     AISEstimate,
     check_execution,
+    reachable_start,
     split_settings,
     summarize_annealing,
 )
@@ -243,6 +244,7 @@ def bdmc(
     simulated_x, simulated_z = simulate(
         model, x, seed=seed, plate_nesting=plate_nesting, data_plate=data_plate, **kwargs
     )
+    settings = reachable_start(model, guide, simulated_x, settings, kwargs)
     chunks = settings.chunks(x.shape[0], chunk_size)
     progress = Progress(on_step, 2 * settings.num_steps * len(chunks))
     common = {"plate_nesting": plate_nesting, "data_plate": data_plate, "kwargs": kwargs}
