@@ -353,15 +353,7 @@ def summarize_annealing(
     convergence = (
         Convergence()
         .with_check(acceptance_check(acceptance, settings.target_acceptance))
-        .with_check(
-            half_schedule_check(
-                log_likelihood,
-                error,
-                half,
-                annealed_standard_error(half_log_weights),
-                settings.num_steps,
-            )
-        )
+        .with_check(half_schedule_check(log_weights, half_log_weights))
     )
     return AISEstimate(
         log_likelihood=log_likelihood,

@@ -170,31 +170,34 @@ def _joint(first: Tensor, second: Tensor) -> float:
     return errors.pow(2).sum().sqrt().item() / first.numel()
 
 
-def half_schedule_check(
-    log_likelihood: Tensor,
-    standard_error: Tensor,
-    half_log_likelihood: Tensor,
-    half_standard_error: Tensor,
-    num_steps: int,
-) -> ConvergenceCheck | None:
+def half_schedule_check(log_weights: Tensor, half_log_weights: Tensor) -> ConvergenceCheck | None:
     """The estimate at T against the same chains' estimate along half the schedule.
 
-    All arguments but ``num_steps`` are per point, ``[N]``; the difference's standard
-    error takes the two as independent (an over-estimate: they share their chains).
+    ``log_weights`` and ``half_log_weights``: ``[C, N]``, of the same chains, at T and
+    along every other β. The difference of the two log-mean-exps is paired chain by
+    chain: its standard error per point is the delta method's,
+    √(s²(w/w̄ − w'/w̄')/C), and that of its mean over points √Σse²/N. ``None`` when
+    there is no half schedule (T = 1) or one chain.
     """
-    if num_steps < 2:
+    num_chains = log_weights.shape[0]
+    if num_chains < 2 or torch.equal(log_weights, half_log_weights):
         return None
-    difference = (log_likelihood - half_log_likelihood).double().mean().item()
-    error = _joint(standard_error, half_standard_error)
+    log_weights, half_log_weights = log_weights.double(), half_log_weights.double()
+    difference = (log_weights.logsumexp(0) - half_log_weights.logsumexp(0)).mean().item()
+    paired = (log_weights - log_weights.logsumexp(0)).exp() - (
+        half_log_weights - half_log_weights.logsumexp(0)
+    ).exp()
+    errors = (paired * num_chains).var(0) / num_chains
+    error = errors.sum().sqrt().item() / log_weights.shape[1]
     passed = abs(difference) <= HALF_SCHEDULE_TOLERANCE + NUM_STANDARD_ERRORS * error
     return ConvergenceCheck(
         "half-schedule",
         passed,
         difference,
         HALF_SCHEDULE_TOLERANCE,
-        f"the estimate moved by {difference:+.2f} ± {error:.2f} nats per point from "
-        f"T = {num_steps // 2} to T = {num_steps} (more than {HALF_SCHEDULE_TOLERANCE}): "
-        "it has not settled",
+        f"the estimate moved by {difference:+.2f} ± {error:.2f} nats per point between half "
+        f"the annealing steps and all of them (more than {HALF_SCHEDULE_TOLERANCE}): it has "
+        "not settled",
     )
 
 
