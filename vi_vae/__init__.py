@@ -24,6 +24,7 @@ from vi_vae.estimators import (
 )
 from vi_vae.evaluation import (
     AISEstimate,
+    AISSettings,
     BDMCResult,
     Bound,
     LogLikelihoodEstimate,
@@ -60,6 +61,7 @@ __all__ = [
     "VAE",
     "AISConvergenceWarning",
     "AISEstimate",
+    "AISSettings",
     "BDMCResult",
     "Bound",
     "CompileWarning",
