@@ -22,6 +22,17 @@ an ESS over chains; it is the reference number to quote for a trained model
 The annealing itself (HMC transitions, step-size adaptation, keyed random
 numbers) is :mod:`vi_vae.evaluation.annealing`.
 
+Example:
+    >>> import torch
+    >>> from vi_vae import VAE
+    >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
+    >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    >>> estimate = annealed_importance_sampling(
+    ...     vae.model, vae.guide, x, num_steps=20, num_chains=4, seed=0
+    ... )
+    >>> estimate.method, estimate.log_likelihood.shape, estimate.log_weights.shape
+    ('ais', torch.Size([1]), torch.Size([4, 1]))
+
 References:
     [1] Annealed Importance Sampling, R. M. Neal, Statistics and Computing, 2001.
     [2] On the Quantitative Analysis of Decoder-Based Generative Models, Wu, Burda,
@@ -195,50 +206,34 @@ def annealed_importance_sampling(
 ) -> AISEstimate:
     r"""Estimate log p(x_n) for every data point by AIS with HMC transitions.
 
-    Works for any model/guide whose latent sites are continuous and lie in
-    ``pyro.plate(data_plate)`` (several sites, e.g. z1 → z2, and sites with
-    positive, bounded, simplex or correlated supports included), called as
-    ``model(x[rows], **kwargs)``. Site scales (e.g. a KL weight) are ignored.
+    Any model/guide whose latent sites are continuous and lie in ``pyro.plate(data_plate)``
+    (several sites, any supports), called as ``model(x[rows], **kwargs)``; site scales
+    (e.g. a KL weight) are ignored.
 
     Args:
         model: Pyro model ``model(x, **kwargs)``.
         guide: Pyro guide with the same signature; unused (may be ``None``) when
             ``initial="prior"``.
         x: data, ``[N, ...]``, in the support of the model's observed sites.
-        settings: the :class:`AISSettings` (T, C, schedule, integrator, start);
-            default ``AISSettings()``.
-        seed: seed of every draw (the global RNG is left untouched); ``None``
-            takes one from torch's global stream.
-        on_step: called as ``on_step(done, total)`` after every annealing step of
-            every chunk, ``total = num_steps × number of chunks`` (for a progress bar).
+        settings: the :class:`AISSettings` (default ``AISSettings()``).
+        seed: seed of every draw (the global RNG is untouched); ``None``: from torch's.
+        on_step: ``on_step(done, total)`` after every annealing step of every chunk.
         data_plate: name of the data plate.
         chunk_size: (chain, point) pairs per vectorized pass; ⌊chunk_size / C⌋
             points are annealed together. Bounds memory; does not change the numbers.
         compile: evaluate log p(x, z), log f_0 and their gradients compiled by
-            ``torch.compile``, traced once per chunk shape (the full chunks and a
-            last, shorter one); the same numbers as eager to floating-point rounding.
-            A pair that cannot be traced runs eagerly after one warning.
-        **kwargs: keyword shortcuts for the settings (``num_steps=``, ``num_chains=``,
-            ``schedule=``, ``leapfrog_steps=``, ``step_size=``, ``target_acceptance=``,
-            ``initial=``; they replace those of ``settings``); every other keyword is
-            passed to model and guide.
+            ``torch.compile``, once per chunk shape (the same numbers to float rounding;
+            a pair that cannot be traced runs eagerly after one warning).
+        **kwargs: shortcuts for the fields of :class:`AISSettings` (``num_steps=``,
+            ``num_chains=``, ...: they replace those of ``settings``); every other
+            keyword is passed to model and guide.
 
     Returns:
-        :class:`AISEstimate` (``method="ais"``), carrying ``settings``.
+        :class:`AISEstimate` (``method="ais"``), carrying ``settings`` and a verdict;
+        warns (:class:`~vi_vae.errors.AISConvergenceWarning`) when a check failed.
 
     Raises:
         InputError: a bad argument, NaN data, or a discrete latent site.
-
-    Example:
-        >>> import torch
-        >>> from vi_vae import VAE
-        >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-        >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
-        >>> estimate = annealed_importance_sampling(
-        ...     vae.model, vae.guide, x, num_steps=20, num_chains=4, seed=0
-        ... )
-        >>> estimate.method, estimate.log_likelihood.shape, estimate.log_weights.shape
-        ('ais', torch.Size([1]), torch.Size([4, 1]))
     """
     settings, kwargs = split_settings(settings, kwargs)
     check_execution(chunk_size, compile)
@@ -251,29 +246,19 @@ def annealed_importance_sampling(
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
 
+    options = {"seed": seed, "plate_nesting": plate_nesting, "data_plate": data_plate}
+    options.update(kwargs=kwargs, compile=compile)
+
     def anneal_shard(shard: slice) -> list[Annealing]:
         # randomness is keyed by the point's index in x, so a shard's numbers are the
         # ones it would get in one process
         chunks = settings.chunks(shard.stop - shard.start, chunk_size, shard.start)
         progress = Progress(on_step, settings.num_steps * len(chunks))
-        return [
-            _on_host(
-                forward_annealing(
-                    model,
-                    guide,
-                    x,
-                    rows,
-                    settings,
-                    seed=seed,
-                    plate_nesting=plate_nesting,
-                    data_plate=data_plate,
-                    on_step=progress,
-                    kwargs=kwargs,
-                    compile=compile,
-                )
-            )
+        annealings = (
+            forward_annealing(model, guide, x, rows, settings, on_step=progress, **options)
             for rows in chunks
-        ]
+        )
+        return [_on_host(annealing) for annealing in annealings]
 
     parts = map_shards(
         anneal_shard,

@@ -19,6 +19,15 @@ independent of the reverse chains, so E[w_rev] = 1/p(x) holds exactly. The forwa
 same numbers as :func:`~vi_vae.evaluation.ais.annealed_importance_sampling` on
 the simulated data with the same seed, so the two give the same lower bound.
 
+Example:
+    >>> import torch
+    >>> from vi_vae import VAE
+    >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
+    >>> x = torch.zeros(3, 4)
+    >>> result = bdmc(vae.model, vae.guide, x, num_steps=10, num_chains=2, seed=0)
+    >>> result.x.shape, result.gap.shape
+    (torch.Size([3, 4]), torch.Size([3]))
+
 References:
     [1] Sandwiching the marginal likelihood using bidirectional Monte Carlo, Grosse,
         Ghahramani & Adams, 2015.
@@ -52,6 +61,7 @@ from vi_vae.evaluation.annealed_density import AnnealedDensity
 from vi_vae.evaluation.annealing import (
     RANDOM_STREAMS,
     AISSettings,
+    Annealing,
     Progress,
     anneal,
     forward_annealing,
@@ -195,40 +205,27 @@ def bdmc(
 ) -> BDMCResult:
     """Sandwich log p(x) on simulated data between forward and reverse AIS.
 
-    One (z, x) pair is drawn from the model per row of ``x`` (only its shape is
-    used); forward AIS (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`
-    with the same arguments) bounds log p(x_sim) from below, and reverse AIS from
-    the simulating z, from above.
+    One (z, x) pair is drawn from the model per row of ``x`` (its shape only); forward
+    AIS (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`, the same arguments)
+    bounds log p(x_sim) from below, reverse AIS from the simulating z from above.
 
     Args:
         model: Pyro model ``model(x, **kwargs)`` with one observed site, the data.
         guide: Pyro guide (unused, may be ``None``, when ``initial="prior"``).
         x: ``[N, ...]``, gives the number and shape of the simulated points.
         settings: the :class:`~vi_vae.evaluation.annealing.AISSettings` of both
-            directions. From the guide (``initial="guide"``), a simulated z outside
-            the guide's support is an error (narrow-support families: use ``"prior"``).
+            directions (a guide narrower than the prior: both start from the prior).
         seed: seed of every draw (simulation included); ``None`` takes one from torch.
-        on_step: ``on_step(done, total)`` after every annealing step, forward and reverse
-            (``total = 2 × num_steps × number of chunks``).
+        on_step: ``on_step(done, total)`` after every annealing step, forward and reverse.
         data_plate: name of the data plate.
         chunk_size: (chain, point) pairs per vectorized pass.
-        compile: run the density evaluations of both directions compiled
-            (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
-        **kwargs: keyword shortcuts for the settings (``num_steps=``, ``num_chains=``, ...,
-            as in :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`); every
-            other keyword is passed to model and guide.
+        compile: run both directions' density evaluations compiled.
+        **kwargs: shortcuts for the settings' fields, and the model's keywords (as in
+            :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
 
     Returns:
-        :class:`BDMCResult`; both bounds carry ``settings``.
-
-    Example:
-        >>> import torch
-        >>> from vi_vae import VAE
-        >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-        >>> x = torch.zeros(3, 4)
-        >>> result = bdmc(vae.model, vae.guide, x, num_steps=10, num_chains=2, seed=0)
-        >>> result.x.shape, result.gap.shape
-        (torch.Size([3, 4]), torch.Size([3]))
+        :class:`BDMCResult`: both bounds carry ``settings``, and its ``convergence``
+        the gap's check; warns when a check failed.
     """
     settings, kwargs = split_settings(settings, kwargs)
     check_execution(chunk_size, compile)
@@ -252,44 +249,19 @@ def bdmc(
     for rows in chunks:
         forward.append(
             forward_annealing(
-                model,
-                guide,
-                simulated_x,
-                rows,
-                settings,
-                seed=seed,
-                on_step=progress,
-                compile=compile,
-                **common,
+                model, guide, simulated_x, rows, settings, seed=seed, on_step=progress,
+                compile=compile, **common,
             )
-        )
-        density = AnnealedDensity(
-            model,
-            guide,
-            simulated_x[rows],
-            settings.num_chains,
-            initial=settings.initial,
-            compile=compile,
-            **common,
-        )
-        z_start = {
-            site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, settings.num_chains)
-            for site in density.sites
-        }
-        start = density.unconstrain(z_start, "the simulated latent values")
+        )  # fmt: skip
         reverse.append(
-            anneal(
-                density,
-                start,
-                settings.betas().flip(0),
-                seed=seed,
-                streams=RANDOM_STREAMS["reverse"],
-                point_index=torch.arange(rows.start, rows.stop, device=x.device),
-                step_sizes=forward[-1].step_sizes.flip(0),
-                on_step=progress,
-                **settings.transition_settings(),
+            _reverse_annealing(
+                AnnealedDensity(
+                    model, guide, simulated_x[rows], settings.num_chains,
+                    initial=settings.initial, compile=compile, **common,
+                ),
+                simulated_z, rows, settings, forward[-1], seed=seed, on_step=progress,
             )
-        )
+        )  # fmt: skip
     result = BDMCResult(
         x=simulated_x,
         z=simulated_z,
@@ -298,6 +270,35 @@ def bdmc(
     )
     warn_unless_converged(result.convergence, "AIS (checked by BDMC)")
     return result
+
+
+def _reverse_annealing(
+    density: AnnealedDensity,
+    simulated_z: dict[str, Tensor],
+    rows: slice,
+    settings: AISSettings,
+    forward: Annealing,
+    *,
+    seed: int,
+    on_step: Callable[[], None],
+) -> Annealing:
+    """Reverse AIS of the points ``rows`` from their simulating z, with the forward step sizes."""
+    z_start = {
+        site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, settings.num_chains)
+        for site in density.sites
+    }
+    start = density.unconstrain(z_start, "the simulated latent values")
+    return anneal(
+        density,
+        start,
+        settings.betas().flip(0),
+        seed=seed,
+        streams=RANDOM_STREAMS["reverse"],
+        point_index=torch.arange(rows.start, rows.stop, device=start.device),
+        step_sizes=forward.step_sizes.flip(0),
+        on_step=on_step,
+        **settings.transition_settings(),
+    )
 
 
 def _chains(value: Tensor, axis: int, rows: slice, num_chains: int) -> Tensor:
