@@ -6,7 +6,7 @@ above it, and importing ``vi_vae`` loads neither.
 """
 
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import CompileWarning, InputError, TrainingError
+from vi_vae.errors import AISConvergenceWarning, CompileWarning, InputError, TrainingError
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -20,6 +20,7 @@ from vi_vae.estimators import (
 )
 from vi_vae.evaluation import (
     AISEstimate,
+    AISSettings,
     BDMCResult,
     Bound,
     LogLikelihoodEstimate,
@@ -53,7 +54,9 @@ __all__ = [
     "PIWAE",
     "STL",
     "VAE",
+    "AISConvergenceWarning",
     "AISEstimate",
+    "AISSettings",
     "BDMCResult",
     "Bound",
     "CompileWarning",

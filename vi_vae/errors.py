@@ -2,6 +2,7 @@
 
 __all__ = [
     "BINARIZE_HINT",
+    "AISConvergenceWarning",
     "CompileWarning",
     "InputError",
     "TrainingError",
@@ -32,3 +33,10 @@ class UnverifiedCheckpointWarning(UserWarning):
 
 class CompileWarning(UserWarning):
     """``compile=True`` could not compile something and runs it eagerly; the message says why."""
+
+
+class AISConvergenceWarning(UserWarning):
+    """AIS or BDMC has not converged, or could not start as asked; the message says what to do.
+
+    The result's ``convergence`` says which check failed.
+    """

@@ -21,7 +21,7 @@ def test_exact_posterior_guide_makes_every_weight_exact(problem, num_steps):
     # increment is Δβ log p(x) and every weight is p(x), whatever the transitions do.
     lg, x = problem
     estimate = annealed_importance_sampling(
-        lg.model, lg.exact_guide, x, num_steps, 4, leapfrog_steps=2, seed=0
+        lg.model, lg.exact_guide, x, num_steps=num_steps, num_chains=4, leapfrog_steps=2, seed=0
     )
     exact = lg.log_marginal(x)
     torch.testing.assert_close(estimate.log_weights, exact.expand(4, -1), atol=1e-9, rtol=0)
@@ -72,12 +72,12 @@ def test_adapted_step_sizes_keep_the_estimate_a_lower_bound():
 def test_estimate_type_and_diagnostics(problem):
     lg, x = problem
     estimate = annealed_importance_sampling(
-        lg.model, lg.mean_field_guide, x, 10, 3, leapfrog_steps=2, seed=0
+        lg.model, lg.mean_field_guide, x, num_steps=10, num_chains=3, leapfrog_steps=2, seed=0
     )
     assert isinstance(estimate, AISEstimate) and isinstance(estimate, LogLikelihoodEstimate)
     assert estimate.method == "ais" and estimate.num_particles == estimate.num_chains == 3
-    assert (estimate.num_steps, estimate.leapfrog_steps) == (10, 2)
-    assert (estimate.schedule, estimate.initial) == ("sigmoid", "guide")
+    assert (estimate.settings.num_steps, estimate.settings.leapfrog_steps) == (10, 2)
+    assert (estimate.settings.schedule, estimate.settings.initial) == ("sigmoid", "guide")
     assert estimate.log_weights.shape == (3, 20)
     assert estimate.acceptance_rate.shape == estimate.step_size.shape == (20,)
     assert ((estimate.acceptance_rate >= 0) & (estimate.acceptance_rate <= 1)).all()
@@ -89,7 +89,9 @@ def test_estimate_type_and_diagnostics(problem):
 def test_one_step_is_importance_sampling_with_as_many_draws(problem):
     # T = 1: no transitions, log w = log p(x, z0) − log q(z0|x) with z0 ~ q.
     lg, x = problem
-    estimate = annealed_importance_sampling(lg.model, lg.mean_field_guide, x, 1, 500, seed=0)
+    estimate = annealed_importance_sampling(
+        lg.model, lg.mean_field_guide, x, num_steps=1, num_chains=500, seed=0
+    )
     assert torch.isnan(estimate.acceptance_rate).all()
     importance = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 500, seed=0)
     # both are IS-500 from the same guide: equal up to their Monte Carlo errors (~0.01)
@@ -102,7 +104,7 @@ def test_from_the_prior(problem):
         lg.model, None, x, num_steps=100, num_chains=8, leapfrog_steps=5, initial="prior", seed=0
     )
     error = estimate.log_likelihood - lg.log_marginal(x)
-    assert estimate.initial == "prior"
+    assert estimate.settings.initial == "prior"
     # From the prior the path is longer and 100 steps leave a lower-bound gap: the
     # mean error over 20 points was −0.1 to −0.3 nats over 4 seeds (standard error
     # ≈ 0.1-0.16). Below +3 standard errors (a lower bound) and above −0.6 nats.
@@ -130,7 +132,7 @@ def test_two_latent_sites():
 def test_same_seed_same_numbers_other_seed_other_numbers(problem):
     lg, x = problem
     run = lambda seed: annealed_importance_sampling(  # noqa: E731
-        lg.model, lg.mean_field_guide, x, 8, 3, leapfrog_steps=2, seed=seed
+        lg.model, lg.mean_field_guide, x, num_steps=8, num_chains=3, leapfrog_steps=2, seed=seed
     )
     first, again, other = run(5), run(5), run(6)
     assert torch.equal(first.log_weights, again.log_weights)
@@ -140,7 +142,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(problem):
 def test_global_random_state_untouched_with_a_seed(problem):
     lg, x = problem
     state = torch.get_rng_state()
-    annealed_importance_sampling(lg.model, lg.mean_field_guide, x, 3, 2, seed=0)
+    annealed_importance_sampling(
+        lg.model, lg.mean_field_guide, x, num_steps=3, num_chains=2, seed=0
+    )
     assert torch.equal(state, torch.get_rng_state())
 
 
@@ -150,10 +154,24 @@ def test_chunk_size_does_not_change_the_numbers(problem, chunk_size):
     # point per pass, 9 two, 30 seven; every point gets the numbers of a single pass.
     lg, x = problem
     whole = annealed_importance_sampling(
-        lg.model, poor_guide(lg), x, 6, 3, leapfrog_steps=2, seed=1, chunk_size=10**4
+        lg.model,
+        poor_guide(lg),
+        x,
+        num_steps=6,
+        num_chains=3,
+        leapfrog_steps=2,
+        seed=1,
+        chunk_size=10**4,
     )
     chunked = annealed_importance_sampling(
-        lg.model, poor_guide(lg), x, 6, 3, leapfrog_steps=2, seed=1, chunk_size=chunk_size
+        lg.model,
+        poor_guide(lg),
+        x,
+        num_steps=6,
+        num_chains=3,
+        leapfrog_steps=2,
+        seed=1,
+        chunk_size=chunk_size,
     )
     torch.testing.assert_close(chunked.log_weights, whole.log_weights, atol=1e-10, rtol=0)
     torch.testing.assert_close(chunked.step_size, whole.step_size, atol=1e-10, rtol=0)
@@ -161,10 +179,16 @@ def test_chunk_size_does_not_change_the_numbers(problem, chunk_size):
 
 def test_a_point_does_not_depend_on_its_neighbours(problem):
     lg, x = problem
-    all_points = annealed_importance_sampling(lg.model, poor_guide(lg), x, 6, 3, seed=2)
-    tail = annealed_importance_sampling(lg.model, poor_guide(lg), x[5:], 6, 3, seed=2)
+    all_points = annealed_importance_sampling(
+        lg.model, poor_guide(lg), x, num_steps=6, num_chains=3, seed=2
+    )
+    tail = annealed_importance_sampling(
+        lg.model, poor_guide(lg), x[5:], num_steps=6, num_chains=3, seed=2
+    )
     # point indices restart at 0 in the second call: its first point is keyed as point 0
-    head = annealed_importance_sampling(lg.model, poor_guide(lg), x[:5], 6, 3, seed=2)
+    head = annealed_importance_sampling(
+        lg.model, poor_guide(lg), x[:5], num_steps=6, num_chains=3, seed=2
+    )
     torch.testing.assert_close(head.log_weights, all_points.log_weights[:, :5], atol=1e-10, rtol=0)
     assert not torch.allclose(tail.log_weights, all_points.log_weights[:, 5:])
 
@@ -173,7 +197,7 @@ def test_progress_callback_counts_every_step_of_every_chunk(problem):
     lg, x = problem
     calls = []
     annealed_importance_sampling(
-        lg.model, lg.mean_field_guide, x, 5, 3, seed=0, chunk_size=40,
+        lg.model, lg.mean_field_guide, x, num_steps=5, num_chains=3, seed=0, chunk_size=40,
         on_step=lambda done, total: calls.append((done, total)),
     )  # fmt: skip
     # 40 // (3 chains + 1 pilot) = 10 points per pass: 2 chunks of 5 steps
@@ -183,7 +207,14 @@ def test_progress_callback_counts_every_step_of_every_chunk(problem):
 def test_fixed_step_size_without_adaptation(problem):
     lg, x = problem
     estimate = annealed_importance_sampling(
-        lg.model, lg.mean_field_guide, x, 10, 3, step_size=0.2, target_acceptance=None, seed=0
+        lg.model,
+        lg.mean_field_guide,
+        x,
+        num_steps=10,
+        num_chains=3,
+        step_size=0.2,
+        target_acceptance=None,
+        seed=0,
     )
     torch.testing.assert_close(estimate.step_size, torch.full((20,), 0.2, dtype=torch.float64))
 

@@ -24,6 +24,11 @@ X = LG.sample(4)
         ({"step_size": -0.1}, "step_size must be a positive finite number"),
         ({"target_acceptance": 1.5}, r"target_acceptance must be a number in \(0, 1\) or None"),
         ({"chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        # issue 20 item 17: sizes beyond any run's reach are refused before allocating
+        ({"num_steps": 10**12}, "num_steps must be at most 1,000,000; got 1,000,000,000,000"),
+        ({"num_steps": 1e12}, "num_steps must be an integer"),
+        ({"num_chains": 10**12}, "num_chains must be at most 1,000,000"),
+        ({"leapfrog_steps": 10**9}, "leapfrog_steps must be at most 10,000"),
         ({"seed": -1}, "seed must be an integer in"),
     ],
 )
@@ -38,12 +43,12 @@ def test_nan_data_are_refused():
     x = X.clone()
     x[1, 2] = math.nan
     with pytest.raises(InputError, match="x contains NaN"):
-        annealed_importance_sampling(LG.model, LG.mean_field_guide, x, 2, 2)
+        annealed_importance_sampling(LG.model, LG.mean_field_guide, x, num_steps=2, num_chains=2)
 
 
 def test_a_guide_is_needed_to_start_from_the_guide():
     with pytest.raises(InputError, match="initial='guide' needs a guide"):
-        annealed_importance_sampling(LG.model, None, X, 2, 2)
+        annealed_importance_sampling(LG.model, None, X, num_steps=2, num_chains=2)
 
 
 def test_a_discrete_latent_site_is_refused():
@@ -57,9 +62,11 @@ def test_a_discrete_latent_site_is_refused():
             pyro.sample("c", dist.Bernoulli(0.3))
 
     with pytest.raises(InputError, match="discrete latent site 'c'.*needs continuous"):
-        annealed_importance_sampling(model, guide, torch.zeros(3), 2, 2)
+        annealed_importance_sampling(model, guide, torch.zeros(3), num_steps=2, num_chains=2)
     with pytest.raises(InputError, match="discrete latent site 'c'"):
-        annealed_importance_sampling(model, None, torch.zeros(3), 2, 2, initial="prior")
+        annealed_importance_sampling(
+            model, None, torch.zeros(3), num_steps=2, num_chains=2, initial="prior"
+        )
 
 
 def test_a_guide_missing_a_latent_site_is_refused():
@@ -74,7 +81,7 @@ def test_a_guide_missing_a_latent_site_is_refused():
             pyro.sample("a", dist.Normal(0.0, 1.0))
 
     with pytest.raises(InputError, match="the guide's latent sites \\['a'\\]"):
-        annealed_importance_sampling(model, guide, torch.zeros(3), 2, 2)
+        annealed_importance_sampling(model, guide, torch.zeros(3), num_steps=2, num_chains=2)
 
 
 def test_a_global_latent_site_is_refused():
@@ -87,4 +94,4 @@ def test_a_global_latent_site_is_refused():
         pyro.sample("mu", dist.Normal(0.0, 1.0))
 
     with pytest.raises(InputError, match="outside pyro.plate\\('data'\\)"):
-        annealed_importance_sampling(model, guide, torch.zeros(3), 2, 2)
+        annealed_importance_sampling(model, guide, torch.zeros(3), num_steps=2, num_chains=2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -25,8 +26,8 @@ from vi_vae.app.metrics import (
     TrainingSummary,
 )
 from vi_vae.data import SPLIT_SEED, Dataset
+from vi_vae.errors import AISConvergenceWarning
 from vi_vae.evaluation import (
-    AISEstimate,
     LogLikelihoodEstimate,
     annealed_importance_sampling,
     bdmc,
@@ -143,19 +144,18 @@ def ais_summary(
             compile=evaluation.compile,
         )
     importance = importance.select(slice(0, len(x)))
-    annealed = annealed_importance_sampling(
-        vae.model,
-        vae.guide,
-        x,
-        ais.num_steps,
-        ais.num_chains,
-        schedule=ais.schedule,
-        leapfrog_steps=ais.leapfrog_steps,
-        initial=ais.initial,
-        seed=EVALUATION_SEED,
-        on_step=on_step,
-        compile=evaluation.compile,
-    )
+    with warnings.catch_warnings():
+        # the verdict is in the summary: the report and the command line state it
+        warnings.simplefilter("ignore", AISConvergenceWarning)
+        annealed = annealed_importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            ais.settings,
+            seed=EVALUATION_SEED,
+            on_step=on_step,
+            compile=evaluation.compile,
+        ).checked_against(importance)
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
         estimate=EstimateSummary.from_estimate(annealed),
@@ -164,7 +164,8 @@ def ais_summary(
         gap_standard_error=standard_error_over_points(gap),
         max_gap=gap.max().item(),
         mean_acceptance_rate=annealed.mean_acceptance_rate,
-        **_settings(annealed),
+        settings=annealed.settings,
+        convergence=annealed.convergence,
     )
 
 
@@ -178,19 +179,17 @@ def bdmc_summary(
 ) -> BDMCSummary:
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
-    result = bdmc(
-        vae.model,
-        vae.guide,
-        shape,
-        ais.num_steps,
-        ais.num_chains,
-        schedule=ais.schedule,
-        leapfrog_steps=ais.leapfrog_steps,
-        initial=ais.initial,
-        seed=EVALUATION_SEED,
-        on_step=on_step,
-        compile=compile,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)  # the summary states it
+        result = bdmc(
+            vae.model,
+            vae.guide,
+            shape,
+            ais.settings,
+            seed=EVALUATION_SEED,
+            on_step=on_step,
+            compile=compile,
+        )
     return BDMCSummary(
         num_points=num_points,
         lower=EstimateSummary.from_estimate(result.lower),
@@ -198,15 +197,6 @@ def bdmc_summary(
         mean_gap=result.mean_gap,
         mean_gap_standard_error=result.mean_gap_standard_error,
         max_gap=result.gap.max().item(),
-        **_settings(result.lower),
+        settings=result.lower.settings,
+        convergence=result.convergence,
     )
-
-
-def _settings(estimate: AISEstimate) -> dict[str, object]:
-    return {
-        "num_steps": estimate.num_steps,
-        "num_chains": estimate.num_chains,
-        "leapfrog_steps": estimate.leapfrog_steps,
-        "schedule": estimate.schedule,
-        "initial": estimate.initial,
-    }

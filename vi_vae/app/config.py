@@ -16,7 +16,7 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vi_vae._validation import (
     check_choice,
@@ -29,15 +29,7 @@ from vi_vae.app.schema import SchemaError, from_json, to_json
 from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
-from vi_vae.evaluation import (
-    DEFAULT_BOUND_PARTICLES,
-    DEFAULT_LEAPFROG_STEPS,
-    DEFAULT_NUM_CHAINS,
-    DEFAULT_NUM_PARTICLES,
-    DEFAULT_NUM_STEPS,
-    INITIAL_DISTRIBUTIONS,
-    SCHEDULES,
-)
+from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES, AISSettings
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
@@ -154,20 +146,29 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
-class AISConfig:
-    """Annealed importance sampling (see :func:`vi_vae.annealed_importance_sampling`).
+class AISConfig(AISSettings):
+    """Annealed importance sampling after training: the library's :class:`AISSettings`, and where.
 
+    The AIS settings are inherited from :class:`~vi_vae.evaluation.AISSettings`
+    (declared and checked there, once); this section adds one field of its own:
     ``num_points=None`` runs no AIS after training; N runs it on the first N points of
     the shuffled test split (a random subset), beside importance sampling on the same
-    points. The other fields are AIS's own settings (and BDMC's).
+    points. ``vi-vae bdmc`` uses the same settings.
     """
 
     num_points: int | None = None
-    num_steps: int = DEFAULT_NUM_STEPS
-    num_chains: int = DEFAULT_NUM_CHAINS
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS
-    schedule: str = SCHEDULES[0]
-    initial: str = INITIAL_DISTRIBUTIONS[0]
+
+    _where: ClassVar[str] = "ais."
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_points is not None:
+            check_positive_int("ais.num_points", self.num_points)
+
+    @property
+    def settings(self) -> AISSettings:
+        """The library's settings object (this section without ``num_points``)."""
+        return AISSettings.build(None, {name: getattr(self, name) for name in AISSettings.names()})
 
 
 @dataclass(frozen=True)
@@ -255,12 +256,6 @@ class RunConfig:
                 "evaluation.bound_particles", check_positive_int, "evaluation.bound_particles", k
             )
         _optional_positive("evaluation.num_points", evaluation.num_points)
-        ais = self.ais
-        _optional_positive("ais.num_points", ais.num_points)
-        for name in ("num_steps", "num_chains", "leapfrog_steps"):
-            _check(f"ais.{name}", check_positive_int, f"ais.{name}", getattr(ais, name))
-        _check("ais.schedule", check_choice, "schedule", ais.schedule, SCHEDULES)
-        _check("ais.initial", check_choice, "initial", ais.initial, INITIAL_DISTRIBUTIONS)
         binarization = data.binarization
         if binarization is None:
             binarization = "dynamic" if model.likelihood == "bernoulli" else "none"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from vi_vae.app.config import RunConfig
-from vi_vae.evaluation import Bound, LogLikelihoodEstimate
+from vi_vae.evaluation import AISSettings, Bound, Convergence, LogLikelihoodEstimate
 from vi_vae.train import EpochRecord, FitResult
 
 __all__ = [
@@ -142,6 +143,18 @@ class PointSubset:
     description: str
 
 
+def _nest_settings(value: Any) -> Any:
+    """metrics.json before 0.3 held the AIS settings flat in the summary: nest them."""
+    if not isinstance(value, dict) or "settings" in value:
+        return value
+    names = [name for name in AISSettings.names() if name in value]
+    settings = {name: value[name] for name in names}
+    return {
+        **{key: item for key, item in value.items() if key not in names},
+        "settings": settings,
+    }
+
+
 @dataclass(frozen=True)
 class AISSummary:
     """AIS log p(x) on a set of points, beside importance sampling on the same points.
@@ -154,7 +167,9 @@ class AISSummary:
         gap_standard_error: its standard error over points (the pairs share points).
         max_gap: the largest AIS − IS of a single point.
         mean_acceptance_rate: HMC acceptance, averaged over points.
-        num_steps: T; num_chains: C; leapfrog_steps: L; schedule and initial: the path.
+        settings: the AIS settings the estimate ran with (read from the result).
+        convergence: the result's verdict, the importance-sampling check included
+            (``None``: stored by a version that did not check).
     """
 
     estimate: EstimateSummary
@@ -163,11 +178,15 @@ class AISSummary:
     gap_standard_error: float
     max_gap: float
     mean_acceptance_rate: float
-    num_steps: int
-    num_chains: int
-    leapfrog_steps: int
-    schedule: str
-    initial: str
+    settings: AISSettings
+    convergence: Convergence | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the estimate passed every convergence check (``False`` if unchecked)."""
+        return self.convergence is not None and self.convergence.converged
+
+    upgrade_json = staticmethod(_nest_settings)
 
 
 @dataclass(frozen=True)
@@ -181,7 +200,9 @@ class BDMCSummary:
         mean_gap: mean over points of upper − lower (nats per point).
         mean_gap_standard_error: its Monte Carlo standard error.
         max_gap: the largest gap of a single point.
-        num_steps, num_chains, leapfrog_steps, schedule, initial: the AIS settings.
+        settings: the AIS settings of both runs (read from the result).
+        convergence: the result's verdict, the gap's check included (``None``: stored
+            by a version that did not check).
     """
 
     num_points: int
@@ -190,11 +211,15 @@ class BDMCSummary:
     mean_gap: float
     mean_gap_standard_error: float
     max_gap: float
-    num_steps: int
-    num_chains: int
-    leapfrog_steps: int
-    schedule: str
-    initial: str
+    settings: AISSettings
+    convergence: Convergence | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run passed every convergence check (``False`` if unchecked)."""
+        return self.convergence is not None and self.convergence.converged
+
+    upgrade_json = staticmethod(_nest_settings)
 
 
 @dataclass(frozen=True)

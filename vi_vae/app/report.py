@@ -9,6 +9,7 @@ from pathlib import Path
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import AISSummary, BDMCSummary, Comparison, EstimateSummary, RunMetrics
 from vi_vae.evaluation import PARETO_K_THRESHOLD
+from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE
 
 __all__ = ["comparison_report", "number", "run_report", "units_sentence"]
 
@@ -102,17 +103,28 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
 
 
 def _ais_settings(summary: AISSummary | BDMCSummary) -> str:
+    settings = summary.settings
     return (
-        f"T = {summary.num_steps} annealing steps ({summary.schedule} schedule, from the "
-        f"{summary.initial}), C = {summary.num_chains} chains per point, HMC with "
-        f"L = {summary.leapfrog_steps} leapfrog steps"
+        f"T = {settings.num_steps} annealing steps ({settings.schedule} schedule, from the "
+        f"{settings.initial}), C = {settings.num_chains} chains per point, HMC with "
+        f"L = {settings.leapfrog_steps} leapfrog steps"
     )
+
+
+def _verdict(summary: AISSummary | BDMCSummary) -> str:
+    """One line on the convergence checks of an AIS or BDMC summary."""
+    if summary.convergence is None:
+        return "- convergence: not checked (recorded by an earlier version; evaluate again)"
+    if summary.converged:
+        return f"- convergence: {summary.convergence.summary}"
+    return f"- **not converged**: {summary.convergence.summary}"
 
 
 def _ais_lines(ais: AISSummary) -> list[str]:
     estimate, importance = ais.estimate, ais.importance_sampling
+    heading = "the number to quote" if ais.converged else "not converged: not a number to quote"
     return [
-        "## Annealed importance sampling (the number to quote)",
+        f"## Annealed importance sampling ({heading})",
         "",
         f"On the first {estimate.num_points} test points, {_ais_settings(ais)}:",
         "",
@@ -125,6 +137,7 @@ def _ais_lines(ais: AISSummary) -> list[str]:
         f"- AIS − IS: {number(ais.gap)} ± {number(ais.gap_standard_error)} nats per point "
         f"(paired; the largest single point {number(ais.max_gap)}). Both are stochastic "
         "lower bounds; the gap is how much looser importance sampling from the guide is.",
+        _verdict(ais),
         "",
     ]
 
@@ -138,8 +151,10 @@ def _bdmc_lines(bdmc: BDMCSummary) -> list[str]:
         f"- forward AIS (lower bound): {number(bdmc.lower.log_likelihood)}; reverse AIS from "
         f"the simulating z (upper bound): {number(bdmc.upper.log_likelihood)} nats per point",
         f"- gap {number(bdmc.mean_gap, 3)} ± {number(bdmc.mean_gap_standard_error, 3)} "
-        f"(largest single point {number(bdmc.max_gap)}): a small gap says that AIS with "
-        "these settings has converged on data like the model's own; real data can be harder.",
+        f"(largest single point {number(bdmc.max_gap)}); the gap bounds the error of AIS "
+        f"with these settings on data like the model's own (real data can be harder), and "
+        f"is small below {BDMC_GAP_TOLERANCE} nat per point.",
+        _verdict(bdmc),
         "",
     ]
 
@@ -210,15 +225,21 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
     ]
     with_ais = [row for row in rows if row.ais is not None]
     if with_ais:
+        quote = (
+            "AIS is the number to quote"
+            if all(row.ais.converged for row in with_ais)
+            else "AIS is the number to quote only where it converged (last column)"
+        )
         lines += [
             f"## AIS on {with_ais[0].ais.estimate.num_points} of the test points",
             "",
-            f"{_ais_settings(with_ais[0].ais)}; the same points for every run. AIS is the "
-            "number to quote; AIS − IS is how far importance sampling from the guide falls "
-            "short on these points (paired, nats per point).",
+            f"{_ais_settings(with_ais[0].ais)}; the same points for every run. {quote}; "
+            "AIS − IS is how far importance sampling from the guide falls short on these "
+            "points (paired, nats per point).",
             "",
-            "| estimator | AIS log p(x) ± SE | IS on the same points | AIS − IS | acceptance |",
-            "|---|---:|---:|---:|---:|",
+            "| estimator | AIS log p(x) ± SE | IS on the same points | AIS − IS | acceptance "
+            "| converged |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         for row in with_ais:
             ais = row.ais
@@ -226,7 +247,8 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
                 f"| {row.estimator} | {number(ais.estimate.log_likelihood)} ± "
                 f"{number(ais.estimate.standard_error)} | "
                 f"{number(ais.importance_sampling.log_likelihood)} | {number(ais.gap)} ± "
-                f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} |"
+                f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} | "
+                f"{'yes' if ais.converged else 'no'} |"
             )
         lines.append("")
     if figures:

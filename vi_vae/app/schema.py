@@ -115,6 +115,8 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
 
 
 def _decode_dataclass(cls: Any, value: Any, where: str) -> Any:
+    # a class whose stored form changed reads its older form through upgrade_json
+    value = cls.upgrade_json(value) if hasattr(cls, "upgrade_json") else value
     if not isinstance(value, dict):
         raise SchemaError(where, f"{where} must be a JSON object; got {value!r}")
     hints = typing.get_type_hints(cls)

@@ -6,11 +6,12 @@ import argparse
 import shlex
 from pathlib import Path
 
-from vi_vae.app.metrics import RunMetrics
+from vi_vae.app.metrics import AISSummary, BDMCSummary, RunMetrics
 from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
+from vi_vae.evaluation import AISSettings
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -37,13 +38,31 @@ def _print_metrics(metrics: RunMetrics) -> None:
         ais = metrics.ais
         print(
             f"AIS log p(x) = {ais.estimate.log_likelihood:.2f} ± {ais.estimate.standard_error:.2f}"
-            f" nats (T = {ais.num_steps}, C = {ais.num_chains}, L = {ais.leapfrog_steps}, "
+            f" nats ({_settings(ais.settings)}, "
             f"{ais.estimate.num_points} points, Monte Carlo SE "
             f"{ais.estimate.monte_carlo_standard_error:.3f}, acceptance "
             f"{ais.mean_acceptance_rate:.2f}); importance sampling on the same points "
             f"{ais.importance_sampling.log_likelihood:.2f}; AIS − IS = {ais.gap:.2f} ± "
             f"{ais.gap_standard_error:.2f} (max {ais.max_gap:.2f})"
         )
+        _warn_unless_converged(ais, "AIS")
+
+
+def _warn_unless_converged(summary: AISSummary | BDMCSummary, what: str) -> None:
+    """One line on stderr when an AIS or BDMC result failed a convergence check."""
+    if summary.convergence is None or summary.converged:
+        return
+    convergence = summary.convergence
+    flags = " and ".join("--ais-" + name.replace("_", "-") for name in convergence.remedies)
+    print(
+        f"vi-vae: warning: {what} has not converged, not a number to quote: "
+        f"{convergence.findings}. Raise {flags} (now {_settings(summary.settings)}).",
+        file=sys.stderr,
+    )
+
+
+def _settings(settings: AISSettings) -> str:
+    return f"T = {settings.num_steps}, C = {settings.num_chains}, L = {settings.leapfrog_steps}"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -174,12 +193,13 @@ def _bdmc(args: argparse.Namespace) -> int:
         progress.close()
     result = run.metrics.bdmc
     print(
-        f"BDMC on {result.num_points} points simulated from the model (T = {result.num_steps}, "
-        f"C = {result.num_chains}, L = {result.leapfrog_steps}): lower bound "
+        f"BDMC on {result.num_points} points simulated from the model "
+        f"({_settings(result.settings)}): lower bound "
         f"{result.lower.log_likelihood:.2f}, upper bound {result.upper.log_likelihood:.2f} nats "
         f"per point; gap {result.mean_gap:.3f} ± {result.mean_gap_standard_error:.3f} "
         f"(max {result.max_gap:.2f})"
     )
+    _warn_unless_converged(result, "AIS (checked by BDMC)")
     print(f"report: {run.directory.report_path}")
     return 0
 

@@ -258,6 +258,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("ais.num_steps", "AIS: annealing steps T", int, metavar="T"),
     Flag("ais.num_chains", "AIS: chains C per point", int, metavar="C"),
     Flag("ais.leapfrog_steps", "AIS: leapfrog steps L per HMC transition", int, metavar="L"),
+    Flag("ais.step_size", "AIS: the initial HMC step size (adapted from there)", float),
+    Flag(
+        "ais.target_acceptance",
+        "AIS: the HMC acceptance probability the step sizes adapt toward, in (0, 1)",
+        float,
+    ),
     Flag("ais.schedule", f"AIS: the schedule of the temperatures, {', '.join(SCHEDULES)}"),
     Flag(
         "ais.initial",

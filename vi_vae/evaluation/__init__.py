@@ -9,7 +9,8 @@
   data (bidirectional Monte Carlo); beneath them :mod:`~vi_vae.evaluation.annealing`
   (the annealing loop), :mod:`~vi_vae.evaluation.annealed_density` (the annealed
   log density of a model/guide pair on unconstrained coordinates) and
-  :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density);
+  :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density), and
+  :mod:`~vi_vae.evaluation.convergence` (the verdict AIS and BDMC results carry);
 - :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled) and
   its size (``chunk_size="auto"``);
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
@@ -30,6 +31,7 @@ from vi_vae.evaluation.annealing import (
     annealing_schedule,
 )
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
+from vi_vae.evaluation.convergence import Convergence, ConvergenceCheck
 from vi_vae.evaluation.diagnostics import (
     ACTIVE_UNIT_THRESHOLD,
     ActiveUnits,
@@ -78,6 +80,8 @@ __all__ = [
     "ActiveUnits",
     "BDMCResult",
     "Bound",
+    "Convergence",
+    "ConvergenceCheck",
     "GradientSNR",
     "LogLikelihoodEstimate",
     "LogWeightSummary",

@@ -38,6 +38,7 @@ warning.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,7 @@ from vi_vae.evaluation.hmc import HMCState
 from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, sum_per_point
 
-__all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "LatentSite"]
+__all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "LatentSite", "narrower_guide_sites"]
 
 #: where the annealing path starts: the guide q(z|x), or the model's prior p(z)
 INITIAL_DISTRIBUTIONS = ("guide", "prior")
@@ -382,3 +383,39 @@ class AnnealedDensity:
                 f"{sorted(model_latents)}; AIS from the guide needs q for exactly the "
                 "model's latent variables (or use initial='prior')"
             )
+
+
+def _bounds(support: Any) -> tuple[Tensor, Tensor]:
+    """(lower, upper) bounds of a constraint, ±inf where it has none."""
+    while hasattr(support, "base_constraint"):
+        support = support.base_constraint
+    lower = getattr(support, "lower_bound", -math.inf)
+    upper = getattr(support, "upper_bound", math.inf)
+    return torch.as_tensor(lower).detach().double(), torch.as_tensor(upper).detach().double()
+
+
+def narrower_guide_sites(
+    model: Callable, guide: Callable, x: Tensor, kwargs: dict[str, Any]
+) -> list[str]:
+    """The latent sites whose support under the guide is narrower than under the model.
+
+    A site's guide support is narrower where its lower bound lies above the prior's,
+    or its upper bound below (e.g. a uniform q(z|x) inside a uniform prior's interval,
+    a Pareto q whose scale exceeds the prior's). AIS from the guide then never
+    reaches the rest of the prior's support and estimates only the part of p(x) on
+    the guide's: a lower bound, 1.5–3 nats low on ``tests/evaluation`` models.
+    """
+    with seeded(0, x.device), torch.no_grad(), pyro.validation_enabled(False):
+        guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
+        latents = _latent_sites(guide_trace)
+        values = {name: site["value"] for name, site in latents.items()}
+        model_trace = poutine.trace(_Fix(values)(model)).get_trace(x, **kwargs)
+    narrower = []
+    for name, site in latents.items():
+        if name not in model_trace.nodes:
+            continue
+        guide_lower, guide_upper = _bounds(site["fn"].support)
+        prior_lower, prior_upper = _bounds(model_trace.nodes[name]["fn"].support)
+        if bool((guide_lower > prior_lower).any() or (guide_upper < prior_upper).any()):
+            narrower.append(name)
+    return narrower

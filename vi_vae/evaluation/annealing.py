@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from vi_vae import keys
 from vi_vae._validation import (
-    check_bool,
     check_choice,
     check_positive_float,
     check_positive_int,
@@ -48,13 +47,13 @@ from vi_vae._validation import (
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
-from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 
 __all__ = [
     "DEFAULT_LEAPFROG_STEPS",
     "DEFAULT_NUM_CHAINS",
     "DEFAULT_NUM_STEPS",
     "DEFAULT_STEP_SIZE",
+    "MAX_SIZES",
     "NUM_PILOT_CHAINS",
     "RANDOM_STREAMS",
     "SCHEDULES",
@@ -75,6 +74,12 @@ DEFAULT_NUM_CHAINS = 16
 DEFAULT_LEAPFROG_STEPS = 10
 #: the initial HMC step size on unconstrained coordinates; adaptation takes it from there
 DEFAULT_STEP_SIZE = 0.05
+#: the largest T, C and L accepted. T: 100× the largest T of the docs' experiments
+#: (10⁴), already days of HMC; the schedule, the step-size record ([T, points]) and the
+#: loop grow with it, so a larger T fails late, in an allocation. C: every pass holds
+#: the C chains of at least one point ([C, D] states, their gradients and the
+#: networks' activations). L: runtime only, 10⁴ gradient evaluations per transition.
+MAX_SIZES = {"num_steps": 10**6, "num_chains": 10**6, "leapfrog_steps": 10**4}
 #: the schedules of β: ``"sigmoid"`` (Grosse et al.) or ``"linear"``
 SCHEDULES = ("sigmoid", "linear")
 #: the sigmoid schedule's β_t ∝ σ(δ (2t/T − 1)) with δ = 4, as in Grosse et al.'s BDMC code
@@ -98,6 +103,9 @@ class Annealing:
         step_size: the final step size per point, ``[n]``.
         step_sizes: the step size of every transition, ``[T − 1, n]``.
         position: the final unconstrained states, ``[C, n, D]``.
+        half_log_weights: the same chains' log weights along every other β of the
+            schedule (β_0, β_2, β_4, …, β_T), ``[C, n]``: AIS with T/2 steps, each
+            followed by two transitions (:mod:`vi_vae.evaluation.convergence`).
     """
 
     log_weights: Tensor
@@ -105,6 +113,7 @@ class Annealing:
     step_size: Tensor
     step_sizes: Tensor
     position: Tensor
+    half_log_weights: Tensor
 
 
 def annealing_schedule(num_steps: int, schedule: str = "sigmoid") -> Tensor:
@@ -158,12 +167,17 @@ def anneal(
     accept_keys = keys.RandomKey(seed).grid(streams[1], point_index, position.shape[0])
     state = density.evaluate(position)
     log_weights = torch.zeros(state.log_density.shape, dtype=torch.float64, device=position.device)
+    half_log_weights = torch.zeros_like(log_weights)
     acceptance = torch.zeros_like(log_weights)
     step = torch.full_like(log_weights[0], step_size)
     used = []
+    last = len(betas) - 1
     for t in range(1, len(betas)):
         a, b = state.aux[:2]
-        log_weights += (betas[t] - betas[t - 1]).item() * (b.double() - a.double())
+        increment = b.double() - a.double()
+        log_weights += (betas[t] - betas[t - 1]).item() * increment
+        if t % 2 == 1:  # every other β: the same chains' weight along half the schedule
+            half_log_weights += (betas[min(t + 1, last)] - betas[t - 1]).item() * increment
         if t < len(betas) - 1:
             if step_sizes is not None:
                 step = step_sizes[t - 1]
@@ -191,12 +205,30 @@ def anneal(
         step,
         torch.stack(used) if used else log_weights.new_zeros(0, log_weights.shape[1]),
         state.position[:num_chains],
+        half_log_weights[:num_chains],
     )
 
 
 @dataclass(frozen=True)
 class AISSettings:
-    """The settings of an AIS run, checked once (see :func:`annealed_importance_sampling`).
+    """What an AIS run does: the schedule and the HMC integrator, as data, checked once here.
+
+    The one declaration of AIS's settings:
+    :func:`~vi_vae.evaluation.ais.annealed_importance_sampling` and
+    :func:`~vi_vae.evaluation.bdmc.bdmc` take one (or build one from keyword shortcuts),
+    their results carry it, and the application's config embeds it.
+    How the work is split (``chunk_size``) and whether it is compiled are execution
+    options of those functions, not settings: they do not change the numbers.
+
+    Attributes:
+        num_steps: T, annealing steps (T = 1 is importance sampling with C draws).
+        num_chains: C, independent weighted chains per point.
+        schedule: the schedule of β, ``"sigmoid"`` or ``"linear"`` (:func:`annealing_schedule`).
+        leapfrog_steps: L, leapfrog steps per HMC transition.
+        step_size: the initial HMC step size on unconstrained coordinates.
+        target_acceptance: the acceptance probability the step sizes adapt toward, in
+            (0, 1); ``None`` keeps ``step_size`` fixed.
+        initial: where the path starts, the ``"guide"`` q(z|x) or the ``"prior"`` p(z).
 
     Raises:
         InputError: naming the first bad setting and its accepted values.
@@ -204,30 +236,47 @@ class AISSettings:
 
     num_steps: int = DEFAULT_NUM_STEPS
     num_chains: int = DEFAULT_NUM_CHAINS
-    schedule: str = "sigmoid"
+    schedule: str = SCHEDULES[0]
     leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS
     step_size: float = DEFAULT_STEP_SIZE
     target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE
-    initial: str = "guide"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    compile: bool = False
+    initial: str = INITIAL_DISTRIBUTIONS[0]
+
+    #: prefix of the setting names in error messages (the app's config section sets it)
+    _where: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        check_positive_int("num_steps", self.num_steps)
-        check_positive_int("num_chains", self.num_chains)
+        where = self._where
+        for name, largest in MAX_SIZES.items():
+            value = check_positive_int(where + name, getattr(self, name))
+            if value > largest:
+                raise InputError(f"{where}{name} must be at most {largest:,}; got {value:,}")
         check_choice("schedule", self.schedule, SCHEDULES)
-        check_positive_int("leapfrog_steps", self.leapfrog_steps)
-        check_positive_float("step_size", self.step_size)
+        check_positive_float(where + "step_size", self.step_size)
         target = self.target_acceptance
         if target is not None and (
             isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1
         ):
             raise InputError(
-                f"target_acceptance must be a number in (0, 1) or None; got {target!r}"
+                f"{where}target_acceptance must be a number in (0, 1) or None; got {target!r}"
             )
         check_choice("initial", self.initial, INITIAL_DISTRIBUTIONS)
-        check_positive_int("chunk_size", self.chunk_size)
-        check_bool("compile", self.compile)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The settings' names: the keyword shortcuts of the functions that take them."""
+        return tuple(f.name for f in fields(AISSettings))
+
+    @classmethod
+    def build(cls, settings: AISSettings | None, shortcuts: dict[str, Any]) -> AISSettings:
+        """``settings`` (default: the defaults) with those named in ``shortcuts`` replaced."""
+        if settings is not None and not isinstance(settings, AISSettings):
+            raise InputError(f"settings must be an AISSettings or None; got {settings!r}")
+        base = settings if settings is not None else AISSettings()
+        if not shortcuts:
+            return base
+        values = {name: getattr(base, name) for name in cls.names()}
+        return AISSettings(**{**values, **shortcuts})
 
     @property
     def num_pilot_chains(self) -> int:
@@ -238,12 +287,12 @@ class AISSettings:
         """The schedule, ``[num_steps + 1]``."""
         return annealing_schedule(self.num_steps, self.schedule)
 
-    def chunks(self, num_points: int, start: int = 0) -> list[slice]:
+    def chunks(self, num_points: int, chunk_size: int, start: int = 0) -> list[slice]:
         """Consecutive slices of at most max(1, ⌊chunk_size / (chains + pilots)⌋) points.
 
         They cover ``start`` … ``start + num_points`` (a shard of the points).
         """
-        per_pass = max(1, self.chunk_size // (self.num_chains + self.num_pilot_chains))
+        per_pass = max(1, chunk_size // (self.num_chains + self.num_pilot_chains))
         stop = start + num_points
         return [slice(first, min(first + per_pass, stop)) for first in range(start, stop, per_pass)]
 
@@ -268,6 +317,7 @@ def forward_annealing(
     data_plate: str = "data",
     on_step: Callable[[], None] | None = None,
     kwargs: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> Annealing:
     """Forward AIS of the points ``x[rows]``, from exact draws of f_0 keyed by point index."""
     point_index = torch.arange(rows.start, rows.stop, device=x.device)
@@ -280,7 +330,7 @@ def forward_annealing(
         plate_nesting=plate_nesting,
         data_plate=data_plate,
         kwargs=kwargs,
-        compile=settings.compile,
+        compile=compile,
     )
     position = density.draw_initial(
         keys.RandomKey(seed).point_seeds(RANDOM_STREAMS["initial"], point_index)

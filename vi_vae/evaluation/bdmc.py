@@ -19,6 +19,15 @@ independent of the reverse chains, so E[w_rev] = 1/p(x) holds exactly. The forwa
 same numbers as :func:`~vi_vae.evaluation.ais.annealed_importance_sampling` on
 the simulated data with the same seed, so the two give the same lower bound.
 
+Example:
+    >>> import torch
+    >>> from vi_vae import VAE
+    >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
+    >>> x = torch.zeros(3, 4)
+    >>> result = bdmc(vae.model, vae.guide, x, num_steps=10, num_chains=2, seed=0)
+    >>> result.x.shape, result.gap.shape
+    (torch.Size([3, 4]), torch.Size([3]))
+
 References:
     [1] Sandwiching the marginal likelihood using bidirectional Monte Carlo, Grosse,
         Ghahramani & Adams, 2015.
@@ -39,20 +48,24 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from vi_vae.errors import InputError
-from vi_vae.evaluation.ais import AISEstimate, summarize_annealing
+from vi_vae.evaluation.ais import (
+    AISEstimate,
+    check_execution,
+    reachable_start,
+    split_settings,
+    summarize_annealing,
+)
 from vi_vae.evaluation.annealed_density import AnnealedDensity
 from vi_vae.evaluation.annealing import (
-    DEFAULT_LEAPFROG_STEPS,
-    DEFAULT_NUM_CHAINS,
-    DEFAULT_NUM_STEPS,
-    DEFAULT_STEP_SIZE,
     RANDOM_STREAMS,
     AISSettings,
+    Annealing,
     Progress,
     anneal,
     forward_annealing,
 )
-from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE
+from vi_vae.evaluation.convergence import Convergence, bdmc_gap_check, warn_unless_converged
+from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 from vi_vae.keys import RandomKey, resolve_seed, seeded
 from vi_vae.weights import guess_plates
@@ -89,11 +102,26 @@ class BDMCResult:
 
     @property
     def mean_gap_standard_error(self) -> float:
-        """Monte Carlo standard error of :attr:`mean_gap`, from both runs' errors."""
+        """Standard error of :attr:`mean_gap` as an estimate of the expected gap on such data.
+
+        The standard deviation of the per-point gaps over √N: each point is an
+        independent draw of (z*, x) and of its chains, so this covers all three. The
+        chains' Monte Carlo errors alone miss the spread due to z*, from which every
+        reverse chain of a point starts (one z* per point is all a simulation gives);
+        it is used only for a single point.
+        """
+        if self.gap.numel() > 1:
+            return standard_error_over_points(self.gap)
         variance = self.lower.monte_carlo_standard_error.pow(2) + (
             self.upper.monte_carlo_standard_error.pow(2)
         )
-        return variance.sum().sqrt().item() / self.gap.numel()
+        return variance.sum().sqrt().item()
+
+    @property
+    def convergence(self) -> Convergence:
+        """The forward run's verdict with the gap's (:func:`bdmc_gap_check`)."""
+        check = bdmc_gap_check(self.mean_gap, self.mean_gap_standard_error)
+        return self.lower.convergence.with_check(check)
 
 
 def simulate(
@@ -164,72 +192,42 @@ def bdmc(
     model: Callable,
     guide: Callable | None,
     x: Tensor,
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
+    settings: AISSettings | None = None,
     *,
-    schedule: str = "sigmoid",
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    step_size: float = DEFAULT_STEP_SIZE,
-    target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE,
-    initial: str = "guide",
-    data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    data_plate: str = "data",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     compile: bool = False,
     **kwargs: Any,
 ) -> BDMCResult:
     """Sandwich log p(x) on simulated data between forward and reverse AIS.
 
-    One (z, x) pair is drawn from the model per row of ``x`` (only its shape is
-    used); forward AIS (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`
-    with the same arguments) bounds log p(x_sim) from below, and reverse AIS from
-    the simulating z, from above.
+    One (z, x) pair is drawn from the model per row of ``x`` (its shape only); forward
+    AIS (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`, the same arguments)
+    bounds log p(x_sim) from below, reverse AIS from the simulating z from above.
 
     Args:
         model: Pyro model ``model(x, **kwargs)`` with one observed site, the data.
         guide: Pyro guide (unused, may be ``None``, when ``initial="prior"``).
         x: ``[N, ...]``, gives the number and shape of the simulated points.
-        num_steps: T, annealing steps of each direction.
-        num_chains: C, chains per point in each direction.
-        schedule: ``"sigmoid"`` or ``"linear"``.
-        leapfrog_steps: L, leapfrog steps per HMC transition.
-        step_size: initial HMC step size.
-        target_acceptance: acceptance probability the step sizes adapt toward, or ``None``.
-        initial: ``"guide"`` or ``"prior"``. From the guide, a simulated z outside
-            the guide's support is an error (narrow-support families: use ``"prior"``).
+        settings: the :class:`~vi_vae.evaluation.annealing.AISSettings` of both
+            directions (a guide narrower than the prior: both start from the prior).
+        seed: seed of every draw (simulation included); ``None`` takes one from torch.
+        on_step: ``on_step(done, total)`` after every annealing step, forward and reverse.
         data_plate: name of the data plate.
         chunk_size: (chain, point) pairs per vectorized pass.
-        seed: seed of every draw (simulation included); ``None`` takes one from torch.
-        on_step: ``on_step(done, total)`` after every annealing step, forward and reverse
-            (``total = 2 × num_steps × number of chunks``).
-        compile: run the density evaluations of both directions compiled
-            (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
-        **kwargs: passed to model and guide.
+        compile: run both directions' density evaluations compiled.
+        **kwargs: shortcuts for the settings' fields, and the model's keywords (as in
+            :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
 
     Returns:
-        :class:`BDMCResult`.
-
-    Example:
-        >>> import torch
-        >>> from vi_vae import VAE
-        >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-        >>> result = bdmc(vae.model, vae.guide, torch.zeros(3, 4), 10, 2, seed=0)
-        >>> result.x.shape, result.gap.shape
-        (torch.Size([3, 4]), torch.Size([3]))
+        :class:`BDMCResult`: both bounds carry ``settings``, and its ``convergence``
+        the gap's check; warns when a check failed.
     """
-    settings = AISSettings(
-        num_steps,
-        num_chains,
-        schedule,
-        leapfrog_steps,
-        step_size,
-        target_acceptance,
-        initial,
-        chunk_size,
-        compile,
-    )
-    if initial == "guide" and guide is None:
+    settings, kwargs = split_settings(settings, kwargs)
+    check_execution(chunk_size, compile)
+    if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise InputError("x must be a tensor with the data points along its first dimension")
@@ -241,58 +239,63 @@ def bdmc(
     simulated_x, simulated_z = simulate(
         model, x, seed=seed, plate_nesting=plate_nesting, data_plate=data_plate, **kwargs
     )
-    chunks = settings.chunks(x.shape[0])
-    progress = Progress(on_step, 2 * num_steps * len(chunks))
+    settings = reachable_start(model, guide, simulated_x, settings, kwargs)
+    chunks = settings.chunks(x.shape[0], chunk_size)
+    progress = Progress(on_step, 2 * settings.num_steps * len(chunks))
+    common = {"plate_nesting": plate_nesting, "data_plate": data_plate, "kwargs": kwargs}
     forward, reverse = [], []
     for rows in chunks:
         forward.append(
             forward_annealing(
-                model,
-                guide,
-                simulated_x,
-                rows,
-                settings,
-                seed=seed,
-                plate_nesting=plate_nesting,
-                data_plate=data_plate,
-                on_step=progress,
-                kwargs=kwargs,
+                model, guide, simulated_x, rows, settings, seed=seed, on_step=progress,
+                compile=compile, **common,
             )
-        )
-        density = AnnealedDensity(
-            model,
-            guide,
-            simulated_x[rows],
-            num_chains,
-            initial=initial,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            kwargs=kwargs,
-            compile=settings.compile,
-        )
-        z_start = {
-            site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, num_chains)
-            for site in density.sites
-        }
-        start = density.unconstrain(z_start, "the simulated latent values")
+        )  # fmt: skip
         reverse.append(
-            anneal(
-                density,
-                start,
-                settings.betas().flip(0),
-                seed=seed,
-                streams=RANDOM_STREAMS["reverse"],
-                point_index=torch.arange(rows.start, rows.stop, device=x.device),
-                step_sizes=forward[-1].step_sizes.flip(0),
-                on_step=progress,
-                **settings.transition_settings(),
+            _reverse_annealing(
+                AnnealedDensity(
+                    model, guide, simulated_x[rows], settings.num_chains,
+                    initial=settings.initial, compile=compile, **common,
+                ),
+                simulated_z, rows, settings, forward[-1], seed=seed, on_step=progress,
             )
-        )
-    return BDMCResult(
+        )  # fmt: skip
+    result = BDMCResult(
         x=simulated_x,
         z=simulated_z,
         lower=summarize_annealing(forward, settings),
         upper=summarize_annealing(reverse, settings, reverse=True),
+    )
+    warn_unless_converged(result.convergence, "AIS (checked by BDMC)")
+    return result
+
+
+def _reverse_annealing(
+    density: AnnealedDensity,
+    simulated_z: dict[str, Tensor],
+    rows: slice,
+    settings: AISSettings,
+    forward: Annealing,
+    *,
+    seed: int,
+    on_step: Callable[[], None],
+) -> Annealing:
+    """Reverse AIS of the points ``rows`` from their simulating z, with the forward step sizes."""
+    z_start = {
+        site.name: _chains(simulated_z[site.name], site.data_dim - 1, rows, settings.num_chains)
+        for site in density.sites
+    }
+    start = density.unconstrain(z_start, "the simulated latent values")
+    return anneal(
+        density,
+        start,
+        settings.betas().flip(0),
+        seed=seed,
+        streams=RANDOM_STREAMS["reverse"],
+        point_index=torch.arange(rows.start, rows.stop, device=start.device),
+        step_sizes=forward.step_sizes.flip(0),
+        on_step=on_step,
+        **settings.transition_settings(),
     )
 
 

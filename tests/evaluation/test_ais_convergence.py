@@ -1,0 +1,120 @@
+"""The convergence verdict AIS and BDMC results carry (issue 20 item 8)."""
+
+import warnings
+
+import pytest
+import torch
+from ais_cases import poor_guide
+from linear_gaussian import LinearGaussian
+
+from vi_vae import AISConvergenceWarning, annealed_importance_sampling, bdmc
+from vi_vae.evaluation import Convergence
+from vi_vae.evaluation.convergence import (
+    BDMC_GAP_TOLERANCE,
+    HALF_SCHEDULE_TOLERANCE,
+    half_schedule_check,
+)
+
+DOUBLE = torch.float64
+LG = LinearGaussian()
+X = LG.sample(10)
+
+
+def failed(convergence):
+    return {check.name for check in convergence.failed}
+
+
+def test_too_few_steps_fail_the_acceptance_check_and_warn_what_to_raise():
+    # 3 steps from a guide 2 sds off: the estimate is ~2 nats low, and the step
+    # sizes cannot adapt in 1 transition (acceptance ~0.99 against 0.65)
+    with pytest.warns(AISConvergenceWarning, match="AIS has not converged: .*raise num_steps"):
+        estimate = annealed_importance_sampling(
+            LG.model, poor_guide(LG), X, num_steps=3, num_chains=8, leapfrog_steps=4, seed=0
+        )
+    assert (estimate.log_likelihood - LG.log_marginal(X)).mean() < -1.0
+    assert not estimate.convergence.converged
+    assert "acceptance" in failed(estimate.convergence)
+
+
+def test_enough_steps_converge_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AISConvergenceWarning)
+        estimate = annealed_importance_sampling(
+            LG.model, poor_guide(LG), X, num_steps=150, num_chains=8, leapfrog_steps=4, seed=0
+        )
+    convergence = estimate.convergence
+    assert convergence.converged, convergence.summary
+    assert {check.name for check in convergence.checks} == {"acceptance", "half-schedule"}
+    # the same chains along half the schedule agree with T within the tolerance
+    half = estimate.half_schedule_log_likelihood
+    assert abs((estimate.log_likelihood - half).mean()) < HALF_SCHEDULE_TOLERANCE
+
+
+def test_an_estimate_still_moving_with_t_fails_the_half_schedule_check():
+    # a fixed step size: no acceptance target, so only the half schedule can tell that
+    # 8 steps from a poor guide are far too few (the estimate rises by nats from T/2)
+    with pytest.warns(AISConvergenceWarning, match="moved by"):
+        estimate = annealed_importance_sampling(
+            LG.model, poor_guide(LG), X, num_steps=8, num_chains=8, leapfrog_steps=4,
+            step_size=0.3, target_acceptance=None, seed=0,
+        )  # fmt: skip
+    assert failed(estimate.convergence) == {"half-schedule"}
+    assert (estimate.log_likelihood - estimate.half_schedule_log_likelihood).mean() > 0.5
+
+
+def test_half_schedule_check_compares_beyond_two_standard_errors():
+    log_weights = torch.randn(64, 20, generator=torch.Generator().manual_seed(0), dtype=DOUBLE)
+    # every chain's weight 0.5 nats lower along half the schedule: the estimate moved
+    # by exactly 0.5 with no noise in the difference
+    moved = half_schedule_check(log_weights, log_weights - 0.5)
+    assert not moved.passed and moved.value == pytest.approx(0.5)
+    # independent half-schedule weights: differences of ~0.1 with an SE to match
+    other = torch.randn(64, 20, generator=torch.Generator().manual_seed(1), dtype=DOUBLE)
+    assert half_schedule_check(log_weights, other).passed
+    assert half_schedule_check(log_weights, log_weights) is None  # T = 1: the same weights
+
+
+def test_ais_below_importance_sampling_on_the_same_points_fails():
+    # the exact guide's importance sampling is exact; 3 steps from the poor guide are
+    # nats below it
+    exact = annealed_importance_sampling(
+        LG.model, LG.exact_guide, X, num_steps=1, num_chains=16, seed=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)
+        short = annealed_importance_sampling(
+            LG.model, poor_guide(LG), X, num_steps=3, num_chains=8, leapfrog_steps=4, seed=0
+        )
+    with pytest.warns(AISConvergenceWarning, match="below importance sampling"):
+        checked = short.checked_against(exact)
+    assert "importance-sampling" in failed(checked.convergence)
+    assert checked.convergence.checks[-1].value < -1.0
+    # a converged run passes the same check
+    long = annealed_importance_sampling(
+        LG.model, poor_guide(LG), X, num_steps=150, num_chains=8, leapfrog_steps=4, seed=0
+    ).checked_against(exact)
+    assert long.convergence.converged, long.convergence.summary
+
+
+def test_a_bdmc_gap_above_the_threshold_fails_and_a_small_one_passes():
+    shape = torch.zeros(10, 3, dtype=torch.float64)
+    with pytest.warns(AISConvergenceWarning, match="BDMC gap"):
+        short = bdmc(
+            LG.model, poor_guide(LG), shape, num_steps=3, num_chains=8, leapfrog_steps=4, seed=0
+        )
+    assert short.mean_gap > BDMC_GAP_TOLERANCE
+    assert "bdmc-gap" in failed(short.convergence)
+    long = bdmc(
+        LG.model, poor_guide(LG), shape, num_steps=150, num_chains=8, leapfrog_steps=4, seed=0
+    )
+    assert long.convergence.converged, long.convergence.summary
+    assert "bdmc-gap" in {check.name for check in long.convergence.checks}
+
+
+def test_the_verdict_is_data_for_the_results_json():
+    verdict = Convergence().with_check(None)
+    assert verdict.converged and verdict.checks == ()
+    log_weights = torch.zeros(4, 3, dtype=DOUBLE)
+    verdict = verdict.with_check(half_schedule_check(log_weights, log_weights - 1))
+    assert not verdict.converged and verdict.remedies == ("num_steps",)
+    assert verdict.summary.endswith("raise num_steps")
