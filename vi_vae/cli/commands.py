@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from vi_vae.app.metrics import AISSummary, BDMCSummary, RunMetrics

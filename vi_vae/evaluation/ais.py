@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 
 from vi_vae._validation import check_bool, check_positive_int
+from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluation.annealed_density import narrower_guide_sites
@@ -73,7 +74,7 @@ from vi_vae.evaluation.convergence import (
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
 from vi_vae.keys import resolve_seed, seeded
-from vi_vae.support import check_data_support, check_points
+from vi_vae.support import check_points
 from vi_vae.weights import guess_plates
 
 __all__ = [
@@ -239,7 +240,16 @@ def annealed_importance_sampling(
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     x = check_points(x)
-    check_data_support(model, guide or _no_guide, (x,), kwargs)
+    check_pair(
+        model,
+        guide or _no_guide,
+        (x,),
+        kwargs,
+        data_plate=data_plate,
+        subsampling_refusal=EVALUATOR_SUBSAMPLING,
+        support=True,
+        match_latents=guide is not None,
+    )
     settings = reachable_start(model, guide, x, settings, kwargs)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):

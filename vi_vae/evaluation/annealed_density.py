@@ -53,6 +53,7 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from vi_vae.compiled import CompiledCache
+from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
 from vi_vae.keys import seeded
@@ -217,7 +218,8 @@ class AnnealedDensity:
         with torch.no_grad(), pyro.validation_enabled(False):
             for row, seed in enumerate(seeds):
                 with seeded(seed, self.x.device):
-                    trace = self._trace(self.base, x=self.x[row : row + 1])
+                    point_x, point_kwargs = rows_of(self.x, self.kwargs, slice(row, row + 1))
+                    trace = self._trace(self.base, x=point_x, kwargs=point_kwargs)
                 values = {}
                 for site in self.sites:
                     node = trace.nodes[site.name]

@@ -44,6 +44,7 @@ from vi_vae._validation import (
     check_positive_float,
     check_positive_int,
 )
+from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
@@ -321,15 +322,16 @@ def forward_annealing(
 ) -> Annealing:
     """Forward AIS of the points ``x[rows]``, from exact draws of f_0 keyed by point index."""
     point_index = torch.arange(rows.start, rows.stop, device=x.device)
+    rows_x, rows_kwargs = rows_of(x, kwargs or {}, rows)  # per-point kwargs travel with x
     density = AnnealedDensity(
         model,
         guide,
-        x[rows],
+        rows_x,
         settings.num_chains + settings.num_pilot_chains,
         initial=settings.initial,
         plate_nesting=plate_nesting,
         data_plate=data_plate,
-        kwargs=kwargs,
+        kwargs=rows_kwargs,
         compile=compile,
     )
     position = density.draw_initial(

@@ -47,6 +47,7 @@ import torch
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
+from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.ais import (
     AISEstimate,
@@ -147,10 +148,9 @@ def simulate(
     axes = {}
     with torch.no_grad(), pyro.validation_enabled(False):
         for row, point_seed in enumerate(seeds):
+            point_x, point_kwargs = rows_of(x, kwargs, slice(row, row + 1))
             with seeded(point_seed, x.device):
-                trace = poutine.trace(poutine.uncondition(model)).get_trace(
-                    x[row : row + 1], **kwargs
-                )
+                trace = poutine.trace(poutine.uncondition(model)).get_trace(point_x, **point_kwargs)
             trace = prune_subsample_sites(trace)
             rows_x.append(_simulated_data(trace, x[row : row + 1]))
             for name, site in trace.nodes.items():
