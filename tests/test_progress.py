@@ -82,3 +82,11 @@ def test_ctrl_c_names_the_resume_that_each_command_takes(tmp_path):
         hints[command] = stderr.strip().splitlines()[-1]
     assert hints["train"].endswith("(continue with vi-vae train --resume RUN_DIR)")
     assert hints["compare"].endswith("(run the same vi-vae compare command with --resume)")
+
+
+def test_a_warning_is_one_line_on_stderr(capsys):
+    # the command's warnings read like its errors: no file name, no source line
+    from vi_vae.cli.parser import _one_line_warning
+
+    _one_line_warning(UserWarning("old checkpoint format"), UserWarning, "/x/y.py", 3, None, "z")
+    assert capsys.readouterr().err == "vi-vae: warning: old checkpoint format\n"

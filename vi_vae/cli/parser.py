@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from vi_vae import __version__
@@ -206,6 +207,11 @@ def _message(error: InputError, command: str) -> str:
     return str(error)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command's other messages are: one line on stderr, no source line."""
+    print(f"vi-vae: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vi-vae``; returns the exit status (2 for bad input, 1 for a failed run)."""
     parser = build_parser()
@@ -218,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # torch.compile's C++ toolchain notes that a CPU-only machine has no CUDA runtime
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    warnings.showwarning = _one_line_warning
     name = program(args.command)
     try:
         if getattr(args, "nproc", None):
