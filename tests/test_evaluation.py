@@ -188,3 +188,25 @@ def test_the_0_1_keyword_names_are_refused(problem):
         log_marginal_likelihood(lg.model, lg.exact_guide, x, num_samples=5, seed=0)
     with pytest.raises((TypeError, InputError), match="num_particles"):
         bounds(lg.model, lg.exact_guide, x, num_particles=[1])
+
+
+@pytest.mark.parametrize(("seed", "num_particles"), [(0, 5000), (None, 50)])
+def test_importance_sampling_reports_its_progress_by_points(problem, seed, num_particles):
+    # the progress of a long evaluation (issue 19): passes of points, in order, up to N
+    # (seeded, a pass is a key block: one point at K = 5000)
+    from vi_vae.evaluation import importance_sampling
+
+    lg, x = problem
+    reports = []
+    importance_sampling(
+        lg.model,
+        lg.exact_guide,
+        x,
+        num_particles=num_particles,
+        bound_particles=[1],
+        chunk_size=5000 if seed is not None else 100,
+        seed=seed,
+        on_points=lambda done, total: reports.append((done, total)),
+    )
+    assert len(reports) > 1 and reports[-1] == (x.shape[0], x.shape[0])
+    assert [done for done, _ in reports] == sorted({done for done, _ in reports})

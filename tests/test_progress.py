@@ -50,9 +50,9 @@ def test_the_command_s_phases_switch_and_epoch_lines_stay():
     progress = ProgressBar(disable=False, stream=stream)
     progress.step(1, 1, 3, 10.0)
     assert progress.phase.phase == "epoch 1"
-    progress.points(1, 50)
+    progress.evaluation("log p(x)", 1, 50)
     assert progress.phase.phase == "log p(x)" and progress.phase.total == 50
-    progress.points(50, 50)
+    progress.evaluation("log p(x)", 50, 50)
     assert progress.phase is None  # a finished phase closes
     quiet = ProgressBar(disable=True, stream=stream)
     quiet.snr_draw(1, 10)

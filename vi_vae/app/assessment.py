@@ -9,6 +9,7 @@ the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import warnings
 from collections.abc import Callable
@@ -82,7 +83,7 @@ def evaluate(
     figures: tuple[str, ...] = (),
     *,
     ais: AISConfig | None = None,
-    on_ais_step: StepCallback | None = None,
+    on_evaluation: Callable[[str, int, int], None] | None = None,
 ) -> RunMetrics:
     """Importance-sampled log p(x) and the bound table on the test points, as run metrics.
 
@@ -101,6 +102,7 @@ def evaluate(
         bound_particles=ks,
         seed=EVALUATION_SEED,
         compile=evaluation.compile,
+        on_points=_phase(on_evaluation, "log p(x)"),
     )
     metrics = RunMetrics(
         data_kind="discrete" if vae.likelihood.discrete else "continuous",
@@ -111,9 +113,17 @@ def evaluate(
         figures=figures,
     )
     if ais is not None and ais.num_points is not None:
-        summary = ais_summary(vae, dataset, ais, evaluation, estimate, on_step=on_ais_step)
+        on_step = _phase(on_evaluation, "AIS")
+        summary = ais_summary(vae, dataset, ais, evaluation, estimate, on_step=on_step)
         metrics = dataclasses.replace(metrics, ais=summary)
     return metrics
+
+
+def _phase(
+    on_evaluation: Callable[[str, int, int], None] | None, phase: str
+) -> StepCallback | None:
+    """``on_evaluation`` for one phase, as the library's ``(done, total)`` callbacks take it."""
+    return None if on_evaluation is None else functools.partial(on_evaluation, phase)
 
 
 def ais_summary(

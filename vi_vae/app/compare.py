@@ -80,8 +80,8 @@ class ComparisonProgress:
     def epoch(self, record: EpochRecord) -> None:
         """A training epoch of the current run ended."""
 
-    def ais_step(self, done: int, total: int) -> None:
-        """AIS of the current run: ``done`` of ``total`` annealing steps."""
+    def evaluation(self, phase: str, done: int, total: int) -> None:
+        """The current run's evaluation: ``done`` of ``total`` in ``phase`` (log p(x), AIS)."""
 
     def snr_draw(self, done: int, total: int) -> None:
         """The gradient-SNR measurements of the current run: ``done`` of ``total`` draws."""
@@ -113,9 +113,9 @@ def compare(
             be the ones asked for, except the device and a raised number of epochs
             (the run then trains on).
         overwrite: replace an existing comparison directory's runs.
-        progress: told of each run, training step and epoch, AIS step (with
-            ``base.ais.num_points`` set: AIS on that many test points of every run) and
-            gradient draw of the SNR measurements.
+        progress: told of each run, training step and epoch, evaluation phase
+            (importance sampling; AIS too with ``base.ais.num_points`` set, on that
+            many test points of every run) and gradient draw of the SNR measurements.
         command: the command line to print in the report's "Reproduce" section.
 
     Returns:
@@ -157,7 +157,7 @@ def compare(
         overwrite=overwrite,
         on_step=progress.step,
         on_epoch=progress.epoch,
-        on_ais_step=progress.ais_step,
+        on_evaluation=progress.evaluation,
     )
     with directory.locked(create=True):
         return _compare(
@@ -223,7 +223,7 @@ def _train_or_reuse(
     overwrite: bool,
     on_step: Callable | None,
     on_epoch: Callable | None,
-    on_ais_step: Callable | None,
+    on_evaluation: Callable | None,
 ) -> Run:
     directory = RunDirectory(run_dir)
     if resume and directory.has_checkpoint():
@@ -237,7 +237,7 @@ def _train_or_reuse(
             epochs=config.training.epochs,
             on_step=on_step,
             on_epoch=on_epoch,
-            on_ais_step=on_ais_step,
+            on_evaluation=on_evaluation,
         )
     return train_run(
         config,
@@ -245,7 +245,7 @@ def _train_or_reuse(
         overwrite=overwrite or resume,
         on_step=on_step,
         on_epoch=on_epoch,
-        on_ais_step=on_ais_step,
+        on_evaluation=on_evaluation,
     )
 
 

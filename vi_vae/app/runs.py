@@ -59,7 +59,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AISStepCallback = Callable[[int, int], None]
+#: ``(phase, done, total)``: the progress of an evaluation phase ("log p(x)", "AIS")
+EvaluationCallback = Callable[[str, int, int], None]
 
 
 StepCallback = Callable[[int, int, int, float], None]
@@ -179,12 +180,12 @@ def train_run(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     figures: bool = True,
-    on_ais_step: AISStepCallback | None = None,
+    on_evaluation: EvaluationCallback | None = None,
 ) -> Run:
     """Train, evaluate and write a new run directory; return the run.
 
     The evaluation is ``config.evaluation``'s importance sampling and, when
-    ``config.ais.num_points`` is set, AIS beside it (``on_ais_step`` reports its
+    ``config.ais.num_points`` is set, AIS beside it (``on_evaluation`` reports its
     progress).
 
     Raises:
@@ -195,7 +196,7 @@ def train_run(
     directory = RunDirectory(run_dir)
     directory.check_creatable()
     return _train(
-        config.validated(), directory, False, overwrite, on_step, on_epoch, figures, on_ais_step
+        config.validated(), directory, False, overwrite, on_step, on_epoch, figures, on_evaluation
     )
 
 
@@ -207,7 +208,7 @@ def resume_run(
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
     figures: bool = True,
-    on_ais_step: AISStepCallback | None = None,
+    on_evaluation: EvaluationCallback | None = None,
 ) -> Run:
     """Continue the run in ``run_dir`` from its last completed epoch, with its stored settings.
 
@@ -223,7 +224,7 @@ def resume_run(
     if device is not None:
         config = config.replace("training", device=device)
     return _train(
-        config.validated(), directory, True, False, on_step, on_epoch, figures, on_ais_step
+        config.validated(), directory, True, False, on_step, on_epoch, figures, on_evaluation
     )
 
 
@@ -235,7 +236,7 @@ def _train(
     on_step: StepCallback | None,
     on_epoch: EpochCallback | None,
     figures: bool,
-    on_ais_step: AISStepCallback | None,
+    on_evaluation: EvaluationCallback | None,
 ) -> Run:
     # Everything that can refuse the input runs before the run directory is touched,
     # so bad input neither leaves a half-made run nor destroys the one it would replace.
@@ -265,7 +266,7 @@ def _train(
             on_step,
             on_epoch,
             figures,
-            on_ais_step,
+            on_evaluation,
         )
 
 
@@ -287,7 +288,7 @@ def _fit_and_evaluate(
     on_step: StepCallback | None,
     on_epoch: EpochCallback | None,
     figures: bool,
-    on_ais_step: AISStepCallback | None,
+    on_evaluation: EvaluationCallback | None,
 ) -> Run:
     config, directory, dataset = run.config, run.directory, run.dataset
     started = time.perf_counter()
@@ -315,7 +316,7 @@ def _fit_and_evaluate(
             summary,
             kept,
             ais=config.ais,
-            on_ais_step=on_ais_step,
+            on_evaluation=on_evaluation,
         )
     except (InputError, RuntimeError, ValueError) as error:
         run.metrics = dataclasses.replace(run.metrics, evaluation_error=str(error))
@@ -384,7 +385,7 @@ def evaluate_run(
     ais: AISConfig | None = None,
     method: str = "is",
     device: str | None = None,
-    on_ais_step: AISStepCallback | None = None,
+    on_evaluation: EvaluationCallback | None = None,
 ) -> Run:
     """Re-evaluate a run on its test split; rewrite ``metrics.json`` and ``report.md``.
 
@@ -397,7 +398,7 @@ def evaluate_run(
         method: ``"is"``, or ``"ais"``: AIS on the evaluated points (``ais.num_points``
             defaults to them).
         device: where to evaluate (default: the run's device).
-        on_ais_step: AIS's progress callback, ``(done, total)``.
+        on_evaluation: the evaluation's progress, ``(phase, done, total)``.
     """
     evaluation = evaluation or EvaluationConfig()
     ais = ais or AISConfig()
@@ -407,7 +408,7 @@ def evaluate_run(
     directory = RunDirectory(run_dir)
     directory.open()
     with directory.locked():
-        return _evaluate(load_run(run_dir, device), evaluation, ais, method, on_ais_step)
+        return _evaluate(load_run(run_dir, device), evaluation, ais, method, on_evaluation)
 
 
 def _evaluate(
@@ -415,7 +416,7 @@ def _evaluate(
     evaluation: EvaluationConfig,
     ais: AISConfig,
     method: str,
-    on_ais_step: AISStepCallback | None,
+    on_evaluation: EvaluationCallback | None,
 ) -> Run:
     if method == "ais" and ais.num_points is None:
         num_points = evaluation.num_points or len(run.dataset.test)
@@ -429,7 +430,7 @@ def _evaluate(
         previous.training,
         previous.figures,
         ais=ais,
-        on_ais_step=on_ais_step,
+        on_evaluation=on_evaluation,
     )
     run.metrics = dataclasses.replace(run.metrics, bdmc=previous.bdmc)
     _write(dataclasses.replace(run, config=config))
@@ -442,7 +443,7 @@ def bdmc_run(
     ais: AISConfig | None = None,
     *,
     device: str | None = None,
-    on_step: AISStepCallback | None = None,
+    on_step: Callable[[int, int], None] | None = None,
     compile: bool = False,
 ) -> Run:
     """BDMC on data simulated from a run's model; record it in ``metrics.json`` and ``report.md``.

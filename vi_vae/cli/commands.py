@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -87,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
                 on_step=progress.step,
                 on_epoch=progress.epoch,
                 figures=not args.no_figures,
-                on_ais_step=progress.ais_step,
+                on_evaluation=progress.evaluation,
             )
             if run.metrics.training and run.metrics.training.resumed_from_epoch == 0:
                 print(f"note: {run_dir} had no completed epoch; trained from epoch 1")
@@ -101,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
                 on_step=progress.step,
                 on_epoch=progress.epoch,
                 figures=not args.no_figures,
-                on_ais_step=progress.ais_step,
+                on_evaluation=progress.evaluation,
             )
     finally:
         progress.close()
@@ -165,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             ais=config.ais,
             method=args.method,
             device=args.device,
-            on_ais_step=progress.ais_step,
+            on_evaluation=progress.evaluation,
         )
     finally:
         progress.close()
@@ -187,7 +188,7 @@ def _bdmc(args: argparse.Namespace) -> int:
             args.num_points,
             config.ais,
             device=args.device,
-            on_step=progress.ais_step,
+            on_step=functools.partial(progress.evaluation, "BDMC"),
             compile=config.evaluation.compile,
         )
     finally:

@@ -129,13 +129,10 @@ class ProgressBar(ComparisonProgress):
             file=self.stream or sys.stderr,
         )
 
-    def ais_step(self, done: int, total: int) -> None:
-        """Advance an AIS or BDMC run (``on_step``: annealing steps done)."""
-        self._advance("AIS", done, total, "annealing steps")
-
-    def points(self, done: int, total: int) -> None:
-        """Advance an importance-sampling evaluation (``on_points``: points done)."""
-        self._advance("log p(x)", done, total, "points")
+    def evaluation(self, phase: str, done: int, total: int) -> None:
+        """Advance an evaluation phase: ``"log p(x)"`` over points, ``"AIS"``/``"BDMC"`` steps."""
+        unit = "points" if phase == "log p(x)" else "annealing steps"
+        self._advance(phase, done, total, unit)
 
     def snr_draw(self, done: int, total: int) -> None:
         """Advance the gradient-SNR phase (``on_draw``: gradient draws done)."""

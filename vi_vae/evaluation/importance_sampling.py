@@ -200,12 +200,15 @@ def importance_sampling(
     compute_pareto_k: bool = True,
     seed: int | None = None,
     compile: bool = False,
+    on_points: Callable[[int, int], None] | None = None,
     **kwargs: Any,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """:func:`log_marginal_likelihood` and :func:`bounds` from one set of ``num_particles`` draws.
 
     Half the cost of calling both; the two results share their draws (and so
     are correlated, which matters only when comparing them with each other).
+    ``on_points(done, total)`` is called after each pass of points (progress; in a
+    sharded run, of this rank's points).
     """
     check_positive_int("num_particles", num_particles)
     ks = [check_positive_int("bound_particles", k) for k in bound_particles]
@@ -234,6 +237,7 @@ def importance_sampling(
             seed=seed,
             compile=compile,
             kwargs=rows_kwargs,
+            on_points=on_points,
         )
 
     # Under torch.distributed each rank evaluates a contiguous shard; with a seed the
@@ -261,6 +265,7 @@ def _evaluate_points(
     seed: int | None,
     compile: bool,
     kwargs: dict[str, Any],
+    on_points: Callable[[int, int], None] | None = None,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """The estimate and bound table of the points ``x``, global indices from ``first_index``.
 
@@ -271,7 +276,7 @@ def _evaluate_points(
     summary = LogWeightSummary(num_particles, compute_pareto_k=compute_pareto_k)
     per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
     per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
-    for _, log_weights in log_weight_chunks(
+    for rows, log_weights in log_weight_chunks(
         model,
         guide,
         x,
@@ -285,6 +290,8 @@ def _evaluate_points(
     ):
         log_weights = log_weights.double()
         summary.add(log_weights)
+        if on_points is not None:
+            on_points(rows.stop, x.shape[0])
         for k in ks:
             values, errors = _grouped_bound(log_weights, k)
             per_point[k].append(values)
