@@ -50,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_bdmc(commands)
+    _add_sample(commands)
+    _add_compare(commands)
+    plot = commands.add_parser("plot", help="(re)draw a run's figures", epilog=EPILOG)
+    plot.add_argument("run_dir", metavar="RUN_DIR")
+
+    commands.add_parser("datasets", help="list the datasets", epilog=EPILOG)
+    commands.add_parser("families", help="list the latent families", epilog=EPILOG)
+    commands.add_parser("estimators", help="list the estimator spellings", epilog=EPILOG)
+    return parser
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    """``vi-vae train``."""
     train = commands.add_parser(
         "train",
         help="train a VAE, evaluate log p(x), write a run directory",
@@ -77,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--quiet", action="store_true", help="no progress bar")
     add_launch_flags(train)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    """``vi-vae evaluate``."""
     evaluate = commands.add_parser(
         "evaluate",
         help="re-estimate log p(x) and bounds of a trained run",
@@ -96,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(evaluate, "evaluate", ("evaluation", "ais"))
     evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_launch_flags(evaluate)
 
+
+def _add_bdmc(commands: argparse._SubParsersAction) -> None:
+    """``vi-vae bdmc``."""
     bdmc = commands.add_parser(
         "bdmc",
         help="check AIS's settings on data simulated from a run's model (BDMC)",
@@ -126,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bdmc.add_argument("--device", help="cpu or cuda (default: the run's)")
     bdmc.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_launch_flags(evaluate)
 
+
+def _add_sample(commands: argparse._SubParsersAction) -> None:
+    """``vi-vae sample``."""
     sample = commands.add_parser(
         "sample", help="draw new data from a trained run's prior", epilog=EPILOG
     )
@@ -141,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", help="PNG (grid) or .npy file (default: RUN_DIR/samples.png)")
     sample.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
 
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    """``vi-vae compare``."""
     compare = commands.add_parser(
         "compare",
         help="train one model per estimator and compare their bounds and log p(x)",
@@ -182,14 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace existing runs in --out-dir"
     )
     compare_output.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    plot = commands.add_parser("plot", help="(re)draw a run's figures", epilog=EPILOG)
-    plot.add_argument("run_dir", metavar="RUN_DIR")
-
-    commands.add_parser("datasets", help="list the datasets", epilog=EPILOG)
-    commands.add_parser("families", help="list the latent families", epilog=EPILOG)
-    commands.add_parser("estimators", help="list the estimator spellings", epilog=EPILOG)
-    return parser
 
 
 def _message(error: InputError, command: str) -> str:
