@@ -183,91 +183,13 @@ class RunConfig:
 
     def validated(self) -> RunConfig:
         """Check every field (raising :class:`InputError` naming it) and resolve defaults."""
-        data, model, training, evaluation = self.data, self.model, self.training, self.evaluation
-        if data.dataset not in DATASETS and Path(data.dataset).suffix.lower() not in (
-            DATA_FILE_SUFFIXES
-        ):
-            accepted = ", ".join([*DATASETS, "a .npy/.npz/.csv file"])
-            raise SchemaError(
-                "data.dataset", f"unknown dataset {data.dataset!r}; accepted values: {accepted}"
-            )
-        _optional_positive("data.max_train", data.max_train)
-        _check("model.latent_family", get_family, model.latent_family)
-        _check("model.likelihood", get_likelihood, model.likelihood, **model.likelihood_options)
-        _check("model.activation", check_choice, "activation", model.activation, ACTIVATIONS)
-        _check("model.latent_dim", check_positive_int, "model.latent_dim", model.latent_dim)
-        if not model.hidden_sizes:
-            raise SchemaError(
-                "model.hidden_sizes",
-                "model.hidden_sizes must list at least one width (a linear VAE is "
-                "VAE(hidden_sizes=()) in the Python API)",
-            )
-        for width in model.hidden_sizes:
-            _check("model.hidden_sizes", check_positive_int, "model.hidden_sizes", width)
-        _check(
-            "model.architecture", check_choice, "architecture", model.architecture, ARCHITECTURES
-        )
-        if model.latent_dims is not None:
-            for width in model.latent_dims:
-                _check("model.latent_dims", check_positive_int, "model.latent_dims", width)
-            model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
-        if model.flow is not None:
-            _check("model.flow", check_choice, "flow", model.flow, FLOWS)
-        _check("model.flow_layers", check_positive_int, "model.flow_layers", model.flow_layers)
-        _check("model.prior", check_choice, "prior", model.prior, PRIORS)
-        _check(
-            "model.num_pseudo_inputs",
-            check_positive_int,
-            "model.num_pseudo_inputs",
-            model.num_pseudo_inputs,
-        )
-        _check("training.estimator", parse_estimator, training.estimator)
-        for name in ("epochs", "batch_size"):
-            _check(
-                f"training.{name}", check_positive_int, f"training.{name}", getattr(training, name)
-            )
-        _check(
-            "training.kl_warmup_epochs",
-            check_positive_int,
-            "training.kl_warmup_epochs",
-            training.kl_warmup_epochs,
-            0,
-        )
-        _optional_positive("training.patience", training.patience)
-        _check(
-            "training.learning_rate",
-            check_positive_float,
-            "training.learning_rate",
-            training.learning_rate,
-        )
-        _check(
-            "training.kl_weight", check_nonnegative_float, "training.kl_weight", training.kl_weight
-        )
-        _check("training.seed", check_seed, training.seed, "training.seed")
-        _check("training.device", check_choice, "device", training.device.split(":")[0], DEVICES)
-        _check(
-            "evaluation.num_particles",
-            check_positive_int,
-            "evaluation.num_particles",
-            evaluation.num_particles,
-        )
-        for k in evaluation.bound_particles:
-            _check(
-                "evaluation.bound_particles", check_positive_int, "evaluation.bound_particles", k
-            )
-        _optional_positive("evaluation.num_points", evaluation.num_points)
-        binarization = data.binarization
-        if binarization is None:
-            binarization = "dynamic" if model.likelihood == "bernoulli" else "none"
-        _check("data.binarization", check_choice, "binarization", binarization, BINARIZATIONS)
-        if model.likelihood == "bernoulli" and binarization == "none":
-            raise SchemaError(
-                "data.binarization",
-                "the bernoulli likelihood needs binary data; accepted binarization values: "
-                "dynamic, static, threshold (or the continuous-bernoulli likelihood)",
-            )
+        _check_data(self.data)
+        model = _validated_model(self.model)
+        _check_training(self.training)
+        _check_evaluation(self.evaluation)
+        binarization = _binarization(self.data, model)
         return dataclasses.replace(
-            self, data=dataclasses.replace(data, binarization=binarization), model=model
+            self, data=dataclasses.replace(self.data, binarization=binarization), model=model
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -295,6 +217,102 @@ class RunConfig:
                 "input_dim": input_dim,
             },
         }
+
+
+def _check_data(data: DataConfig) -> None:
+    """Check the data section (:meth:`RunConfig.validated`)."""
+    if data.dataset not in DATASETS and Path(data.dataset).suffix.lower() not in (
+        DATA_FILE_SUFFIXES
+    ):
+        accepted = ", ".join([*DATASETS, "a .npy/.npz/.csv file"])
+        raise SchemaError(
+            "data.dataset", f"unknown dataset {data.dataset!r}; accepted values: {accepted}"
+        )
+    _optional_positive("data.max_train", data.max_train)
+
+
+def _validated_model(model: ModelConfig) -> ModelConfig:
+    """Check the model section; ``latent_dim`` follows ``latent_dims`` where given."""
+    _check("model.latent_family", get_family, model.latent_family)
+    _check("model.likelihood", get_likelihood, model.likelihood, **model.likelihood_options)
+    _check("model.activation", check_choice, "activation", model.activation, ACTIVATIONS)
+    _check("model.latent_dim", check_positive_int, "model.latent_dim", model.latent_dim)
+    if not model.hidden_sizes:
+        raise SchemaError(
+            "model.hidden_sizes",
+            "model.hidden_sizes must list at least one width (a linear VAE is "
+            "VAE(hidden_sizes=()) in the Python API)",
+        )
+    for width in model.hidden_sizes:
+        _check("model.hidden_sizes", check_positive_int, "model.hidden_sizes", width)
+    _check("model.architecture", check_choice, "architecture", model.architecture, ARCHITECTURES)
+    if model.latent_dims is not None:
+        for width in model.latent_dims:
+            _check("model.latent_dims", check_positive_int, "model.latent_dims", width)
+        model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
+    if model.flow is not None:
+        _check("model.flow", check_choice, "flow", model.flow, FLOWS)
+    _check("model.flow_layers", check_positive_int, "model.flow_layers", model.flow_layers)
+    _check("model.prior", check_choice, "prior", model.prior, PRIORS)
+    _check(
+        "model.num_pseudo_inputs",
+        check_positive_int,
+        "model.num_pseudo_inputs",
+        model.num_pseudo_inputs,
+    )
+    return model
+
+
+def _check_training(training: TrainingConfig) -> None:
+    """Check the training section (:meth:`RunConfig.validated`)."""
+    _check("training.estimator", parse_estimator, training.estimator)
+    for name in ("epochs", "batch_size"):
+        _check(f"training.{name}", check_positive_int, f"training.{name}", getattr(training, name))
+    _check(
+        "training.kl_warmup_epochs",
+        check_positive_int,
+        "training.kl_warmup_epochs",
+        training.kl_warmup_epochs,
+        0,
+    )
+    _optional_positive("training.patience", training.patience)
+    _check(
+        "training.learning_rate",
+        check_positive_float,
+        "training.learning_rate",
+        training.learning_rate,
+    )
+    _check("training.kl_weight", check_nonnegative_float, "training.kl_weight", training.kl_weight)
+    _check("training.seed", check_seed, training.seed, "training.seed")
+    _check("training.device", check_choice, "device", training.device.split(":")[0], DEVICES)
+
+
+def _check_evaluation(evaluation: EvaluationConfig) -> None:
+    """Check the evaluation section (:meth:`RunConfig.validated`)."""
+    _check(
+        "evaluation.num_particles",
+        check_positive_int,
+        "evaluation.num_particles",
+        evaluation.num_particles,
+    )
+    for k in evaluation.bound_particles:
+        _check("evaluation.bound_particles", check_positive_int, "evaluation.bound_particles", k)
+    _optional_positive("evaluation.num_points", evaluation.num_points)
+
+
+def _binarization(data: DataConfig, model: ModelConfig) -> str:
+    """The binarization: the given one, or the likelihood's default; checked against it."""
+    binarization = data.binarization
+    if binarization is None:
+        binarization = "dynamic" if model.likelihood == "bernoulli" else "none"
+    _check("data.binarization", check_choice, "binarization", binarization, BINARIZATIONS)
+    if model.likelihood == "bernoulli" and binarization == "none":
+        raise SchemaError(
+            "data.binarization",
+            "the bernoulli likelihood needs binary data; accepted binarization values: "
+            "dynamic, static, threshold (or the continuous-bernoulli likelihood)",
+        )
+    return binarization
 
 
 def _check(field: str, check: Any, *arguments: Any, **options: Any) -> None:
