@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import AISSummary, BDMCSummary, Comparison, EstimateSummary, RunMetrics
+from vi_vae.app.metrics import (
+    AISSummary,
+    BDMCSummary,
+    Comparison,
+    ComparisonRow,
+    EstimateSummary,
+    RunMetrics,
+)
 from vi_vae.evaluation import PARETO_K_THRESHOLD
 from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE
 
@@ -223,34 +230,7 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "averaged over encoder or decoder parameters (Rainforth et al. 2018).",
         "",
     ]
-    with_ais = [row for row in rows if row.ais is not None]
-    if with_ais:
-        quote = (
-            "AIS is the number to quote"
-            if all(row.ais.converged for row in with_ais)
-            else "AIS is the number to quote only where it converged (last column)"
-        )
-        lines += [
-            f"## AIS on {with_ais[0].ais.estimate.num_points} of the test points",
-            "",
-            f"{_ais_settings(with_ais[0].ais)}; the same points for every run. {quote}; "
-            "AIS − IS is how far importance sampling from the guide falls short on these "
-            "points (paired, nats per point).",
-            "",
-            "| estimator | AIS log p(x) ± SE | IS on the same points | AIS − IS | acceptance "
-            "| converged |",
-            "|---|---:|---:|---:|---:|---|",
-        ]
-        for row in with_ais:
-            ais = row.ais
-            lines.append(
-                f"| {row.estimator} | {number(ais.estimate.log_likelihood)} ± "
-                f"{number(ais.estimate.standard_error)} | "
-                f"{number(ais.importance_sampling.log_likelihood)} | {number(ais.gap)} ± "
-                f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} | "
-                f"{'yes' if ais.converged else 'no'} |"
-            )
-        lines.append("")
+    lines += _comparison_ais_section(rows)
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in figures]
@@ -258,3 +238,38 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
     if comparison.command:
         lines += ["## Reproduce", "", f"    {comparison.command}", ""]
     return "\n".join(lines)
+
+
+def _comparison_ais_section(rows: Sequence[ComparisonRow]) -> list[str]:
+    """The comparison report's AIS table, when its runs ran AIS (else nothing)."""
+    with_ais = [row for row in rows if row.ais is not None]
+    if not with_ais:
+        return []
+    lines: list[str] = []
+    quote = (
+        "AIS is the number to quote"
+        if all(row.ais.converged for row in with_ais)
+        else "AIS is the number to quote only where it converged (last column)"
+    )
+    lines += [
+        f"## AIS on {with_ais[0].ais.estimate.num_points} of the test points",
+        "",
+        f"{_ais_settings(with_ais[0].ais)}; the same points for every run. {quote}; "
+        "AIS − IS is how far importance sampling from the guide falls short on these "
+        "points (paired, nats per point).",
+        "",
+        "| estimator | AIS log p(x) ± SE | IS on the same points | AIS − IS | acceptance "
+        "| converged |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in with_ais:
+        ais = row.ais
+        lines.append(
+            f"| {row.estimator} | {number(ais.estimate.log_likelihood)} ± "
+            f"{number(ais.estimate.standard_error)} | "
+            f"{number(ais.importance_sampling.log_likelihood)} | {number(ais.gap)} ± "
+            f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} | "
+            f"{'yes' if ais.converged else 'no'} |"
+        )
+    lines.append("")
+    return lines
