@@ -1,9 +1,7 @@
 """The VAE templates under test, small enough for a few SVI steps in milliseconds."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
+from float_rounding import one_thread
 
 from vi_vae import VAE
 
@@ -33,15 +31,8 @@ TEMPLATES = {
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """These networks are tiny: one thread is faster than two (no hand-off between them)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+#: these networks are tiny: one thread is faster than two (no hand-off between them)
+single_thread = one_thread
 
 
 def make_template(name: str, seed: int = 0, **overrides) -> VAE:
