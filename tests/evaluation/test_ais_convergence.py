@@ -118,3 +118,23 @@ def test_the_verdict_is_data_for_the_results_json():
     verdict = verdict.with_check(half_schedule_check(log_weights, log_weights - 1))
     assert not verdict.converged and verdict.remedies == ("num_steps",)
     assert verdict.summary.endswith("raise num_steps")
+
+
+def test_a_passed_check_says_so_and_a_failed_one_says_what_is_wrong():
+    # metrics.json keeps every check's message: a passed check must not read as a failure
+    from vi_vae.evaluation.convergence import (
+        acceptance_check,
+        bdmc_gap_check,
+        importance_sampling_check,
+    )
+
+    assert "within 0.2 of its target" in acceptance_check(torch.tensor([0.64]), 0.65).message
+    assert "too few transitions" in acceptance_check(torch.tensor([0.99]), 0.65).message
+    assert "within" in bdmc_gap_check(0.1, 0.01).message
+    assert "not accurate" in bdmc_gap_check(5.0, 0.01).message
+    small, one = torch.full((3,), 0.01), torch.ones(3)
+    assert "not below it" in importance_sampling_check(one, small, one - 0.5, small).message
+    assert (
+        "which converged AIS is not"
+        in importance_sampling_check(one, small, one + 1, small).message
+    )

@@ -156,8 +156,10 @@ def acceptance_check(acceptance_rate: Tensor, target: float | None) -> Convergen
         passed,
         mean,
         ACCEPTANCE_TOLERANCE,
-        f"mean HMC acceptance {mean:.2f} is more than {ACCEPTANCE_TOLERANCE} from its target "
-        f"{target}: the step sizes had too few transitions to adapt",
+        f"mean HMC acceptance {mean:.2f} is within {ACCEPTANCE_TOLERANCE} of its target {target}"
+        if passed
+        else f"mean HMC acceptance {mean:.2f} is more than {ACCEPTANCE_TOLERANCE} from its "
+        f"target {target}: the step sizes had too few transitions to adapt",
     )
 
 
@@ -196,8 +198,12 @@ def half_schedule_check(log_weights: Tensor, half_log_weights: Tensor) -> Conver
         difference,
         HALF_SCHEDULE_TOLERANCE,
         f"the estimate moved by {difference:+.2f} ± {error:.2f} nats per point between half "
-        f"the annealing steps and all of them (more than {HALF_SCHEDULE_TOLERANCE}): it has "
-        "not settled",
+        "the annealing steps and all of them "
+        + (
+            f"(within {HALF_SCHEDULE_TOLERANCE} + 2 SE): it has settled"
+            if passed
+            else f"(more than {HALF_SCHEDULE_TOLERANCE}): it has not settled"
+        ),
     )
 
 
@@ -216,7 +222,10 @@ def importance_sampling_check(
         passed,
         difference,
         0.0,
-        f"AIS is {-difference:.2f} ± {error:.2f} nats per point below importance sampling "
+        f"AIS is {difference:+.2f} ± {error:.2f} nats per point from importance sampling on "
+        "the same points (not below it beyond 2 SE)"
+        if passed
+        else f"AIS is {-difference:.2f} ± {error:.2f} nats per point below importance sampling "
         "on the same points, which converged AIS is not",
     )
 
@@ -230,7 +239,10 @@ def bdmc_gap_check(mean_gap: float, standard_error: float) -> ConvergenceCheck:
         passed,
         mean_gap,
         BDMC_GAP_TOLERANCE,
-        f"the BDMC gap {mean_gap:.2f} ± {error:.2f} nats per point is above "
+        f"the BDMC gap {mean_gap:.2f} ± {error:.2f} nats per point is within "
+        f"{BDMC_GAP_TOLERANCE} (+ 2 SE)"
+        if passed
+        else f"the BDMC gap {mean_gap:.2f} ± {error:.2f} nats per point is above "
         f"{BDMC_GAP_TOLERANCE}: AIS with these settings is not accurate on data simulated "
         "from the model",
     )
