@@ -519,3 +519,20 @@ def test_a_distribution_refusing_nan_parameters_is_not_blamed_on_the_particle_di
     with pytest.raises(ValueError, match="Expected parameter loc") as caught:
         IWAE(50).loss(model, guide, data()[0])
     assert not isinstance(caught.value, InputError)
+
+
+def test_gradient_snr_counts_an_encoder_registered_in_the_model_as_the_guide_s():
+    # the SNR split by the guide trace alone counted such an encoder as the model's
+    from vi_vae import gradient_snr
+
+    snrs = {}
+    for encoder_in in ("guide", "model"):
+        pyro.clear_param_store()
+        pair = PyroStyleVAE(encoder_in=encoder_in)
+        snr = gradient_snr(pair.model, pair.guide, IWAE(5), data()[0], num_draws=4, seed=0)
+        assert any(name.startswith("encoder") for name in snr.guide_names), encoder_in
+        assert not any(name.startswith("encoder") for name in snr.model_names), encoder_in
+        snrs[encoder_in] = snr
+    # the same draws, the same parameters: the same SNRs wherever the encoder is registered
+    assert snrs["model"].guide == pytest.approx(snrs["guide"].guide, rel=1e-6)
+    assert snrs["model"].model == pytest.approx(snrs["guide"].model, rel=1e-6)

@@ -30,6 +30,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vi_vae._validation import check_positive_int
+from vi_vae.contract import check_pair
 from vi_vae.errors import InputError
 from vi_vae.keys import seeded
 
@@ -103,7 +104,9 @@ def gradient_snr(
 
     over R = ``num_draws`` calls of ``loss.loss_and_grads(model, guide, x)``, each
     with fresh draws of the particles. Guide parameters are the ``param`` sites the
-    guide touches; model parameters are the other ones the loss touches. Nothing is
+    guide touches or its distributions depend on (:func:`vi_vae.contract.check_pair`:
+    an encoder registered in the model only is the guide's); model parameters are the
+    other ones the loss touches. Nothing is
     updated, and each parameter's ``.grad`` is restored afterwards.
 
     Args:
@@ -127,7 +130,12 @@ def gradient_snr(
         parameters = _parameters_by_name(capture.trace)
         with poutine.block(), torch.no_grad():
             guide_trace = poutine.trace(guide, param_only=True).get_trace(x, **kwargs)
+        # the guide's parameters are those its distributions depend on (the contract's
+        # rule, as DReG's): an encoder registered in the model only (Pyro's SS-VAE) is
+        # the guide's too
+        owned = check_pair(model, guide, (x,), kwargs, parameters=True).guide_parameters
         guide_names = [name for name in _parameters_by_name(guide_trace) if name in parameters]
+        guide_names += [name for name in parameters if name in owned and name not in guide_names]
         model_names = [name for name in parameters if name not in guide_names]
         saved = {name: leaf.grad for name, leaf in parameters.items()}
         try:
