@@ -175,17 +175,7 @@ class VAE(PyroModule):
                     activation,
                     image_shape,
                 )
-            # z_l -> q(z_{l+1} | z_l) and z_{l+1} -> p(z_l | z_{l+1}), hidden layers d_l wide
-            upper_encoders = [
-                MLP(below, [below] * widths, raw + context, activation)
-                for below, raw, context in zip(
-                    dims[:-1], self._num_raw[1:], self._num_context[1:], strict=True
-                )
-            ]
-            conditionals = [
-                MLP(above, [below] * widths, raw, activation)
-                for below, above, raw in zip(dims[:-1], dims[1:], self._num_raw[:-1], strict=True)
-            ]
+            upper_encoders, conditionals = self._layer_networks(widths, activation)
             flows = (
                 [
                     ConditionalIAF(d, context, flow_layers, self.latent_family.support)
@@ -206,6 +196,25 @@ class VAE(PyroModule):
         self.vamp_prior = _pyro(vamp) if vamp is not None else None
         #: the family's p(z) by (device, dtype): built once, not at every model call
         self._priors: dict[tuple[torch.device, torch.dtype], dist.TorchDistribution] = {}
+
+    def _layer_networks(self, widths: int, activation: str) -> tuple[list[MLP], list[MLP]]:
+        """The MLPs between stochastic layers, ``widths`` hidden layers d_l wide.
+
+        z_l -> q(z_{l+1} | z_l) (the upper encoders) and z_{l+1} -> p(z_l | z_{l+1})
+        (the conditionals), drawn in that order from the caller's seeded stream.
+        """
+        dims = self.latent_dims
+        upper_encoders = [
+            MLP(below, [below] * widths, raw + context, activation)
+            for below, raw, context in zip(
+                dims[:-1], self._num_raw[1:], self._num_context[1:], strict=True
+            )
+        ]
+        conditionals = [
+            MLP(above, [below] * widths, raw, activation)
+            for below, above, raw in zip(dims[:-1], dims[1:], self._num_raw[:-1], strict=True)
+        ]
+        return upper_encoders, conditionals
 
     @property
     def num_layers(self) -> int:
