@@ -37,6 +37,25 @@ from vi_vae.templates import (
 __all__ = ["VAE"]
 
 
+def _check_choices(
+    hidden_sizes: Sequence[int],
+    architecture: str,
+    flow: str | None,
+    flow_layers: int,
+    prior: str,
+    num_pseudo_inputs: int,
+) -> None:
+    """Check the template's network, flow and prior choices (:class:`VAE`'s arguments)."""
+    for width in hidden_sizes:
+        check_positive_int("hidden_sizes", width)
+    check_choice("architecture", architecture, ARCHITECTURES)
+    if flow is not None and flow not in FLOWS:
+        raise InputError(f"unknown flow {flow!r}; accepted values: None, {', '.join(FLOWS)}")
+    check_positive_int("flow_layers", flow_layers)
+    check_choice("prior", prior, PRIORS)
+    check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
+
+
 class VAE(PyroModule):
     r"""A variational autoencoder written as a Pyro model and guide.
 
@@ -134,14 +153,7 @@ class VAE(PyroModule):
         super().__init__()
         check_positive_int("input_dim", input_dim)
         dims = resolve_latent_dims(latent_dim, latent_dims)
-        for width in hidden_sizes:
-            check_positive_int("hidden_sizes", width)
-        check_choice("architecture", architecture, ARCHITECTURES)
-        if flow is not None and flow not in FLOWS:
-            raise InputError(f"unknown flow {flow!r}; accepted values: None, {', '.join(FLOWS)}")
-        check_positive_int("flow_layers", flow_layers)
-        check_choice("prior", prior, PRIORS)
-        check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
+        _check_choices(hidden_sizes, architecture, flow, flow_layers, prior, num_pseudo_inputs)
         self.input_dim = input_dim
         self.latent_dims = dims
         self.latent_dim = dims[-1]
