@@ -14,8 +14,10 @@ from vi_vae import (
     InputError,
     annealed_importance_sampling,
     auto_annealed_importance_sampling,
+    cli,
     importance_sampling,
 )
+from vi_vae.app.runs import load_run
 from vi_vae.evaluation.annealing import NUM_PILOT_CHAINS
 
 LG = LinearGaussian()
@@ -129,3 +131,40 @@ def test_bad_arguments_raise_input_error():
         auto_annealed_importance_sampling(LG.model, LG.exact_guide, X, importance=other)
     with pytest.raises(InputError, match="num_chains"):
         auto_annealed_importance_sampling(LG.model, LG.exact_guide, X, num_chains=0)
+
+
+#: a tiny run: one epoch on 64 images, 2 latent dimensions
+TINY = ["--epochs", "1", "--max-train", "64", "--hidden-sizes", "8", "--latent-dim", "2"]
+TINY += ["--eval-num-particles", "10", "--eval-num-points", "4", "--no-figures", "--quiet"]
+
+
+def test_the_command_line_prints_the_number_its_cost_and_the_fixed_run_beside_it(tmp_path, capsys):
+    run_dir = tmp_path / "tiny"
+    assert cli.main(["train", "--run-dir", str(run_dir), *TINY]) == 0
+    ais = ["evaluate", str(run_dir), "--method", "ais", "--num-points", "4", "--quiet"]
+    ais += ["--num-particles", "10", "--ais-num-chains", "4", "--ais-leapfrog-steps", "1"]
+    assert cli.main([*ais, "--ais-num-steps", "40"]) == 0  # fixed settings first
+    capsys.readouterr()
+    assert cli.main([*ais, "--auto"]) == 0
+    out = capsys.readouterr().out
+    summary = load_run(run_dir).metrics.ais
+    rounds = summary.auto.rounds
+    assert rounds[0].num_steps == AutoAISSettings().start_num_steps
+    assert f"T chosen by doubling: T = {rounds[0].num_steps} (" in out
+    cost = sum(r.gradient_evaluations for r in rounds)
+    assert f", {cost:,} gradient evaluations over {len(rounds)} rounds" in out
+    assert "beside the fixed settings (T = 40, C = 4, L = 1, from metrics.json)" in out
+    assert summary.auto.fixed.settings.num_steps == 40
+    assert "T doubled from 64" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--auto"], "give it with --method ais"),
+        (["--method", "ais", "--auto", "--ais-num-steps", "9"], "not both"),
+    ],
+)
+def test_the_command_line_refuses_auto_where_it_cannot_choose_t(flags, message, capsys):
+    assert cli.main(["evaluate", "no-such-run", *flags]) == 2
+    assert message in capsys.readouterr().err

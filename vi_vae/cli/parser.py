@@ -113,6 +113,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "beside importance sampling on the same points (default: %(default)s)",
     )
     add_config_flags(evaluate, "evaluate", ("evaluation", "ais"))
+    evaluate.add_argument(
+        "--auto",
+        action="store_true",
+        help="with --method ais: choose T by doubling it from a small start until AIS's "
+        "verdict holds (BDMC on a few simulated points included), and print the cost",
+    )
     evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     add_launch_flags(evaluate)

@@ -30,8 +30,8 @@ says so in its result and warns (:class:`~vi_vae.errors.AISConvergenceWarning`).
 **Cost.** AIS's bias falls roughly like 1/T, and the rounds' costs form a geometric
 series: the search costs about twice its final round, and the BDMC check
 2 × (its points / the points) of a round more. The rounds keep the number of chains,
-so that the previous-round check is paired and a compiled run compiles one shape
-(:data:`~vi_vae.evaluation.annealing.MAX_SIZES` aside). Each round records its CPU
+so that the previous-round check is paired and a compiled run compiles the test
+points' shape once (BDMC's two directions add one each). Each round records its CPU
 seconds (process time, all threads) and its gradient evaluations, points × chains
 (weighted and pilot) × T × L, the leapfrog steps' evaluations of
 ∇ log p(x, z) and ∇ log f_0; the totals are their sums.
@@ -41,12 +41,16 @@ Example:
     >>> from vi_vae import VAE
     >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
     >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
-    >>> result = auto_annealed_importance_sampling(
-    ...     vae.model, vae.guide, x, AISSettings(num_chains=4, leapfrog_steps=2),
-    ...     AutoAISSettings(start_num_steps=8, max_num_steps=16, bdmc_num_points=0), seed=0,
-    ... )  # doctest: +SKIP
-    >>> [r.num_steps for r in result.rounds]  # doctest: +SKIP
-    [8, 16]
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # 16 steps are too few to converge: it warns
+    ...     warnings.simplefilter("ignore")
+    ...     result = auto_annealed_importance_sampling(
+    ...         vae.model, vae.guide, x, AISSettings(num_chains=4, leapfrog_steps=2),
+    ...         AutoAISSettings(start_num_steps=8, max_num_steps=16, bdmc_num_points=1),
+    ...         seed=0,
+    ...     )
+    >>> [r.num_steps for r in result.rounds], result.converged
+    ([8, 16], False)
 
 References:
     [1] Annealed Importance Sampling, R. M. Neal, Statistics and Computing, 2001.
@@ -105,7 +109,7 @@ DEFAULT_MAX_NUM_STEPS = 10_000
 #: simulated points of the BDMC check: "a few"; its gap's standard error is the spread
 #: of the per-point gaps over √4, and the check costs 2 × 4 points' annealing at T
 DEFAULT_AUTO_BDMC_NUM_POINTS = 4
-#: the verdict warnings of one run (:func:`.convergence.warn_unless_converged`)
+#: the verdict warnings of one AIS or BDMC run (convergence.warn_unless_converged)
 _NOT_CONVERGED = r"AIS.* has not converged"
 #: how the half-schedule check names what it compares; the previous-round check names T
 _HALF_SCHEDULE_WORDS = "between half the annealing steps and all of them"
