@@ -145,10 +145,11 @@ def test_the_command_line_prints_the_number_its_cost_and_the_fixed_run_beside_it
     ais += ["--num-particles", "10", "--ais-num-chains", "4", "--ais-leapfrog-steps", "1"]
     assert cli.main([*ais, "--ais-num-steps", "40"]) == 0  # fixed settings first
     capsys.readouterr()
-    assert cli.main([*ais, "--auto"]) == 0
+    assert cli.main([*ais, "--auto", "--ais-num-steps", "128"]) == 0  # the largest T
     out = capsys.readouterr().out
     summary = load_run(run_dir).metrics.ais
     rounds = summary.auto.rounds
+    assert summary.auto.settings.max_num_steps == 128 and rounds[-1].num_steps <= 128
     assert rounds[0].num_steps == AutoAISSettings().start_num_steps
     assert f"T chosen by doubling: T = {rounds[0].num_steps} (" in out
     cost = sum(r.gradient_evaluations for r in rounds)
@@ -162,7 +163,7 @@ def test_the_command_line_prints_the_number_its_cost_and_the_fixed_run_beside_it
     "flags, message",
     [
         (["--auto"], "give it with --method ais"),
-        (["--method", "ais", "--auto", "--ais-num-steps", "9"], "not both"),
+        (["--method", "ais", "--auto", "--ais-num-steps", "1"], "largest T with --auto"),
     ],
 )
 def test_the_command_line_refuses_auto_where_it_cannot_choose_t(flags, message, capsys):

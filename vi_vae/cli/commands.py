@@ -203,7 +203,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import evaluate_run
 
     config = config_from_arguments(args, "evaluate", RunConfig())
-    auto = _auto(args)
+    auto = _auto(args, config.ais)
     progress = ProgressBar(disable=args.quiet or not is_main_process())
     try:
         run = evaluate_run(
@@ -223,15 +223,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _auto(args: argparse.Namespace) -> AutoAISSettings | None:
-    """``--auto``'s settings (the library's defaults), or ``None`` without it."""
+def _auto(args: argparse.Namespace, ais: AISSettings) -> AutoAISSettings | None:
+    """``--auto``'s settings, ``--ais-num-steps`` its largest T; ``None`` without it."""
     if not args.auto:
         return None
     if args.method != "ais":
         raise InputError("--auto chooses AIS's number of steps T; give it with --method ais")
-    if "--ais-num-steps" in given_flags(args, "evaluate"):
-        raise InputError("--auto chooses T itself; give --ais-num-steps or --auto, not both")
-    return AutoAISSettings()
+    if "--ais-num-steps" not in given_flags(args, "evaluate"):
+        return AutoAISSettings()
+    largest = ais.num_steps
+    if largest < 2:
+        raise InputError(f"--ais-num-steps is the largest T with --auto: at least 2; got {largest}")
+    return AutoAISSettings(
+        start_num_steps=min(AutoAISSettings().start_num_steps, largest), max_num_steps=largest
+    )
 
 
 def _bdmc(args: argparse.Namespace) -> int:
