@@ -27,13 +27,18 @@ SETTINGS = AISSettings(num_chains=8, leapfrog_steps=4)
 AUTO = AutoAISSettings(start_num_steps=16, max_num_steps=512, bdmc_num_points=4)
 
 
+#: (phase, done, total) of every annealing step, as the progress display receives them
+PROGRESS = []
+
+
 @pytest.fixture(scope="module")
 def result():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AISConvergenceWarning)  # converges: no warning
         return auto_annealed_importance_sampling(
-            LG.model, poor_guide(LG), X, SETTINGS, AUTO, seed=0
-        )
+            LG.model, poor_guide(LG), X, SETTINGS, AUTO, seed=0,
+            on_step=lambda *step: PROGRESS.append(step),
+        )  # fmt: skip
 
 
 def test_matches_the_exact_log_likelihood_within_its_standard_error(result):
@@ -64,6 +69,16 @@ def test_stops_at_the_first_round_whose_verdict_holds_with_the_numbers_of_that_t
             LG.model, poor_guide(LG), X, SETTINGS, num_steps=result.num_steps, seed=0
         )
     assert torch.equal(plain.log_weights, result.estimate.log_weights)
+
+
+def test_each_round_is_a_phase_of_the_progress(result):
+    final = result.num_steps
+    phases = [f"AIS, T = {r.num_steps}" for r in result.rounds] + [f"BDMC, T = {final}"]
+    assert list(dict.fromkeys(phase for phase, _, _ in PROGRESS)) == phases
+    # every phase counts its annealing steps up to its total (BDMC: forward and reverse)
+    last = {phase: (done, total) for phase, done, total in PROGRESS}
+    assert last[f"AIS, T = {final}"] == (final, final)
+    assert last[f"BDMC, T = {final}"] == (2 * final, 2 * final)
 
 
 def test_the_cost_is_the_sum_over_rounds(result):
