@@ -11,6 +11,7 @@
   log density of a model/guide pair on unconstrained coordinates) and
   :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density), and
   :mod:`~vi_vae.evaluation.convergence` (the verdict AIS and BDMC results carry);
+- :mod:`~vi_vae.evaluation.auto_ais`: AIS with T doubled until its verdict holds;
 - :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled) and
   its size (``chunk_size="auto"``);
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
@@ -29,6 +30,12 @@ from vi_vae.evaluation.annealing import (
     SCHEDULES,
     AISSettings,
     annealing_schedule,
+)
+from vi_vae.evaluation.auto_ais import (
+    AISRound,
+    AutoAISResult,
+    AutoAISSettings,
+    auto_annealed_importance_sampling,
 )
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import Convergence, ConvergenceCheck
@@ -76,8 +83,11 @@ __all__ = [
     "PARETO_K_THRESHOLD",
     "SCHEDULES",
     "AISEstimate",
+    "AISRound",
     "AISSettings",
     "ActiveUnits",
+    "AutoAISResult",
+    "AutoAISSettings",
     "BDMCResult",
     "Bound",
     "Convergence",
@@ -88,6 +98,7 @@ __all__ = [
     "active_units",
     "annealed_importance_sampling",
     "annealing_schedule",
+    "auto_annealed_importance_sampling",
     "bdmc",
     "auto_chunk_size",
     "bounds",
