@@ -35,7 +35,7 @@ import warnings
 
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import ConditionalAffineAutoregressive
+from pyro.distributions.transforms import AffineAutoregressive, ConditionalAffineAutoregressive
 from pyro.nn import ConditionalAutoRegressiveNN
 from torch import Tensor, nn
 from torch.distributions import biject_to, constraints
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_FLOW_LAYERS",
     "FLOWS",
     "ConditionalIAF",
+    "IncrementalInverseIAF",
     "check_flow_family",
     "flow_context_dim",
     "parse_flow",
@@ -190,7 +191,7 @@ class ConditionalIAF(nn.Module):
 
     def transforms(self, context: Tensor) -> list[Transform]:
         """The bijections u₀ -> z given the context ``h: [..., context_dim]``."""
-        flow = [layer.condition(context) for layer in self._layers]
+        flow = [_condition(layer, context) for layer in self._layers]
         bijection = _bijection(self.support)
         if bijection is None:
             return flow
@@ -200,6 +201,77 @@ class ConditionalIAF(nn.Module):
     def push(self, base: dist.TorchDistribution, context: Tensor) -> PushforwardPosterior:
         """q(z|x): ``base`` (event shape ``[latent_dim]``) pushed through the flow given h."""
         return PushforwardPosterior(base, self.transforms(context))
+
+
+def _condition(layer: ConditionalAffineAutoregressive, context: Tensor) -> AffineAutoregressive:
+    """``layer.condition(context)``, whose inverse is :class:`IncrementalInverseIAF`'s."""
+    conditioned = layer.condition(context)
+    return IncrementalInverseIAF(conditioned.arn, **layer.kwargs)
+
+
+class IncrementalInverseIAF(AffineAutoregressive):
+    r"""Pyro's stable ``AffineAutoregressive``, inverted at the cost of one MADE pass, not d.
+
+    The inverse of an IAF layer is sequential: x_i needs the MADE's outputs at
+    i, which depend on the x_j before i in the layer's order. Pyro runs the whole
+    MADE once per coordinate, d passes over ``[..., context + d]`` inputs and
+    ``[..., 2d]`` outputs. With one hidden layer, the hidden pre-activation is
+
+    .. math::
+        a = b + V h + \sum_{j \text{ set}} W_{:, j}\, x_j,
+
+    so setting x_j adds one column, and coordinate i needs two of the output
+    layer's rows: each of the d steps is a rank-one update of ``[..., H]``
+    (H hidden units) and two dot products, and V h is computed once per context,
+    not once per point (a VampPrior scores N points under K contexts: N × K
+    inverses of K contexts). The numbers are Pyro's up to the order of the
+    sums. A MADE of another form (more hidden layers, skip connections, another
+    nonlinearity, or a non-stable layer) is inverted by Pyro's loop.
+    """
+
+    def _inverse_stable(self, y: Tensor) -> Tensor:
+        made = getattr(self.arn, "func", None)
+        context = getattr(self.arn, "keywords", {}).get("context")
+        if not _one_relu_hidden_layer(made) or context is None:
+            return super()._inverse_stable(y)
+        first, last = made.layers
+        width = made.context_dim
+        weight_in = first.weight * first.mask
+        weight_out = last.weight * last.mask  # rows: d means, then d logits of σ
+        dim = made.input_dim
+        # V h + b once per context, broadcast over the points scored under it
+        context_part = nn.functional.linear(context, weight_in[:, :width], first.bias)
+        pre = context_part.expand(y.shape[:-1] + context_part.shape[-1:])
+        x: list[Tensor | None] = [None] * dim
+        order = [int(index) for index in made.permutation]
+        for step, index in enumerate(order):
+            hidden = made.f(pre)
+            if step == len(order) - 1:  # every output is final: keep σ's logits for the Jacobian
+                output = nn.functional.linear(hidden, weight_out, last.bias)
+                mean, logit_scale = output[..., index], output[..., dim:]
+                logit = logit_scale[..., index]
+            else:
+                rows = [index, dim + index]
+                pair = nn.functional.linear(hidden, weight_out[rows], last.bias[rows])
+                mean, logit = pair[..., 0], pair[..., 1]
+            inverse_scale = 1 + torch.exp(-logit - self.sigmoid_bias)
+            value = inverse_scale * y[..., index] + (1 - inverse_scale) * mean
+            x[index] = value
+            if step < len(order) - 1:
+                pre = torch.addcmul(pre, value.unsqueeze(-1), weight_in[:, width + index])
+        self._cached_log_scale = self.logsigmoid(logit_scale + self.sigmoid_bias)
+        return torch.stack(x, dim=-1)
+
+
+def _one_relu_hidden_layer(made: object) -> bool:
+    """Whether ``made`` is a conditional MADE with one ReLU hidden layer and no skip layer."""
+    return (
+        isinstance(made, ConditionalAutoRegressiveNN)
+        and len(made.layers) == 2
+        and made.skip_layer is None
+        and isinstance(made.f, nn.ReLU)
+        and list(made.param_dims) == [1, 1]
+    )
 
 
 def _bijection(support: constraints.Constraint) -> Transform | None:
