@@ -210,21 +210,24 @@ def _condition(layer: ConditionalAffineAutoregressive, context: Tensor) -> Affin
 
 
 class IncrementalInverseIAF(AffineAutoregressive):
-    r"""Pyro's stable ``AffineAutoregressive``, inverted at the cost of one MADE pass, not d.
+    r"""Pyro's stable ``AffineAutoregressive``, inverted at about the cost of one MADE pass, not d.
 
     The inverse of an IAF layer is sequential: x_i needs the MADE's outputs at
     i, which depend on the x_j before i in the layer's order. Pyro runs the whole
     MADE once per coordinate, d passes over ``[..., context + d]`` inputs and
-    ``[..., 2d]`` outputs. With one hidden layer, the hidden pre-activation is
+    ``[..., 2d]`` outputs. With one hidden layer, a hidden unit u sees the
+    context and the inputs up to its degree, so its value
 
     .. math::
-        a = b + V h + \sum_{j \text{ set}} W_{:, j}\, x_j,
+        a_u = \operatorname{relu}\Big(b_u + V_u h + \sum_{j \le \deg u} W_{u j}\, x_j\Big)
 
-    so setting x_j adds one column, and coordinate i needs two of the output
-    layer's rows: each of the d steps is a rank-one update of ``[..., H]``
-    (H hidden units) and two dot products, and V h is computed once per context,
-    not once per point (a VampPrior scores N points under K contexts: N × K
-    inverses of K contexts). The numbers are Pyro's up to the order of the
+    is final as soon as those inputs are set, and the outputs are sums over units:
+    each unit is computed once, when its last input is set, and added to running
+    output sums, from which coordinate i reads its two outputs when its turn comes.
+    The d steps compute each hidden unit once (Pyro's loop computes all H units
+    d times), and V h is computed once
+    per context, not once per point (a VampPrior scores N points under K contexts:
+    N × K inverses of K contexts). The numbers are Pyro's up to the order of the
     sums. A MADE of another form (more hidden layers, skip connections, another
     nonlinearity, or a non-stable layer) is inverted by Pyro's loop.
     """
@@ -235,32 +238,44 @@ class IncrementalInverseIAF(AffineAutoregressive):
         if not _one_relu_hidden_layer(made) or context is None:
             return super()._inverse_stable(y)
         first, last = made.layers
-        width = made.context_dim
+        width, dim = made.context_dim, made.input_dim
         weight_in = first.weight * first.mask
         weight_out = last.weight * last.mask  # rows: d means, then d logits of σ
-        dim = made.input_dim
-        # V h + b once per context, broadcast over the points scored under it
-        context_part = nn.functional.linear(context, weight_in[:, :width], first.bias)
-        pre = context_part.expand(y.shape[:-1] + context_part.shape[-1:])
-        x: list[Tensor | None] = [None] * dim
         order = [int(index) for index in made.permutation]
-        for step, index in enumerate(order):
-            hidden = made.f(pre)
-            if step == len(order) - 1:  # every output is final: keep σ's logits for the Jacobian
-                output = nn.functional.linear(hidden, weight_out, last.bias)
-                mean, logit_scale = output[..., index], output[..., dim:]
-                logit = logit_scale[..., index]
-            else:
-                rows = [index, dim + index]
-                pair = nn.functional.linear(hidden, weight_out[rows], last.bias[rows])
-                mean, logit = pair[..., 0], pair[..., 1]
-            inverse_scale = 1 + torch.exp(-logit - self.sigmoid_bias)
-            value = inverse_scale * y[..., index] + (1 - inverse_scale) * mean
-            x[index] = value
-            if step < len(order) - 1:
-                pre = torch.addcmul(pre, value.unsqueeze(-1), weight_in[:, width + index])
-        self._cached_log_scale = self.logsigmoid(logit_scale + self.sigmoid_bias)
-        return torch.stack(x, dim=-1)
+        # b + V h once per context, broadcast over the points scored under it
+        context_part = nn.functional.linear(context, weight_in[:, :width], first.bias)
+        output = last.bias.expand(y.shape[:-1] + last.bias.shape)  # sums over the units so far
+        x: list[Tensor] = []
+        for step, units in enumerate(_units_completed_before(first.mask[:, width:], order)):
+            if len(units):
+                pre = context_part[..., units]
+                if x:  # the inputs set so far, in their order
+                    columns = [width + index for index in order[:step]]
+                    pre = pre + nn.functional.linear(
+                        torch.stack(x, dim=-1), weight_in[units][:, columns]
+                    )
+                output = output + nn.functional.linear(made.f(pre), weight_out[:, units])
+            index = order[step]
+            inverse_scale = 1 + torch.exp(-output[..., dim + index] - self.sigmoid_bias)
+            x.append(inverse_scale * y[..., index] + (1 - inverse_scale) * output[..., index])
+        self._cached_log_scale = self.logsigmoid(output[..., dim:] + self.sigmoid_bias)
+        inverse = [None] * dim
+        for index, value in zip(order, x, strict=True):
+            inverse[index] = value
+        return torch.stack(inverse, dim=-1)
+
+
+def _units_completed_before(mask: Tensor, order: list[int]) -> list[Tensor]:
+    """Per step of the inverse, the hidden units whose last input was set in the step before.
+
+    ``mask``: ``[H, d]``, which inputs each unit sees. Step 0 gets the units that see
+    no input; units whose last input is the last one set feed no output and are left out.
+    """
+    position = torch.empty(len(order), dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(len(order))
+    seen = mask.cpu() != 0
+    last = torch.where(seen, position, -1).amax(dim=1)  # -1: the unit sees no input
+    return [torch.nonzero(last == step - 1).flatten().to(mask.device) for step in range(len(order))]
 
 
 def _one_relu_hidden_layer(made: object) -> bool:
