@@ -265,6 +265,7 @@ def main(args):
         f"torch threads: {args.threads}; {args.clock} clock; {args.rounds} interleaved rounds, "
         f"medians of per-round ratios; fit over {args.steps} steps of {BATCH}; "
         f"took {minutes:.1f} min",
+        "",
         f"load average before: {load}; after: `{uptime}`",
         "",
         "| workload | measured | target |",
