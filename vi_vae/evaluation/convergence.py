@@ -86,8 +86,9 @@ class ConvergenceCheck:
     """One check of a run.
 
     Attributes:
-        name: ``"acceptance"``, ``"half-schedule"``, ``"importance-sampling"`` or
-            ``"bdmc-gap"``.
+        name: ``"acceptance"``, ``"half-schedule"``, ``"importance-sampling"``,
+            ``"bdmc-gap"``, or ``"previous-round"`` (the automatic search of
+            :mod:`vi_vae.evaluation.auto_ais`: T against the round before).
         passed: whether the run passed it.
         value: what was measured (acceptance; nats per point for the others).
         limit: the value beyond which it fails (for the differences, before the
