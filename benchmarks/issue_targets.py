@@ -300,7 +300,7 @@ def main(args):
     lines = [
         f"torch threads: {args.threads}; {args.clock} clock; {args.rounds} interleaved rounds, "
         f"medians of per-round ratios; fit over {args.steps} steps of {BATCH}; "
-        f"took {minutes:.1f} min",
+        f"took {minutes:.1f} min; {pythae_twins.describe()}",
         "",
         f"load average before: {load}; after: `{uptime}`",
         "",

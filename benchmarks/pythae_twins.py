@@ -10,6 +10,7 @@ likelihood. Its loss is Pythae's (analytic KL, mean over the batch); the timed
 work per step is the same two networks forward and backward and one Adam step.
 """
 
+import importlib.metadata
 import importlib.util
 import logging
 import tempfile
@@ -24,6 +25,13 @@ GET_NLL_BATCH = 100
 
 def available():
     return importlib.util.find_spec("pythae") is not None
+
+
+def describe():
+    """Which Pythae the twins ran on, or how to get one, for a benchmark's header."""
+    if not available():
+        return "pythae not installed (`pip install pythae` for its rows)"
+    return f"pythae {importlib.metadata.version('pythae')}"
 
 
 def pythae_vae(vae):
