@@ -8,8 +8,11 @@ is printed beside the issue's target. The rows:
 
 1. ``fit`` epoch (vi_vae's VAE template 784-400-20, ELBO, batch 128) against
    the same epoch written in plain eager PyTorch, and against a plain Pyro SVI
-   loop over the same model and loss (``benchmarks/step_time.py``'s twins);
-   against Pythae's trainer only where ``pythae`` imports (otherwise the row says so).
+   loop over the same model and loss (``benchmarks/step_time.py``'s twins), and
+   against an epoch of Pythae's trainer on the same networks; log p(x) at
+   K = 5000 (eager, the default) against Pythae's ``get_nll``
+   (``benchmarks/pythae_twins.py``). The Pythae rows are measured only where
+   ``pythae`` imports (otherwise they say so).
 2. Compiled ELBO / IWAE-5 / DReG-5 SVI steps against the eager plain-PyTorch
    step, and compiled log p(x) at K = 5000 against its floor of two GEMMs and
    one softplus (``benchmarks/compiled.py``'s measurements).
@@ -25,7 +28,6 @@ is printed beside the issue's target. The rows:
 """
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -35,6 +37,7 @@ from types import SimpleNamespace
 
 import compiled
 import pyro
+import pythae_twins
 import step_time
 import torch
 from pyro.infer import SVI, Trace_ELBO
@@ -42,7 +45,7 @@ from sections import write_section
 from torch import nn
 
 import vi_vae.flows as flows
-from vi_vae import VAE, annealed_importance_sampling, fit
+from vi_vae import VAE, annealed_importance_sampling, fit, log_marginal_likelihood
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation.annealing import (
     DEFAULT_LEAPFROG_STEPS,
@@ -52,6 +55,10 @@ from vi_vae.evaluation.annealing import (
 from vi_vae.optim import Adam
 
 INPUT_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
+#: Adam's learning rate of every training side (fit's default)
+LEARNING_RATE = 1e-3
+#: the Pythae rows where pythae does not import
+NO_PYTHAE = "not measured: pip install pythae"
 COMBINATION = {
     "latent_dims": (100, 50),
     "flow": "iaf",
@@ -75,7 +82,7 @@ def timed(fn, clock):
 
 
 def fit_against_plain(args, clock):
-    """Per-round seconds of a fit epoch, the plain-PyTorch epoch and the plain Pyro SVI epoch."""
+    """Per-round seconds of a fit epoch, the plain-PyTorch, plain Pyro SVI and Pythae epochs."""
     data = step_time.make_data(BATCH * args.steps)
     vae = VAE(INPUT_DIM, LATENT, hidden_sizes=[HIDDEN], seed=0)
 
@@ -89,13 +96,14 @@ def fit_against_plain(args, clock):
         return encoder, decoder
 
     encoder, decoder = networks()
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=LEARNING_RATE)
     generator = torch.Generator().manual_seed(0)
     plain_pyro = step_time.PlainPyroVAE(*networks())
 
     def plain_pyro_epoch():
         pyro.clear_param_store()
-        svi = SVI(plain_pyro.model, plain_pyro.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+        adam = pyro.optim.Adam({"lr": LEARNING_RATE})
+        svi = SVI(plain_pyro.model, plain_pyro.guide, adam, Trace_ELBO())
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, len(data), BATCH):
             svi.step(data[order[start : start + BATCH]])
@@ -105,9 +113,29 @@ def fit_against_plain(args, clock):
         "fit": lambda: fit(vae.model, vae.guide, data, epochs=1, batch_size=BATCH),
         "plain Pyro": plain_pyro_epoch,
     }
+    if pythae_twins.available():
+        sides["Pythae"] = pythae_twins.trainer_epoch(vae, data, BATCH, LEARNING_RATE)
     for side in sides.values():  # warm-up
         side()
     return [{name: timed(side, clock) for name, side in sides.items()} for _ in range(args.rounds)]
+
+
+def log_px_against_pythae(args, clock):
+    """Per-round seconds per point of log p(x) at K = 5000 (eager) and of Pythae's get_nll."""
+    vae = VAE(INPUT_DIM, LATENT, hidden_sizes=[HIDDEN], seed=0)
+    x = step_time.make_data(args.eval_points, seed=1)
+    sides = {
+        "vi_vae": lambda: log_marginal_likelihood(
+            vae.model, vae.guide, x, compiled.EVAL_PARTICLES, compute_pareto_k=False
+        ),
+        "Pythae": pythae_twins.get_nll(vae, x, compiled.EVAL_PARTICLES),
+    }
+    for side in sides.values():  # warm-up
+        side()
+    return [
+        {name: timed(side, clock) / len(x) for name, side in sides.items()}
+        for _ in range(args.rounds)
+    ]
 
 
 def ais_seconds_per_point(args, compile_ais):
@@ -200,10 +228,12 @@ def table(args, clock):
             "≤ 0.8x",
         ),
     ]
-    if importlib.util.find_spec("pythae") is None:
-        rows.append(("`fit` / Pythae's trainer", "not measured: pythae is not installed", "≤ 0.8x"))
-    else:
-        rows.append(("`fit` / Pythae's trainer", "not measured: no Pythae twin yet", "≤ 0.8x"))
+    pythae_fit, pythae_log_px = NO_PYTHAE, NO_PYTHAE
+    if pythae_twins.available():
+        pythae_fit = f"{median_ratio(fit_rounds, 'fit', 'Pythae'):.2f}x"
+        log_px_rounds = log_px_against_pythae(args, clock)
+        pythae_log_px = f"{median_ratio(log_px_rounds, 'vi_vae', 'Pythae'):.2f}x"
+    rows.append(("`fit` / Pythae's trainer, same networks", pythae_fit, "≤ 0.8x"))
     steps, log_px, eager_log_px = compiled_rows(args)
     rows += [
         ("compiled ELBO / IWAE-5 / DReG-5 step vs eager torch", steps, "≤ 0.8x"),
@@ -211,6 +241,12 @@ def table(args, clock):
             "compiled log p(x), K = 5000, vs the GEMM floor",
             f"{log_px:.2f}x (eager {eager_log_px:.2f}x)",
             "≤ 1.1x",
+        ),
+        (
+            f"log p(x), K = {compiled.EVAL_PARTICLES} (eager), vs Pythae `get_nll` "
+            f"(batch {pythae_twins.GET_NLL_BATCH}, no gradients)",
+            pythae_log_px,
+            "keep",
         ),
     ]
     eager_ais = ais_seconds_per_point(args, compile_ais=False)
@@ -264,7 +300,7 @@ def main(args):
     lines = [
         f"torch threads: {args.threads}; {args.clock} clock; {args.rounds} interleaved rounds, "
         f"medians of per-round ratios; fit over {args.steps} steps of {BATCH}; "
-        f"took {minutes:.1f} min",
+        f"took {minutes:.1f} min; {pythae_twins.describe()}",
         "",
         f"load average before: {load}; after: `{uptime}`",
         "",
