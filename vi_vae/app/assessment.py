@@ -35,6 +35,7 @@ from vi_vae.evaluation import (
     importance_sampling,
 )
 from vi_vae.evaluation.estimates import standard_error_over_points
+from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
 
 __all__ = [
@@ -101,7 +102,7 @@ def evaluate(
         num_particles=evaluation.num_particles,
         bound_particles=ks,
         seed=EVALUATION_SEED,
-        compile=evaluation.compile,
+        execution=evaluation.execution,
         on_points=_phase(on_evaluation, "log p(x)"),
     )
     metrics = RunMetrics(
@@ -151,7 +152,7 @@ def ais_summary(
             num_particles=evaluation.num_particles,
             bound_particles=(),
             seed=EVALUATION_SEED,
-            compile=evaluation.compile,
+            execution=evaluation.execution,
         )
     importance = importance.select(slice(0, len(x)))
     with warnings.catch_warnings():
@@ -164,7 +165,7 @@ def ais_summary(
             ais.settings,
             seed=EVALUATION_SEED,
             on_step=on_step,
-            compile=evaluation.compile,
+            execution=evaluation.execution,
         ).checked_against(importance)
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
@@ -185,7 +186,7 @@ def bdmc_summary(
     ais: AISConfig,
     *,
     on_step: StepCallback | None = None,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
 ) -> BDMCSummary:
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
@@ -198,7 +199,7 @@ def bdmc_summary(
             ais.settings,
             seed=EVALUATION_SEED,
             on_step=on_step,
-            compile=compile,
+            execution=execution,
         )
     return BDMCSummary(
         num_points=num_points,

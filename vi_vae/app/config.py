@@ -30,6 +30,7 @@ from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES, AISSettings
+from vi_vae.execution import ExecutionOptions
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
@@ -143,6 +144,11 @@ class EvaluationConfig:
     bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
     num_points: int | None = None
     compile: bool = False
+
+    @property
+    def execution(self) -> ExecutionOptions:
+        """The evaluators' :class:`~vi_vae.ExecutionOptions` for this section."""
+        return ExecutionOptions(compile=self.compile)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from vi_vae.data import Dataset, load_dataset
 from vi_vae.distributed import local_device
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
+from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
 
@@ -442,24 +443,25 @@ def bdmc_run(
     num_points: int = DEFAULT_BDMC_NUM_POINTS,
     ais: AISConfig | None = None,
     *,
-    device: str | None = None,
+    execution: ExecutionOptions | None = None,
     on_step: Callable[[int, int], None] | None = None,
-    compile: bool = False,
 ) -> Run:
     """BDMC on data simulated from a run's model; record it in ``metrics.json`` and ``report.md``.
 
     A small gap between the lower and the upper bound is the evidence that AIS with
-    ``ais``'s settings can be trusted on the run's real data. ``compile`` runs the
-    annealed density compiled (:func:`vi_vae.bdmc`).
+    ``ais``'s settings can be trusted on the run's real data. ``execution``: where
+    (default: the run's device) and whether compiled (:func:`vi_vae.bdmc`).
     """
+    execution = execution or ExecutionOptions()
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
     RunConfig(ais=ais).validated()
     directory = RunDirectory(run_dir)
     directory.open()
     with directory.locked():
+        device = None if execution.device is None else str(execution.device)
         run = load_run(run_dir, device)
-        summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, compile=compile)
+        summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, execution=execution)
         run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
         _write(run)
     return run

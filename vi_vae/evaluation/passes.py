@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_bool, check_positive_int
+from vi_vae._validation import check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
-from vi_vae.errors import InputError
+from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import keyed_log_weight_chunks, seeded
 from vi_vae.support import check_points
 from vi_vae.weights import DEFAULT_CHUNK_SIZE, guess_plates, trace_log_weights
@@ -46,12 +46,7 @@ _COMPILED = CompiledCache()
 
 def check_chunk_size(chunk_size: Any) -> None:
     """Refuse a ``chunk_size`` that is neither a positive integer nor ``"auto"``."""
-    if chunk_size == "auto" and isinstance(chunk_size, str):
-        return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InputError(
-            f"chunk_size must be a positive integer (pairs per pass) or 'auto'; got {chunk_size!r}"
-        )
+    ExecutionOptions(chunk_size=chunk_size)
 
 
 def auto_chunk_size(
@@ -164,8 +159,7 @@ def log_weight_chunks(
     the shard it is in (:mod:`vi_vae.keys`), and the global RNG is left alone.
     """
     check_positive_int("num_particles", num_particles)
-    check_chunk_size(chunk_size)
-    check_bool("compile", compile)
+    ExecutionOptions(compile=compile, chunk_size=chunk_size)
     check_points(x)
     check_pair(
         model,
