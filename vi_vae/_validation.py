@@ -47,21 +47,24 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def check_positive_float(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite number > 0, else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a positive number; got {value!r}")
-    number = float(value)
-    if not number > 0 or math.isinf(number):
-        raise InputError(f"{name} must be a positive finite number; got {value!r}")
-    return number
+    return _check_float(name, value, zero=False)
 
 
 def check_nonnegative_float(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite number >= 0, else raise."""
+    return _check_float(name, value, zero=True)
+
+
+def _check_float(name: str, value: Any, *, zero: bool) -> float:
+    """``value`` as a float if it is finite and > 0 (>= 0 with ``zero``), else raise."""
+    kind, finite = ("a number >= 0", "a finite number >= 0") if zero else (
+        "a positive number", "a positive finite number"
+    )  # fmt: skip
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a number >= 0; got {value!r}")
+        raise InputError(f"{name} must be {kind}; got {value!r}")
     number = float(value)
-    if not number >= 0 or math.isinf(number):
-        raise InputError(f"{name} must be a finite number >= 0; got {value!r}")
+    if not (number >= 0 if zero else number > 0) or math.isinf(number):
+        raise InputError(f"{name} must be {finite}; got {value!r}")
     return number
 
 

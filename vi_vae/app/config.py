@@ -117,17 +117,10 @@ class TrainingConfig:
 
     def settings(self, loss: Any, device: Any) -> TrainSettings:
         """:func:`vi_vae.fit`'s settings for this section; ``loss`` is built from ``estimator``."""
+        shared = {f.name for f in dataclasses.fields(TrainSettings)} - {"loss", "device"}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return TrainSettings(
-            loss=loss,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            kl_weight=self.kl_weight,
-            kl_warmup_epochs=self.kl_warmup_epochs,
-            patience=self.patience,
-            seed=self.seed,
-            device=device,
-            compile=self.compile,
+            loss=loss, device=device, **{name: values[name] for name in shared & values.keys()}
         )
 
 

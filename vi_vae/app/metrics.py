@@ -155,6 +155,11 @@ def _nest_settings(value: Any) -> Any:
     }
 
 
+def _converged(summary: AISSummary | BDMCSummary) -> bool:
+    """Whether the run passed every convergence check (``False`` if unchecked)."""
+    return summary.convergence is not None and summary.convergence.converged
+
+
 @dataclass(frozen=True)
 class AISSummary:
     """AIS log p(x) on a set of points, beside importance sampling on the same points.
@@ -181,10 +186,7 @@ class AISSummary:
     settings: AISSettings
     convergence: Convergence | None = None
 
-    @property
-    def converged(self) -> bool:
-        """Whether the estimate passed every convergence check (``False`` if unchecked)."""
-        return self.convergence is not None and self.convergence.converged
+    converged = property(_converged)
 
     upgrade_json = staticmethod(_nest_settings)
 
@@ -214,10 +216,7 @@ class BDMCSummary:
     settings: AISSettings
     convergence: Convergence | None = None
 
-    @property
-    def converged(self) -> bool:
-        """Whether the run passed every convergence check (``False`` if unchecked)."""
-        return self.convergence is not None and self.convergence.converged
+    converged = property(_converged)
 
     upgrade_json = staticmethod(_nest_settings)
 

@@ -153,23 +153,13 @@ def _memory_bytes(device: torch.device) -> int:
 
 def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
     """The VAE a config describes, sized for ``dataset``, its weights seeded by the run's seed."""
-    model = config.model
+    # the model section's fields are VAE's keywords (ModelConfig mirrors no other class)
+    template = {f.name: getattr(config.model, f.name) for f in dataclasses.fields(config.model)}
     return VAE(
         input_dim=dataset.input_dim,
-        latent_dim=model.latent_dim,
-        latent_family=model.latent_family,
-        likelihood=model.likelihood,
-        likelihood_options=model.likelihood_options,
-        hidden_sizes=model.hidden_sizes,
-        activation=model.activation,
         image_shape=dataset.image_shape,
         seed=config.training.seed,
-        architecture=model.architecture,
-        latent_dims=model.latent_dims,
-        flow=model.flow,
-        flow_layers=model.flow_layers,
-        prior=model.prior,
-        num_pseudo_inputs=model.num_pseudo_inputs,
+        **template,
     )
 
 
