@@ -17,14 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_bool
+from vi_vae._validation import check_bool, with_shortcuts
 from vi_vae.errors import InputError
 from vi_vae.weights import DEFAULT_CHUNK_SIZE
 
@@ -80,18 +79,7 @@ class ExecutionOptions:
         A shortcut that contradicts a field of ``options`` is an error: the call
         would say two things.
         """
-        if options is not None and not isinstance(options, ExecutionOptions):
-            raise InputError(f"execution must be an ExecutionOptions or None; got {options!r}")
-        given = {name: value for name, value in shortcuts.items() if value is not None}
-        if options is None:
-            return cls(**given)
-        for name, value in given.items():
-            if getattr(options, name) != value:
-                raise InputError(
-                    f"{name}={value!r} contradicts execution.{name}={getattr(options, name)!r}; "
-                    "pass one of them"
-                )
-        return options if not given else dataclasses.replace(options, **given)
+        return with_shortcuts(cls, options, shortcuts, "execution")
 
     def pairs_per_pass(self) -> int:
         """``chunk_size``, with ``"auto"`` read as :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`."""
