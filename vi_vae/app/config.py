@@ -47,6 +47,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainingConfig",
+    "config_from_version_1",
     "environment",
 ]
 
@@ -345,3 +346,39 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+
+
+#: vi_vae 0.1's flat config keys -> (section, field)
+_VERSION_1_FIELDS = {
+    "dataset": ("data", "dataset"),
+    "data_dir": ("data", "data_dir"),
+    "binarization": ("data", "binarization"),
+    "max_train": ("data", "max_train"),
+    "latent": ("model", "latent_family"),
+    "latent_dim": ("model", "latent_dim"),
+    "likelihood": ("model", "likelihood"),
+    "likelihood_options": ("model", "likelihood_options"),
+    "hidden_sizes": ("model", "hidden_sizes"),
+    "activation": ("model", "activation"),
+    "estimator": ("training", "estimator"),
+    "epochs": ("training", "epochs"),
+    "batch_size": ("training", "batch_size"),
+    "learning_rate": ("training", "learning_rate"),
+    "kl_weight": ("training", "kl_weight"),
+    "kl_warmup_epochs": ("training", "kl_warmup_epochs"),
+    "patience": ("training", "patience"),
+    "seed": ("training", "seed"),
+    "device": ("training", "device"),
+    "eval_samples": ("evaluation", "num_particles"),
+    "eval_bounds": ("evaluation", "bound_particles"),
+    "eval_points": ("evaluation", "num_points"),
+}
+
+
+def config_from_version_1(flat: dict[str, Any]) -> dict[str, Any]:
+    """A vi_vae 0.1 (flat) config in this version's sections; unknown keys are kept to fail."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, name = _VERSION_1_FIELDS.get(key, ("unknown", key))
+        sections.setdefault(section, {})[name] = value
+    return sections

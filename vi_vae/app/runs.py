@@ -28,12 +28,13 @@ from vi_vae.app.assessment import (
 )
 from vi_vae.app.config import AISConfig, DataConfig, EvaluationConfig, RunConfig, environment
 from vi_vae.app.figures import make_run_figures
+from vi_vae.app.fingerprint import fingerprint
 from vi_vae.app.metrics import (
     RunMetrics,
     TrainingSummary,
 )
 from vi_vae.app.report import run_report
-from vi_vae.app.run_directory import RunDirectory, fingerprint
+from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.distributed import local_device

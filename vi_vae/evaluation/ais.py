@@ -56,7 +56,6 @@ from torch import Tensor
 from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
-from vi_vae.evaluation.annealed_density import narrower_guide_sites
 from vi_vae.evaluation.annealing import (
     AISSettings,
     Annealing,
@@ -72,6 +71,7 @@ from vi_vae.evaluation.convergence import (
     warn_unless_converged,
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
+from vi_vae.evaluation.latent_sites import narrower_guide_sites
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import resolve_seed, seeded
 from vi_vae.support import check_points
@@ -300,7 +300,7 @@ def reachable_start(
     """``settings``, or the same from the prior where the guide's support is narrower.
 
     From a guide whose support is narrower than the prior's at some latent site
-    (:func:`~vi_vae.evaluation.annealed_density.narrower_guide_sites`: pareto,
+    (:func:`~vi_vae.evaluation.latent_sites.narrower_guide_sites`: pareto,
     reciprocal, uniform, triangular), the path never reaches the rest of the
     prior's support and AIS lands 1.5–3 nats low; from the prior it is exact to its
     Monte Carlo error. So the run starts from the prior, says so in a warning, and
