@@ -25,7 +25,7 @@ from vi_vae.likelihoods import Likelihood, get_likelihood
 from vi_vae.nets import MLP
 from vi_vae.nets.top_down import TopDownDecoder
 from vi_vae.priors import PRIORS, VampPrior
-from vi_vae.templates import Template, build_decoder, build_encoder, resolve_latent_dims
+from vi_vae.templates import Template, resolve_latent_dims
 
 __all__ = ["VAE"]
 
@@ -182,24 +182,9 @@ class VAE(PyroModule):
         """
         template, dims, input_dim = self.template, self.latent_dims, self.input_dim
         if encoder is None:
-            encoder = build_encoder(
-                template.architecture,
-                input_dim,
-                self._num_raw[0] + self._num_context[0],
-                template.hidden_sizes,
-                template.activation,
-                template.image_shape,
-            )
+            encoder = template.encoder(input_dim, self._num_raw[0] + self._num_context[0])
         if decoder is None:
-            decoder = build_decoder(
-                template.architecture,
-                dims[0],
-                input_dim,
-                self.likelihood.num_outputs(input_dim),
-                template.hidden_sizes,
-                template.activation,
-                template.image_shape,
-            )
+            decoder = template.decoder(dims[0], input_dim, self.likelihood.num_outputs(input_dim))
         widths = len(template.hidden_sizes)
         upper_encoders, conditionals = self._layer_networks(widths, template.activation)
         flows = (

@@ -25,8 +25,6 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_LATENT_DIM",
     "Template",
-    "build_decoder",
-    "build_encoder",
     "parse_latent_dims",
     "resolve_latent_dims",
 ]
@@ -89,6 +87,21 @@ class Template:
         if self.latent_dims is not None:
             resolve_latent_dims(None, self.latent_dims)
 
+    def encoder(self, input_dim: int, out_features: int) -> nn.Module:
+        """The network x -> ``out_features`` raw parameters of q(z_1|x)."""
+        if self.architecture == "conv":
+            shape = _conv_shape(self.image_shape, input_dim)
+            return ConvEncoder(shape, out_features, self.hidden_sizes, self.activation)
+        return MLP(input_dim, self.hidden_sizes, out_features, self.activation)
+
+    def decoder(self, latent_dim: int, input_dim: int, out_features: int) -> nn.Module:
+        """The network z_1 -> ``out_features`` raw parameters of p(x|z_1), mirroring the encoder."""
+        hidden_sizes = list(reversed(self.hidden_sizes))
+        if self.architecture == "conv":
+            shape = _conv_shape(self.image_shape, input_dim)
+            return ConvDecoder(latent_dim, shape, out_features, hidden_sizes, self.activation)
+        return MLP(latent_dim, hidden_sizes, out_features, self.activation)
+
     @classmethod
     def build(cls, template: Template | None, shortcuts: dict[str, Any]) -> Template:
         """``template`` (default: the defaults) with the shortcuts that are not ``None``."""
@@ -139,45 +152,6 @@ def resolve_latent_dims(
             f"latent_dims[-1] ({dims[-1]}); give latent_dims alone"
         )
     return dims
-
-
-def build_encoder(
-    architecture: str,
-    input_dim: int,
-    out_features: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    image_shape: Sequence[int] | None,
-) -> nn.Module:
-    """The network x -> raw parameters of q(z_1|x) for ``architecture``."""
-    check_choice("architecture", architecture, ARCHITECTURES)
-    if architecture == "conv":
-        return ConvEncoder(
-            _conv_shape(image_shape, input_dim), out_features, hidden_sizes, activation
-        )
-    return MLP(input_dim, hidden_sizes, out_features, activation)
-
-
-def build_decoder(
-    architecture: str,
-    latent_dim: int,
-    input_dim: int,
-    out_features: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    image_shape: Sequence[int] | None,
-) -> nn.Module:
-    """The network z_1 -> raw parameters of p(x|z_1), mirroring the encoder."""
-    check_choice("architecture", architecture, ARCHITECTURES)
-    if architecture == "conv":
-        return ConvDecoder(
-            latent_dim,
-            _conv_shape(image_shape, input_dim),
-            out_features,
-            list(reversed(hidden_sizes)),
-            activation,
-        )
-    return MLP(latent_dim, list(reversed(hidden_sizes)), out_features, activation)
 
 
 def _conv_shape(image_shape: Sequence[int] | None, input_dim: int) -> tuple[int, int, int]:
