@@ -8,13 +8,16 @@ the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
+from torch import Tensor
 
 from vi_vae.app.config import AISConfig, EvaluationConfig
 from vi_vae.app.metrics import (
@@ -58,6 +61,8 @@ DEFAULT_BDMC_NUM_POINTS = 100
 METHODS = ("is", "ais")
 
 StepCallback = Callable[[int, int], None]
+#: what an annealed run returns (an AIS estimate or a BDMC result)
+T = TypeVar("T")
 
 
 def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.Tensor, PointSubset]:
@@ -155,18 +160,10 @@ def ais_summary(
             execution=evaluation.execution,
         )
     importance = importance.select(slice(0, len(x)))
-    with warnings.catch_warnings():
-        # the verdict is in the summary: the report and the command line state it
-        warnings.simplefilter("ignore", AISConvergenceWarning)
-        annealed = annealed_importance_sampling(
-            vae.model,
-            vae.guide,
-            x,
-            ais.settings,
-            seed=EVALUATION_SEED,
-            on_step=on_step,
-            execution=evaluation.execution,
-        ).checked_against(importance)
+    options = {"on_step": on_step, "execution": evaluation.execution}
+    with _verdict_in_summary():
+        run = _annealed(annealed_importance_sampling, vae, x, ais, **options)
+        annealed = run.checked_against(importance)
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
         estimate=EstimateSummary.from_estimate(annealed),
@@ -190,17 +187,8 @@ def bdmc_summary(
 ) -> BDMCSummary:
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AISConvergenceWarning)  # the summary states it
-        result = bdmc(
-            vae.model,
-            vae.guide,
-            shape,
-            ais.settings,
-            seed=EVALUATION_SEED,
-            on_step=on_step,
-            execution=execution,
-        )
+    with _verdict_in_summary():
+        result = _annealed(bdmc, vae, shape, ais, on_step=on_step, execution=execution)
     return BDMCSummary(
         num_points=num_points,
         lower=EstimateSummary.from_estimate(result.lower),
@@ -211,3 +199,19 @@ def bdmc_summary(
         settings=result.lower.settings,
         convergence=result.convergence,
     )
+
+
+def _annealed(run: Callable[..., T], vae: VAE, x: Tensor, ais: AISConfig, **options: Any) -> T:
+    """``run`` (AIS or BDMC) of ``vae`` on ``x`` with ``ais``'s settings and the evaluation seed."""
+    return run(vae.model, vae.guide, x, ais.settings, seed=EVALUATION_SEED, **options)
+
+
+@contextlib.contextmanager
+def _verdict_in_summary() -> Iterator[None]:
+    """No :class:`~vi_vae.AISConvergenceWarning`: the summary carries the verdict.
+
+    The report and the command line state it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)
+        yield
