@@ -134,15 +134,19 @@ def test_every_internal_link_and_anchor_exists(site):
         if "_static" not in path.relative_to(site.html).parts
     }
     broken = []
+    # every page repeats the theme's navigation: each distinct target is looked up once
+    exists = functools.cache(lambda path: Path(path).exists())
+    ids_of = functools.cache(lambda path: pages[path].ids if path in pages else _parse(path).ids)
     for page, parsed in pages.items():
         for link in parsed.links:
             parts = urlsplit(link)
-            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
-            if not target.exists():
+            target = page
+            if parts.path:
+                target = Path(os.path.normpath(page.parent / unquote(parts.path)))
+            if not exists(target):
                 broken.append(f"{page.relative_to(site.html)}: {link} (no such file)")
             elif parts.fragment and target.suffix == ".html":
-                ids = pages[target].ids if target in pages else _parse(target).ids
-                if unquote(parts.fragment) not in ids:
+                if unquote(parts.fragment) not in ids_of(target):
                     broken.append(f"{page.relative_to(site.html)}: {link} (no such anchor)")
     assert not broken, "\n".join(sorted(broken)[:50])
 

@@ -1,5 +1,7 @@
 """vi_vae.optim: one torch optimizer, bitwise the parameters of Pyro's per-parameter optimizers."""
 
+import copy
+
 import pyro
 import pyro.distributions as dist
 import pyro.optim
@@ -242,3 +244,74 @@ def test_no_parameters_no_state():
     optimizer = Adam({"lr": 0.1})
     optimizer([])
     assert optimizer.get_state() == {} and optimizer.optimizer is None
+
+
+def deprecated_two_name_args(module_name, param_name):
+    return {"lr": 0.2 if param_name == "b" else 0.05}
+
+
+#: vi_vae's Adam against Pyro's, with the optim_args and clip_args of both
+ADAM_ARGS = {
+    "dict": ({"lr": 0.1}, None),
+    "per-parameter-args": (per_parameter_learning_rate, None),
+    "deprecated-two-name-args": (deprecated_two_name_args, None),
+    "clipped-gradients": ({"lr": 0.1, "weight_decay": 0.01}, {"clip_norm": 0.5}),
+    "amsgrad": ({"lr": 0.1, "amsgrad": True}, None),
+}
+
+
+@pytest.mark.parametrize("args", ADAM_ARGS.values(), ids=ADAM_ARGS.keys())
+def test_adam_steps_multi_tensor_bitwise_as_pyros_adam(args):
+    optim_args, clip_args = args
+    pyro.clear_param_store()
+    expected = train(pyro.optim.Adam(optim_args, clip_args))
+    pyro.clear_param_store()
+    optimizer = Adam(optim_args, clip_args)
+    assert_bitwise_equal(train(optimizer), expected)
+    assert {group["foreach"] for group in optimizer.optimizer.param_groups} == {True}
+
+
+def test_adam_keeps_the_implementation_optim_args_choose():
+    pyro.clear_param_store()
+    optimizer = Adam({"lr": 0.1, "foreach": False})
+    train(optimizer, steps=[0])
+    assert optimizer.optimizer.param_groups[0]["foreach"] is False
+
+
+@pytest.mark.parametrize("direction", ["pyro to vi_vae", "fused to vi_vae"])
+def test_loaded_state_keeps_this_optimizers_implementation(direction):
+    # a checkpoint of Pyro's Adam (foreach None) or a fused one resumes multi-tensor
+    pyro.clear_param_store()
+    first = (
+        pyro.optim.Adam({"lr": 0.1})
+        if direction == "pyro to vi_vae"
+        else Adam({"lr": 0.1, "fused": True})
+    )
+    train(first, steps=range(3))
+    second = Adam({"lr": 0.1})
+    second.set_state(first.get_state())
+    train(second, steps=range(3, 5))
+    groups = second.optimizer.param_groups
+    assert [(group["foreach"], group["fused"]) for group in groups] == [(True, None)]
+
+
+def test_fused_adam_is_an_opt_in_within_its_stated_tolerance():
+    # One step from the same state: fused and the loop round differently, by at most
+    # 4 eps (|theta| + |update|) (vi_vae.optim.Adam's docstring; 1.5 eps measured)
+    generator = torch.Generator().manual_seed(0)
+    param = torch.randn(20_000, generator=generator).requires_grad_()
+    loop = torch.optim.Adam([param], lr=0.1, foreach=True)
+    for _ in range(3):
+        param.grad = torch.randn(20_000, generator=generator)
+        loop.step()
+    before, grad = param.detach().clone(), torch.randn(20_000, generator=generator)
+    other = param.detach().clone().requires_grad_()
+    fused = torch.optim.Adam([other], lr=0.1, fused=True)
+    fused.load_state_dict(copy.deepcopy(loop.state_dict()))
+    fused.param_groups[0].update(foreach=None, fused=True)  # loading brought the loop's choice
+    param.grad, other.grad = grad, grad.clone()
+    loop.step()
+    fused.step()
+    difference = (other - param).detach().abs()
+    bound = 4 * torch.finfo(torch.float32).eps * (param.abs() + (param - before).abs()).detach()
+    assert (difference <= bound).all()

@@ -1,5 +1,6 @@
 """Issue 13: the same Python script, run twice in two processes, prints identical numbers."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,10 +22,14 @@ SCRIPT = textwrap.dedent(
 
 
 def test_same_script_same_numbers_in_two_processes():
-    outputs = [
-        subprocess.run(
-            [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, check=True
-        ).stdout
+    # the two processes run side by side, one thread each: they share nothing but the script
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True, env=environment
+        )
         for _ in range(2)
     ]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
     assert outputs[0] == outputs[1] and outputs[0].count("\n") == 2

@@ -415,3 +415,31 @@ def test_fit_writes_no_files(tmp_path, monkeypatch):
     fit(vae.model, vae.guide, x, validation=x[:8], epochs=2, batch_size=32, sink=sink)
     assert os.listdir(tmp_path) == []
     assert [checkpoint.epoch for checkpoint in sink.checkpoints] == [1, 2]
+
+
+def test_validity_checks_run_in_the_first_step_of_each_epoch_only(monkeypatch):
+    # Pyro's and torch's checks of every distribution's samples: the first step of each
+    # epoch runs them as a step of Pyro's own would, the others skip them (same numbers:
+    # test_fit_trains_with_it_by_default_bitwise_as_with_pyros_adam in test_optim.py)
+    x = binary_data()  # 64 points
+    checks = []
+    validate_sample = torch.distributions.Distribution._validate_sample
+
+    def counted(self, value):
+        checks.append(1)
+        return validate_sample(self, value)
+
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_sample", counted)
+    vae = small_vae()
+
+    def checks_in_fit(epochs, batch_size):
+        checks.clear()
+        fit(vae.model, vae.guide, x, epochs=epochs, batch_size=batch_size)
+        return len(checks)
+
+    # fit's checks of the data once, then one step's checks per epoch: epochs of 4 steps
+    # check as much as epochs of 1 step
+    one_step_epochs = checks_in_fit(2, 64)
+    assert one_step_epochs > checks_in_fit(1, 64)  # a step checks something
+    assert checks_in_fit(2, 16) == one_step_epochs
+    assert pyro.infer.util.is_validation_enabled()  # the user's setting is back after fit

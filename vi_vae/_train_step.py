@@ -8,12 +8,14 @@ of it travels with row n of the data. Any other keyword argument is passed as it
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyro
 import torch
 from pyro.infer import SVI
 from torch import Tensor
@@ -121,16 +123,25 @@ class Diverged(Exception):
     """A step's loss or parameters are not finite; the message says which."""
 
 
-def train_step(svi: SVI, batch: Points) -> float:
+def train_step(svi: SVI, batch: Points, validate: bool = True) -> float:
     """One SVI step on ``batch``; its loss (summed over the batch).
+
+    With ``validate=False`` the step runs without Pyro's and torch's validity
+    checks (``pyro.validation_enabled(False)``: each distribution's arguments and
+    samples, the sites' shapes, the model/guide match, NaN warnings), which
+    change no number. ``fit`` checks its data once when they enter it and
+    validates the first step of every epoch; the other steps skip the checks,
+    which cost a few whole-batch comparisons per site and step. A non-finite
+    value in an unchecked step still ends as a non-finite loss.
 
     Raises:
         Diverged: when the loss is not finite, or when a distribution refused
             non-finite parameters (Pyro's argument validation runs before the
             loss is NaN).
     """
+    checks = contextlib.nullcontext() if validate else pyro.validation_enabled(False)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), checks:
             # a non-finite loss becomes a TrainingError in fit, not a warning as well
             warnings.filterwarnings("ignore", "Encountered NaN", UserWarning)
             value = svi.step(batch.x, **batch.kwargs)

@@ -261,7 +261,7 @@ class _Run:
         total = 0.0
         for step, batch in self.data.batches(order, self.settings.batch_size, self.generator):
             try:
-                value = train_step(self.svi, batch)
+                value = train_step(self.svi, batch, validate=step == 0)
             except Diverged as error:
                 message = diverged_message(str(error), epoch, step, steps, state, sink)
                 raise TrainingError(message) from error.__cause__

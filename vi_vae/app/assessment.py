@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from torch import Tensor
 from vi_vae.app.config import AISConfig, EvaluationConfig
 from vi_vae.app.metrics import (
     AISSummary,
+    AutoAISSummary,
     BDMCSummary,
     BoundSummary,
     EstimateSummary,
@@ -32,11 +34,16 @@ from vi_vae.app.metrics import (
 from vi_vae.data import SPLIT_SEED, Dataset
 from vi_vae.errors import AISConvergenceWarning
 from vi_vae.evaluation import (
+    AISEstimate,
+    AutoAISSettings,
+    BDMCResult,
     LogLikelihoodEstimate,
     annealed_importance_sampling,
+    auto_annealed_importance_sampling,
     bdmc,
     importance_sampling,
 )
+from vi_vae.evaluation.auto_ais import gradient_evaluations
 from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
@@ -46,6 +53,7 @@ __all__ = [
     "EVALUATION_SEED",
     "METHODS",
     "ais_summary",
+    "auto_ais_summary",
     "bdmc_summary",
     "evaluate",
     "evaluation_points",
@@ -90,11 +98,15 @@ def evaluate(
     *,
     ais: AISConfig | None = None,
     on_evaluation: Callable[[str, int, int], None] | None = None,
+    auto: AutoAISSettings | None = None,
+    previous: AISSummary | None = None,
 ) -> RunMetrics:
     """Importance-sampled log p(x) and the bound table on the test points, as run metrics.
 
     With ``ais.num_points`` set, AIS runs on the first ``ais.num_points`` test points
-    too, beside importance sampling on the same points (:func:`ais_summary`).
+    too, beside importance sampling on the same points (:func:`ais_summary`); with
+    ``auto``, its T is chosen by doubling (:func:`auto_ais_summary`), and ``previous``,
+    the run's earlier AIS summary, is kept beside it when it had fixed settings.
     """
     x, points = evaluation_points(dataset, evaluation.num_points)
     ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
@@ -118,7 +130,12 @@ def evaluate(
         training=training,
         figures=figures,
     )
-    if ais is not None and ais.num_points is not None:
+    if ais is not None and ais.num_points is not None and auto is not None:
+        summary = auto_ais_summary(
+            vae, dataset, ais, evaluation, auto, estimate, previous, on_evaluation=on_evaluation
+        )
+        metrics = dataclasses.replace(metrics, ais=summary)
+    elif ais is not None and ais.num_points is not None:
         on_step = _phase(on_evaluation, "AIS")
         summary = ais_summary(vae, dataset, ais, evaluation, estimate, on_step=on_step)
         metrics = dataclasses.replace(metrics, ais=summary)
@@ -147,6 +164,74 @@ def ais_summary(
     taken from it when it covers them, and estimated anew (with ``evaluation``'s K)
     otherwise.
     """
+    x, importance = _ais_points(vae, dataset, ais, evaluation, importance)
+    started = time.process_time()
+    options = {"on_step": on_step, "execution": evaluation.execution}
+    with _verdict_in_summary():
+        run = _annealed(annealed_importance_sampling, vae, x, ais, **options)
+        annealed = run.checked_against(importance)
+    cpu_seconds = time.process_time() - started
+    cost = gradient_evaluations(len(x), annealed.settings)
+    return _ais_summary_of(annealed, importance, cpu_seconds=cpu_seconds, gradient_evaluations=cost)
+
+
+def auto_ais_summary(
+    vae: VAE,
+    dataset: Dataset,
+    ais: AISConfig,
+    evaluation: EvaluationConfig,
+    auto: AutoAISSettings,
+    importance: LogLikelihoodEstimate | None = None,
+    previous: AISSummary | None = None,
+    *,
+    on_evaluation: Callable[[str, int, int], None] | None = None,
+) -> AISSummary:
+    """AIS on the first ``ais.num_points`` test points with T doubled until its verdict holds.
+
+    As :func:`ais_summary`, by :func:`~vi_vae.evaluation.auto_ais.auto_annealed_importance_sampling`
+    (``ais``'s settings but T); each round is a phase of ``on_evaluation``. ``previous``
+    (an earlier AIS summary of the run) is kept beside it when it ran with fixed
+    settings on as many points.
+    """
+    x, importance = _ais_points(vae, dataset, ais, evaluation, importance)
+    with _verdict_in_summary():
+        result = auto_annealed_importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            ais.settings,
+            auto,
+            importance=importance,
+            seed=EVALUATION_SEED,
+            on_step=on_evaluation,
+            execution=evaluation.execution,
+        )
+    fixed = previous.auto.fixed if previous is not None and previous.auto else previous
+    if fixed is not None and fixed.estimate.num_points != len(x):
+        fixed = None
+    summary = AutoAISSummary(
+        settings=auto,
+        rounds=result.rounds,
+        bdmc=None if result.bdmc is None else _bdmc_summary_of(result.bdmc),
+        fixed=fixed,
+    )
+    return _ais_summary_of(
+        result.estimate,
+        importance,
+        cpu_seconds=result.cpu_seconds,
+        gradient_evaluations=result.gradient_evaluations,
+        auto=summary,
+    )
+
+
+def _ais_points(
+    vae: VAE,
+    dataset: Dataset,
+    ais: AISConfig,
+    evaluation: EvaluationConfig,
+    importance: LogLikelihoodEstimate | None,
+) -> tuple[torch.Tensor, LogLikelihoodEstimate]:
+    """The first ``ais.num_points`` test points, and importance sampling of exactly them."""
     x, _ = evaluation_points(dataset, ais.num_points)
     x = x.to(_device(vae))
     if importance is None or importance.num_points < len(x):
@@ -159,11 +244,13 @@ def ais_summary(
             seed=EVALUATION_SEED,
             execution=evaluation.execution,
         )
-    importance = importance.select(slice(0, len(x)))
-    options = {"on_step": on_step, "execution": evaluation.execution}
-    with _verdict_in_summary():
-        run = _annealed(annealed_importance_sampling, vae, x, ais, **options)
-        annealed = run.checked_against(importance)
+    return x, importance.select(slice(0, len(x)))
+
+
+def _ais_summary_of(
+    annealed: AISEstimate, importance: LogLikelihoodEstimate, **cost: Any
+) -> AISSummary:
+    """The summary of an AIS estimate checked against importance sampling of its points."""
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
         estimate=EstimateSummary.from_estimate(annealed),
@@ -174,6 +261,7 @@ def ais_summary(
         mean_acceptance_rate=annealed.mean_acceptance_rate,
         settings=annealed.settings,
         convergence=annealed.convergence,
+        **cost,
     )
 
 
@@ -189,8 +277,12 @@ def bdmc_summary(
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
     with _verdict_in_summary():
         result = _annealed(bdmc, vae, shape, ais, on_step=on_step, execution=execution)
+    return _bdmc_summary_of(result)
+
+
+def _bdmc_summary_of(result: BDMCResult) -> BDMCSummary:
     return BDMCSummary(
-        num_points=num_points,
+        num_points=result.x.shape[0],
         lower=EstimateSummary.from_estimate(result.lower),
         upper=EstimateSummary.from_estimate(result.upper),
         mean_gap=result.mean_gap,

@@ -14,10 +14,12 @@ from typing import Any
 
 from vi_vae.app.config import RunConfig
 from vi_vae.evaluation import AISSettings, Bound, Convergence, LogLikelihoodEstimate
+from vi_vae.evaluation.auto_ais import AISRound, AutoAISSettings
 from vi_vae.train import EpochRecord, FitResult
 
 __all__ = [
     "AISSummary",
+    "AutoAISSummary",
     "BDMCSummary",
     "BoundSummary",
     "Comparison",
@@ -175,6 +177,11 @@ class AISSummary:
         settings: the AIS settings the estimate ran with (read from the result).
         convergence: the result's verdict, the importance-sampling check included
             (``None``: stored by a version that did not check).
+        cpu_seconds: process time of the AIS run (of every round with ``auto``);
+            ``None``: stored by a version that did not measure it.
+        gradient_evaluations: points × chains × T × L of the run (summed over rounds
+            with ``auto``: :func:`vi_vae.evaluation.auto_ais.gradient_evaluations`).
+        auto: how T was chosen, when it was (``vi-vae evaluate --method ais --auto``).
     """
 
     estimate: EstimateSummary
@@ -185,6 +192,9 @@ class AISSummary:
     mean_acceptance_rate: float
     settings: AISSettings
     convergence: Convergence | None = None
+    cpu_seconds: float | None = None
+    gradient_evaluations: int | None = None
+    auto: AutoAISSummary | None = None
 
     converged = property(_converged)
 
@@ -219,6 +229,30 @@ class BDMCSummary:
     converged = property(_converged)
 
     upgrade_json = staticmethod(_nest_settings)
+
+
+@dataclass(frozen=True)
+class AutoAISSummary:
+    """How :func:`~vi_vae.evaluation.auto_ais.auto_annealed_importance_sampling` chose T.
+
+    Attributes:
+        settings: its :class:`~vi_vae.evaluation.auto_ais.AutoAISSettings`.
+        rounds: every round (T, mean, Monte Carlo SE, verdict, CPU seconds, gradient
+            evaluations, BDMC's gap where it ran), in order.
+        bdmc: the final round's BDMC check (``None``: it did not run).
+        fixed: the AIS run with fixed settings on the same points that ``metrics.json``
+            held before, kept beside it for comparison (``None``: there was none).
+    """
+
+    settings: AutoAISSettings
+    rounds: tuple[AISRound, ...]
+    bdmc: BDMCSummary | None = None
+    fixed: AISSummary | None = None
+
+    @property
+    def num_steps(self) -> tuple[int, ...]:
+        """T of every round."""
+        return tuple(r.num_steps for r in self.rounds)
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,45 @@ def _ais_lines(ais: AISSummary) -> list[str]:
         f"- AIS − IS: {number(ais.gap)} ± {number(ais.gap_standard_error)} nats per point "
         f"(paired; the largest single point {number(ais.max_gap)}). Both are stochastic "
         "lower bounds; the gap is how much looser importance sampling from the guide is.",
+        *_cost_lines(ais),
         _verdict(ais),
         "",
     ]
+
+
+def _cost(ais: AISSummary) -> str:
+    return (
+        f"{number(ais.cpu_seconds, 1)} CPU seconds, {ais.gradient_evaluations:,} gradient "
+        "evaluations (points × chains × T × L)"
+    )
+
+
+def _cost_lines(ais: AISSummary) -> list[str]:
+    """How T was chosen (``--auto``) and what AIS cost, beside the fixed settings' run."""
+    lines, auto = [], ais.auto
+    if auto is not None:
+        rounds = "; ".join(
+            f"T = {r.num_steps}: {number(r.mean)} ± {number(r.monte_carlo_standard_error, 3)}"
+            for r in auto.rounds
+        )
+        start, largest = auto.settings.start_num_steps, auto.settings.max_num_steps
+        lines.append(f"- T doubled from {start} (at most {largest}): {rounds}")
+    if auto is not None and auto.bdmc is not None:
+        lines.append(
+            f"- BDMC at the final T on {auto.bdmc.num_points} points simulated from the model: gap "
+            f"{number(auto.bdmc.mean_gap, 3)} ± {number(auto.bdmc.mean_gap_standard_error, 3)}"
+        )
+    if ais.cpu_seconds is not None:
+        lines.append(f"- cost: {_cost(ais)}")
+    fixed = auto.fixed if auto is not None else None
+    if fixed is not None:
+        lines.append(
+            f"- beside the fixed settings' run on the same points ({_ais_settings(fixed)}): "
+            f"{number(fixed.estimate.log_likelihood)} ± {number(fixed.estimate.standard_error)}"
+            f" (Monte Carlo {number(fixed.estimate.monte_carlo_standard_error, 3)}); cost: "
+            + ("not recorded" if fixed.cpu_seconds is None else _cost(fixed))
+        )
+    return lines
 
 
 def _bdmc_lines(bdmc: BDMCSummary) -> list[str]:

@@ -39,6 +39,7 @@ from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
+from vi_vae.evaluation import AutoAISSettings
 from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
@@ -306,6 +307,7 @@ def evaluate_run(
     method: str = "is",
     device: str | None = None,
     on_evaluation: EvaluationCallback | None = None,
+    auto: AutoAISSettings | None = None,
 ) -> Run:
     """Re-evaluate a run on its test split; rewrite ``metrics.json`` and ``report.md``.
 
@@ -319,16 +321,22 @@ def evaluate_run(
             defaults to them).
         device: where to evaluate (default: the run's device).
         on_evaluation: the evaluation's progress, ``(phase, done, total)``.
+        auto: with ``method="ais"``, choose T by doubling
+            (:func:`vi_vae.auto_annealed_importance_sampling`).
     """
     evaluation = evaluation or EvaluationConfig()
     ais = ais or AISConfig()
     check_choice("method", method, METHODS)
+    if auto is not None and method != "ais":
+        raise InputError(
+            f"auto chooses AIS's number of steps; it needs method='ais', not {method!r}"
+        )
     # refuse bad settings before loading anything
     RunConfig(evaluation=evaluation, ais=ais).validated()
     directory = RunDirectory(run_dir)
     directory.open()
     with directory.locked():
-        return _evaluate(load_run(run_dir, device), evaluation, ais, method, on_evaluation)
+        return _evaluate(load_run(run_dir, device), evaluation, ais, method, on_evaluation, auto)
 
 
 def _evaluate(
@@ -337,6 +345,7 @@ def _evaluate(
     ais: AISConfig,
     method: str,
     on_evaluation: EvaluationCallback | None,
+    auto: AutoAISSettings | None = None,
 ) -> Run:
     if method == "ais" and ais.num_points is None:
         num_points = evaluation.num_points or len(run.dataset.test)
@@ -351,6 +360,8 @@ def _evaluate(
         previous.figures,
         ais=ais,
         on_evaluation=on_evaluation,
+        auto=auto,
+        previous=previous.ais,
     )
     run.metrics = dataclasses.replace(run.metrics, bdmc=previous.bdmc)
     _write(dataclasses.replace(run, config=config))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
-from vi_vae.evaluation import AISSettings
+from vi_vae.evaluation import AISRound, AISSettings, AutoAISSettings
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -47,7 +48,51 @@ def _print_metrics(metrics: RunMetrics) -> None:
             f"{ais.importance_sampling.log_likelihood:.2f}; AIS − IS = {ais.gap:.2f} ± "
             f"{ais.gap_standard_error:.2f} (max {ais.max_gap:.2f})"
         )
+        _print_ais_cost(ais)
         _warn_unless_converged(ais, "AIS")
+
+
+def _print_ais_cost(ais: AISSummary) -> None:
+    """The rounds of an automatic T, and the cost, beside a fixed-settings run if known."""
+    if ais.auto is not None:
+        rounds = ", ".join(_round(r) for r in ais.auto.rounds)
+        verdict = "converged" if ais.converged else "not converged"
+        print(f"  T chosen by doubling: {rounds}; {verdict} at T = {ais.settings.num_steps}")
+    if ais.cpu_seconds is None:
+        return
+    print(f"  cost: {_cost(ais)}" + (f" over {len(ais.auto.rounds)} rounds" if ais.auto else ""))
+    fixed = ais.auto.fixed if ais.auto is not None else None
+    if fixed is None:
+        return
+    difference = ais.estimate.log_likelihood - fixed.estimate.log_likelihood
+    error = math.hypot(
+        ais.estimate.monte_carlo_standard_error, fixed.estimate.monte_carlo_standard_error
+    )
+    print(
+        f"  beside the fixed settings ({_settings(fixed.settings)}, from metrics.json): "
+        f"AIS log p(x) = {fixed.estimate.log_likelihood:.2f} ± {fixed.estimate.standard_error:.2f}"
+        f" (Monte Carlo SE {fixed.estimate.monte_carlo_standard_error:.3f}), cost {_cost(fixed)}; "
+        f"auto − fixed = {difference:+.3f} ± {error:.3f} (Monte Carlo)"
+        + (
+            f", {ais.cpu_seconds / fixed.cpu_seconds:.2f}× its CPU time"
+            if fixed.cpu_seconds
+            else ""
+        )
+    )
+
+
+def _round(trail: AISRound) -> str:
+    text = f"T = {trail.num_steps} ({trail.mean:.2f} ± {trail.monte_carlo_standard_error:.3f}"
+    if trail.bdmc_mean_gap is not None:
+        text += f", BDMC gap {trail.bdmc_mean_gap:.2f} ± {trail.bdmc_gap_standard_error:.2f}"
+    return text + ")"
+
+
+def _cost(ais: AISSummary) -> str:
+    if ais.cpu_seconds is None:
+        return "unknown"
+    evaluations = "" if ais.gradient_evaluations is None else f", {ais.gradient_evaluations:,}"
+    return f"{ais.cpu_seconds:.1f} CPU s{evaluations} gradient evaluations"
 
 
 def _warn_unless_converged(summary: AISSummary | BDMCSummary, what: str) -> None:
@@ -158,6 +203,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import evaluate_run
 
     config = config_from_arguments(args, "evaluate", RunConfig())
+    auto = _auto(args, config.ais)
     progress = ProgressBar(disable=args.quiet or not is_main_process())
     try:
         run = evaluate_run(
@@ -167,6 +213,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             method=args.method,
             device=args.device,
             on_evaluation=progress.evaluation,
+            auto=auto,
         )
     finally:
         progress.close()
@@ -174,6 +221,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"metrics: {run.directory.metrics_path}")
     print(f"report: {run.directory.report_path}")
     return 0
+
+
+def _auto(args: argparse.Namespace, ais: AISSettings) -> AutoAISSettings | None:
+    """``--auto``'s settings, ``--ais-num-steps`` its largest T; ``None`` without it."""
+    if not args.auto:
+        return None
+    if args.method != "ais":
+        raise InputError("--auto chooses AIS's number of steps T; give it with --method ais")
+    if "--ais-num-steps" not in given_flags(args, "evaluate"):
+        return AutoAISSettings()
+    largest = ais.num_steps
+    if largest < 2:
+        raise InputError(f"--ais-num-steps is the largest T with --auto: at least 2; got {largest}")
+    return AutoAISSettings(
+        start_num_steps=min(AutoAISSettings().start_num_steps, largest), max_num_steps=largest
+    )
 
 
 def _bdmc(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from vi_vae.cli.commands import COMMANDS, DEFAULT_NUM_SAMPLES_SHOWN
 from vi_vae.cli.flags import add_config_flags, flag_of_field, int_list, positive_int, seed
 from vi_vae.cli.launch import add_launch_flags, distributed_session, program, relaunch
 from vi_vae.errors import InputError, TrainingError
+from vi_vae.evaluation.auto_ais import DEFAULT_MAX_NUM_STEPS
 
 __all__ = ["build_parser", "main"]
 
@@ -113,6 +114,13 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "beside importance sampling on the same points (default: %(default)s)",
     )
     add_config_flags(evaluate, "evaluate", ("evaluation", "ais"))
+    evaluate.add_argument(
+        "--auto",
+        action="store_true",
+        help="with --method ais: choose T by doubling it from a small start until AIS's "
+        "verdict holds (BDMC on a few simulated points included), and print the cost; "
+        f"--ais-num-steps is then the largest T (default: {DEFAULT_MAX_NUM_STEPS})",
+    )
     evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     add_launch_flags(evaluate)

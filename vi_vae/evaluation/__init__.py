@@ -12,6 +12,7 @@
   in :mod:`~vi_vae.evaluation.latent_sites`) and
   :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density), and
   :mod:`~vi_vae.evaluation.convergence` (the verdict AIS and BDMC results carry);
+- :mod:`~vi_vae.evaluation.auto_ais`: AIS with T doubled until its verdict holds;
 - :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled), its
   size (``chunk_size="auto"``) and importance sampling's keyed passes;
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
@@ -30,6 +31,12 @@ from vi_vae.evaluation.annealing import (
     SCHEDULES,
     AISSettings,
     annealing_schedule,
+)
+from vi_vae.evaluation.auto_ais import (
+    AISRound,
+    AutoAISResult,
+    AutoAISSettings,
+    auto_annealed_importance_sampling,
 )
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import Convergence, ConvergenceCheck
@@ -77,8 +84,11 @@ __all__ = [
     "PARETO_K_THRESHOLD",
     "SCHEDULES",
     "AISEstimate",
+    "AISRound",
     "AISSettings",
     "ActiveUnits",
+    "AutoAISResult",
+    "AutoAISSettings",
     "BDMCResult",
     "Bound",
     "Convergence",
@@ -89,6 +99,7 @@ __all__ = [
     "active_units",
     "annealed_importance_sampling",
     "annealing_schedule",
+    "auto_annealed_importance_sampling",
     "bdmc",
     "auto_chunk_size",
     "bounds",
