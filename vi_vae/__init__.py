@@ -36,6 +36,7 @@ from vi_vae.evaluation import (
     log_marginal_likelihood,
     to_inference_data,
 )
+from vi_vae.execution import ExecutionOptions
 from vi_vae.flows import parse_flow
 from vi_vae.keys import seed_everything
 from vi_vae.latents import FAMILIES, LatentFamily, get_family, register_family
@@ -67,6 +68,7 @@ __all__ = [
     "CompileWarning",
     "DReG",
     "Dataset",
+    "ExecutionOptions",
     "FitResult",
     "InputError",
     "LatentFamily",

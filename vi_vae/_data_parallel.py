@@ -136,6 +136,9 @@ def _raise_failure(failure: Exception | None) -> None:
 class Local:
     """:func:`vi_vae.fit` in one process: every hook is a no-op."""
 
+    #: the SVI of a step: Pyro's own in one process
+    svi_type: type[SVI] = SVI
+
     def svi(
         self,
         model: Callable,
@@ -144,8 +147,14 @@ class Local:
         loss: Any,
         point_kwargs: frozenset[str] = frozenset(),
     ) -> SVI:
-        """Pyro's own SVI (each step is given the batch's rows of ``point_kwargs``)."""
-        return SVI(model, guide, optimizer, loss=loss)
+        """An :attr:`svi_type` whose steps get the batch's rows of ``point_kwargs``.
+
+        A :class:`DataParallelSVI` shards them with the batch.
+        """
+        svi = self.svi_type(model, guide, optimizer, loss=loss)
+        if isinstance(svi, DataParallelSVI):
+            svi.point_kwargs = point_kwargs
+        return svi
 
     def start(self, svi: SVI, seed: int) -> None:
         """Nothing to synchronize."""
@@ -165,18 +174,7 @@ class Local:
 class DataParallel(Local):
     """:func:`vi_vae.fit` on several ranks (module docstring)."""
 
-    def svi(
-        self,
-        model: Callable,
-        guide: Callable,
-        optimizer: Any,
-        loss: Any,
-        point_kwargs: frozenset[str] = frozenset(),
-    ) -> SVI:
-        """A :class:`DataParallelSVI` that shards ``point_kwargs`` with the batch."""
-        svi = DataParallelSVI(model, guide, optimizer, loss=loss)
-        svi.point_kwargs = point_kwargs
-        return svi
+    svi_type = DataParallelSVI
 
     def start(self, svi: SVI, seed: int) -> None:
         """Rank 0's initial parameters everywhere; a stream of its own for each rank's draws."""

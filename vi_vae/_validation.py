@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from vi_vae.errors import InputError
 
@@ -16,7 +17,10 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_seed",
+    "with_shortcuts",
 ]
+
+T = TypeVar("T")
 
 #: seeds are what every generator accepts: numpy takes 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
@@ -47,21 +51,24 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def check_positive_float(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite number > 0, else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a positive number; got {value!r}")
-    number = float(value)
-    if not number > 0 or math.isinf(number):
-        raise InputError(f"{name} must be a positive finite number; got {value!r}")
-    return number
+    return _check_float(name, value, zero=False)
 
 
 def check_nonnegative_float(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite number >= 0, else raise."""
+    return _check_float(name, value, zero=True)
+
+
+def _check_float(name: str, value: Any, *, zero: bool) -> float:
+    """``value`` as a float if it is finite and > 0 (>= 0 with ``zero``), else raise."""
+    kind, finite = ("a number >= 0", "a finite number >= 0") if zero else (
+        "a positive number", "a positive finite number"
+    )  # fmt: skip
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a number >= 0; got {value!r}")
+        raise InputError(f"{name} must be {kind}; got {value!r}")
     number = float(value)
-    if not number >= 0 or math.isinf(number):
-        raise InputError(f"{name} must be a finite number >= 0; got {value!r}")
+    if not (number >= 0 if zero else number > 0) or math.isinf(number):
+        raise InputError(f"{name} must be {finite}; got {value!r}")
     return number
 
 
@@ -70,3 +77,25 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"{name} must be an integer in [0, {MAX_SEED}]; got {seed!r}")
     return seed
+
+
+def with_shortcuts(kind: type[T], options: T | None, shortcuts: dict[str, Any], name: str) -> T:
+    """``options`` (default: ``kind()``) with the keyword shortcuts that are not ``None``.
+
+    ``kind`` is a frozen dataclass and ``name`` the argument that takes it. A shortcut
+    that contradicts a field of ``options`` is an :class:`InputError`: the call would
+    say two things.
+    """
+    if options is not None and not isinstance(options, kind):
+        raise InputError(f"{name} must be an instance of {kind.__name__} or None; got {options!r}")
+    given = {key: value for key, value in shortcuts.items() if value is not None}
+    if options is None:
+        return kind(**given)
+    for key, value in given.items():
+        if getattr(options, key) != value:
+            raise InputError(
+                f"{key}={value!r} contradicts {name}.{key}={getattr(options, key)!r}; "
+                "pass one of them"
+            )
+    return options if not given else dataclasses.replace(options, **given)
+

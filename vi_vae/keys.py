@@ -7,7 +7,8 @@ r"""Randomness in one place: seeds, the random key, keyed draws that ignore chun
   Importance sampling, AIS, BDMC and data-parallel training draw from streams
   keyed by (seed, indices) instead of from one global stream, so a point's numbers
   do not depend on the chunk size, the other points or the rank that evaluates it.
-- :func:`keyed_log_weight_chunks`: importance sampling's keyed passes.
+- :func:`key_block_size`: the blocks of importance sampling's keyed passes
+  (:func:`vi_vae.evaluation.passes.keyed_log_weight_chunks`).
 
 One hash family. Keys are mixed by xorshift-multiply finalizers, ``x ^= x >> s;
 x *= m`` rounds followed by a last ``x ^= x >> s``, bijections of b-bit integers
@@ -52,22 +53,17 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pyro
-import pyro.poutine as poutine
 import torch
-from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int, check_seed
-from vi_vae.contract import per_point_keywords, rows_of
-from vi_vae.errors import InputError
-from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, trace_log_weights
+from vi_vae.weights import DEFAULT_CHUNK_SIZE
 
 __all__ = [
     "KEYED_PAIRS",
@@ -78,7 +74,6 @@ __all__ = [
     "RngState",
     "get_rng_state",
     "key_block_size",
-    "keyed_log_weight_chunks",
     "normal",
     "resolve_seed",
     "seed_everything",
@@ -298,165 +293,3 @@ def key_block_size(num_particles: int) -> int:
     """
     check_positive_int("num_particles", num_particles)
     return max(1, KEYED_PAIRS // num_particles)
-
-
-def _seed_stream(seed: int, device: torch.device) -> None:
-    """Seed the generator(s) Pyro's draws on ``device`` consume."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(seed)
-
-
-def keyed_log_weight_chunks(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    num_particles: int,
-    *,
-    seed: int,
-    first_index: int = 0,
-    data_plate: str = "data",
-    chunk_size: int,
-    plate_nesting: int,
-    one_pass: Callable[..., Tensor],
-    **kwargs: Any,
-) -> Iterator[tuple[slice, Tensor]]:
-    """Yield ``(rows, log_weights)`` per key block, log weights ``[num_particles, len(rows)]``.
-
-    Call it through :func:`vi_vae.evaluation.passes.log_weight_chunks` with a ``seed``,
-    which checks the arguments and the data first. The global RNG is left untouched.
-
-    Args:
-        model: Pyro model ``model(x[rows], **kwargs)`` (per-point keyword arguments
-            split by rows, :func:`vi_vae.contract.rows_of`).
-        guide: Pyro guide with the same signature.
-        x: the data points ``[N, ...]``, global indices ``first_index ...``.
-        num_particles: K.
-        seed: the evaluation's seed.
-        first_index: global index of ``x[0]``; a multiple of :func:`key_block_size`.
-        data_plate: name of the data plate.
-        chunk_size: most (particle, point) pairs per pass of the model.
-        plate_nesting: plate dims the model/guide use.
-        one_pass: ``one_pass(x_rows, num_particles=K, kwargs=kwargs_rows)``, the log
-            weights of a pass drawn from the current stream (eager or compiled).
-        **kwargs: passed to model and guide.
-
-    Raises:
-        InputError: when ``first_index`` is not at a block boundary.
-    """
-    block = key_block_size(num_particles)
-    check_positive_int("first_index", first_index, minimum=0)
-    if first_index % block:
-        raise InputError(
-            f"first_index must be a multiple of the key block size {block} for "
-            f"num_particles = {num_particles}; got {first_index} "
-            "(use vi_vae.distributed.shard(..., block=key_block_size(num_particles)))"
-        )
-    key = RandomKey(seed)
-    particles_per_group = min(num_particles, KEYED_PAIRS)
-    per_point = per_point_keywords(kwargs, x.shape[0])
-    with torch.no_grad(), torch.random.fork_rng(devices=_cuda(x.device)):
-        for start in range(0, x.shape[0], block):
-            rows = slice(start, min(start + block, x.shape[0]))
-            parts = []
-            for group, first in enumerate(range(0, num_particles, particles_per_group)):
-                _seed_stream(key.seed_for(first_index + start, group), x.device)
-                count = min(particles_per_group, num_particles - first)
-                rows_x, rows_kwargs = rows_of(x, kwargs, rows, per_point)
-                if count * (rows.stop - rows.start) <= chunk_size:
-                    parts.append(one_pass(rows_x, num_particles=count, kwargs=rows_kwargs))
-                    continue
-                parts.append(
-                    _block_log_weights(
-                        model,
-                        guide,
-                        rows_x,
-                        count,
-                        plate_nesting,
-                        data_plate,
-                        chunk_size,
-                        rows_kwargs,
-                        per_point,
-                    )
-                )
-            yield rows, torch.cat(parts)
-
-
-def _block_log_weights(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    num_particles: int,
-    plate_nesting: int,
-    data_plate: str,
-    chunk_size: int,
-    kwargs: dict[str, Any],
-    per_point: frozenset[str],
-) -> Tensor:
-    """Log weights ``[num_particles, len(x)]`` of one block, drawn from the current stream.
-
-    ``kwargs`` are the block's; those named in ``per_point`` are split with ``x``.
-    """
-
-    def log_weights(guide: Callable, points: slice, num_particles: int) -> Tensor:
-        points_x, points_kwargs = rows_of(x, kwargs, points, per_point)
-        return trace_log_weights(
-            model,
-            guide,
-            (points_x,),
-            points_kwargs,
-            num_particles=num_particles,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            scaled=False,
-        ).log_weights
-
-    # The guide draws the whole block (its draws must not depend on chunk_size); the
-    # model, which holds most of the memory, is replayed on slices of those draws.
-    particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
-    draws = poutine.trace(particle_plate(guide)).get_trace(x, **kwargs)
-    particles_per_pass = min(num_particles, chunk_size)
-    points_per_pass = max(1, chunk_size // particles_per_pass)
-    rows = []
-    for start in range(0, x.shape[0], points_per_pass):
-        points = slice(start, min(start + points_per_pass, x.shape[0]))
-        parts = []
-        for first in range(0, num_particles, particles_per_pass):
-            particles = slice(first, min(first + particles_per_pass, num_particles))
-            sliced = _slice_draws(
-                draws, particles, points, num_particles, x.shape[0], plate_nesting, data_plate
-            )
-            count = particles.stop - particles.start
-            parts.append(log_weights(poutine.replay(guide, trace=sliced), points, count))
-        rows.append(torch.cat(parts))
-    return torch.cat(rows, dim=1)
-
-
-def _slice_draws(
-    trace: Trace,
-    particles: slice,
-    points: slice,
-    num_particles: int,
-    num_points: int,
-    plate_nesting: int,
-    data_plate: str,
-) -> Trace:
-    """The latent draws of ``trace`` for some particles and points, as a trace to replay."""
-    sliced = Trace()
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
-        value = site["value"]
-        batch_dims = value.dim() - site["fn"].event_dim
-        index: list[slice] = [slice(None)] * value.dim()
-        particle_axis = batch_dims - (plate_nesting + 1)
-        if particle_axis >= 0 and value.shape[particle_axis] == num_particles:
-            index[particle_axis] = particles
-        frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
-        if frame is not None and value.shape[batch_dims + frame.dim] == num_points:
-            index[batch_dims + frame.dim] = points
-        sliced.add_node(
-            name, type="sample", is_observed=False, value=value[tuple(index)], infer=site["infer"]
-        )
-    return sliced

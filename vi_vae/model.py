@@ -15,8 +15,6 @@ from torch import Tensor, nn
 from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.flows import (
-    DEFAULT_FLOW_LAYERS,
-    FLOWS,
     ConditionalIAF,
     check_flow_family,
     flow_context_dim,
@@ -26,34 +24,10 @@ from vi_vae.latents import LatentFamily, get_family
 from vi_vae.likelihoods import Likelihood, get_likelihood
 from vi_vae.nets import MLP
 from vi_vae.nets.top_down import TopDownDecoder
-from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS, PRIORS, VampPrior
-from vi_vae.templates import (
-    ARCHITECTURES,
-    build_decoder,
-    build_encoder,
-    resolve_latent_dims,
-)
+from vi_vae.priors import PRIORS, VampPrior
+from vi_vae.templates import Template, resolve_latent_dims
 
 __all__ = ["VAE"]
-
-
-def _check_choices(
-    hidden_sizes: Sequence[int],
-    architecture: str,
-    flow: str | None,
-    flow_layers: int,
-    prior: str,
-    num_pseudo_inputs: int,
-) -> None:
-    """Check the template's network, flow and prior choices (:class:`VAE`'s arguments)."""
-    for width in hidden_sizes:
-        check_positive_int("hidden_sizes", width)
-    check_choice("architecture", architecture, ARCHITECTURES)
-    if flow is not None and flow not in FLOWS:
-        raise InputError(f"unknown flow {flow!r}; accepted values: None, {', '.join(FLOWS)}")
-    check_positive_int("flow_layers", flow_layers)
-    check_choice("prior", prior, PRIORS)
-    check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
 
 
 class VAE(PyroModule):
@@ -82,6 +56,13 @@ class VAE(PyroModule):
     the top layer z_L (through the centres of the layers between), :meth:`sample`
     draws every layer, and :meth:`reconstruct` goes through z_1.
 
+    The VAE is built from parts, the **encoder** q(z_1|x), the **decoder** p(x|z_1),
+    the **prior** p(z_L) and the **likelihood**: each may be given; those not given
+    are built from the :class:`~vi_vae.templates.Template` (its fields are also this
+    constructor's keywords, e.g. ``hidden_sizes=(200, 200), architecture="conv"``).
+    The weights of the built parts are drawn in a fixed order: encoder, decoder, the
+    networks between stochastic layers, flows, the VampPrior's pseudo-inputs.
+
     Args:
         input_dim: dimension D of a flattened data point.
         latent_dim: dimension of z (default 20); with ``latent_dims``, leave it out
@@ -89,31 +70,30 @@ class VAE(PyroModule):
         latent_family: latent family name (``vi-vae families`` lists them) or a
             :class:`~vi_vae.latents.LatentFamily`; fixes q's form and the prior.
         likelihood: likelihood name or :class:`~vi_vae.likelihoods.Likelihood`.
-        hidden_sizes: hidden widths of the MLP encoder (of the fully connected
-            layers after the convolutions for ``"conv"``); the decoder mirrors them
-            (empty: linear encoder and decoder).
-        activation: activation of every network.
+        hidden_sizes: shortcut for ``template.hidden_sizes``.
+        activation: shortcut for ``template.activation``.
         encoder: optional module ``[batch, D] -> [batch, family.num_raw_parameters(d_1)]``
             (plus ``d_1`` context features with a flow) that replaces the built
             encoder (converted in place to a PyroModule).
         decoder: optional module ``[..., d_1] -> [..., likelihood.num_outputs(D)]``.
-        likelihood_options: keyword options of the likelihood, e.g. ``{"scale": 0.1}``.
+        likelihood_options: shortcut for ``template.likelihood_options``.
         data_plate: name of the data plate.
-        image_shape: shape to show a data point as an image, e.g. ``(28, 28)``; the
-            conv nets' input shape, (C, H, W) or (H, W) for one channel.
+        image_shape: shortcut for ``template.image_shape``.
         seed: seed of the networks' initial weights (drawn from a forked stream, so
             the global one is left untouched); ``None`` draws them from torch's
             global stream.
-        architecture: ``"mlp"`` or ``"conv"`` (:mod:`vi_vae.nets.conv`; needs
-            ``image_shape``) for the networks between x and z_1.
-        latent_dims: sizes of the stochastic layers from the data up, e.g. ``(100, 50)``.
-        flow: ``None`` (q is the family's) or ``"iaf"``: each layer's q pushed
-            through ``flow_layers`` conditional inverse autoregressive flows
-            (:mod:`vi_vae.flows`, which says which families a flow supports).
-        flow_layers: K, IAF layers per stochastic layer (used with a flow).
-        prior: ``"standard"`` (the family's default prior) or ``"vamp"``: the
-            VampPrior, q(z_L | ·) averaged over learned pseudo-inputs (:mod:`vi_vae.priors`).
-        num_pseudo_inputs: K pseudo-inputs of the VampPrior (used with ``"vamp"``).
+        architecture: shortcut for ``template.architecture``.
+        latent_dims: shortcut for ``template.latent_dims``.
+        flow: shortcut for ``template.flow`` (:mod:`vi_vae.flows` says which families
+            a flow supports).
+        flow_layers: shortcut for ``template.flow_layers``.
+        prior: ``"standard"`` (the family's default prior), ``"vamp"``: the VampPrior,
+            q(z_L | ·) averaged over learned pseudo-inputs (:mod:`vi_vae.priors`), or a
+            prior part: a module called as ``prior(vae.encode)`` that returns p(z_L),
+            e.g. a :class:`~vi_vae.priors.VampPrior`.
+        num_pseudo_inputs: shortcut for ``template.num_pseudo_inputs``.
+        template: the choices of the parts built here (default ``Template()``); a
+            shortcut that contradicts it is an :class:`~vi_vae.errors.InputError`.
 
     Example:
         >>> import torch
@@ -134,8 +114,8 @@ class VAE(PyroModule):
         latent_dim: int | None = None,
         latent_family: str | LatentFamily = "normal",
         likelihood: str | Likelihood = "bernoulli",
-        hidden_sizes: Sequence[int] = (400,),
-        activation: str = "relu",
+        hidden_sizes: Sequence[int] | None = None,
+        activation: str | None = None,
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
         likelihood_options: dict[str, Any] | None = None,
@@ -143,60 +123,43 @@ class VAE(PyroModule):
         image_shape: Sequence[int] | None = None,
         seed: int | None = None,
         *,
-        architecture: str = "mlp",
+        architecture: str | None = None,
         latent_dims: Sequence[int] | None = None,
         flow: str | None = None,
-        flow_layers: int = DEFAULT_FLOW_LAYERS,
-        prior: str = "standard",
-        num_pseudo_inputs: int = DEFAULT_NUM_PSEUDO_INPUTS,
+        flow_layers: int | None = None,
+        prior: str | nn.Module = "standard",
+        num_pseudo_inputs: int | None = None,
+        template: Template | None = None,
     ) -> None:
         super().__init__()
         check_positive_int("input_dim", input_dim)
-        dims = resolve_latent_dims(latent_dim, latent_dims)
-        _check_choices(hidden_sizes, architecture, flow, flow_layers, prior, num_pseudo_inputs)
+        shortcuts = {
+            "hidden_sizes": hidden_sizes, "activation": activation, "architecture": architecture,
+            "image_shape": image_shape, "latent_dims": latent_dims, "flow": flow,
+            "flow_layers": flow_layers, "num_pseudo_inputs": num_pseudo_inputs,
+            "likelihood_options": likelihood_options,
+        }  # fmt: skip
+        template = Template.build(template, shortcuts)
+        dims = resolve_latent_dims(latent_dim, template.latent_dims)
+        if not isinstance(prior, nn.Module):
+            check_choice("prior", prior, PRIORS)
+        self.template = template
         self.input_dim = input_dim
         self.latent_dims = dims
         self.latent_dim = dims[-1]
         self.latent_family = get_family(latent_family)
-        self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
+        self.likelihood = get_likelihood(likelihood, **(template.likelihood_options or {}))
         self.data_plate = data_plate
-        self.image_shape = tuple(image_shape) if image_shape else None
-        self.architecture = architecture
-        if flow is not None:
+        self.image_shape = tuple(template.image_shape) if template.image_shape else None
+        self.architecture = template.architecture
+        if template.flow is not None:
             check_flow_family(self.latent_family, dims)
         self._num_raw = [self.latent_family.num_raw_parameters(d) for d in dims]
-        self._num_context = [flow_context_dim(d) if flow else 0 for d in dims]
-        widths = len(hidden_sizes)
+        self._num_context = [flow_context_dim(d) if template.flow else 0 for d in dims]
         with seeded(seed):
-            if encoder is None:
-                encoder = build_encoder(
-                    architecture,
-                    input_dim,
-                    self._num_raw[0] + self._num_context[0],
-                    hidden_sizes,
-                    activation,
-                    image_shape,
-                )
-            if decoder is None:
-                decoder = build_decoder(
-                    architecture,
-                    dims[0],
-                    input_dim,
-                    self.likelihood.num_outputs(input_dim),
-                    hidden_sizes,
-                    activation,
-                    image_shape,
-                )
-            upper_encoders, conditionals = self._layer_networks(widths, activation)
-            flows = (
-                [
-                    ConditionalIAF(d, context, flow_layers, self.latent_family.support)
-                    for d, context in zip(dims, self._num_context, strict=True)
-                ]
-                if flow
-                else None
+            encoder, decoder, upper_encoders, conditionals, flows, vamp = self._parts(
+                encoder, decoder, prior
             )
-            vamp = VampPrior(num_pseudo_inputs, input_dim) if prior == "vamp" else None
         if len(dims) > 1:
             decoder = TopDownDecoder(conditionals, decoder, self.latent_family)
         to_pyro_module_(encoder)
@@ -208,6 +171,35 @@ class VAE(PyroModule):
         self.vamp_prior = _pyro(vamp) if vamp is not None else None
         #: the family's p(z) by (device, dtype): built once, not at every model call
         self._priors: dict[tuple[torch.device, torch.dtype], dist.TorchDistribution] = {}
+
+    def _parts(
+        self, encoder: nn.Module | None, decoder: nn.Module | None, prior: str | nn.Module
+    ) -> tuple[nn.Module, nn.Module, list[MLP], list[MLP], list | None, nn.Module | None]:
+        """The parts not given, built from :attr:`template`, drawn in one fixed order.
+
+        ``(encoder, decoder, upper encoders, conditionals, flows, VampPrior)``: the
+        weights come from the caller's (seeded) stream in that order.
+        """
+        template, dims, input_dim = self.template, self.latent_dims, self.input_dim
+        if encoder is None:
+            encoder = template.encoder(input_dim, self._num_raw[0] + self._num_context[0])
+        if decoder is None:
+            decoder = template.decoder(dims[0], input_dim, self.likelihood.num_outputs(input_dim))
+        widths = len(template.hidden_sizes)
+        upper_encoders, conditionals = self._layer_networks(widths, template.activation)
+        flows = (
+            [
+                ConditionalIAF(d, context, template.flow_layers, self.latent_family.support)
+                for d, context in zip(dims, self._num_context, strict=True)
+            ]
+            if template.flow
+            else None
+        )
+        if isinstance(prior, nn.Module):
+            vamp = prior
+        else:
+            vamp = VampPrior(template.num_pseudo_inputs, input_dim) if prior == "vamp" else None
+        return encoder, decoder, upper_encoders, conditionals, flows, vamp
 
     def _layer_networks(self, widths: int, activation: str) -> tuple[list[MLP], list[MLP]]:
         """The MLPs between stochastic layers, ``widths`` hidden layers d_l wide.

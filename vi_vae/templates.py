@@ -9,19 +9,22 @@ the last two in :mod:`vi_vae.flows` and :mod:`vi_vae.priors`) into those values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
-from vi_vae._validation import check_choice, check_positive_int
+from vi_vae._validation import check_choice, check_positive_int, with_shortcuts
 from vi_vae.errors import InputError
+from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.nets import MLP, ConvDecoder, ConvEncoder
 from vi_vae.nets.conv import channels_height_width
+from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS
 
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_LATENT_DIM",
-    "build_decoder",
-    "build_encoder",
+    "Template",
     "parse_latent_dims",
     "resolve_latent_dims",
 ]
@@ -30,6 +33,79 @@ __all__ = [
 ARCHITECTURES = ("mlp", "conv")
 #: dimension of z when neither latent_dim nor latent_dims is given
 DEFAULT_LATENT_DIM = 20
+
+
+@dataclass(frozen=True)
+class Template:
+    """The template's choices for the parts :class:`vi_vae.VAE` builds itself, checked once here.
+
+    The command line's model flags are these (and the VAE's latent family,
+    likelihood and prior). ``VAE(..., template=Template(...))`` takes one; the VAE's
+    keywords of the same names are shortcuts for its fields.
+
+    Attributes:
+        hidden_sizes: hidden widths of the MLP encoder (of the fully connected layers
+            after the convolutions for ``"conv"``); the decoder mirrors them (empty:
+            linear encoder and decoder).
+        activation: activation of every network.
+        architecture: ``"mlp"`` or ``"conv"`` (:mod:`vi_vae.nets.conv`; needs
+            ``image_shape``) for the networks between x and z_1.
+        image_shape: shape to show a data point as an image, e.g. ``(28, 28)``; the
+            conv nets' input shape, (C, H, W) or (H, W) for one channel.
+        latent_dims: sizes of the stochastic layers from the data up, e.g. ``(100, 50)``
+            (``None``: one layer of the VAE's ``latent_dim``).
+        flow: ``None`` (q is the family's) or ``"iaf"``: each layer's q pushed through
+            ``flow_layers`` conditional inverse autoregressive flows (:mod:`vi_vae.flows`).
+        flow_layers: K, IAF layers per stochastic layer (used with a flow).
+        num_pseudo_inputs: K pseudo-inputs of the VampPrior (used with ``prior="vamp"``).
+        likelihood_options: keyword options of a likelihood given by name, e.g.
+            ``{"scale": 0.1}``.
+
+    Raises:
+        InputError: naming the first bad choice and its accepted values.
+    """
+
+    hidden_sizes: Sequence[int] = (400,)
+    activation: str = "relu"
+    architecture: str = ARCHITECTURES[0]
+    image_shape: Sequence[int] | None = None
+    latent_dims: Sequence[int] | None = None
+    flow: str | None = None
+    flow_layers: int = DEFAULT_FLOW_LAYERS
+    num_pseudo_inputs: int = DEFAULT_NUM_PSEUDO_INPUTS
+    likelihood_options: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for width in self.hidden_sizes:
+            check_positive_int("hidden_sizes", width)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        if self.flow is not None and self.flow not in FLOWS:
+            accepted = ", ".join(FLOWS)
+            raise InputError(f"unknown flow {self.flow!r}; accepted values: None, {accepted}")
+        check_positive_int("flow_layers", self.flow_layers)
+        check_positive_int("num_pseudo_inputs", self.num_pseudo_inputs)
+        if self.latent_dims is not None:
+            resolve_latent_dims(None, self.latent_dims)
+
+    def encoder(self, input_dim: int, out_features: int) -> nn.Module:
+        """The network x -> ``out_features`` raw parameters of q(z_1|x)."""
+        if self.architecture == "conv":
+            shape = _conv_shape(self.image_shape, input_dim)
+            return ConvEncoder(shape, out_features, self.hidden_sizes, self.activation)
+        return MLP(input_dim, self.hidden_sizes, out_features, self.activation)
+
+    def decoder(self, latent_dim: int, input_dim: int, out_features: int) -> nn.Module:
+        """The network z_1 -> ``out_features`` raw parameters of p(x|z_1), mirroring the encoder."""
+        hidden_sizes = list(reversed(self.hidden_sizes))
+        if self.architecture == "conv":
+            shape = _conv_shape(self.image_shape, input_dim)
+            return ConvDecoder(latent_dim, shape, out_features, hidden_sizes, self.activation)
+        return MLP(latent_dim, hidden_sizes, out_features, self.activation)
+
+    @classmethod
+    def build(cls, template: Template | None, shortcuts: dict[str, Any]) -> Template:
+        """``template`` (default: the defaults) with the shortcuts that are not ``None``."""
+        return with_shortcuts(cls, template, shortcuts, "template")
 
 
 def parse_latent_dims(spelling: str) -> tuple[int, ...]:
@@ -76,45 +152,6 @@ def resolve_latent_dims(
             f"latent_dims[-1] ({dims[-1]}); give latent_dims alone"
         )
     return dims
-
-
-def build_encoder(
-    architecture: str,
-    input_dim: int,
-    out_features: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    image_shape: Sequence[int] | None,
-) -> nn.Module:
-    """The network x -> raw parameters of q(z_1|x) for ``architecture``."""
-    check_choice("architecture", architecture, ARCHITECTURES)
-    if architecture == "conv":
-        return ConvEncoder(
-            _conv_shape(image_shape, input_dim), out_features, hidden_sizes, activation
-        )
-    return MLP(input_dim, hidden_sizes, out_features, activation)
-
-
-def build_decoder(
-    architecture: str,
-    latent_dim: int,
-    input_dim: int,
-    out_features: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    image_shape: Sequence[int] | None,
-) -> nn.Module:
-    """The network z_1 -> raw parameters of p(x|z_1), mirroring the encoder."""
-    check_choice("architecture", architecture, ARCHITECTURES)
-    if architecture == "conv":
-        return ConvDecoder(
-            latent_dim,
-            _conv_shape(image_shape, input_dim),
-            out_features,
-            list(reversed(hidden_sizes)),
-            activation,
-        )
-    return MLP(latent_dim, list(reversed(hidden_sizes)), out_features, activation)
 
 
 def _conv_shape(image_shape: Sequence[int] | None, input_dim: int) -> tuple[int, int, int]:

@@ -59,131 +59,16 @@ from vi_vae._training import (
     load_params,
     validation_elbo,
 )
-from vi_vae._validation import (
-    check_bool,
-    check_nonnegative_float,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-)
 from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.estimators import parse_estimator, with_compile
+from vi_vae.estimators import with_compile
 from vi_vae.keys import seed_everything
 from vi_vae.optim import Adam
+from vi_vae.train_settings import TrainSettings
 
 __all__ = ["EpochRecord", "FitResult", "KLWeight", "TrainSettings", "fit"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainSettings:
-    """How :func:`vi_vae.fit` trains; checked when built (an :class:`InputError` names the field).
-
-    Attributes:
-        loss: any ``pyro.infer.ELBO``, or a spelling of :func:`vi_vae.parse_estimator`
-            (``"iwae:5"``); default :class:`vi_vae.ELBO` with one particle. With
-            ``compile``, one of vi_vae's estimators.
-        epochs: total number of epochs (a resumed run counts those already done).
-        batch_size: points per SVI step.
-        learning_rate: Adam's step size when ``fit`` is given no optimizer.
-        seed: seeds Pyro's draws, the shuffling and the validation draws.
-        kl_weight: β, the weight of the KL term (1 is the ELBO).
-        kl_warmup_epochs: ramp the KL weight linearly from 0 to ``kl_weight`` over
-            this many epochs.
-        patience: stop when the validation ELBO has not improved for this many epochs.
-        validation_num_particles: draws per validation point for the validation ELBO.
-        data_plate: name of the data plate.
-        device: device of the batches (default: the training data's; move the
-            networks there yourself).
-        compile: run the loss's passes compiled by ``torch.compile``
-            (:func:`vi_vae.estimators.with_compile`): same draws, same numbers to
-            floating-point rounding; the first step of each batch shape compiles.
-
-    Example:
-        >>> settings = TrainSettings(epochs=5, loss="iwae:5")
-        >>> dataclasses.replace(settings, seed=1).estimator().num_particles
-        5
-    """
-
-    loss: str | PyroELBO | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    seed: int = 0
-    kl_weight: float = 1.0
-    kl_warmup_epochs: int = 0
-    patience: int | None = None
-    validation_num_particles: int = 1
-    data_plate: str = "data"
-    device: str | torch.device | None = None
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_int("validation_num_particles", self.validation_num_particles)
-        check_positive_float("learning_rate", self.learning_rate)
-        check_seed(self.seed)
-        check_nonnegative_float("kl_weight", self.kl_weight)
-        check_positive_int("kl_warmup_epochs", self.kl_warmup_epochs, minimum=0)
-        if self.patience is not None:
-            check_positive_int("patience", self.patience)
-        if not isinstance(self.data_plate, str):
-            raise InputError(f"data_plate must be a plate name; got {self.data_plate!r}")
-        if self.device is not None:
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise InputError(
-                    f"device must name a torch device, e.g. 'cpu' or 'cuda'; got {self.device!r}"
-                ) from None
-        check_bool("compile", self.compile)
-        self.estimator()
-
-    def estimator(self) -> PyroELBO:
-        """The loss to train with: :attr:`loss` built from its spelling, compiled if asked."""
-        if isinstance(self.loss, str):
-            try:
-                return parse_estimator(self.loss, compile=self.compile)
-            except InputError as error:
-                raise InputError(f"loss: {error}") from None
-        if self.loss is not None and not isinstance(self.loss, PyroELBO):
-            raise InputError(
-                "loss must be a pyro.infer.ELBO or an estimator spelling such as 'iwae:5' "
-                f"(see vi_vae.parse_estimator); got {self.loss!r}"
-            )
-        if self.compile or self.loss is None:
-            return with_compile(self.loss, self.compile)
-        return self.loss
-
-    def kl_weight_at(self, epoch: int) -> float:
-        """β in ``epoch`` (1-based): ramped up over the warm-up epochs, then ``kl_weight``."""
-        warmup = min(1.0, epoch / self.kl_warmup_epochs) if self.kl_warmup_epochs else 1
-        return self.kl_weight * warmup
-
-    @classmethod
-    def with_shortcuts(
-        cls, settings: TrainSettings | None, shortcuts: Mapping[str, Any]
-    ) -> TrainSettings:
-        """``settings`` (default: the defaults) with the fields named in ``shortcuts`` replaced.
-
-        Raises:
-            TypeError: for a name that is not a field, listing the fields.
-        """
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(shortcuts) - set(names))
-        if unknown:
-            raise TypeError(
-                f"fit() got unexpected keyword arguments {unknown}; the settings it takes "
-                f"as keywords are the fields of TrainSettings: {', '.join(names)}"
-            )
-        if settings is None:
-            return cls(**shortcuts)
-        if not isinstance(settings, cls):
-            raise InputError(f"settings must be a TrainSettings; got {type(settings).__name__}")
-        return dataclasses.replace(settings, **shortcuts)
 
 
 @dataclass

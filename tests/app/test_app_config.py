@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from vi_vae.app.config import RunConfig
+from vi_vae.app.config import RunConfig, config_from_version_1
+from vi_vae.app.fingerprint import changed_setting, fingerprint
 from vi_vae.app.schema import SchemaError
 from vi_vae.cli.flags import FLAGS
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
@@ -59,3 +60,23 @@ def test_every_config_field_has_exactly_one_flag():
     }
     assert sorted(field for flag in FLAGS for field in flag.fields) == sorted(fields)
     assert len({flag.flag("train") for flag in FLAGS}) == len(FLAGS)
+
+
+def test_a_flat_version_1_config_is_read_into_sections():
+    flat = {"dataset": "mnist", "latent": "laplace", "eval_samples": 100, "odd": 1}
+    assert config_from_version_1(flat) == {
+        "data": {"dataset": "mnist"},
+        "model": {"latent_family": "laplace"},
+        "evaluation": {"num_particles": 100},
+        "unknown": {"odd": 1},  # kept, so that reading it fails naming it
+    }
+
+
+def test_changed_setting_names_the_first_edited_setting_and_skips_unrecorded_ones():
+    config = RunConfig()
+    stored = fingerprint(config, 784)
+    assert changed_setting(config, 784, stored) is None
+    edited = config.replace("training", seed=7)
+    assert changed_setting(edited, 784, stored) == ("training.seed", 7, config.training.seed)
+    del stored["training"]  # an older checkpoint recorded no training settings
+    assert changed_setting(edited, 784, stored) is None

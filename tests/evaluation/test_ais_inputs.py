@@ -23,7 +23,8 @@ X = LG.sample(4)
         ({"leapfrog_steps": 0}, "leapfrog_steps must be an integer >= 1"),
         ({"step_size": -0.1}, "step_size must be a positive finite number"),
         ({"target_acceptance": 1.5}, r"target_acceptance must be a number in \(0, 1\) or None"),
-        ({"chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        ({"chunk_size": 0}, "chunk_size must be a positive integer"),
+        ({"compile": "yes"}, "compile must be"),
         # issue 20 item 17: sizes beyond any run's reach are refused before allocating
         ({"num_steps": 10**12}, "num_steps must be at most 1,000,000; got 1,000,000,000,000"),
         ({"num_steps": 1e12}, "num_steps must be an integer"),

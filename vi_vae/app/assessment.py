@@ -8,15 +8,17 @@ the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import time
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
+from torch import Tensor
 
 from vi_vae.app.config import AISConfig, EvaluationConfig
 from vi_vae.app.metrics import (
@@ -43,6 +45,7 @@ from vi_vae.evaluation import (
 )
 from vi_vae.evaluation.auto_ais import gradient_evaluations
 from vi_vae.evaluation.estimates import standard_error_over_points
+from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
 
 __all__ = [
@@ -66,6 +69,8 @@ DEFAULT_BDMC_NUM_POINTS = 100
 METHODS = ("is", "ais")
 
 StepCallback = Callable[[int, int], None]
+#: what an annealed run returns (an AIS estimate or a BDMC result)
+T = TypeVar("T")
 
 
 def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.Tensor, PointSubset]:
@@ -114,7 +119,7 @@ def evaluate(
         num_particles=evaluation.num_particles,
         bound_particles=ks,
         seed=EVALUATION_SEED,
-        compile=evaluation.compile,
+        execution=evaluation.execution,
         on_points=_phase(on_evaluation, "log p(x)"),
     )
     metrics = RunMetrics(
@@ -161,18 +166,10 @@ def ais_summary(
     """
     x, importance = _ais_points(vae, dataset, ais, evaluation, importance)
     started = time.process_time()
-    with warnings.catch_warnings():
-        # the verdict is in the summary: the report and the command line state it
-        warnings.simplefilter("ignore", AISConvergenceWarning)
-        annealed = annealed_importance_sampling(
-            vae.model,
-            vae.guide,
-            x,
-            ais.settings,
-            seed=EVALUATION_SEED,
-            on_step=on_step,
-            compile=evaluation.compile,
-        ).checked_against(importance)
+    options = {"on_step": on_step, "execution": evaluation.execution}
+    with _verdict_in_summary():
+        run = _annealed(annealed_importance_sampling, vae, x, ais, **options)
+        annealed = run.checked_against(importance)
     cpu_seconds = time.process_time() - started
     cost = gradient_evaluations(len(x), annealed.settings)
     return _ais_summary_of(annealed, importance, cpu_seconds=cpu_seconds, gradient_evaluations=cost)
@@ -197,8 +194,7 @@ def auto_ais_summary(
     settings on as many points.
     """
     x, importance = _ais_points(vae, dataset, ais, evaluation, importance)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AISConvergenceWarning)  # the summary states it
+    with _verdict_in_summary():
         result = auto_annealed_importance_sampling(
             vae.model,
             vae.guide,
@@ -208,7 +204,7 @@ def auto_ais_summary(
             importance=importance,
             seed=EVALUATION_SEED,
             on_step=on_evaluation,
-            compile=evaluation.compile,
+            execution=evaluation.execution,
         )
     fixed = previous.auto.fixed if previous is not None and previous.auto else previous
     if fixed is not None and fixed.estimate.num_points != len(x):
@@ -246,7 +242,7 @@ def _ais_points(
             num_particles=evaluation.num_particles,
             bound_particles=(),
             seed=EVALUATION_SEED,
-            compile=evaluation.compile,
+            execution=evaluation.execution,
         )
     return x, importance.select(slice(0, len(x)))
 
@@ -275,21 +271,12 @@ def bdmc_summary(
     ais: AISConfig,
     *,
     on_step: StepCallback | None = None,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
 ) -> BDMCSummary:
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AISConvergenceWarning)  # the summary states it
-        result = bdmc(
-            vae.model,
-            vae.guide,
-            shape,
-            ais.settings,
-            seed=EVALUATION_SEED,
-            on_step=on_step,
-            compile=compile,
-        )
+    with _verdict_in_summary():
+        result = _annealed(bdmc, vae, shape, ais, on_step=on_step, execution=execution)
     return _bdmc_summary_of(result)
 
 
@@ -304,3 +291,19 @@ def _bdmc_summary_of(result: BDMCResult) -> BDMCSummary:
         settings=result.lower.settings,
         convergence=result.convergence,
     )
+
+
+def _annealed(run: Callable[..., T], vae: VAE, x: Tensor, ais: AISConfig, **options: Any) -> T:
+    """``run`` (AIS or BDMC) of ``vae`` on ``x`` with ``ais``'s settings and the evaluation seed."""
+    return run(vae.model, vae.guide, x, ais.settings, seed=EVALUATION_SEED, **options)
+
+
+@contextlib.contextmanager
+def _verdict_in_summary() -> Iterator[None]:
+    """No :class:`~vi_vae.AISConvergenceWarning`: the summary carries the verdict.
+
+    The report and the command line state it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)
+        yield

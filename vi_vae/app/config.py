@@ -30,6 +30,7 @@ from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES, AISSettings
+from vi_vae.execution import ExecutionOptions
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
@@ -46,6 +47,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainingConfig",
+    "config_from_version_1",
     "environment",
 ]
 
@@ -116,17 +118,10 @@ class TrainingConfig:
 
     def settings(self, loss: Any, device: Any) -> TrainSettings:
         """:func:`vi_vae.fit`'s settings for this section; ``loss`` is built from ``estimator``."""
+        shared = {f.name for f in dataclasses.fields(TrainSettings)} - {"loss", "device"}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return TrainSettings(
-            loss=loss,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            kl_weight=self.kl_weight,
-            kl_warmup_epochs=self.kl_warmup_epochs,
-            patience=self.patience,
-            seed=self.seed,
-            device=device,
-            compile=self.compile,
+            loss=loss, device=device, **{name: values[name] for name in shared & values.keys()}
         )
 
 
@@ -143,6 +138,11 @@ class EvaluationConfig:
     bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
     num_points: int | None = None
     compile: bool = False
+
+    @property
+    def execution(self) -> ExecutionOptions:
+        """The evaluators' :class:`~vi_vae.ExecutionOptions` for this section."""
+        return ExecutionOptions(compile=self.compile)
 
 
 @dataclass(frozen=True)
@@ -346,3 +346,39 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+
+
+#: vi_vae 0.1's flat config keys -> (section, field)
+_VERSION_1_FIELDS = {
+    "dataset": ("data", "dataset"),
+    "data_dir": ("data", "data_dir"),
+    "binarization": ("data", "binarization"),
+    "max_train": ("data", "max_train"),
+    "latent": ("model", "latent_family"),
+    "latent_dim": ("model", "latent_dim"),
+    "likelihood": ("model", "likelihood"),
+    "likelihood_options": ("model", "likelihood_options"),
+    "hidden_sizes": ("model", "hidden_sizes"),
+    "activation": ("model", "activation"),
+    "estimator": ("training", "estimator"),
+    "epochs": ("training", "epochs"),
+    "batch_size": ("training", "batch_size"),
+    "learning_rate": ("training", "learning_rate"),
+    "kl_weight": ("training", "kl_weight"),
+    "kl_warmup_epochs": ("training", "kl_warmup_epochs"),
+    "patience": ("training", "patience"),
+    "seed": ("training", "seed"),
+    "device": ("training", "device"),
+    "eval_samples": ("evaluation", "num_particles"),
+    "eval_bounds": ("evaluation", "bound_particles"),
+    "eval_points": ("evaluation", "num_points"),
+}
+
+
+def config_from_version_1(flat: dict[str, Any]) -> dict[str, Any]:
+    """A vi_vae 0.1 (flat) config in this version's sections; unknown keys are kept to fail."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, name = _VERSION_1_FIELDS.get(key, ("unknown", key))
+        sections.setdefault(section, {})[name] = value
+    return sections

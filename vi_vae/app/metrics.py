@@ -157,6 +157,11 @@ def _nest_settings(value: Any) -> Any:
     }
 
 
+def _converged(summary: AISSummary | BDMCSummary) -> bool:
+    """Whether the run passed every convergence check (``False`` if unchecked)."""
+    return summary.convergence is not None and summary.convergence.converged
+
+
 @dataclass(frozen=True)
 class AISSummary:
     """AIS log p(x) on a set of points, beside importance sampling on the same points.
@@ -191,10 +196,7 @@ class AISSummary:
     gradient_evaluations: int | None = None
     auto: AutoAISSummary | None = None
 
-    @property
-    def converged(self) -> bool:
-        """Whether the estimate passed every convergence check (``False`` if unchecked)."""
-        return self.convergence is not None and self.convergence.converged
+    converged = property(_converged)
 
     upgrade_json = staticmethod(_nest_settings)
 
@@ -224,10 +226,7 @@ class BDMCSummary:
     settings: AISSettings
     convergence: Convergence | None = None
 
-    @property
-    def converged(self) -> bool:
-        """Whether the run passed every convergence check (``False`` if unchecked)."""
-        return self.convergence is not None and self.convergence.converged
+    converged = property(_converged)
 
     upgrade_json = staticmethod(_nest_settings)
 

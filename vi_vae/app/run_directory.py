@@ -40,8 +40,9 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae.app.config import RunConfig
+from vi_vae.app.config import RunConfig, config_from_version_1
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
+from vi_vae.app.fingerprint import changed_setting
 from vi_vae.app.metrics import Comparison, RunMetrics
 from vi_vae.app.schema import from_json, to_json
 from vi_vae.callbacks import TrainingCheckpoint
@@ -74,41 +75,12 @@ __all__ = [
     "RunDirectoryInUse",
     "RunDirectoryNotEmpty",
     "TrainedState",
-    "fingerprint",
 ]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 COMPARISON_FILE = "comparison.json"
-#: the training settings that shape the trained weights, stored in the checkpoint's
-#: fingerprint beside the model's; not ``epochs`` (resuming raises it, and the epochs
-#: completed come from the checkpoint), ``device`` or ``compile`` (where and how, not what)
-FINGERPRINT_TRAINING_FIELDS = (
-    "estimator",
-    "seed",
-    "batch_size",
-    "learning_rate",
-    "kl_weight",
-    "kl_warmup_epochs",
-    "patience",
-)
-
-
-def fingerprint(config: RunConfig, input_dim: int) -> dict[str, dict[str, Any]]:
-    """The settings that define a run's trained weights and every setting its report states.
-
-    Stored in each checkpoint; :meth:`RunDirectory.load_trained` refuses a config that
-    differs from it.
-    """
-    stored = config.model_fingerprint(input_dim)
-    stored["data"]["max_train"] = config.data.max_train
-    stored["training"] = {
-        name: getattr(config.training, name) for name in FINGERPRINT_TRAINING_FIELDS
-    }
-    return stored
-
-
 #: figure name -> file name, for a run and for a comparison
 FIGURE_FILES = {
     "training_curves": "training_curves.png",
@@ -290,7 +262,7 @@ class RunDirectory:
             raise InputError(f"{self.config_path} is not a vi_vae run config")
         data = stored["config"]
         if "data" not in data and "dataset" in data:
-            data = _from_version_1(data)
+            data = config_from_version_1(data)
         try:
             return RunConfig.from_json(data, "config").validated()
         except InputError as error:
@@ -324,10 +296,9 @@ class RunDirectory:
     def check_fingerprint(
         self, config: RunConfig, input_dim: int, checkpoint: dict[str, Any] | None = None
     ) -> None:
-        """Refuse a config that differs from the :func:`fingerprint` the checkpoint stores.
+        """Refuse a config that differs from the fingerprint the checkpoint stores.
 
-        A model setting newer than the checkpoint had its default when it was trained;
-        a field an older checkpoint did not record (its training settings) is not checked.
+        The comparison is :func:`~vi_vae.app.fingerprint.changed_setting`'s.
 
         Raises:
             InputError: naming the first field that differs.
@@ -337,21 +308,14 @@ class RunDirectory:
         stored = checkpoint.get("metadata", {}).get("fingerprint")
         if stored is None:  # vi_vae 0.1 checkpoints carry no fingerprint
             return
-        defaults = RunConfig().model_fingerprint(input_dim)
-        for section, values in fingerprint(config, input_dim).items():
-            for name, value in values.items():
-                if name in stored.get(section, {}):
-                    trained = stored[section][name]
-                elif section == "model":
-                    trained = defaults[section][name]
-                else:
-                    continue
-                if _comparable(trained) != _comparable(value):
-                    raise InputError(
-                        f"{self.config_path} says {section}.{name} = {value!r} but "
-                        f"{self.checkpoint_path} was trained with {trained!r}; the config "
-                        "was changed after training (restore it, or train a new run)"
-                    )
+        changed = changed_setting(config, input_dim, stored)
+        if changed is not None:
+            name, value, trained = changed
+            raise InputError(
+                f"{self.config_path} says {name} = {value!r} but {self.checkpoint_path} was "
+                f"trained with {trained!r}; the config was changed after training (restore "
+                "it, or train a new run)"
+            )
 
     def completed_epochs(self) -> int:
         """The last epoch the checkpoint holds (0 without a checkpoint)."""
@@ -460,48 +424,3 @@ def history_csv(history: list[EpochRecord]) -> str:
     for record in history:
         writer.writerow(record.to_dict())
     return buffer.getvalue()
-
-
-def _comparable(value: Any) -> Any:
-    """Lists and tuples alike (JSON has no tuples), numbers by value."""
-    if isinstance(value, (list, tuple)):
-        return [_comparable(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _comparable(item) for key, item in value.items()}
-    return value
-
-
-#: vi_vae 0.1's flat config keys -> (section, field)
-_VERSION_1_FIELDS = {
-    "dataset": ("data", "dataset"),
-    "data_dir": ("data", "data_dir"),
-    "binarization": ("data", "binarization"),
-    "max_train": ("data", "max_train"),
-    "latent": ("model", "latent_family"),
-    "latent_dim": ("model", "latent_dim"),
-    "likelihood": ("model", "likelihood"),
-    "likelihood_options": ("model", "likelihood_options"),
-    "hidden_sizes": ("model", "hidden_sizes"),
-    "activation": ("model", "activation"),
-    "estimator": ("training", "estimator"),
-    "epochs": ("training", "epochs"),
-    "batch_size": ("training", "batch_size"),
-    "learning_rate": ("training", "learning_rate"),
-    "kl_weight": ("training", "kl_weight"),
-    "kl_warmup_epochs": ("training", "kl_warmup_epochs"),
-    "patience": ("training", "patience"),
-    "seed": ("training", "seed"),
-    "device": ("training", "device"),
-    "eval_samples": ("evaluation", "num_particles"),
-    "eval_bounds": ("evaluation", "bound_particles"),
-    "eval_points": ("evaluation", "num_points"),
-}
-
-
-def _from_version_1(flat: dict[str, Any]) -> dict[str, Any]:
-    """A vi_vae 0.1 (flat) config in this version's sections; unknown keys are kept to fail."""
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in flat.items():
-        section, name = _VERSION_1_FIELDS.get(key, ("unknown", key))
-        sections.setdefault(section, {})[name] = value
-    return sections

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,40 +19,38 @@ from pathlib import Path
 import torch
 
 from vi_vae._validation import check_choice, check_positive_int
+from vi_vae.app.assemble import build_vae, check_model_size, load_data, resolve_device
 from vi_vae.app.assessment import (
     DEFAULT_BDMC_NUM_POINTS,
     METHODS,
     bdmc_summary,
     evaluate,
 )
-from vi_vae.app.config import AISConfig, DataConfig, EvaluationConfig, RunConfig, environment
+from vi_vae.app.config import AISConfig, EvaluationConfig, RunConfig, environment
 from vi_vae.app.figures import make_run_figures
+from vi_vae.app.fingerprint import fingerprint
 from vi_vae.app.metrics import (
     RunMetrics,
     TrainingSummary,
 )
 from vi_vae.app.report import run_report
-from vi_vae.app.run_directory import RunDirectory, fingerprint
+from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback
-from vi_vae.data import Dataset, load_dataset
-from vi_vae.distributed import local_device
+from vi_vae.data import Dataset
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import AutoAISSettings
+from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
 
 __all__ = [
     "EvaluationFailed",
     "Run",
-    "build_vae",
     "bdmc_run",
-    "check_model_size",
     "evaluate_run",
-    "load_data",
     "load_run",
     "redraw_figures",
-    "resolve_device",
     "resume_run",
     "train_run",
 ]
@@ -94,83 +91,6 @@ class Run:
     def device(self) -> torch.device:
         """Where the model's parameters live."""
         return next(self.vae.parameters()).device
-
-
-def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``, refusing CUDA on a machine without it.
-
-    Under ``torchrun``, ``cuda`` is this rank's GPU (``cuda:LOCAL_RANK``).
-    """
-    device = local_device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {name!r} was asked for but no CUDA device is available; accepted here: cpu"
-        )
-    return device
-
-
-def load_data(data: DataConfig) -> Dataset:
-    """The dataset a config's data section describes."""
-    return load_dataset(
-        data.dataset,
-        binarization=data.binarization,
-        data_dir=data.data_dir,
-        max_train=data.max_train,
-    )
-
-
-#: bytes per parameter while training: float32 weights, gradients and Adam's two moments
-TRAINING_BYTES_PER_PARAMETER = 4 * 4
-
-
-def check_model_size(config: RunConfig, input_dim: int, device: torch.device) -> None:
-    """Refuse sizes whose weights cannot fit in memory, before anything is allocated.
-
-    The count is a lower bound: the weight matrices of an MLP encoder and its mirrored
-    decoder through ``hidden_sizes`` and the latent layers, without biases or the
-    family's extra outputs. It is compared with the device's total memory.
-    """
-    model = config.model
-    latent_dims = model.latent_dims or (model.latent_dim,)
-    widths = [input_dim, *model.hidden_sizes, *latent_dims]
-    count = 2 * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
-    needed = count * TRAINING_BYTES_PER_PARAMETER
-    available = _memory_bytes(device)
-    if needed > available:
-        hidden = ",".join(map(str, model.hidden_sizes))
-        raise InputError(
-            f"model.hidden_sizes = {hidden} and model.latent_dim = {model.latent_dim} make a "
-            f"model of at least {count:.3g} weights, which need {needed / 2**30:.3g} GiB to "
-            f"train; the {device.type} device has {available / 2**30:.3g} GiB: choose smaller sizes"
-        )
-
-
-def _memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
-    """The VAE a config describes, sized for ``dataset``, its weights seeded by the run's seed."""
-    model = config.model
-    return VAE(
-        input_dim=dataset.input_dim,
-        latent_dim=model.latent_dim,
-        latent_family=model.latent_family,
-        likelihood=model.likelihood,
-        likelihood_options=model.likelihood_options,
-        hidden_sizes=model.hidden_sizes,
-        activation=model.activation,
-        image_shape=dataset.image_shape,
-        seed=config.training.seed,
-        architecture=model.architecture,
-        latent_dims=model.latent_dims,
-        flow=model.flow,
-        flow_layers=model.flow_layers,
-        prior=model.prior,
-        num_pseudo_inputs=model.num_pseudo_inputs,
-    )
 
 
 def train_run(
@@ -453,24 +373,25 @@ def bdmc_run(
     num_points: int = DEFAULT_BDMC_NUM_POINTS,
     ais: AISConfig | None = None,
     *,
-    device: str | None = None,
+    execution: ExecutionOptions | None = None,
     on_step: Callable[[int, int], None] | None = None,
-    compile: bool = False,
 ) -> Run:
     """BDMC on data simulated from a run's model; record it in ``metrics.json`` and ``report.md``.
 
     A small gap between the lower and the upper bound is the evidence that AIS with
-    ``ais``'s settings can be trusted on the run's real data. ``compile`` runs the
-    annealed density compiled (:func:`vi_vae.bdmc`).
+    ``ais``'s settings can be trusted on the run's real data. ``execution``: where
+    (default: the run's device) and whether compiled (:func:`vi_vae.bdmc`).
     """
+    execution = execution or ExecutionOptions()
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
     RunConfig(ais=ais).validated()
     directory = RunDirectory(run_dir)
     directory.open()
     with directory.locked():
+        device = None if execution.device is None else str(execution.device)
         run = load_run(run_dir, device)
-        summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, compile=compile)
+        summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, execution=execution)
         run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
         _write(run)
     return run

@@ -242,6 +242,7 @@ def _auto(args: argparse.Namespace, ais: AISSettings) -> AutoAISSettings | None:
 def _bdmc(args: argparse.Namespace) -> int:
     from vi_vae.app.config import RunConfig
     from vi_vae.app.runs import bdmc_run
+    from vi_vae.execution import ExecutionOptions
 
     config = config_from_arguments(args, "bdmc", RunConfig())
     progress = ProgressBar(disable=args.quiet or not is_main_process())
@@ -250,9 +251,8 @@ def _bdmc(args: argparse.Namespace) -> int:
             args.run_dir,
             args.num_points,
             config.ais,
-            device=args.device,
+            execution=ExecutionOptions(device=args.device, compile=config.evaluation.compile),
             on_step=functools.partial(progress.evaluation, "BDMC"),
-            compile=config.evaluation.compile,
         )
     finally:
         progress.close()

@@ -98,7 +98,8 @@ class Flag:
         type: argparse type.
         metavar: argparse metavar.
         to_config: turns the parsed value into the values of ``field`` and of the
-            section's ``also_sets`` fields, by name (default: ``field`` gets the value).
+            section's ``also_sets`` fields, by name (default: ``field`` gets the value;
+            with ``also_sets``, the parsed tuple's entries go to the fields in order).
         also_sets: other fields of the section the flag sets (``--flow iaf:2`` sets
             ``flow`` and ``flow_layers``).
         name: the flag's name when it is not the field's (``--likelihood-scale``).
@@ -123,6 +124,13 @@ class Flag:
         elif section == "ais":
             prefix = "--ais-"
         return prefix + (self.name or name).replace("_", "-")
+
+    def config_values(self, value: Any) -> dict[str, Any]:
+        """The section's fields the parsed ``value`` sets, by name."""
+        if self.to_config is not None:
+            return self.to_config(value)
+        names = [field.split(".")[1] for field in self.fields]
+        return dict(zip(names, value, strict=True)) if self.also_sets else {names[0]: value}
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -193,7 +201,6 @@ FLAGS: tuple[Flag, ...] = (
         f"(default K {DEFAULT_FLOW_LAYERS})",
         _library_type(parse_flow),
         metavar="FLOW[:K]",
-        to_config=lambda parsed: dict(zip(("flow", "flow_layers"), parsed, strict=True)),
         also_sets=("flow_layers",),
     ),
     Flag(
@@ -202,7 +209,6 @@ FLAGS: tuple[Flag, ...] = (
         f"{DEFAULT_NUM_PSEUDO_INPUTS})",
         _library_type(parse_prior),
         metavar="PRIOR[:K]",
-        to_config=lambda parsed: dict(zip(("prior", "num_pseudo_inputs"), parsed, strict=True)),
         also_sets=("num_pseudo_inputs",),
     ),
     Flag("training.estimator", f"training objective: {_ESTIMATORS}"),
@@ -301,9 +307,8 @@ def add_config_flags(
                 continue
             default = _default(flag.field)
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            suffix = (
-                f" (default: {shown})" if shown not in (None, {}) and not flag.to_config else ""
-            )
+            derived = flag.to_config or flag.also_sets  # the default is the help's to state
+            suffix = f" (default: {shown})" if shown not in (None, {}) and not derived else ""
             options: dict[str, Any] = {"dest": flag.dest, "default": argparse.SUPPRESS}
             if flag.switch:
                 options["action"] = "store_true"
@@ -328,7 +333,7 @@ def config_from_arguments(
         if hasattr(arguments, flag.dest):
             value = getattr(arguments, flag.dest)
             section, name = flag.field.split(".")
-            values = flag.to_config(value) if flag.to_config else {name: value}
+            values = flag.config_values(value)
             config = dataclasses.replace(
                 config, **{section: dataclasses.replace(getattr(config, section), **values)}
             )

@@ -8,12 +8,13 @@
   the reference number; :mod:`~vi_vae.evaluation.bdmc`: its check on simulated
   data (bidirectional Monte Carlo); beneath them :mod:`~vi_vae.evaluation.annealing`
   (the annealing loop), :mod:`~vi_vae.evaluation.annealed_density` (the annealed
-  log density of a model/guide pair on unconstrained coordinates) and
+  log density of a model/guide pair on unconstrained coordinates, its latent sites
+  in :mod:`~vi_vae.evaluation.latent_sites`) and
   :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density), and
   :mod:`~vi_vae.evaluation.convergence` (the verdict AIS and BDMC results carry);
 - :mod:`~vi_vae.evaluation.auto_ais`: AIS with T doubled until its verdict holds;
-- :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled) and
-  its size (``chunk_size="auto"``);
+- :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled), its
+  size (``chunk_size="auto"``) and importance sampling's keyed passes;
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
   active units;
 - :mod:`~vi_vae.evaluation.inference_data`: the guide's draws with their weights

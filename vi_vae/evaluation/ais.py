@@ -53,15 +53,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_bool, check_positive_int
-from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair
+from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
-from vi_vae.evaluation.annealed_density import narrower_guide_sites
 from vi_vae.evaluation.annealing import (
     AISSettings,
     Annealing,
     Progress,
+    annealed_density,
     forward_annealing,
 )
 from vi_vae.evaluation.convergence import (
@@ -72,7 +71,8 @@ from vi_vae.evaluation.convergence import (
     warn_unless_converged,
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
-from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+from vi_vae.evaluation.latent_sites import narrower_guide_sites
+from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import resolve_seed, seeded
 from vi_vae.support import check_points
 from vi_vae.weights import guess_plates
@@ -81,7 +81,6 @@ __all__ = [
     "AISEstimate",
     "annealed_importance_sampling",
     "annealed_standard_error",
-    "check_execution",
     "reachable_start",
     "split_settings",
     "summarize_annealing",
@@ -200,8 +199,9 @@ def annealed_importance_sampling(
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> AISEstimate:
     r"""Estimate log p(x_n) for every data point by AIS with HMC transitions.
@@ -219,11 +219,14 @@ def annealed_importance_sampling(
         seed: seed of every draw (the global RNG is untouched); ``None``: from torch's.
         on_step: ``on_step(done, total)`` after every annealing step of every chunk.
         data_plate: name of the data plate.
-        chunk_size: (chain, point) pairs per vectorized pass; ⌊chunk_size / C⌋
-            points are annealed together. Bounds memory; does not change the numbers.
-        compile: evaluate log p(x, z), log f_0 and their gradients compiled by
-            ``torch.compile``, once per chunk shape (the same numbers to float rounding;
-            a pair that cannot be traced runs eagerly after one warning).
+        execution: device, compiled passes and pass size
+            (:class:`~vi_vae.execution.ExecutionOptions`). ``chunk_size`` counts (chain,
+            point) pairs: ⌊chunk_size / C⌋ points are annealed together (``"auto"``:
+            :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`). ``compile`` evaluates log p(x, z),
+            log f_0 and their gradients compiled, once per chunk shape (a pair that
+            cannot be traced runs eagerly after one warning).
+        chunk_size: shortcut for ``execution.chunk_size``.
+        compile: shortcut for ``execution.compile``.
         **kwargs: shortcuts for the fields of :class:`AISSettings` (``num_steps=``,
             ``num_chains=``, ...: they replace those of ``settings``); every other
             keyword is passed to model and guide.
@@ -236,10 +239,10 @@ def annealed_importance_sampling(
         InputError: a bad argument, NaN data, or a discrete latent site.
     """
     settings, kwargs = split_settings(settings, kwargs)
-    check_execution(chunk_size, compile)
+    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
-    x = check_points(x)
+    x, kwargs = execution.place(check_points(x), kwargs)
     check_pair(
         model,
         guide or _no_guide,
@@ -255,19 +258,20 @@ def annealed_importance_sampling(
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
 
-    options = {"seed": seed, "plate_nesting": plate_nesting, "data_plate": data_plate}
-    options.update(kwargs=kwargs, compile=compile)
+    options = {"plate_nesting": plate_nesting, "data_plate": data_plate}
+    options.update(compile=execution.compile)
+
+    def anneal_rows(rows: slice, progress: Progress) -> Annealing:
+        rows_x, rows_kwargs = rows_of(x, kwargs, rows)  # per-point kwargs travel with x
+        density = annealed_density(model, guide, rows_x, settings, kwargs=rows_kwargs, **options)
+        return _on_host(forward_annealing(density, rows, settings, seed=seed, on_step=progress))
 
     def anneal_shard(shard: slice) -> list[Annealing]:
         # randomness is keyed by the point's index in x, so a shard's numbers are the
         # ones it would get in one process
-        chunks = settings.chunks(shard.stop - shard.start, chunk_size, shard.start)
+        chunks = settings.chunks(shard.stop - shard.start, execution.pairs_per_pass(), shard.start)
         progress = Progress(on_step, settings.num_steps * len(chunks))
-        annealings = (
-            forward_annealing(model, guide, x, rows, settings, on_step=progress, **options)
-            for rows in chunks
-        )
-        return [_on_host(annealing) for annealing in annealings]
+        return [anneal_rows(rows, progress) for rows in chunks]
 
     parts = map_shards(
         anneal_shard,
@@ -296,7 +300,7 @@ def reachable_start(
     """``settings``, or the same from the prior where the guide's support is narrower.
 
     From a guide whose support is narrower than the prior's at some latent site
-    (:func:`~vi_vae.evaluation.annealed_density.narrower_guide_sites`: pareto,
+    (:func:`~vi_vae.evaluation.latent_sites.narrower_guide_sites`: pareto,
     reciprocal, uniform, triangular), the path never reaches the rest of the
     prior's support and AIS lands 1.5–3 nats low; from the prior it is exact to its
     Monte Carlo error. So the run starts from the prior, says so in a warning, and
@@ -315,12 +319,6 @@ def reachable_start(
         stacklevel=3,
     )
     return dataclasses.replace(settings, initial="prior")
-
-
-def check_execution(chunk_size: int, compile: bool) -> None:
-    """Check the execution options of an AIS or BDMC run."""
-    check_positive_int("chunk_size", chunk_size)
-    check_bool("compile", compile)
 
 
 def _on_host(part: Annealing) -> Annealing:

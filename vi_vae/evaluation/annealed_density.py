@@ -38,9 +38,7 @@ warning.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pyro
@@ -48,7 +46,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+from pyro.poutine.util import prune_subsample_sites
 from torch import Tensor
 from torch.distributions import biject_to
 
@@ -56,78 +54,16 @@ from vi_vae.compiled import CompiledCache
 from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
+from vi_vae.evaluation.latent_sites import Constrain, Fix, LatentSite, latent_sites
 from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, sum_per_point
 
-__all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "LatentSite", "narrower_guide_sites"]
+__all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity"]
 
 #: where the annealing path starts: the guide q(z|x), or the model's prior p(z)
 INITIAL_DISTRIBUTIONS = ("guide", "prior")
 #: the compiled density evaluations of every AIS and BDMC run in this process
 _COMPILED = CompiledCache()
-
-
-@dataclass(frozen=True)
-class LatentSite:
-    """Where one latent site lives in the packed ``[num_chains, n, D]`` coordinates.
-
-    Attributes:
-        name: the sample site's name.
-        data_dim: the dimension of the site's value that indexes data points
-            (chains are dimension 0).
-        trailing_shape: the shape of one (chain, point)'s unconstrained value, i.e. the
-            unconstrained value's shape without its chain and data dimensions.
-        offset: the site's first coordinate in the packed D.
-    """
-
-    name: str
-    data_dim: int
-    trailing_shape: torch.Size
-    offset: int
-
-    @property
-    def size(self) -> int:
-        """Coordinates per (chain, point)."""
-        return self.trailing_shape.numel()
-
-
-class _Fix(Messenger):
-    """Set the latent sites named in ``values`` to those values (as ``poutine.replay``)."""
-
-    def __init__(self, values: dict[str, Tensor]) -> None:
-        super().__init__()
-        self.values = values
-
-    def _pyro_sample(self, msg: dict) -> None:
-        if msg["name"] in self.values and not msg["is_observed"]:
-            msg["value"] = self.values[msg["name"]]
-            msg["done"] = True
-
-
-class _Constrain(Messenger):
-    """Set latent site s to T_s(u_s), T_s = biject_to(its support), and record log|det J|."""
-
-    def __init__(self, unconstrained: dict[str, Tensor]) -> None:
-        super().__init__()
-        self.unconstrained = unconstrained
-        self.log_jacobians: dict[str, Tensor] = {}
-
-    def _pyro_sample(self, msg: dict) -> None:
-        if msg["name"] not in self.unconstrained or msg["is_observed"]:
-            return
-        u = self.unconstrained[msg["name"]]
-        transform = biject_to(msg["fn"].support)
-        msg["value"] = transform(u)
-        msg["done"] = True
-        self.log_jacobians[msg["name"]] = transform.log_abs_det_jacobian(u, msg["value"])
-
-
-def _latent_sites(trace: Trace) -> dict[str, dict]:
-    return {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-    }
 
 
 class AnnealedDensity:
@@ -170,9 +106,9 @@ class AnnealedDensity:
         self.base = guide if initial == "guide" else model
         with seeded(0, x.device), torch.no_grad(), pyro.validation_enabled(False):
             base_trace = self._trace(self.base)
-            latents = _latent_sites(base_trace)
+            latents = latent_sites(base_trace)
             values = {name: site["value"] for name, site in latents.items()}
-            model_latents = _latent_sites(self._trace(self.model, _Fix(values)))
+            model_latents = latent_sites(self._trace(self.model, Fix(values)))
         self._check_latents(latents, model_latents)
         self.sites: list[LatentSite] = []
         offset = 0
@@ -235,7 +171,7 @@ class AnnealedDensity:
                 outside a guide's narrower support).
         """
         with torch.no_grad(), pyro.validation_enabled(False):
-            trace = self._trace(self.base, _Fix(values))
+            trace = self._trace(self.base, Fix(values))
         unconstrained = {}
         for site in self.sites:
             support = trace.nodes[site.name]["fn"].support
@@ -251,7 +187,7 @@ class AnnealedDensity:
     def constrain(self, packed: Tensor) -> dict[str, Tensor]:
         """Unconstrained ``[C, n, D]`` -> latent values z = T(u), ``[C, ..., n, ...]`` per site."""
         with torch.no_grad(), pyro.validation_enabled(False):
-            trace = self._trace(self.base, _Constrain(self.unpack(packed)))
+            trace = self._trace(self.base, Constrain(self.unpack(packed)))
         return {site.name: trace.nodes[site.name]["value"] for site in self.sites}
 
     def evaluate(self, packed: Tensor) -> HMCState:
@@ -273,11 +209,11 @@ class AnnealedDensity:
         """``(a, b, ∇a, ∇b)`` at ``packed`` for the points ``x`` (eager Pyro and autograd)."""
         with torch.enable_grad(), pyro.validation_enabled(False):
             packed = packed.detach().requires_grad_(True)
-            constrain = _Constrain(self.unpack(packed))
+            constrain = Constrain(self.unpack(packed))
             base_trace = self._trace(self.base, constrain, x=x, kwargs=kwargs)
             if self.initial == "guide":
                 values = {site.name: base_trace.nodes[site.name]["value"] for site in self.sites}
-                model_trace = self._trace(self.model, _Fix(values), x=x, kwargs=kwargs)
+                model_trace = self._trace(self.model, Fix(values), x=x, kwargs=kwargs)
                 log_base = self._sum(base_trace, latent_only=True)
             else:
                 model_trace = base_trace
@@ -385,39 +321,3 @@ class AnnealedDensity:
                 f"{sorted(model_latents)}; AIS from the guide needs q for exactly the "
                 "model's latent variables (or use initial='prior')"
             )
-
-
-def _bounds(support: Any) -> tuple[Tensor, Tensor]:
-    """(lower, upper) bounds of a constraint, ±inf where it has none."""
-    while hasattr(support, "base_constraint"):
-        support = support.base_constraint
-    lower = getattr(support, "lower_bound", -math.inf)
-    upper = getattr(support, "upper_bound", math.inf)
-    return torch.as_tensor(lower).detach().double(), torch.as_tensor(upper).detach().double()
-
-
-def narrower_guide_sites(
-    model: Callable, guide: Callable, x: Tensor, kwargs: dict[str, Any]
-) -> list[str]:
-    """The latent sites whose support under the guide is narrower than under the model.
-
-    A site's guide support is narrower where its lower bound lies above the prior's,
-    or its upper bound below (e.g. a uniform q(z|x) inside a uniform prior's interval,
-    a Pareto q whose scale exceeds the prior's). AIS from the guide then never
-    reaches the rest of the prior's support and estimates only the part of p(x) on
-    the guide's: a lower bound, 1.5–3 nats low on ``tests/evaluation`` models.
-    """
-    with seeded(0, x.device), torch.no_grad(), pyro.validation_enabled(False):
-        guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
-        latents = _latent_sites(guide_trace)
-        values = {name: site["value"] for name, site in latents.items()}
-        model_trace = poutine.trace(_Fix(values)(model)).get_trace(x, **kwargs)
-    narrower = []
-    for name, site in latents.items():
-        if name not in model_trace.nodes:
-            continue
-        guide_lower, guide_upper = _bounds(site["fn"].support)
-        prior_lower, prior_upper = _bounds(model_trace.nodes[name]["fn"].support)
-        if bool((guide_lower > prior_lower).any() or (guide_upper < prior_upper).any()):
-            narrower.append(name)
-    return narrower

@@ -44,7 +44,6 @@ from vi_vae._validation import (
     check_positive_float,
     check_positive_int,
 )
-from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
@@ -63,6 +62,7 @@ __all__ = [
     "Annealing",
     "Progress",
     "anneal",
+    "annealed_density",
     "annealing_schedule",
     "forward_annealing",
 ]
@@ -141,26 +141,26 @@ def anneal(
     density: AnnealedDensity,
     position: Tensor,
     betas: Tensor,
+    settings: AISSettings,
     *,
     seed: int,
     streams: tuple[int, int],
     point_index: Tensor,
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    step_size: float = DEFAULT_STEP_SIZE,
-    target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE,
     num_pilot_chains: int = 0,
     step_sizes: Tensor | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> Annealing:
     """Run the chains of ``position: [C + P, n, D]`` along ``betas`` (increasing or decreasing).
 
-    The last P = ``num_pilot_chains`` chains of each point are pilots: they only
-    adapt the point's step size (module docstring), and their weights are dropped.
+    The transitions take ``settings``' leapfrog steps, initial step size and target
+    acceptance. The last P = ``num_pilot_chains`` chains of each point are pilots: they
+    only adapt the point's step size (module docstring), and their weights are dropped.
     With ``step_sizes: [len(betas) − 2, n]`` the transitions use those instead.
     The weight increments are taken before each transition, and the last β has
     no transition (it would not change the weights). Momenta and accept tests
     are keyed by (``seed``, stream, ``point_index``, chain, step).
     """
+    leapfrog_steps, target_acceptance = settings.leapfrog_steps, settings.target_acceptance
     num_chains = position.shape[0] - num_pilot_chains
     momentum_keys = keys.RandomKey(seed).grid(
         streams[0], point_index, position.shape[0], density.dim
@@ -170,7 +170,7 @@ def anneal(
     log_weights = torch.zeros(state.log_density.shape, dtype=torch.float64, device=position.device)
     half_log_weights = torch.zeros_like(log_weights)
     acceptance = torch.zeros_like(log_weights)
-    step = torch.full_like(log_weights[0], step_size)
+    step = torch.full_like(log_weights[0], float(settings.step_size))
     used = []
     last = len(betas) - 1
     for t in range(1, len(betas)):
@@ -297,43 +297,34 @@ class AISSettings:
         stop = start + num_points
         return [slice(first, min(first + per_pass, stop)) for first in range(start, stop, per_pass)]
 
-    def transition_settings(self) -> dict[str, Any]:
-        """The keyword settings of :func:`anneal`."""
-        return {
-            "leapfrog_steps": self.leapfrog_steps,
-            "step_size": float(self.step_size),
-            "target_acceptance": self.target_acceptance,
-        }
 
-
-def forward_annealing(
+def annealed_density(
     model: Callable,
     guide: Callable | None,
     x: Tensor,
+    settings: AISSettings,
+    num_chains: int | None = None,
+    **options: Any,
+) -> AnnealedDensity:
+    """The :class:`AnnealedDensity` of the points ``x`` along ``settings``' path.
+
+    It runs ``num_chains`` chains per point (default: the settings' chains and
+    pilots); ``options`` are its other keywords (``plate_nesting``, ``kwargs``, …).
+    """
+    chains = settings.num_chains + settings.num_pilot_chains if num_chains is None else num_chains
+    return AnnealedDensity(model, guide, x, chains, initial=settings.initial, **options)
+
+
+def forward_annealing(
+    density: AnnealedDensity,
     rows: slice,
     settings: AISSettings,
     *,
     seed: int,
-    plate_nesting: int,
-    data_plate: str = "data",
     on_step: Callable[[], None] | None = None,
-    kwargs: dict[str, Any] | None = None,
-    compile: bool = False,
 ) -> Annealing:
-    """Forward AIS of the points ``x[rows]``, from exact draws of f_0 keyed by point index."""
-    point_index = torch.arange(rows.start, rows.stop, device=x.device)
-    rows_x, rows_kwargs = rows_of(x, kwargs or {}, rows)  # per-point kwargs travel with x
-    density = AnnealedDensity(
-        model,
-        guide,
-        rows_x,
-        settings.num_chains + settings.num_pilot_chains,
-        initial=settings.initial,
-        plate_nesting=plate_nesting,
-        data_plate=data_plate,
-        kwargs=rows_kwargs,
-        compile=compile,
-    )
+    """Forward AIS of ``density``'s points, ``rows`` of x, from exact draws of f_0, keyed."""
+    point_index = torch.arange(rows.start, rows.stop, device=density.x.device)
     position = density.draw_initial(
         keys.RandomKey(seed).point_seeds(RANDOM_STREAMS["initial"], point_index)
     )
@@ -341,12 +332,12 @@ def forward_annealing(
         density,
         position,
         settings.betas(),
+        settings,
         seed=seed,
         streams=RANDOM_STREAMS["forward"],
         point_index=point_index,
         num_pilot_chains=settings.num_pilot_chains,
         on_step=on_step,
-        **settings.transition_settings(),
     )
 
 

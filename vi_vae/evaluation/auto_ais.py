@@ -84,7 +84,7 @@ from vi_vae.evaluation.convergence import (
     half_schedule_check,
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate
-from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import resolve_seed
 from vi_vae.support import check_points
 
@@ -238,8 +238,9 @@ def auto_annealed_importance_sampling(
     seed: int | None = None,
     on_step: Callable[[str, int, int], None] | None = None,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> AutoAISResult:
     """Estimate log p(x_n) by AIS, doubling T until the verdict holds (module docstring).
@@ -257,8 +258,9 @@ def auto_annealed_importance_sampling(
         on_step: ``on_step(phase, done, total)`` after every annealing step, ``phase``
             naming the round (``"AIS, T = 128"``, ``"BDMC, T = 128"``).
         data_plate: name of the data plate.
-        chunk_size: (chain, point) pairs per vectorized pass.
-        compile: run the annealed density compiled (once per shape).
+        execution: every round's :class:`~vi_vae.execution.ExecutionOptions`.
+        chunk_size: shortcut for ``execution.chunk_size``.
+        compile: shortcut for ``execution.compile``.
         **kwargs: shortcuts for the fields of :class:`AISSettings`, and the model's
             keywords, as in :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`.
 
@@ -280,8 +282,9 @@ def auto_annealed_importance_sampling(
         raise InputError(
             f"importance must estimate the same {x.shape[0]} points; got {importance.num_points}"
         )
-    options = {"seed": resolve_seed(seed), "data_plate": data_plate, "chunk_size": chunk_size}
-    rounds = _Rounds(model, guide, x, kwargs, {**options, "compile": compile}, on_step)
+    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
+    options = {"seed": resolve_seed(seed), "data_plate": data_plate, "execution": execution}
+    rounds = _Rounds(model, guide, x, kwargs, options, on_step)
     result = rounds.run(settings, auto, importance)
     if not result.converged:
         warnings.warn(

@@ -51,7 +51,6 @@ from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.ais import (
     AISEstimate,
-    check_execution,
     reachable_start,
     split_settings,
     summarize_annealing,
@@ -63,11 +62,12 @@ from vi_vae.evaluation.annealing import (
     Annealing,
     Progress,
     anneal,
+    annealed_density,
     forward_annealing,
 )
 from vi_vae.evaluation.convergence import Convergence, bdmc_gap_check, warn_unless_converged
 from vi_vae.evaluation.estimates import standard_error_over_points
-from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE
+from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import RandomKey, resolve_seed, seeded
 from vi_vae.weights import guess_plates
 
@@ -197,8 +197,9 @@ def bdmc(
     seed: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> BDMCResult:
     """Sandwich log p(x) on simulated data between forward and reverse AIS.
@@ -216,8 +217,10 @@ def bdmc(
         seed: seed of every draw (simulation included); ``None`` takes one from torch.
         on_step: ``on_step(done, total)`` after every annealing step, forward and reverse.
         data_plate: name of the data plate.
-        chunk_size: (chain, point) pairs per vectorized pass.
-        compile: run both directions' density evaluations compiled.
+        execution: device, compiled passes and pass size of both directions, as in
+            :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`.
+        chunk_size: shortcut for ``execution.chunk_size``.
+        compile: shortcut for ``execution.compile``.
         **kwargs: shortcuts for the settings' fields, and the model's keywords (as in
             :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`).
 
@@ -226,11 +229,12 @@ def bdmc(
         the gap's check; warns when a check failed.
     """
     settings, kwargs = split_settings(settings, kwargs)
-    check_execution(chunk_size, compile)
+    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise InputError("x must be a tensor with the data points along its first dimension")
+    x, kwargs = execution.place(x, kwargs)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(
@@ -240,26 +244,24 @@ def bdmc(
         model, x, seed=seed, plate_nesting=plate_nesting, data_plate=data_plate, **kwargs
     )
     settings = reachable_start(model, guide, simulated_x, settings, kwargs)
-    chunks = settings.chunks(x.shape[0], chunk_size)
+    chunks = settings.chunks(x.shape[0], execution.pairs_per_pass())
     progress = Progress(on_step, 2 * settings.num_steps * len(chunks))
-    common = {"plate_nesting": plate_nesting, "data_plate": data_plate, "kwargs": kwargs}
+    common = {"plate_nesting": plate_nesting, "data_plate": data_plate}
+    common.update(compile=execution.compile)
     forward, reverse = [], []
     for rows in chunks:
-        forward.append(
-            forward_annealing(
-                model, guide, simulated_x, rows, settings, seed=seed, on_step=progress,
-                compile=compile, **common,
-            )
-        )  # fmt: skip
+        rows_x, rows_kwargs = rows_of(simulated_x, kwargs, rows)
+        density = annealed_density(model, guide, rows_x, settings, kwargs=rows_kwargs, **common)
+        forward.append(forward_annealing(density, rows, settings, seed=seed, on_step=progress))
+        chains = settings.num_chains  # the reverse chains start at z*: no pilots
+        density = annealed_density(
+            model, guide, simulated_x[rows], settings, kwargs=kwargs, num_chains=chains, **common
+        )
         reverse.append(
             _reverse_annealing(
-                AnnealedDensity(
-                    model, guide, simulated_x[rows], settings.num_chains,
-                    initial=settings.initial, compile=compile, **common,
-                ),
-                simulated_z, rows, settings, forward[-1], seed=seed, on_step=progress,
+                density, simulated_z, rows, settings, forward[-1], seed=seed, on_step=progress
             )
-        )  # fmt: skip
+        )
     result = BDMCResult(
         x=simulated_x,
         z=simulated_z,
@@ -290,12 +292,12 @@ def _reverse_annealing(
         density,
         start,
         settings.betas().flip(0),
+        settings,
         seed=seed,
         streams=RANDOM_STREAMS["reverse"],
         point_index=torch.arange(rows.start, rows.stop, device=start.device),
         step_sizes=forward.step_sizes.flip(0),
         on_step=on_step,
-        **settings.transition_settings(),
     )
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_bool, check_positive_int
+from vi_vae._validation import check_positive_int
 from vi_vae.bounds import iwae_groups
 from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
@@ -54,9 +54,9 @@ from vi_vae.evaluation.estimates import (
 from vi_vae.evaluation.passes import (
     DEFAULT_CHUNK_SIZE,
     auto_chunk_size,
-    check_chunk_size,
     log_weight_chunks,
 )
+from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import key_block_size
 
 __all__ = [
@@ -83,10 +83,11 @@ def log_marginal_likelihood(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int | str = "auto",
     compute_pareto_k: bool = True,
     seed: int | None = None,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> LogLikelihoodEstimate:
     r"""Estimate log p(x_n) for every data point by importance sampling from the guide.
@@ -104,15 +105,16 @@ def log_marginal_likelihood(
         x: data, ``[N, ...]``, in the support of the model's observed sites.
         num_particles: K, importance samples per point (default 5000, as Burda et al.).
         data_plate: name of the data plate.
-        chunk_size: (particle, point) pairs per vectorized pass; bounds memory.
-            ``"auto"``: the CPU default, or what half a GPU's free memory holds
-            (:func:`auto_chunk_size`).
         compute_pareto_k: fit the Pareto k̂ of each point's weights (ArviZ PSIS);
             k̂ needs K ≥ 21 and is NaN, with a reason, below.
         seed: seed of the draws, keyed by point (the global RNG is left untouched);
             ``None`` draws from the global stream.
-        compile: trace each pass shape once and run it compiled by ``torch.compile``
-            (same draws, the same numbers to float rounding; see ``docs/howto/compiled.md``).
+        execution: device, compiled passes and pass size
+            (:class:`~vi_vae.execution.ExecutionOptions`); they do not change the numbers.
+            ``chunk_size="auto"`` is the CPU default, or what half a GPU's free memory
+            holds (:func:`auto_chunk_size`).
+        chunk_size: shortcut for ``execution.chunk_size``.
+        compile: shortcut for ``execution.compile``.
         **kwargs: passed to model and guide; a tensor whose first dimension is
             ``x.shape[0]`` is per point and split by rows with ``x`` (e.g. the labels
             ``ys=`` of a semi-supervised model; ``docs/howto/custom-model.md``).
@@ -137,9 +139,10 @@ def log_marginal_likelihood(
         num_particles=num_particles,
         bound_particles=(),
         data_plate=data_plate,
-        chunk_size=chunk_size,
         compute_pareto_k=compute_pareto_k,
         seed=seed,
+        execution=execution,
+        chunk_size=chunk_size,
         compile=compile,
         **kwargs,
     )
@@ -154,9 +157,10 @@ def bounds(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     *,
     data_plate: str = "data",
-    chunk_size: int | str = "auto",
     seed: int | None = None,
-    compile: bool = False,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> list[Bound]:
     """The ELBO and IWAE-k bounds of every data point, for each k in ``bound_particles``.
@@ -179,9 +183,10 @@ def bounds(
         num_particles=num_particles,
         bound_particles=bound_particles,
         data_plate=data_plate,
-        chunk_size=chunk_size,
         compute_pareto_k=False,
         seed=seed,
+        execution=execution,
+        chunk_size=chunk_size,
         compile=compile,
         **kwargs,
     )
@@ -196,11 +201,12 @@ def importance_sampling(
     num_particles: int = DEFAULT_NUM_PARTICLES,
     bound_particles: Sequence[int] = DEFAULT_BOUND_PARTICLES,
     data_plate: str = "data",
-    chunk_size: int | str = "auto",
     compute_pareto_k: bool = True,
     seed: int | None = None,
-    compile: bool = False,
     on_points: Callable[[int, int], None] | None = None,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """:func:`log_marginal_likelihood` and :func:`bounds` from one set of ``num_particles`` draws.
@@ -208,8 +214,10 @@ def importance_sampling(
     Half the cost of calling both; the two results share their draws (and so
     are correlated, which matters only when comparing them with each other).
     ``on_points(done, total)`` is called after each pass of points (progress; in a
-    sharded run, of this rank's points).
+    sharded run, of this rank's points). ``execution``, ``chunk_size`` and ``compile``
+    as in :func:`log_marginal_likelihood`.
     """
+    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     check_positive_int("num_particles", num_particles)
     ks = [check_positive_int("bound_particles", k) for k in bound_particles]
     if ks and max(ks) > num_particles:
@@ -217,10 +225,9 @@ def importance_sampling(
             f"num_particles ({num_particles}) must be at least the largest k in "
             f"bound_particles ({max(ks)})"
         )
-    check_chunk_size(chunk_size)
-    check_bool("compile", compile)
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise InputError("x must be a tensor with the data points along its first dimension")
+    x, kwargs = execution.place(x, kwargs)
 
     def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
         rows_x, rows_kwargs = rows_of(x, kwargs, rows)
@@ -232,10 +239,9 @@ def importance_sampling(
             num_particles,
             ks,
             data_plate=data_plate,
-            chunk_size=chunk_size,
             compute_pareto_k=compute_pareto_k,
             seed=seed,
-            compile=compile,
+            execution=execution,
             kwargs=rows_kwargs,
             on_points=on_points,
         )
@@ -260,10 +266,9 @@ def _evaluate_points(
     ks: list[int],
     *,
     data_plate: str,
-    chunk_size: int | str,
     compute_pareto_k: bool,
     seed: int | None,
-    compile: bool,
+    execution: ExecutionOptions,
     kwargs: dict[str, Any],
     on_points: Callable[[int, int], None] | None = None,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
@@ -282,10 +287,10 @@ def _evaluate_points(
         x,
         num_particles,
         data_plate=data_plate,
-        chunk_size=chunk_size,
+        chunk_size=execution.chunk_size,
         seed=seed,
         first_index=first_index,
-        compile=compile,
+        compile=execution.compile,
         **kwargs,
     ):
         log_weights = log_weights.double()

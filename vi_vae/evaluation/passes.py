@@ -14,16 +14,21 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import pyro
+import pyro.poutine as poutine
 import torch
+from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from vi_vae._validation import check_bool, check_positive_int
+from vi_vae._validation import check_positive_int
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
+from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, per_point_keywords, rows_of
 from vi_vae.errors import InputError
-from vi_vae.keys import keyed_log_weight_chunks, seeded
+from vi_vae.execution import ExecutionOptions
+from vi_vae.keys import KEYED_PAIRS, RandomKey, key_block_size, seeded
 from vi_vae.support import check_points
-from vi_vae.weights import DEFAULT_CHUNK_SIZE, guess_plates, trace_log_weights
+from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, guess_plates, trace_log_weights
 
 __all__ = [
     "AUTO_MEMORY_FRACTION",
@@ -31,6 +36,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "auto_chunk_size",
     "check_chunk_size",
+    "keyed_log_weight_chunks",
     "log_weight_chunks",
     "pass_log_weights",
 ]
@@ -46,12 +52,7 @@ _COMPILED = CompiledCache()
 
 def check_chunk_size(chunk_size: Any) -> None:
     """Refuse a ``chunk_size`` that is neither a positive integer nor ``"auto"``."""
-    if chunk_size == "auto" and isinstance(chunk_size, str):
-        return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InputError(
-            f"chunk_size must be a positive integer (pairs per pass) or 'auto'; got {chunk_size!r}"
-        )
+    ExecutionOptions(chunk_size=chunk_size)
 
 
 def auto_chunk_size(
@@ -164,8 +165,7 @@ def log_weight_chunks(
     the shard it is in (:mod:`vi_vae.keys`), and the global RNG is left alone.
     """
     check_positive_int("num_particles", num_particles)
-    check_chunk_size(chunk_size)
-    check_bool("compile", compile)
+    ExecutionOptions(compile=compile, chunk_size=chunk_size)
     check_points(x)
     check_pair(
         model,
@@ -177,8 +177,8 @@ def log_weight_chunks(
         support=True,
     )
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
-    devices = [x.device] if x.device.type == "cuda" else []
-    probe = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
+    fork = torch.random.fork_rng(devices=_devices(x))
+    probe = fork if seed is not None else contextlib.nullcontext()
     with torch.no_grad(), probe:
         first_x, first_kwargs = rows_of(x, kwargs, slice(0, 1))
         plate_nesting, _ = guess_plates(model, guide, (first_x,), first_kwargs, data_plate)
@@ -221,3 +221,173 @@ def log_weight_chunks(
                 rows_x, rows_kwargs = rows_of(x, kwargs, rows)
                 parts.append(one_pass(rows_x, num_particles=count, kwargs=rows_kwargs))
             yield rows, torch.cat(parts)
+
+
+# -- importance sampling's keyed passes (the key blocks: :mod:`vi_vae.keys`) ----------
+
+
+def _devices(x: Tensor) -> list[torch.device]:
+    """The CUDA device of ``x`` whose stream a fork must save too (none on CPU)."""
+    return [x.device] if x.device.type == "cuda" else []
+
+
+def _seed_stream(seed: int, device: torch.device) -> None:
+    """Seed the generator(s) Pyro's draws on ``device`` consume."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
+def keyed_log_weight_chunks(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    num_particles: int,
+    *,
+    seed: int,
+    first_index: int = 0,
+    data_plate: str = "data",
+    chunk_size: int,
+    plate_nesting: int,
+    one_pass: Callable[..., Tensor],
+    **kwargs: Any,
+) -> Iterator[tuple[slice, Tensor]]:
+    """Yield ``(rows, log_weights)`` per key block, log weights ``[num_particles, len(rows)]``.
+
+    Call it through :func:`log_weight_chunks` with a ``seed``,
+    which checks the arguments and the data first. The global RNG is left untouched.
+
+    Args:
+        model: Pyro model ``model(x[rows], **kwargs)`` (per-point keyword arguments
+            split by rows, :func:`vi_vae.contract.rows_of`).
+        guide: Pyro guide with the same signature.
+        x: the data points ``[N, ...]``, global indices ``first_index ...``.
+        num_particles: K.
+        seed: the evaluation's seed.
+        first_index: global index of ``x[0]``; a multiple of :func:`key_block_size`.
+        data_plate: name of the data plate.
+        chunk_size: most (particle, point) pairs per pass of the model.
+        plate_nesting: plate dims the model/guide use.
+        one_pass: ``one_pass(x_rows, num_particles=K, kwargs=kwargs_rows)``, the log
+            weights of a pass drawn from the current stream (eager or compiled).
+        **kwargs: passed to model and guide.
+
+    Raises:
+        InputError: when ``first_index`` is not at a block boundary.
+    """
+    block = key_block_size(num_particles)
+    check_positive_int("first_index", first_index, minimum=0)
+    if first_index % block:
+        raise InputError(
+            f"first_index must be a multiple of the key block size {block} for "
+            f"num_particles = {num_particles}; got {first_index} "
+            "(use vi_vae.distributed.shard(..., block=key_block_size(num_particles)))"
+        )
+    key = RandomKey(seed)
+    particles_per_group = min(num_particles, KEYED_PAIRS)
+    per_point = per_point_keywords(kwargs, x.shape[0])
+    with torch.no_grad(), torch.random.fork_rng(devices=_devices(x)):
+        for start in range(0, x.shape[0], block):
+            rows = slice(start, min(start + block, x.shape[0]))
+            parts = []
+            for group, first in enumerate(range(0, num_particles, particles_per_group)):
+                _seed_stream(key.seed_for(first_index + start, group), x.device)
+                count = min(particles_per_group, num_particles - first)
+                rows_x, rows_kwargs = rows_of(x, kwargs, rows, per_point)
+                if count * (rows.stop - rows.start) <= chunk_size:
+                    parts.append(one_pass(rows_x, num_particles=count, kwargs=rows_kwargs))
+                    continue
+                parts.append(
+                    _block_log_weights(
+                        model,
+                        guide,
+                        rows_x,
+                        count,
+                        plate_nesting,
+                        data_plate,
+                        chunk_size,
+                        rows_kwargs,
+                        per_point,
+                    )
+                )
+            yield rows, torch.cat(parts)
+
+
+def _block_log_weights(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    num_particles: int,
+    plate_nesting: int,
+    data_plate: str,
+    chunk_size: int,
+    kwargs: dict[str, Any],
+    per_point: frozenset[str],
+) -> Tensor:
+    """Log weights ``[num_particles, len(x)]`` of one block, drawn from the current stream.
+
+    ``kwargs`` are the block's; those named in ``per_point`` are split with ``x``.
+    """
+
+    def log_weights(guide: Callable, points: slice, num_particles: int) -> Tensor:
+        points_x, points_kwargs = rows_of(x, kwargs, points, per_point)
+        return trace_log_weights(
+            model,
+            guide,
+            (points_x,),
+            points_kwargs,
+            num_particles=num_particles,
+            plate_nesting=plate_nesting,
+            data_plate=data_plate,
+            scaled=False,
+        ).log_weights
+
+    # The guide draws the whole block (its draws must not depend on chunk_size); the
+    # model, which holds most of the memory, is replayed on slices of those draws.
+    particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
+    draws = poutine.trace(particle_plate(guide)).get_trace(x, **kwargs)
+    particles_per_pass = min(num_particles, chunk_size)
+    points_per_pass = max(1, chunk_size // particles_per_pass)
+    rows = []
+    for start in range(0, x.shape[0], points_per_pass):
+        points = slice(start, min(start + points_per_pass, x.shape[0]))
+        parts = []
+        for first in range(0, num_particles, particles_per_pass):
+            particles = slice(first, min(first + particles_per_pass, num_particles))
+            sliced = _slice_draws(
+                draws, particles, points, num_particles, x.shape[0], plate_nesting, data_plate
+            )
+            count = particles.stop - particles.start
+            parts.append(log_weights(poutine.replay(guide, trace=sliced), points, count))
+        rows.append(torch.cat(parts))
+    return torch.cat(rows, dim=1)
+
+
+def _slice_draws(
+    trace: Trace,
+    particles: slice,
+    points: slice,
+    num_particles: int,
+    num_points: int,
+    plate_nesting: int,
+    data_plate: str,
+) -> Trace:
+    """The latent draws of ``trace`` for some particles and points, as a trace to replay."""
+    sliced = Trace()
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        value = site["value"]
+        batch_dims = value.dim() - site["fn"].event_dim
+        index: list[slice] = [slice(None)] * value.dim()
+        particle_axis = batch_dims - (plate_nesting + 1)
+        if particle_axis >= 0 and value.shape[particle_axis] == num_particles:
+            index[particle_axis] = particles
+        frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
+        if frame is not None and value.shape[batch_dims + frame.dim] == num_points:
+            index[batch_dims + frame.dim] = points
+        sliced.add_node(
+            name, type="sample", is_observed=False, value=value[tuple(index)], infer=site["infer"]
+        )
+    return sliced

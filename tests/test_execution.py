@@ -1,0 +1,69 @@
+"""ExecutionOptions: one checked object for device, compiled passes and pass size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vi_vae import (
+    VAE,
+    ExecutionOptions,
+    InputError,
+    annealed_importance_sampling,
+    bdmc,
+    importance_sampling,
+    log_marginal_likelihood,
+)
+
+VAE_4 = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
+X = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunk_size": 0}, "chunk_size must be a positive integer .* or 'auto'; got 0"),
+        ({"chunk_size": "big"}, "chunk_size must be a positive integer"),
+        ({"chunk_size": True}, "chunk_size must be a positive integer"),
+        ({"compile": 1}, "compile must be"),
+        ({"device": "gpu7"}, "device must be None or a torch device"),
+    ],
+)
+def test_bad_options_name_the_field_and_what_it_accepts(options, message):
+    with pytest.raises(InputError, match=message):
+        ExecutionOptions(**options)
+
+
+def test_a_shortcut_that_contradicts_the_options_is_refused():
+    execution = ExecutionOptions(chunk_size=64)
+    with pytest.raises(InputError, match="chunk_size=32 contradicts execution.chunk_size=64"):
+        importance_sampling(VAE_4.model, VAE_4.guide, X, execution=execution, chunk_size=32)
+    with pytest.raises(InputError, match="execution must be an instance of ExecutionOptions"):
+        bdmc(VAE_4.model, VAE_4.guide, X, execution={"compile": True})
+
+
+def test_the_options_and_their_shortcuts_give_the_same_numbers():
+    """Keyword shortcuts build the same options; an agreeing shortcut beside them is accepted."""
+    by_object = log_marginal_likelihood(
+        VAE_4.model, VAE_4.guide, X, 40, seed=1, execution=ExecutionOptions(chunk_size=7)
+    )
+    by_shortcut = log_marginal_likelihood(VAE_4.model, VAE_4.guide, X, 40, seed=1, chunk_size=7)
+    both = log_marginal_likelihood(
+        VAE_4.model, VAE_4.guide, X, 40, seed=1, execution=ExecutionOptions(chunk_size=7),
+        chunk_size=7,
+    )  # fmt: skip
+    assert torch.equal(by_object.log_likelihood, by_shortcut.log_likelihood)
+    assert torch.equal(by_object.log_likelihood, both.log_likelihood)
+
+
+def test_ais_reads_auto_as_the_default_pass_size_and_moves_the_data_to_the_device():
+    settings = {"num_steps": 3, "num_chains": 2, "seed": 0}
+    auto = annealed_importance_sampling(VAE_4.model, VAE_4.guide, X, chunk_size="auto", **settings)
+    small = annealed_importance_sampling(
+        VAE_4.model, VAE_4.guide, X, execution=ExecutionOptions(device="cpu", chunk_size=2),
+        **settings,
+    )  # fmt: skip
+    assert ExecutionOptions().pairs_per_pass() == ExecutionOptions(chunk_size=8192).pairs_per_pass()
+    assert torch.equal(auto.log_weights, small.log_weights)  # keyed by point: chunking-free
+    placed, kwargs = ExecutionOptions(device="meta").place(X, {"ys": X[:, 0], "k": 3})
+    assert placed.device.type == "meta" and kwargs["ys"].device.type == "meta" and kwargs["k"] == 3

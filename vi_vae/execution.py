@@ -1,0 +1,94 @@
+"""How an evaluation runs, apart from what it computes: one frozen, checked object.
+
+:class:`ExecutionOptions` holds the device, whether the passes run compiled and the
+size of a vectorized pass. None of them changes the numbers (compiled passes agree
+to float rounding); they are not settings of an estimate, and results do not carry
+them. The evaluators (:func:`vi_vae.importance_sampling`,
+:func:`vi_vae.annealed_importance_sampling`, :func:`vi_vae.bdmc`, …) take one as
+``execution=``, or its fields as keyword shortcuts (``compile=True``).
+
+Ranks are not options: under ``torchrun`` they are the process group's
+(:mod:`vi_vae.distributed`), and every evaluator shards its points by them.
+
+Example:
+    >>> ExecutionOptions.build(None, {"compile": True})
+    ExecutionOptions(device=None, compile=True, chunk_size='auto')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vi_vae._validation import check_bool, with_shortcuts
+from vi_vae.errors import InputError
+from vi_vae.weights import DEFAULT_CHUNK_SIZE
+
+__all__ = ["AUTO", "ExecutionOptions"]
+
+#: ``chunk_size="auto"``: the evaluator picks (importance sampling fills a GPU, AIS
+#: takes :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`)
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """Where and how an evaluation runs; checked once here.
+
+    Attributes:
+        device: where the data points are evaluated (they are moved there; the model's
+            parameters must be there already); ``None``: where the data is.
+        compile: run the passes compiled by ``torch.compile``, once per pass shape
+            (the same draws, the same numbers to float rounding; ``docs/howto/compiled.md``).
+        chunk_size: (particle, point) pairs per vectorized pass, a positive integer, or
+            ``"auto"`` (:data:`AUTO`). Bounds memory; does not change the numbers.
+
+    Raises:
+        InputError: naming the bad option and its accepted values.
+    """
+
+    device: str | torch.device | None = None
+    compile: bool = False
+    chunk_size: int | str = AUTO
+
+    def __post_init__(self) -> None:
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as error:
+                raise InputError(
+                    f"device must be None or a torch device such as 'cpu' or 'cuda:0'; "
+                    f"got {self.device!r}"
+                ) from error
+        check_bool("compile", self.compile)
+        size = self.chunk_size
+        if not (size == AUTO and isinstance(size, str)) and (
+            isinstance(size, bool) or not isinstance(size, int) or size < 1
+        ):
+            raise InputError(
+                f"chunk_size must be a positive integer (pairs per pass) or 'auto'; got {size!r}"
+            )
+
+    @classmethod
+    def build(cls, options: ExecutionOptions | None, shortcuts: dict[str, Any]) -> ExecutionOptions:
+        """``options`` (default: the defaults) with the shortcuts that are not ``None``.
+
+        A shortcut that contradicts a field of ``options`` is an error: the call
+        would say two things.
+        """
+        return with_shortcuts(cls, options, shortcuts, "execution")
+
+    def pairs_per_pass(self) -> int:
+        """``chunk_size``, with ``"auto"`` read as :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`."""
+        return DEFAULT_CHUNK_SIZE if self.chunk_size == AUTO else int(self.chunk_size)
+
+    def place(self, x: Tensor, kwargs: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """``x`` and the tensors among ``kwargs`` on :attr:`device` (unchanged when ``None``)."""
+        if self.device is None:
+            return x, kwargs
+        device = torch.device(self.device)
+        moved = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        return x.to(device), moved
