@@ -6,7 +6,13 @@ above it, and importing ``vi_vae`` loads neither.
 """
 
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import AISConvergenceWarning, CompileWarning, InputError, TrainingError
+from vi_vae.errors import (
+    AISConvergenceWarning,
+    CompileWarning,
+    InputError,
+    LocalOptimizationWarning,
+    TrainingError,
+)
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -23,6 +29,8 @@ from vi_vae.evaluation import (
     AISSettings,
     BDMCResult,
     Bound,
+    GapSettings,
+    InferenceGaps,
     LogLikelihoodEstimate,
     active_units,
     annealed_importance_sampling,
@@ -30,6 +38,7 @@ from vi_vae.evaluation import (
     bounds,
     gradient_snr,
     importance_sampling,
+    inference_gaps,
     log_marginal_likelihood,
     to_inference_data,
 )
@@ -63,8 +72,11 @@ __all__ = [
     "DReG",
     "Dataset",
     "FitResult",
+    "GapSettings",
+    "InferenceGaps",
     "InputError",
     "LatentFamily",
+    "LocalOptimizationWarning",
     "Likelihood",
     "LogLikelihoodEstimate",
     "RenyiVR",
@@ -79,6 +91,7 @@ __all__ = [
     "get_likelihood",
     "gradient_snr",
     "importance_sampling",
+    "inference_gaps",
     "load_dataset",
     "log_marginal_likelihood",
     "parse_estimator",

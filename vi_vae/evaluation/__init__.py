@@ -11,6 +11,8 @@
   log density of a model/guide pair on unconstrained coordinates) and
   :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density), and
   :mod:`~vi_vae.evaluation.convergence` (the verdict AIS and BDMC results carry);
+- :mod:`~vi_vae.evaluation.gaps`: where the bound is lost, the approximation and
+  amortization gaps, with q* from :mod:`~vi_vae.evaluation.local_guide`;
 - :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled) and
   its size (``chunk_size="auto"``);
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
@@ -48,6 +50,8 @@ from vi_vae.evaluation.estimates import (
     pareto_k,
     summarize_log_weights,
 )
+from vi_vae.evaluation.gap_settings import GapSettings
+from vi_vae.evaluation.gaps import GapTerm, InferenceGaps, inference_gaps
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, hmc_transition
 from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,
@@ -82,7 +86,10 @@ __all__ = [
     "Bound",
     "Convergence",
     "ConvergenceCheck",
+    "GapSettings",
+    "GapTerm",
     "GradientSNR",
+    "InferenceGaps",
     "LogLikelihoodEstimate",
     "LogWeightSummary",
     "active_units",
@@ -94,6 +101,7 @@ __all__ = [
     "gradient_snr",
     "hmc_transition",
     "importance_sampling",
+    "inference_gaps",
     "log_marginal_likelihood",
     "log_weight_chunks",
     "pareto_k",
