@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vi_vae.app.config import RunConfig
-from vi_vae.app.gap_report import run_gap_lines
+from vi_vae.app.gap_report import comparison_gap_lines, run_gap_lines
 from vi_vae.app.metrics import (
     AISSummary,
     BDMCSummary,
@@ -234,6 +234,9 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "",
     ]
     lines += _comparison_ais_section(rows)
+    lines += comparison_gap_lines(
+        rows, "inference_gaps.png" if "inference_gaps.png" in figures else None
+    )
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in figures]

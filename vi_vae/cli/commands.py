@@ -133,6 +133,7 @@ def _compare(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=progress,
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
+            gap_points=args.gaps,
         )
     finally:
         progress.close()

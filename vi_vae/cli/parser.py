@@ -231,6 +231,13 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         f"{','.join(map(str, DEFAULT_SNR_PARTICLES))})",
     )
     compare_output.add_argument(
+        "--gaps",
+        type=positive_int,
+        metavar="NUM_POINTS",
+        help="also split each run's bound into the approximation and amortization gaps on "
+        "that many test points, with the --ais- settings (default: off; see vi-vae gaps)",
+    )
+    compare_output.add_argument(
         "--snr-num-draws",
         type=int,
         default=DEFAULT_SNR_NUM_DRAWS,
