@@ -29,10 +29,14 @@ Example:
     >>> from vi_vae import VAE
     >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
     >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
-    >>> gaps = inference_gaps(vae.model, vae.guide, x, local_steps=20, num_particles=50,
-    ...                       num_steps=20, num_chains=4, seed=0)  # doctest: +SKIP
-    >>> gaps.approximation_gap.per_point.shape  # doctest: +SKIP
-    torch.Size([1])
+    >>> gaps = inference_gaps(
+    ...     vae.model, vae.guide, x, local_steps=100, local_learning_rate=0.05,
+    ...     num_particles=100, num_steps=20, num_chains=4, leapfrog_steps=2, seed=0,
+    ... )
+    >>> gaps.approximation_gap.per_point.shape, gaps.local_trajectory.shape
+    (torch.Size([1]), torch.Size([100]))
+    >>> gaps.local_convergence.converged
+    True
 
 References:
     [1] Inference Suboptimality in Variational Autoencoders, Cremer, Li & Duvenaud,
