@@ -1,10 +1,11 @@
-"""``compare(gap_points=N)``: where each estimator's bound is lost, as a table and a figure."""
+"""``compare(gaps=GapRequest(N))``: where each estimator's bound is lost, a table and a figure."""
 
 import dataclasses
 import json
 
 import pytest
 
+from vi_vae.app.assessment import GapRequest
 from vi_vae.app.compare import compare
 from vi_vae.app.config import (
     AISConfig,
@@ -39,8 +40,7 @@ def out_dir(tmp_path_factory):
         out_dir,
         snr_particles=(1,),
         snr_num_draws=2,
-        gap_points=3,
-        gap_settings=SETTINGS,
+        gaps=GapRequest(3, SETTINGS),
     )
     return out_dir, comparison
 

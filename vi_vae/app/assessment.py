@@ -13,9 +13,11 @@ import functools
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
+from vi_vae._validation import check_positive_int
 from vi_vae.app.config import AISConfig, EvaluationConfig
 from vi_vae.app.metrics import (
     AISSummary,
@@ -44,6 +46,7 @@ __all__ = [
     "DEFAULT_BDMC_NUM_POINTS",
     "DEFAULT_GAPS_NUM_POINTS",
     "EVALUATION_SEED",
+    "GapRequest",
     "METHODS",
     "ais_summary",
     "bdmc_summary",
@@ -218,6 +221,22 @@ def bdmc_summary(
         settings=result.lower.settings,
         convergence=result.convergence,
     )
+
+
+@dataclass(frozen=True)
+class GapRequest:
+    """Where the bound is lost, asked of every run of a comparison.
+
+    Attributes:
+        num_points: the first test points it is measured on.
+        settings: the :class:`~vi_vae.evaluation.GapSettings`.
+    """
+
+    num_points: int = DEFAULT_GAPS_NUM_POINTS
+    settings: GapSettings = field(default_factory=GapSettings)
+
+    def __post_init__(self) -> None:
+        check_positive_int("gaps.num_points", self.num_points)
 
 
 def gaps_summary(

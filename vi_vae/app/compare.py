@@ -20,7 +20,7 @@ import torch
 
 from vi_vae._validation import check_positive_int
 from vi_vae.app import plots
-from vi_vae.app.assessment import evaluation_points, gaps_summary
+from vi_vae.app.assessment import GapRequest, evaluation_points, gaps_summary
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
@@ -28,7 +28,7 @@ from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run, load_run, resume_run, train_run
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
-from vi_vae.evaluation import GapSettings, active_units, gradient_snr
+from vi_vae.evaluation import active_units, gradient_snr
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
 
@@ -99,8 +99,7 @@ def compare(
     overwrite: bool = False,
     progress: ComparisonProgress | None = None,
     command: str | None = None,
-    gap_points: int | None = None,
-    gap_settings: GapSettings | None = None,
+    gaps: GapRequest | None = None,
 ) -> Comparison:
     """Train and evaluate one run per estimator; write the comparison report.
 
@@ -120,9 +119,8 @@ def compare(
             (importance sampling; AIS too with ``base.ais.num_points`` set, on that
             many test points of every run) and gradient draw of the SNR measurements.
         command: the command line to print in the report's "Reproduce" section.
-        gap_points: where the bound is lost (:func:`vi_vae.inference_gaps`) on that
-            many test points of every run; ``None`` (the default): not computed.
-        gap_settings: its settings; default the library's, with ``base.ais``'s AIS settings.
+        gaps: also where each run's bound is lost (:func:`vi_vae.inference_gaps`), on
+            ``gaps.num_points`` test points with ``gaps.settings`` (default: not computed).
 
     Returns:
         The :class:`~vi_vae.app.metrics.Comparison` written to ``comparison.json``.
@@ -140,8 +138,6 @@ def compare(
     for k in snr_particles:
         check_positive_int("snr_particles", k)
     check_positive_int("snr_num_draws", snr_num_draws, minimum=2)
-    if gap_points is not None:
-        check_positive_int("gap_points", gap_points)
     evaluation = base.evaluation
     base = base.replace(
         "evaluation",
@@ -167,17 +163,10 @@ def compare(
         on_epoch=progress.epoch,
         on_evaluation=progress.evaluation,
     )
+    run_all = functools.partial(_compare, gaps=gaps)
     with directory.locked(create=True):
-        return _compare(
-            base,
-            estimators,
-            directory,
-            train,
-            snr_particles,
-            snr_num_draws,
-            progress,
-            command,
-            (gap_points, gap_settings or GapSettings(ais=base.ais.settings)),
+        return run_all(
+            base, estimators, directory, train, snr_particles, snr_num_draws, progress, command
         )
 
 
@@ -190,7 +179,7 @@ def _compare(
     snr_num_draws: int,
     progress: ComparisonProgress,
     command: str | None,
-    gaps: tuple[int | None, GapSettings],
+    gaps: GapRequest | None,
 ) -> Comparison:
     _warm_up(estimators)
     rows, bound_curves, snr_curves, histories = [], {}, {}, {}
@@ -200,7 +189,7 @@ def _compare(
         run = train(config, directory.path / run_name(spelling))
         on_draw = _draw_counter(progress, snr_num_draws * (1 + len(snr_particles)))
         row = _row(spelling, run, snr_num_draws, on_draw)
-        rows.append(_with_gaps(row, run, *gaps, progress))
+        rows.append(_with_gaps(row, run, gaps, progress))
         bound_curves[spelling] = run.metrics.bounds
         snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws, on_draw)
         histories[spelling] = tuple(run.history)
@@ -356,15 +345,14 @@ def _row(
 def _with_gaps(
     row: ComparisonRow,
     run: Run,
-    num_points: int | None,
-    settings: GapSettings,
+    gaps: GapRequest | None,
     progress: ComparisonProgress,
 ) -> ComparisonRow:
-    """The row with the inference gaps of its run on ``num_points`` test points, if asked."""
-    if num_points is None:
+    """The row with the inference gaps of its run, if asked."""
+    if gaps is None:
         return row
     summary = gaps_summary(
-        run.vae, run.dataset, num_points, settings, on_evaluation=progress.evaluation
+        run.vae, run.dataset, gaps.num_points, gaps.settings, on_evaluation=progress.evaluation
     )
     return dataclasses.replace(row, gaps=summary)
 

@@ -8,12 +8,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from vi_vae.app.assessment import GapRequest
+from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import AISSummary, BDMCSummary, RunMetrics
 from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
-from vi_vae.evaluation import AISSettings
+from vi_vae.evaluation import AISSettings, GapSettings
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -133,7 +135,7 @@ def _compare(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=progress,
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
-            gap_points=args.gaps,
+            gaps=_gap_request(args.gaps, config),
         )
     finally:
         progress.close()
@@ -152,6 +154,13 @@ def _compare(args: argparse.Namespace) -> int:
         )
     print(f"report: {out_dir / 'report.md'}")
     return 0
+
+
+def _gap_request(num_points: int | None, config: RunConfig) -> GapRequest | None:
+    """``compare --gaps N``: the gaps on N points, with the library's settings and --ais-'s."""
+    if num_points is None:
+        return None
+    return GapRequest(num_points, GapSettings(ais=config.ais.settings))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -210,7 +219,6 @@ def _bdmc(args: argparse.Namespace) -> int:
 def _gaps(args: argparse.Namespace) -> int:
     from vi_vae.app.config import RunConfig
     from vi_vae.app.runs import gaps_run
-    from vi_vae.evaluation import GapSettings
 
     config = config_from_arguments(args, "gaps", RunConfig())
     settings = GapSettings(

@@ -50,8 +50,8 @@ from vi_vae.evaluation.estimates import (
     pareto_k,
     summarize_log_weights,
 )
-from vi_vae.evaluation.gap_settings import GapSettings
-from vi_vae.evaluation.gaps import GapTerm, InferenceGaps, inference_gaps
+from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
+from vi_vae.evaluation.gaps import InferenceGaps, inference_gaps
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, hmc_transition
 from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,

@@ -1,13 +1,21 @@
-"""The settings of :func:`~vi_vae.evaluation.gaps.inference_gaps`: one frozen, checked object."""
+"""What :func:`~vi_vae.evaluation.gaps.inference_gaps` takes and returns, term by term.
+
+Its settings, one frozen object checked once (:class:`GapSettings`), and the type of
+each term of its result (:class:`GapTerm`): per-point values with their Monte Carlo
+standard errors.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from torch import Tensor
+
 from vi_vae._validation import check_bool, check_positive_float, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealing import AISSettings
+from vi_vae.evaluation.estimates import standard_error_over_points
 
 __all__ = [
     "DEFAULT_GAP_PARTICLES",
@@ -16,6 +24,7 @@ __all__ = [
     "DEFAULT_LOCAL_STEPS",
     "DEFAULT_LOCAL_TOLERANCE",
     "GapSettings",
+    "GapTerm",
 ]
 
 #: steps of the per-point optimization of q*; from the encoder's output the demo's
@@ -92,3 +101,36 @@ class GapSettings:
         values.update(own)
         values["ais"] = AISSettings.build(values["ais"], ais_shortcuts)
         return GapSettings(**values)
+
+
+@dataclass(frozen=True)
+class GapTerm:
+    """One term of the decomposition per data point, with its Monte Carlo standard error.
+
+    Attributes:
+        per_point: nats per point, ``[N]``.
+        monte_carlo_standard_error: per point, ``[N]``.
+    """
+
+    per_point: Tensor
+    monte_carlo_standard_error: Tensor
+
+    @property
+    def mean(self) -> float:
+        """Average over the points, nats per point."""
+        return self.per_point.mean().item()
+
+    @property
+    def mean_monte_carlo_standard_error(self) -> float:
+        """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
+        return self.monte_carlo_standard_error.pow(2).sum().sqrt().item() / self.per_point.numel()
+
+    @property
+    def standard_error(self) -> float:
+        """Standard error of :attr:`mean` over points, std/√N."""
+        return standard_error_over_points(self.per_point)
+
+    def minus(self, other: GapTerm) -> GapTerm:
+        """``self − other`` per point; their draws are independent, so the errors add in squares."""
+        error = self.monte_carlo_standard_error.pow(2) + other.monte_carlo_standard_error.pow(2)
+        return GapTerm(self.per_point - other.per_point, error.sqrt())

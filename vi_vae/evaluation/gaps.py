@@ -60,8 +60,7 @@ from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, check_execution
 from vi_vae.evaluation.annealing import AISSettings
 from vi_vae.evaluation.convergence import Convergence
-from vi_vae.evaluation.estimates import standard_error_over_points
-from vi_vae.evaluation.gap_settings import GapSettings
+from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
 from vi_vae.evaluation.local_guide import (
     LocalGuide,
     full_covariance_guide,
@@ -79,39 +78,6 @@ __all__ = [
     "InferenceGaps",
     "inference_gaps",
 ]
-
-
-@dataclass(frozen=True)
-class GapTerm:
-    """One term of the decomposition per data point, with its Monte Carlo standard error.
-
-    Attributes:
-        per_point: nats per point, ``[N]``.
-        monte_carlo_standard_error: per point, ``[N]``.
-    """
-
-    per_point: Tensor
-    monte_carlo_standard_error: Tensor
-
-    @property
-    def mean(self) -> float:
-        """Average over the points, nats per point."""
-        return self.per_point.mean().item()
-
-    @property
-    def mean_monte_carlo_standard_error(self) -> float:
-        """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
-        return self.monte_carlo_standard_error.pow(2).sum().sqrt().item() / self.per_point.numel()
-
-    @property
-    def standard_error(self) -> float:
-        """Standard error of :attr:`mean` over points, std/√N."""
-        return standard_error_over_points(self.per_point)
-
-    def minus(self, other: GapTerm) -> GapTerm:
-        """``self − other`` per point; their draws are independent, so the errors add in squares."""
-        error = self.monte_carlo_standard_error.pow(2) + other.monte_carlo_standard_error.pow(2)
-        return GapTerm(self.per_point - other.per_point, error.sqrt())
 
 
 @dataclass(frozen=True)
@@ -251,15 +217,18 @@ def inference_gaps(
         **kwargs,
     )
     gaps = InferenceGaps(settings=settings, log_likelihood=annealed, **local)
-    if not gaps.local_convergence.converged:
-        warnings.warn(
-            "the per-point optimization of q* has not converged: "
-            f"{gaps.local_convergence.summary}; the approximation gap is overstated and "
-            "the amortization gap understated",
-            LocalOptimizationWarning,
-            stacklevel=2,
-        )
+    _warn_unless_converged(gaps.local_convergence)
     return gaps
+
+
+def _warn_unless_converged(convergence: Convergence) -> None:
+    if not convergence.converged:
+        warnings.warn(
+            f"the per-point optimization of q* has not converged: {convergence.summary}; the "
+            "approximation gap is overstated and the amortization gap understated",
+            LocalOptimizationWarning,
+            stacklevel=3,
+        )
 
 
 def _phase(
