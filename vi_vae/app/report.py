@@ -234,9 +234,9 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "",
     ]
     lines += _comparison_ais_section(rows)
-    lines += comparison_gap_lines(
-        rows, "inference_gaps.png" if "inference_gaps.png" in figures else None
-    )
+    gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
+    lines += comparison_gap_lines(rows, gap_figure)
+    figures = [name for name in figures if name != gap_figure]  # shown with its table
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in figures]
