@@ -6,7 +6,13 @@ above it, and importing ``vi_vae`` loads neither.
 """
 
 from vi_vae.data import Dataset, load_dataset
-from vi_vae.errors import AISConvergenceWarning, CompileWarning, InputError, TrainingError
+from vi_vae.errors import (
+    AISConvergenceWarning,
+    CompileWarning,
+    InputError,
+    LocalOptimizationWarning,
+    TrainingError,
+)
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -25,6 +31,8 @@ from vi_vae.evaluation import (
     AutoAISSettings,
     BDMCResult,
     Bound,
+    GapSettings,
+    InferenceGaps,
     LogLikelihoodEstimate,
     active_units,
     annealed_importance_sampling,
@@ -33,6 +41,7 @@ from vi_vae.evaluation import (
     bounds,
     gradient_snr,
     importance_sampling,
+    inference_gaps,
     log_marginal_likelihood,
     to_inference_data,
 )
@@ -70,8 +79,11 @@ __all__ = [
     "Dataset",
     "ExecutionOptions",
     "FitResult",
+    "GapSettings",
+    "InferenceGaps",
     "InputError",
     "LatentFamily",
+    "LocalOptimizationWarning",
     "Likelihood",
     "LogLikelihoodEstimate",
     "RenyiVR",
@@ -87,6 +99,7 @@ __all__ = [
     "get_likelihood",
     "gradient_snr",
     "importance_sampling",
+    "inference_gaps",
     "load_dataset",
     "log_marginal_likelihood",
     "parse_estimator",

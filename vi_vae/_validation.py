@@ -98,4 +98,3 @@ def with_shortcuts(kind: type[T], options: T | None, shortcuts: dict[str, Any], 
                 "pass one of them"
             )
     return options if not given else dataclasses.replace(options, **given)
-

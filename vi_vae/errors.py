@@ -5,6 +5,7 @@ __all__ = [
     "AISConvergenceWarning",
     "CompileWarning",
     "InputError",
+    "LocalOptimizationWarning",
     "TrainingError",
     "UnverifiedCheckpointWarning",
 ]
@@ -39,4 +40,11 @@ class AISConvergenceWarning(UserWarning):
     """AIS or BDMC has not converged, or could not start as asked; the message says what to do.
 
     The result's ``convergence`` says which check failed.
+    """
+
+
+class LocalOptimizationWarning(UserWarning):
+    """The per-point optimization of q* (:func:`vi_vae.inference_gaps`) has not converged.
+
+    The result's ``local_convergence`` says by how much its ELBO was still rising.
     """

@@ -10,6 +10,7 @@ into one directory, with each run in a subdirectory of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from vi_vae._validation import check_positive_int
 from vi_vae.app import plots
-from vi_vae.app.assessment import evaluation_points
+from vi_vae.app.assessment import GapRequest, evaluation_points, gaps_summary
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
@@ -98,6 +99,7 @@ def compare(
     overwrite: bool = False,
     progress: ComparisonProgress | None = None,
     command: str | None = None,
+    gaps: GapRequest | None = None,
 ) -> Comparison:
     """Train and evaluate one run per estimator; write the comparison report.
 
@@ -117,6 +119,8 @@ def compare(
             (importance sampling; AIS too with ``base.ais.num_points`` set, on that
             many test points of every run) and gradient draw of the SNR measurements.
         command: the command line to print in the report's "Reproduce" section.
+        gaps: also where each run's bound is lost (:func:`vi_vae.inference_gaps`), on
+            ``gaps.num_points`` test points with ``gaps.settings`` (default: not computed).
 
     Returns:
         The :class:`~vi_vae.app.metrics.Comparison` written to ``comparison.json``.
@@ -159,8 +163,9 @@ def compare(
         on_epoch=progress.epoch,
         on_evaluation=progress.evaluation,
     )
+    run_all = functools.partial(_compare, gaps=gaps)
     with directory.locked(create=True):
-        return _compare(
+        return run_all(
             base, estimators, directory, train, snr_particles, snr_num_draws, progress, command
         )
 
@@ -174,6 +179,7 @@ def _compare(
     snr_num_draws: int,
     progress: ComparisonProgress,
     command: str | None,
+    gaps: GapRequest | None,
 ) -> Comparison:
     _warm_up(estimators)
     rows, bound_curves, snr_curves, histories = [], {}, {}, {}
@@ -182,7 +188,8 @@ def _compare(
         config = base.replace("training", estimator=spelling)
         run = train(config, directory.path / run_name(spelling))
         on_draw = _draw_counter(progress, snr_num_draws * (1 + len(snr_particles)))
-        rows.append(_row(spelling, run, snr_num_draws, on_draw))
+        row = _row(spelling, run, snr_num_draws, on_draw)
+        rows.append(_with_gaps(row, run, gaps, progress))
         bound_curves[spelling] = run.metrics.bounds
         snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws, on_draw)
         histories[spelling] = tuple(run.history)
@@ -335,6 +342,21 @@ def _row(
     )
 
 
+def _with_gaps(
+    row: ComparisonRow,
+    run: Run,
+    gaps: GapRequest | None,
+    progress: ComparisonProgress,
+) -> ComparisonRow:
+    """The row with the inference gaps of its run, if asked."""
+    if gaps is None:
+        return row
+    summary = gaps_summary(
+        run.vae, run.dataset, gaps.num_points, gaps.settings, on_evaluation=progress.evaluation
+    )
+    return dataclasses.replace(row, gaps=summary)
+
+
 def _snr_curve(
     spelling: str,
     run: Run,
@@ -361,6 +383,10 @@ def _snr_curve(
 
 def _comparison_figures(comparison: Comparison, directory: RunDirectory) -> tuple[str, ...]:
     curves: dict[str, tuple[BoundSummary, ...]] = comparison.bound_curves
+    gaps = {row.estimator: row.gaps for row in comparison.rows if row.gaps is not None}
+    extra = (
+        (directory.write_figure("inference_gaps", plots.plot_inference_gaps(gaps)),) if gaps else ()
+    )
     return (
         directory.write_figure("bounds_versus_k", plots.plot_bounds_versus_particles(curves)),
         directory.write_figure(
@@ -369,4 +395,4 @@ def _comparison_figures(comparison: Comparison, directory: RunDirectory) -> tupl
         directory.write_figure(
             "snr_versus_k", plots.plot_snr_versus_particles(comparison.snr_curves)
         ),
-    )
+    ) + extra

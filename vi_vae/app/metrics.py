@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vi_vae.app.config import RunConfig
-from vi_vae.evaluation import AISSettings, Bound, Convergence, LogLikelihoodEstimate
+from vi_vae.evaluation import (
+    AISSettings,
+    Bound,
+    Convergence,
+    GapSettings,
+    GapTerm,
+    InferenceGaps,
+    LogLikelihoodEstimate,
+)
 from vi_vae.evaluation.auto_ais import AISRound, AutoAISSettings
 from vi_vae.train import EpochRecord, FitResult
 
@@ -25,6 +33,8 @@ __all__ = [
     "Comparison",
     "ComparisonRow",
     "EstimateSummary",
+    "GapSummary",
+    "GapTermSummary",
     "PointSubset",
     "RunMetrics",
     "SNRPoint",
@@ -256,6 +266,83 @@ class AutoAISSummary:
 
 
 @dataclass(frozen=True)
+class GapTermSummary:
+    """One term of the inference-gap decomposition over a set of points.
+
+    Attributes:
+        mean: the mean over the points (nats per point).
+        standard_error: its standard error over points.
+        monte_carlo_standard_error: its Monte Carlo standard error for these points.
+    """
+
+    mean: float
+    standard_error: float
+    monte_carlo_standard_error: float
+
+    @classmethod
+    def from_term(cls, term: GapTerm) -> GapTermSummary:
+        """Summarize a library :class:`~vi_vae.evaluation.GapTerm`."""
+        return cls(term.mean, term.standard_error, term.mean_monte_carlo_standard_error)
+
+
+@dataclass(frozen=True)
+class GapSummary:
+    """Where the bound is lost (:func:`vi_vae.inference_gaps`) on the first test points.
+
+    Attributes:
+        num_points: the points (the first of the shuffled test split).
+        log_likelihood: log p(x) by AIS.
+        amortized_elbo: ELBO(q_φ), the guide as trained.
+        local_elbo: ELBO(q*), the guide's family optimized per point.
+        approximation_gap: log p(x) − ELBO(q*).
+        amortization_gap: ELBO(q*) − ELBO(q_φ).
+        settings: the settings the result ran with, AIS's among them.
+        ais_convergence: AIS's verdict.
+        local_convergence: the local optimization's verdict.
+        local_trajectory: q*'s mean ELBO at each optimization step.
+        substitutes: how q*'s family differs from the guide's.
+        full_covariance_elbo: ELBO of a full-covariance Gaussian q per point, or ``None``.
+    """
+
+    num_points: int
+    log_likelihood: GapTermSummary
+    amortized_elbo: GapTermSummary
+    local_elbo: GapTermSummary
+    approximation_gap: GapTermSummary
+    amortization_gap: GapTermSummary
+    settings: GapSettings
+    ais_convergence: Convergence
+    local_convergence: Convergence
+    local_trajectory: tuple[float, ...] = ()
+    substitutes: tuple[str, ...] = ()
+    full_covariance_elbo: GapTermSummary | None = None
+
+    @classmethod
+    def from_gaps(cls, gaps: InferenceGaps) -> GapSummary:
+        """Summarize a library :class:`~vi_vae.evaluation.InferenceGaps`."""
+        full = gaps.full_covariance_elbo
+        return cls(
+            num_points=gaps.local_elbo.per_point.numel(),
+            log_likelihood=GapTermSummary.from_term(gaps.log_likelihood_term),
+            amortized_elbo=GapTermSummary.from_term(gaps.amortized_elbo),
+            local_elbo=GapTermSummary.from_term(gaps.local_elbo),
+            approximation_gap=GapTermSummary.from_term(gaps.approximation_gap),
+            amortization_gap=GapTermSummary.from_term(gaps.amortization_gap),
+            settings=gaps.settings,
+            ais_convergence=gaps.log_likelihood.convergence,
+            local_convergence=gaps.local_convergence,
+            local_trajectory=tuple(gaps.local_trajectory.tolist()),
+            substitutes=gaps.substitutes,
+            full_covariance_elbo=None if full is None else GapTermSummary.from_term(full),
+        )
+
+    @property
+    def converged(self) -> bool:
+        """Whether AIS and the local optimization both passed their checks."""
+        return self.ais_convergence.converged and self.local_convergence.converged
+
+
+@dataclass(frozen=True)
 class RunMetrics:
     """Everything ``metrics.json`` records about a run.
 
@@ -271,6 +358,7 @@ class RunMetrics:
         evaluation_error: why the evaluation failed after training, or ``None``.
         ais: AIS beside importance sampling on a subset of the points, or ``None``.
         bdmc: BDMC's bounds on simulated data (``vi-vae bdmc``), or ``None``.
+        gaps: where the bound is lost (``vi-vae gaps``), or ``None``.
     """
 
     split: str = "test"
@@ -283,6 +371,7 @@ class RunMetrics:
     evaluation_error: str | None = field(default=None)
     ais: AISSummary | None = None
     bdmc: BDMCSummary | None = None
+    gaps: GapSummary | None = None
 
     def bound(self, num_particles: int) -> BoundSummary | None:
         """The bound with k = ``num_particles``, if the table has it."""
@@ -315,6 +404,7 @@ class ComparisonRow:
     snr_guide: float
     snr_model: float
     ais: AISSummary | None = None
+    gaps: GapSummary | None = None
 
     def bound(self, num_particles: int) -> BoundSummary | None:
         """The bound with k = ``num_particles``, if the table has it."""

@@ -21,13 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from vi_vae.app.metrics import BoundSummary, SNRPoint  # noqa: E402
+from vi_vae.app.metrics import BoundSummary, GapSummary, SNRPoint  # noqa: E402
 from vi_vae.model import VAE  # noqa: E402
 from vi_vae.train import EpochRecord  # noqa: E402
 
 __all__ = [
     "image_grid",
     "plot_bounds_versus_particles",
+    "plot_inference_gaps",
     "plot_interpolation",
     "plot_latent_scatter",
     "plot_manifold",
@@ -240,4 +241,40 @@ def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:
     legend_axis = next((axis for axis in reversed(axes) if axis.lines), None)
     if legend_axis is not None:
         legend_axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def plot_inference_gaps(gaps: dict[str, GapSummary]) -> bytes:
+    """Stacked bars per run: approximation gap below, amortization gap above, with SEs.
+
+    The bar's height is log p(x) − ELBO(q_φ), the whole gap of the trained guide (nats
+    per point); error bars are the Monte Carlo standard errors of each part.
+    """
+    figure, axes = plt.subplots(figsize=(1.4 * len(gaps) + 2.5, 4))
+    names = list(gaps)
+    approximation = [gaps[name].approximation_gap for name in names]
+    amortization = [gaps[name].amortization_gap for name in names]
+    bottoms = [term.mean for term in approximation]
+    axes.bar(
+        names,
+        bottoms,
+        yerr=[term.monte_carlo_standard_error for term in approximation],
+        label="approximation gap  log p(x) − ELBO(q*)",
+        color="tab:blue",
+        capsize=3,
+    )
+    axes.bar(
+        names,
+        [term.mean for term in amortization],
+        bottom=bottoms,
+        yerr=[term.monte_carlo_standard_error for term in amortization],
+        label="amortization gap  ELBO(q*) − ELBO(q_φ)",
+        color="tab:orange",
+        capsize=3,
+    )
+    axes.axhline(0.0, color="black", linewidth=0.8)
+    axes.set_ylabel("nats per point")
+    axes.set_title("Where the bound is lost: log p(x) − ELBO(q_φ)")
+    axes.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
     return _png(figure)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vi_vae.app.config import RunConfig
+from vi_vae.app.gap_report import comparison_gap_lines, run_gap_lines
 from vi_vae.app.metrics import (
     AISSummary,
     BDMCSummary,
@@ -102,6 +103,8 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
         lines += _ais_lines(metrics.ais)
     if metrics.bdmc is not None:
         lines += _bdmc_lines(metrics.bdmc)
+    if metrics.gaps is not None:
+        lines += run_gap_lines(metrics.gaps)
     if metrics.figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in metrics.figures]
@@ -267,6 +270,9 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "",
     ]
     lines += _comparison_ais_section(rows)
+    gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
+    lines += comparison_gap_lines(rows, gap_figure)
+    figures = [name for name in figures if name != gap_figure]  # shown with its table
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{Path(name).stem}]({name})" for name in figures]

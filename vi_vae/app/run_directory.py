@@ -91,6 +91,7 @@ FIGURE_FILES = {
     "manifold": "manifold.png",
     "bounds_versus_k": "bounds_versus_k.png",
     "snr_versus_k": "snr_versus_k.png",
+    "inference_gaps": "inference_gaps.png",
 }
 
 

@@ -22,9 +22,11 @@ from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.app.assemble import build_vae, check_model_size, load_data, resolve_device
 from vi_vae.app.assessment import (
     DEFAULT_BDMC_NUM_POINTS,
+    DEFAULT_GAPS_NUM_POINTS,
     METHODS,
     bdmc_summary,
     evaluate,
+    gaps_summary,
 )
 from vi_vae.app.config import AISConfig, EvaluationConfig, RunConfig, environment
 from vi_vae.app.figures import make_run_figures
@@ -39,7 +41,7 @@ from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import parse_estimator
-from vi_vae.evaluation import AutoAISSettings
+from vi_vae.evaluation import AutoAISSettings, GapSettings
 from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
@@ -49,6 +51,7 @@ __all__ = [
     "Run",
     "bdmc_run",
     "evaluate_run",
+    "gaps_run",
     "load_run",
     "redraw_figures",
     "resume_run",
@@ -363,7 +366,7 @@ def _evaluate(
         auto=auto,
         previous=previous.ais,
     )
-    run.metrics = dataclasses.replace(run.metrics, bdmc=previous.bdmc)
+    run.metrics = dataclasses.replace(run.metrics, bdmc=previous.bdmc, gaps=previous.gaps)
     _write(dataclasses.replace(run, config=config))
     return run
 
@@ -393,6 +396,33 @@ def bdmc_run(
         run = load_run(run_dir, device)
         summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, execution=execution)
         run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
+        _write(run)
+    return run
+
+
+def gaps_run(
+    run_dir: str | Path,
+    num_points: int = DEFAULT_GAPS_NUM_POINTS,
+    settings: GapSettings | None = None,
+    *,
+    device: str | None = None,
+    on_evaluation: EvaluationCallback | None = None,
+) -> Run:
+    """Where a run's bound is lost (:func:`vi_vae.inference_gaps`); record it in the run.
+
+    On the first ``num_points`` test points; the result goes to ``metrics.json``
+    (``gaps``) and ``report.md``.
+    """
+    settings = settings or GapSettings()
+    check_positive_int("num_points", num_points)
+    directory = RunDirectory(run_dir)
+    directory.open()
+    with directory.locked():
+        run = load_run(run_dir, device)
+        summary = gaps_summary(
+            run.vae, run.dataset, num_points, settings, on_evaluation=on_evaluation
+        )
+        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), gaps=summary)
         _write(run)
     return run
 

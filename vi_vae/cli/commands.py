@@ -9,12 +9,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from vi_vae.app.assessment import GapRequest
+from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import AISSummary, BDMCSummary, RunMetrics
 from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
-from vi_vae.evaluation import AISRound, AISSettings, AutoAISSettings
+from vi_vae.evaluation import AISRound, AISSettings, AutoAISSettings, GapSettings
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -178,6 +180,7 @@ def _compare(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=progress,
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
+            gaps=_gap_request(args.gaps, config),
         )
     finally:
         progress.close()
@@ -196,6 +199,13 @@ def _compare(args: argparse.Namespace) -> int:
         )
     print(f"report: {out_dir / 'report.md'}")
     return 0
+
+
+def _gap_request(num_points: int | None, config: RunConfig) -> GapRequest | None:
+    """``compare --gaps N``: the gaps on N points, with the library's settings and --ais-'s."""
+    if num_points is None:
+        return None
+    return GapRequest(num_points, GapSettings(ais=config.ais.settings))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -269,6 +279,50 @@ def _bdmc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gaps(args: argparse.Namespace) -> int:
+    from vi_vae.app.config import RunConfig
+    from vi_vae.app.runs import gaps_run
+
+    config = config_from_arguments(args, "gaps", RunConfig())
+    settings = GapSettings(
+        local_steps=args.local_steps,
+        local_learning_rate=args.local_learning_rate,
+        local_particles=args.local_particles,
+        num_particles=args.num_particles,
+        full_covariance=args.full_covariance,
+        ais=config.ais.settings,
+    )
+    progress = ProgressBar(disable=args.quiet or not is_main_process())
+    try:
+        run = gaps_run(
+            args.run_dir,
+            args.num_points,
+            settings,
+            device=args.device,
+            on_evaluation=progress.evaluation,
+        )
+    finally:
+        progress.close()
+    gaps = run.metrics.gaps
+    for name, term in (
+        (
+            f"log p(x) by AIS ({_settings(settings.ais)}, {gaps.num_points} points)",
+            gaps.log_likelihood,
+        ),
+        ("approximation gap log p(x) - ELBO(q*)", gaps.approximation_gap),
+        ("amortization gap ELBO(q*) - ELBO(guide)", gaps.amortization_gap),
+    ):
+        print(f"{name} = {term.mean:.2f} ± {term.monte_carlo_standard_error:.2f} nats")
+    print(f"AIS: {gaps.ais_convergence.summary}")
+    print(f"local optimization: {gaps.local_convergence.summary}")
+    for convergence, prefix in ((gaps.ais_convergence, "--ais-"), (gaps.local_convergence, "--")):
+        if not convergence.converged:
+            flags = " and ".join(prefix + name.replace("_", "-") for name in convergence.remedies)
+            print(f"vi-vae: warning: not converged; raise {flags}", file=sys.stderr)
+    print(f"report: {run.directory.report_path}")
+    return 0
+
+
 def _sample(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import load_run
     from vi_vae.app.sampling import write_samples
@@ -337,6 +391,7 @@ COMMANDS = {
     "compare": _compare,
     "evaluate": _evaluate,
     "bdmc": _bdmc,
+    "gaps": _gaps,
     "sample": _sample,
     "plot": _plot,
     "datasets": _datasets,

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Sequence
 
 from vi_vae import __version__
-from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, METHODS
+from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, DEFAULT_GAPS_NUM_POINTS, METHODS
 from vi_vae.app.compare import (
     DEFAULT_ESTIMATORS,
     DEFAULT_SNR_NUM_DRAWS,
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_evaluate(commands)
     _add_bdmc(commands)
+    _add_gaps(commands)
     _add_sample(commands)
     _add_compare(commands)
     plot = commands.add_parser("plot", help="(re)draw a run's figures", epilog=EPILOG)
@@ -159,6 +160,40 @@ def _add_bdmc(commands: argparse._SubParsersAction) -> None:
     bdmc.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_gaps(commands: argparse._SubParsersAction) -> None:
+    """``vi-vae gaps``."""
+    from vi_vae.evaluation import gap_settings as defaults
+
+    gaps = commands.add_parser(
+        "gaps",
+        help="split a run's bound into the approximation and amortization gaps",
+        description="Where the bound is lost: on the first test points, log p(x) by AIS, the "
+        "ELBO of the trained guide, and the ELBO of q*, the guide's family optimized per "
+        "point; prints the approximation gap log p(x) - ELBO(q*) and the amortization gap "
+        "ELBO(q*) - ELBO(guide) and records them in metrics.json and report.md.",
+        epilog=EPILOG,
+    )
+    gaps.add_argument("run_dir", metavar="RUN_DIR")
+    local = gaps.add_argument_group("gaps")
+    options = (
+        ("--num-points", positive_int, DEFAULT_GAPS_NUM_POINTS, "test points"),
+        ("--local-steps", positive_int, defaults.DEFAULT_LOCAL_STEPS, "Adam steps of q*"),
+        ("--local-learning-rate", float, defaults.DEFAULT_LOCAL_LEARNING_RATE, "of those steps"),
+        ("--local-particles", positive_int, defaults.DEFAULT_LOCAL_PARTICLES, "draws per step"),
+        ("--num-particles", positive_int, defaults.DEFAULT_GAP_PARTICLES, "draws per ELBO"),
+    )
+    for flag, kind, default, what in options:
+        local.add_argument(flag, type=kind, default=default, help=f"{what} (default: %(default)s)")
+    local.add_argument(
+        "--full-covariance",
+        action="store_true",
+        help="also optimize a full-covariance Gaussian q per point (diagonal Gaussian guides)",
+    )
+    add_config_flags(gaps, "gaps", ("ais",), exclude=("ais.num_points",))
+    gaps.add_argument("--device", help="cpu or cuda (default: the run's)")
+    gaps.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_sample(commands: argparse._SubParsersAction) -> None:
     """``vi-vae sample``."""
     sample = commands.add_parser(
@@ -202,6 +237,13 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_SNR_PARTICLES,
         help="K values of the gradient-SNR curves (default: "
         f"{','.join(map(str, DEFAULT_SNR_PARTICLES))})",
+    )
+    compare_output.add_argument(
+        "--gaps",
+        type=positive_int,
+        metavar="NUM_POINTS",
+        help="also split each run's bound into the approximation and amortization gaps on "
+        "that many test points, with the --ais- settings (default: off; see vi-vae gaps)",
     )
     compare_output.add_argument(
         "--snr-num-draws",

@@ -13,6 +13,8 @@
   :mod:`~vi_vae.evaluation.hmc` (an HMC kernel for any batched log density), and
   :mod:`~vi_vae.evaluation.convergence` (the verdict AIS and BDMC results carry);
 - :mod:`~vi_vae.evaluation.auto_ais`: AIS with T doubled until its verdict holds;
+- :mod:`~vi_vae.evaluation.gaps`: where the bound is lost, the approximation and
+  amortization gaps, with q* from :mod:`~vi_vae.evaluation.local_guide`;
 - :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled), its
   size (``chunk_size="auto"``) and importance sampling's keyed passes;
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
@@ -56,6 +58,8 @@ from vi_vae.evaluation.estimates import (
     pareto_k,
     summarize_log_weights,
 )
+from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
+from vi_vae.evaluation.gaps import InferenceGaps, inference_gaps
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, hmc_transition
 from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,
@@ -93,7 +97,10 @@ __all__ = [
     "Bound",
     "Convergence",
     "ConvergenceCheck",
+    "GapSettings",
+    "GapTerm",
     "GradientSNR",
+    "InferenceGaps",
     "LogLikelihoodEstimate",
     "LogWeightSummary",
     "active_units",
@@ -106,6 +113,7 @@ __all__ = [
     "gradient_snr",
     "hmc_transition",
     "importance_sampling",
+    "inference_gaps",
     "log_marginal_likelihood",
     "log_weight_chunks",
     "pareto_k",

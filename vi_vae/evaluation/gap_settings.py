@@ -1,0 +1,136 @@
+"""What :func:`~vi_vae.evaluation.gaps.inference_gaps` takes and returns, term by term.
+
+Its settings, one frozen object checked once (:class:`GapSettings`), and the type of
+each term of its result (:class:`GapTerm`): per-point values with their Monte Carlo
+standard errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from vi_vae._validation import check_bool, check_positive_float, check_positive_int
+from vi_vae.errors import InputError
+from vi_vae.evaluation.annealing import AISSettings
+from vi_vae.evaluation.estimates import standard_error_over_points
+
+__all__ = [
+    "DEFAULT_GAP_PARTICLES",
+    "DEFAULT_LOCAL_LEARNING_RATE",
+    "DEFAULT_LOCAL_PARTICLES",
+    "DEFAULT_LOCAL_STEPS",
+    "DEFAULT_LOCAL_TOLERANCE",
+    "GapSettings",
+    "GapTerm",
+]
+
+#: steps of the per-point optimization of q*; from the encoder's output the demo's
+#: MNIST VAEs settled within a few hundred at the default learning rate
+DEFAULT_LOCAL_STEPS = 500
+#: Adam's learning rate for q*'s unconstrained parameters (a location, a log scale)
+DEFAULT_LOCAL_LEARNING_RATE = 0.01
+#: draws per point in each step of the local optimization
+DEFAULT_LOCAL_PARTICLES = 10
+#: K, draws per point in each ELBO estimate (its Monte Carlo error is ~ sd(log w)/√K)
+DEFAULT_GAP_PARTICLES = 1000
+#: nats per point the local ELBO may still rise over the last tenth of its steps:
+#: a tenth of the precision (one decimal) to which the docs quote the gaps
+DEFAULT_LOCAL_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class GapSettings:
+    """What :func:`inference_gaps` does, as data, checked once here.
+
+    Attributes:
+        local_steps: Adam steps of the per-point optimization of q*.
+        local_learning_rate: Adam's learning rate there.
+        local_particles: draws per point in each of those steps.
+        num_particles: K, draws per point in each ELBO estimate (of q_φ, q*, and the
+            full-covariance q).
+        local_tolerance: nats per point the local ELBO may rise over the last tenth of
+            the steps (beyond 2 standard errors) and still count as converged.
+        full_covariance: also optimize a full-covariance Gaussian q per point (every
+            latent site must be a diagonal Gaussian).
+        ais: the :class:`~vi_vae.evaluation.annealing.AISSettings` of log p(x).
+
+    Raises:
+        InputError: naming the first bad setting and its accepted values.
+    """
+
+    local_steps: int = DEFAULT_LOCAL_STEPS
+    local_learning_rate: float = DEFAULT_LOCAL_LEARNING_RATE
+    local_particles: int = DEFAULT_LOCAL_PARTICLES
+    num_particles: int = DEFAULT_GAP_PARTICLES
+    local_tolerance: float = DEFAULT_LOCAL_TOLERANCE
+    full_covariance: bool = False
+    ais: AISSettings = field(default_factory=AISSettings)
+
+    #: prefix of the setting names in error messages (the app's config section sets it)
+    _where: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        where = self._where
+        check_positive_int(where + "local_steps", self.local_steps, minimum=2)
+        check_positive_float(where + "local_learning_rate", self.local_learning_rate)
+        check_positive_int(where + "local_particles", self.local_particles)
+        check_positive_int(where + "num_particles", self.num_particles, minimum=2)
+        check_positive_float(where + "local_tolerance", self.local_tolerance)
+        check_bool(where + "full_covariance", self.full_covariance)
+        if not isinstance(self.ais, AISSettings):
+            raise InputError(f"{where}ais must be an AISSettings; got {self.ais!r}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The settings' names: the keyword shortcuts of :func:`inference_gaps`."""
+        return tuple(f.name for f in fields(GapSettings))
+
+    @classmethod
+    def build(cls, settings: GapSettings | None, shortcuts: dict[str, Any]) -> GapSettings:
+        """``settings`` with the named fields replaced; AIS's names go to ``ais``."""
+        if settings is not None and not isinstance(settings, GapSettings):
+            raise InputError(f"settings must be a GapSettings or None; got {settings!r}")
+        base = settings if settings is not None else GapSettings()
+        ais_names = AISSettings.names()
+        ais_shortcuts = {k: v for k, v in shortcuts.items() if k in ais_names}
+        own = {k: v for k, v in shortcuts.items() if k not in ais_names}
+        values = {name: getattr(base, name) for name in cls.names()}
+        values.update(own)
+        values["ais"] = AISSettings.build(values["ais"], ais_shortcuts)
+        return GapSettings(**values)
+
+
+@dataclass(frozen=True)
+class GapTerm:
+    """One term of the decomposition per data point, with its Monte Carlo standard error.
+
+    Attributes:
+        per_point: nats per point, ``[N]``.
+        monte_carlo_standard_error: per point, ``[N]``.
+    """
+
+    per_point: Tensor
+    monte_carlo_standard_error: Tensor
+
+    @property
+    def mean(self) -> float:
+        """Average over the points, nats per point."""
+        return self.per_point.mean().item()
+
+    @property
+    def mean_monte_carlo_standard_error(self) -> float:
+        """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
+        return self.monte_carlo_standard_error.pow(2).sum().sqrt().item() / self.per_point.numel()
+
+    @property
+    def standard_error(self) -> float:
+        """Standard error of :attr:`mean` over points, std/√N."""
+        return standard_error_over_points(self.per_point)
+
+    def minus(self, other: GapTerm) -> GapTerm:
+        """``self − other`` per point; their draws are independent, so the errors add in squares."""
+        error = self.monte_carlo_standard_error.pow(2) + other.monte_carlo_standard_error.pow(2)
+        return GapTerm(self.per_point - other.per_point, error.sqrt())

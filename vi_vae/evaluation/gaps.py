@@ -1,0 +1,375 @@
+r"""Where the bound is lost: log p(x) − ELBO split into an approximation and an amortization gap.
+
+For a data point x and any q(z|x),
+
+.. math::
+    \log p(x) = \mathrm{ELBO}(q) + \mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x)),
+
+so the ELBO of the amortized guide q_φ falls short of log p(x) by a KL divergence.
+Let q* be the member of the guide's family that is best for this one point (its
+distribution parameters optimized for x alone, no encoder). Cremer, Li & Duvenaud
+(2018) split the shortfall at q*:
+
+.. math::
+    \log p(x) - \mathrm{ELBO}(q_φ) =
+    \underbrace{\log p(x) - \mathrm{ELBO}(q^*)}_{\text{approximation gap}} +
+    \underbrace{\mathrm{ELBO}(q^*) - \mathrm{ELBO}(q_φ)}_{\text{amortization gap}}.
+
+The approximation gap is what the family cannot do; the amortization gap is the
+price of one encoder for all points. :func:`inference_gaps` estimates every term per
+point: log p(x) by AIS (:func:`~vi_vae.evaluation.ais.annealed_importance_sampling`,
+with its convergence verdict), each ELBO as a mean of ``num_particles`` log weights,
+q* by a per-point optimization (:mod:`vi_vae.evaluation.local_guide`, which says
+what is optimized for flow guides and guides of several latent sites), and
+optionally a full-covariance Gaussian q per point, to show how much of the
+approximation gap the diagonal family itself accounts for.
+
+Example:
+    >>> import torch
+    >>> from vi_vae import VAE
+    >>> vae = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
+    >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    >>> gaps = inference_gaps(
+    ...     vae.model, vae.guide, x, local_steps=100, local_learning_rate=0.05,
+    ...     num_particles=100, num_steps=20, num_chains=4, leapfrog_steps=2, seed=0,
+    ... )
+    >>> gaps.approximation_gap.per_point.shape, gaps.local_trajectory.shape
+    (torch.Size([1]), torch.Size([100]))
+    >>> gaps.local_convergence.converged
+    True
+
+References:
+    [1] Inference Suboptimality in Variational Autoencoders, Cremer, Li & Duvenaud,
+        ICML 2018.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
+from vi_vae.errors import LocalOptimizationWarning
+from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, check_execution
+from vi_vae.evaluation.annealing import AISSettings
+from vi_vae.evaluation.convergence import Convergence
+from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
+from vi_vae.evaluation.local_guide import (
+    LocalGuide,
+    full_covariance_guide,
+    local_optimization_check,
+    optimize_locally,
+)
+from vi_vae.evaluation.passes import DEFAULT_CHUNK_SIZE
+from vi_vae.keys import resolve_seed, seeded
+from vi_vae.support import check_points
+from vi_vae.weights import guess_plates, trace_log_weights
+
+__all__ = [
+    "GapSettings",
+    "GapTerm",
+    "InferenceGaps",
+    "inference_gaps",
+]
+
+
+@dataclass(frozen=True)
+class InferenceGaps:
+    """log p(x), the ELBOs of q_φ and q*, and the gaps between them, per data point.
+
+    Attributes:
+        settings: the :class:`GapSettings` of the run.
+        log_likelihood: log p(x) by AIS, with its settings and convergence verdict.
+        amortized_elbo: ELBO(q_φ), the guide as trained.
+        local_elbo: ELBO(q*), the guide's family optimized per point.
+        local_trajectory: q*'s ELBO estimate at each step, averaged over points, ``[steps]``.
+        local_convergence: the local optimization's verdict (check
+            ``"local-optimization"``, and ``"full-covariance-optimization"``).
+        substitutes: how q*'s family differs from the guide's (flows, several sites).
+        full_covariance_elbo: ELBO of a full-covariance Gaussian q per point, or ``None``.
+        full_covariance_trajectory: its trajectory, or ``None``.
+    """
+
+    settings: GapSettings
+    log_likelihood: AISEstimate
+    amortized_elbo: GapTerm
+    local_elbo: GapTerm
+    local_trajectory: Tensor
+    local_convergence: Convergence
+    substitutes: tuple[str, ...] = ()
+    full_covariance_elbo: GapTerm | None = None
+    full_covariance_trajectory: Tensor | None = None
+
+    @property
+    def log_likelihood_term(self) -> GapTerm:
+        """The AIS estimate of log p(x) as a :class:`GapTerm`."""
+        estimate = self.log_likelihood
+        return GapTerm(estimate.log_likelihood, estimate.monte_carlo_standard_error)
+
+    @property
+    def approximation_gap(self) -> GapTerm:
+        """The approximation gap log p(x) − ELBO(q*): what the family cannot do for the point."""
+        return self.log_likelihood_term.minus(self.local_elbo)
+
+    @property
+    def amortization_gap(self) -> GapTerm:
+        """The amortization gap ELBO(q*) − ELBO(q_φ): the price of one encoder for all points."""
+        return self.local_elbo.minus(self.amortized_elbo)
+
+    @property
+    def total_gap(self) -> GapTerm:
+        """The whole gap log p(x) − ELBO(q_φ), the sum of the two gaps."""
+        return self.log_likelihood_term.minus(self.amortized_elbo)
+
+    @property
+    def full_covariance_gain(self) -> GapTerm | None:
+        """ELBO(full-covariance q) − ELBO(q*), or ``None`` without ``full_covariance``.
+
+        The part of the approximation gap that is the diagonal family's.
+        """
+        if self.full_covariance_elbo is None:
+            return None
+        return self.full_covariance_elbo.minus(self.local_elbo)
+
+    @property
+    def converged(self) -> bool:
+        """Whether AIS and the local optimization both passed their checks."""
+        return self.log_likelihood.convergence.converged and self.local_convergence.converged
+
+
+def inference_gaps(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    settings: GapSettings | None = None,
+    *,
+    seed: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    data_plate: str = "data",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    **kwargs: Any,
+) -> InferenceGaps:
+    r"""Split log p(x) − ELBO(q_φ) into the approximation and amortization gaps, per point.
+
+    Any model/guide pair under the data-plate contract (:mod:`vi_vae.contract`) whose
+    guide is reparameterized. Site scales (e.g. a KL weight) are ignored.
+
+    Args:
+        model: Pyro model ``model(x, **kwargs)``.
+        guide: Pyro guide with the same signature.
+        x: data, ``[N, ...]``.
+        settings: the :class:`GapSettings` (default ``GapSettings()``).
+        seed: seed of every draw (the global RNG is untouched); ``None``: from torch's.
+        on_progress: ``on_progress(phase, done, total)`` as work is done; the phases are
+            ``"local optimization"``, ``"full-covariance optimization"``, ``"ELBO"`` and
+            ``"AIS"``.
+        data_plate: name of the data plate.
+        chunk_size: (particle, point) pairs per vectorized pass; bounds memory. The local
+            optimization runs ⌊chunk_size / local_particles⌋ points at a time.
+        **kwargs: shortcuts for the fields of :class:`GapSettings` and of its
+            :class:`~vi_vae.evaluation.annealing.AISSettings` (``local_steps=``,
+            ``num_steps=``, ...); every other keyword is passed to model and guide.
+
+    Returns:
+        :class:`InferenceGaps`; warns (:class:`~vi_vae.errors.LocalOptimizationWarning`)
+        when the local optimization has not converged, and
+        (:class:`~vi_vae.errors.AISConvergenceWarning`) when AIS has not.
+
+    Raises:
+        InputError: a bad argument or setting, or a pair that breaks the contract.
+    """
+    names = set(GapSettings.names()) | set(AISSettings.names())
+    settings = GapSettings.build(settings, {k: v for k, v in kwargs.items() if k in names})
+    kwargs = {k: v for k, v in kwargs.items() if k not in names}
+    check_execution(chunk_size, False)
+    x = check_points(x)
+    check_pair(
+        model,
+        guide,
+        (x,),
+        kwargs,
+        data_plate=data_plate,
+        subsampling_refusal=EVALUATOR_SUBSAMPLING,
+        support=True,
+    )
+    seed = resolve_seed(seed)
+    with seeded(seed, x.device):
+        plate_nesting, _ = guess_plates(model, guide, (x,), kwargs, data_plate)
+        local = _local_terms(
+            model, guide, x, kwargs, settings, plate_nesting, data_plate, chunk_size, on_progress
+        )
+    annealed = annealed_importance_sampling(
+        model,
+        guide,
+        x,
+        settings.ais,
+        seed=seed,
+        on_step=_phase(on_progress, "AIS"),
+        data_plate=data_plate,
+        chunk_size=chunk_size,
+        **kwargs,
+    )
+    gaps = InferenceGaps(settings=settings, log_likelihood=annealed, **local)
+    _warn_unless_converged(gaps.local_convergence)
+    return gaps
+
+
+def _warn_unless_converged(convergence: Convergence) -> None:
+    if not convergence.converged:
+        warnings.warn(
+            f"the per-point optimization of q* has not converged: {convergence.summary}; the "
+            "approximation gap is overstated and the amortization gap understated",
+            LocalOptimizationWarning,
+            stacklevel=3,
+        )
+
+
+def _phase(
+    on_progress: Callable[[str, int, int], None] | None, phase: str
+) -> Callable[[int, int], None] | None:
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(phase, done, total)
+
+
+class _Counter:
+    """Counts the steps of one phase across groups of points and reports them."""
+
+    def __init__(self, on_progress: Callable | None, phase: str, total: int) -> None:
+        self.report, self.total, self.done = _phase(on_progress, phase), total, 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+
+def _local_terms(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    kwargs: dict[str, Any],
+    settings: GapSettings,
+    plate_nesting: int,
+    data_plate: str,
+    chunk_size: int,
+    on_progress: Callable | None,
+) -> dict[str, Any]:
+    """The ELBOs of q_φ, q* (and the full-covariance q) per point, in groups of points."""
+    num_points = x.shape[0]
+    per_group = max(1, chunk_size // settings.local_particles)
+    groups = [slice(i, min(i + per_group, num_points)) for i in range(0, num_points, per_group)]
+    options = {"plate_nesting": plate_nesting, "data_plate": data_plate}
+    steps = settings.local_steps * len(groups)
+    counters = {
+        "local": _Counter(on_progress, "local optimization", steps),
+        "full": _Counter(on_progress, "full-covariance optimization", steps),
+        "elbo": _Counter(on_progress, "ELBO", len(groups)),
+    }
+    parts: dict[str, list] = {name: [] for name in ("amortized", "local", "full")}
+    trajectories: dict[str, list[Tensor]] = {"local": [], "full": []}
+    substitutes: tuple[str, ...] = ()
+    for rows in groups:
+        rows_x, rows_kwargs = rows_of(x, kwargs, rows)
+        weight = (rows.stop - rows.start) / num_points
+        local = LocalGuide.from_guide(guide, rows_x, rows_kwargs)
+        substitutes = local.substitutes
+        optimization = optimize_locally(
+            model,
+            local,
+            rows_x,
+            rows_kwargs,
+            num_steps=settings.local_steps,
+            learning_rate=settings.local_learning_rate,
+            num_particles=settings.local_particles,
+            on_step=counters["local"],
+            **options,
+        )
+        trajectories["local"].append(weight * optimization.trajectory)
+        evaluated = {"amortized": guide, "local": local}
+        if settings.full_covariance:
+            full = full_covariance_guide(local)
+            optimization = optimize_locally(
+                model,
+                full,
+                rows_x,
+                rows_kwargs,
+                num_steps=settings.local_steps,
+                learning_rate=settings.local_learning_rate,
+                num_particles=settings.local_particles,
+                on_step=counters["full"],
+                **options,
+            )
+            trajectories["full"].append(weight * optimization.trajectory)
+            evaluated["full"] = full
+        for name, q in evaluated.items():
+            parts[name].append(_elbo(model, q, rows_x, rows_kwargs, settings, chunk_size, options))
+        counters["elbo"]()
+    return _assemble(parts, trajectories, substitutes, settings)
+
+
+def _assemble(
+    parts: dict[str, list[GapTerm]],
+    trajectories: dict[str, list[Tensor]],
+    substitutes: tuple[str, ...],
+    settings: GapSettings,
+) -> dict[str, Any]:
+    """The local fields of :class:`InferenceGaps` from the groups' parts."""
+
+    def joined(name: str) -> GapTerm | None:
+        if not parts[name]:
+            return None
+        return GapTerm(
+            torch.cat([part.per_point for part in parts[name]]),
+            torch.cat([part.monte_carlo_standard_error for part in parts[name]]),
+        )
+
+    local_trajectory = torch.stack(trajectories["local"]).sum(0)
+    checks = [local_optimization_check(local_trajectory, settings.local_tolerance)]
+    full_trajectory = None
+    if trajectories["full"]:
+        full_trajectory = torch.stack(trajectories["full"]).sum(0)
+        check = local_optimization_check(full_trajectory, settings.local_tolerance)
+        checks.append(dataclasses.replace(check, name="full-covariance-optimization"))
+    return {
+        "amortized_elbo": joined("amortized"),
+        "local_elbo": joined("local"),
+        "local_trajectory": local_trajectory,
+        "local_convergence": Convergence(tuple(checks)),
+        "substitutes": substitutes,
+        "full_covariance_elbo": joined("full"),
+        "full_covariance_trajectory": full_trajectory,
+    }
+
+
+def _elbo(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    kwargs: dict[str, Any],
+    settings: GapSettings,
+    chunk_size: int,
+    options: dict[str, Any],
+) -> GapTerm:
+    """ELBO per point: the mean of K log weights, its error their standard deviation / √K."""
+    per_pass = max(1, chunk_size // x.shape[0])
+    log_weights = []
+    remaining = settings.num_particles
+    with torch.no_grad():
+        while remaining > 0:
+            count = min(per_pass, remaining)
+            traces = trace_log_weights(
+                model, guide, (x,), kwargs, num_particles=count, scaled=False, **options
+            )
+            log_weights.append(traces.log_weights.double())
+            remaining -= count
+    weights = torch.cat(log_weights).cpu()
+    error = weights.std(0) / math.sqrt(weights.shape[0])
+    return GapTerm(weights.mean(0), error)
