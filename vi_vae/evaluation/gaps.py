@@ -57,7 +57,7 @@ from torch import Tensor
 
 from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
 from vi_vae.errors import LocalOptimizationWarning
-from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, check_execution
+from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings
 from vi_vae.evaluation.convergence import Convergence
 from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
@@ -67,7 +67,7 @@ from vi_vae.evaluation.local_guide import (
     local_optimization_check,
     optimize_locally,
 )
-from vi_vae.evaluation.passes import DEFAULT_CHUNK_SIZE
+from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import resolve_seed, seeded
 from vi_vae.support import check_points
 from vi_vae.weights import guess_plates, trace_log_weights
@@ -153,7 +153,9 @@ def inference_gaps(
     seed: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     data_plate: str = "data",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    execution: ExecutionOptions | None = None,
+    chunk_size: int | str | None = None,
+    compile: bool | None = None,
     **kwargs: Any,
 ) -> InferenceGaps:
     r"""Split log p(x) − ELBO(q_φ) into the approximation and amortization gaps, per point.
@@ -171,8 +173,11 @@ def inference_gaps(
             ``"local optimization"``, ``"full-covariance optimization"``, ``"ELBO"`` and
             ``"AIS"``.
         data_plate: name of the data plate.
-        chunk_size: (particle, point) pairs per vectorized pass; bounds memory. The local
-            optimization runs ⌊chunk_size / local_particles⌋ points at a time.
+        execution: device, compile and chunk size
+            (:class:`~vi_vae.execution.ExecutionOptions`); ``compile`` applies to AIS, the
+            local optimization runs eager, ⌊chunk_size / local_particles⌋ points at a time.
+        chunk_size: shortcut for ``execution.chunk_size``.
+        compile: shortcut for ``execution.compile``.
         **kwargs: shortcuts for the fields of :class:`GapSettings` and of its
             :class:`~vi_vae.evaluation.annealing.AISSettings` (``local_steps=``,
             ``num_steps=``, ...); every other keyword is passed to model and guide.
@@ -188,8 +193,9 @@ def inference_gaps(
     names = set(GapSettings.names()) | set(AISSettings.names())
     settings = GapSettings.build(settings, {k: v for k, v in kwargs.items() if k in names})
     kwargs = {k: v for k, v in kwargs.items() if k not in names}
-    check_execution(chunk_size, False)
-    x = check_points(x)
+    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
+    x, kwargs = execution.place(check_points(x), kwargs)
+    pairs = execution.pairs_per_pass()
     check_pair(
         model,
         guide,
@@ -203,7 +209,7 @@ def inference_gaps(
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide, (x,), kwargs, data_plate)
         local = _local_terms(
-            model, guide, x, kwargs, settings, plate_nesting, data_plate, chunk_size, on_progress
+            model, guide, x, kwargs, settings, plate_nesting, data_plate, pairs, on_progress
         )
     annealed = annealed_importance_sampling(
         model,
@@ -213,7 +219,7 @@ def inference_gaps(
         seed=seed,
         on_step=_phase(on_progress, "AIS"),
         data_plate=data_plate,
-        chunk_size=chunk_size,
+        execution=execution,
         **kwargs,
     )
     gaps = InferenceGaps(settings=settings, log_likelihood=annealed, **local)
