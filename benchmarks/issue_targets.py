@@ -12,7 +12,13 @@ is printed beside the issue's target. The rows:
    against an epoch of Pythae's trainer on the same networks; log p(x) at
    K = 5000 (eager, the default) against Pythae's ``get_nll``
    (``benchmarks/pythae_twins.py``). The Pythae rows are measured only where
-   ``pythae`` imports (otherwise they say so).
+   ``pythae`` imports (otherwise they say so). ``fit(compile=True)`` against the
+   same three baselines: each timed call is a whole one-epoch ``fit`` as the eager
+   row's, all with one compiled estimator (``loss=``), whose traces are kept: the
+   steady epoch of a long run. Its first call's compile and trace seconds are
+   printed apart, with the compilations and traces of the timed calls (0 and 0)
+   and of one call with a new estimator (``fit(compile=True)`` alone: it traces
+   again and reuses the process's compiled graph).
 2. Compiled ELBO / IWAE-5 / DReG-5 SVI steps against the eager plain-PyTorch
    step, and compiled log p(x) at K = 5000 against its floor of two GEMMs and
    one softplus (``benchmarks/compiled.py``'s measurements).
@@ -25,6 +31,9 @@ is printed beside the issue's target. The rows:
    template with the same latent dims, flow and prior (the issue's target: at most
    2x), against the default MLP template, and against itself with Pyro's
    one-MADE-pass-per-coordinate IAF inverse (what it was before).
+
+``--rows`` measures only some groups of rows (e.g. ``--rows fit fit-compiled``);
+``--write`` needs them all, since it replaces the whole table.
 """
 
 import argparse
@@ -46,7 +55,8 @@ from torch import nn
 
 import vi_vae.flows as flows
 from vi_vae import VAE, annealed_importance_sampling, fit, log_marginal_likelihood
-from vi_vae.estimators import parse_estimator
+from vi_vae.compiled import compile_stats
+from vi_vae.estimators import ELBO, parse_estimator
 from vi_vae.evaluation.annealing import (
     DEFAULT_LEAPFROG_STEPS,
     DEFAULT_NUM_CHAINS,
@@ -67,6 +77,9 @@ COMBINATION = {
     "num_pseudo_inputs": 100,
 }
 
+#: the groups of rows ``--rows`` chooses from, in the table's order
+ROW_GROUPS = ("fit", "fit-compiled", "pythae-log-px", "compiled", "ais", "template")
+
 #: the combination's step with Pyro's IAF inverse, one MADE pass per coordinate (before)
 PYROS_INVERSE = "combination, Pyro's IAF inverse"
 
@@ -82,7 +95,12 @@ def timed(fn, clock):
 
 
 def fit_against_plain(args, clock):
-    """Per-round seconds of a fit epoch, the plain-PyTorch, plain Pyro SVI and Pythae epochs."""
+    """Per-round seconds of the fit epochs and of the plain-PyTorch, plain Pyro SVI and Pythae ones.
+
+    Returns the rounds and ``compile_stats()`` over the first ``fit(compile=True)``
+    call, over the timed calls (one estimator, whose traces are kept), and over one
+    more call with a new estimator (``fit(compile=True)`` without ``loss``).
+    """
     data = step_time.make_data(BATCH * args.steps)
     vae = VAE(INPUT_DIM, LATENT, hidden_sizes=[HIDDEN], seed=0)
 
@@ -110,14 +128,32 @@ def fit_against_plain(args, clock):
 
     sides = {
         "plain": lambda: step_time.plain_torch_epoch(encoder, decoder, optimizer, data, generator),
-        "fit": lambda: fit(vae.model, vae.guide, data, epochs=1, batch_size=BATCH),
         "plain Pyro": plain_pyro_epoch,
     }
+    if "fit" in args.rows:
+        sides["fit"] = lambda: fit(vae.model, vae.guide, data, epochs=1, batch_size=BATCH)
+    if "fit-compiled" in args.rows:
+        # one estimator for every call: its traces are kept, so each call is a steady epoch
+        estimator = ELBO(1, compile=True)
+        sides["fit compiled"] = lambda: fit(
+            vae.model, vae.guide, data, epochs=1, batch_size=BATCH, loss=estimator, compile=True
+        )
     if pythae_twins.available():
         sides["Pythae"] = pythae_twins.trainer_epoch(vae, data, BATCH, LEARNING_RATE)
-    for side in sides.values():  # warm-up
+    before = compile_stats()
+    for side in sides.values():  # warm-up (fit compiled: its compile)
         side()
-    return [{name: timed(side, clock) for name, side in sides.items()} for _ in range(args.rounds)]
+    first_call = compile_stats() - before
+    rounds = [
+        {name: timed(side, clock) for name, side in sides.items()} for _ in range(args.rounds)
+    ]
+    timed_calls = compile_stats() - before - first_call
+    new_call = None
+    if "fit-compiled" in args.rows:  # a call with a new estimator traces again
+        before = compile_stats()
+        fit(vae.model, vae.guide, data, epochs=1, batch_size=BATCH, compile=True)
+        new_call = compile_stats() - before
+    return rounds, first_call, timed_calls, new_call
 
 
 def log_px_against_pythae(args, clock):
@@ -214,57 +250,95 @@ def compiled_rows(args):
     return steps, log_px, eager_log_px
 
 
-def table(args, clock):
-    fit_rounds = fit_against_plain(args, clock)
-    rows = [
-        (
-            "`fit` epoch / hand-written eager PyTorch",
-            f"{median_ratio(fit_rounds, 'fit', 'plain'):.2f}x",
-            "≤ 1.1x",
-        ),
-        (
-            "`fit` / a plain Pyro SVI loop, same model and loss",
-            f"{median_ratio(fit_rounds, 'fit', 'plain Pyro'):.2f}x",
-            "≤ 0.8x",
-        ),
-    ]
-    pythae_fit, pythae_log_px = NO_PYTHAE, NO_PYTHAE
-    if pythae_twins.available():
-        pythae_fit = f"{median_ratio(fit_rounds, 'fit', 'Pythae'):.2f}x"
-        log_px_rounds = log_px_against_pythae(args, clock)
-        pythae_log_px = f"{median_ratio(log_px_rounds, 'vi_vae', 'Pythae'):.2f}x"
-    rows.append(("`fit` / Pythae's trainer, same networks", pythae_fit, "≤ 0.8x"))
-    steps, log_px, eager_log_px = compiled_rows(args)
-    rows += [
-        ("compiled ELBO / IWAE-5 / DReG-5 step vs eager torch", steps, "≤ 0.8x"),
-        (
-            "compiled log p(x), K = 5000, vs the GEMM floor",
-            f"{log_px:.2f}x (eager {eager_log_px:.2f}x)",
-            "≤ 1.1x",
-        ),
-        (
-            f"log p(x), K = {compiled.EVAL_PARTICLES} (eager), vs Pythae `get_nll` "
-            f"(batch {pythae_twins.GET_NLL_BATCH}, no gradients)",
-            pythae_log_px,
-            "keep",
-        ),
-    ]
+def fit_rows(args, clock):
+    """The rows of ``fit`` (eager, compiled, as ``args.rows`` asks) against the three baselines."""
+    fit_rounds, first_call, timed_calls, new_call = fit_against_plain(args, clock)
+    rows = []
+    for side, name in (("fit", "`fit`"), ("fit compiled", "`fit(compile=True)`")):
+        if side not in fit_rounds[0]:
+            continue
+        pythae = NO_PYTHAE
+        if pythae_twins.available():
+            pythae = f"{median_ratio(fit_rounds, side, 'Pythae'):.2f}x"
+        rows += [
+            (
+                f"{name} epoch / hand-written eager PyTorch",
+                f"{median_ratio(fit_rounds, side, 'plain'):.2f}x",
+                "≤ 1.1x",
+            ),
+            (
+                f"{name} / a plain Pyro SVI loop, same model and loss",
+                f"{median_ratio(fit_rounds, side, 'plain Pyro'):.2f}x",
+                "≤ 0.8x",
+            ),
+            (f"{name} / Pythae's trainer, same networks", pythae, "≤ 0.8x"),
+        ]
+    if "fit compiled" in fit_rounds[0]:
+        rows.append(
+            (
+                "`fit(compile=True)`: its first call's compile (apart from the epochs above)",
+                f"{first_call.compile_seconds:.1f} s compiling, {first_call.trace_seconds:.1f} s "
+                f"tracing, {first_call.compilations} graph(s); the timed calls "
+                f"{timed_calls.compilations} compilations, {timed_calls.traces} traces; "
+                f"a call with a new estimator: {new_call.compilations} compilations, "
+                f"{new_call.reuses} reuse(s), {new_call.trace_seconds:.2f} s tracing",
+                "—",
+            )
+        )
+    return rows
+
+
+def compiled_table_rows(args, clock):
+    """The compiled steps, compiled log p(x) and (where pythae imports) the get_nll rows."""
+    rows = []
+    if "compiled" in args.rows:
+        steps, log_px, eager_log_px = compiled_rows(args)
+        rows += [
+            ("compiled ELBO / IWAE-5 / DReG-5 step vs eager torch", steps, "≤ 0.8x"),
+            (
+                "compiled log p(x), K = 5000, vs the GEMM floor",
+                f"{log_px:.2f}x (eager {eager_log_px:.2f}x)",
+                "≤ 1.1x",
+            ),
+        ]
+    if "pythae-log-px" in args.rows:
+        pythae_log_px = NO_PYTHAE
+        if pythae_twins.available():
+            log_px_rounds = log_px_against_pythae(args, clock)
+            pythae_log_px = f"{median_ratio(log_px_rounds, 'vi_vae', 'Pythae'):.2f}x"
+        rows.append(
+            (
+                f"log p(x), K = {compiled.EVAL_PARTICLES} (eager), vs Pythae `get_nll` "
+                f"(batch {pythae_twins.GET_NLL_BATCH}, no gradients)",
+                pythae_log_px,
+                "keep",
+            )
+        )
+    return rows
+
+
+def ais_row(args):
+    """AIS per point at the defaults: eager, and compiled with ``--compiled-ais``."""
     eager_ais = ais_seconds_per_point(args, compile_ais=False)
     if args.compiled_ais:
         compiled_ais = f"{ais_seconds_per_point(args, compile_ais=True):.1f} CPU-s compiled"
     else:
         compiled_ais = "compiled not measured (--compiled-ais; its first call compiles for minutes)"
-    rows.append(
+    return [
         (
             f"AIS per point at the defaults (T={DEFAULT_NUM_STEPS}, C={DEFAULT_NUM_CHAINS}, "
             f"L={DEFAULT_LEAPFROG_STEPS})",
             f"{eager_ais:.1f} CPU-s eager; {compiled_ais}",
             "(the `--auto` item)",
         )
-    )
+    ]
+
+
+def template_rows(args, clock):
+    """The template combination against the MLPs and against Pyro's IAF inverse."""
     template = template_step_seconds(args, clock)
     combination = statistics.median(row["combination"] for row in template)
-    rows += [
+    return [
         (
             f"template combination / MLP with the same latents, flow and prior "
             f"(SVI step, batch {args.template_batch})",
@@ -283,6 +357,17 @@ def table(args, clock):
             "—",
         ),
     ]
+
+
+def table(args, clock):
+    rows = []
+    if {"fit", "fit-compiled"} & set(args.rows):
+        rows += fit_rows(args, clock)
+    rows += compiled_table_rows(args, clock)
+    if "ais" in args.rows:
+        rows += ais_row(args)
+    if "template" in args.rows:
+        rows += template_rows(args, clock)
     return rows
 
 
@@ -329,8 +414,17 @@ def parse_args(argv=None):
     parser.add_argument("--ais-steps", type=int, default=5, help="AIS steps of the short run")
     parser.add_argument("--compiled-ais", action="store_true")
     parser.add_argument("--template-batch", type=int, default=32)
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ROW_GROUPS,
+        default=list(ROW_GROUPS),
+        help="the groups of rows to measure (default: all)",
+    )
     parser.add_argument("--write", help="put the table into this markdown file")
     args = parser.parse_args(argv)
+    if args.write and set(args.rows) != set(ROW_GROUPS):
+        parser.error("--write replaces the whole table: it needs every group of --rows")
     args.argv = sys.argv[1:] if argv is None else list(argv)
     return args
 

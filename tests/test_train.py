@@ -10,6 +10,7 @@ import torch
 from linear_gaussian import LinearGaussian
 
 from vi_vae import VAE, InputError, TrainingError, fit
+from vi_vae._train_step import all_finite
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.checkpoint import load_checkpoint
@@ -268,6 +269,20 @@ def test_bad_data_are_named_before_training(train, validation, message):
     vae = small_vae()
     with pytest.raises(InputError, match=message):
         fit(vae.model, vae.guide, train, validation=validation, epochs=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_one_non_finite_value_anywhere_is_found_as_isfinite_finds_it(dtype):
+    # all_finite checks fit's data by their smallest and largest values (aminmax)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, 7, generator=generator).to(dtype)
+    assert all_finite(x) and all_finite(torch.full((5, 2), torch.finfo(dtype).max, dtype=dtype))
+    positions = [0, x.numel() - 1, *torch.randint(x.numel(), (20,), generator=generator).tolist()]
+    for position in positions:
+        for value in (math.nan, math.inf, -math.inf):
+            bad = x.clone()
+            bad.view(-1)[position] = value
+            assert all_finite(bad) is bool(torch.isfinite(bad).all()) is False
 
 
 def test_a_sink_without_a_checkpoint_starts_from_scratch_and_says_so():

@@ -62,7 +62,7 @@ class Points:
             raise InputError(
                 f"{name} must be a non-empty tensor with data points along dimension 0"
             )
-        if x.is_floating_point() and not torch.isfinite(x).all():
+        if x.is_floating_point() and not all_finite(x):
             raise InputError(f"{name} data contain NaN or infinite values; all must be finite")
         if kwargs is not None and not (
             isinstance(kwargs, Mapping) and all(isinstance(key, str) for key in kwargs)
@@ -113,6 +113,20 @@ class Points:
         """``(step, batch)`` over the points in the shuffled ``order``."""
         for step, start in enumerate(range(0, len(order), batch_size)):
             yield step, self.rows(order[start : start + batch_size], generator)
+
+
+def all_finite(x: Tensor) -> bool:
+    """Whether every value of the floating-point ``x`` is finite.
+
+    The smallest and the largest value are finite exactly when all are (a NaN
+    anywhere makes both NaN, ``torch.aminmax`` propagates it; an infinity is
+    the one or the other): one reduction without a boolean copy of ``x``, a
+    fraction of ``torch.isfinite(x).all()``'s time on a whole training set.
+    """
+    if x.numel() == 0:
+        return True
+    smallest, largest = torch.aminmax(x)
+    return bool(torch.isfinite(smallest) & torch.isfinite(largest))
 
 
 def _rows(value: Tensor, x: Tensor) -> bool:
