@@ -17,6 +17,7 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_seed",
+    "spelled_count",
     "with_shortcuts",
 ]
 
@@ -72,6 +73,24 @@ def _check_float(name: str, value: Any, *, zero: bool) -> float:
     return number
 
 
+def spelled_count(
+    name: str, spelling: str, count: str, what: str, default: int, accepted: str
+) -> int:
+    """K of a ``"name:K"`` ``spelling`` (``count`` the text after its colon): ``default`` if empty.
+
+    Raises:
+        InputError: naming ``name``, ``what`` K counts and the ``accepted`` spellings,
+            unless K is an integer >= 1.
+    """
+    if not count:
+        return default
+    if not count.isdigit() or int(count) < 1:
+        raise InputError(
+            f"{name} {spelling!r}: the number of {what} must be an integer >= 1; {accepted}"
+        )
+    return int(count)
+
+
 def check_seed(seed: Any, name: str = "seed") -> int:
     """Return ``seed`` if it is an integer in [0, 2**32 - 1], else raise."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -98,4 +117,3 @@ def with_shortcuts(kind: type[T], options: T | None, shortcuts: dict[str, Any], 
                 "pass one of them"
             )
     return options if not given else dataclasses.replace(options, **given)
-
