@@ -17,6 +17,7 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_seed",
+    "spelled_count",
     "with_shortcuts",
 ]
 
@@ -70,6 +71,24 @@ def _check_float(name: str, value: Any, *, zero: bool) -> float:
     if not (number >= 0 if zero else number > 0) or math.isinf(number):
         raise InputError(f"{name} must be {finite}; got {value!r}")
     return number
+
+
+def spelled_count(
+    name: str, spelling: str, count: str, what: str, default: int, accepted: str
+) -> int:
+    """K of a ``"name:K"`` ``spelling`` (``count`` the text after its colon): ``default`` if empty.
+
+    Raises:
+        InputError: naming ``name``, ``what`` K counts and the ``accepted`` spellings,
+            unless K is an integer >= 1.
+    """
+    if not count:
+        return default
+    if not count.isdigit() or int(count) < 1:
+        raise InputError(
+            f"{name} {spelling!r}: the number of {what} must be an integer >= 1; {accepted}"
+        )
+    return int(count)
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import Transform
 
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_positive_int, spelled_count
 from vi_vae.errors import InputError
 from vi_vae.latents import FAMILIES, LatentFamily, PushforwardPosterior
 
@@ -130,13 +130,7 @@ def parse_flow(spelling: str) -> tuple[str | None, int]:
         return None, DEFAULT_FLOW_LAYERS
     if name not in FLOWS:
         raise InputError(f"unknown flow {spelling!r}; {accepted}")
-    if not count:
-        return name, DEFAULT_FLOW_LAYERS
-    if not count.isdigit() or int(count) < 1:
-        raise InputError(
-            f"flow {spelling!r}: the number of layers must be an integer >= 1; {accepted}"
-        )
-    return name, int(count)
+    return name, spelled_count("flow", spelling, count, "layers", DEFAULT_FLOW_LAYERS, accepted)
 
 
 class ConditionalIAF(nn.Module):

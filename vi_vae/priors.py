@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import constraints
 
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_positive_int, spelled_count
 from vi_vae.bounds import log_mean_exp
 from vi_vae.errors import InputError
 
@@ -61,13 +61,9 @@ def parse_prior(spelling: str) -> tuple[str, int]:
     name, _, count = spelling.strip().partition(":")
     if name not in PRIORS or (name == "standard" and count):
         raise InputError(f"unknown prior {spelling!r}; {accepted}")
-    if not count:
-        return name, DEFAULT_NUM_PSEUDO_INPUTS
-    if not count.isdigit() or int(count) < 1:
-        raise InputError(
-            f"prior {spelling!r}: the number of pseudo-inputs must be an integer >= 1; {accepted}"
-        )
-    return name, int(count)
+    return name, spelled_count(
+        "prior", spelling, count, "pseudo-inputs", DEFAULT_NUM_PSEUDO_INPUTS, accepted
+    )
 
 
 class UniformMixture(dist.TorchDistribution):

@@ -91,7 +91,6 @@ def step(
     outputs = _run(passes, "gradient step", ("step", model, guide), (), traced, args, kwargs)
     if outputs is None:
         return None
-    _replay_param_sites(outputs[1])
     loss, *gradients = outputs[0]
     _add_gradients(outputs[1]["parameters"], gradients)
     return loss.item(), outputs[1]["batch_size"]
@@ -118,7 +117,6 @@ def values(
     outputs = _run(passes, "bound", key, (num_particles,), traced, args, kwargs)
     if outputs is None:
         return None
-    _replay_param_sites(outputs[1])
     return outputs[0][0], outputs[1]["batch_size"]
 
 
@@ -157,7 +155,6 @@ def chunk_gradients(
     )
     if outputs is None:
         return False
-    _replay_param_sites(outputs[1])
     _add_gradients(outputs[1]["parameters"], list(outputs[0]))
     return True
 
@@ -172,9 +169,13 @@ def _run(
     kwargs: dict,
     extra: list[Tensor] | None = None,
 ) -> tuple[tuple[Tensor, ...], Any] | None:
+    """``traced`` compiled through the cache, its param sites replayed; ``None``: run eagerly."""
     label = f"{passes.label}'s {what}"
     key = (static, passes.settings)
-    return passes.cache.run_call(label, group, key, traced, args, kwargs, extra or ())
+    outputs = passes.cache.run_call(label, group, key, traced, args, kwargs, extra or ())
+    if outputs is not None:
+        _replay_param_sites(outputs[1])
+    return outputs
 
 
 def _info(traces: Any, parameters: list[Tensor]) -> dict[str, Any]:

@@ -53,11 +53,7 @@ Example:
     ([8, 16], False)
 
 References:
-    [1] Annealed Importance Sampling, R. M. Neal, Statistics and Computing, 2001.
-    [2] On the Quantitative Analysis of Decoder-Based Generative Models, Wu, Burda,
-        Salakhutdinov & Grosse, ICLR 2017.
-    [3] Sandwiching the marginal likelihood using bidirectional Monte Carlo, Grosse,
-        Ghahramani & Adams, 2015.
+    those of :mod:`vi_vae.evaluation.ais` (Neal 2001; Wu et al. 2017; Grosse et al. 2015).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from torch.distributions import Distribution
 from vi_vae._validation import check_positive_int
 from vi_vae.contract import check_pair
 from vi_vae.errors import InputError
+from vi_vae.estimators.gradient_terms import trace_parameters
 from vi_vae.keys import seeded
 
 __all__ = [
@@ -127,14 +128,14 @@ def gradient_snr(
     with seeded(seed, x.device):
         with poutine.trace(param_only=True) as capture, torch.no_grad():
             loss.loss(model, guide, x, **kwargs)
-        parameters = _parameters_by_name(capture.trace)
+        parameters = trace_parameters(capture.trace)
         with poutine.block(), torch.no_grad():
             guide_trace = poutine.trace(guide, param_only=True).get_trace(x, **kwargs)
         # the guide's parameters are those its distributions depend on (the contract's
         # rule, as DReG's): an encoder registered in the model only (Pyro's SS-VAE) is
         # the guide's too
         owned = check_pair(model, guide, (x,), kwargs, parameters=True).guide_parameters
-        guide_names = [name for name in _parameters_by_name(guide_trace) if name in parameters]
+        guide_names = [name for name in trace_parameters(guide_trace) if name in parameters]
         guide_names += [name for name in parameters if name in owned and name not in guide_names]
         model_names = [name for name in parameters if name not in guide_names]
         saved = {name: leaf.grad for name, leaf in parameters.items()}
@@ -262,15 +263,6 @@ def active_units(
     variances = torch.cat(means).double().var(0).cpu()
     sizes = tuple(encoder.latent_dims) if layered else (len(variances),)
     return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold), sizes)
-
-
-def _parameters_by_name(trace: Any) -> dict[str, Tensor]:
-    leaves = {}
-    for name, site in trace.nodes.items():
-        if site["type"] == "param":
-            value = site["value"]
-            leaves[name] = value.unconstrained() if hasattr(value, "unconstrained") else value
-    return leaves
 
 
 def _flat_gradient(leaf: Tensor) -> Tensor:

@@ -59,13 +59,35 @@ def standard_error_over_points(values: Tensor) -> float:
     return values.std().item() / math.sqrt(n) if n > 1 else 0.0
 
 
-def _mean_monte_carlo_standard_error(errors: Tensor) -> float:
-    """Monte Carlo standard error of a mean over fixed points: √Σ se² / N."""
-    return errors.pow(2).sum().sqrt().item() / errors.numel()
+class _MeansOverPoints:
+    """The means over data points of a per-point value (log p̂(x), a bound) and their errors.
+
+    A subclass returns its value ``[N]`` from ``_per_point`` and has its Monte Carlo
+    standard errors ``[N]`` as ``monte_carlo_standard_error``.
+    """
+
+    def _per_point(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> float:
+        """Average over the data points, nats per point."""
+        return self._per_point().mean().item()
+
+    @property
+    def standard_error(self) -> float:
+        """Standard error of :attr:`mean` over data points, std/√N (0 for one point)."""
+        return standard_error_over_points(self._per_point())
+
+    @property
+    def mean_monte_carlo_standard_error(self) -> float:
+        """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
+        errors = self.monte_carlo_standard_error
+        return errors.pow(2).sum().sqrt().item() / errors.numel()
 
 
 @dataclass
-class LogLikelihoodEstimate:
+class LogLikelihoodEstimate(_MeansOverPoints):
     """log p(x) per data point, with its Monte Carlo errors and reliability diagnostics.
 
     Attributes:
@@ -93,20 +115,8 @@ class LogLikelihoodEstimate:
         """N, the number of data points."""
         return self.log_likelihood.numel()
 
-    @property
-    def mean(self) -> float:
-        """Average log p̂(x) over the data points, nats per point."""
-        return self.log_likelihood.mean().item()
-
-    @property
-    def standard_error(self) -> float:
-        """Standard error of :attr:`mean` over data points, std/√N (0 for one point)."""
-        return standard_error_over_points(self.log_likelihood)
-
-    @property
-    def mean_monte_carlo_standard_error(self) -> float:
-        """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
-        return _mean_monte_carlo_standard_error(self.monte_carlo_standard_error)
+    def _per_point(self) -> Tensor:
+        return self.log_likelihood
 
     @property
     def mean_effective_sample_size(self) -> float:
@@ -135,7 +145,7 @@ class LogLikelihoodEstimate:
 
 
 @dataclass
-class Bound:
+class Bound(_MeansOverPoints):
     """IWAE-k (k = 1: the ELBO) per data point, averaged over independent groups of k draws.
 
     Attributes:
@@ -154,20 +164,8 @@ class Bound:
         """``"ELBO"`` for k = 1, else ``"IWAE-k"``."""
         return "ELBO" if self.num_particles == 1 else f"IWAE-{self.num_particles}"
 
-    @property
-    def mean(self) -> float:
-        """Average bound over points, nats per point."""
-        return self.per_point.mean().item()
-
-    @property
-    def standard_error(self) -> float:
-        """Std over points / √N."""
-        return standard_error_over_points(self.per_point)
-
-    @property
-    def mean_monte_carlo_standard_error(self) -> float:
-        """Monte Carlo standard error of :attr:`mean` for these fixed points."""
-        return _mean_monte_carlo_standard_error(self.monte_carlo_standard_error)
+    def _per_point(self) -> Tensor:
+        return self.per_point
 
 
 def summarize_log_weights(
