@@ -59,6 +59,7 @@ __all__ = [
     "PairLayout",
     "biased_under_subsampling",
     "check_latent_sites",
+    "check_evaluated_pair",
     "check_pair",
     "outside_data_plate",
     "particle_dimension_error",
@@ -148,6 +149,31 @@ def check_pair(
     _check_observed_shapes(model_trace)
     guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
     return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
+
+
+def check_evaluated_pair(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    kwargs: dict[str, Any],
+    data_plate: str,
+    match_latents: bool = True,
+) -> PairLayout:
+    """The evaluators' check (importance sampling, AIS, the inference gaps).
+
+    :func:`check_pair` with every row of ``x`` in the data plate (the evaluators split
+    ``x`` by rows themselves) and ``x`` in the support of every observed site.
+    """
+    return check_pair(
+        model,
+        guide,
+        (x,),
+        kwargs,
+        data_plate=data_plate,
+        subsampling_refusal=EVALUATOR_SUBSAMPLING,
+        support=True,
+        match_latents=match_latents,
+    )
 
 
 def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:

@@ -53,7 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
+from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluation.annealing import (
@@ -243,16 +243,7 @@ def annealed_importance_sampling(
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     x, kwargs = execution.place(check_points(x), kwargs)
-    check_pair(
-        model,
-        guide or _no_guide,
-        (x,),
-        kwargs,
-        data_plate=data_plate,
-        subsampling_refusal=EVALUATOR_SUBSAMPLING,
-        support=True,
-        match_latents=guide is not None,
-    )
+    check_evaluated_pair(model, guide or _no_guide, x, kwargs, data_plate, guide is not None)
     settings = reachable_start(model, guide, x, settings, kwargs)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):

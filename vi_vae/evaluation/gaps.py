@@ -55,7 +55,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, rows_of
+from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings
@@ -196,15 +196,7 @@ def inference_gaps(
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     x, kwargs = execution.place(check_points(x), kwargs)
     pairs = execution.pairs_per_pass()
-    check_pair(
-        model,
-        guide,
-        (x,),
-        kwargs,
-        data_plate=data_plate,
-        subsampling_refusal=EVALUATOR_SUBSAMPLING,
-        support=True,
-    )
+    check_evaluated_pair(model, guide, x, kwargs, data_plate)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide, (x,), kwargs, data_plate)
@@ -287,34 +279,23 @@ def _local_terms(
         weight = (rows.stop - rows.start) / num_points
         local = LocalGuide.from_guide(guide, rows_x, rows_kwargs)
         substitutes = local.substitutes
-        optimization = optimize_locally(
-            model,
-            local,
-            rows_x,
-            rows_kwargs,
-            num_steps=settings.local_steps,
-            learning_rate=settings.local_learning_rate,
-            num_particles=settings.local_particles,
-            on_step=counters["local"],
-            **options,
-        )
-        trajectories["local"].append(weight * optimization.trajectory)
         evaluated = {"amortized": guide, "local": local}
-        if settings.full_covariance:
-            full = full_covariance_guide(local)
+        # local first: the full-covariance q starts where the optimized local one ends
+        for name in ("local", "full") if settings.full_covariance else ("local",):
+            if name == "full":
+                evaluated["full"] = full_covariance_guide(local)
             optimization = optimize_locally(
                 model,
-                full,
+                evaluated[name],
                 rows_x,
                 rows_kwargs,
                 num_steps=settings.local_steps,
                 learning_rate=settings.local_learning_rate,
                 num_particles=settings.local_particles,
-                on_step=counters["full"],
+                on_step=counters[name],
                 **options,
             )
-            trajectories["full"].append(weight * optimization.trajectory)
-            evaluated["full"] = full
+            trajectories[name].append(weight * optimization.trajectory)
         for name, q in evaluated.items():
             parts[name].append(_elbo(model, q, rows_x, rows_kwargs, settings, chunk_size, options))
         counters["elbo"]()

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from vi_vae._validation import check_positive_int
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import EVALUATOR_SUBSAMPLING, check_pair, per_point_keywords, rows_of
+from vi_vae.contract import check_evaluated_pair, per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import KEYED_PAIRS, RandomKey, key_block_size, seeded
@@ -167,15 +167,7 @@ def log_weight_chunks(
     check_positive_int("num_particles", num_particles)
     ExecutionOptions(compile=compile, chunk_size=chunk_size)
     check_points(x)
-    check_pair(
-        model,
-        guide,
-        (x,),
-        kwargs,
-        data_plate=data_plate,
-        subsampling_refusal=EVALUATOR_SUBSAMPLING,
-        support=True,
-    )
+    check_evaluated_pair(model, guide, x, kwargs, data_plate)
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
     fork = torch.random.fork_rng(devices=_devices(x))
     probe = fork if seed is not None else contextlib.nullcontext()
