@@ -27,13 +27,21 @@ def test_gaps_prints_three_numbers_and_two_verdicts_and_records_them(run_dir, ca
     assert cli.main(["gaps", str(run_dir), *FAST, "--local-learning-rate", "0.02"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    for start in ("log p(x) by AIS", "approximation gap", "amortization gap"):
+    stored = RunDirectory(run_dir).read_metrics().gaps
+    for start, term in (
+        ("log p(x) by AIS", stored.log_likelihood),
+        ("approximation gap", stored.approximation_gap),
+        ("amortization gap", stored.amortization_gap),
+    ):
         line = next(line for line in lines if line.startswith(start))
-        assert " ± " in line and line.endswith(" nats"), line
+        # ± the standard error over points, as evaluate prints it; then the Monte Carlo SE
+        assert line.endswith(
+            f"= {term.mean:.2f} ± {term.standard_error:.2f} nats "
+            f"(Monte Carlo SE {term.monte_carlo_standard_error:.2f})"
+        ), line
     assert any(line.startswith("AIS: ") for line in lines)
     assert any(line.startswith("local optimization: ") for line in lines)
     assert "raise --ais-num-steps" in err  # 10 annealing steps cannot adapt the step sizes
-    stored = RunDirectory(run_dir).read_metrics().gaps
     assert stored.num_points == 4 and stored.settings.local_learning_rate == 0.02
     assert stored.settings.ais.num_steps == 10 and len(stored.local_trajectory) == 20
     whole = stored.approximation_gap.mean + stored.amortization_gap.mean

@@ -312,7 +312,12 @@ def _gaps(args: argparse.Namespace) -> int:
         ("approximation gap log p(x) - ELBO(q*)", gaps.approximation_gap),
         ("amortization gap ELBO(q*) - ELBO(guide)", gaps.amortization_gap),
     ):
-        print(f"{name} = {term.mean:.2f} ± {term.monte_carlo_standard_error:.2f} nats")
+        # ± is the standard error over points, as evaluate prints it; the Monte Carlo
+        # SE is that of these points' numbers
+        print(
+            f"{name} = {term.mean:.2f} ± {term.standard_error:.2f} nats "
+            f"(Monte Carlo SE {term.monte_carlo_standard_error:.2f})"
+        )
     print(f"AIS: {gaps.ais_convergence.summary}")
     print(f"local optimization: {gaps.local_convergence.summary}")
     for convergence, prefix in ((gaps.ais_convergence, "--ais-"), (gaps.local_convergence, "--")):
