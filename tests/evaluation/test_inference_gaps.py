@@ -32,6 +32,7 @@ from linear_gaussian import log_marginal, posterior_parameters, sample
 
 from vi_vae import (
     VAE,
+    AISConvergenceWarning,
     GapSettings,
     InferenceGaps,
     InputError,
@@ -203,3 +204,27 @@ def test_shortcuts_reach_the_settings_and_ais():
     problem = _problem(orthogonal=True)
     with pytest.raises(InputError, match="num_steps"):
         inference_gaps(problem["model"], problem["guide"], problem["x"], num_steps=0)
+
+
+def test_ais_below_the_elbo_of_q_star_is_not_converged_and_warns():
+    # T = 1 and 64 chains: AIS is importance sampling from the poor q_φ, and on this seed
+    # it lands 0.117 ± 0.048 nats per point below ELBO(q*) = log p(x) (q* is the
+    # posterior here). ELBO(q*) is a lower bound on log p(x): an AIS estimate below it by
+    # more than 2 joint standard errors (the importance-sampling check's rule) has not
+    # converged, and the negative approximation gap is not a number to quote.
+    problem = _problem(orthogonal=True)
+    with pytest.warns(AISConvergenceWarning, match="ELBO of q"):
+        gaps = inference_gaps(
+            problem["model"],
+            problem["guide"],
+            problem["x"],
+            seed=0,
+            **LOCAL,
+            num_steps=1,
+            num_chains=64,
+        )
+    gap = gaps.approximation_gap
+    assert gap.mean < -2 * gap.mean_monte_carlo_standard_error  # the premise
+    assert [check.name for check in gaps.log_likelihood.convergence.failed] == ["local-elbo"]
+    assert gaps.log_likelihood.convergence.remedies == ("num_steps",)
+    assert not gaps.converged

@@ -59,7 +59,12 @@ from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings
-from vi_vae.evaluation.convergence import Convergence
+from vi_vae.evaluation.convergence import (
+    NUM_STANDARD_ERRORS,
+    Convergence,
+    ConvergenceCheck,
+    warn_unless_converged,
+)
 from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
 from vi_vae.evaluation.local_guide import (
     LocalGuide,
@@ -215,8 +220,34 @@ def inference_gaps(
         **kwargs,
     )
     gaps = InferenceGaps(settings=settings, log_likelihood=annealed, **local)
+    gaps = _checked_against_local_elbo(gaps)
     _warn_unless_converged(gaps.local_convergence)
     return gaps
+
+
+def _checked_against_local_elbo(gaps: InferenceGaps) -> InferenceGaps:
+    """AIS not below ELBO(q*) beyond 2 joint SEs: ELBO(q*) is a lower bound on log p(x).
+
+    An AIS estimate below it has not converged and makes the approximation gap negative;
+    the check joins AIS's verdict (and warns, :class:`~vi_vae.errors.AISConvergenceWarning`).
+    """
+    gap = gaps.approximation_gap
+    error = gap.monte_carlo_standard_error.double().nan_to_num(0.0)
+    error = error.pow(2).sum().sqrt().item() / error.numel()
+    passed = gap.mean >= -NUM_STANDARD_ERRORS * error
+    message = (
+        f"AIS is {gap.mean:+.2f} ± {error:.2f} nats per point from the ELBO of q* on the same "
+        "points (not below it beyond 2 SE)"
+        if passed
+        else f"AIS is {-gap.mean:.2f} ± {error:.2f} nats per point below the ELBO of q* on the "
+        "same points, a lower bound on log p(x): AIS has not converged"
+    )
+    check = ConvergenceCheck("local-elbo", passed, gap.mean, 0.0, message)
+    annealed = gaps.log_likelihood
+    annealed = dataclasses.replace(annealed, convergence=annealed.convergence.with_check(check))
+    if not passed:
+        warn_unless_converged(Convergence((check,)))
+    return dataclasses.replace(gaps, log_likelihood=annealed)
 
 
 def _warn_unless_converged(convergence: Convergence) -> None:
