@@ -228,3 +228,30 @@ def test_ais_below_the_elbo_of_q_star_is_not_converged_and_warns():
     assert [check.name for check in gaps.log_likelihood.convergence.failed] == ["local-elbo"]
     assert gaps.log_likelihood.convergence.remedies == ("num_steps",)
     assert not gaps.converged
+
+
+@pytest.mark.filterwarnings("ignore::vi_vae.AISConvergenceWarning")
+def test_a_diverged_local_optimization_is_not_converged_and_says_to_lower_the_rate():
+    # Adam at learning rate 10 throws q* far from the posterior and leaves it there: the
+    # ELBO no longer rises over the last steps (the rise check passes), but ELBO(q*) ends
+    # thousands of nats below ELBO(q_φ), where it started. Optimizing from q_φ cannot
+    # rightly end below it (beyond local_tolerance + 2 joint SEs): a negative amortization
+    # gap is a failed optimization, not a number.
+    problem = _problem(orthogonal=True)
+    with pytest.warns(LocalOptimizationWarning, match="local_learning_rate"):
+        gaps = inference_gaps(
+            problem["model"],
+            problem["guide"],
+            problem["x"],
+            seed=0,
+            local_steps=50,
+            local_learning_rate=10.0,
+            num_particles=500,
+            num_steps=1,
+            num_chains=64,
+        )
+    assert gaps.amortization_gap.mean < -100  # the premise
+    failed = [check.name for check in gaps.local_convergence.failed]
+    assert "amortized-elbo" in failed
+    assert "lower local_learning_rate" in gaps.local_convergence.summary
+    assert not gaps.converged

@@ -17,6 +17,7 @@ from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.evaluation import AISRound, AISSettings, AutoAISSettings, GapSettings
+from vi_vae.evaluation.convergence import advice
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -317,8 +318,8 @@ def _gaps(args: argparse.Namespace) -> int:
     print(f"local optimization: {gaps.local_convergence.summary}")
     for convergence, prefix in ((gaps.ais_convergence, "--ais-"), (gaps.local_convergence, "--")):
         if not convergence.converged:
-            flags = " and ".join(prefix + name.replace("_", "-") for name in convergence.remedies)
-            print(f"vi-vae: warning: not converged; raise {flags}", file=sys.stderr)
+            flags = advice(convergence.remedies, lambda name, p=prefix: p + name.replace("_", "-"))
+            print(f"vi-vae: warning: not converged; {flags}", file=sys.stderr)
     print(f"report: {run.directory.report_path}")
     return 0
 

@@ -350,7 +350,10 @@ def _assemble(
         )
 
     local_trajectory = torch.stack(trajectories["local"]).sum(0)
-    checks = [local_optimization_check(local_trajectory, settings.local_tolerance)]
+    checks = [
+        local_optimization_check(local_trajectory, settings.local_tolerance),
+        _amortized_elbo_check(joined("local"), joined("amortized"), settings.local_tolerance),
+    ]
     full_trajectory = None
     if trajectories["full"]:
         full_trajectory = torch.stack(trajectories["full"]).sum(0)
@@ -365,6 +368,26 @@ def _assemble(
         "full_covariance_elbo": joined("full"),
         "full_covariance_trajectory": full_trajectory,
     }
+
+
+def _amortized_elbo_check(local: GapTerm, amortized: GapTerm, tolerance: float) -> ConvergenceCheck:
+    """ELBO(q*) not below ELBO(q_φ), where its optimization started, beyond tolerance + 2 SEs.
+
+    Below it, the optimization diverged (a rise check alone passes once a diverged
+    ELBO stops moving), and the amortization gap would be negative.
+    """
+    gap = local.minus(amortized)
+    error = gap.mean_monte_carlo_standard_error
+    passed = gap.mean >= -(tolerance + NUM_STANDARD_ERRORS * error)
+    message = (
+        f"the ELBO of q* is {gap.mean:+.3f} ± {error:.3f} nats per point from that of the "
+        "amortized guide it started at"
+    )
+    if not passed:
+        message += ": the local optimization diverged; lower local_learning_rate"
+    return ConvergenceCheck(
+        "amortized-elbo", passed, gap.mean, tolerance, message, remedy="local_learning_rate"
+    )
 
 
 def _elbo(
