@@ -53,6 +53,9 @@ def test_the_report_has_the_gap_table_and_the_stacked_bars(out_dir):
     assert header in report
     table = report.split(header)[1].split("\n\n")[0]
     assert "| iwae:2 | " in table and " ± " in table
+    # T = 5 AIS has not converged: the table says which rows may be quoted
+    assert table.rstrip().endswith("| no |")
+    assert "Quote a row only where it converged (last column)" in report
     assert "![where the bound is lost](inference_gaps.png)" in report
     assert report.count("(inference_gaps.png)") == 1  # beside its table, not again below
     assert (out_dir / "inference_gaps.png").read_bytes()[:4] == b"\x89PNG"

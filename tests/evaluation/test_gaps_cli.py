@@ -38,7 +38,11 @@ def test_gaps_prints_three_numbers_and_two_verdicts_and_records_them(run_dir, ca
     assert stored.settings.ais.num_steps == 10 and len(stored.local_trajectory) == 20
     whole = stored.approximation_gap.mean + stored.amortization_gap.mean
     assert whole == pytest.approx(stored.log_likelihood.mean - stored.amortized_elbo.mean)
-    assert "## Where the bound is lost" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    # AIS has not converged: the section says so at its head and bolds no gap
+    assert "## Where the bound is lost (not converged: not numbers to quote)" in report
+    section = report.split("## Where the bound is lost")[1].split("\n## ")[0]
+    assert "gap log p(x) − ELBO(q*): **" not in section
 
 
 def test_a_bad_setting_is_one_line_and_exit_2(run_dir, capsys):
