@@ -255,3 +255,17 @@ def test_a_diverged_local_optimization_is_not_converged_and_says_to_lower_the_ra
     assert "amortized-elbo" in failed
     assert "lower local_learning_rate" in gaps.local_convergence.summary
     assert not gaps.converged
+
+
+def test_a_guide_whose_distributions_have_no_parameters_is_refused_by_name():
+    # q* frees the distribution parameters that the guide computes from its own
+    # parameters; a guide of constants has none, and Adam's "empty parameter list" said
+    # nothing of what to change
+    problem = _problem(orthogonal=True)
+
+    def constant_guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
+
+    with pytest.raises(InputError, match="no parameter"):
+        inference_gaps(problem["model"], constant_guide, problem["x"], seed=0, local_steps=2)

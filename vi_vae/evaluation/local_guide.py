@@ -112,7 +112,7 @@ class LocalGuide:
 
         Raises:
             InputError: a site whose distribution cannot be rebuilt from its
-                parameters, or is not reparameterized.
+                parameters, or is not reparameterized; a guide with no parameter to free.
         """
         with torch.enable_grad(), poutine.block():
             trace = poutine.trace(guide).get_trace(x, **kwargs)
@@ -133,6 +133,13 @@ class LocalGuide:
                 for key, (value, constraint) in values.items()
             }
             sites.append(FreeSite(name, frames, build, site_constraints, leaves, substitute))
+        if not any(site.leaves for site in sites):
+            raise InputError(
+                "the guide's distributions depend on no parameter that requires a gradient "
+                f"(sites {[site.name for site in sites]}): q* frees the distribution parameters "
+                "a guide computes from its own (an encoder's output); give the guide learnable "
+                "parameters, with requires_grad"
+            )
         return cls(sites)
 
     @property
