@@ -269,3 +269,17 @@ def test_a_guide_whose_distributions_have_no_parameters_is_refused_by_name():
 
     with pytest.raises(InputError, match="no parameter"):
         inference_gaps(problem["model"], constant_guide, problem["x"], seed=0, local_steps=2)
+
+
+@pytest.mark.filterwarnings("ignore::vi_vae.AISConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::vi_vae.LocalOptimizationWarning")
+def test_a_guide_of_several_latent_sites_in_one_plate_runs_and_states_its_substitute():
+    # the local guide entered the data plate once per site, and Pyro refused the second
+    # 'data' site: every two-layer guide failed with a RuntimeError
+    vae = VAE(input_dim=6, latent_dims=(3, 2), hidden_sizes=(8,), seed=0)
+    x = (torch.rand(3, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    gaps = inference_gaps(
+        vae.model, vae.guide, x, seed=0, local_steps=4, num_particles=20, num_steps=2, num_chains=2
+    )
+    assert any("factorizes" in note for note in gaps.substitutes)
+    assert gaps.local_elbo.per_point.shape == (3,)

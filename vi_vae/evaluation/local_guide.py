@@ -160,10 +160,13 @@ class LocalGuide:
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         """Sample every site from its freed distribution, in the guide's plates."""
+        plates: dict[str, pyro.plate] = {}  # each plate made once: its name is a site too
         for site in self.sites:
             with ExitStack() as stack:
                 for frame in site.frames:
-                    stack.enter_context(pyro.plate(frame.name, frame.size, dim=frame.dim))
+                    if frame.name not in plates:
+                        plates[frame.name] = pyro.plate(frame.name, frame.size, dim=frame.dim)
+                    stack.enter_context(plates[frame.name])
                 pyro.sample(site.name, site.distribution())
 
     def stopped_log_density(self, site: dict) -> Tensor:
