@@ -16,6 +16,7 @@ from vi_vae.app.config import (
     TrainingConfig,
 )
 from vi_vae.app.gap_report import comparison_gap_lines
+from vi_vae.errors import InputError
 from vi_vae.evaluation import AISSettings, GapSettings
 
 #: settings far too short for converged numbers: the test checks what is written
@@ -78,3 +79,34 @@ def test_without_gaps_no_table(out_dir):
     rows = [dataclasses.replace(row, gaps=None) for row in comparison.rows]
     assert comparison_gap_lines(rows, None) == []
     assert comparison_gap_lines(comparison.rows, None)[0] == "## Where the bound is lost"
+
+
+def test_a_hand_edited_gap_in_metrics_json_is_refused(tmp_path):
+    # the two gaps are differences of the stored terms: a gap edited by hand no longer is
+    # one, and the loader refuses the file rather than report the edited number
+    from vi_vae.app.metrics import GapSummary, GapTermSummary, RunMetrics
+    from vi_vae.app.run_directory import RunDirectory
+    from vi_vae.evaluation import Convergence
+
+    def term(mean):
+        return GapTermSummary(mean, 1.0, 0.1)
+
+    gaps = GapSummary(
+        num_points=3,
+        log_likelihood=term(-90.43),
+        amortized_elbo=term(-93.59),
+        local_elbo=term(-90.06),
+        approximation_gap=term(-90.43 - -90.06),
+        amortization_gap=term(-90.06 - -93.59),
+        settings=SETTINGS,
+        ais_convergence=Convergence(),
+        local_convergence=Convergence(),
+    )
+    directory = RunDirectory(tmp_path, writer=True)
+    directory.write_metrics(RunMetrics(gaps=gaps))
+    assert directory.read_metrics().gaps == gaps  # as written, it loads
+    stored = json.loads(directory.metrics_path.read_text())
+    stored["gaps"]["approximation_gap"]["mean"] = 5.0
+    directory.metrics_path.write_text(json.dumps(stored))
+    with pytest.raises(InputError, match="approximation_gap"):
+        directory.read_metrics()
