@@ -296,3 +296,22 @@ def test_several_latent_sites_are_not_judged_by_the_amortized_elbo():
         vae.model, vae.guide, x, seed=0, local_steps=4, num_particles=20, num_steps=2, num_chains=2
     )
     assert [check.name for check in gaps.local_convergence.checks] == ["local-optimization"]
+
+
+def test_a_guide_with_a_discrete_site_is_refused_naming_the_site_and_what_to_change():
+    logit = torch.zeros((), dtype=torch.float64, requires_grad=True)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape), 1.0).to_event(1))
+            c = pyro.sample("c", dist.Bernoulli(logits=logit.expand(x.shape[0])))
+            pyro.sample("x", dist.Normal(z + c[:, None], 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x + 0 * logit, 1.0).to_event(1))
+            pyro.sample("c", dist.Bernoulli(logits=logit.expand(x.shape[0])))
+
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"'c'.*reparameterized.*marginalize"):
+        inference_gaps(model, guide, x, seed=0, local_steps=2)

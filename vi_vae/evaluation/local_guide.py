@@ -123,7 +123,9 @@ class LocalGuide:
             if not site["fn"].has_rsample:
                 raise InputError(
                     f"the guide's distribution at site {name!r} has no rsample; q* is found "
-                    "by reparameterized gradients"
+                    "by reparameterized gradients: give the site a reparameterized "
+                    "distribution (a continuous relaxation of a discrete one), or marginalize "
+                    "it in the model"
                 )
             build, values, substitute = _free(site["fn"], name)
             frames = tuple(frame for frame in site["cond_indep_stack"] if frame.vectorized)
