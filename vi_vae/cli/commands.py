@@ -317,8 +317,12 @@ def _gaps(args: argparse.Namespace) -> int:
         ("amortization gap ELBO(q*) - ELBO(guide)", gaps.amortization_gap),
     ):
         print(f"{name} = {term.mean:.2f} ± {term.monte_carlo_standard_error:.2f} nats")
-    print(f"AIS: {gaps.ais_convergence.summary}")
-    print(f"local optimization: {gaps.local_convergence.summary}")
+    verdicts = (("AIS", gaps.ais_convergence), ("local optimization", gaps.local_convergence))
+    for what, convergence in verdicts:
+        # what failed; the flags to change are on the warning line (the library's summary
+        # names its settings, not the flags)
+        verdict = convergence.summary if convergence.converged else convergence.findings
+        print(f"{what}: {'' if convergence.converged else 'not converged: '}{verdict}")
     _warn_unless_gaps_converged(gaps)
     print(f"report: {run.directory.report_path}")
     return 0
