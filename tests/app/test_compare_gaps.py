@@ -110,3 +110,12 @@ def test_a_hand_edited_gap_in_metrics_json_is_refused(tmp_path):
     directory.metrics_path.write_text(json.dumps(stored))
     with pytest.raises(InputError, match="approximation_gap"):
         directory.read_metrics()
+
+
+def test_the_figure_marks_a_run_whose_gaps_have_not_converged(out_dir):
+    from vi_vae.app.plots import inference_gap_labels
+
+    _, comparison = out_dir
+    gaps = {row.estimator: row.gaps for row in comparison.rows}
+    assert not gaps["iwae:2"].converged  # the premise: T = 5 AIS
+    assert inference_gap_labels(gaps) == ["iwae:2\n(not converged)"]
