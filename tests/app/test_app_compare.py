@@ -138,10 +138,14 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
         + ["64", "--hidden-sizes", "8", "--latent-dim", "2", "--epochs", "1"]
         + ["--eval-num-particles", "5", "--eval-num-points", "10", "--snr-num-draws", "2"]
         + ["--snr-particles", "1", "--quiet", "--ais-num-points", "2", "--ais-num-steps", "5"]
-        + ["--ais-num-chains", "2", "--ais-leapfrog-steps", "1"]
+        + ["--ais-num-chains", "2", "--ais-leapfrog-steps", "1", "--gaps", "1"]
     )
     assert status == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # T = 5: the gaps' AIS has not converged, which the terminal says, not only report.md
+    warning = "vi-vae: warning: elbo: AIS has not converged, the gaps are not numbers to quote; "
+    assert warning in err
+    assert "raise --ais-num-steps" in err
     assert "estimator" in out and "\nelbo " in out and "report:" in out
     report = (tmp_path / "c" / "report.md").read_text()
     assert "vi-vae compare --estimators elbo" in report

@@ -16,6 +16,7 @@ from vi_vae.app.config import (
     TrainingConfig,
 )
 from vi_vae.app.gap_report import comparison_gap_lines
+from vi_vae.errors import InputError
 from vi_vae.evaluation import AISSettings, GapSettings
 
 #: settings far too short for converged numbers: the test checks what is written
@@ -53,6 +54,9 @@ def test_the_report_has_the_gap_table_and_the_stacked_bars(out_dir):
     assert header in report
     table = report.split(header)[1].split("\n\n")[0]
     assert "| iwae:2 | " in table and " ± " in table
+    # T = 5 AIS has not converged: the table says which rows may be quoted
+    assert table.rstrip().endswith("| no |")
+    assert "Quote a row only where it converged (last column)" in report
     assert "![where the bound is lost](inference_gaps.png)" in report
     assert report.count("(inference_gaps.png)") == 1  # beside its table, not again below
     assert (out_dir / "inference_gaps.png").read_bytes()[:4] == b"\x89PNG"
@@ -75,3 +79,43 @@ def test_without_gaps_no_table(out_dir):
     rows = [dataclasses.replace(row, gaps=None) for row in comparison.rows]
     assert comparison_gap_lines(rows, None) == []
     assert comparison_gap_lines(comparison.rows, None)[0] == "## Where the bound is lost"
+
+
+def test_a_hand_edited_gap_in_metrics_json_is_refused(tmp_path):
+    # the two gaps are differences of the stored terms: a gap edited by hand no longer is
+    # one, and the loader refuses the file rather than report the edited number
+    from vi_vae.app.metrics import GapSummary, GapTermSummary, RunMetrics
+    from vi_vae.app.run_directory import RunDirectory
+    from vi_vae.evaluation import Convergence
+
+    def term(mean):
+        return GapTermSummary(mean, 1.0, 0.1)
+
+    gaps = GapSummary(
+        num_points=3,
+        log_likelihood=term(-90.43),
+        amortized_elbo=term(-93.59),
+        local_elbo=term(-90.06),
+        approximation_gap=term(-90.43 - -90.06),
+        amortization_gap=term(-90.06 - -93.59),
+        settings=SETTINGS,
+        ais_convergence=Convergence(),
+        local_convergence=Convergence(),
+    )
+    directory = RunDirectory(tmp_path, writer=True)
+    directory.write_metrics(RunMetrics(gaps=gaps))
+    assert directory.read_metrics().gaps == gaps  # as written, it loads
+    stored = json.loads(directory.metrics_path.read_text())
+    stored["gaps"]["approximation_gap"]["mean"] = 5.0
+    directory.metrics_path.write_text(json.dumps(stored))
+    with pytest.raises(InputError, match="approximation_gap"):
+        directory.read_metrics()
+
+
+def test_the_figure_marks_a_run_whose_gaps_have_not_converged(out_dir):
+    from vi_vae.app.plots import inference_gap_labels
+
+    _, comparison = out_dir
+    gaps = {row.estimator: row.gaps for row in comparison.rows}
+    assert not gaps["iwae:2"].converged  # the premise: T = 5 AIS
+    assert inference_gap_labels(gaps) == ["iwae:2\n(not converged)"]

@@ -39,14 +39,22 @@ def test_gaps_prints_three_numbers_and_two_verdicts_and_records_them(run_dir, ca
             f"= {term.mean:.2f} ± {term.standard_error:.2f} nats "
             f"(Monte Carlo SE {term.monte_carlo_standard_error:.2f})"
         ), line
-    assert any(line.startswith("AIS: ") for line in lines)
+    ais_line = next(line for line in lines if line.startswith("AIS: "))
+    # the command line names its flags (on stderr), never the library's num_steps
+    assert ais_line.startswith("AIS: not converged: ") and "num_steps" not in ais_line
     assert any(line.startswith("local optimization: ") for line in lines)
-    assert "raise --ais-num-steps" in err  # 10 annealing steps cannot adapt the step sizes
+    # 10 annealing steps cannot adapt the step sizes: one line says so, and what to raise
+    warning = "vi-vae: warning: AIS has not converged, the gaps are not numbers to quote; "
+    assert warning + "raise --ais-num-steps" in err
     assert stored.num_points == 4 and stored.settings.local_learning_rate == 0.02
     assert stored.settings.ais.num_steps == 10 and len(stored.local_trajectory) == 20
     whole = stored.approximation_gap.mean + stored.amortization_gap.mean
     assert whole == pytest.approx(stored.log_likelihood.mean - stored.amortized_elbo.mean)
-    assert "## Where the bound is lost" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    # AIS has not converged: the section says so at its head and bolds no gap
+    assert "## Where the bound is lost (not converged: not numbers to quote)" in report
+    section = report.split("## Where the bound is lost")[1].split("\n## ")[0]
+    assert "gap log p(x) − ELBO(q*): **" not in section
 
 
 def test_a_bad_setting_is_one_line_and_exit_2(run_dir, capsys):

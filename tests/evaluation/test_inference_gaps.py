@@ -32,6 +32,7 @@ from linear_gaussian import log_marginal, posterior_parameters, sample
 
 from vi_vae import (
     VAE,
+    AISConvergenceWarning,
     GapSettings,
     InferenceGaps,
     InputError,
@@ -203,3 +204,114 @@ def test_shortcuts_reach_the_settings_and_ais():
     problem = _problem(orthogonal=True)
     with pytest.raises(InputError, match="num_steps"):
         inference_gaps(problem["model"], problem["guide"], problem["x"], num_steps=0)
+
+
+def test_ais_below_the_elbo_of_q_star_is_not_converged_and_warns():
+    # T = 1 and 64 chains: AIS is importance sampling from the poor q_φ, and on this seed
+    # it lands 0.117 ± 0.048 nats per point below ELBO(q*) = log p(x) (q* is the
+    # posterior here). ELBO(q*) is a lower bound on log p(x): an AIS estimate below it by
+    # more than 2 joint standard errors (the importance-sampling check's rule) has not
+    # converged, and the negative approximation gap is not a number to quote.
+    problem = _problem(orthogonal=True)
+    with pytest.warns(AISConvergenceWarning, match="ELBO of q"):
+        gaps = inference_gaps(
+            problem["model"],
+            problem["guide"],
+            problem["x"],
+            seed=0,
+            **LOCAL,
+            num_steps=1,
+            num_chains=64,
+        )
+    gap = gaps.approximation_gap
+    assert gap.mean < -2 * gap.mean_monte_carlo_standard_error  # the premise
+    assert [check.name for check in gaps.log_likelihood.convergence.failed] == ["local-elbo"]
+    assert gaps.log_likelihood.convergence.remedies == ("num_steps",)
+    assert not gaps.converged
+
+
+@pytest.mark.filterwarnings("ignore::vi_vae.AISConvergenceWarning")
+def test_a_diverged_local_optimization_is_not_converged_and_says_to_lower_the_rate():
+    # Adam at learning rate 10 throws q* far from the posterior and leaves it there: the
+    # ELBO no longer rises over the last steps (the rise check passes), but ELBO(q*) ends
+    # thousands of nats below ELBO(q_φ), where it started. Optimizing from q_φ cannot
+    # rightly end below it (beyond local_tolerance + 2 joint SEs): a negative amortization
+    # gap is a failed optimization, not a number.
+    problem = _problem(orthogonal=True)
+    with pytest.warns(LocalOptimizationWarning, match="local_learning_rate"):
+        gaps = inference_gaps(
+            problem["model"],
+            problem["guide"],
+            problem["x"],
+            seed=0,
+            local_steps=50,
+            local_learning_rate=10.0,
+            num_particles=500,
+            num_steps=1,
+            num_chains=64,
+        )
+    assert gaps.amortization_gap.mean < -100  # the premise
+    failed = [check.name for check in gaps.local_convergence.failed]
+    assert "amortized-elbo" in failed
+    assert "lower local_learning_rate" in gaps.local_convergence.summary
+    assert not gaps.converged
+
+
+def test_a_guide_whose_distributions_have_no_parameters_is_refused_by_name():
+    # q* frees the distribution parameters that the guide computes from its own
+    # parameters; a guide of constants has none, and Adam's "empty parameter list" said
+    # nothing of what to change
+    problem = _problem(orthogonal=True)
+
+    def constant_guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
+
+    with pytest.raises(InputError, match="no parameter"):
+        inference_gaps(problem["model"], constant_guide, problem["x"], seed=0, local_steps=2)
+
+
+@pytest.mark.filterwarnings("ignore::vi_vae.AISConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::vi_vae.LocalOptimizationWarning")
+def test_a_guide_of_several_latent_sites_in_one_plate_runs_and_states_its_substitute():
+    # the local guide entered the data plate once per site, and Pyro refused the second
+    # 'data' site: every two-layer guide failed with a RuntimeError
+    vae = VAE(input_dim=6, latent_dims=(3, 2), hidden_sizes=(8,), seed=0)
+    x = (torch.rand(3, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    gaps = inference_gaps(
+        vae.model, vae.guide, x, seed=0, local_steps=4, num_particles=20, num_steps=2, num_chains=2
+    )
+    assert any("factorizes" in note for note in gaps.substitutes)
+    assert gaps.local_elbo.per_point.shape == (3,)
+
+
+@pytest.mark.filterwarnings("ignore::vi_vae.AISConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::vi_vae.LocalOptimizationWarning")
+def test_several_latent_sites_are_not_judged_by_the_amortized_elbo():
+    # q* of a two-layer guide factorizes across its sites, a family that need not hold
+    # q_φ: its ELBO may rightly end below q_φ's (the docs' limits), which is no divergence
+    vae = VAE(input_dim=6, latent_dims=(3, 2), hidden_sizes=(8,), seed=0)
+    x = (torch.rand(3, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    gaps = inference_gaps(
+        vae.model, vae.guide, x, seed=0, local_steps=4, num_particles=20, num_steps=2, num_chains=2
+    )
+    assert [check.name for check in gaps.local_convergence.checks] == ["local-optimization"]
+
+
+def test_a_guide_with_a_discrete_site_is_refused_naming_the_site_and_what_to_change():
+    logit = torch.zeros((), dtype=torch.float64, requires_grad=True)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape), 1.0).to_event(1))
+            c = pyro.sample("c", dist.Bernoulli(logits=logit.expand(x.shape[0])))
+            pyro.sample("x", dist.Normal(z + c[:, None], 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x + 0 * logit, 1.0).to_event(1))
+            pyro.sample("c", dist.Bernoulli(logits=logit.expand(x.shape[0])))
+
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"'c'.*reparameterized.*marginalize"):
+        inference_gaps(model, guide, x, seed=0, local_steps=2)

@@ -10,6 +10,10 @@ __all__ = ["comparison_gap_lines", "gap_settings_sentence", "run_gap_lines"]
 
 #: the concept page the reports point to
 CONCEPT_PAGE = "docs/concepts/inference-gaps.md"
+#: the run section's heading mark when AIS or the local optimization has not converged
+NOT_TO_QUOTE = " (not converged: not numbers to quote)"
+#: the comparison table's sentence when some row has not converged
+QUOTE_CONVERGED = "Quote a row only where it converged (last column)."
 
 
 def _term(term: GapTermSummary | None, digits: int = 2) -> str:
@@ -44,8 +48,10 @@ def _verdicts(summary: GapSummary) -> list[str]:
 
 def run_gap_lines(summary: GapSummary) -> list[str]:
     """The run report's section "Where the bound is lost"."""
+    # unconverged gaps are not the numbers to quote: said at the head, and none in bold
+    heading, bold = ("", "**") if summary.converged else (NOT_TO_QUOTE, "")
     lines = [
-        "## Where the bound is lost",
+        f"## Where the bound is lost{heading}",
         "",
         f"{gap_settings_sentence(summary)} ({CONCEPT_PAGE}). Mean ± Monte Carlo standard "
         "error, nats per point:",
@@ -53,8 +59,8 @@ def run_gap_lines(summary: GapSummary) -> list[str]:
         f"- log p(x) (AIS): {_term(summary.log_likelihood)}",
         f"- ELBO of the amortized guide q_φ: {_term(summary.amortized_elbo)}",
         f"- ELBO of q*, the guide's family optimized per point: {_term(summary.local_elbo)}",
-        f"- approximation gap log p(x) − ELBO(q*): **{_term(summary.approximation_gap)}**",
-        f"- amortization gap ELBO(q*) − ELBO(q_φ): **{_term(summary.amortization_gap)}**",
+        f"- approximation gap log p(x) − ELBO(q*): {bold}{_term(summary.approximation_gap)}{bold}",
+        f"- amortization gap ELBO(q*) − ELBO(q_φ): {bold}{_term(summary.amortization_gap)}{bold}",
     ]
     if summary.full_covariance_elbo is not None:
         lines.append(
@@ -77,7 +83,8 @@ def comparison_gap_lines(rows: Sequence[ComparisonRow], figure: str | None) -> l
         f"{gap_settings_sentence(first)}. log p(x) − ELBO(q_φ) = approximation gap "
         "(what the guide's family cannot do for a point) + amortization gap (the price of "
         f"one encoder for all points); {CONCEPT_PAGE}. Mean ± Monte Carlo standard error, "
-        "nats per point.",
+        "nats per point."
+        + ("" if all(row.gaps.converged for row in measured) else f" {QUOTE_CONVERGED}"),
         "",
         "| estimator | log p(x) | ELBO(q_φ) | approximation gap | amortization gap | converged |",
         "|---|---:|---:|---:|---:|---|",

@@ -27,6 +27,7 @@ from vi_vae.train import EpochRecord  # noqa: E402
 
 __all__ = [
     "image_grid",
+    "inference_gap_labels",
     "plot_bounds_versus_particles",
     "plot_inference_gaps",
     "plot_interpolation",
@@ -244,6 +245,13 @@ def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:
     return _png(figure)
 
 
+def inference_gap_labels(gaps: dict[str, GapSummary]) -> list[str]:
+    """The bars' labels: each run's name, marked where its gaps have not converged."""
+    return [
+        name if summary.converged else f"{name}\n(not converged)" for name, summary in gaps.items()
+    ]
+
+
 def plot_inference_gaps(gaps: dict[str, GapSummary]) -> bytes:
     """Stacked bars per run: approximation gap below, amortization gap above, with SEs.
 
@@ -251,12 +259,12 @@ def plot_inference_gaps(gaps: dict[str, GapSummary]) -> bytes:
     per point); error bars are the Monte Carlo standard errors of each part.
     """
     figure, axes = plt.subplots(figsize=(1.4 * len(gaps) + 2.5, 4))
-    names = list(gaps)
+    names, labels = list(gaps), inference_gap_labels(gaps)
     approximation = [gaps[name].approximation_gap for name in names]
     amortization = [gaps[name].amortization_gap for name in names]
     bottoms = [term.mean for term in approximation]
     axes.bar(
-        names,
+        labels,
         bottoms,
         yerr=[term.monte_carlo_standard_error for term in approximation],
         label="approximation gap  log p(x) − ELBO(q*)",
@@ -264,7 +272,7 @@ def plot_inference_gaps(gaps: dict[str, GapSummary]) -> bytes:
         capsize=3,
     )
     axes.bar(
-        names,
+        labels,
         [term.mean for term in amortization],
         bottom=bottoms,
         yerr=[term.monte_carlo_standard_error for term in amortization],

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from vi_vae.app.assessment import GapRequest
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import AISSummary, BDMCSummary, RunMetrics
+from vi_vae.app.metrics import AISSummary, BDMCSummary, GapSummary, RunMetrics
 from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.evaluation import AISRound, AISSettings, AutoAISSettings, GapSettings
+from vi_vae.evaluation.convergence import advice
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -197,6 +198,9 @@ def _compare(args: argparse.Namespace) -> int:
             f"{estimate.standard_error:>6.2f} {elbo.mean if elbo else float('nan'):>9.2f} "
             f"{row.seconds:>8.0f}"
         )
+    for row in comparison.rows:
+        if row.gaps is not None:
+            _warn_unless_gaps_converged(row.gaps, row.estimator)
     print(f"report: {out_dir / 'report.md'}")
     return 0
 
@@ -318,14 +322,31 @@ def _gaps(args: argparse.Namespace) -> int:
             f"{name} = {term.mean:.2f} ± {term.standard_error:.2f} nats "
             f"(Monte Carlo SE {term.monte_carlo_standard_error:.2f})"
         )
-    print(f"AIS: {gaps.ais_convergence.summary}")
-    print(f"local optimization: {gaps.local_convergence.summary}")
-    for convergence, prefix in ((gaps.ais_convergence, "--ais-"), (gaps.local_convergence, "--")):
-        if not convergence.converged:
-            flags = " and ".join(prefix + name.replace("_", "-") for name in convergence.remedies)
-            print(f"vi-vae: warning: not converged; raise {flags}", file=sys.stderr)
+    verdicts = (("AIS", gaps.ais_convergence), ("local optimization", gaps.local_convergence))
+    for what, convergence in verdicts:
+        # what failed; the flags to change are on the warning line (the library's summary
+        # names its settings, not the flags)
+        verdict = convergence.summary if convergence.converged else convergence.findings
+        print(f"{what}: {'' if convergence.converged else 'not converged: '}{verdict}")
+    _warn_unless_gaps_converged(gaps)
     print(f"report: {run.directory.report_path}")
     return 0
+
+
+def _warn_unless_gaps_converged(gaps: GapSummary, estimator: str = "") -> None:
+    """One line on stderr per failed verdict of a gaps result (AIS's, the local one's)."""
+    where = f"{estimator}: " if estimator else ""
+    for what, convergence, prefix in (
+        ("AIS", gaps.ais_convergence, "--ais-"),
+        ("the local optimization of q*", gaps.local_convergence, "--"),
+    ):
+        if not convergence.converged:
+            flags = advice(convergence.remedies, lambda name, p=prefix: p + name.replace("_", "-"))
+            print(
+                f"vi-vae: warning: {where}{what} has not converged, the gaps are not numbers to "
+                f"quote; {flags}",
+                file=sys.stderr,
+            )
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -57,10 +58,12 @@ __all__ = [
     "ACCEPTANCE_TOLERANCE",
     "BDMC_GAP_TOLERANCE",
     "HALF_SCHEDULE_TOLERANCE",
+    "LOWERED_REMEDIES",
     "NUM_STANDARD_ERRORS",
     "Convergence",
     "ConvergenceCheck",
     "acceptance_check",
+    "advice",
     "bdmc_gap_check",
     "half_schedule_check",
     "importance_sampling_check",
@@ -79,6 +82,8 @@ HALF_SCHEDULE_TOLERANCE = 0.1
 BDMC_GAP_TOLERANCE = 1.0
 #: standard errors a difference must exceed its tolerance by to fail a check
 NUM_STANDARD_ERRORS = 2.0
+#: remedies that are settings to lower, not to raise (a diverged local optimization)
+LOWERED_REMEDIES = frozenset({"local_learning_rate"})
 
 
 @dataclass(frozen=True)
@@ -87,14 +92,17 @@ class ConvergenceCheck:
 
     Attributes:
         name: ``"acceptance"``, ``"half-schedule"``, ``"importance-sampling"``,
-            ``"bdmc-gap"``, or ``"previous-round"`` (the automatic search of
-            :mod:`vi_vae.evaluation.auto_ais`: T against the round before).
+            ``"bdmc-gap"``, ``"previous-round"`` (the automatic search of
+            :mod:`vi_vae.evaluation.auto_ais`: T against the round before), or those of
+            :func:`~vi_vae.evaluation.gaps.inference_gaps` (``"local-elbo"``,
+            ``"local-optimization"``, ``"amortized-elbo"``).
         passed: whether the run passed it.
         value: what was measured (acceptance; nats per point for the others).
         limit: the value beyond which it fails (for the differences, before the
             standard errors are added).
         message: what was found.
-        remedy: the setting to raise, e.g. ``"num_steps"``.
+        remedy: the setting to change, e.g. ``"num_steps"`` (raised) or
+            ``"local_learning_rate"`` (lowered, :data:`LOWERED_REMEDIES`).
     """
 
     name: str
@@ -136,7 +144,7 @@ class Convergence:
         """One line: ``"converged"`` with the checks passed, or what failed and what to raise."""
         if self.converged:
             return "converged (" + ", ".join(c.name for c in self.checks) + " checks passed)"
-        return f"{self.findings}; raise {' and '.join(self.remedies)}"
+        return f"{self.findings}; {advice(self.remedies)}"
 
     def with_check(self, check: ConvergenceCheck | None) -> Convergence:
         """This verdict with one more check (``None``: a check that does not apply)."""
@@ -144,6 +152,17 @@ class Convergence:
             return self
         kept = tuple(c for c in self.checks if c.name != check.name)
         return Convergence((*kept, check))
+
+
+def advice(remedies: tuple[str, ...], spell: Callable[[str], str] = str) -> str:
+    """``"raise num_steps"``, ``"lower local_learning_rate"``, or both, ``"; "``-separated.
+
+    ``spell`` writes a setting's name (e.g. as a command-line flag).
+    """
+    raised = [spell(name) for name in remedies if name not in LOWERED_REMEDIES]
+    lowered = [spell(name) for name in remedies if name in LOWERED_REMEDIES]
+    parts = [f"raise {' and '.join(raised)}"] if raised else []
+    return "; ".join(parts + ([f"lower {' and '.join(lowered)}"] if lowered else []))
 
 
 def acceptance_check(acceptance_rate: Tensor, target: float | None) -> ConvergenceCheck | None:

@@ -59,7 +59,12 @@ from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings
-from vi_vae.evaluation.convergence import Convergence
+from vi_vae.evaluation.convergence import (
+    NUM_STANDARD_ERRORS,
+    Convergence,
+    ConvergenceCheck,
+    warn_unless_converged,
+)
 from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
 from vi_vae.evaluation.local_guide import (
     LocalGuide,
@@ -215,8 +220,34 @@ def inference_gaps(
         **kwargs,
     )
     gaps = InferenceGaps(settings=settings, log_likelihood=annealed, **local)
+    gaps = _checked_against_local_elbo(gaps)
     _warn_unless_converged(gaps.local_convergence)
     return gaps
+
+
+def _checked_against_local_elbo(gaps: InferenceGaps) -> InferenceGaps:
+    """AIS not below ELBO(q*) beyond 2 joint SEs: ELBO(q*) is a lower bound on log p(x).
+
+    An AIS estimate below it has not converged and makes the approximation gap negative;
+    the check joins AIS's verdict (and warns, :class:`~vi_vae.errors.AISConvergenceWarning`).
+    """
+    gap = gaps.approximation_gap
+    error = gap.monte_carlo_standard_error.double().nan_to_num(0.0)
+    error = error.pow(2).sum().sqrt().item() / error.numel()
+    passed = gap.mean >= -NUM_STANDARD_ERRORS * error
+    message = (
+        f"AIS is {gap.mean:+.2f} ± {error:.2f} nats per point from the ELBO of q* on the same "
+        "points (not below it beyond 2 SE)"
+        if passed
+        else f"AIS is {-gap.mean:.2f} ± {error:.2f} nats per point below the ELBO of q* on the "
+        "same points, a lower bound on log p(x): AIS has not converged"
+    )
+    check = ConvergenceCheck("local-elbo", passed, gap.mean, 0.0, message)
+    annealed = gaps.log_likelihood
+    annealed = dataclasses.replace(annealed, convergence=annealed.convergence.with_check(check))
+    if not passed:
+        warn_unless_converged(Convergence((check,)))
+    return dataclasses.replace(gaps, log_likelihood=annealed)
 
 
 def _warn_unless_converged(convergence: Convergence) -> None:
@@ -299,7 +330,8 @@ def _local_terms(
         for name, q in evaluated.items():
             parts[name].append(_elbo(model, q, rows_x, rows_kwargs, settings, chunk_size, options))
         counters["elbo"]()
-    return _assemble(parts, trajectories, substitutes, settings)
+    # q*'s family holds q_φ (it starts there) unless it factorizes several sites
+    return _assemble(parts, trajectories, substitutes, settings, len(local.sites) == 1)
 
 
 def _assemble(
@@ -307,8 +339,12 @@ def _assemble(
     trajectories: dict[str, list[Tensor]],
     substitutes: tuple[str, ...],
     settings: GapSettings,
+    holds_guide: bool,
 ) -> dict[str, Any]:
-    """The local fields of :class:`InferenceGaps` from the groups' parts."""
+    """The local fields of :class:`InferenceGaps` from the groups' parts.
+
+    ``holds_guide``: q*'s family holds q_φ, so ELBO(q*) below ELBO(q_φ) is a failure.
+    """
 
     def joined(name: str) -> GapTerm | None:
         if not parts[name]:
@@ -320,6 +356,9 @@ def _assemble(
 
     local_trajectory = torch.stack(trajectories["local"]).sum(0)
     checks = [local_optimization_check(local_trajectory, settings.local_tolerance)]
+    if holds_guide:
+        tolerance = settings.local_tolerance
+        checks.append(_amortized_elbo_check(joined("local"), joined("amortized"), tolerance))
     full_trajectory = None
     if trajectories["full"]:
         full_trajectory = torch.stack(trajectories["full"]).sum(0)
@@ -334,6 +373,26 @@ def _assemble(
         "full_covariance_elbo": joined("full"),
         "full_covariance_trajectory": full_trajectory,
     }
+
+
+def _amortized_elbo_check(local: GapTerm, amortized: GapTerm, tolerance: float) -> ConvergenceCheck:
+    """ELBO(q*) not below ELBO(q_φ), where its optimization started, beyond tolerance + 2 SEs.
+
+    Below it, the optimization diverged (a rise check alone passes once a diverged
+    ELBO stops moving), and the amortization gap would be negative.
+    """
+    gap = local.minus(amortized)
+    error = gap.mean_monte_carlo_standard_error
+    passed = gap.mean >= -(tolerance + NUM_STANDARD_ERRORS * error)
+    message = (
+        f"the ELBO of q* is {gap.mean:+.3f} ± {error:.3f} nats per point from that of the "
+        "amortized guide it started at"
+    )
+    if not passed:
+        message += ": the local optimization diverged; lower local_learning_rate"
+    return ConvergenceCheck(
+        "amortized-elbo", passed, gap.mean, tolerance, message, remedy="local_learning_rate"
+    )
 
 
 def _elbo(

@@ -112,7 +112,7 @@ class LocalGuide:
 
         Raises:
             InputError: a site whose distribution cannot be rebuilt from its
-                parameters, or is not reparameterized.
+                parameters, or is not reparameterized; a guide with no parameter to free.
         """
         with torch.enable_grad(), poutine.block():
             trace = poutine.trace(guide).get_trace(x, **kwargs)
@@ -123,7 +123,9 @@ class LocalGuide:
             if not site["fn"].has_rsample:
                 raise InputError(
                     f"the guide's distribution at site {name!r} has no rsample; q* is found "
-                    "by reparameterized gradients"
+                    "by reparameterized gradients: give the site a reparameterized "
+                    "distribution (a continuous relaxation of a discrete one), or marginalize "
+                    "it in the model"
                 )
             build, values, substitute = _free(site["fn"], name)
             frames = tuple(frame for frame in site["cond_indep_stack"] if frame.vectorized)
@@ -133,6 +135,13 @@ class LocalGuide:
                 for key, (value, constraint) in values.items()
             }
             sites.append(FreeSite(name, frames, build, site_constraints, leaves, substitute))
+        if not any(site.leaves for site in sites):
+            raise InputError(
+                "the guide's distributions depend on no parameter that requires a gradient "
+                f"(sites {[site.name for site in sites]}): q* frees the distribution parameters "
+                "a guide computes from its own (an encoder's output); give the guide learnable "
+                "parameters, with requires_grad"
+            )
         return cls(sites)
 
     @property
@@ -153,10 +162,13 @@ class LocalGuide:
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         """Sample every site from its freed distribution, in the guide's plates."""
+        plates: dict[str, pyro.plate] = {}  # each plate made once: its name is a site too
         for site in self.sites:
             with ExitStack() as stack:
                 for frame in site.frames:
-                    stack.enter_context(pyro.plate(frame.name, frame.size, dim=frame.dim))
+                    if frame.name not in plates:
+                        plates[frame.name] = pyro.plate(frame.name, frame.size, dim=frame.dim)
+                    stack.enter_context(plates[frame.name])
                 pyro.sample(site.name, site.distribution())
 
     def stopped_log_density(self, site: dict) -> Tensor:
