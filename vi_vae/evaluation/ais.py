@@ -68,6 +68,7 @@ from vi_vae.evaluation.convergence import (
     acceptance_check,
     half_schedule_check,
     importance_sampling_check,
+    unchecked,
     warn_unless_converged,
 )
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate, summarize_log_weights
@@ -338,6 +339,8 @@ def summarize_annealing(
         .with_check(acceptance_check(acceptance, settings.target_acceptance))
         .with_check(half_schedule_check(log_weights, half_log_weights))
     )
+    if not convergence.checks:
+        convergence = convergence.with_check(unchecked(log_weights.shape[0], settings.num_steps))
     return AISEstimate(
         log_likelihood=log_likelihood,
         monte_carlo_standard_error=error,

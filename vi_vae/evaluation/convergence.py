@@ -183,6 +183,26 @@ def acceptance_check(acceptance_rate: Tensor, target: float | None) -> Convergen
     )
 
 
+def unchecked(num_chains: int, num_steps: int) -> ConvergenceCheck:
+    """The failed check of a run that no other check applies to.
+
+    One chain or T = 1 leaves no half schedule to compare, and without a target
+    acceptance there is none to meet: such a run is not known to have converged, so it
+    is not called converged.
+    """
+    remedy = "num_chains" if num_chains < 2 else "num_steps"
+    return ConvergenceCheck(
+        "checkable",
+        False,
+        float(num_chains),
+        2.0,
+        f"no convergence check applies to T = {num_steps} with {num_chains} "
+        "chain(s) and no target acceptance (the half-schedule check needs T ≥ 2 and two "
+        "chains)",
+        remedy,
+    )
+
+
 def _joint(first: Tensor, second: Tensor) -> float:
     """Standard error of a mean over N points of differences, √(Σ se₁² + Σ se₂²)/N.
 
