@@ -146,6 +146,8 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
     warning = "vi-vae: warning: elbo: AIS has not converged, the gaps are not numbers to quote; "
     assert warning in err
     assert "raise --ais-num-steps" in err
+    # and the run's own AIS (--ais-num-points 2, T = 5) has not converged either: one line
+    assert "vi-vae: warning: elbo: AIS has not converged, not a number to quote: " in err
     assert "estimator" in out and "\nelbo " in out and "report:" in out
     report = (tmp_path / "c" / "report.md").read_text()
     assert "vi-vae compare --estimators elbo" in report

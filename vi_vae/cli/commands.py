@@ -199,6 +199,8 @@ def _compare(args: argparse.Namespace) -> int:
             f"{row.seconds:>8.0f}"
         )
     for row in comparison.rows:
+        if row.ais is not None:
+            _warn_unless_converged(row.ais, f"{row.estimator}: AIS")
         if row.gaps is not None:
             _warn_unless_gaps_converged(row.gaps, row.estimator)
     print(f"report: {out_dir / 'report.md'}")
