@@ -153,26 +153,20 @@ def test_chunk_size_does_not_change_the_numbers(problem, chunk_size):
     # Draws are keyed by point index: 3 chains + 1 pilot, so chunk_size 4 anneals one
     # point per pass, 9 two, 30 seven; every point gets the numbers of a single pass.
     lg, x = problem
-    whole = annealed_importance_sampling(
-        lg.model,
-        poor_guide(lg),
-        x,
-        num_steps=6,
-        num_chains=3,
-        leapfrog_steps=2,
-        seed=1,
-        chunk_size=10**4,
-    )
-    chunked = annealed_importance_sampling(
-        lg.model,
-        poor_guide(lg),
-        x,
-        num_steps=6,
-        num_chains=3,
-        leapfrog_steps=2,
-        seed=1,
-        chunk_size=chunk_size,
-    )
+
+    def run(size):
+        return annealed_importance_sampling(
+            lg.model,
+            poor_guide(lg),
+            x,
+            num_steps=6,
+            num_chains=3,
+            leapfrog_steps=2,
+            seed=1,
+            chunk_size=size,
+        )
+
+    whole, chunked = run(10**4), run(chunk_size)
     torch.testing.assert_close(chunked.log_weights, whole.log_weights, atol=1e-10, rtol=0)
     torch.testing.assert_close(chunked.step_size, whole.step_size, atol=1e-10, rtol=0)
 

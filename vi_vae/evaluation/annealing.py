@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import torch
@@ -274,10 +274,7 @@ class AISSettings:
         if settings is not None and not isinstance(settings, AISSettings):
             raise InputError(f"settings must be an AISSettings or None; got {settings!r}")
         base = settings if settings is not None else AISSettings()
-        if not shortcuts:
-            return base
-        values = {name: getattr(base, name) for name in cls.names()}
-        return AISSettings(**{**values, **shortcuts})
+        return replace(base, **shortcuts) if shortcuts else base
 
     @property
     def num_pilot_chains(self) -> int:

@@ -7,7 +7,7 @@ standard errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from torch import Tensor
@@ -97,10 +97,8 @@ class GapSettings:
         ais_names = AISSettings.names()
         ais_shortcuts = {k: v for k, v in shortcuts.items() if k in ais_names}
         own = {k: v for k, v in shortcuts.items() if k not in ais_names}
-        values = {name: getattr(base, name) for name in cls.names()}
-        values.update(own)
-        values["ais"] = AISSettings.build(values["ais"], ais_shortcuts)
-        return GapSettings(**values)
+        ais = AISSettings.build(own.pop("ais", base.ais), ais_shortcuts)
+        return replace(base, **own, ais=ais)
 
 
 @dataclass(frozen=True)
