@@ -311,12 +311,13 @@ def _annealed(run: Callable[..., T], vae: VAE, x: Tensor, ais: AISConfig, **opti
 
 @contextlib.contextmanager
 def _verdict_in_summary() -> Iterator[None]:
-    """No :class:`~vi_vae.AISConvergenceWarning`: the summary carries the verdict.
+    """No :class:`~vi_vae.AISConvergenceWarning` or :class:`~vi_vae.LocalOptimizationWarning`.
 
-    The report and the command line state it.
+    The summary carries the verdicts; the report and the command line state them.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AISConvergenceWarning)
+        warnings.simplefilter("ignore", LocalOptimizationWarning)
         yield
 
 
@@ -346,10 +347,7 @@ def gaps_summary(
 ) -> GapSummary:
     """Where the bound is lost (:func:`vi_vae.inference_gaps`) on the first ``num_points``."""
     x, _ = evaluation_points(dataset, num_points)
-    with warnings.catch_warnings():
-        # the verdicts are in the summary: the report and the command line state them
-        warnings.simplefilter("ignore", AISConvergenceWarning)
-        warnings.simplefilter("ignore", LocalOptimizationWarning)
+    with _verdict_in_summary():
         gaps = inference_gaps(
             vae.model,
             vae.guide,
