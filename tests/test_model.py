@@ -90,3 +90,29 @@ def test_check_data(x, message):
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(InputError, match=message):
         VAE(input_dim=6, **kwargs)
+
+
+def test_a_second_vae_with_the_same_names_traces_its_own_parameters():
+    # two VAEs in one process (two runs loaded) share parameter names; Pyro's param store
+    # kept the first one's tensors, so the second's traces recorded tensors its loss does
+    # not depend on: its gradient SNR came out NaN and SVI stepped the first VAE
+    from vi_vae.evaluation import gradient_snr
+
+    pyro.clear_param_store()
+    x = torch.randint(0, 2, (8, 6), generator=torch.Generator().manual_seed(0)).float()
+    first = VAE(input_dim=6, latent_dim=2, hidden_sizes=[5], seed=0)
+    second = VAE(input_dim=6, latent_dim=2, hidden_sizes=[5], seed=1)
+
+    def snr(vae):
+        return gradient_snr(vae.model, vae.guide, Trace_ELBO(), x, num_draws=3, seed=0)
+
+    alone = snr(second)
+    pyro.clear_param_store()
+    snr(first)
+    after_first = snr(second)
+    assert (after_first.guide, after_first.model) == (alone.guide, alone.model)
+    snr(first)  # and back: the first takes its names back when it runs
+    before = [p.detach().clone() for p in first.parameters()]
+    svi = SVI(first.model, first.guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    svi.step(x)
+    assert all(not torch.equal(a, p) for a, p in zip(before, first.parameters(), strict=True))

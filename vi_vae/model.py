@@ -241,6 +241,7 @@ class VAE(PyroModule):
 
     def model(self, x: Tensor) -> None:
         """p(z_L) ∏ p_θ(z_l|z_{l+1}) p_θ(x|z_1) for ``x: [batch, input_dim]``."""
+        self._own_parameter_names()
         sites = self.latent_sites
         with pyro.plate(self.data_plate, x.shape[0]):
             z = pyro.sample(sites[-1], self._model_prior(x.device, x.dtype))
@@ -262,10 +263,38 @@ class VAE(PyroModule):
 
     def guide(self, x: Tensor) -> None:
         """q_φ(z_1|x) ∏ q_φ(z_l|z_{l-1}) for ``x: [batch, input_dim]``."""
+        self._own_parameter_names()
         with pyro.plate(self.data_plate, x.shape[0]):
             h = x
             for layer, site in enumerate(self.latent_sites):
                 h = pyro.sample(site, self.layer_posterior(layer, h))
+
+    def _own_parameter_names(self) -> None:
+        """Make Pyro's param store hold this VAE's parameters under their names.
+
+        The store keeps one tensor per name, the first registered: a second VAE with
+        the same names (another run loaded in the same process) would have its
+        ``param`` sites record the first one's tensors while its networks compute with
+        its own, so whatever reads parameters from a trace (gradient SNRs, Pyro's
+        optimizers) would see tensors the loss does not depend on. The VAE whose
+        model or guide runs takes its names back; with one VAE nothing changes.
+        """
+        store = pyro.get_param_store()
+        pending = [self]
+        while pending:  # the module tree by hand: `modules()` costs more than a step's sampling
+            state = pending.pop().__dict__
+            pending.extend(child for child in state["_modules"].values() if child is not None)
+            prefix = state.get("_pyro_name")
+            if prefix is None:  # not a PyroModule: Pyro names its parameters otherwise
+                continue
+            for name, parameter in state["_parameters"].items():
+                fullname = f"{prefix}.{name}" if prefix else name
+                held = store._params.get(fullname)
+                if held is None or held is parameter or parameter is None:
+                    continue
+                store._param_to_name.pop(held, None)
+                store._params[fullname] = parameter
+                store._param_to_name[parameter] = fullname
 
     # -- the pieces ----------------------------------------------------------------
 

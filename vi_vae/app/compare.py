@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pyro.infer.elbo import ELBO as PyroELBO
 
 from vi_vae._validation import check_positive_int
 from vi_vae.app import plots
@@ -28,7 +29,7 @@ from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run, load_run, resume_run, train_run
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
-from vi_vae.evaluation import active_units, gradient_snr
+from vi_vae.evaluation import GradientSNR, active_units, gradient_snr
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
 
@@ -187,11 +188,9 @@ def _compare(
         progress.run(spelling)
         config = base.replace("training", estimator=spelling)
         run = train(config, directory.path / run_name(spelling))
-        on_draw = _draw_counter(progress, snr_num_draws * (1 + len(snr_particles)))
-        row = _row(spelling, run, snr_num_draws, on_draw)
-        rows.append(_with_gaps(row, run, gaps, progress))
+        snr, snr_curves[spelling] = _snrs(spelling, run, snr_particles, snr_num_draws, progress)
+        rows.append(_with_gaps(_row(spelling, run, snr), run, gaps, progress))
         bound_curves[spelling] = run.metrics.bounds
-        snr_curves[spelling] = _snr_curve(spelling, run, snr_particles, snr_num_draws, on_draw)
         histories[spelling] = tuple(run.history)
     comparison = Comparison(
         settings=base,
@@ -314,20 +313,9 @@ def _draw_counter(progress: ComparisonProgress, total: int) -> Callable[[int, in
     return on_draw
 
 
-def _row(
-    spelling: str, run: Run, snr_num_draws: int, on_draw: Callable[[int, int], None]
-) -> ComparisonRow:
+def _row(spelling: str, run: Run, snr: GradientSNR) -> ComparisonRow:
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     test = test.to(run.device)
-    snr = gradient_snr(
-        run.vae.model,
-        run.vae.guide,
-        parse_estimator(spelling),
-        test[:SNR_BATCH_SIZE],
-        num_draws=snr_num_draws,
-        seed=SNR_SEED,
-        on_draw=on_draw,
-    )
     return ComparisonRow(
         estimator=spelling,
         seconds=sum(record.seconds for record in run.history),
@@ -357,28 +345,50 @@ def _with_gaps(
     return dataclasses.replace(row, gaps=summary)
 
 
-def _snr_curve(
+def _snrs(
     spelling: str,
     run: Run,
     snr_particles: Sequence[int],
     snr_num_draws: int,
-    on_draw: Callable[[int, int], None],
-) -> tuple[SNRPoint, ...]:
+    progress: ComparisonProgress,
+) -> tuple[GradientSNR, tuple[SNRPoint, ...]]:
+    """The run's gradient SNR with its own estimator, and its SNR-versus-K curve.
+
+    Every measurement draws from :data:`SNR_SEED` on the same batch, so where the
+    curve's estimator at some K is the run's own (the same class and settings) its
+    measurement is the run's, taken once.
+    """
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     batch = test[:SNR_BATCH_SIZE].to(run.device)
-    curve = []
-    for k in snr_particles:
-        snr = gradient_snr(
+    own = parse_estimator(spelling)
+    losses = [(k, with_num_particles(spelling, k)) for k in snr_particles]
+    shared = next((k for k, loss in losses if _same_estimator(loss, own)), None)
+    measured = 1 + sum(k != shared for k, _ in losses)
+    on_draw = _draw_counter(progress, snr_num_draws * measured)
+
+    def measure(loss: PyroELBO) -> GradientSNR:
+        return gradient_snr(
             run.vae.model,
             run.vae.guide,
-            with_num_particles(spelling, k),
+            loss,
             batch,
             num_draws=snr_num_draws,
             seed=SNR_SEED,
             on_draw=on_draw,
         )
-        curve.append(SNRPoint(k, snr.guide, snr.model))
-    return tuple(curve)
+
+    snr = measure(own)
+    points = [(k, snr if k == shared else measure(loss)) for k, loss in losses]
+    return snr, tuple(SNRPoint(k, point.guide, point.model) for k, point in points)
+
+
+def _same_estimator(first: PyroELBO, second: PyroELBO) -> bool:
+    """Whether two estimators compute the same: the same class and public settings."""
+
+    def public(loss: PyroELBO) -> dict[str, Any]:
+        return {name: value for name, value in vars(loss).items() if not name.startswith("_")}
+
+    return type(first) is type(second) and public(first) == public(second)
 
 
 def _comparison_figures(comparison: Comparison, directory: RunDirectory) -> tuple[str, ...]:
