@@ -1,7 +1,6 @@
 """``compare``: one run per estimator from the same seed, evaluated alike, in memory."""
 
 import fcntl
-import json
 import os
 import re
 
@@ -16,10 +15,8 @@ from vi_vae.app.compare import (
     run_name,
 )
 from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
-from vi_vae.app.metrics import Comparison
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.runs import load_run
-from vi_vae.app.schema import from_json
 from vi_vae.errors import InputError
 
 BASE = RunConfig(
@@ -87,7 +84,7 @@ def test_compare_writes_report_table_and_figures(comparison):
 
 def test_comparison_json_reads_back_as_the_typed_result(comparison):
     out_dir, result = comparison
-    stored = from_json(Comparison, json.loads((out_dir / "comparison.json").read_text()), "c")
+    stored = RunDirectory(out_dir).read_comparison()
     assert repr(stored) == repr(result)  # repr: NaN fields (one-group SEs) compare equal
 
 
