@@ -1,8 +1,10 @@
 """``compare``: one run per estimator from the same seed, evaluated alike, in memory."""
 
 import fcntl
+import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -112,6 +114,19 @@ def test_resume_keeps_finished_runs(comparison):
     before = checkpoint.stat().st_mtime_ns
     compare(BASE, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
     assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_resume_refuses_a_finished_run_whose_metrics_were_edited(comparison, tmp_path):
+    # reused as it is, its edited log p(x) would be the comparison's row
+    out_dir, _ = comparison
+    shutil.copytree(out_dir / "elbo", tmp_path / "elbo")
+    metrics_path = RunDirectory(tmp_path / "elbo").metrics_path
+    stored = json.loads(metrics_path.read_text())
+    stored["log_marginal_likelihood"]["log_likelihood"] += 10.0
+    metrics_path.write_text(json.dumps(stored, indent=2))
+    with pytest.raises(InputError, match="metrics.json does not match its checksum"):
+        compare(BASE, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True)
+    assert not (tmp_path / "comparison.json").exists()
 
 
 @pytest.mark.parametrize(
