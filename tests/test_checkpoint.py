@@ -7,8 +7,10 @@ import torch
 from vi_vae import InputError
 from vi_vae.checkpoint import (
     CHECKPOINT_FORMAT,
+    CHECKSUM_FIELD,
     atomic_write_bytes,
     atomic_write_json,
+    check_json_checksum,
     content_checksum,
     load_checkpoint,
     read_json,
@@ -16,7 +18,7 @@ from vi_vae.checkpoint import (
     save_checkpoint,
     tensor_checksum,
 )
-from vi_vae.errors import UnverifiedCheckpointWarning
+from vi_vae.errors import UnverifiedCheckpointWarning, UnverifiedFileWarning
 
 
 def test_round_trip(tmp_path):
@@ -255,3 +257,28 @@ def test_writing_over_a_directory_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="samples.png: it is a directory"):
         atomic_write_bytes(tmp_path / "samples.png", b"png")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_checksummed_json_reads_back_as_written_and_refuses_a_change(tmp_path):
+    # int keys, tuples and NaN come back as strings, lists and null: the checksum is over
+    # the content as it reads back, so an untouched file matches
+    data = {"mean": -91.25, "points": 3, "by_k": {1: (0.1, float("nan"))}, "name": "elbo"}
+    atomic_write_json(tmp_path / "m.json", data, checksum=True)
+    stored = read_json(tmp_path / "m.json")
+    assert list(stored) == [*data, CHECKSUM_FIELD]
+    content = check_json_checksum(tmp_path / "m.json", stored, "write it again")
+    assert content == {"mean": -91.25, "points": 3, "by_k": {"1": [0.1, None]}, "name": "elbo"}
+    assert stored[CHECKSUM_FIELD] == content_checksum(content)  # the checkpoints' checksum
+    for key, value in [("mean", -91.2500001), ("points", 3.0), ("name", "iwae")]:
+        with pytest.raises(InputError, match=r"m\.json does not match its checksum.*write it"):
+            check_json_checksum(tmp_path / "m.json", {**stored, key: value}, "write it again")
+
+
+def test_a_json_without_checksum_warns_and_a_non_object_is_refused(tmp_path):
+    with pytest.warns(UnverifiedFileWarning, match=r"old\.json has no checksum"):
+        assert check_json_checksum(tmp_path / "old.json", {"mean": 1.0}, "") == {"mean": 1.0}
+    with pytest.raises(InputError, match=r"list\.json is not a JSON object; write it again"):
+        check_json_checksum(tmp_path / "list.json", [1.0], "write it again")
+    for data in ([1.0], {CHECKSUM_FIELD: "mine"}):  # the writer's own misuse: a bug, not input
+        with pytest.raises(ValueError, match="a dict without 'checksum'"):
+            atomic_write_json(tmp_path / "bad.json", data, checksum=True)

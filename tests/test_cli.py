@@ -750,3 +750,54 @@ def test_version_names_the_package_version(capsys):
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"vi-vae {__version__}"
+
+
+def _copy_of_run(source, run_dir):
+    run_dir.mkdir()
+    for name in ("config.json", "checkpoint.pt", "history.csv", "metrics.json"):
+        (run_dir / name).write_bytes((source / name).read_bytes())
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "RUN", "--num-particles", "2", "--num-points", "2"],
+        ["plot", "RUN"],
+        ["bdmc", "RUN", "--num-points", "1", "--quiet"],
+        ["gaps", "RUN", "--num-points", "1", "--quiet"],
+        ["train", "--resume", "RUN", "--quiet"],  # finished: it keeps the metrics' figures
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_an_edited_metrics_json_is_refused_by_every_command_that_reads_it(
+    trained_run, tmp_path, capsys, argv
+):
+    # log p(x) raised by hand: no command may report it, or write it again with a checksum
+    run_dir = _copy_of_run(trained_run[0], tmp_path / "edited")
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    stored["log_marginal_likelihood"]["log_likelihood"] += 10.0
+    (run_dir / "metrics.json").write_text(json.dumps(stored, indent=2))
+    edited = (run_dir / "metrics.json").read_bytes()
+    assert cli.main([str(run_dir) if arg == "RUN" else arg for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'metrics.json'} does not match its checksum" in err
+    assert "changed or damaged after it was written" in err and err.count("\n") == 1
+    assert (run_dir / "metrics.json").read_bytes() == edited
+
+
+def test_a_metrics_json_of_an_older_version_is_evaluated_with_one_warning(trained_run, tmp_path):
+    # written before the checksum: it is read, saying so once, and rewritten with one
+    run_dir = _copy_of_run(trained_run[0], tmp_path / "older")
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    del stored["checksum"]
+    (run_dir / "metrics.json").write_text(json.dumps(stored, indent=2))
+    result = run("evaluate", str(run_dir), "--num-particles", "2", "--num-points", "2")
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "has no checksum" in line]
+    assert warned == [
+        f"vi-vae: warning: {run_dir / 'metrics.json'} has no checksum (an older vi_vae wrote "
+        "it), so a change made to it since cannot be detected; it gets one the next time "
+        "vi_vae writes it"
+    ]
+    assert "checksum" in json.loads((run_dir / "metrics.json").read_text())

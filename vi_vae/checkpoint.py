@@ -15,6 +15,11 @@ unpickle arbitrary code, and carry a SHA-256 checksum of their whole content
 the format name included, is refused instead of evaluated. Older formats are
 refused unless the caller asks for them (``allow_unverified=True``): format 1
 (vi_vae 0.1) has no checksum at all, format 2 one over its tensors only.
+
+A JSON file written with ``atomic_write_json(..., checksum=True)`` carries the same
+checksum over its content, as read back (:func:`check_json_checksum`): a hand edit
+of any number, however consistent, is refused. One written by an older vi_vae has
+none; it is read with an :class:`UnverifiedFileWarning`.
 """
 
 from __future__ import annotations
@@ -31,15 +36,17 @@ from typing import Any
 
 import torch
 
-from vi_vae.errors import InputError, UnverifiedCheckpointWarning
+from vi_vae.errors import InputError, UnverifiedCheckpointWarning, UnverifiedFileWarning
 
 __all__ = [
     "CHECKPOINT_FILE",
     "CHECKPOINT_FORMAT",
+    "CHECKSUM_FIELD",
     "HISTORY_FILE",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_json_checksum",
     "content_checksum",
     "load_checkpoint",
     "read_json",
@@ -55,6 +62,8 @@ CHECKPOINT_FORMAT = "vi_vae-checkpoint-3"
 #: format 2's checksum covers its tensors only; format 1 (vi_vae 0.1) has none
 _TENSOR_CHECKSUM_FORMAT = "vi_vae-checkpoint-2"
 _UNCHECKSUMMED_FORMAT = "vi_vae-checkpoint-1"
+#: the field of a checkpoint, and of a checksummed JSON object, that holds the checksum
+CHECKSUM_FIELD = "checksum"
 #: the temporary files of :func:`atomic_write_bytes`: ``.<name>.<8 random chars>.tmp``
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
@@ -99,9 +108,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON atomically (NaN and infinity are written as null)."""
-    atomic_write_text(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, data: Any, *, checksum: bool = False) -> None:
+    """Write ``data`` as indented JSON atomically (NaN and infinity are written as null).
+
+    Args:
+        path: the file.
+        data: plain JSON values; a dict when ``checksum`` is set.
+        checksum: add the field :data:`CHECKSUM_FIELD` (last), the
+            :func:`content_checksum` of the content as it reads back: keys as strings,
+            tuples as lists, each float by the ``repr`` the file holds.
+            :func:`check_json_checksum` checks it.
+    """
+    content = _finite(data)
+    if checksum:
+        if not isinstance(content, dict) or CHECKSUM_FIELD in content:
+            raise ValueError(f"a checksummed JSON file holds a dict without {CHECKSUM_FIELD!r}")
+        content = json.loads(json.dumps(content, allow_nan=False))
+        content[CHECKSUM_FIELD] = content_checksum(content)
+    atomic_write_text(path, json.dumps(content, indent=2, allow_nan=False) + "\n")
 
 
 def _finite(value: Any) -> Any:
@@ -123,6 +147,41 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path} is not valid JSON ({error.__class__.__name__})") from None
+
+
+def check_json_checksum(path: str | os.PathLike, stored: Any, remedy: str) -> dict[str, Any]:
+    """The content of ``stored``, JSON read from ``path``, once its checksum matches.
+
+    ``stored`` without the field :data:`CHECKSUM_FIELD` was written by a vi_vae older
+    than the checksum: it is returned with an :class:`UnverifiedFileWarning` (once per
+    file and process, under Python's default warning filter), as a checkpoint of
+    vi_vae 0.2 loads with an :class:`UnverifiedCheckpointWarning`.
+
+    Args:
+        path: the file, for the messages.
+        stored: its content, as :func:`read_json` returned it.
+        remedy: what to do when it does not match, e.g. ``"delete it and evaluate the
+            run again"``.
+
+    Raises:
+        InputError: when ``stored`` is not a JSON object, or does not match its checksum.
+    """
+    if not isinstance(stored, dict):
+        raise InputError(f"{path} is not a JSON object; {remedy}")
+    content = {key: value for key, value in stored.items() if key != CHECKSUM_FIELD}
+    if CHECKSUM_FIELD not in stored:
+        warnings.warn(
+            f"{path} has no checksum (an older vi_vae wrote it), so a change made to it "
+            "since cannot be detected; it gets one the next time vi_vae writes it",
+            UnverifiedFileWarning,
+            stacklevel=1,  # one place: the default filter then shows each file's once
+        )
+    elif stored[CHECKSUM_FIELD] != content_checksum(content):
+        raise InputError(
+            f"{path} does not match its checksum: it was changed or damaged after it was "
+            f"written, so its numbers cannot be trusted; {remedy}"
+        )
+    return content
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
@@ -207,7 +266,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """
     content = {"format": CHECKPOINT_FORMAT, **state}
     buffer = io.BytesIO()
-    torch.save({**content, "checksum": content_checksum(content)}, buffer)
+    torch.save({**content, CHECKSUM_FIELD: content_checksum(content)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -251,7 +310,7 @@ def load_checkpoint(
             "checksum, so damage to it could go unnoticed; retrain the run, or load it with "
             "allow_unverified=True if you trust the file"
         )
-    stored = state.pop("checksum", None)
+    stored = state.pop(CHECKSUM_FIELD, None)
     if state["format"] == CHECKPOINT_FORMAT:
         expected = content_checksum(state)
     elif state["format"] == _TENSOR_CHECKSUM_FORMAT:

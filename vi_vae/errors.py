@@ -8,6 +8,7 @@ __all__ = [
     "LocalOptimizationWarning",
     "TrainingError",
     "UnverifiedCheckpointWarning",
+    "UnverifiedFileWarning",
 ]
 
 #: how to make grey data fit a Bernoulli likelihood
@@ -30,6 +31,10 @@ class TrainingError(RuntimeError):
 
 class UnverifiedCheckpointWarning(UserWarning):
     """A checkpoint of an older format loaded: part of its content is not checksummed."""
+
+
+class UnverifiedFileWarning(UserWarning):
+    """A run directory's JSON file of an older vi_vae was read: it has no checksum to check."""
 
 
 class CompileWarning(UserWarning):

@@ -17,10 +17,8 @@ from vi_vae.app.compare import (
     run_name,
 )
 from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
-from vi_vae.app.metrics import Comparison
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.runs import load_run
-from vi_vae.app.schema import from_json
 from vi_vae.errors import InputError
 
 BASE = RunConfig(
@@ -121,7 +119,7 @@ def test_compare_writes_report_table_and_figures(comparison):
 
 def test_comparison_json_reads_back_as_the_typed_result(comparison):
     out_dir, result = comparison
-    stored = from_json(Comparison, json.loads((out_dir / "comparison.json").read_text()), "c")
+    stored = RunDirectory(out_dir).read_comparison()
     assert repr(stored) == repr(result)  # repr: NaN fields (one-group SEs) compare equal
 
 
@@ -149,6 +147,19 @@ def test_resume_keeps_finished_runs(comparison):
     before = checkpoint.stat().st_mtime_ns
     compare(BASE, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
     assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_resume_refuses_a_finished_run_whose_metrics_were_edited(comparison, tmp_path):
+    # reused as it is, its edited log p(x) would be the comparison's row
+    out_dir, _ = comparison
+    shutil.copytree(out_dir / "elbo", tmp_path / "elbo")
+    metrics_path = RunDirectory(tmp_path / "elbo").metrics_path
+    stored = json.loads(metrics_path.read_text())
+    stored["log_marginal_likelihood"]["log_likelihood"] += 10.0
+    metrics_path.write_text(json.dumps(stored, indent=2))
+    with pytest.raises(InputError, match="metrics.json does not match its checksum"):
+        compare(BASE, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True)
+    assert not (tmp_path / "comparison.json").exists()
 
 
 @pytest.mark.parametrize(

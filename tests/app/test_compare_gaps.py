@@ -16,6 +16,7 @@ from vi_vae.app.config import (
     TrainingConfig,
 )
 from vi_vae.app.gap_report import comparison_gap_lines
+from vi_vae.checkpoint import CHECKSUM_FIELD, atomic_write_json
 from vi_vae.errors import InputError
 from vi_vae.evaluation import AISSettings, GapSettings
 
@@ -106,8 +107,10 @@ def test_a_hand_edited_gap_in_metrics_json_is_refused(tmp_path):
     directory.write_metrics(RunMetrics(gaps=gaps))
     assert directory.read_metrics().gaps == gaps  # as written, it loads
     stored = json.loads(directory.metrics_path.read_text())
+    del stored[CHECKSUM_FIELD]
     stored["gaps"]["approximation_gap"]["mean"] = 5.0
-    directory.metrics_path.write_text(json.dumps(stored))
+    # signed again, so that the gap's own check, not the file's checksum, refuses it
+    atomic_write_json(directory.metrics_path, stored, checksum=True)
     with pytest.raises(InputError, match="approximation_gap"):
         directory.read_metrics()
 

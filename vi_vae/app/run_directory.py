@@ -8,12 +8,21 @@ A run directory holds
   :func:`vi_vae.fit` by the sink :meth:`RunDirectory.checkpoint_sink` (their
   names are the library's, :mod:`vi_vae.checkpoint`);
 - ``metrics.json``: :class:`~vi_vae.app.metrics.RunMetrics`;
-- the PNG figures of :data:`FIGURE_FILES` and ``report.md``.
+- the PNG figures of :data:`FIGURE_FILES` and ``report.md``;
+- in a comparison directory, ``comparison.json``: :class:`~vi_vae.app.metrics.Comparison`.
 
 Every write is atomic (temporary file and rename: a symbolic link is replaced,
 never written through), taking a directory's lock removes the temporaries a
 killed write left behind, and every read is validated against its schema, naming the
 offending field.
+
+The files of results, ``metrics.json`` and ``comparison.json``, carry a checksum of
+their content (:func:`vi_vae.checkpoint.check_json_checksum`), as ``checkpoint.pt``
+does: one changed after it was written, by hand or by damage, is refused instead of
+reported; one of an older vi_vae, which has none, is read with an
+:class:`~vi_vae.errors.UnverifiedFileWarning`. ``config.json`` has none: the settings
+that shape the weights and the report are checked against the fingerprint the
+checkpoint stores (:meth:`RunDirectory.check_fingerprint`).
 
 Under ``torchrun`` every rank opens the run directory and reads it (so on several
 machines it lies on a shared filesystem), but only the *writer*, rank 0, creates,
@@ -48,10 +57,12 @@ from vi_vae.app.schema import from_json, to_json
 from vi_vae.callbacks import TrainingCheckpoint
 from vi_vae.checkpoint import (
     CHECKPOINT_FILE,
+    CHECKSUM_FIELD,
     HISTORY_FILE,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    check_json_checksum,
     load_checkpoint,
     read_json,
     remove_stale_temporaries,
@@ -81,6 +92,13 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 COMPARISON_FILE = "comparison.json"
+#: what to do with a ``metrics.json`` that does not match its checksum: every command
+#: that writes it reads it first, so it has to go; a new one lacks what it held
+_METRICS_REMEDY = (
+    "delete it and evaluate the run again (its training summary is lost with it; "
+    "draw the figures and run BDMC and the inference gaps again if it held them)"
+)
+_COMPARISON_REMEDY = "run the comparison again (resuming it reuses the trained runs)"
 #: figure name -> file name, for a run and for a comparison
 FIGURE_FILES = {
     "training_curves": "training_curves.png",
@@ -328,19 +346,26 @@ class RunDirectory:
         """Write ``metrics.json``."""
         if not self.writer:
             return
-        atomic_write_json(self.metrics_path, to_json(metrics))
+        atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
 
     def read_metrics(self) -> RunMetrics | None:
-        """Read and check ``metrics.json``; ``None`` when there is none (or it predates 0.2)."""
+        """Read and check ``metrics.json``; ``None`` when there is none (or it predates 0.2).
+
+        Raises:
+            InputError: when it does not match its checksum (module docstring) or its
+                schema.
+        """
         if not self.metrics_path.is_file():
             return None
         stored = read_json(self.metrics_path)
         if (
             isinstance(stored, dict)
             and "log_marginal_likelihood" in stored
-            and ("points" not in stored)
+            and "points" not in stored
+            and CHECKSUM_FIELD not in stored
         ):
             return None  # vi_vae 0.1 metrics: re-evaluate to get typed ones
+        stored = check_json_checksum(self.metrics_path, stored, _METRICS_REMEDY)
         try:
             return from_json(RunMetrics, stored, "metrics")
         except InputError as error:
@@ -382,7 +407,22 @@ class RunDirectory:
         """Write ``comparison.json`` (a comparison directory)."""
         if not self.writer:
             return
-        atomic_write_json(self.comparison_path, to_json(comparison))
+        atomic_write_json(self.comparison_path, to_json(comparison), checksum=True)
+
+    def read_comparison(self) -> Comparison:
+        """Read and check ``comparison.json`` (a comparison directory).
+
+        Raises:
+            InputError: when it is missing, does not match its checksum (module
+                docstring) or its schema.
+        """
+        stored = check_json_checksum(
+            self.comparison_path, read_json(self.comparison_path), _COMPARISON_REMEDY
+        )
+        try:
+            return from_json(Comparison, stored, "comparison")
+        except InputError as error:
+            raise InputError(f"{self.comparison_path}: {error}") from None
 
 
 class RunCheckpointSink:
