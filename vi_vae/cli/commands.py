@@ -315,8 +315,8 @@ def _gaps(args: argparse.Namespace) -> int:
             f"log p(x) by AIS ({_settings(settings.ais)}, {gaps.num_points} points)",
             gaps.log_likelihood,
         ),
-        ("approximation gap log p(x) - ELBO(q*)", gaps.approximation_gap),
-        ("amortization gap ELBO(q*) - ELBO(guide)", gaps.amortization_gap),
+        ("approximation gap log p(x) − ELBO(q*)", gaps.approximation_gap),
+        ("amortization gap ELBO(q*) − ELBO(q_φ)", gaps.amortization_gap),
     ):
         # ± is the standard error over points, as evaluate prints it; the Monte Carlo
         # SE is that of these points' numbers
