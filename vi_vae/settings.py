@@ -34,23 +34,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Self
 
 from vi_vae.errors import InputError
 
 __all__ = ["Settings", "merge", "passed"]
 
-S = TypeVar("S")
-
 
 def merge(
-    kind: type[S],
-    settings: S | None,
+    kind: type,
+    settings: Any,
     shortcuts: Mapping[str, Any],
     *,
     owner: str | None = None,
     argument: str = "settings",
-) -> S:
+) -> Any:
     """``settings`` (default ``kind()``) with each of ``shortcuts`` replacing its field.
 
     Args:
@@ -104,8 +102,8 @@ class Settings:
 
     @classmethod
     def build(
-        cls: type[S], settings: S | None, shortcuts: Mapping[str, Any], *, owner: str | None = None
-    ) -> S:
+        cls, settings: Self | None, shortcuts: Mapping[str, Any], *, owner: str | None = None
+    ) -> Self:
         """``settings`` (default: the defaults) with the ``shortcuts`` passed (:func:`merge`).
 
         ``owner``: the function that took them, named by the error for an unknown name.
