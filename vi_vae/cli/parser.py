@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     for name, (summary, description, add_flags) in _SUBCOMMANDS.items():
-        add_flags(commands.add_parser(name, help=summary, description=description, epilog=EPILOG))
+        subcommand = commands.add_parser(name, help=summary, description=description, epilog=EPILOG)
+        if name in _ON_A_RUN:
+            subcommand.add_argument("run_dir", metavar="RUN_DIR")
+        add_flags(subcommand)
     return parser
 
 
@@ -86,7 +89,6 @@ def _train_flags(train: argparse.ArgumentParser) -> None:
 
 def _evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae evaluate``."""
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument(
         "--method",
         choices=METHODS,
@@ -108,7 +110,6 @@ def _evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
 
 def _bdmc_flags(bdmc: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae bdmc``."""
-    bdmc.add_argument("run_dir", metavar="RUN_DIR")
     bdmc.add_argument(
         "--num-points",
         type=positive_int,
@@ -133,7 +134,6 @@ def _gaps_flags(gaps: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae gaps``."""
     from vi_vae.evaluation import gap_settings as defaults
 
-    gaps.add_argument("run_dir", metavar="RUN_DIR")
     local = gaps.add_argument_group("gaps")
     options = (
         ("--num-points", positive_int, DEFAULT_GAPS_NUM_POINTS, "test points"),
@@ -155,7 +155,6 @@ def _gaps_flags(gaps: argparse.ArgumentParser) -> None:
 
 def _sample_flags(sample: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae sample``."""
-    sample.add_argument("run_dir", metavar="RUN_DIR")
     sample.add_argument(
         "--num-samples",
         type=positive_int,
@@ -209,15 +208,12 @@ def _compare_flags(compare: argparse.ArgumentParser) -> None:
     compare_output.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _run_dir_flag(parser: argparse.ArgumentParser) -> None:
-    """The flags of a subcommand that takes a run directory and nothing else."""
-    parser.add_argument("run_dir", metavar="RUN_DIR")
-
-
 def _no_flags(parser: argparse.ArgumentParser) -> None:
     """A subcommand without flags."""
 
 
+#: the subcommands whose first argument is a run directory
+_ON_A_RUN = ("evaluate", "bdmc", "gaps", "sample", "plot")
 #: every subcommand, in the order of ``--help``: its one-line help, its description
 #: (``None``: the help says it all) and what adds its flags
 _SUBCOMMANDS = {
@@ -259,7 +255,7 @@ _SUBCOMMANDS = {
         "versus K).",
         _compare_flags,
     ),
-    "plot": ("(re)draw a run's figures", None, _run_dir_flag),
+    "plot": ("(re)draw a run's figures", None, _no_flags),
     "datasets": ("list the datasets", None, _no_flags),
     "families": ("list the latent families", None, _no_flags),
     "estimators": ("list the estimator spellings", None, _no_flags),
