@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from vi_vae.errors import InputError
 
@@ -18,10 +17,7 @@ __all__ = [
     "check_positive_int",
     "check_seed",
     "spelled_count",
-    "with_shortcuts",
 ]
-
-T = TypeVar("T")
 
 #: seeds are what every generator accepts: numpy takes 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
@@ -96,24 +92,3 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"{name} must be an integer in [0, {MAX_SEED}]; got {seed!r}")
     return seed
-
-
-def with_shortcuts(kind: type[T], options: T | None, shortcuts: dict[str, Any], name: str) -> T:
-    """``options`` (default: ``kind()``) with the keyword shortcuts that are not ``None``.
-
-    ``kind`` is a frozen dataclass and ``name`` the argument that takes it. A shortcut
-    that contradicts a field of ``options`` is an :class:`InputError`: the call would
-    say two things.
-    """
-    if options is not None and not isinstance(options, kind):
-        raise InputError(f"{name} must be an instance of {kind.__name__} or None; got {options!r}")
-    given = {key: value for key, value in shortcuts.items() if value is not None}
-    if options is None:
-        return kind(**given)
-    for key, value in given.items():
-        if getattr(options, key) != value:
-            raise InputError(
-                f"{key}={value!r} contradicts {name}.{key}={getattr(options, key)!r}; "
-                "pass one of them"
-            )
-    return options if not given else dataclasses.replace(options, **given)

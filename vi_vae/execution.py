@@ -5,26 +5,30 @@ size of a vectorized pass. None of them changes the numbers (compiled passes agr
 to float rounding); they are not settings of an estimate, and results do not carry
 them. The evaluators (:func:`vi_vae.importance_sampling`,
 :func:`vi_vae.annealed_importance_sampling`, :func:`vi_vae.bdmc`, …) take one as
-``execution=``, or its fields as keyword shortcuts (``compile=True``).
+``execution=``, or its fields as keyword shortcuts (``compile=True``; the rule:
+:mod:`vi_vae.settings`).
 
 Ranks are not options: under ``torchrun`` they are the process group's
 (:mod:`vi_vae.distributed`), and every evaluator shards its points by them.
 
 Example:
-    >>> ExecutionOptions.build(None, {"compile": True})
-    ExecutionOptions(device=None, compile=True, chunk_size='auto')
+    >>> base = ExecutionOptions(chunk_size=64)
+    >>> ExecutionOptions.build(base, {"compile": True, "chunk_size": None})
+    ExecutionOptions(device=None, compile=True, chunk_size=64)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_bool, with_shortcuts
+from vi_vae._validation import check_bool
 from vi_vae.errors import InputError
+from vi_vae.settings import Settings, merge, passed
 from vi_vae.weights import DEFAULT_CHUNK_SIZE
 
 __all__ = ["AUTO", "ExecutionOptions"]
@@ -35,7 +39,7 @@ AUTO = "auto"
 
 
 @dataclass(frozen=True)
-class ExecutionOptions:
+class ExecutionOptions(Settings):
     """Where and how an evaluation runs; checked once here.
 
     Attributes:
@@ -73,13 +77,20 @@ class ExecutionOptions:
             )
 
     @classmethod
-    def build(cls, options: ExecutionOptions | None, shortcuts: dict[str, Any]) -> ExecutionOptions:
+    def build(
+        cls,
+        options: ExecutionOptions | None,
+        shortcuts: Mapping[str, Any],
+        *,
+        owner: str | None = None,
+    ) -> ExecutionOptions:
         """``options`` (default: the defaults) with the shortcuts that are not ``None``.
 
-        A shortcut that contradicts a field of ``options`` is an error: the call
-        would say two things.
+        The shortcuts are keywords the evaluators declare with the default ``None``, so
+        ``None`` is "not passed" (:func:`~vi_vae.settings.passed`); the others replace their
+        field (:func:`~vi_vae.settings.merge`).
         """
-        return with_shortcuts(cls, options, shortcuts, "execution")
+        return merge(cls, options, passed(shortcuts), owner=owner, argument="execution")
 
     def pairs_per_pass(self) -> int:
         """``chunk_size``, with ``"auto"`` read as :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`."""

@@ -92,8 +92,8 @@ class VAE(PyroModule):
             prior part: a module called as ``prior(vae.encode)`` that returns p(z_L),
             e.g. a :class:`~vi_vae.priors.VampPrior`.
         num_pseudo_inputs: shortcut for ``template.num_pseudo_inputs``.
-        template: the choices of the parts built here (default ``Template()``); a
-            shortcut that contradicts it is an :class:`~vi_vae.errors.InputError`.
+        template: the choices of the parts built here (default ``Template()``); the
+            shortcuts above that are not ``None`` replace its fields (:mod:`vi_vae.settings`).
 
     Example:
         >>> import torch

@@ -8,18 +8,19 @@ the last two in :mod:`vi_vae.flows` and :mod:`vi_vae.priors`) into those values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from vi_vae._validation import check_choice, check_positive_int, with_shortcuts
+from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.nets import MLP, ConvDecoder, ConvEncoder
 from vi_vae.nets.conv import channels_height_width
 from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS
+from vi_vae.settings import Settings, merge, passed
 
 __all__ = [
     "ARCHITECTURES",
@@ -36,12 +37,12 @@ DEFAULT_LATENT_DIM = 20
 
 
 @dataclass(frozen=True)
-class Template:
+class Template(Settings):
     """The template's choices for the parts :class:`vi_vae.VAE` builds itself, checked once here.
 
     The command line's model flags are these (and the VAE's latent family,
     likelihood and prior). ``VAE(..., template=Template(...))`` takes one; the VAE's
-    keywords of the same names are shortcuts for its fields.
+    keywords of the same names are shortcuts for its fields (the rule: :mod:`vi_vae.settings`).
 
     Attributes:
         hidden_sizes: hidden widths of the MLP encoder (of the fully connected layers
@@ -103,9 +104,16 @@ class Template:
         return MLP(latent_dim, hidden_sizes, out_features, self.activation)
 
     @classmethod
-    def build(cls, template: Template | None, shortcuts: dict[str, Any]) -> Template:
-        """``template`` (default: the defaults) with the shortcuts that are not ``None``."""
-        return with_shortcuts(cls, template, shortcuts, "template")
+    def build(
+        cls, template: Template | None, shortcuts: Mapping[str, Any], *, owner: str | None = None
+    ) -> Template:
+        """``template`` (default: the defaults) with the shortcuts that are not ``None``.
+
+        The shortcuts are :class:`~vi_vae.VAE`'s keywords, declared with the default
+        ``None``, so ``None`` is "not passed" (:func:`~vi_vae.settings.passed`); the
+        others replace their field (:func:`~vi_vae.settings.merge`).
+        """
+        return merge(cls, template, passed(shortcuts), owner=owner, argument="template")
 
 
 def parse_latent_dims(spelling: str) -> tuple[int, ...]:

@@ -130,7 +130,7 @@ def fit(
         InputError: for bad settings or data, naming the argument.
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
-    settings = TrainSettings.with_shortcuts(settings, shortcuts)
+    settings = TrainSettings.build(settings, shortcuts, owner="fit")
     callbacks = _checked_hooks(callbacks, sink)
     data = Points.checked("train", train, model_kwargs, settings.device, batch_transform)
     run = _Run.start(model, guide, data, validation, settings, optimizer)

@@ -1,16 +1,13 @@
 """The settings of :func:`vi_vae.fit`: one frozen :class:`~vi_vae.TrainSettings`, checked once.
 
-:func:`vi_vae.fit` takes one, or its fields as keyword shortcuts
-(:meth:`~vi_vae.TrainSettings.with_shortcuts`); the app's training section builds one, and the
+:func:`vi_vae.fit` takes one, or its fields as keyword shortcuts (the rule:
+:mod:`vi_vae.settings`); the app's training section builds one, and the
 :class:`~vi_vae.FitResult` carries the settings it ran with.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from pyro.infer.elbo import ELBO as PyroELBO
@@ -24,12 +21,13 @@ from vi_vae._validation import (
 )
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_compile
+from vi_vae.settings import Settings
 
 __all__ = ["TrainSettings"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainSettings:
+class TrainSettings(Settings):
     """How :func:`vi_vae.fit` trains, checked when built (:class:`~vi_vae.InputError` names it).
 
     Attributes:
@@ -54,7 +52,7 @@ class TrainSettings:
 
     Example:
         >>> settings = TrainSettings(epochs=5, loss="iwae:5")
-        >>> dataclasses.replace(settings, seed=1).estimator().num_particles
+        >>> TrainSettings.build(settings, {"seed": 1}, owner="fit").estimator().num_particles
         5
     """
 
@@ -113,25 +111,3 @@ class TrainSettings:
         """β in ``epoch`` (1-based): ramped up over the warm-up epochs, then ``kl_weight``."""
         warmup = min(1.0, epoch / self.kl_warmup_epochs) if self.kl_warmup_epochs else 1
         return self.kl_weight * warmup
-
-    @classmethod
-    def with_shortcuts(
-        cls, settings: TrainSettings | None, shortcuts: Mapping[str, Any]
-    ) -> TrainSettings:
-        """``settings`` (default: the defaults) with the fields named in ``shortcuts`` replaced.
-
-        Raises:
-            TypeError: for a name that is not a field, listing the fields.
-        """
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(shortcuts) - set(names))
-        if unknown:
-            raise TypeError(
-                f"fit() got unexpected keyword arguments {unknown}; the settings it takes "
-                f"as keywords are the fields of TrainSettings: {', '.join(names)}"
-            )
-        if settings is None:
-            return cls(**shortcuts)
-        if not isinstance(settings, cls):
-            raise InputError(f"settings must be a TrainSettings; got {type(settings).__name__}")
-        return dataclasses.replace(settings, **shortcuts)

@@ -25,7 +25,7 @@ def test_settings_are_frozen_and_checked_once_at_construction():
         settings.num_steps = 6
     with pytest.raises(InputError, match="leapfrog_steps must be an integer >= 1"):
         AISSettings(leapfrog_steps=0)
-    with pytest.raises(InputError, match="settings must be an AISSettings"):
+    with pytest.raises(InputError, match="settings must be an instance of AISSettings"):
         annealed_importance_sampling(LG.model, LG.mean_field_guide, X, {"num_steps": 3})
 
 

@@ -31,11 +31,12 @@ def test_a_template_object_builds_the_weights_its_keywords_build(name):
     assert not _same_weights(built, make_template(name, seed=5))  # the check can fail
 
 
-def test_a_shortcut_that_contradicts_the_template_is_refused():
-    template = Template(hidden_sizes=(8,))
-    with pytest.raises(InputError, match=r"hidden_sizes=\(4,\) contradicts template.hidden_sizes"):
-        VAE(INPUT_DIM, 2, hidden_sizes=(4,), template=template)
-    assert VAE(INPUT_DIM, 2, hidden_sizes=(8,), template=template).template == template
+def test_a_shortcut_beside_the_template_replaces_its_field():
+    template = Template(hidden_sizes=(8,), activation="tanh")
+    edited = VAE(INPUT_DIM, 2, hidden_sizes=(4,), template=template, seed=0)
+    assert edited.template == Template(hidden_sizes=(4,), activation="tanh")
+    assert _same_weights(edited, VAE(INPUT_DIM, 2, template=edited.template, seed=0))
+    assert VAE(INPUT_DIM, 2, hidden_sizes=None, template=template).template == template
     with pytest.raises(InputError, match="template must be an instance of Template"):
         VAE(INPUT_DIM, 2, template={"hidden_sizes": (8,)})
 

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ from vi_vae.evaluation import (
     AISEstimate,
     AutoAISSettings,
     BDMCResult,
+    Bound,
     GapSettings,
     LogLikelihoodEstimate,
     annealed_importance_sampling,
@@ -60,7 +61,6 @@ __all__ = [
     "GapRequest",
     "METHODS",
     "ais_summary",
-    "auto_ais_summary",
     "bdmc_summary",
     "evaluate",
     "evaluation_points",
@@ -80,7 +80,7 @@ DEFAULT_GAPS_NUM_POINTS = 20
 METHODS = ("is", "ais")
 
 StepCallback = Callable[[int, int], None]
-#: what an annealed run returns (an AIS estimate or a BDMC result)
+#: what a seeded run returns (an AIS estimate, a BDMC result, ...)
 T = TypeVar("T")
 
 
@@ -116,23 +116,14 @@ def evaluate(
 
     With ``ais.num_points`` set, AIS runs on the first ``ais.num_points`` test points
     too, beside importance sampling on the same points (:func:`ais_summary`); with
-    ``auto``, its T is chosen by doubling (:func:`auto_ais_summary`), and ``previous``,
+    ``auto``, its T is chosen by doubling, and ``previous``,
     the run's earlier AIS summary, is kept beside it when it had fixed settings.
     """
     x, points = evaluation_points(dataset, evaluation.num_points)
     ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
     if len(ks) < len(evaluation.bound_particles):
         logger.info("bounds with k > %d particles are left out", evaluation.num_particles)
-    estimate, table = importance_sampling(
-        vae.model,
-        vae.guide,
-        x.to(_device(vae)),
-        num_particles=evaluation.num_particles,
-        bound_particles=ks,
-        seed=EVALUATION_SEED,
-        execution=evaluation.execution,
-        on_points=_phase(on_evaluation, "log p(x)"),
-    )
+    estimate, table = _importance(vae, x, evaluation, ks, _phase(on_evaluation, "log p(x)"))
     metrics = RunMetrics(
         data_kind="discrete" if vae.likelihood.discrete else "continuous",
         points=points,
@@ -141,14 +132,10 @@ def evaluate(
         training=training,
         figures=figures,
     )
-    if ais is not None and ais.num_points is not None and auto is not None:
-        summary = auto_ais_summary(
-            vae, dataset, ais, evaluation, auto, estimate, previous, on_evaluation=on_evaluation
+    if ais is not None and ais.num_points is not None:
+        summary = ais_summary(
+            vae, dataset, ais, evaluation, estimate, auto, previous, on_evaluation=on_evaluation
         )
-        metrics = dataclasses.replace(metrics, ais=summary)
-    elif ais is not None and ais.num_points is not None:
-        on_step = _phase(on_evaluation, "AIS")
-        summary = ais_summary(vae, dataset, ais, evaluation, estimate, on_step=on_step)
         metrics = dataclasses.replace(metrics, ais=summary)
     return metrics
 
@@ -166,66 +153,46 @@ def ais_summary(
     ais: AISConfig,
     evaluation: EvaluationConfig,
     importance: LogLikelihoodEstimate | None = None,
+    auto: AutoAISSettings | None = None,
+    previous: AISSummary | None = None,
     *,
-    on_step: StepCallback | None = None,
+    on_evaluation: Callable[[str, int, int], None] | None = None,
 ) -> AISSummary:
     """AIS on the first ``ais.num_points`` test points, beside IS on the same points.
 
     ``importance`` is an IS estimate of the first test points; the points AIS uses are
     taken from it when it covers them, and estimated anew (with ``evaluation``'s K)
-    otherwise.
+    otherwise. With ``auto``, T is doubled until AIS's verdict holds
+    (:func:`~vi_vae.evaluation.auto_ais.auto_annealed_importance_sampling`, ``ais``'s
+    settings but T), each round a phase of ``on_evaluation``, and ``previous`` (an earlier
+    AIS summary of the run) is kept beside it when it ran with fixed settings on as many
+    points.
     """
     x, importance = _ais_points(vae, dataset, ais, evaluation, importance)
-    started = time.process_time()
-    options = {"on_step": on_step, "execution": evaluation.execution}
-    with _verdict_in_summary():
-        run = _annealed(annealed_importance_sampling, vae, x, ais, **options)
-        annealed = run.checked_against(importance)
-    cpu_seconds = time.process_time() - started
-    cost = gradient_evaluations(len(x), annealed.settings)
-    return _ais_summary_of(annealed, importance, cpu_seconds=cpu_seconds, gradient_evaluations=cost)
-
-
-def auto_ais_summary(
-    vae: VAE,
-    dataset: Dataset,
-    ais: AISConfig,
-    evaluation: EvaluationConfig,
-    auto: AutoAISSettings,
-    importance: LogLikelihoodEstimate | None = None,
-    previous: AISSummary | None = None,
-    *,
-    on_evaluation: Callable[[str, int, int], None] | None = None,
-) -> AISSummary:
-    """AIS on the first ``ais.num_points`` test points with T doubled until its verdict holds.
-
-    As :func:`ais_summary`, by :func:`~vi_vae.evaluation.auto_ais.auto_annealed_importance_sampling`
-    (``ais``'s settings but T); each round is a phase of ``on_evaluation``. ``previous``
-    (an earlier AIS summary of the run) is kept beside it when it ran with fixed
-    settings on as many points.
-    """
-    x, importance = _ais_points(vae, dataset, ais, evaluation, importance)
-    with _verdict_in_summary():
-        result = auto_annealed_importance_sampling(
-            vae.model,
-            vae.guide,
-            x,
-            ais.settings,
-            auto,
-            importance=importance,
-            seed=EVALUATION_SEED,
-            on_step=on_evaluation,
-            execution=evaluation.execution,
+    execution = evaluation.execution
+    if auto is None:
+        started = time.process_time()
+        with _verdict_in_summary():
+            run = _seeded(
+                annealed_importance_sampling, vae, x, ais.settings,
+                on_step=_phase(on_evaluation, "AIS"), execution=execution,
+            )  # fmt: skip
+            annealed = run.checked_against(importance)
+        cpu_seconds = time.process_time() - started
+        cost = gradient_evaluations(len(x), annealed.settings)
+        return _ais_summary_of(
+            annealed, importance, cpu_seconds=cpu_seconds, gradient_evaluations=cost
         )
+    with _verdict_in_summary():
+        result = _seeded(
+            auto_annealed_importance_sampling, vae, x, ais.settings, auto,
+            importance=importance, on_step=on_evaluation, execution=execution,
+        )  # fmt: skip
     fixed = previous.auto.fixed if previous is not None and previous.auto else previous
     if fixed is not None and fixed.estimate.num_points != len(x):
         fixed = None
-    summary = AutoAISSummary(
-        settings=auto,
-        rounds=result.rounds,
-        bdmc=None if result.bdmc is None else _bdmc_summary_of(result.bdmc),
-        fixed=fixed,
-    )
+    bdmc_of_t = None if result.bdmc is None else _bdmc_summary_of(result.bdmc)
+    summary = AutoAISSummary(settings=auto, rounds=result.rounds, bdmc=bdmc_of_t, fixed=fixed)
     return _ais_summary_of(
         result.estimate,
         importance,
@@ -246,16 +213,28 @@ def _ais_points(
     x, _ = evaluation_points(dataset, ais.num_points)
     x = x.to(_device(vae))
     if importance is None or importance.num_points < len(x):
-        importance, _ = importance_sampling(
-            vae.model,
-            vae.guide,
-            x,
-            num_particles=evaluation.num_particles,
-            bound_particles=(),
-            seed=EVALUATION_SEED,
-            execution=evaluation.execution,
-        )
+        importance, _ = _importance(vae, x, evaluation, ())
     return x, importance.select(slice(0, len(x)))
+
+
+def _importance(
+    vae: VAE,
+    x: Tensor,
+    evaluation: EvaluationConfig,
+    bound_particles: Sequence[int],
+    on_points: StepCallback | None = None,
+) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+    """Importance sampling of ``x`` with ``evaluation``'s K and execution, the evaluation seed."""
+    return importance_sampling(
+        vae.model,
+        vae.guide,
+        x.to(_device(vae)),
+        num_particles=evaluation.num_particles,
+        bound_particles=bound_particles,
+        seed=EVALUATION_SEED,
+        execution=evaluation.execution,
+        on_points=on_points,
+    )
 
 
 def _ais_summary_of(
@@ -287,7 +266,7 @@ def bdmc_summary(
     """BDMC on ``num_points`` (z, x) pairs simulated from the model, with ``ais``'s settings."""
     shape = torch.zeros(num_points, vae.input_dim, device=_device(vae))
     with _verdict_in_summary():
-        result = _annealed(bdmc, vae, shape, ais, on_step=on_step, execution=execution)
+        result = _seeded(bdmc, vae, shape, ais.settings, on_step=on_step, execution=execution)
     return _bdmc_summary_of(result)
 
 
@@ -304,9 +283,9 @@ def _bdmc_summary_of(result: BDMCResult) -> BDMCSummary:
     )
 
 
-def _annealed(run: Callable[..., T], vae: VAE, x: Tensor, ais: AISConfig, **options: Any) -> T:
-    """``run`` (AIS or BDMC) of ``vae`` on ``x`` with ``ais``'s settings and the evaluation seed."""
-    return run(vae.model, vae.guide, x, ais.settings, seed=EVALUATION_SEED, **options)
+def _seeded(run: Callable[..., T], vae: VAE, x: Tensor, *settings: Any, **options: Any) -> T:
+    """``run`` (AIS, auto AIS, BDMC, the gaps) of ``vae`` on ``x`` with the evaluation seed."""
+    return run(vae.model, vae.guide, x.to(_device(vae)), *settings, seed=EVALUATION_SEED, **options)
 
 
 @contextlib.contextmanager
@@ -348,12 +327,5 @@ def gaps_summary(
     """Where the bound is lost (:func:`vi_vae.inference_gaps`) on the first ``num_points``."""
     x, _ = evaluation_points(dataset, num_points)
     with _verdict_in_summary():
-        gaps = inference_gaps(
-            vae.model,
-            vae.guide,
-            x.to(_device(vae)),
-            settings,
-            seed=EVALUATION_SEED,
-            on_progress=on_evaluation,
-        )
+        gaps = _seeded(inference_gaps, vae, x, settings, on_progress=on_evaluation)
     return GapSummary.from_gaps(gaps)

@@ -67,6 +67,24 @@ def _png(figure: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _curves_png(
+    figure: plt.Figure,
+    axis: plt.Axes,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    legend_size: float | None = 8,
+) -> bytes:
+    """A figure of labelled curves on one axis, labelled, gridded and with a legend, as PNG."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    if title is not None:
+        axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=legend_size)
+    return _png(figure)
+
+
 def _show_grid(grid: Tensor, title: str, size: float = 6.0) -> bytes:
     figure, axis = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
     axis.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -180,11 +198,7 @@ def plot_training_curves(history: Sequence[EpochRecord]) -> bytes:
     validation = [record.validation_elbo for record in history]
     if any(not math.isnan(v) for v in validation):
         axis.plot(epochs, validation, label="validation ELBO")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("nats per data point")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    return _png(figure)
+    return _curves_png(figure, axis, "epoch", "nats per data point", legend_size=None)
 
 
 def plot_bounds_versus_particles(curves: dict[str, Sequence[BoundSummary]]) -> bytes:
@@ -196,12 +210,13 @@ def plot_bounds_versus_particles(curves: dict[str, Sequence[BoundSummary]]) -> b
         errors = [bound.standard_error for bound in table]
         axis.errorbar(ks, means, yerr=errors, marker="o", markersize=3, capsize=2, label=label)
     axis.set_xscale("log")
-    axis.set_xlabel("k (importance samples)")
-    axis.set_ylabel("IWAE-k bound on log p(x), nats per point")
-    axis.set_title("bounds versus k, same test points")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    return _png(figure)
+    return _curves_png(
+        figure,
+        axis,
+        "k (importance samples)",
+        "IWAE-k bound on log p(x), nats per point",
+        "bounds versus k, same test points",
+    )
 
 
 def plot_training_curves_overlaid(histories: dict[str, Sequence[EpochRecord]]) -> bytes:
@@ -213,11 +228,7 @@ def plot_training_curves_overlaid(histories: dict[str, Sequence[EpochRecord]]) -
             [record.validation_elbo for record in history],
             label=label,
         )
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("validation ELBO, nats per point")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    return _png(figure)
+    return _curves_png(figure, axis, "epoch", "validation ELBO, nats per point")
 
 
 def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:

@@ -9,12 +9,14 @@ the command line does the printing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -336,10 +338,8 @@ def evaluate_run(
         )
     # refuse bad settings before loading anything
     RunConfig(evaluation=evaluation, ais=ais).validated()
-    directory = RunDirectory(run_dir)
-    directory.open()
-    with directory.locked():
-        return _evaluate(load_run(run_dir, device), evaluation, ais, method, on_evaluation, auto)
+    with _locked_run(run_dir, device) as run:
+        return _evaluate(run, evaluation, ais, method, on_evaluation, auto)
 
 
 def _evaluate(
@@ -389,14 +389,10 @@ def bdmc_run(
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
     RunConfig(ais=ais).validated()
-    directory = RunDirectory(run_dir)
-    directory.open()
-    with directory.locked():
-        device = None if execution.device is None else str(execution.device)
-        run = load_run(run_dir, device)
+    device = None if execution.device is None else str(execution.device)
+    with _locked_run(run_dir, device) as run:
         summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, execution=execution)
-        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), bdmc=summary)
-        _write(run)
+        _record(run, bdmc=summary)
     return run
 
 
@@ -415,25 +411,31 @@ def gaps_run(
     """
     settings = settings or GapSettings()
     check_positive_int("num_points", num_points)
-    directory = RunDirectory(run_dir)
-    directory.open()
-    with directory.locked():
-        run = load_run(run_dir, device)
+    with _locked_run(run_dir, device) as run:
         summary = gaps_summary(
             run.vae, run.dataset, num_points, settings, on_evaluation=on_evaluation
         )
-        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), gaps=summary)
-        _write(run)
+        _record(run, gaps=summary)
     return run
 
 
 def redraw_figures(run_dir: str | Path) -> Run:
     """Draw a run's figures again; update ``metrics.json`` and ``report.md``."""
+    with _locked_run(run_dir) as run:
+        _record(run, figures=make_run_figures(run.vae, run.dataset, run.history, run.directory))
+    return run
+
+
+@contextlib.contextmanager
+def _locked_run(run_dir: str | Path, device: str | None = None) -> Iterator[Run]:
+    """The run in ``run_dir`` (:func:`load_run`), while this process holds its lock."""
     directory = RunDirectory(run_dir)
     directory.open()
     with directory.locked():
-        run = load_run(run_dir)
-        names = make_run_figures(run.vae, run.dataset, run.history, run.directory)
-        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), figures=names)
-        _write(run)
-    return run
+        yield load_run(run_dir, device)
+
+
+def _record(run: Run, **metrics: Any) -> None:
+    """Set those fields of ``run``'s metrics and write the run's metrics and report."""
+    run.metrics = dataclasses.replace(run.metrics or RunMetrics(), **metrics)
+    _write(run)

@@ -51,31 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
-    _add_train(commands)
-    _add_evaluate(commands)
-    _add_bdmc(commands)
-    _add_gaps(commands)
-    _add_sample(commands)
-    _add_compare(commands)
-    plot = commands.add_parser("plot", help="(re)draw a run's figures", epilog=EPILOG)
-    plot.add_argument("run_dir", metavar="RUN_DIR")
-
-    commands.add_parser("datasets", help="list the datasets", epilog=EPILOG)
-    commands.add_parser("families", help="list the latent families", epilog=EPILOG)
-    commands.add_parser("estimators", help="list the estimator spellings", epilog=EPILOG)
+    for name, (summary, description, add_flags) in _SUBCOMMANDS.items():
+        subcommand = commands.add_parser(name, help=summary, description=description, epilog=EPILOG)
+        if name in _ON_A_RUN:
+            subcommand.add_argument("run_dir", metavar="RUN_DIR")
+        add_flags(subcommand)
     return parser
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    """``vi-vae train``."""
-    train = commands.add_parser(
-        "train",
-        help="train a VAE, evaluate log p(x), write a run directory",
-        description="Train a VAE, estimate its test log p(x) by importance sampling, and "
-        "write config.json, checkpoint.pt, history.csv, metrics.json, figures "
-        "and report.md into the run directory.",
-        epilog=EPILOG,
-    )
+def _add_device_and_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (default: the run's) and ``--quiet``: the flags of a command on a run."""
+    parser.add_argument("--device", help="cpu or cuda (default: the run's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train_flags(train: argparse.ArgumentParser) -> None:
+    """The flags of ``vi-vae train``."""
     add_config_flags(train, "train", ALL_SECTIONS)
     output = train.add_argument_group("output")
     output.add_argument("--run-dir", help="where to write the run (default: runs/DATASET-LATENT)")
@@ -96,17 +87,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     add_launch_flags(train)
 
 
-def _add_evaluate(commands: argparse._SubParsersAction) -> None:
-    """``vi-vae evaluate``."""
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="re-estimate log p(x) and bounds of a trained run",
-        description="Re-estimate test log p(x) (importance sampling) and the bound table of a "
-        "run with the library's defaults unless told otherwise; rewrites its metrics.json "
-        "and report.md.",
-        epilog=EPILOG,
-    )
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+def _evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
+    """The flags of ``vi-vae evaluate``."""
     evaluate.add_argument(
         "--method",
         choices=METHODS,
@@ -122,23 +104,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "verdict holds (BDMC on a few simulated points included), and print the cost; "
         f"--ais-num-steps is then the largest T (default: {DEFAULT_MAX_NUM_STEPS})",
     )
-    evaluate.add_argument("--device", help="cpu or cuda (default: the run's)")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_and_quiet(evaluate)
     add_launch_flags(evaluate)
 
 
-def _add_bdmc(commands: argparse._SubParsersAction) -> None:
-    """``vi-vae bdmc``."""
-    bdmc = commands.add_parser(
-        "bdmc",
-        help="check AIS's settings on data simulated from a run's model (BDMC)",
-        description="Simulate (z, x) pairs from a run's model, run AIS forward (a lower "
-        "bound on log p(x)) and in reverse from the simulating z (an upper bound), and "
-        "record both and their gap in metrics.json and report.md. A small gap says that AIS "
-        "with these settings can be trusted on the real data.",
-        epilog=EPILOG,
-    )
-    bdmc.add_argument("run_dir", metavar="RUN_DIR")
+def _bdmc_flags(bdmc: argparse.ArgumentParser) -> None:
+    """The flags of ``vi-vae bdmc``."""
     bdmc.add_argument(
         "--num-points",
         type=positive_int,
@@ -156,24 +127,13 @@ def _add_bdmc(commands: argparse._SubParsersAction) -> None:
             "ais.num_points",
         ),
     )
-    bdmc.add_argument("--device", help="cpu or cuda (default: the run's)")
-    bdmc.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_and_quiet(bdmc)
 
 
-def _add_gaps(commands: argparse._SubParsersAction) -> None:
-    """``vi-vae gaps``."""
+def _gaps_flags(gaps: argparse.ArgumentParser) -> None:
+    """The flags of ``vi-vae gaps``."""
     from vi_vae.evaluation import gap_settings as defaults
 
-    gaps = commands.add_parser(
-        "gaps",
-        help="split a run's bound into the approximation and amortization gaps",
-        description="Where the bound is lost: on the first test points, log p(x) by AIS, the "
-        "ELBO of the trained guide, and the ELBO of q*, the guide's family optimized per "
-        "point; prints the approximation gap log p(x) - ELBO(q*) and the amortization gap "
-        "ELBO(q*) - ELBO(guide) and records them in metrics.json and report.md.",
-        epilog=EPILOG,
-    )
-    gaps.add_argument("run_dir", metavar="RUN_DIR")
     local = gaps.add_argument_group("gaps")
     options = (
         ("--num-points", positive_int, DEFAULT_GAPS_NUM_POINTS, "test points"),
@@ -190,16 +150,11 @@ def _add_gaps(commands: argparse._SubParsersAction) -> None:
         help="also optimize a full-covariance Gaussian q per point (diagonal Gaussian guides)",
     )
     add_config_flags(gaps, "gaps", ("ais",), exclude=("ais.num_points",))
-    gaps.add_argument("--device", help="cpu or cuda (default: the run's)")
-    gaps.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_and_quiet(gaps)
 
 
-def _add_sample(commands: argparse._SubParsersAction) -> None:
-    """``vi-vae sample``."""
-    sample = commands.add_parser(
-        "sample", help="draw new data from a trained run's prior", epilog=EPILOG
-    )
-    sample.add_argument("run_dir", metavar="RUN_DIR")
+def _sample_flags(sample: argparse.ArgumentParser) -> None:
+    """The flags of ``vi-vae sample``."""
     sample.add_argument(
         "--num-samples",
         type=positive_int,
@@ -210,17 +165,8 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
 
 
-def _add_compare(commands: argparse._SubParsersAction) -> None:
-    """``vi-vae compare``."""
-    compare = commands.add_parser(
-        "compare",
-        help="train one model per estimator and compare their bounds and log p(x)",
-        description="Train one model per estimator from the same seed, initialization and "
-        "budget; evaluate all on the same test points with the same K; write "
-        "report.md, comparison.json and figures (bounds versus K, training "
-        "curves, gradient SNR versus K).",
-        epilog=EPILOG,
-    )
+def _compare_flags(compare: argparse.ArgumentParser) -> None:
+    """The flags of ``vi-vae compare``."""
     compare.add_argument(
         "--estimators",
         default=",".join(DEFAULT_ESTIMATORS),
@@ -260,6 +206,60 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace existing runs in --out-dir"
     )
     compare_output.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _no_flags(parser: argparse.ArgumentParser) -> None:
+    """A subcommand without flags."""
+
+
+#: the subcommands whose first argument is a run directory
+_ON_A_RUN = ("evaluate", "bdmc", "gaps", "sample", "plot")
+#: every subcommand, in the order of ``--help``: its one-line help, its description
+#: (``None``: the help says it all) and what adds its flags
+_SUBCOMMANDS = {
+    "train": (
+        "train a VAE, evaluate log p(x), write a run directory",
+        "Train a VAE, estimate its test log p(x) by importance sampling, and write "
+        "config.json, checkpoint.pt, history.csv, metrics.json, figures and report.md into "
+        "the run directory.",
+        _train_flags,
+    ),
+    "evaluate": (
+        "re-estimate log p(x) and bounds of a trained run",
+        "Re-estimate test log p(x) (importance sampling) and the bound table of a run with "
+        "the library's defaults unless told otherwise; rewrites its metrics.json and report.md.",
+        _evaluate_flags,
+    ),
+    "bdmc": (
+        "check AIS's settings on data simulated from a run's model (BDMC)",
+        "Simulate (z, x) pairs from a run's model, run AIS forward (a lower bound on "
+        "log p(x)) and in reverse from the simulating z (an upper bound), and record both and "
+        "their gap in metrics.json and report.md. A small gap says that AIS with these "
+        "settings can be trusted on the real data.",
+        _bdmc_flags,
+    ),
+    "gaps": (
+        "split a run's bound into the approximation and amortization gaps",
+        "Where the bound is lost: on the first test points, log p(x) by AIS, the ELBO of the "
+        "trained guide, and the ELBO of q*, the guide's family optimized per point; prints "
+        "the approximation gap log p(x) - ELBO(q*) and the amortization gap "
+        "ELBO(q*) - ELBO(guide) and records them in metrics.json and report.md.",
+        _gaps_flags,
+    ),
+    "sample": ("draw new data from a trained run's prior", None, _sample_flags),
+    "compare": (
+        "train one model per estimator and compare their bounds and log p(x)",
+        "Train one model per estimator from the same seed, initialization and budget; "
+        "evaluate all on the same test points with the same K; write report.md, "
+        "comparison.json and figures (bounds versus K, training curves, gradient SNR "
+        "versus K).",
+        _compare_flags,
+    ),
+    "plot": ("(re)draw a run's figures", None, _no_flags),
+    "datasets": ("list the datasets", None, _no_flags),
+    "families": ("list the latent families", None, _no_flags),
+    "estimators": ("list the estimator spellings", None, _no_flags),
+}
 
 
 def _message(error: InputError, command: str) -> str:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -47,6 +47,7 @@ from vi_vae._validation import (
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
+from vi_vae.settings import Settings
 
 __all__ = [
     "DEFAULT_LEAPFROG_STEPS",
@@ -211,12 +212,13 @@ def anneal(
 
 
 @dataclass(frozen=True)
-class AISSettings:
+class AISSettings(Settings):
     """What an AIS run does: the schedule and the HMC integrator, as data, checked once here.
 
     The one declaration of AIS's settings:
     :func:`~vi_vae.evaluation.ais.annealed_importance_sampling` and
-    :func:`~vi_vae.evaluation.bdmc.bdmc` take one (or build one from keyword shortcuts),
+    :func:`~vi_vae.evaluation.bdmc.bdmc` take one (or build one from keyword shortcuts,
+    :func:`vi_vae.settings.merge`),
     their results carry it, and the application's config embeds it.
     How the work is split (``chunk_size``) and whether it is compiled are execution
     options of those functions, not settings: they do not change the numbers.
@@ -262,19 +264,6 @@ class AISSettings:
                 f"{where}target_acceptance must be a number in (0, 1) or None; got {target!r}"
             )
         check_choice("initial", self.initial, INITIAL_DISTRIBUTIONS)
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The settings' names: the keyword shortcuts of the functions that take them."""
-        return tuple(f.name for f in fields(AISSettings))
-
-    @classmethod
-    def build(cls, settings: AISSettings | None, shortcuts: dict[str, Any]) -> AISSettings:
-        """``settings`` (default: the defaults) with those named in ``shortcuts`` replaced."""
-        if settings is not None and not isinstance(settings, AISSettings):
-            raise InputError(f"settings must be an AISSettings or None; got {settings!r}")
-        base = settings if settings is not None else AISSettings()
-        return replace(base, **shortcuts) if shortcuts else base
 
     @property
     def num_pilot_chains(self) -> int:

@@ -7,8 +7,8 @@ standard errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import Tensor
 
@@ -16,6 +16,7 @@ from vi_vae._validation import check_bool, check_positive_float, check_positive_
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealing import AISSettings
 from vi_vae.evaluation.estimates import standard_error_over_points
+from vi_vae.settings import Settings
 
 __all__ = [
     "DEFAULT_GAP_PARTICLES",
@@ -42,8 +43,11 @@ DEFAULT_LOCAL_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
-class GapSettings:
+class GapSettings(Settings):
     """What :func:`inference_gaps` does, as data, checked once here.
+
+    Its fields, and those of its ``ais``, are the keyword shortcuts of
+    :func:`inference_gaps` (the rule: :mod:`vi_vae.settings`).
 
     Attributes:
         local_steps: Adam steps of the per-point optimization of q*.
@@ -82,23 +86,6 @@ class GapSettings:
         check_bool(where + "full_covariance", self.full_covariance)
         if not isinstance(self.ais, AISSettings):
             raise InputError(f"{where}ais must be an AISSettings; got {self.ais!r}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The settings' names: the keyword shortcuts of :func:`inference_gaps`."""
-        return tuple(f.name for f in fields(GapSettings))
-
-    @classmethod
-    def build(cls, settings: GapSettings | None, shortcuts: dict[str, Any]) -> GapSettings:
-        """``settings`` with the named fields replaced; AIS's names go to ``ais``."""
-        if settings is not None and not isinstance(settings, GapSettings):
-            raise InputError(f"settings must be a GapSettings or None; got {settings!r}")
-        base = settings if settings is not None else GapSettings()
-        ais_names = AISSettings.names()
-        ais_shortcuts = {k: v for k, v in shortcuts.items() if k in ais_names}
-        own = {k: v for k, v in shortcuts.items() if k not in ais_names}
-        ais = AISSettings.build(own.pop("ais", base.ais), ais_shortcuts)
-        return replace(base, **own, ais=ais)
 
 
 @dataclass(frozen=True)
