@@ -242,8 +242,8 @@ _SUBCOMMANDS = {
         "split a run's bound into the approximation and amortization gaps",
         "Where the bound is lost: on the first test points, log p(x) by AIS, the ELBO of the "
         "trained guide, and the ELBO of q*, the guide's family optimized per point; prints "
-        "the approximation gap log p(x) - ELBO(q*) and the amortization gap "
-        "ELBO(q*) - ELBO(guide) and records them in metrics.json and report.md.",
+        "the approximation gap log p(x) − ELBO(q*) and the amortization gap "
+        "ELBO(q*) − ELBO(q_φ) and records them in metrics.json and report.md.",
         _gaps_flags,
     ),
     "sample": ("draw new data from a trained run's prior", None, _sample_flags),
