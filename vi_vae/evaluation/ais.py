@@ -83,6 +83,7 @@ __all__ = [
     "annealed_importance_sampling",
     "annealed_standard_error",
     "reachable_start",
+    "run_options",
     "split_settings",
     "summarize_annealing",
 ]
@@ -239,19 +240,16 @@ def annealed_importance_sampling(
     Raises:
         InputError: a bad argument, NaN data, or a discrete latent site.
     """
-    settings, kwargs = split_settings(settings, kwargs)
-    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
-    if settings.initial == "guide" and guide is None:
-        raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
+    settings, execution, kwargs = run_options(
+        guide, settings, execution, {"chunk_size": chunk_size, "compile": compile}, kwargs
+    )
     x, kwargs = execution.place(check_points(x), kwargs)
     check_evaluated_pair(model, guide or _no_guide, x, kwargs, data_plate, guide is not None)
     settings = reachable_start(model, guide, x, settings, kwargs)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
-
-    options = {"plate_nesting": plate_nesting, "data_plate": data_plate}
-    options.update(compile=execution.compile)
+    options = dict(plate_nesting=plate_nesting, data_plate=data_plate, compile=execution.compile)
 
     def anneal_rows(rows: slice, progress: Progress) -> Annealing:
         rows_x, rows_kwargs = rows_of(x, kwargs, rows)  # per-point kwargs travel with x
@@ -284,6 +282,25 @@ def split_settings(
     shortcuts = {name: value for name, value in kwargs.items() if name in names}
     rest = {name: value for name, value in kwargs.items() if name not in names}
     return AISSettings.build(settings, shortcuts), rest
+
+
+def run_options(
+    guide: Callable | None,
+    settings: AISSettings | None,
+    execution: ExecutionOptions | None,
+    execution_shortcuts: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> tuple[AISSettings, ExecutionOptions, dict[str, Any]]:
+    """``(settings, execution, model keywords)`` of an AIS run, the shortcuts applied and checked.
+
+    The settings' shortcuts are taken from ``kwargs`` (:func:`split_settings`); a
+    run from the guide needs one.
+    """
+    settings, kwargs = split_settings(settings, kwargs)
+    execution = ExecutionOptions.build(execution, execution_shortcuts)
+    if settings.initial == "guide" and guide is None:
+        raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
+    return settings, execution, kwargs
 
 
 def reachable_start(
