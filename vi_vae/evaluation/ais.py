@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,7 @@ __all__ = [
     "annealed_standard_error",
     "reachable_start",
     "run_options",
+    "split_keywords",
     "split_settings",
     "summarize_annealing",
 ]
@@ -278,10 +279,18 @@ def split_settings(
     settings: AISSettings | None, kwargs: dict[str, Any]
 ) -> tuple[AISSettings, dict[str, Any]]:
     """``(settings with the shortcuts in kwargs applied, the other kwargs)``."""
-    names = AISSettings.names()
+    shortcuts, rest = split_keywords(kwargs, AISSettings.names())
+    return AISSettings.build(settings, shortcuts), rest
+
+
+def split_keywords(
+    kwargs: dict[str, Any], names: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(the kwargs named in names, the others)``: the shortcuts apart from model keywords."""
+    names = set(names)
     shortcuts = {name: value for name, value in kwargs.items() if name in names}
     rest = {name: value for name, value in kwargs.items() if name not in names}
-    return AISSettings.build(settings, shortcuts), rest
+    return shortcuts, rest
 
 
 def run_options(
