@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,21 +168,7 @@ def load_dataset(
         (torch.Size([4000, 784]), torch.Size([500, 784]), [0.0, 1.0])
     """
     check_choice("binarization", binarization, BINARIZATIONS)
-    data_path = Path(data_dir) if data_dir is not None else None
-    if name in DATASETS:
-        (x, y, x_test, y_test), image_shape, source = DATASETS[name][1](data_path)
-    elif Path(name).suffix.lower() in (".npy", ".npz", ".csv"):
-        (x, y, x_test, y_test), image_shape, source = user_file(Path(name))
-    else:
-        accepted = ", ".join(list(DATASETS) + ["a .npy/.npz/.csv file"])
-        raise InputError(f"unknown dataset {name!r}; accepted values: {accepted}")
-    if not np.isfinite(x).all():
-        raise InputError(f"dataset {name} contains NaN or infinite values")
-    if x.min() < 0 or x.max() > 1:
-        raise InputError(
-            f"dataset {name} has values in [{x.min():g}, {x.max():g}]; pixel data must lie in "
-            "[0, 1] (divide 8-bit images by 255)"
-        )
+    (x, y, x_test, y_test), image_shape, source = _read(name, data_dir)
     generator = np.random.default_rng(SPLIT_SEED)
     if x_test is None:
         if name == "mnist-5k":
@@ -190,20 +177,17 @@ def load_dataset(
             train_idx, valid_idx, test_idx = _random_split(
                 len(x), validation_fraction, test_fraction, generator
             )
-        x_test, y_test = x[test_idx], (y[test_idx] if y is not None else None)
+        x_test, y_test = x[test_idx], _rows(y, test_idx)
     else:
         order = generator.permutation(len(x))
         valid_idx, train_idx = order[:5000], order[5000:]
         test_order = generator.permutation(len(x_test))
-        x_test = x_test[test_order]
-        y_test = y_test[test_order] if y_test is not None else None
-    x_train, x_valid = x[train_idx], x[valid_idx]
-    y_train = y[train_idx] if y is not None else None
-    y_valid = y[valid_idx] if y is not None else None
+        x_test, y_test = x_test[test_order], _rows(y_test, test_order)
+    x_train, y_train = x[train_idx], _rows(y, train_idx)
+    x_valid, y_valid = x[valid_idx], _rows(y, valid_idx)
     if max_train is not None:
         check_positive_int("max_train", max_train)
-        x_train = x_train[:max_train]
-        y_train = y_train[:max_train] if y_train is not None else None
+        x_train, y_train = x_train[:max_train], _rows(y_train, slice(max_train))
 
     def tensor(array: np.ndarray | None) -> Tensor | None:
         return None if array is None else torch.as_tensor(np.ascontiguousarray(array))
@@ -222,6 +206,36 @@ def load_dataset(
         binarization=binarization,
         source=source,
     )
+
+
+def _read(name: str, data_dir: str | os.PathLike | None) -> tuple[tuple, Any, str]:
+    """``((x, y, x_test, y_test), image_shape, source)`` of a named dataset or a user file.
+
+    ``x`` is checked to be finite and in [0, 1]; ``x_test`` is ``None`` where the
+    dataset has no test split of its own.
+    """
+    data_path = Path(data_dir) if data_dir is not None else None
+    if name in DATASETS:
+        arrays, image_shape, source = DATASETS[name][1](data_path)
+    elif Path(name).suffix.lower() in (".npy", ".npz", ".csv"):
+        arrays, image_shape, source = user_file(Path(name))
+    else:
+        accepted = ", ".join(list(DATASETS) + ["a .npy/.npz/.csv file"])
+        raise InputError(f"unknown dataset {name!r}; accepted values: {accepted}")
+    x = arrays[0]
+    if not np.isfinite(x).all():
+        raise InputError(f"dataset {name} contains NaN or infinite values")
+    if x.min() < 0 or x.max() > 1:
+        raise InputError(
+            f"dataset {name} has values in [{x.min():g}, {x.max():g}]; pixel data must lie in "
+            "[0, 1] (divide 8-bit images by 255)"
+        )
+    return arrays, image_shape, source
+
+
+def _rows(labels: np.ndarray | None, index: Any) -> np.ndarray | None:
+    """``labels[index]``, or ``None`` for a dataset without labels."""
+    return None if labels is None else labels[index]
 
 
 def _stratified_split(

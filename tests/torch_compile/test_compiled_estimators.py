@@ -219,8 +219,9 @@ def test_compiled_passes_compute_what_their_pass_functions_say(traced_only):
     iwae.loss(pair.model, pair.guide, x)  # guesses the plates, compiles a values pass
     own = iwae._compiled.num_compiled
     passes = dataclasses.replace(iwae._passes(), bound=elbo_bound, cache=CompiledCache())
+    call = compiled_passes.PassCall(pair.model, pair.guide, (x,), {}, 4)
     pyro.set_rng_seed(3)
-    loss, batch_size = compiled_passes.step(passes, pair.model, pair.guide, (x,), {}, 4)
+    loss, batch_size = compiled_passes.step(passes, call)
     pyro.set_rng_seed(3)
     eager = iwae._trace(pair.model, pair.guide, (x,), {}, 4).log_weights.detach()
     assert loss == pytest.approx(-elbo_bound(eager).sum().item(), rel=FLOAT64["rtol"])
@@ -228,6 +229,6 @@ def test_compiled_passes_compute_what_their_pass_functions_say(traced_only):
     assert batch_size == 8 and passes.cache.num_compiled == 1
     assert iwae._compiled.num_compiled == own  # the estimator's own cache was not used
     pyro.set_rng_seed(3)
-    values, batch_size = compiled_passes.values(passes, pair.model, pair.guide, (x,), {}, 4)
+    values, batch_size = compiled_passes.values(passes, call)
     assert values.shape == (4, 8) and batch_size == 8
     assert -elbo_bound(values).sum().item() == pytest.approx(loss, rel=FLOAT64["rtol"])

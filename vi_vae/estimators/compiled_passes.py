@@ -39,7 +39,7 @@ from vi_vae.compiled import CompiledCache
 from vi_vae.estimators.gradient_terms import GradientTerm, ParameterGroup
 from vi_vae.weights import WeightedTraces
 
-__all__ = ["PassFunctions", "chunk_gradients", "step", "values"]
+__all__ = ["PassCall", "PassFunctions", "chunk_gradients", "step", "values"]
 
 Surrogates = dict[ParameterGroup, Tensor]
 
@@ -71,24 +71,32 @@ class PassFunctions:
     gradients: Callable[[WeightedTraces, Surrogates], tuple[list[Tensor], list[Tensor]]]
 
 
-def step(
-    passes: PassFunctions,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
-    kwargs: dict,
-    num_particles: int,
-) -> tuple[float, int] | None:
+@dataclasses.dataclass(frozen=True)
+class PassCall:
+    """What one pass is run on: the pair, its arguments and the number of particles."""
+
+    model: Callable
+    guide: Callable
+    args: tuple
+    kwargs: dict
+    num_particles: int
+
+    def trace(self, passes: PassFunctions, call_args: tuple, call_kwargs: dict) -> WeightedTraces:
+        """``passes.trace`` of the pair at the (traced) arguments, one vectorized draw."""
+        return passes.trace(self.model, self.guide, call_args, call_kwargs, self.num_particles)
+
+
+def step(passes: PassFunctions, call: PassCall) -> tuple[float, int] | None:
     """Run the one-pass gradient step compiled: ``(loss, batch size)``, or ``None`` (eager)."""
 
     def traced(call_args: tuple, call_kwargs: dict) -> tuple[tuple[Tensor, ...], Any]:
-        traces = passes.trace(model, guide, call_args, call_kwargs, num_particles)
+        traces = call.trace(passes, call_args, call_kwargs)
         surrogates, log_weights = passes.step_surrogates(traces)
         parameters, gradients = passes.gradients(traces, surrogates)
         loss = -passes.bound(log_weights).sum()
         return (loss, *gradients), _info(traces, parameters)
 
-    outputs = _run(passes, "gradient step", ("step", model, guide), (), traced, args, kwargs)
+    outputs = _run(passes, "gradient step", "step", call, (), traced)
     if outputs is None:
         return None
     loss, *gradients = outputs[0]
@@ -96,45 +104,29 @@ def step(
     return loss.item(), outputs[1]["batch_size"]
 
 
-def values(
-    passes: PassFunctions,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
-    kwargs: dict,
-    num_particles: int,
-) -> tuple[Tensor, int] | None:
-    """``num_particles`` particle values ``[num_particles, batch]`` without gradients, compiled.
+def values(passes: PassFunctions, call: PassCall) -> tuple[Tensor, int] | None:
+    """The particle values ``[num_particles, batch]`` without gradients, compiled.
 
     Returns ``(values, batch size)``, or ``None`` to run the pass eagerly.
     """
 
     def traced(call_args: tuple, call_kwargs: dict) -> tuple[tuple[Tensor, ...], Any]:
-        traces = passes.trace(model, guide, call_args, call_kwargs, num_particles)
+        traces = call.trace(passes, call_args, call_kwargs)
         return (passes.particle_values(traces).detach(),), _info(traces, [])
 
-    key = ("values", model, guide)
-    outputs = _run(passes, "bound", key, (num_particles,), traced, args, kwargs)
+    outputs = _run(passes, "bound", "values", call, (call.num_particles,), traced)
     if outputs is None:
         return None
     return outputs[0][0], outputs[1]["batch_size"]
 
 
-def chunk_gradients(
-    passes: PassFunctions,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
-    kwargs: dict,
-    num_particles: int,
-    terms: list[GradientTerm],
-) -> bool:
+def chunk_gradients(passes: PassFunctions, call: PassCall, terms: list[GradientTerm]) -> bool:
     """Add a chunk's Σ c ∇ log w to ``.grad``, compiled; ``False`` to run it eagerly."""
     layout = tuple((term.parameters, term.path_derivative) for term in terms)
     coefficients = [term.coefficients for term in terms]
 
     def traced(call_args: tuple, call_kwargs: dict, *given: Tensor) -> tuple[tuple, Any]:
-        traces = passes.trace(model, guide, call_args, call_kwargs, num_particles)
+        traces = call.trace(passes, call_args, call_kwargs)
         chunk_terms = [
             dataclasses.replace(term, coefficients=value)
             for term, value in zip(terms, given, strict=True)
@@ -142,17 +134,8 @@ def chunk_gradients(
         parameters, gradients = passes.gradients(traces, passes.surrogates(traces, chunk_terms))
         return tuple(gradients), _info(traces, parameters)
 
-    key = ("chunk", model, guide)
-    outputs = _run(
-        passes,
-        "chunk gradient",
-        key,
-        (num_particles, layout),
-        traced,
-        args,
-        kwargs,
-        coefficients,
-    )
+    static = (call.num_particles, layout)
+    outputs = _run(passes, "chunk gradient", "chunk", call, static, traced, coefficients)
     if outputs is None:
         return False
     _add_gradients(outputs[1]["parameters"], list(outputs[0]))
@@ -162,17 +145,21 @@ def chunk_gradients(
 def _run(
     passes: PassFunctions,
     what: str,
-    group: Hashable,
+    kind: str,
+    call: PassCall,
     static: Hashable,
     traced: Callable[..., tuple[tuple[Tensor, ...], Any]],
-    args: tuple,
-    kwargs: dict,
     extra: list[Tensor] | None = None,
 ) -> tuple[tuple[Tensor, ...], Any] | None:
-    """``traced`` compiled through the cache, its param sites replayed; ``None``: run eagerly."""
+    """``traced`` compiled through the cache, its param sites replayed; ``None``: run eagerly.
+
+    The cache keeps one group of compiled passes per ``kind`` of pass and pair.
+    """
     label = f"{passes.label}'s {what}"
     key = (static, passes.settings)
-    outputs = passes.cache.run_call(label, group, key, traced, args, kwargs, extra or ())
+    outputs = passes.cache.run_call(
+        label, (kind, call.model, call.guide), key, traced, call.args, call.kwargs, extra or ()
+    )
     if outputs is not None:
         _replay_param_sites(outputs[1])
     return outputs

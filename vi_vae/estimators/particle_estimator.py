@@ -60,6 +60,7 @@ from vi_vae.compiled import CompiledCache
 from vi_vae.contract import biased_under_subsampling, check_pair
 from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes
+from vi_vae.estimators.compiled_passes import PassCall
 from vi_vae.estimators.gradient_terms import (
     GradientTerm,
     ParameterGroup,
@@ -184,8 +185,9 @@ class ParticleEstimator(PyroELBO):
         """:meth:`loss`, and this estimator's gradient of it accumulated into ``.grad``."""
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
+        call = PassCall(model, guide, args, kwargs, self.num_particles)
         compiled = (
-            compiled_passes.step(self._passes(), model, guide, args, kwargs, self.num_particles)
+            compiled_passes.step(self._passes(), call)
             if self.compile and len(chunks) == 1
             else None
         )
@@ -211,7 +213,7 @@ class ParticleEstimator(PyroELBO):
                 ]
                 start += count
                 if self.compile and compiled_passes.chunk_gradients(
-                    self._passes(), model, guide, args, kwargs, count, chunk_terms
+                    self._passes(), PassCall(model, guide, args, kwargs, count), chunk_terms
                 ):
                     continue
                 set_rng_state(state)
@@ -365,11 +367,8 @@ class ParticleEstimator(PyroELBO):
         with torch.no_grad():
             for count in chunks:
                 states.append(get_rng_state())
-                compiled = (
-                    compiled_passes.values(self._passes(), model, guide, args, kwargs, count)
-                    if self.compile
-                    else None
-                )
+                call = PassCall(model, guide, args, kwargs, count)
+                compiled = compiled_passes.values(self._passes(), call) if self.compile else None
                 if compiled is not None:
                     values, self._batch_size = compiled
                 else:

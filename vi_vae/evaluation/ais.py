@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,8 @@ __all__ = [
     "annealed_importance_sampling",
     "annealed_standard_error",
     "reachable_start",
+    "run_options",
+    "split_keywords",
     "split_settings",
     "summarize_annealing",
 ]
@@ -239,19 +241,16 @@ def annealed_importance_sampling(
     Raises:
         InputError: a bad argument, NaN data, or a discrete latent site.
     """
-    settings, kwargs = split_settings(settings, kwargs)
-    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
-    if settings.initial == "guide" and guide is None:
-        raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
+    settings, execution, kwargs = run_options(
+        guide, settings, execution, {"chunk_size": chunk_size, "compile": compile}, kwargs
+    )
     x, kwargs = execution.place(check_points(x), kwargs)
     check_evaluated_pair(model, guide or _no_guide, x, kwargs, data_plate, guide is not None)
     settings = reachable_start(model, guide, x, settings, kwargs)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
-
-    options = {"plate_nesting": plate_nesting, "data_plate": data_plate}
-    options.update(compile=execution.compile)
+    options = dict(plate_nesting=plate_nesting, data_plate=data_plate, compile=execution.compile)
 
     def anneal_rows(rows: slice, progress: Progress) -> Annealing:
         rows_x, rows_kwargs = rows_of(x, kwargs, rows)  # per-point kwargs travel with x
@@ -280,10 +279,37 @@ def split_settings(
     settings: AISSettings | None, kwargs: dict[str, Any]
 ) -> tuple[AISSettings, dict[str, Any]]:
     """``(settings with the shortcuts in kwargs applied, the other kwargs)``."""
-    names = AISSettings.names()
+    shortcuts, rest = split_keywords(kwargs, AISSettings.names())
+    return AISSettings.build(settings, shortcuts), rest
+
+
+def split_keywords(
+    kwargs: dict[str, Any], names: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(the kwargs named in names, the others)``: the shortcuts apart from model keywords."""
+    names = set(names)
     shortcuts = {name: value for name, value in kwargs.items() if name in names}
     rest = {name: value for name, value in kwargs.items() if name not in names}
-    return AISSettings.build(settings, shortcuts), rest
+    return shortcuts, rest
+
+
+def run_options(
+    guide: Callable | None,
+    settings: AISSettings | None,
+    execution: ExecutionOptions | None,
+    execution_shortcuts: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> tuple[AISSettings, ExecutionOptions, dict[str, Any]]:
+    """``(settings, execution, model keywords)`` of an AIS run, the shortcuts applied and checked.
+
+    The settings' shortcuts are taken from ``kwargs`` (:func:`split_settings`); a
+    run from the guide needs one.
+    """
+    settings, kwargs = split_settings(settings, kwargs)
+    execution = ExecutionOptions.build(execution, execution_shortcuts)
+    if settings.initial == "guide" and guide is None:
+        raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
+    return settings, execution, kwargs
 
 
 def reachable_start(

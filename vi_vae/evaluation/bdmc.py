@@ -52,7 +52,7 @@ from vi_vae.errors import InputError
 from vi_vae.evaluation.ais import (
     AISEstimate,
     reachable_start,
-    split_settings,
+    run_options,
     summarize_annealing,
 )
 from vi_vae.evaluation.annealed_density import AnnealedDensity
@@ -228,10 +228,9 @@ def bdmc(
         :class:`BDMCResult`: both bounds carry ``settings``, and its ``convergence``
         the gap's check; warns when a check failed.
     """
-    settings, kwargs = split_settings(settings, kwargs)
-    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
-    if settings.initial == "guide" and guide is None:
-        raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
+    settings, execution, kwargs = run_options(
+        guide, settings, execution, {"chunk_size": chunk_size, "compile": compile}, kwargs
+    )
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise InputError("x must be a tensor with the data points along its first dimension")
     x, kwargs = execution.place(x, kwargs)
@@ -246,8 +245,7 @@ def bdmc(
     settings = reachable_start(model, guide, simulated_x, settings, kwargs)
     chunks = settings.chunks(x.shape[0], execution.pairs_per_pass())
     progress = Progress(on_step, 2 * settings.num_steps * len(chunks))
-    common = {"plate_nesting": plate_nesting, "data_plate": data_plate}
-    common.update(compile=execution.compile)
+    common = dict(plate_nesting=plate_nesting, data_plate=data_plate, compile=execution.compile)
     forward, reverse = [], []
     for rows in chunks:
         rows_x, rows_kwargs = rows_of(simulated_x, kwargs, rows)

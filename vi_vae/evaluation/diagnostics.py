@@ -126,18 +126,7 @@ def gradient_snr(
     """
     check_positive_int("num_draws", num_draws, minimum=2)
     with seeded(seed, x.device):
-        with poutine.trace(param_only=True) as capture, torch.no_grad():
-            loss.loss(model, guide, x, **kwargs)
-        parameters = trace_parameters(capture.trace)
-        with poutine.block(), torch.no_grad():
-            guide_trace = poutine.trace(guide, param_only=True).get_trace(x, **kwargs)
-        # the guide's parameters are those its distributions depend on (the contract's
-        # rule, as DReG's): an encoder registered in the model only (Pyro's SS-VAE) is
-        # the guide's too
-        owned = check_pair(model, guide, (x,), kwargs, parameters=True).guide_parameters
-        guide_names = [name for name in trace_parameters(guide_trace) if name in parameters]
-        guide_names += [name for name in parameters if name in owned and name not in guide_names]
-        model_names = [name for name in parameters if name not in guide_names]
+        parameters, guide_names, model_names = _split_parameters(model, guide, loss, x, kwargs)
         saved = {name: leaf.grad for name, leaf in parameters.items()}
         try:
             count, mean, m2 = 0, None, None
@@ -263,6 +252,25 @@ def active_units(
     variances = torch.cat(means).double().var(0).cpu()
     sizes = tuple(encoder.latent_dims) if layered else (len(variances),)
     return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold), sizes)
+
+
+def _split_parameters(
+    model: Callable, guide: Callable, loss: PyroELBO, x: Tensor, kwargs: dict[str, Any]
+) -> tuple[dict[str, Tensor], list[str], list[str]]:
+    """``(parameters, guide_names, model_names)``: what ``loss`` touches, the guide's first."""
+    with poutine.trace(param_only=True) as capture, torch.no_grad():
+        loss.loss(model, guide, x, **kwargs)
+    parameters = trace_parameters(capture.trace)
+    with poutine.block(), torch.no_grad():
+        guide_trace = poutine.trace(guide, param_only=True).get_trace(x, **kwargs)
+    # the guide's parameters are those its distributions depend on (the contract's
+    # rule, as DReG's): an encoder registered in the model only (Pyro's SS-VAE) is
+    # the guide's too
+    owned = check_pair(model, guide, (x,), kwargs, parameters=True).guide_parameters
+    guide_names = [name for name in trace_parameters(guide_trace) if name in parameters]
+    guide_names += [name for name in parameters if name in owned and name not in guide_names]
+    model_names = [name for name in parameters if name not in guide_names]
+    return parameters, guide_names, model_names
 
 
 def _flat_gradient(leaf: Tensor) -> Tensor:

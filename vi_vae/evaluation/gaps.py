@@ -57,7 +57,7 @@ from torch import Tensor
 
 from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.errors import LocalOptimizationWarning
-from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
+from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, split_keywords
 from vi_vae.evaluation.annealing import AISSettings
 from vi_vae.evaluation.convergence import (
     NUM_STANDARD_ERRORS,
@@ -195,9 +195,8 @@ def inference_gaps(
     Raises:
         InputError: a bad argument or setting, or a pair that breaks the contract.
     """
-    names = set(GapSettings.names()) | set(AISSettings.names())
-    settings = GapSettings.build(settings, {k: v for k, v in kwargs.items() if k in names})
-    kwargs = {k: v for k, v in kwargs.items() if k not in names}
+    shortcuts, kwargs = split_keywords(kwargs, [*GapSettings.names(), *AISSettings.names()])
+    settings = GapSettings.build(settings, shortcuts)
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     x, kwargs = execution.place(check_points(x), kwargs)
     pairs = execution.pairs_per_pass()

@@ -58,6 +58,7 @@ from vi_vae.evaluation.passes import (
 )
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import key_block_size
+from vi_vae.support import check_points
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
@@ -225,9 +226,7 @@ def importance_sampling(
             f"num_particles ({num_particles}) must be at least the largest k in "
             f"bound_particles ({max(ks)})"
         )
-    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] < 1:
-        raise InputError("x must be a tensor with the data points along its first dimension")
-    x, kwargs = execution.place(x, kwargs)
+    x, kwargs = execution.place(check_points(x), kwargs)
 
     def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
         rows_x, rows_kwargs = rows_of(x, kwargs, rows)

@@ -74,44 +74,12 @@ def to_inference_data(
     """
     import arviz  # imported here: it is slow to import
 
-    check_positive_int("num_particles", num_particles)
-    check_positive_int("chunk_size", chunk_size)
-    check_positive_int("num_chains", num_chains)
-    if num_particles % num_chains:
-        raise InputError(
-            f"num_particles ({num_particles}) must be a multiple of num_chains ({num_chains})"
-        )
-    indices = [int(i) for i in point_indices]
-    if not indices:
-        raise InputError("point_indices must name at least one data point")
-    if not isinstance(x, Tensor) or not all(-len(x) <= i < len(x) for i in indices):
-        raise InputError(f"point_indices must index the {len(x)} rows of x; got {indices}")
-    points = x[indices]
-    posterior: dict[str, list[Tensor]] = {}
-    stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
-    dims: dict[str, list[str]] = {}
+    indices = _checked_indices(x, point_indices, num_particles, num_chains, chunk_size)
     per_pass = max(1, chunk_size // len(indices))
     with torch.no_grad(), seeded(seed, x.device):
-        plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
-        for start in range(0, num_particles, per_pass):
-            traces = trace_log_weights(
-                model,
-                guide,
-                (points,),
-                kwargs,
-                num_particles=min(per_pass, num_particles - start),
-                plate_nesting=plate_nesting,
-                data_plate=data_plate,
-                scaled=False,
-            )
-            stats["log_weight"].append(traces.log_weights)
-            stats["lp"].append(traces.log_model)
-            stats["log_guide"].append(traces.log_guide)
-            for name, site in traces.guide_trace.nodes.items():
-                if site["type"] == "sample" and not site["is_observed"]:
-                    value, site_dims = _point_major(site, plate_nesting, data_plate)
-                    posterior.setdefault(name, []).append(value)
-                    dims[name] = ["point", *site_dims]
+        posterior, stats, dims = _guide_draws(
+            model, guide, x[indices], kwargs, num_particles, per_pass, data_plate
+        )
 
     def by_chain(parts: list[Tensor]) -> Any:
         values = torch.cat(parts).double().cpu().numpy()
@@ -134,6 +102,61 @@ def to_inference_data(
             "log_guide": "log q(z|x)",
         },
     )
+
+
+def _checked_indices(
+    x: Tensor, point_indices: Sequence[int], num_particles: int, num_chains: int, chunk_size: int
+) -> list[int]:
+    """``point_indices`` as a list of ints, after checking every argument of the export."""
+    check_positive_int("num_particles", num_particles)
+    check_positive_int("chunk_size", chunk_size)
+    check_positive_int("num_chains", num_chains)
+    if num_particles % num_chains:
+        raise InputError(
+            f"num_particles ({num_particles}) must be a multiple of num_chains ({num_chains})"
+        )
+    indices = [int(i) for i in point_indices]
+    if not indices:
+        raise InputError("point_indices must name at least one data point")
+    if not isinstance(x, Tensor) or not all(-len(x) <= i < len(x) for i in indices):
+        raise InputError(f"point_indices must index the {len(x)} rows of x; got {indices}")
+    return indices
+
+
+def _guide_draws(
+    model: Callable,
+    guide: Callable,
+    points: Tensor,
+    kwargs: dict[str, Any],
+    num_particles: int,
+    per_pass: int,
+    data_plate: str,
+) -> tuple[dict[str, list[Tensor]], dict[str, list[Tensor]], dict[str, list[str]]]:
+    """``(posterior, sample_stats, dims)``: the latent sites' draws and log weights, by pass."""
+    posterior: dict[str, list[Tensor]] = {}
+    stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
+    dims: dict[str, list[str]] = {}
+    plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
+    for start in range(0, num_particles, per_pass):
+        traces = trace_log_weights(
+            model,
+            guide,
+            (points,),
+            kwargs,
+            num_particles=min(per_pass, num_particles - start),
+            plate_nesting=plate_nesting,
+            data_plate=data_plate,
+            scaled=False,
+        )
+        stats["log_weight"].append(traces.log_weights)
+        stats["lp"].append(traces.log_model)
+        stats["log_guide"].append(traces.log_guide)
+        for name, site in traces.guide_trace.nodes.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                value, site_dims = _point_major(site, plate_nesting, data_plate)
+                posterior.setdefault(name, []).append(value)
+                dims[name] = ["point", *site_dims]
+    return posterior, stats, dims
 
 
 def _point_major(site: dict, plate_nesting: int, data_plate: str) -> tuple[Tensor, list[str]]:

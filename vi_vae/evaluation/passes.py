@@ -35,7 +35,6 @@ __all__ = [
     "AUTO_TRIAL_PAIRS",
     "DEFAULT_CHUNK_SIZE",
     "auto_chunk_size",
-    "check_chunk_size",
     "keyed_log_weight_chunks",
     "log_weight_chunks",
     "pass_log_weights",
@@ -48,11 +47,6 @@ AUTO_MEMORY_FRACTION = 0.5
 AUTO_TRIAL_PAIRS = 4096
 #: the compiled passes of every evaluation in this process (keyed by model/guide/shape)
 _COMPILED = CompiledCache()
-
-
-def check_chunk_size(chunk_size: Any) -> None:
-    """Refuse a ``chunk_size`` that is neither a positive integer nor ``"auto"``."""
-    ExecutionOptions(chunk_size=chunk_size)
 
 
 def auto_chunk_size(

@@ -21,7 +21,6 @@ References:
 from __future__ import annotations
 
 import pyro.distributions as dist
-import torch
 from torch import Tensor
 from torch.distributions import constraints
 
@@ -145,17 +144,9 @@ class DirichletFamily(LatentFamily):
         self.num_raw_parameters(raw.shape[-1])
         return NormalizedGammaDirichlet(self.concentration(raw))
 
-    def prior(
-        self,
-        latent_dim: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> dist.TorchDistribution:
+    def prior_like(self, zeros: Tensor) -> dist.TorchDistribution:
         """Dirichlet(prior_concentration · 1)."""
-        dtype = dtype or torch.get_default_dtype()
-        return dist.Dirichlet(
-            torch.full((latent_dim,), self.prior_concentration, device=device, dtype=dtype)
-        )
+        return dist.Dirichlet(zeros + self.prior_concentration)
 
     def describe_parameters(self) -> str:
         """One raw value per coordinate."""

@@ -61,6 +61,13 @@ class _ExpandMixin:
 
     _parameter_names: tuple[str, ...] = ()
 
+    def _set_parameters(self, *values: Tensor | float, validate_args: bool | None) -> None:
+        """Broadcast ``values`` together and store them under ``_parameter_names``."""
+        values = broadcast_all(*values)
+        for name, value in zip(self._parameter_names, values, strict=True):
+            setattr(self, name, value)
+        TorchDistribution.__init__(self, values[0].shape, validate_args=validate_args)
+
     def expand(self, batch_shape: torch.Size, _instance: TorchDistribution | None = None):
         new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
@@ -91,8 +98,7 @@ class Rayleigh(_ExpandMixin, TorchDistribution):
     _parameter_names = ("scale",)
 
     def __init__(self, scale: Tensor | float, *, validate_args: bool | None = None) -> None:
-        (self.scale,) = broadcast_all(scale)
-        super().__init__(self.scale.shape, validate_args=validate_args)
+        self._set_parameters(scale, validate_args=validate_args)
 
     def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
         """σ·√(2E) with E = −log ε ~ Exponential(1) (ε and 1 − ε are both uniform)."""
@@ -160,8 +166,7 @@ class Gompertz(_ExpandMixin, TorchDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        self.concentration, self.scale = broadcast_all(concentration, scale)
-        super().__init__(self.scale.shape, validate_args=validate_args)
+        self._set_parameters(concentration, scale, validate_args=validate_args)
 
     def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
         """s·log(1 + E/η) with E = −log ε ~ Exponential(1)."""
@@ -195,7 +200,26 @@ class Gompertz(_ExpandMixin, TorchDistribution):
         return self.scale * (-self.concentration.log()).clamp(min=0)
 
 
-class Reciprocal(_ExpandMixin, TorchDistribution):
+class _OnInterval(_ExpandMixin, TorchDistribution):
+    """A distribution on [low, high], its first two parameters, low < high, drawn by its icdf."""
+
+    def _set_interval(self, *values: Tensor | float, validate_args: bool | None) -> None:
+        self._set_parameters(*values, validate_args=validate_args)
+        if self._validate_args and not torch.lt(self.low, self.high).all():
+            raise ValueError(f"{type(self).__name__} needs low < high")
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self) -> constraints.Constraint:
+        """[low, high]."""
+        return constraints.interval(self.low, self.high)
+
+    def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
+        """Draw F⁻¹(u), u ~ U(0, 1), by the subclass's ``icdf``."""
+        shape = self._extended_shape(sample_shape)
+        return self.icdf(standard_uniform(shape, self.low))
+
+
+class Reciprocal(_OnInterval):
     r"""The reciprocal (log-uniform) distribution on [low, high], by its inverse CDF.
 
     .. math::
@@ -222,24 +246,11 @@ class Reciprocal(_ExpandMixin, TorchDistribution):
     def __init__(
         self, low: Tensor | float, high: Tensor | float, *, validate_args: bool | None = None
     ) -> None:
-        self.low, self.high = broadcast_all(low, high)
-        super().__init__(self.low.shape, validate_args=validate_args)
-        if self._validate_args and not torch.lt(self.low, self.high).all():
-            raise ValueError("Reciprocal needs low < high")
-
-    @constraints.dependent_property(is_discrete=False, event_dim=0)
-    def support(self) -> constraints.Constraint:
-        """[low, high]."""
-        return constraints.interval(self.low, self.high)
+        self._set_interval(low, high, validate_args=validate_args)
 
     @property
     def _log_ratio(self) -> Tensor:
         return self.high.log() - self.low.log()
-
-    def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
-        """Draw exp(log a + ε (log b − log a))."""
-        shape = self._extended_shape(sample_shape)
-        return self.icdf(standard_uniform(shape, self.low))
 
     def log_prob(self, value: Tensor) -> Tensor:
         """−log z − log log(b/a) on [a, b], −inf outside."""
@@ -273,7 +284,7 @@ class Reciprocal(_ExpandMixin, TorchDistribution):
         return (self.low.log() + self.high.log()) / 2 + self._log_ratio.log()
 
 
-class Triangular(_ExpandMixin, TorchDistribution):
+class Triangular(_OnInterval):
     r"""The triangular distribution on [low, high] with its mode at low + peak·(high − low).
 
     A location-scale family z = low + (high − low)·ε for each ``peak`` (scipy's
@@ -306,24 +317,11 @@ class Triangular(_ExpandMixin, TorchDistribution):
         *,
         validate_args: bool | None = None,
     ) -> None:
-        self.low, self.high, self.peak = broadcast_all(low, high, peak)
-        super().__init__(self.low.shape, validate_args=validate_args)
-        if self._validate_args and not torch.lt(self.low, self.high).all():
-            raise ValueError("Triangular needs low < high")
-
-    @constraints.dependent_property(is_discrete=False, event_dim=0)
-    def support(self) -> constraints.Constraint:
-        """[low, high]."""
-        return constraints.interval(self.low, self.high)
+        self._set_interval(low, high, peak, validate_args=validate_args)
 
     @property
     def _width(self) -> Tensor:
         return self.high - self.low
-
-    def rsample(self, sample_shape: torch.Size = _NO_SAMPLE_SHAPE) -> Tensor:
-        """Draw low + (high − low)·F⁻¹(u), u ~ U(0, 1)."""
-        shape = self._extended_shape(sample_shape)
-        return self.icdf(standard_uniform(shape, self.low))
 
     def log_prob(self, value: Tensor) -> Tensor:
         """The log-density, log 2 − log(high − low) + log(ε/c) or + log((1 − ε)/(1 − c))."""

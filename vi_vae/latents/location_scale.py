@@ -199,16 +199,9 @@ class EllipticalFamily(LatentFamily):
             scale_tril = scale_tril + below
         return self._distribution(loc, scale_tril)
 
-    def prior(
-        self,
-        latent_dim: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> dist.TorchDistribution:
+    def prior_like(self, zeros: Tensor) -> dist.TorchDistribution:
         """The base at μ = 0 and L = I."""
-        dtype = dtype or torch.get_default_dtype()
-        loc = torch.zeros(latent_dim, device=device, dtype=dtype)
-        return self._distribution(loc, torch.eye(latent_dim, device=device, dtype=dtype))
+        return self._distribution(zeros, torch.diag_embed(zeros + 1))
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
         """μ (the mean for both bases: ν > 1); for a flow guide, μ pushed through the flow."""

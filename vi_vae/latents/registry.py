@@ -61,14 +61,19 @@ class LatentFamily(abc.ABC):
     def posterior(self, raw: Tensor) -> dist.TorchDistribution:
         """q(z|x) from raw encoder outputs ``raw: [..., num_raw_parameters]``."""
 
-    @abc.abstractmethod
     def prior(
         self,
         latent_dim: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> dist.TorchDistribution:
-        """The default p(z): batch shape ``[]``, event shape ``[latent_dim]``."""
+        """The default p(z): batch shape ``[]``, event shape ``[latent_dim]`` (default dtype)."""
+        dtype = dtype or torch.get_default_dtype()
+        return self.prior_like(torch.zeros(latent_dim, device=device, dtype=dtype))
+
+    @abc.abstractmethod
+    def prior_like(self, zeros: Tensor) -> dist.TorchDistribution:
+        """The default p(z) of ``zeros.shape`` = ``[latent_dim]``, on its device, in its dtype."""
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
         """A point summary of q(z|x) for reconstructions and latent plots (the mean).
@@ -212,18 +217,9 @@ class ElementwiseFamily(LatentFamily):
         }
         return self.distribution(**kwargs, **self.fixed_parameters).to_event(1)
 
-    def prior(
-        self,
-        latent_dim: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> dist.TorchDistribution:
+    def prior_like(self, zeros: Tensor) -> dist.TorchDistribution:
         """The distribution at ``prior_parameters``, ``latent_dim`` independent copies."""
-        dtype = dtype or torch.get_default_dtype()
-        kwargs = {
-            name: torch.full((latent_dim,), float(value), device=device, dtype=dtype)
-            for name, value in self.prior_parameters.items()
-        }
+        kwargs = {name: zeros + float(value) for name, value in self.prior_parameters.items()}
         return self.distribution(**kwargs, **self.fixed_parameters).to_event(1)
 
     def center(self, posterior: dist.TorchDistribution) -> Tensor:
