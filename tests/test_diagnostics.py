@@ -215,3 +215,30 @@ def test_inference_data_refuses_bad_requests(kwargs, message):
     truth = LinearGaussian()
     with pytest.raises(InputError, match=message):
         to_inference_data(truth.model, truth.exact_guide, truth.sample(10), **kwargs)
+
+
+def test_snr_refuses_a_pair_whose_param_sites_hold_other_tensors():
+    # two networks registered under one name: Pyro's param store keeps the first one's
+    # tensors, which the second pair's param sites then record while it computes with its
+    # own; every SNR came out NaN, which the report shows as n/a
+    def pair(net):
+        def model(x):
+            pyro.module("net", net)
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
+                pyro.sample("x", dist.Normal(net(z), 1.0).to_event(1), obs=x)
+
+        def guide(x):
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(x[:, :1], 1.0).to_event(1))
+
+        return model, guide
+
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    x = torch.randn(6, 2)
+    first, second = torch.nn.Linear(1, 2), torch.nn.Linear(1, 2)
+    snr = gradient_snr(*pair(first), Trace_ELBO(), x, num_draws=3, seed=0)
+    assert snr.model > 0  # the first pair is measured
+    with pytest.raises(InputError, match="reaches none of the tensors at the pair's param sites"):
+        gradient_snr(*pair(second), Trace_ELBO(), x, num_draws=3, seed=0)

@@ -127,16 +127,12 @@ def gradient_snr(
     check_positive_int("num_draws", num_draws, minimum=2)
     with seeded(seed, x.device):
         parameters, guide_names, model_names = _split_parameters(model, guide, loss, x, kwargs)
+        names = guide_names + model_names
         saved = {name: leaf.grad for name, leaf in parameters.items()}
         try:
             count, mean, m2 = 0, None, None
             for _ in range(num_draws):
-                for leaf in parameters.values():
-                    leaf.grad = None
-                loss.loss_and_grads(model, guide, x, **kwargs)
-                draw = torch.cat(
-                    [_flat_gradient(parameters[name]) for name in guide_names + model_names]
-                )
+                draw = _gradient_draw(loss, (model, guide, x, kwargs), parameters, names)
                 # Welford's running mean and sum of squared deviations, in float64
                 count += 1
                 if mean is None:
@@ -271,6 +267,30 @@ def _split_parameters(
     guide_names += [name for name in parameters if name in owned and name not in guide_names]
     model_names = [name for name in parameters if name not in guide_names]
     return parameters, guide_names, model_names
+
+
+def _gradient_draw(
+    loss: PyroELBO, call: tuple, parameters: dict[str, Tensor], names: list[str]
+) -> Tensor:
+    """One draw of ``loss``'s gradient, the parameters ``names`` flattened in that order.
+
+    Raises:
+        InputError: when the gradient reaches none of the parameters the pair's
+            ``param`` sites hold: their SNRs would all be NaN.
+    """
+    model, guide, x, kwargs = call
+    for leaf in parameters.values():
+        leaf.grad = None
+    loss.loss_and_grads(model, guide, x, **kwargs)
+    if parameters and all(leaf.grad is None for leaf in parameters.values()):
+        raise InputError(
+            "gradient_snr: the loss's gradient reaches none of the tensors at the pair's param "
+            f"sites ({', '.join(list(parameters)[:3])}, ...): Pyro's param store holds other "
+            "tensors under those names than the ones the model and guide compute with (another "
+            "module registered the same names first); call pyro.clear_param_store() and build "
+            "the model again, or give its modules other names"
+        )
+    return torch.cat([_flat_gradient(parameters[name]) for name in names])
 
 
 def _flat_gradient(leaf: Tensor) -> Tensor:
