@@ -735,8 +735,11 @@ def test_train_with_ais_points_adds_ais_to_the_run(tmp_path):
 
 def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
     # issue 8: the compiled passes draw the same noise as eager Pyro; the sums differ
-    # only by float rounding (float32 kernels fused differently: 1e-6 relative is
-    # ~100 rounding steps of float32)
+    # only by float rounding: float32 kernels fused differently, whose order follows the
+    # CPU's vector width. Here they differ by 1.8e-8 (log p(x)) and 1.1e-7 (the train loss,
+    # one float32 ulp at 552); the test allowed 1e-6, ~8 ulps, and allows what
+    # float_rounding derives for a reordered float32 sum (1e-5): another draw of z moves
+    # these numbers by 1e-4 or more
     argv = ["train", "--max-train", "128", "--hidden-sizes", "16", "--latent-dim", "2"]
     argv += ["--epochs", "1", "--eval-num-particles", "20", "--eval-num-points", "10"]
     argv += ["--quiet", "--no-figures", "--ais-num-points", "3", *AIS]
@@ -750,7 +753,7 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
         ("log_marginal_likelihood", "log_likelihood"),
         ("training", "final_train_loss"),
     ):
-        assert fast[section][key] == pytest.approx(eager[section][key], rel=1e-6)
+        assert fast[section][key] == up_to_reduction_order(eager[section][key])
     # AIS: the same momenta and accept tests; rounding carried through 20 × 2 leapfrog steps
     assert fast["ais"]["estimate"]["log_likelihood"] == pytest.approx(
         eager["ais"]["estimate"]["log_likelihood"], abs=1e-3
@@ -760,8 +763,8 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
     argv = ["evaluate", str(tmp_path / "eager"), "--num-particles", "20", "--num-points", "10"]
     assert cli.main([*argv, "--compile"]) == 0
     again = json.loads((tmp_path / "eager" / "metrics.json").read_text())
-    assert again["log_marginal_likelihood"]["log_likelihood"] == pytest.approx(
-        eager["log_marginal_likelihood"]["log_likelihood"], rel=1e-6
+    assert again["log_marginal_likelihood"]["log_likelihood"] == up_to_reduction_order(
+        eager["log_marginal_likelihood"]["log_likelihood"]
     )
     argv = ["bdmc", str(tmp_path / "eager"), "--num-points", "3", "--quiet", *AIS]
     assert cli.main(argv) == 0
