@@ -15,10 +15,10 @@ import torch
 import torch._inductor.config as inductor_config
 
 TESTS = Path(__file__).parent
-#: folders of small-tensor tests (AIS: thousands of tiny ops; the compiled path) in
-#: which a second intra-op thread on a shared two-core machine cost 5-15x in
-#: synchronization and gained nothing
-ONE_THREAD_FOLDERS = (TESTS / "evaluation", TESTS / "torch_compile")
+#: folders of small-tensor tests (AIS: thousands of tiny ops; the compiled path; the
+#: latent families' battery) in which a second intra-op thread on a shared two-core
+#: machine cost 5-15x in synchronization and gained nothing
+ONE_THREAD_FOLDERS = (TESTS / "evaluation", TESTS / "torch_compile", TESTS / "latents")
 
 #: ``VI_VAE_TEST_THREADS=N`` pins every test to N intra-op threads instead (CI runs the
 #: suite under 1 and 2): no test may pass or fail by the thread count, since the order
