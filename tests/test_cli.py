@@ -46,6 +46,31 @@ def run(*args, cwd=None, env=None):
     )
 
 
+def run_side_by_side(*commands):
+    """Each command (a full argv) in its own process, all started at once.
+
+    Most of a short command's time is importing torch and Pyro on one thread: side by
+    side they use every core instead of one, and each is still its own process.
+    """
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+        )
+        for argv in commands
+    ]
+    try:
+        results = []
+        for argv, process in zip(commands, processes, strict=True):
+            stdout, stderr = process.communicate(timeout=300)
+            results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+        return results
+    finally:
+        for process in processes:
+            process.kill()  # only those a timeout left running; the others have exited
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
@@ -106,24 +131,24 @@ def test_the_printed_numbers_are_the_library_s_numbers(trained_run):
     assert stored.bound(1).mean <= stored.log_marginal_likelihood.log_likelihood
 
 
-def test_evaluate_rewrites_metrics_and_report_sample_and_plot(trained_run, tmp_path):
+def test_evaluate_rewrites_metrics_and_report_sample_and_plot(trained_run, tmp_path, capsys):
+    # in this process: three more starts of torch and Pyro cost ~15 s and tested nothing
+    # that test_entry_point_exit_status_and_no_traceback does not
     run_dir, _ = trained_run
-    result = run("evaluate", str(run_dir), "--num-particles", "7", "--num-points", "10")
-    assert result.returncode == 0, result.stderr
-    assert "K = 7, 10 points" in result.stdout
+    assert cli.main(["evaluate", str(run_dir), "--num-particles", "7", "--num-points", "10"]) == 0
+    assert "K = 7, 10 points" in capsys.readouterr().out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["log_marginal_likelihood"]["num_particles"] == 7
     assert metrics["training"]["epochs_completed"] == 2
     report = (run_dir / "report.md").read_text()
     assert "K = 7 on the first 10" in report and "K = 30" not in report
     assert "Pareto k̂ undefined (Pareto k̂ needs at least 21 weights" in report
-    result = run("sample", str(run_dir), "--num-samples", "8", "--output", str(tmp_path / "s.npy"))
-    assert result.returncode == 0, result.stderr
+    argv = ["sample", str(run_dir), "--num-samples", "8", "--output", str(tmp_path / "s.npy")]
+    assert cli.main(argv) == 0, capsys.readouterr().err
     samples = np.load(tmp_path / "s.npy")
     assert samples.shape == (8, 784) and ((samples >= 0) & (samples <= 1)).all()
-    result = run("plot", str(run_dir))
-    assert result.returncode == 0, result.stderr
-    assert "manifold.png" in result.stdout
+    assert cli.main(["plot", str(run_dir)]) == 0, capsys.readouterr().err
+    assert "manifold.png" in capsys.readouterr().out
 
 
 def test_k_equal_1_evaluates_with_an_undefined_pareto_k(trained_run, capsys):
@@ -436,8 +461,10 @@ def test_a_second_train_overwrite_is_refused_while_the_first_runs(trained_run, t
             (run_dir / path.name).write_bytes(path.read_bytes())
     before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
     with RunDirectory(run_dir).locked():
-        second = run("train", "--run-dir", str(run_dir), "--overwrite", "--seed", "5", *TINY)
-        evaluate = run("evaluate", str(run_dir), "--num-particles", "2")
+        second, evaluate = run_side_by_side(
+            [VI_VAE, "train", "--run-dir", str(run_dir), "--overwrite", "--seed", "5", *TINY],
+            [VI_VAE, "evaluate", str(run_dir), "--num-particles", "2"],
+        )
     for result in (second, evaluate):
         assert result.returncode == 2, result.stderr
         assert f"run directory {run_dir} is in use by another vi_vae process (pid" in result.stderr
@@ -446,19 +473,20 @@ def test_a_second_train_overwrite_is_refused_while_the_first_runs(trained_run, t
     assert load_run(run_dir).config.training.seed == 0
 
 
-def test_entry_point_exit_status_and_no_traceback(bad_files):
-    result = run("train", "--dataset", str(bad_files / "nan.npy"), "--epochs", "1")
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
-    result = run("evaluate", str(bad_files / "corrupt"))
-    assert (
-        result.returncode == 2 and "corrupt" in result.stderr and "Traceback" not in result.stderr
+def test_entry_point_exit_status_and_no_traceback(bad_files, tmp_path):
+    bad_data, corrupt, help_, module = run_side_by_side(
+        [VI_VAE, "train", "--dataset", str(bad_files / "nan.npy"), "--epochs", "1"]
+        + ["--run-dir", str(tmp_path / "never-made")],
+        [VI_VAE, "evaluate", str(bad_files / "corrupt")],
+        [VI_VAE, "--help"],
+        [sys.executable, "-m", "vi_vae", "datasets"],
     )
-    result = run("--help")
-    assert result.returncode == 0 and "evaluate" in result.stdout
-    module = subprocess.run(
-        [sys.executable, "-m", "vi_vae", "datasets"], capture_output=True, text=True, timeout=120
-    )
+    assert bad_data.returncode == 2 and "contains NaN or infinite values" in bad_data.stderr
+    assert bad_data.stderr.strip().count("\n") == 0 and "Traceback" not in bad_data.stderr
+    assert not (tmp_path / "never-made").exists()
+    assert corrupt.returncode == 2
+    assert "corrupt" in corrupt.stderr and "Traceback" not in corrupt.stderr
+    assert help_.returncode == 0 and "evaluate" in help_.stdout
     assert module.returncode == 0 and "mnist-5k" in module.stdout
 
 
@@ -707,8 +735,11 @@ def test_train_with_ais_points_adds_ais_to_the_run(tmp_path):
 
 def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
     # issue 8: the compiled passes draw the same noise as eager Pyro; the sums differ
-    # only by float rounding (float32 kernels fused differently: 1e-6 relative is
-    # ~100 rounding steps of float32)
+    # only by float rounding: float32 kernels fused differently, whose order follows the
+    # CPU's vector width. Here they differ by 1.8e-8 (log p(x)) and 1.1e-7 (the train loss,
+    # one float32 ulp at 552); the test allowed 1e-6, ~8 ulps, and allows what
+    # float_rounding derives for a reordered float32 sum (1e-5): another draw of z moves
+    # these numbers by 1e-4 or more
     argv = ["train", "--max-train", "128", "--hidden-sizes", "16", "--latent-dim", "2"]
     argv += ["--epochs", "1", "--eval-num-particles", "20", "--eval-num-points", "10"]
     argv += ["--quiet", "--no-figures", "--ais-num-points", "3", *AIS]
@@ -722,7 +753,7 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
         ("log_marginal_likelihood", "log_likelihood"),
         ("training", "final_train_loss"),
     ):
-        assert fast[section][key] == pytest.approx(eager[section][key], rel=1e-6)
+        assert fast[section][key] == up_to_reduction_order(eager[section][key])
     # AIS: the same momenta and accept tests; rounding carried through 20 × 2 leapfrog steps
     assert fast["ais"]["estimate"]["log_likelihood"] == pytest.approx(
         eager["ais"]["estimate"]["log_likelihood"], abs=1e-3
@@ -732,8 +763,8 @@ def test_compile_gives_the_same_numbers_as_eager(tmp_path, capsys):
     argv = ["evaluate", str(tmp_path / "eager"), "--num-particles", "20", "--num-points", "10"]
     assert cli.main([*argv, "--compile"]) == 0
     again = json.loads((tmp_path / "eager" / "metrics.json").read_text())
-    assert again["log_marginal_likelihood"]["log_likelihood"] == pytest.approx(
-        eager["log_marginal_likelihood"]["log_likelihood"], rel=1e-6
+    assert again["log_marginal_likelihood"]["log_likelihood"] == up_to_reduction_order(
+        eager["log_marginal_likelihood"]["log_likelihood"]
     )
     argv = ["bdmc", str(tmp_path / "eager"), "--num-points", "3", "--quiet", *AIS]
     assert cli.main(argv) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from float_rounding import RELATIVE
 
 from vi_vae import (
     VAE,
@@ -61,6 +62,11 @@ def test_ais_reads_auto_as_the_default_pass_size_and_moves_the_data_to_the_devic
         **settings,
     )  # fmt: skip
     assert ExecutionOptions().pairs_per_pass() == ExecutionOptions(chunk_size=8192).pairs_per_pass()
-    assert torch.equal(auto.log_weights, small.log_weights)  # keyed by point: chunking-free
+    # keyed by point: the same draws however the pairs are chunked. The sums are not
+    # bitwise the same: a pass of 2 rows and one of 6 are matrix products of other shapes,
+    # for which BLAS may pick other kernels (torch's notes on numerical accuracy: batched
+    # and sliced computations need not agree to the bit), so this allows their rounding;
+    # another draw would move a log weight by far more than 1e-5 of it
+    torch.testing.assert_close(small.log_weights, auto.log_weights, rtol=RELATIVE, atol=0)
     placed, kwargs = ExecutionOptions(device="meta").place(X, {"ys": X[:, 0], "k": 3})
     assert placed.device.type == "meta" and kwargs["ys"].device.type == "meta" and kwargs["k"] == 3

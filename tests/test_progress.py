@@ -65,13 +65,21 @@ def test_ctrl_c_names_the_resume_that_each_command_takes(tmp_path):
     hints = {}
     for command in ("train", "compare"):
         out = ["--run-dir" if command == "train" else "--out-dir", str(tmp_path / command)]
-        process = subprocess.Popen(
-            [VI_VAE, command, "--max-train", "256", "--hidden-sizes", "32", *out],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
+        # a child inherits an *ignored* SIGINT (a shell's background job, some CI runners),
+        # and Python then never raises KeyboardInterrupt: the command ran to the end and
+        # exited 0. A handled signal is reset to its default on exec, so handle it here
+        # while the child starts, whatever this process inherited
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(
+                [VI_VAE, command, "--max-train", "256", "--hidden-sizes", "32", *out],
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         deadline = time.monotonic() + 120
         while not (tmp_path / command).exists() and time.monotonic() < deadline:
             time.sleep(0.1)  # the directory exists once the command runs, past the imports

@@ -1,6 +1,7 @@
 """The command line states AIS's verdict (issue 20 items 8, 17), through the vi-vae entry point."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,16 +28,61 @@ def run_dir(tmp_path_factory):
     return path
 
 
-def evaluate_ais(run_dir, num_steps, leapfrog_steps):
-    return run(
-        "evaluate", str(run_dir), "--method", "ais", "--num-points", "6", "--quiet",
-        "--ais-num-steps", str(num_steps), "--ais-num-chains", "4",
-        "--ais-leapfrog-steps", str(leapfrog_steps),
-    )  # fmt: skip
+def ais_arguments(num_steps, leapfrog_steps):
+    return [
+        "--method", "ais", "--num-points", "6", "--quiet", "--ais-num-steps", str(num_steps),
+        "--ais-num-chains", "4", "--ais-leapfrog-steps", str(leapfrog_steps),
+    ]  # fmt: skip
 
 
-def test_too_short_ais_warns_in_one_line_and_the_report_does_not_quote_it(run_dir):
-    result = evaluate_ais(run_dir, 5, 2)
+#: each test's evaluate arguments, run on its own copy of the trained run
+EVALUATIONS = {
+    "too_short": ais_arguments(5, 2),
+    "enough": ais_arguments(300, 5),
+    # issue 20 item 17: it was an allocation traceback after the run was loaded
+    "huge": ["--method", "ais", "--ais-num-steps", str(10**12)],
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(run_dir, tmp_path_factory):
+    """Each evaluation on its own copy of the run, all started at once.
+
+    Each command mostly imports torch and Pyro on one thread: side by side they use
+    every core. Each writes only its own copy, so none sees another's report.
+    """
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    started = {}
+    for name, arguments in EVALUATIONS.items():
+        copy = tmp_path_factory.mktemp(name) / "tiny"
+        shutil.copytree(run_dir, copy)
+        started[name] = (
+            copy,
+            subprocess.Popen(
+                [VI_VAE, "evaluate", str(copy), *arguments],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment,
+            ),
+        )
+    finished = {}
+    try:
+        for name, (copy, process) in started.items():
+            stdout, stderr = process.communicate(timeout=300)
+            finished[name] = (
+                copy,
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr),
+            )
+    finally:
+        for _, process in started.values():
+            process.kill()  # only those a timeout left running; the others have exited
+            process.wait()
+    return finished
+
+
+def test_too_short_ais_warns_in_one_line_and_the_report_does_not_quote_it(evaluated):
+    run_dir, result = evaluated["too_short"]
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1, result.stderr
@@ -49,8 +95,8 @@ def test_too_short_ais_warns_in_one_line_and_the_report_does_not_quote_it(run_di
     assert "**not converged**" in report
 
 
-def test_enough_steps_are_the_number_to_quote(run_dir):
-    result = evaluate_ais(run_dir, 300, 5)
+def test_enough_steps_are_the_number_to_quote(evaluated):
+    run_dir, result = evaluated["enough"]
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
     report = (run_dir / "report.md").read_text()
@@ -58,9 +104,8 @@ def test_enough_steps_are_the_number_to_quote(run_dir):
     assert "- convergence: converged (acceptance, half-schedule, importance-sampling" in report
 
 
-def test_a_huge_number_of_steps_is_one_line_and_exit_2(run_dir):
-    # issue 20 item 17: it was an allocation traceback after the run was loaded
-    result = run("evaluate", str(run_dir), "--method", "ais", "--ais-num-steps", str(10**12))
+def test_a_huge_number_of_steps_is_one_line_and_exit_2(evaluated):
+    _, result = evaluated["huge"]
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "ais.num_steps must be at most 1,000,000" in result.stderr

@@ -6,7 +6,6 @@ tested the moment it is registered.
 """
 
 import pytest
-import torch
 from latent_cases import ALL_FAMILIES
 
 from vi_vae.latents import LatentFamily
@@ -15,13 +14,3 @@ from vi_vae.latents import LatentFamily
 @pytest.fixture(params=list(ALL_FAMILIES.values()), ids=list(ALL_FAMILIES))
 def family(request: pytest.FixtureRequest) -> LatentFamily:
     return request.param
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tensors are small, and the machine may be shared.
-
-    With a second busy process on a 2-core machine, two spinning torch threads make
-    small operations tens of times slower; one thread is never much slower here.
-    """
-    torch.set_num_threads(1)
