@@ -298,7 +298,10 @@ def test_several_latent_sites_are_not_judged_by_the_amortized_elbo():
     gaps = inference_gaps(
         vae.model, vae.guide, x, seed=0, local_steps=4, num_particles=20, num_steps=2, num_chains=2
     )
-    assert [check.name for check in gaps.local_convergence.checks] == ["local-optimization"]
+    assert [check.name for check in gaps.local_convergence.checks] == [
+        "local-optimization",
+        "local-points",
+    ]
 
 
 def test_a_guide_with_a_discrete_site_is_refused_naming_the_site_and_what_to_change():
@@ -318,3 +321,37 @@ def test_a_guide_with_a_discrete_site_is_refused_naming_the_site_and_what_to_cha
     x = torch.zeros(3, 2, dtype=torch.float64)
     with pytest.raises(InputError, match=r"'c'.*reparameterized.*marginalize"):
         inference_gaps(model, guide, x, seed=0, local_steps=2)
+
+
+def test_a_few_points_still_climbing_fail_the_points_check_the_mean_misses():
+    # 200 steps of 100 points' ELBO estimates with step noise sd 0.01; 10 points still
+    # climb 0.0025 nats a step, 0.05 over the last tenth (W = 20 steps): five times the
+    # tolerance of 0.01 nats per point, but only 0.005 for the mean over points, which
+    # the point-averaged check (0.01 + 2 SEs, SE ~ 0.0003) passes. Per point the limit
+    # is 0.01 + 2 x 0.0032, so the climbing points stand out by > 10 SEs, and 10 of 100
+    # exceed the binomial tail of converged points (6.9).
+    from vi_vae.evaluation.local_guide import local_optimization_check, local_points_check
+
+    generator = torch.Generator().manual_seed(0)
+    steps, num_points, climbing = 200, 100, 10
+    noise = 0.01 * torch.randn(steps, num_points, generator=generator, dtype=torch.float64)
+    climb = torch.zeros(num_points, dtype=torch.float64)
+    climb[:climbing] = 0.0025
+    trajectory = -100.0 + noise + torch.arange(steps, dtype=torch.float64)[:, None] * climb
+    assert local_optimization_check(trajectory.mean(1), 0.01).passed
+    check = local_points_check(trajectory, 0.01)
+    assert not check.passed and check.name == "local-points"
+    assert check.value == pytest.approx(0.10, abs=0.011)  # the 10, and at most one false alarm
+    # the same points converged: at most the binomial tail of false alarms (0.1 %)
+    assert local_points_check(-100.0 + noise, 0.01).passed
+
+
+def test_too_few_local_steps_are_not_called_converged():
+    # 40 steps on the demo's model passed the rise test with 4-step windows and left the
+    # amortization gap 0.4 nats short: windows under MIN_LOCAL_WINDOW steps fail
+    from vi_vae.evaluation.local_guide import MIN_LOCAL_WINDOW, local_optimization_check
+
+    flat = torch.full((10 * MIN_LOCAL_WINDOW - 1,), -100.0, dtype=torch.float64)
+    check = local_optimization_check(flat, 0.01)
+    assert not check.passed and "too few steps" in check.message
+    assert local_optimization_check(torch.cat([flat, flat[:1]]), 0.01).passed

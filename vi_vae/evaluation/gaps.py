@@ -70,6 +70,7 @@ from vi_vae.evaluation.local_guide import (
     LocalGuide,
     full_covariance_guide,
     local_optimization_check,
+    local_points_check,
     optimize_locally,
 )
 from vi_vae.execution import ExecutionOptions
@@ -96,7 +97,8 @@ class InferenceGaps:
         local_elbo: ELBO(q*), the guide's family optimized per point.
         local_trajectory: q*'s ELBO estimate at each step, averaged over points, ``[steps]``.
         local_convergence: the local optimization's verdict (check
-            ``"local-optimization"``, and ``"full-covariance-optimization"``).
+            ``"local-optimization"``, ``"local-points"``, and
+            ``"full-covariance-optimization"``).
         substitutes: how q*'s family differs from the guide's (flows, several sites).
         full_covariance_elbo: ELBO of a full-covariance Gaussian q per point, or ``None``.
         full_covariance_trajectory: its trajectory, or ``None``.
@@ -302,7 +304,7 @@ def _local_terms(
         "elbo": _Counter(on_progress, "ELBO", len(groups)),
     }
     parts: dict[str, list] = {name: [] for name in ("amortized", "local", "full")}
-    trajectories: dict[str, list[Tensor]] = {"local": [], "full": []}
+    trajectories: dict[str, list[Tensor]] = {"local": [], "full": [], "points": []}
     substitutes: tuple[str, ...] = ()
     for rows in groups:
         rows_x, rows_kwargs = rows_of(x, kwargs, rows)
@@ -326,6 +328,8 @@ def _local_terms(
                 **options,
             )
             trajectories[name].append(weight * optimization.trajectory)
+            if name == "local":
+                trajectories["points"].append(optimization.point_trajectory)
         for name, q in evaluated.items():
             parts[name].append(_elbo(model, q, rows_x, rows_kwargs, settings, chunk_size, options))
         counters["elbo"]()
@@ -354,7 +358,10 @@ def _assemble(
         )
 
     local_trajectory = torch.stack(trajectories["local"]).sum(0)
-    checks = [local_optimization_check(local_trajectory, settings.local_tolerance)]
+    checks = [
+        local_optimization_check(local_trajectory, settings.local_tolerance),
+        local_points_check(torch.cat(trajectories["points"], 1), settings.local_tolerance),
+    ]
     if holds_guide:
         tolerance = settings.local_tolerance
         checks.append(_amortized_elbo_check(joined("local"), joined("amortized"), tolerance))
