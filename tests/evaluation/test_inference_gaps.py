@@ -330,7 +330,7 @@ def test_a_few_points_still_climbing_fail_the_points_check_the_mean_misses():
     # the point-averaged check (0.01 + 2 SEs, SE ~ 0.0003) passes. Per point the limit
     # is 0.01 + 2 x 0.0032, so the climbing points stand out by > 10 SEs, and 10 of 100
     # exceed the binomial tail of converged points (6.9).
-    from vi_vae.evaluation.local_guide import local_optimization_check, local_points_check
+    from vi_vae.evaluation.local_convergence import local_optimization_check, local_points_check
 
     generator = torch.Generator().manual_seed(0)
     steps, num_points, climbing = 200, 100, 10
@@ -349,7 +349,7 @@ def test_a_few_points_still_climbing_fail_the_points_check_the_mean_misses():
 def test_too_few_local_steps_are_not_called_converged():
     # 40 steps on the demo's model passed the rise test with 4-step windows and left the
     # amortization gap 0.4 nats short: windows under MIN_LOCAL_WINDOW steps fail
-    from vi_vae.evaluation.local_guide import MIN_LOCAL_WINDOW, local_optimization_check
+    from vi_vae.evaluation.local_convergence import MIN_LOCAL_WINDOW, local_optimization_check
 
     flat = torch.full((10 * MIN_LOCAL_WINDOW - 1,), -100.0, dtype=torch.float64)
     check = local_optimization_check(flat, 0.01)

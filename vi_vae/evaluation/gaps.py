@@ -66,11 +66,10 @@ from vi_vae.evaluation.convergence import (
     warn_unless_converged,
 )
 from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
+from vi_vae.evaluation.local_convergence import local_optimization_check, local_points_check
 from vi_vae.evaluation.local_guide import (
     LocalGuide,
     full_covariance_guide,
-    local_optimization_check,
-    local_points_check,
     optimize_locally,
 )
 from vi_vae.execution import ExecutionOptions
