@@ -36,12 +36,8 @@ def local_optimization_check(trajectory: Tensor, tolerance: float) -> Convergenc
         trajectory: the mean ELBO estimate of each step, ``[steps]`` (at least 2).
         tolerance: nats per point.
     """
-    window = max(1, trajectory.numel() // 10)
-    last, before = trajectory[-window:].double(), trajectory[-2 * window : -window].double()
-    rise = (last.mean() - before.mean()).item()
-    error = 0.0
-    if window > 1:
-        error = math.sqrt(last.var().item() / window + before.var().item() / window)
+    window, rises, errors = _rise(trajectory)
+    rise, error = rises.item(), errors.item()
     limit = tolerance + NUM_STANDARD_ERRORS * error
     passed = rise <= limit and window >= MIN_LOCAL_WINDOW
     message = (
@@ -77,14 +73,8 @@ def local_points_check(point_trajectory: Tensor, tolerance: float) -> Convergenc
         point_trajectory: each point's ELBO estimate of each step, ``[steps, points]``.
         tolerance: nats per point.
     """
-    steps, num_points = point_trajectory.shape
-    window = max(1, steps // 10)
-    last = point_trajectory[-window:].double()
-    before = point_trajectory[-2 * window : -window].double()
-    rise = last.mean(0) - before.mean(0)
-    error = torch.zeros_like(rise)
-    if window > 1:
-        error = (last.var(0) / window + before.var(0) / window).sqrt()
+    num_points = point_trajectory.shape[1]
+    window, rise, error = _rise(point_trajectory)
     rising = int((rise > tolerance + NUM_STANDARD_ERRORS * error).sum())
     p = 0.5 * math.erfc(NUM_STANDARD_ERRORS / math.sqrt(2))
     limit = num_points * p + 3.1 * math.sqrt(num_points * p * (1 - p))
@@ -100,3 +90,19 @@ def local_points_check(point_trajectory: Tensor, tolerance: float) -> Convergenc
     return ConvergenceCheck(
         "local-points", passed, share, limit_share, message, remedy="local_steps"
     )
+
+
+def _rise(trajectory: Tensor) -> tuple[int, Tensor, Tensor]:
+    """``(W, rise, SE)`` along the steps (dim 0).
+
+    W is a tenth of the steps, the rise the mean over the last W steps minus that over
+    the W before it, and SE its standard error from the scatter of the steps in each
+    window (0 for W = 1).
+    """
+    window = max(1, trajectory.shape[0] // 10)
+    last = trajectory[-window:].double()
+    before = trajectory[-2 * window : -window].double()
+    rise = last.mean(0) - before.mean(0)
+    if window == 1:
+        return window, rise, torch.zeros_like(rise)
+    return window, rise, (last.var(0) / window + before.var(0) / window).sqrt()
