@@ -25,8 +25,13 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from vi_vae.latents.distributions import Erlang, Gompertz, Logistic, Rayleigh, Reciprocal
-from vi_vae.latents.parameters import LOCATION, SCALE, Interval, Positive
-from vi_vae.latents.registry import ElementwiseFamily, register_family
+from vi_vae.latents.parameters import SCALE, Positive
+from vi_vae.latents.registry import (
+    ElementwiseFamily,
+    interval_family,
+    location_scale_family,
+    register_family,
+)
 
 __all__ = [
     "CAUCHY",
@@ -81,27 +86,21 @@ EXPONENTIAL = register_family(
 )
 
 CAUCHY = register_family(
-    ElementwiseFamily(
-        name="cauchy",
-        categories=("inverse_cdf",),
-        distribution=dist.Cauchy,
-        parameters={"loc": LOCATION, "scale": SCALE},
-        prior_parameters={"loc": 0.0, "scale": 1.0},
-        support=constraints.real,
-        description="z = μ + γ·tan(π(ε − 1/2)); no mean, so the centre is μ (the median)",
+    location_scale_family(
+        "cauchy",
+        ("inverse_cdf",),
+        dist.Cauchy,
+        "z = μ + γ·tan(π(ε − 1/2)); no mean, so the centre is μ (the median)",
         center=lambda posterior: posterior.base_dist.loc,
     )
 )
 
 LOGISTIC = register_family(
-    ElementwiseFamily(
-        name="logistic",
-        categories=("inverse_cdf", "location_scale"),
-        distribution=Logistic,
-        parameters={"loc": LOCATION, "scale": SCALE},
-        prior_parameters={"loc": 0.0, "scale": 1.0},
-        support=constraints.real,
-        description="z = μ + s·log(ε/(1 − ε)): an inverse CDF and a location-scale map",
+    location_scale_family(
+        "logistic",
+        ("inverse_cdf", "location_scale"),
+        Logistic,
+        "z = μ + s·log(ε/(1 − ε)): an inverse CDF and a location-scale map",
     )
 )
 
@@ -148,14 +147,13 @@ WEIBULL = register_family(
 )
 
 RECIPROCAL = register_family(
-    ElementwiseFamily(
-        name="reciprocal",
-        categories=("inverse_cdf",),
-        distribution=reciprocal_inside_prior,
-        parameters={"position": Interval(0.0, 1.0), "width": Interval(1e-3, 1.0)},
-        prior_parameters={"position": 0.5, "width": 1.0},
-        support=constraints.interval(RECIPROCAL_PRIOR_LOW, RECIPROCAL_PRIOR_HIGH),
-        description="log-uniform, z = a·(b/a)^ε, [a, b] inside the prior's [0.1, 10]",
+    interval_family(
+        "reciprocal",
+        ("inverse_cdf",),
+        reciprocal_inside_prior,
+        1e-3,
+        constraints.interval(RECIPROCAL_PRIOR_LOW, RECIPROCAL_PRIOR_HIGH),
+        "log-uniform, z = a·(b/a)^ε, [a, b] inside the prior's [0.1, 10]",
     )
 )
 
@@ -175,15 +173,7 @@ GOMPERTZ = register_family(
 )
 
 GUMBEL = register_family(
-    ElementwiseFamily(
-        name="gumbel",
-        categories=("inverse_cdf",),
-        distribution=dist.Gumbel,
-        parameters={"loc": LOCATION, "scale": SCALE},
-        prior_parameters={"loc": 0.0, "scale": 1.0},
-        support=constraints.real,
-        description="z = μ − β·log(−log ε)",
-    )
+    location_scale_family("gumbel", ("inverse_cdf",), dist.Gumbel, "z = μ − β·log(−log ε)")
 )
 
 ERLANG = register_family(

@@ -22,9 +22,13 @@ from torch.distributions import constraints
 
 from vi_vae.errors import InputError
 from vi_vae.latents.distributions import Triangular
-from vi_vae.latents.parameters import LOCATION, SCALE, Interval, Real
-from vi_vae.latents.pushforward import PushforwardPosterior
-from vi_vae.latents.registry import ElementwiseFamily, LatentFamily, register_family
+from vi_vae.latents.parameters import LOCATION, SCALE, Real
+from vi_vae.latents.registry import (
+    LatentFamily,
+    interval_family,
+    location_scale_family,
+    register_family,
+)
 
 __all__ = [
     "ELLIPTICAL",
@@ -73,52 +77,42 @@ def triangular_inside_prior(position: Tensor, width: Tensor) -> Triangular:
 
 
 NORMAL = register_family(
-    ElementwiseFamily(
-        name="normal",
-        categories=("location_scale",),
-        distribution=dist.Normal,
-        parameters={"loc": LOCATION, "scale": SCALE},
-        prior_parameters={"loc": 0.0, "scale": 1.0},
-        support=constraints.real,
-        description="diagonal Gaussian, z = μ + σ·ε with ε ~ N(0, 1); the default",
+    location_scale_family(
+        "normal",
+        ("location_scale",),
+        dist.Normal,
+        "diagonal Gaussian, z = μ + σ·ε with ε ~ N(0, 1); the default",
     )
 )
 
 LAPLACE = register_family(
-    ElementwiseFamily(
-        name="laplace",
-        categories=("location_scale",),
-        distribution=dist.Laplace,
-        parameters={"loc": LOCATION, "scale": SCALE},
-        prior_parameters={"loc": 0.0, "scale": 1.0},
-        support=constraints.real,
-        description="z = μ + b·ε, ε ~ Laplace(0, 1) by its inverse CDF",
+    location_scale_family(
+        "laplace",
+        ("location_scale",),
+        dist.Laplace,
+        "z = μ + b·ε, ε ~ Laplace(0, 1) by its inverse CDF",
     )
 )
 
 STUDENT_T = register_family(
-    ElementwiseFamily(
-        name="studentt",
-        categories=("location_scale",),
-        distribution=dist.StudentT,
-        parameters={"loc": LOCATION, "scale": SCALE},
-        prior_parameters={"loc": 0.0, "scale": 1.0},
+    location_scale_family(
+        "studentt",
+        ("location_scale",),
+        dist.StudentT,
+        "z = μ + σ·ε, ε ~ t₅ = N(0, 1)/√(χ²₅/5); heavy tails, so a t₅ prior",
         fixed_parameters={"df": STUDENT_T_DF},
-        support=constraints.real,
-        description="z = μ + σ·ε, ε ~ t₅ = N(0, 1)/√(χ²₅/5); heavy tails, so a t₅ prior",
     )
 )
 
 #: The uniform's width is at least 1e-3 of the prior's, so log q ≤ log 1000 ≈ 6.9 nats.
 UNIFORM = register_family(
-    ElementwiseFamily(
-        name="uniform",
-        categories=("location_scale",),
-        distribution=uniform_inside_prior,
-        parameters={"position": Interval(0.0, 1.0), "width": Interval(1e-3, 1.0)},
-        prior_parameters={"position": 0.5, "width": 1.0},
-        support=constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
-        description="z = low + (high − low)·ε, ε ~ U(0, 1), [low, high] inside the prior's [−1, 1]",
+    interval_family(
+        "uniform",
+        ("location_scale",),
+        uniform_inside_prior,
+        1e-3,
+        constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
+        "z = low + (high − low)·ε, ε ~ U(0, 1), [low, high] inside the prior's [−1, 1]",
     )
 )
 
@@ -126,14 +120,13 @@ UNIFORM = register_family(
 #: width·√(eps/8) ≈ 2.4e-6 from its ends, tens of float32 steps, so the density at a
 #: draw (which vanishes at the ends) is never rounded to 0.
 TRIANGULAR = register_family(
-    ElementwiseFamily(
-        name="triangular",
-        categories=("location_scale",),
-        distribution=triangular_inside_prior,
-        parameters={"position": Interval(0.0, 1.0), "width": Interval(1e-2, 1.0)},
-        prior_parameters={"position": 0.5, "width": 1.0},
-        support=constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
-        description="symmetric triangle, z = low + (high − low)·ε, inside the prior's [−1, 1]",
+    interval_family(
+        "triangular",
+        ("location_scale",),
+        triangular_inside_prior,
+        1e-2,
+        constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
+        "symmetric triangle, z = low + (high − low)·ε, inside the prior's [−1, 1]",
     )
 )
 
@@ -150,7 +143,8 @@ class EllipticalFamily(LatentFamily):
     point, the d locations, the d diagonal entries of L and its d(d − 1)/2 entries
     below the diagonal (row by row): d(d + 3)/2 numbers. The prior is the same base
     at μ = 0, L = I; for the Gaussian base the KL is closed form, for the t base
-    (whose tails need a t prior of the same ν) it is sampled.
+    (whose tails need a t prior of the same ν) it is sampled. The centre is μ, the
+    mean of both bases (ν > 1).
 
     Args:
         name: registry name.
@@ -202,12 +196,6 @@ class EllipticalFamily(LatentFamily):
     def prior_like(self, zeros: Tensor) -> dist.TorchDistribution:
         """The base at μ = 0 and L = I."""
         return self._distribution(zeros, torch.diag_embed(zeros + 1))
-
-    def center(self, posterior: dist.TorchDistribution) -> Tensor:
-        """μ (the mean for both bases: ν > 1); for a flow guide, μ pushed through the flow."""
-        if isinstance(posterior, PushforwardPosterior):
-            return posterior.push(self.center(posterior.base_dist))
-        return posterior.loc
 
     def describe_parameters(self) -> str:
         """The raw layout and its maps."""

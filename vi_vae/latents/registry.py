@@ -14,7 +14,7 @@ from torch.distributions import constraints, transform_to
 from torch.distributions.constraints import Constraint
 
 from vi_vae.errors import InputError
-from vi_vae.latents.parameters import ParameterMap
+from vi_vae.latents.parameters import LOCATION, SCALE, Interval, ParameterMap
 from vi_vae.latents.pushforward import PushforwardPosterior
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "describe_constraint",
     "describe_distribution",
     "get_family",
+    "interval_family",
+    "location_scale_family",
     "register_family",
 ]
 
@@ -227,11 +229,9 @@ class ElementwiseFamily(LatentFamily):
 
         For a flow guide, that summary of the base pushed through the flow.
         """
-        if isinstance(posterior, PushforwardPosterior):
-            return posterior.push(self.center(posterior.base_dist))
-        if self._center is not None:
-            return self._center(posterior)
-        return posterior.mean
+        if self._center is None or isinstance(posterior, PushforwardPosterior):
+            return super().center(posterior)
+        return self._center(posterior)
 
     def describe_prior(self) -> str:
         """The prior with its parameters, fixed ones (e.g. an Erlang's integer shape) included."""
@@ -259,6 +259,50 @@ class ElementwiseFamily(LatentFamily):
                 parts.append(f"{name} = transform_to({describe_constraint(mapping)})(raw)")
         fixed = [f"{name} = {value:g}" for name, value in self.fixed_parameters.items()]
         return "; ".join(parts + [f"fixed {text}" for text in fixed])
+
+
+def location_scale_family(
+    name: str,
+    categories: tuple[str, ...],
+    distribution: Callable[..., dist.TorchDistribution],
+    description: str,
+    **options: Any,
+) -> ElementwiseFamily:
+    """An :class:`ElementwiseFamily` on the real line: raw ``loc``, ``scale``; prior at (0, 1)."""
+    return ElementwiseFamily(
+        name,
+        categories,
+        distribution,
+        parameters={"loc": LOCATION, "scale": SCALE},
+        prior_parameters={"loc": 0.0, "scale": 1.0},
+        support=constraints.real,
+        description=description,
+        **options,
+    )
+
+
+def interval_family(
+    name: str,
+    categories: tuple[str, ...],
+    distribution: Callable[..., dist.TorchDistribution],
+    min_width: float,
+    support: Constraint,
+    description: str,
+) -> ElementwiseFamily:
+    """An :class:`ElementwiseFamily` of intervals inside the prior's ``support``.
+
+    ``distribution(position, width)`` places a ``width`` ∈ [``min_width``, 1] (of the
+    support) at ``position`` ∈ [0, 1] of the slack; the prior is position 1/2, width 1.
+    """
+    return ElementwiseFamily(
+        name,
+        categories,
+        distribution,
+        parameters={"position": Interval(0.0, 1.0), "width": Interval(min_width, 1.0)},
+        prior_parameters={"position": 0.5, "width": 1.0},
+        support=support,
+        description=description,
+    )
 
 
 #: name -> family. Filled by explicit ``register_family`` calls in the category modules.
