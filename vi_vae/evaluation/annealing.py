@@ -30,6 +30,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ __all__ = [
     "annealed_density",
     "annealing_schedule",
     "forward_annealing",
+    "phase_callback",
 ]
 
 #: annealing steps T: a first budget; how the estimate moves with T is in docs/log-likelihood.md
@@ -328,7 +330,7 @@ def forward_annealing(
 
 
 class Progress:
-    """Counts annealing steps across chunks and reports ``(done, total)``."""
+    """Counts steps across chunks of points and reports ``(done, total)``."""
 
     def __init__(self, on_step: Callable[[int, int], None] | None, total: int) -> None:
         self.on_step, self.total, self.done = on_step, total, 0
@@ -338,3 +340,10 @@ class Progress:
         self.done += 1
         if self.on_step is not None:
             self.on_step(self.done, self.total)
+
+
+def phase_callback(
+    on_progress: Callable[[str, int, int], None] | None, phase: str
+) -> Callable[[int, int], None] | None:
+    """``on_progress(phase, done, total)`` as one phase's ``(done, total)`` callback."""
+    return None if on_progress is None else functools.partial(on_progress, phase)

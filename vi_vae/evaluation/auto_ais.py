@@ -59,7 +59,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 from collections.abc import Callable
@@ -72,7 +71,7 @@ from vi_vae._validation import check_positive_int
 from vi_vae.contract import rows_of
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, split_settings
-from vi_vae.evaluation.annealing import MAX_SIZES, AISSettings
+from vi_vae.evaluation.annealing import MAX_SIZES, AISSettings, phase_callback
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import (
     Convergence,
@@ -350,7 +349,7 @@ class _Rounds:
                 self.guide,
                 self.x,
                 settings,
-                on_step=_phase(self.on_step, f"AIS, T = {settings.num_steps:,}"),
+                on_step=phase_callback(self.on_step, f"AIS, T = {settings.num_steps:,}"),
                 **self.options,
                 **self.kwargs,
             )
@@ -371,7 +370,7 @@ class _Rounds:
                 self.guide,
                 shape_x,
                 settings,
-                on_step=_phase(self.on_step, f"BDMC, T = {settings.num_steps:,}"),
+                on_step=phase_callback(self.on_step, f"BDMC, T = {settings.num_steps:,}"),
                 **self.options,
                 **shape_kwargs,
             )
@@ -389,10 +388,6 @@ class _Rounds:
             bdmc_gap_standard_error=result.mean_gap_standard_error,
         )
         return dataclasses.replace(annealed, convergence=convergence), round_, result
-
-
-def _phase(on_step: Callable[[str, int, int], None] | None, phase: str) -> Any:
-    return None if on_step is None else functools.partial(on_step, phase)
 
 
 def _with_previous_round(annealed: AISEstimate, previous: AISEstimate | None) -> AISEstimate:

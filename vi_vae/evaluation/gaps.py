@@ -58,7 +58,7 @@ from torch import Tensor
 from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, split_keywords
-from vi_vae.evaluation.annealing import AISSettings
+from vi_vae.evaluation.annealing import AISSettings, Progress, phase_callback
 from vi_vae.evaluation.convergence import (
     NUM_STANDARD_ERRORS,
     Convergence,
@@ -214,7 +214,7 @@ def inference_gaps(
         x,
         settings.ais,
         seed=seed,
-        on_step=_phase(on_progress, "AIS"),
+        on_step=phase_callback(on_progress, "AIS"),
         data_plate=data_plate,
         execution=execution,
         **kwargs,
@@ -260,26 +260,6 @@ def _warn_unless_converged(convergence: Convergence) -> None:
         )
 
 
-def _phase(
-    on_progress: Callable[[str, int, int], None] | None, phase: str
-) -> Callable[[int, int], None] | None:
-    if on_progress is None:
-        return None
-    return lambda done, total: on_progress(phase, done, total)
-
-
-class _Counter:
-    """Counts the steps of one phase across groups of points and reports them."""
-
-    def __init__(self, on_progress: Callable | None, phase: str, total: int) -> None:
-        self.report, self.total, self.done = _phase(on_progress, phase), total, 0
-
-    def __call__(self) -> None:
-        self.done += 1
-        if self.report is not None:
-            self.report(self.done, self.total)
-
-
 def _local_terms(
     model: Callable,
     guide: Callable,
@@ -297,10 +277,10 @@ def _local_terms(
     groups = [slice(i, min(i + per_group, num_points)) for i in range(0, num_points, per_group)]
     options = {"plate_nesting": plate_nesting, "data_plate": data_plate}
     steps = settings.local_steps * len(groups)
-    counters = {
-        "local": _Counter(on_progress, "local optimization", steps),
-        "full": _Counter(on_progress, "full-covariance optimization", steps),
-        "elbo": _Counter(on_progress, "ELBO", len(groups)),
+    counters = {  # each counts the steps of its phase across the groups of points
+        "local": Progress(phase_callback(on_progress, "local optimization"), steps),
+        "full": Progress(phase_callback(on_progress, "full-covariance optimization"), steps),
+        "elbo": Progress(phase_callback(on_progress, "ELBO"), len(groups)),
     }
     parts: dict[str, list] = {name: [] for name in ("amortized", "local", "full")}
     trajectories: dict[str, list[Tensor]] = {"local": [], "full": [], "points": []}
