@@ -112,14 +112,8 @@ class WeightedTraces:
         the score term ∂ log q/∂φ (Roeder et al. 2017, Tucker et al. 2019).
         Shape ``[num_particles, batch]``.
         """
-        return sum_per_point(
-            self.guide_trace,
-            lambda site: site["fn"].log_prob(site["value"].detach()),
-            latent_only=True,
-            plate_nesting=self.plate_nesting,
-            data_plate=self.data_plate,
-            scaled=self.scaled,
-            like=self.log_guide,
+        return self.sum_per_point(
+            lambda site: site["fn"].log_prob(site["value"].detach()), guide=True, latent_only=True
         )
 
     def path_log_weights(self) -> Tensor:

@@ -49,7 +49,7 @@ from torch import Tensor
 from torch.distributions import constraints, transform_to
 
 from vi_vae.errors import InputError
-from vi_vae.weights import sum_per_point, trace_log_weights
+from vi_vae.weights import trace_log_weights
 
 __all__ = [
     "FreeSite",
@@ -310,14 +310,8 @@ def optimize_locally(
                 data_plate=data_plate,
                 scaled=False,
             )
-            stopped = sum_per_point(
-                traces.guide_trace,
-                local_guide.stopped_log_density,
-                latent_only=True,
-                plate_nesting=plate_nesting,
-                data_plate=data_plate,
-                scaled=False,
-                like=traces.log_model,
+            stopped = traces.sum_per_point(
+                local_guide.stopped_log_density, guide=True, latent_only=True
             )
             elbo = (traces.log_model - stopped).mean(0)
             gradients = torch.autograd.grad(-elbo.sum(), leaves, allow_unused=True)
