@@ -53,6 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vi_vae.bounds import log_mean_exp
 from vi_vae.contract import check_evaluated_pair, rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
@@ -357,7 +358,7 @@ def summarize_annealing(
     estimate = summarize_log_weights(log_weights, method="ais-reverse" if reverse else "ais")
     sign = -1.0 if reverse else 1.0
     log_likelihood = sign * estimate.log_likelihood
-    half = sign * (half_log_weights.logsumexp(0) - math.log(log_weights.shape[0]))
+    half = sign * log_mean_exp(half_log_weights, 0)
     error = annealed_standard_error(log_weights)
     acceptance = torch.cat([part.acceptance_rate.mean(0) for part in parts]).cpu()
     convergence = (
