@@ -137,7 +137,7 @@ def test_bad_settings_raise_input_error_naming_them(fields, named):
 
 
 def test_bad_arguments_raise_input_error():
-    with pytest.raises(InputError, match="auto must be an AutoAISSettings"):
+    with pytest.raises(InputError, match="auto must be an instance of AutoAISSettings or None"):
         auto_annealed_importance_sampling(LG.model, LG.exact_guide, X, auto={"start_num_steps": 4})
     other, _ = importance_sampling(
         LG.model, LG.exact_guide, X[:3], num_particles=10, bound_particles=(), seed=0

@@ -81,6 +81,7 @@ from vi_vae.evaluation.convergence import (
 from vi_vae.evaluation.estimates import LogLikelihoodEstimate
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import resolve_seed
+from vi_vae.settings import merge
 from vi_vae.support import check_points
 
 __all__ = [
@@ -269,10 +270,7 @@ def auto_annealed_importance_sampling(
     """
     settings, kwargs = split_settings(settings, kwargs)
     x = check_points(x)
-    if auto is None:
-        auto = AutoAISSettings()
-    elif not isinstance(auto, AutoAISSettings):
-        raise InputError(f"auto must be an AutoAISSettings or None; got {auto!r}")
+    auto = merge(AutoAISSettings, auto, {}, argument="auto")
     if importance is not None and importance.num_points != x.shape[0]:
         raise InputError(
             f"importance must estimate the same {x.shape[0]} points; got {importance.num_points}"
