@@ -196,17 +196,25 @@ def log_weight_chunks(
             **kwargs,
         )
         return
-    particles_per_pass = min(num_particles, chunk_size)
-    points_per_pass = max(1, chunk_size // particles_per_pass)
     with torch.no_grad():
-        for start in range(0, x.shape[0], points_per_pass):
-            rows = slice(start, min(start + points_per_pass, x.shape[0]))
-            parts = []
-            for first in range(0, num_particles, particles_per_pass):
-                count = min(particles_per_pass, num_particles - first)
-                rows_x, rows_kwargs = rows_of(x, kwargs, rows)
-                parts.append(one_pass(rows_x, num_particles=count, kwargs=rows_kwargs))
+        for rows, particle_slices in _passes(num_particles, x.shape[0], chunk_size):
+            rows_x, rows_kwargs = rows_of(x, kwargs, rows)
+            counts = [particles.stop - particles.start for particles in particle_slices]
+            parts = [one_pass(rows_x, num_particles=n, kwargs=rows_kwargs) for n in counts]
             yield rows, torch.cat(parts)
+
+
+def _passes(
+    num_particles: int, num_points: int, chunk_size: int
+) -> Iterator[tuple[slice, list[slice]]]:
+    """Passes of at most ``chunk_size`` pairs: each group of points with its particle slices."""
+    per_pass = min(num_particles, chunk_size)
+    particles = [
+        slice(i, min(i + per_pass, num_particles)) for i in range(0, num_particles, per_pass)
+    ]
+    points_per_pass = max(1, chunk_size // per_pass)
+    for start in range(0, num_points, points_per_pass):
+        yield slice(start, min(start + points_per_pass, num_points)), particles
 
 
 # -- importance sampling's keyed passes (the key blocks: :mod:`vi_vae.keys`) ----------
@@ -333,14 +341,10 @@ def _block_log_weights(
     # model, which holds most of the memory, is replayed on slices of those draws.
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
     draws = poutine.trace(particle_plate(guide)).get_trace(x, **kwargs)
-    particles_per_pass = min(num_particles, chunk_size)
-    points_per_pass = max(1, chunk_size // particles_per_pass)
     rows = []
-    for start in range(0, x.shape[0], points_per_pass):
-        points = slice(start, min(start + points_per_pass, x.shape[0]))
+    for points, particle_slices in _passes(num_particles, x.shape[0], chunk_size):
         parts = []
-        for first in range(0, num_particles, particles_per_pass):
-            particles = slice(first, min(first + particles_per_pass, num_particles))
+        for particles in particle_slices:
             sliced = _slice_draws(
                 draws, particles, points, num_particles, x.shape[0], plate_nesting, data_plate
             )
