@@ -287,14 +287,8 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
         ``(k, reason)``: k̂ per point (``[N]``, float64, on the host) and why some are
         NaN, or ``None`` when none is.
     """
-    num_particles, num_points = log_weights.shape
-    if num_particles < MIN_PARTICLES_FOR_PARETO_K:
-        return torch.full((num_points,), math.nan, dtype=torch.float64), _too_few_particles(
-            num_particles
-        )
-    log_weights = log_weights.detach().double()
-    tail = log_weights.topk(pareto_tail_size(num_particles) + 1, dim=0).values
-    return _pareto_k_from_tails(tail.cpu(), log_weights.amin(0).cpu(), num_particles)
+    estimate = summarize_log_weights(log_weights)
+    return estimate.pareto_k, estimate.pareto_k_reason
 
 
 def _pareto_k_from_tails(
