@@ -54,7 +54,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,7 @@ __all__ = [
     "Mixer",
     "RandomKey",
     "RngState",
+    "forked",
     "get_rng_state",
     "key_block_size",
     "normal",
@@ -116,9 +117,15 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=_cuda(torch.device(device))):
+    with forked(device):
         torch.manual_seed(check_seed(seed))
         yield
+
+
+def forked(device: torch.device | str = "cpu") -> AbstractContextManager:
+    """Fork torch's CPU stream (and ``device``'s, a CUDA device): restored after the block."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -151,10 +158,6 @@ def set_rng_state(state: RngState, generator: torch.Generator | None = None) -> 
         random.setstate((3, tuple(state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _cuda(device: torch.device) -> list[torch.device]:
-    return [device] if device.type == "cuda" else []
 
 
 # -- the hash family and the key -------------------------------------------------------

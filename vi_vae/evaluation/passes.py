@@ -26,7 +26,7 @@ from vi_vae.compiled import CompiledCache
 from vi_vae.contract import check_evaluated_pair, per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.execution import ExecutionOptions
-from vi_vae.keys import KEYED_PAIRS, RandomKey, key_block_size, seeded
+from vi_vae.keys import KEYED_PAIRS, RandomKey, forked, key_block_size, seeded
 from vi_vae.support import check_points
 from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, guess_plates, trace_log_weights
 
@@ -163,7 +163,7 @@ def log_weight_chunks(
     check_points(x)
     check_evaluated_pair(model, guide, x, kwargs, data_plate)
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
-    fork = torch.random.fork_rng(devices=_devices(x))
+    fork = forked(x.device)
     probe = fork if seed is not None else contextlib.nullcontext()
     with torch.no_grad(), probe:
         first_x, first_kwargs = rows_of(x, kwargs, slice(0, 1))
@@ -218,11 +218,6 @@ def _passes(
 
 
 # -- importance sampling's keyed passes (the key blocks: :mod:`vi_vae.keys`) ----------
-
-
-def _devices(x: Tensor) -> list[torch.device]:
-    """The CUDA device of ``x`` whose stream a fork must save too (none on CPU)."""
-    return [x.device] if x.device.type == "cuda" else []
 
 
 def _seed_stream(seed: int, device: torch.device) -> None:
@@ -281,7 +276,7 @@ def keyed_log_weight_chunks(
     key = RandomKey(seed)
     particles_per_group = min(num_particles, KEYED_PAIRS)
     per_point = per_point_keywords(kwargs, x.shape[0])
-    with torch.no_grad(), torch.random.fork_rng(devices=_devices(x)):
+    with torch.no_grad(), forked(x.device):
         for start in range(0, x.shape[0], block):
             rows = slice(start, min(start + block, x.shape[0]))
             parts = []
