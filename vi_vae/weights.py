@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pyro
@@ -207,23 +208,11 @@ def trace_log_weights(
     def log_prob(site: dict) -> Tensor:
         return site["fn"].log_prob(site["value"])
 
-    log_model = sum_per_point(
-        model_trace,
-        log_prob,
-        latent_only=False,
-        plate_nesting=plate_nesting,
-        data_plate=data_plate,
-        scaled=scaled,
+    per_point = partial(
+        sum_per_point, plate_nesting=plate_nesting, data_plate=data_plate, scaled=scaled
     )
-    log_guide = sum_per_point(
-        guide_trace,
-        log_prob,
-        latent_only=True,
-        plate_nesting=plate_nesting,
-        data_plate=data_plate,
-        scaled=scaled,
-        like=log_model,
-    )
+    log_model = per_point(model_trace, log_prob, latent_only=False)
+    log_guide = per_point(guide_trace, log_prob, latent_only=True, like=log_model)
     log_model, log_guide = log_model.expand_as(log_guide), log_guide.expand_as(log_model)
     return WeightedTraces(
         log_model, log_guide, model_trace, guide_trace, plate_nesting, data_plate, scaled
