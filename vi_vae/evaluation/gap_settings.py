@@ -15,7 +15,7 @@ from torch import Tensor
 from vi_vae._validation import check_bool, check_positive_float, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealing import AISSettings
-from vi_vae.evaluation.estimates import standard_error_over_points
+from vi_vae.evaluation.estimates import _MeansOverPoints
 from vi_vae.settings import Settings
 
 __all__ = [
@@ -89,8 +89,11 @@ class GapSettings(Settings):
 
 
 @dataclass(frozen=True)
-class GapTerm:
+class GapTerm(_MeansOverPoints):
     """One term of the decomposition per data point, with its Monte Carlo standard error.
+
+    Its means over points and their errors are those of a bound
+    (``mean``, ``standard_error``, ``mean_monte_carlo_standard_error``).
 
     Attributes:
         per_point: nats per point, ``[N]``.
@@ -100,20 +103,8 @@ class GapTerm:
     per_point: Tensor
     monte_carlo_standard_error: Tensor
 
-    @property
-    def mean(self) -> float:
-        """Average over the points, nats per point."""
-        return self.per_point.mean().item()
-
-    @property
-    def mean_monte_carlo_standard_error(self) -> float:
-        """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
-        return self.monte_carlo_standard_error.pow(2).sum().sqrt().item() / self.per_point.numel()
-
-    @property
-    def standard_error(self) -> float:
-        """Standard error of :attr:`mean` over points, std/√N."""
-        return standard_error_over_points(self.per_point)
+    def _per_point(self) -> Tensor:
+        return self.per_point
 
     def minus(self, other: GapTerm) -> GapTerm:
         """``self − other`` per point; their draws are independent, so the errors add in squares."""
