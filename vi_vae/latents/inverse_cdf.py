@@ -25,9 +25,10 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from vi_vae.latents.distributions import Erlang, Gompertz, Logistic, Rayleigh, Reciprocal
-from vi_vae.latents.parameters import SCALE, Interval, Positive
+from vi_vae.latents.parameters import SCALE, Positive
 from vi_vae.latents.registry import (
     ElementwiseFamily,
+    interval_family,
     location_scale_family,
     register_family,
 )
@@ -146,14 +147,13 @@ WEIBULL = register_family(
 )
 
 RECIPROCAL = register_family(
-    ElementwiseFamily(
-        name="reciprocal",
-        categories=("inverse_cdf",),
-        distribution=reciprocal_inside_prior,
-        parameters={"position": Interval(0.0, 1.0), "width": Interval(1e-3, 1.0)},
-        prior_parameters={"position": 0.5, "width": 1.0},
-        support=constraints.interval(RECIPROCAL_PRIOR_LOW, RECIPROCAL_PRIOR_HIGH),
-        description="log-uniform, z = a·(b/a)^ε, [a, b] inside the prior's [0.1, 10]",
+    interval_family(
+        "reciprocal",
+        ("inverse_cdf",),
+        reciprocal_inside_prior,
+        1e-3,
+        constraints.interval(RECIPROCAL_PRIOR_LOW, RECIPROCAL_PRIOR_HIGH),
+        "log-uniform, z = a·(b/a)^ε, [a, b] inside the prior's [0.1, 10]",
     )
 )
 

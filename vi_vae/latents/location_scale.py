@@ -22,10 +22,10 @@ from torch.distributions import constraints
 
 from vi_vae.errors import InputError
 from vi_vae.latents.distributions import Triangular
-from vi_vae.latents.parameters import LOCATION, SCALE, Interval, Real
+from vi_vae.latents.parameters import LOCATION, SCALE, Real
 from vi_vae.latents.registry import (
-    ElementwiseFamily,
     LatentFamily,
+    interval_family,
     location_scale_family,
     register_family,
 )
@@ -106,14 +106,13 @@ STUDENT_T = register_family(
 
 #: The uniform's width is at least 1e-3 of the prior's, so log q ≤ log 1000 ≈ 6.9 nats.
 UNIFORM = register_family(
-    ElementwiseFamily(
-        name="uniform",
-        categories=("location_scale",),
-        distribution=uniform_inside_prior,
-        parameters={"position": Interval(0.0, 1.0), "width": Interval(1e-3, 1.0)},
-        prior_parameters={"position": 0.5, "width": 1.0},
-        support=constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
-        description="z = low + (high − low)·ε, ε ~ U(0, 1), [low, high] inside the prior's [−1, 1]",
+    interval_family(
+        "uniform",
+        ("location_scale",),
+        uniform_inside_prior,
+        1e-3,
+        constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
+        "z = low + (high − low)·ε, ε ~ U(0, 1), [low, high] inside the prior's [−1, 1]",
     )
 )
 
@@ -121,14 +120,13 @@ UNIFORM = register_family(
 #: width·√(eps/8) ≈ 2.4e-6 from its ends, tens of float32 steps, so the density at a
 #: draw (which vanishes at the ends) is never rounded to 0.
 TRIANGULAR = register_family(
-    ElementwiseFamily(
-        name="triangular",
-        categories=("location_scale",),
-        distribution=triangular_inside_prior,
-        parameters={"position": Interval(0.0, 1.0), "width": Interval(1e-2, 1.0)},
-        prior_parameters={"position": 0.5, "width": 1.0},
-        support=constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
-        description="symmetric triangle, z = low + (high − low)·ε, inside the prior's [−1, 1]",
+    interval_family(
+        "triangular",
+        ("location_scale",),
+        triangular_inside_prior,
+        1e-2,
+        constraints.interval(BOUNDED_PRIOR_LOW, BOUNDED_PRIOR_HIGH),
+        "symmetric triangle, z = low + (high − low)·ε, inside the prior's [−1, 1]",
     )
 )
 

@@ -14,7 +14,7 @@ from torch.distributions import constraints, transform_to
 from torch.distributions.constraints import Constraint
 
 from vi_vae.errors import InputError
-from vi_vae.latents.parameters import LOCATION, SCALE, ParameterMap
+from vi_vae.latents.parameters import LOCATION, SCALE, Interval, ParameterMap
 from vi_vae.latents.pushforward import PushforwardPosterior
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "describe_constraint",
     "describe_distribution",
     "get_family",
+    "interval_family",
     "location_scale_family",
     "register_family",
 ]
@@ -277,6 +278,30 @@ def location_scale_family(
         support=constraints.real,
         description=description,
         **options,
+    )
+
+
+def interval_family(
+    name: str,
+    categories: tuple[str, ...],
+    distribution: Callable[..., dist.TorchDistribution],
+    min_width: float,
+    support: Constraint,
+    description: str,
+) -> ElementwiseFamily:
+    """An :class:`ElementwiseFamily` of intervals inside the prior's ``support``.
+
+    ``distribution(position, width)`` places a ``width`` ∈ [``min_width``, 1] (of the
+    support) at ``position`` ∈ [0, 1] of the slack; the prior is position 1/2, width 1.
+    """
+    return ElementwiseFamily(
+        name,
+        categories,
+        distribution,
+        parameters={"position": Interval(0.0, 1.0), "width": Interval(min_width, 1.0)},
+        prior_parameters={"position": 0.5, "width": 1.0},
+        support=support,
+        description=description,
     )
 
 
