@@ -158,13 +158,21 @@ def _nest_settings(value: Any) -> Any:
     }
 
 
-def _converged(summary: AISSummary | BDMCSummary) -> bool:
-    """Whether the run passed every convergence check (``False`` if unchecked)."""
-    return summary.convergence is not None and summary.convergence.converged
+class _Annealed:
+    """What the summaries of AIS and of BDMC share: the verdict, and their older stored form."""
+
+    convergence: Convergence | None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run passed every convergence check (``False`` if unchecked)."""
+        return self.convergence is not None and self.convergence.converged
+
+    upgrade_json = staticmethod(_nest_settings)
 
 
 @dataclass(frozen=True)
-class AISSummary:
+class AISSummary(_Annealed):
     """AIS log p(x) on a set of points, beside importance sampling on the same points.
 
     Attributes:
@@ -197,13 +205,9 @@ class AISSummary:
     gradient_evaluations: int | None = None
     auto: AutoAISSummary | None = None
 
-    converged = property(_converged)
-
-    upgrade_json = staticmethod(_nest_settings)
-
 
 @dataclass(frozen=True)
-class BDMCSummary:
+class BDMCSummary(_Annealed):
     """BDMC on data simulated from the model: AIS's lower and upper bounds and their gap.
 
     Attributes:
@@ -226,10 +230,6 @@ class BDMCSummary:
     max_gap: float
     settings: AISSettings
     convergence: Convergence | None = None
-
-    converged = property(_converged)
-
-    upgrade_json = staticmethod(_nest_settings)
 
 
 @dataclass(frozen=True)
@@ -348,8 +348,18 @@ class GapSummary:
         return self.ais_convergence.converged and self.local_convergence.converged
 
 
+class _BoundTable:
+    """A record holding a bound table, ``bounds``."""
+
+    bounds: tuple[BoundSummary, ...]
+
+    def bound(self, num_particles: int) -> BoundSummary | None:
+        """The bound with k = ``num_particles``, if the table has it."""
+        return next((b for b in self.bounds if b.num_particles == num_particles), None)
+
+
 @dataclass(frozen=True)
-class RunMetrics:
+class RunMetrics(_BoundTable):
     """Everything ``metrics.json`` records about a run.
 
     Attributes:
@@ -379,10 +389,6 @@ class RunMetrics:
     bdmc: BDMCSummary | None = None
     gaps: GapSummary | None = None
 
-    def bound(self, num_particles: int) -> BoundSummary | None:
-        """The bound with k = ``num_particles``, if the table has it."""
-        return next((b for b in self.bounds if b.num_particles == num_particles), None)
-
 
 @dataclass(frozen=True)
 class SNRPoint:
@@ -394,7 +400,7 @@ class SNRPoint:
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
+class ComparisonRow(_BoundTable):
     """One estimator's run in a comparison: its cost, bounds, log p(x) and diagnostics.
 
     ``active_units`` counts over every stochastic layer, out of ``latent_units``.
@@ -411,10 +417,6 @@ class ComparisonRow:
     snr_model: float
     ais: AISSummary | None = None
     gaps: GapSummary | None = None
-
-    def bound(self, num_particles: int) -> BoundSummary | None:
-        """The bound with k = ``num_particles``, if the table has it."""
-        return next((b for b in self.bounds if b.num_particles == num_particles), None)
 
 
 @dataclass(frozen=True)
