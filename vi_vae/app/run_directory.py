@@ -130,6 +130,15 @@ class RunDirectoryNotEmpty(InputError):
         self.path = path
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an :class:`InputError` of reading ``path``'s content with the path in front."""
+    try:
+        yield
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+
+
 def _file_property(name: str) -> property:
     """A :class:`RunDirectory` property: the path of its file ``name``."""
     return property(lambda directory: directory.path / name, doc=f"``{name}``.")
@@ -262,10 +271,8 @@ class RunDirectory:
         stored = read_json(self.config_path)
         if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
             raise InputError(f"{self.config_path} is not a vi_vae run config")
-        try:
+        with _naming(self.config_path):
             return RunConfig.from_json(stored["config"], "config").validated()
-        except InputError as error:
-            raise InputError(f"{self.config_path}: {error}") from None
 
     # -- checkpoint.pt and history ------------------------------------------------
 
@@ -324,9 +331,8 @@ class RunDirectory:
 
     def write_metrics(self, metrics: RunMetrics) -> None:
         """Write ``metrics.json``."""
-        if not self.writer:
-            return
-        atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
+        if self.writer:
+            atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
 
     def read_metrics(self) -> RunMetrics | None:
         """Read and check ``metrics.json``; ``None`` when there is none (or it predates 0.2).
@@ -346,10 +352,8 @@ class RunDirectory:
         ):
             return None  # vi_vae 0.1 metrics: re-evaluate to get typed ones
         stored = check_json_checksum(self.metrics_path, stored, _METRICS_REMEDY)
-        try:
+        with _naming(self.metrics_path):
             return from_json(RunMetrics, stored, "metrics")
-        except InputError as error:
-            raise InputError(f"{self.metrics_path}: {error}") from None
 
     def write_report(self, text: str) -> None:
         """Write ``report.md``."""
@@ -385,9 +389,8 @@ class RunDirectory:
 
     def write_comparison(self, comparison: Comparison) -> None:
         """Write ``comparison.json`` (a comparison directory)."""
-        if not self.writer:
-            return
-        atomic_write_json(self.comparison_path, to_json(comparison), checksum=True)
+        if self.writer:
+            atomic_write_json(self.comparison_path, to_json(comparison), checksum=True)
 
     def read_comparison(self) -> Comparison:
         """Read and check ``comparison.json`` (a comparison directory).
@@ -396,13 +399,10 @@ class RunDirectory:
             InputError: when it is missing, does not match its checksum (module
                 docstring) or its schema.
         """
-        stored = check_json_checksum(
-            self.comparison_path, read_json(self.comparison_path), _COMPARISON_REMEDY
-        )
-        try:
+        path = self.comparison_path
+        stored = check_json_checksum(path, read_json(path), _COMPARISON_REMEDY)
+        with _naming(path):
             return from_json(Comparison, stored, "comparison")
-        except InputError as error:
-            raise InputError(f"{self.comparison_path}: {error}") from None
 
 
 class RunCheckpointSink:
