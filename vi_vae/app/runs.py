@@ -378,7 +378,6 @@ def bdmc_run(
     execution = execution or ExecutionOptions()
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
-    RunConfig(ais=ais).validated()
     device = None if execution.device is None else str(execution.device)
     return _record_in(
         run_dir,

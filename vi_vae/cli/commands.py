@@ -275,14 +275,9 @@ def _gaps(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import gaps_run
 
     config = config_from_arguments(args, "gaps")
-    settings = GapSettings(
-        local_steps=args.local_steps,
-        local_learning_rate=args.local_learning_rate,
-        local_particles=args.local_particles,
-        num_particles=args.num_particles,
-        full_covariance=args.full_covariance,
-        ais=config.ais.settings,
-    )
+    options = ("local_steps", "local_learning_rate", "local_particles", "num_particles")
+    given = {name: getattr(args, name) for name in (*options, "full_covariance")}
+    settings = GapSettings(**given, ais=config.ais.settings)
     with _progress(args) as progress:
         run = gaps_run(
             args.run_dir,
