@@ -185,9 +185,7 @@ def _train(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             loss,
             device,
-            resume,
-            on_step,
-            on_epoch,
+            Callback(on_step, on_epoch),
             figures,
             on_evaluation,
         )
@@ -205,11 +203,9 @@ def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tupl
 
 def _fit_and_evaluate(
     run: Run,
-    loss,
+    loss: Any,
     device: torch.device,
-    resume: bool,
-    on_step: StepCallback | None,
-    on_epoch: EpochCallback | None,
+    callback: Callback,
     figures: bool,
     on_evaluation: EvaluationCallback | None,
 ) -> Run:
@@ -223,7 +219,7 @@ def _fit_and_evaluate(
         training.settings(loss, device),
         validation=dataset.validation,
         batch_transform=dataset.batch_transform(),
-        callbacks=[Callback(on_step, on_epoch)],
+        callbacks=[callback],
         # a new run's directory was just created empty: only a resumed one holds a checkpoint
         sink=directory.checkpoint_sink({"fingerprint": fingerprint(config, dataset.input_dim)}),
     )
