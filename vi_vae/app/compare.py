@@ -138,16 +138,9 @@ def compare(
     for k in snr_particles:
         check_positive_int("snr_particles", k)
     check_positive_int("snr_num_draws", snr_num_draws, minimum=2)
-    evaluation = base.evaluation
-    base = base.replace(
-        "evaluation",
-        bound_particles=tuple(
-            sorted(
-                set(evaluation.bound_particles)
-                | set(bound_curve_particles(evaluation.num_particles))
-            )
-        ),
-    ).validated()
+    curve = bound_curve_particles(base.evaluation.num_particles)
+    bound_particles = tuple(sorted(set(base.evaluation.bound_particles) | set(curve)))
+    base = base.replace("evaluation", bound_particles=bound_particles).validated()
     directory = RunDirectory(out_dir)
     directory.check_creatable()
     if resume:
