@@ -196,7 +196,7 @@ def bad_files(tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
     run_dir = tmp_path / "corrupt"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({"config": {"dataset": "mnist-5k"}}))
+    (run_dir / "config.json").write_text(json.dumps({"config": {"data": {"dataset": "mnist-5k"}}}))
     (run_dir / "checkpoint.pt").write_bytes(b"\x00garbage")
     return tmp_path
 

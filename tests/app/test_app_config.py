@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from vi_vae.app.config import RunConfig, config_from_version_1
+from vi_vae.app.config import RunConfig
 from vi_vae.app.fingerprint import changed_setting, fingerprint
 from vi_vae.app.schema import SchemaError
 from vi_vae.cli.flags import FLAGS
@@ -62,14 +62,16 @@ def test_every_config_field_has_exactly_one_flag():
     assert len({flag.flag("train") for flag in FLAGS}) == len(FLAGS)
 
 
-def test_a_flat_version_1_config_is_read_into_sections():
-    flat = {"dataset": "mnist", "latent": "laplace", "eval_samples": 100, "odd": 1}
-    assert config_from_version_1(flat) == {
-        "data": {"dataset": "mnist"},
-        "model": {"latent_family": "laplace"},
-        "evaluation": {"num_particles": 100},
-        "unknown": {"odd": 1},  # kept, so that reading it fails naming it
-    }
+def test_a_flat_version_1_config_is_refused_naming_the_sections():
+    # 0.3 reads no 0.1 run directory (its checkpoint loads only unverified): the flat
+    # keys of 0.1 are unknown fields, and the message lists the sections accepted
+    flat = {"dataset": "mnist", "latent": "laplace", "eval_samples": 100}
+    with pytest.raises(SchemaError) as refused:
+        RunConfig.from_json(flat)
+    assert str(refused.value) == (
+        "config has unknown fields ['dataset', 'eval_samples', 'latent']; "
+        "accepted fields: data, model, training, evaluation, ais"
+    )
 
 
 def test_changed_setting_names_the_first_edited_setting_and_skips_unrecorded_ones():

@@ -127,8 +127,8 @@ def evaluate(
     metrics = RunMetrics(
         data_kind="discrete" if vae.likelihood.discrete else "continuous",
         points=points,
-        log_marginal_likelihood=EstimateSummary.from_estimate(estimate),
-        bounds=tuple(BoundSummary.from_bound(bound) for bound in table),
+        log_marginal_likelihood=EstimateSummary.of(estimate),
+        bounds=tuple(BoundSummary.of(bound) for bound in table),
         training=training,
         figures=figures,
     )
@@ -243,8 +243,8 @@ def _ais_summary_of(
     """The summary of an AIS estimate checked against importance sampling of its points."""
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
-        estimate=EstimateSummary.from_estimate(annealed),
-        importance_sampling=EstimateSummary.from_estimate(importance),
+        estimate=EstimateSummary.of(annealed),
+        importance_sampling=EstimateSummary.of(importance),
         gap=gap.mean().item(),
         gap_standard_error=standard_error_over_points(gap),
         max_gap=gap.max().item(),
@@ -273,8 +273,8 @@ def bdmc_summary(
 def _bdmc_summary_of(result: BDMCResult) -> BDMCSummary:
     return BDMCSummary(
         num_points=result.x.shape[0],
-        lower=EstimateSummary.from_estimate(result.lower),
-        upper=EstimateSummary.from_estimate(result.upper),
+        lower=EstimateSummary.of(result.lower),
+        upper=EstimateSummary.of(result.upper),
         mean_gap=result.mean_gap,
         mean_gap_standard_error=result.mean_gap_standard_error,
         max_gap=result.gap.max().item(),

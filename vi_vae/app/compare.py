@@ -10,7 +10,6 @@ into one directory, with each run in a subdirectory of its own.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -139,16 +138,9 @@ def compare(
     for k in snr_particles:
         check_positive_int("snr_particles", k)
     check_positive_int("snr_num_draws", snr_num_draws, minimum=2)
-    evaluation = base.evaluation
-    base = base.replace(
-        "evaluation",
-        bound_particles=tuple(
-            sorted(
-                set(evaluation.bound_particles)
-                | set(bound_curve_particles(evaluation.num_particles))
-            )
-        ),
-    ).validated()
+    curve = bound_curve_particles(base.evaluation.num_particles)
+    bound_particles = tuple(sorted(set(base.evaluation.bound_particles) | set(curve)))
+    base = base.replace("evaluation", bound_particles=bound_particles).validated()
     directory = RunDirectory(out_dir)
     directory.check_creatable()
     if resume:
@@ -157,17 +149,19 @@ def compare(
                 base.replace("training", estimator=spelling), directory.path / run_name(spelling)
             )
     train = functools.partial(
-        _train_or_reuse,
-        resume=resume,
-        overwrite=overwrite,
-        on_step=progress.step,
-        on_epoch=progress.epoch,
-        on_evaluation=progress.evaluation,
+        _train_or_reuse, resume=resume, overwrite=overwrite, progress=progress
     )
-    run_all = functools.partial(_compare, gaps=gaps)
     with directory.locked(create=True):
-        return run_all(
-            base, estimators, directory, train, snr_particles, snr_num_draws, progress, command
+        return _compare(
+            base,
+            estimators,
+            directory,
+            train,
+            snr_particles,
+            snr_num_draws,
+            progress,
+            command,
+            gaps,
         )
 
 
@@ -189,7 +183,7 @@ def _compare(
         config = base.replace("training", estimator=spelling)
         run = train(config, directory.path / run_name(spelling))
         snr, snr_curves[spelling] = _snrs(spelling, run, snr_particles, snr_num_draws, progress)
-        rows.append(_with_gaps(_row(spelling, run, snr), run, gaps, progress))
+        rows.append(_row(spelling, run, snr, gaps, progress))
         bound_curves[spelling] = run.metrics.bounds
         histories[spelling] = tuple(run.history)
     comparison = Comparison(
@@ -227,32 +221,22 @@ def _train_or_reuse(
     *,
     resume: bool,
     overwrite: bool,
-    on_step: Callable | None,
-    on_epoch: Callable | None,
-    on_evaluation: Callable | None,
+    progress: ComparisonProgress,
 ) -> Run:
     directory = RunDirectory(run_dir)
+    callbacks = {
+        "on_step": progress.step,
+        "on_epoch": progress.epoch,
+        "on_evaluation": progress.evaluation,
+    }
     if resume and directory.has_checkpoint():
         finished = directory.completed_epochs() >= config.training.epochs
         if finished and directory.metrics_path.is_file():
             run = load_run(run_dir)
             if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:
                 return run
-        return resume_run(
-            run_dir,
-            epochs=config.training.epochs,
-            on_step=on_step,
-            on_epoch=on_epoch,
-            on_evaluation=on_evaluation,
-        )
-    return train_run(
-        config,
-        run_dir,
-        overwrite=overwrite or resume,
-        on_step=on_step,
-        on_epoch=on_epoch,
-        on_evaluation=on_evaluation,
-    )
+        return resume_run(run_dir, epochs=config.training.epochs, **callbacks)
+    return train_run(config, run_dir, overwrite=overwrite or resume, **callbacks)
 
 
 class SettingsChanged(InputError):
@@ -313,7 +297,14 @@ def _draw_counter(progress: ComparisonProgress, total: int) -> Callable[[int, in
     return on_draw
 
 
-def _row(spelling: str, run: Run, snr: GradientSNR) -> ComparisonRow:
+def _row(
+    spelling: str,
+    run: Run,
+    snr: GradientSNR,
+    gaps: GapRequest | None,
+    progress: ComparisonProgress,
+) -> ComparisonRow:
+    """The run's row; with ``gaps``, where its bound is lost (measured last)."""
     test, _ = evaluation_points(run.dataset, run.config.evaluation.num_points)
     test = test.to(run.device)
     return ComparisonRow(
@@ -327,22 +318,12 @@ def _row(spelling: str, run: Run, snr: GradientSNR) -> ComparisonRow:
         snr_guide=snr.guide,
         snr_model=snr.model,
         ais=run.metrics.ais,
+        gaps=None
+        if gaps is None
+        else gaps_summary(
+            run.vae, run.dataset, gaps.num_points, gaps.settings, on_evaluation=progress.evaluation
+        ),
     )
-
-
-def _with_gaps(
-    row: ComparisonRow,
-    run: Run,
-    gaps: GapRequest | None,
-    progress: ComparisonProgress,
-) -> ComparisonRow:
-    """The row with the inference gaps of its run, if asked."""
-    if gaps is None:
-        return row
-    summary = gaps_summary(
-        run.vae, run.dataset, gaps.num_points, gaps.settings, on_evaluation=progress.evaluation
-    )
-    return dataclasses.replace(row, gaps=summary)
 
 
 def _snrs(

@@ -47,7 +47,6 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainingConfig",
-    "config_from_version_1",
     "environment",
 ]
 
@@ -236,7 +235,7 @@ def _validated_model(model: ModelConfig) -> ModelConfig:
     _check("model.latent_family", get_family, model.latent_family)
     _check("model.likelihood", get_likelihood, model.likelihood, **model.likelihood_options)
     _check("model.activation", check_choice, "activation", model.activation, ACTIVATIONS)
-    _check("model.latent_dim", check_positive_int, "model.latent_dim", model.latent_dim)
+    _number("model.latent_dim", model.latent_dim)
     if not model.hidden_sizes:
         raise SchemaError(
             "model.hidden_sizes",
@@ -244,59 +243,38 @@ def _validated_model(model: ModelConfig) -> ModelConfig:
             "VAE(hidden_sizes=()) in the Python API)",
         )
     for width in model.hidden_sizes:
-        _check("model.hidden_sizes", check_positive_int, "model.hidden_sizes", width)
+        _number("model.hidden_sizes", width)
     _check("model.architecture", check_choice, "architecture", model.architecture, ARCHITECTURES)
     if model.latent_dims is not None:
         for width in model.latent_dims:
-            _check("model.latent_dims", check_positive_int, "model.latent_dims", width)
+            _number("model.latent_dims", width)
         model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
     if model.flow is not None:
         _check("model.flow", check_choice, "flow", model.flow, FLOWS)
-    _check("model.flow_layers", check_positive_int, "model.flow_layers", model.flow_layers)
+    _number("model.flow_layers", model.flow_layers)
     _check("model.prior", check_choice, "prior", model.prior, PRIORS)
-    _check(
-        "model.num_pseudo_inputs",
-        check_positive_int,
-        "model.num_pseudo_inputs",
-        model.num_pseudo_inputs,
-    )
+    _number("model.num_pseudo_inputs", model.num_pseudo_inputs)
     return model
 
 
 def _check_training(training: TrainingConfig) -> None:
     """Check the training section (:meth:`RunConfig.validated`)."""
     _check("training.estimator", parse_estimator, training.estimator)
-    for name in ("epochs", "batch_size"):
-        _check(f"training.{name}", check_positive_int, f"training.{name}", getattr(training, name))
-    _check(
-        "training.kl_warmup_epochs",
-        check_positive_int,
-        "training.kl_warmup_epochs",
-        training.kl_warmup_epochs,
-        0,
-    )
+    _number("training.epochs", training.epochs)
+    _number("training.batch_size", training.batch_size)
+    _number("training.kl_warmup_epochs", training.kl_warmup_epochs, check_positive_int, 0)
     _optional_positive("training.patience", training.patience)
-    _check(
-        "training.learning_rate",
-        check_positive_float,
-        "training.learning_rate",
-        training.learning_rate,
-    )
-    _check("training.kl_weight", check_nonnegative_float, "training.kl_weight", training.kl_weight)
+    _number("training.learning_rate", training.learning_rate, check_positive_float)
+    _number("training.kl_weight", training.kl_weight, check_nonnegative_float)
     _check("training.seed", check_seed, training.seed, "training.seed")
     _check("training.device", check_choice, "device", training.device.split(":")[0], DEVICES)
 
 
 def _check_evaluation(evaluation: EvaluationConfig) -> None:
     """Check the evaluation section (:meth:`RunConfig.validated`)."""
-    _check(
-        "evaluation.num_particles",
-        check_positive_int,
-        "evaluation.num_particles",
-        evaluation.num_particles,
-    )
+    _number("evaluation.num_particles", evaluation.num_particles)
     for k in evaluation.bound_particles:
-        _check("evaluation.bound_particles", check_positive_int, "evaluation.bound_particles", k)
+        _number("evaluation.bound_particles", k)
     _optional_positive("evaluation.num_points", evaluation.num_points)
 
 
@@ -325,9 +303,14 @@ def _check(field: str, check: Any, *arguments: Any, **options: Any) -> None:
         raise SchemaError(field, str(error)) from None
 
 
+def _number(field: str, value: Any, check: Any = check_positive_int, *limits: Any) -> None:
+    """``check(field, value, *limits)``, a library check of a number named by its field."""
+    _check(field, check, field, value, *limits)
+
+
 def _optional_positive(field: str, value: Any) -> None:
     if value is not None:
-        _check(field, check_positive_int, field, value)
+        _number(field, value)
 
 
 def environment() -> dict[str, str]:
@@ -346,39 +329,3 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
-
-
-#: vi_vae 0.1's flat config keys -> (section, field)
-_VERSION_1_FIELDS = {
-    "dataset": ("data", "dataset"),
-    "data_dir": ("data", "data_dir"),
-    "binarization": ("data", "binarization"),
-    "max_train": ("data", "max_train"),
-    "latent": ("model", "latent_family"),
-    "latent_dim": ("model", "latent_dim"),
-    "likelihood": ("model", "likelihood"),
-    "likelihood_options": ("model", "likelihood_options"),
-    "hidden_sizes": ("model", "hidden_sizes"),
-    "activation": ("model", "activation"),
-    "estimator": ("training", "estimator"),
-    "epochs": ("training", "epochs"),
-    "batch_size": ("training", "batch_size"),
-    "learning_rate": ("training", "learning_rate"),
-    "kl_weight": ("training", "kl_weight"),
-    "kl_warmup_epochs": ("training", "kl_warmup_epochs"),
-    "patience": ("training", "patience"),
-    "seed": ("training", "seed"),
-    "device": ("training", "device"),
-    "eval_samples": ("evaluation", "num_particles"),
-    "eval_bounds": ("evaluation", "bound_particles"),
-    "eval_points": ("evaluation", "num_points"),
-}
-
-
-def config_from_version_1(flat: dict[str, Any]) -> dict[str, Any]:
-    """A vi_vae 0.1 (flat) config in this version's sections; unknown keys are kept to fail."""
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in flat.items():
-        section, name = _VERSION_1_FIELDS.get(key, ("unknown", key))
-        sections.setdefault(section, {})[name] = value
-    return sections

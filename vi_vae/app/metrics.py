@@ -8,20 +8,18 @@ attributes, never string keys.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from vi_vae.app.config import RunConfig
 from vi_vae.errors import InputError
 from vi_vae.evaluation import (
     AISSettings,
-    Bound,
     Convergence,
     GapSettings,
-    GapTerm,
     InferenceGaps,
-    LogLikelihoodEstimate,
 )
 from vi_vae.evaluation.auto_ais import AISRound, AutoAISSettings
 from vi_vae.train import EpochRecord, FitResult
@@ -43,8 +41,24 @@ __all__ = [
 ]
 
 
+class _Summary:
+    """A summary whose fields are the attributes of the same names of a library result."""
+
+    #: field -> the result's attribute it reads where the names differ (a Monte Carlo
+    #: standard error is the mean of the per-point ones)
+    renamed: ClassVar[dict[str, str]] = {
+        "monte_carlo_standard_error": "mean_monte_carlo_standard_error"
+    }
+
+    @classmethod
+    def of(cls, result: Any) -> Any:
+        """Summarize a library estimate, bound or gap term."""
+        names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return cls(**{name: getattr(result, cls.renamed.get(name, name)) for name in names})
+
+
 @dataclass(frozen=True)
-class EstimateSummary:
+class EstimateSummary(_Summary):
     """A log p(x) estimate over a set of points: its mean, errors and diagnostics.
 
     Attributes:
@@ -69,20 +83,7 @@ class EstimateSummary:
     num_particles: int
     num_points: int
 
-    @classmethod
-    def from_estimate(cls, estimate: LogLikelihoodEstimate) -> EstimateSummary:
-        """Summarize a library estimate."""
-        return cls(
-            method=estimate.method,
-            log_likelihood=estimate.mean,
-            standard_error=estimate.standard_error,
-            monte_carlo_standard_error=estimate.mean_monte_carlo_standard_error,
-            mean_effective_sample_size=estimate.mean_effective_sample_size,
-            share_pareto_k_above=estimate.share_pareto_k_above,
-            pareto_k_reason=estimate.pareto_k_reason,
-            num_particles=estimate.num_particles,
-            num_points=estimate.num_points,
-        )
+    renamed: ClassVar[dict[str, str]] = {**_Summary.renamed, "log_likelihood": "mean"}
 
     @property
     def negative_log_likelihood(self) -> float:
@@ -91,7 +92,7 @@ class EstimateSummary:
 
 
 @dataclass(frozen=True)
-class BoundSummary:
+class BoundSummary(_Summary):
     """One row of a bound table: the ELBO (k = 1) or IWAE-k over a set of points."""
 
     name: str
@@ -99,17 +100,6 @@ class BoundSummary:
     mean: float
     standard_error: float
     monte_carlo_standard_error: float
-
-    @classmethod
-    def from_bound(cls, bound: Bound) -> BoundSummary:
-        """Summarize a library bound."""
-        return cls(
-            name=bound.name,
-            num_particles=bound.num_particles,
-            mean=bound.mean,
-            standard_error=bound.standard_error,
-            monte_carlo_standard_error=bound.mean_monte_carlo_standard_error,
-        )
 
 
 @dataclass(frozen=True)
@@ -168,13 +158,21 @@ def _nest_settings(value: Any) -> Any:
     }
 
 
-def _converged(summary: AISSummary | BDMCSummary) -> bool:
-    """Whether the run passed every convergence check (``False`` if unchecked)."""
-    return summary.convergence is not None and summary.convergence.converged
+class _Annealed:
+    """What the summaries of AIS and of BDMC share: the verdict, and their older stored form."""
+
+    convergence: Convergence | None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run passed every convergence check (``False`` if unchecked)."""
+        return self.convergence is not None and self.convergence.converged
+
+    upgrade_json = staticmethod(_nest_settings)
 
 
 @dataclass(frozen=True)
-class AISSummary:
+class AISSummary(_Annealed):
     """AIS log p(x) on a set of points, beside importance sampling on the same points.
 
     Attributes:
@@ -207,13 +205,9 @@ class AISSummary:
     gradient_evaluations: int | None = None
     auto: AutoAISSummary | None = None
 
-    converged = property(_converged)
-
-    upgrade_json = staticmethod(_nest_settings)
-
 
 @dataclass(frozen=True)
-class BDMCSummary:
+class BDMCSummary(_Annealed):
     """BDMC on data simulated from the model: AIS's lower and upper bounds and their gap.
 
     Attributes:
@@ -236,10 +230,6 @@ class BDMCSummary:
     max_gap: float
     settings: AISSettings
     convergence: Convergence | None = None
-
-    converged = property(_converged)
-
-    upgrade_json = staticmethod(_nest_settings)
 
 
 @dataclass(frozen=True)
@@ -272,7 +262,7 @@ _ROUNDING = 1e-9
 
 
 @dataclass(frozen=True)
-class GapTermSummary:
+class GapTermSummary(_Summary):
     """One term of the inference-gap decomposition over a set of points.
 
     Attributes:
@@ -284,11 +274,6 @@ class GapTermSummary:
     mean: float
     standard_error: float
     monte_carlo_standard_error: float
-
-    @classmethod
-    def from_term(cls, term: GapTerm) -> GapTermSummary:
-        """Summarize a library :class:`~vi_vae.evaluation.GapTerm`."""
-        return cls(term.mean, term.standard_error, term.mean_monte_carlo_standard_error)
 
 
 @dataclass(frozen=True)
@@ -344,17 +329,17 @@ class GapSummary:
         full = gaps.full_covariance_elbo
         return cls(
             num_points=gaps.local_elbo.per_point.numel(),
-            log_likelihood=GapTermSummary.from_term(gaps.log_likelihood_term),
-            amortized_elbo=GapTermSummary.from_term(gaps.amortized_elbo),
-            local_elbo=GapTermSummary.from_term(gaps.local_elbo),
-            approximation_gap=GapTermSummary.from_term(gaps.approximation_gap),
-            amortization_gap=GapTermSummary.from_term(gaps.amortization_gap),
+            log_likelihood=GapTermSummary.of(gaps.log_likelihood_term),
+            amortized_elbo=GapTermSummary.of(gaps.amortized_elbo),
+            local_elbo=GapTermSummary.of(gaps.local_elbo),
+            approximation_gap=GapTermSummary.of(gaps.approximation_gap),
+            amortization_gap=GapTermSummary.of(gaps.amortization_gap),
             settings=gaps.settings,
             ais_convergence=gaps.log_likelihood.convergence,
             local_convergence=gaps.local_convergence,
             local_trajectory=tuple(gaps.local_trajectory.tolist()),
             substitutes=gaps.substitutes,
-            full_covariance_elbo=None if full is None else GapTermSummary.from_term(full),
+            full_covariance_elbo=None if full is None else GapTermSummary.of(full),
         )
 
     @property
@@ -363,8 +348,18 @@ class GapSummary:
         return self.ais_convergence.converged and self.local_convergence.converged
 
 
+class _BoundTable:
+    """A record holding a bound table, ``bounds``."""
+
+    bounds: tuple[BoundSummary, ...]
+
+    def bound(self, num_particles: int) -> BoundSummary | None:
+        """The bound with k = ``num_particles``, if the table has it."""
+        return next((b for b in self.bounds if b.num_particles == num_particles), None)
+
+
 @dataclass(frozen=True)
-class RunMetrics:
+class RunMetrics(_BoundTable):
     """Everything ``metrics.json`` records about a run.
 
     Attributes:
@@ -394,10 +389,6 @@ class RunMetrics:
     bdmc: BDMCSummary | None = None
     gaps: GapSummary | None = None
 
-    def bound(self, num_particles: int) -> BoundSummary | None:
-        """The bound with k = ``num_particles``, if the table has it."""
-        return next((b for b in self.bounds if b.num_particles == num_particles), None)
-
 
 @dataclass(frozen=True)
 class SNRPoint:
@@ -409,7 +400,7 @@ class SNRPoint:
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
+class ComparisonRow(_BoundTable):
     """One estimator's run in a comparison: its cost, bounds, log p(x) and diagnostics.
 
     ``active_units`` counts over every stochastic layer, out of ``latent_units``.
@@ -426,10 +417,6 @@ class ComparisonRow:
     snr_model: float
     ais: AISSummary | None = None
     gaps: GapSummary | None = None
-
-    def bound(self, num_particles: int) -> BoundSummary | None:
-        """The bound with k = ``num_particles``, if the table has it."""
-        return next((b for b in self.bounds if b.num_particles == num_particles), None)
 
 
 @dataclass(frozen=True)

@@ -105,11 +105,14 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
         lines += _bdmc_lines(metrics.bdmc)
     if metrics.gaps is not None:
         lines += run_gap_lines(metrics.gaps)
-    if metrics.figures:
-        lines += ["## Figures", ""]
-        lines += [f"![{Path(name).stem}]({name})" for name in metrics.figures]
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _figure_lines(metrics.figures))
+
+
+def _figure_lines(names: Sequence[str]) -> list[str]:
+    """The report's figures section (nothing without figures)."""
+    if not names:
+        return []
+    return ["## Figures", "", *(f"![{Path(name).stem}]({name})" for name in names), ""]
 
 
 def _ais_settings(summary: AISSummary | BDMCSummary) -> str:
@@ -272,11 +275,9 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
     lines += _comparison_ais_section(rows)
     gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
     lines += comparison_gap_lines(rows, gap_figure)
-    figures = [name for name in figures if name != gap_figure]  # shown with its table
-    if figures:
-        lines += ["## Figures", ""]
-        lines += [f"![{Path(name).stem}]({name})" for name in figures]
-        lines.append("")
+    lines += _figure_lines(
+        [name for name in figures if name != gap_figure]
+    )  # the gaps figure is shown with its table
     if comparison.command:
         lines += ["## Reproduce", "", f"    {comparison.command}", ""]
     return "\n".join(lines)

@@ -49,7 +49,7 @@ from typing import Any
 
 from torch import Tensor
 
-from vi_vae.app.config import RunConfig, config_from_version_1
+from vi_vae.app.config import RunConfig
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
 from vi_vae.app.fingerprint import changed_setting
 from vi_vae.app.metrics import Comparison, RunMetrics
@@ -130,6 +130,20 @@ class RunDirectoryNotEmpty(InputError):
         self.path = path
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an :class:`InputError` of reading ``path``'s content with the path in front."""
+    try:
+        yield
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+
+
+def _file_property(name: str) -> property:
+    """A :class:`RunDirectory` property: the path of its file ``name``."""
+    return property(lambda directory: directory.path / name, doc=f"``{name}``.")
+
+
 class RunDirectory:
     """A run directory on disk: where each file is, and how to read and write it.
 
@@ -148,35 +162,13 @@ class RunDirectory:
 
     # -- where things are ----------------------------------------------------------
 
-    @property
-    def config_path(self) -> Path:
-        """``config.json``."""
-        return self.path / CONFIG_FILE
-
-    @property
-    def checkpoint_path(self) -> Path:
-        """``checkpoint.pt``."""
-        return self.path / CHECKPOINT_FILE
-
-    @property
-    def history_path(self) -> Path:
-        """``history.csv``."""
-        return self.path / HISTORY_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        """``metrics.json``."""
-        return self.path / METRICS_FILE
-
-    @property
-    def report_path(self) -> Path:
-        """``report.md``."""
-        return self.path / REPORT_FILE
-
-    @property
-    def comparison_path(self) -> Path:
-        """``comparison.json``, in a comparison directory (which uses the same file names)."""
-        return self.path / COMPARISON_FILE
+    config_path = _file_property(CONFIG_FILE)
+    checkpoint_path = _file_property(CHECKPOINT_FILE)
+    history_path = _file_property(HISTORY_FILE)
+    metrics_path = _file_property(METRICS_FILE)
+    report_path = _file_property(REPORT_FILE)
+    #: in a comparison directory (which uses the same file names)
+    comparison_path = _file_property(COMPARISON_FILE)
 
     def figure_path(self, name: str) -> Path:
         """The file of figure ``name`` (a key of :data:`FIGURE_FILES`)."""
@@ -275,17 +267,12 @@ class RunDirectory:
         )
 
     def read_config(self) -> RunConfig:
-        """Read and check ``config.json``'s config (a vi_vae 0.1 config is converted)."""
+        """Read and check ``config.json``'s config."""
         stored = read_json(self.config_path)
         if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
             raise InputError(f"{self.config_path} is not a vi_vae run config")
-        data = stored["config"]
-        if "data" not in data and "dataset" in data:
-            data = config_from_version_1(data)
-        try:
-            return RunConfig.from_json(data, "config").validated()
-        except InputError as error:
-            raise InputError(f"{self.config_path}: {error}") from None
+        with _naming(self.config_path):
+            return RunConfig.from_json(stored["config"], "config").validated()
 
     # -- checkpoint.pt and history ------------------------------------------------
 
@@ -344,9 +331,8 @@ class RunDirectory:
 
     def write_metrics(self, metrics: RunMetrics) -> None:
         """Write ``metrics.json``."""
-        if not self.writer:
-            return
-        atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
+        if self.writer:
+            atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
 
     def read_metrics(self) -> RunMetrics | None:
         """Read and check ``metrics.json``; ``None`` when there is none (or it predates 0.2).
@@ -366,10 +352,8 @@ class RunDirectory:
         ):
             return None  # vi_vae 0.1 metrics: re-evaluate to get typed ones
         stored = check_json_checksum(self.metrics_path, stored, _METRICS_REMEDY)
-        try:
+        with _naming(self.metrics_path):
             return from_json(RunMetrics, stored, "metrics")
-        except InputError as error:
-            raise InputError(f"{self.metrics_path}: {error}") from None
 
     def write_report(self, text: str) -> None:
         """Write ``report.md``."""
@@ -405,9 +389,8 @@ class RunDirectory:
 
     def write_comparison(self, comparison: Comparison) -> None:
         """Write ``comparison.json`` (a comparison directory)."""
-        if not self.writer:
-            return
-        atomic_write_json(self.comparison_path, to_json(comparison), checksum=True)
+        if self.writer:
+            atomic_write_json(self.comparison_path, to_json(comparison), checksum=True)
 
     def read_comparison(self) -> Comparison:
         """Read and check ``comparison.json`` (a comparison directory).
@@ -416,13 +399,10 @@ class RunDirectory:
             InputError: when it is missing, does not match its checksum (module
                 docstring) or its schema.
         """
-        stored = check_json_checksum(
-            self.comparison_path, read_json(self.comparison_path), _COMPARISON_REMEDY
-        )
-        try:
+        path = self.comparison_path
+        stored = check_json_checksum(path, read_json(path), _COMPARISON_REMEDY)
+        with _naming(path):
             return from_json(Comparison, stored, "comparison")
-        except InputError as error:
-            raise InputError(f"{self.comparison_path}: {error}") from None
 
 
 class RunCheckpointSink:

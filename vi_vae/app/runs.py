@@ -33,10 +33,7 @@ from vi_vae.app.assessment import (
 from vi_vae.app.config import AISConfig, EvaluationConfig, RunConfig, environment
 from vi_vae.app.figures import make_run_figures
 from vi_vae.app.fingerprint import fingerprint
-from vi_vae.app.metrics import (
-    RunMetrics,
-    TrainingSummary,
-)
+from vi_vae.app.metrics import RunMetrics, TrainingSummary
 from vi_vae.app.report import run_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback
@@ -188,9 +185,7 @@ def _train(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             loss,
             device,
-            resume,
-            on_step,
-            on_epoch,
+            Callback(on_step, on_epoch),
             figures,
             on_evaluation,
         )
@@ -208,11 +203,9 @@ def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tupl
 
 def _fit_and_evaluate(
     run: Run,
-    loss,
+    loss: Any,
     device: torch.device,
-    resume: bool,
-    on_step: StepCallback | None,
-    on_epoch: EpochCallback | None,
+    callback: Callback,
     figures: bool,
     on_evaluation: EvaluationCallback | None,
 ) -> Run:
@@ -226,7 +219,7 @@ def _fit_and_evaluate(
         training.settings(loss, device),
         validation=dataset.validation,
         batch_transform=dataset.batch_transform(),
-        callbacks=[Callback(on_step, on_epoch)],
+        callbacks=[callback],
         # a new run's directory was just created empty: only a resumed one holds a checkpoint
         sink=directory.checkpoint_sink({"fingerprint": fingerprint(config, dataset.input_dim)}),
     )
@@ -294,14 +287,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
         )
     vae.to(resolve_device(config.training.device))
     vae.eval()
-    return Run(
-        directory,
-        config,
-        dataset,
-        vae,
-        trained.history,
-        directory.read_metrics(),
-    )
+    return Run(directory, config, dataset, vae, trained.history, directory.read_metrics())
 
 
 def evaluate_run(
@@ -388,12 +374,14 @@ def bdmc_run(
     execution = execution or ExecutionOptions()
     ais = ais or AISConfig()
     check_positive_int("num_points", num_points)
-    RunConfig(ais=ais).validated()
     device = None if execution.device is None else str(execution.device)
-    with _locked_run(run_dir, device) as run:
-        summary = bdmc_summary(run.vae, num_points, ais, on_step=on_step, execution=execution)
-        _record(run, bdmc=summary)
-    return run
+    return _record_in(
+        run_dir,
+        device,
+        bdmc=lambda run: bdmc_summary(
+            run.vae, num_points, ais, on_step=on_step, execution=execution
+        ),
+    )
 
 
 def gaps_run(
@@ -411,19 +399,22 @@ def gaps_run(
     """
     settings = settings or GapSettings()
     check_positive_int("num_points", num_points)
-    with _locked_run(run_dir, device) as run:
-        summary = gaps_summary(
+    return _record_in(
+        run_dir,
+        device,
+        gaps=lambda run: gaps_summary(
             run.vae, run.dataset, num_points, settings, on_evaluation=on_evaluation
-        )
-        _record(run, gaps=summary)
-    return run
+        ),
+    )
 
 
 def redraw_figures(run_dir: str | Path) -> Run:
     """Draw a run's figures again; update ``metrics.json`` and ``report.md``."""
-    with _locked_run(run_dir) as run:
-        _record(run, figures=make_run_figures(run.vae, run.dataset, run.history, run.directory))
-    return run
+    return _record_in(
+        run_dir,
+        None,
+        figures=lambda run: make_run_figures(run.vae, run.dataset, run.history, run.directory),
+    )
 
 
 @contextlib.contextmanager
@@ -435,7 +426,10 @@ def _locked_run(run_dir: str | Path, device: str | None = None) -> Iterator[Run]
         yield load_run(run_dir, device)
 
 
-def _record(run: Run, **metrics: Any) -> None:
-    """Set those fields of ``run``'s metrics and write the run's metrics and report."""
-    run.metrics = dataclasses.replace(run.metrics or RunMetrics(), **metrics)
-    _write(run)
+def _record_in(run_dir: str | Path, device: str | None, **measure: Callable[[Run], Any]) -> Run:
+    """Measure the run in ``run_dir`` under its lock; write each measured field of its metrics."""
+    with _locked_run(run_dir, device) as run:
+        measured = {name: function(run) for name, function in measure.items()}
+        run.metrics = dataclasses.replace(run.metrics or RunMetrics(), **measured)
+        _write(run)
+    return run

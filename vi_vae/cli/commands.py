@@ -115,11 +115,21 @@ def _settings(settings: AISSettings) -> str:
     return f"T = {settings.num_steps}, C = {settings.num_chains}, L = {settings.leapfrog_steps}"
 
 
+def _progress(args: argparse.Namespace) -> ProgressBar:
+    """The command's progress bar: on stderr unless ``--quiet``, on the writer rank only."""
+    return ProgressBar(disable=args.quiet or not is_main_process())
+
+
 def _train(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import resume_run, train_run
 
-    progress = ProgressBar(disable=args.quiet or not is_main_process())
-    try:
+    with _progress(args) as progress:
+        shared = {
+            "on_step": progress.step,
+            "on_epoch": progress.epoch,
+            "figures": not args.no_figures,
+            "on_evaluation": progress.evaluation,
+        }
         if args.resume:
             ignored = [f for f in given_flags(args, "train") if f not in RESUME_FLAGS]
             if ignored or args.run_dir:
@@ -133,27 +143,14 @@ def _train(args: argparse.Namespace) -> int:
                 run_dir,
                 epochs=getattr(args, "training__epochs", None),
                 device=getattr(args, "training__device", None),
-                on_step=progress.step,
-                on_epoch=progress.epoch,
-                figures=not args.no_figures,
-                on_evaluation=progress.evaluation,
+                **shared,
             )
             if run.metrics.training and run.metrics.training.resumed_from_epoch == 0:
                 print(f"note: {run_dir} had no completed epoch; trained from epoch 1")
         else:
             config = config_from_arguments(args, "train")
             run_dir = Path(args.run_dir or Path("runs") / _default_run_name(config))
-            run = train_run(
-                config,
-                run_dir,
-                overwrite=args.overwrite,
-                on_step=progress.step,
-                on_epoch=progress.epoch,
-                figures=not args.no_figures,
-                on_evaluation=progress.evaluation,
-            )
-    finally:
-        progress.close()
+            run = train_run(config, run_dir, overwrite=args.overwrite, **shared)
     print(f"run directory: {run_dir}")
     _print_metrics(run.metrics)
     print(f"report: {run.directory.report_path}")
@@ -169,8 +166,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     config = config_from_arguments(args, "compare")
     out_dir = Path(args.out_dir or Path("runs") / f"compare-{Path(config.data.dataset).stem}")
-    progress = ProgressBar(disable=args.quiet)
-    try:
+    with ProgressBar(disable=args.quiet) as progress:
         comparison = compare(
             config,
             args.estimators.split(","),
@@ -183,8 +179,6 @@ def _compare(args: argparse.Namespace) -> int:
             command="vi-vae " + " ".join(shlex.quote(a) for a in args.argv),
             gaps=_gap_request(args.gaps, config),
         )
-    finally:
-        progress.close()
     print(f"comparison directory: {out_dir}")
     print(
         "run directories: "
@@ -215,13 +209,11 @@ def _gap_request(num_points: int | None, config: RunConfig) -> GapRequest | None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vi_vae.app.config import RunConfig
     from vi_vae.app.runs import evaluate_run
 
-    config = config_from_arguments(args, "evaluate", RunConfig())
+    config = config_from_arguments(args, "evaluate")
     auto = _auto(args, config.ais)
-    progress = ProgressBar(disable=args.quiet or not is_main_process())
-    try:
+    with _progress(args) as progress:
         run = evaluate_run(
             args.run_dir,
             config.evaluation,
@@ -231,8 +223,6 @@ def _evaluate(args: argparse.Namespace) -> int:
             on_evaluation=progress.evaluation,
             auto=auto,
         )
-    finally:
-        progress.close()
     _print_metrics(run.metrics)
     print(f"metrics: {run.directory.metrics_path}")
     print(f"report: {run.directory.report_path}")
@@ -256,13 +246,11 @@ def _auto(args: argparse.Namespace, ais: AISSettings) -> AutoAISSettings | None:
 
 
 def _bdmc(args: argparse.Namespace) -> int:
-    from vi_vae.app.config import RunConfig
     from vi_vae.app.runs import bdmc_run
     from vi_vae.execution import ExecutionOptions
 
-    config = config_from_arguments(args, "bdmc", RunConfig())
-    progress = ProgressBar(disable=args.quiet or not is_main_process())
-    try:
+    config = config_from_arguments(args, "bdmc")
+    with _progress(args) as progress:
         run = bdmc_run(
             args.run_dir,
             args.num_points,
@@ -270,8 +258,6 @@ def _bdmc(args: argparse.Namespace) -> int:
             execution=ExecutionOptions(device=args.device, compile=config.evaluation.compile),
             on_step=functools.partial(progress.evaluation, "BDMC"),
         )
-    finally:
-        progress.close()
     result = run.metrics.bdmc
     print(
         f"BDMC on {result.num_points} points simulated from the model "
@@ -286,20 +272,13 @@ def _bdmc(args: argparse.Namespace) -> int:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-    from vi_vae.app.config import RunConfig
     from vi_vae.app.runs import gaps_run
 
-    config = config_from_arguments(args, "gaps", RunConfig())
-    settings = GapSettings(
-        local_steps=args.local_steps,
-        local_learning_rate=args.local_learning_rate,
-        local_particles=args.local_particles,
-        num_particles=args.num_particles,
-        full_covariance=args.full_covariance,
-        ais=config.ais.settings,
-    )
-    progress = ProgressBar(disable=args.quiet or not is_main_process())
-    try:
+    config = config_from_arguments(args, "gaps")
+    options = ("local_steps", "local_learning_rate", "local_particles", "num_particles")
+    given = {name: getattr(args, name) for name in (*options, "full_covariance")}
+    settings = GapSettings(**given, ais=config.ais.settings)
+    with _progress(args) as progress:
         run = gaps_run(
             args.run_dir,
             args.num_points,
@@ -307,8 +286,6 @@ def _gaps(args: argparse.Namespace) -> int:
             device=args.device,
             on_evaluation=progress.evaluation,
         )
-    finally:
-        progress.close()
     gaps = run.metrics.gaps
     for name, term in (
         (

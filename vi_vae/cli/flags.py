@@ -160,10 +160,7 @@ FLAGS: tuple[Flag, ...] = (
         "use only the first N training points of the shuffled split (a random subset)",
         positive_int,
     ),
-    Flag(
-        "model.latent_family",
-        "latent family (vi-vae families lists them)",
-    ),
+    Flag("model.latent_family", "latent family (vi-vae families lists them)"),
     Flag("model.latent_dim", "dimension of z", positive_int),
     Flag(
         "model.likelihood",
@@ -216,11 +213,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("training.batch_size", "data points per step", positive_int),
     Flag("training.learning_rate", "Adam step size", float),
     Flag("training.kl_weight", "weight β of the KL term; 1 is the ELBO", float),
-    Flag(
-        "training.kl_warmup_epochs",
-        "epochs over which the KL weight ramps up from 0",
-        int,
-    ),
+    Flag("training.kl_warmup_epochs", "epochs over which the KL weight ramps up from 0", int),
     Flag("training.patience", "stop after N epochs without a better validation ELBO", int),
     Flag("training.seed", "random seed of the weights, draws and shuffling", seed),
     Flag("training.device", "cpu or cuda"),

@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from vi_vae import __version__
 from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, DEFAULT_GAPS_NUM_POINTS, METHODS
@@ -65,6 +66,12 @@ def _add_device_and_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_numbers(parser: Any, *options: tuple[str, Callable[[str], Any], Any, str]) -> None:
+    """Add each ``(flag, type, default, what)``; its help is ``what (default: DEFAULT)``."""
+    for flag, kind, default, what in options:
+        parser.add_argument(flag, type=kind, default=default, help=f"{what} (default: %(default)s)")
+
+
 def _train_flags(train: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae train``."""
     add_config_flags(train, "train", ALL_SECTIONS)
@@ -110,11 +117,8 @@ def _evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
 
 def _bdmc_flags(bdmc: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae bdmc``."""
-    bdmc.add_argument(
-        "--num-points",
-        type=positive_int,
-        default=DEFAULT_BDMC_NUM_POINTS,
-        help="simulated (z, x) pairs (default: %(default)s)",
+    _add_numbers(
+        bdmc, ("--num-points", positive_int, DEFAULT_BDMC_NUM_POINTS, "simulated (z, x) pairs")
     )
     add_config_flags(
         bdmc,
@@ -135,15 +139,14 @@ def _gaps_flags(gaps: argparse.ArgumentParser) -> None:
     from vi_vae.evaluation import gap_settings as defaults
 
     local = gaps.add_argument_group("gaps")
-    options = (
+    _add_numbers(
+        local,
         ("--num-points", positive_int, DEFAULT_GAPS_NUM_POINTS, "test points"),
         ("--local-steps", positive_int, defaults.DEFAULT_LOCAL_STEPS, "Adam steps of q*"),
         ("--local-learning-rate", float, defaults.DEFAULT_LOCAL_LEARNING_RATE, "of those steps"),
         ("--local-particles", positive_int, defaults.DEFAULT_LOCAL_PARTICLES, "draws per step"),
         ("--num-particles", positive_int, defaults.DEFAULT_GAP_PARTICLES, "draws per ELBO"),
     )
-    for flag, kind, default, what in options:
-        local.add_argument(flag, type=kind, default=default, help=f"{what} (default: %(default)s)")
     local.add_argument(
         "--full-covariance",
         action="store_true",
@@ -155,14 +158,11 @@ def _gaps_flags(gaps: argparse.ArgumentParser) -> None:
 
 def _sample_flags(sample: argparse.ArgumentParser) -> None:
     """The flags of ``vi-vae sample``."""
-    sample.add_argument(
-        "--num-samples",
-        type=positive_int,
-        default=DEFAULT_NUM_SAMPLES_SHOWN,
-        help="number of samples (default: %(default)s)",
+    _add_numbers(
+        sample, ("--num-samples", positive_int, DEFAULT_NUM_SAMPLES_SHOWN, "number of samples")
     )
     sample.add_argument("--output", help="PNG (grid) or .npy file (default: RUN_DIR/samples.png)")
-    sample.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+    _add_numbers(sample, ("--seed", seed, 0, "random seed"))
 
 
 def _compare_flags(compare: argparse.ArgumentParser) -> None:
@@ -191,11 +191,9 @@ def _compare_flags(compare: argparse.ArgumentParser) -> None:
         help="also split each run's bound into the approximation and amortization gaps on "
         "that many test points, with the --ais- settings (default: off; see vi-vae gaps)",
     )
-    compare_output.add_argument(
-        "--snr-num-draws",
-        type=int,
-        default=DEFAULT_SNR_NUM_DRAWS,
-        help="gradient draws per SNR value, >= 2 (default: %(default)s)",
+    _add_numbers(
+        compare_output,
+        ("--snr-num-draws", int, DEFAULT_SNR_NUM_DRAWS, "gradient draws per SNR value, >= 2"),
     )
     compare_output.add_argument(
         "--resume",

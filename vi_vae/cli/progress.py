@@ -149,3 +149,9 @@ class ProgressBar(ComparisonProgress):
         if self.phase is not None:
             self.phase.close()
             self.phase = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.close()

@@ -64,6 +64,8 @@ class EstimatorSpec:
         return ":".join([name] + [argument.upper() for argument, _ in self.arguments])
 
 
+#: the arguments of a spelling whose one number is K
+_K = (("num_particles", int),)
 #: spelling name -> spec
 ESTIMATOR_SPECS: dict[str, EstimatorSpec] = {
     "elbo": EstimatorSpec(
@@ -91,10 +93,7 @@ ESTIMATOR_SPECS: dict[str, EstimatorSpec] = {
         None,
     ),
     "iwae": EstimatorSpec(
-        (("num_particles", int),),
-        IWAE,
-        "importance-weighted bound IWAE-K (Burda et al. 2016)",
-        "iwae:5",
+        _K, IWAE, "importance-weighted bound IWAE-K (Burda et al. 2016)", "iwae:5"
     ),
     "vr": EstimatorSpec(
         (("alpha", float), ("num_particles", int)),
@@ -103,19 +102,16 @@ ESTIMATOR_SPECS: dict[str, EstimatorSpec] = {
         "vr:0.5:5",
     ),
     "vrmax": EstimatorSpec(
-        (("num_particles", int),),
+        _K,
         lambda num_particles: RenyiVR(-math.inf, num_particles),
         "VR-max: the Renyi objective at alpha = -inf, max_k log w_k (Li & Turner 2016)",
         "vrmax:5",
     ),
     "stl": EstimatorSpec(
-        (("num_particles", int),),
-        STL,
-        "ELBO with the sticking-the-landing path gradient (Roeder et al. 2017)",
-        "stl:2",
+        _K, STL, "ELBO with the sticking-the-landing path gradient (Roeder et al. 2017)", "stl:2"
     ),
     "dreg": EstimatorSpec(
-        (("num_particles", int),),
+        _K,
         DReG,
         "IWAE-K with the doubly reparameterized guide gradient (Tucker et al. 2019)",
         "dreg:5",
