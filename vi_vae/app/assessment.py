@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 import warnings
@@ -49,6 +48,7 @@ from vi_vae.evaluation import (
     importance_sampling,
     inference_gaps,
 )
+from vi_vae.evaluation.annealing import phase_callback
 from vi_vae.evaluation.auto_ais import gradient_evaluations
 from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.execution import ExecutionOptions
@@ -123,7 +123,7 @@ def evaluate(
     ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
     if len(ks) < len(evaluation.bound_particles):
         logger.info("bounds with k > %d particles are left out", evaluation.num_particles)
-    estimate, table = _importance(vae, x, evaluation, ks, _phase(on_evaluation, "log p(x)"))
+    estimate, table = _importance(vae, x, evaluation, ks, phase_callback(on_evaluation, "log p(x)"))
     metrics = RunMetrics(
         data_kind="discrete" if vae.likelihood.discrete else "continuous",
         points=points,
@@ -138,13 +138,6 @@ def evaluate(
         )
         metrics = dataclasses.replace(metrics, ais=summary)
     return metrics
-
-
-def _phase(
-    on_evaluation: Callable[[str, int, int], None] | None, phase: str
-) -> StepCallback | None:
-    """``on_evaluation`` for one phase, as the library's ``(done, total)`` callbacks take it."""
-    return None if on_evaluation is None else functools.partial(on_evaluation, phase)
 
 
 def ais_summary(
@@ -175,7 +168,7 @@ def ais_summary(
         with _verdict_in_summary():
             run = _seeded(
                 annealed_importance_sampling, vae, x, ais.settings,
-                on_step=_phase(on_evaluation, "AIS"), execution=execution,
+                on_step=phase_callback(on_evaluation, "AIS"), execution=execution,
             )  # fmt: skip
             annealed = run.checked_against(importance)
         cpu_seconds = time.process_time() - started
