@@ -63,7 +63,6 @@ from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
 from vi_vae.keys import seed_everything
-from vi_vae.optim import Adam
 from vi_vae.train_settings import TrainSettings
 
 __all__ = ["EpochRecord", "FitResult", "KLWeight", "TrainSettings", "fit"]
@@ -114,7 +113,8 @@ def fit(
         train: training data ``[N, ...]``.
         settings: :class:`TrainSettings` (default: its defaults).
         validation: data for the validation ELBO and early stopping, or ``(data, model_kwargs)``.
-        optimizer: a Pyro optimizer; default :func:`vi_vae.optim.Adam` at the learning rate.
+        optimizer: a Pyro optimizer; default :meth:`~vi_vae.TrainSettings.optimizer`, Adam at the
+            learning rate.
         batch_transform: applied to each training batch with the shuffling generator.
         model_kwargs: keyword arguments of model and guide; a tensor with one row per
             training point (``ys=`` labels) is sliced with every batch.
@@ -204,7 +204,7 @@ class _Run:
         seed_everything(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
         loss = settings.estimator()
-        optimizer = optimizer if optimizer is not None else Adam({"lr": settings.learning_rate})
+        optimizer = optimizer if optimizer is not None else settings.optimizer()
         weight = KLWeight(1.0, data.device)
         weighted = (weight(model), weight(guide))
         if settings.kl_weight == 1 and not settings.kl_warmup_epochs:

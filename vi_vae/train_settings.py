@@ -21,6 +21,7 @@ from vi_vae._validation import (
 )
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_compile
+from vi_vae.optim import Adam, SingleOptimizer
 from vi_vae.settings import Settings
 
 __all__ = ["TrainSettings"]
@@ -36,7 +37,8 @@ class TrainSettings(Settings):
             ``compile``, one of vi_vae's estimators.
         epochs: total number of epochs (a resumed run counts those already done).
         batch_size: points per SVI step.
-        learning_rate: Adam's step size when ``fit`` is given no optimizer.
+        learning_rate: Adam's step size when ``fit`` is given no optimizer
+            (:meth:`~vi_vae.TrainSettings.optimizer`).
         seed: seeds Pyro's draws, the shuffling and the validation draws.
         kl_weight: β, the weight of the KL term (1 is the ELBO).
         kl_warmup_epochs: ramp the KL weight linearly from 0 to ``kl_weight`` over
@@ -49,6 +51,8 @@ class TrainSettings(Settings):
         compile: run the loss's passes compiled by ``torch.compile``
             (:func:`vi_vae.estimators.with_compile`): same draws, same numbers to
             floating-point rounding; the first step of each batch shape compiles.
+            With no optimizer given, ``fit`` then steps with torch's fused Adam
+            kernel (:meth:`~vi_vae.TrainSettings.optimizer`), which also rounds differently.
 
     Example:
         >>> settings = TrainSettings(epochs=5, loss="iwae:5")
@@ -106,6 +110,22 @@ class TrainSettings(Settings):
         if self.compile or self.loss is None:
             return with_compile(self.loss, self.compile)
         return self.loss
+
+    def optimizer(self) -> SingleOptimizer:
+        """The optimizer ``fit`` steps with when it is given none: Adam at :attr:`learning_rate`.
+
+        :func:`vi_vae.optim.Adam`, the same bits as ``pyro.optim.Adam``; with
+        :attr:`compile` its fused kernel (``{"fused": True}``), as a compiled loss's
+        numbers already differ from the eager ones by float rounding: 0.4x the
+        loop's time in ``fit`` on CPU (``docs/benchmarks.md``), each update within
+        the tolerance :func:`vi_vae.optim.Adam` states.
+
+        Example:
+            >>> TrainSettings(compile=True).optimizer().pt_optim_args["fused"]
+            True
+        """
+        fused = {"fused": True} if self.compile else {}
+        return Adam({"lr": self.learning_rate, **fused})
 
     def kl_weight_at(self, epoch: int) -> float:
         """β in ``epoch`` (1-based): ramped up over the warm-up epochs, then ``kl_weight``."""
