@@ -13,6 +13,7 @@ import pyro
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from beside import Job
 
 TESTS = Path(__file__).parent
 #: folders of small-tensor tests (AIS: thousands of tiny ops; the compiled path; the
@@ -34,6 +35,22 @@ os.environ.pop("VI_VAE_COMPILE_BACKEND", None)
 inductor_config.compile_threads = 1
 # the user-written linear Gaussian pair lives beside the estimator tests
 sys.path.insert(0, str(TESTS / "estimators"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jobs_beside_the_suite(request, tmp_path_factory):
+    """Start the long process checks of the collected modules now, beside the other tests.
+
+    Each test module that declares a ``beside.Job`` gets it started here, before the first
+    test; its test waits for it. Jobs still running when the session ends are killed.
+    """
+    modules = {getattr(item, "module", None) for item in request.session.items} - {None}
+    jobs = [job for module in modules for job in vars(module).values() if isinstance(job, Job)]
+    for job in sorted(jobs, key=lambda job: job.name):
+        job.start(tmp_path_factory.mktemp(job.name))
+    yield
+    for job in jobs:
+        job.stop()
 
 
 @pytest.fixture(autouse=True)
