@@ -39,6 +39,7 @@ class Job:
         """Start the command in ``directory`` (its working folder and output), once."""
         if self.process is not None:
             return
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         argv = [argument.replace("{directory}", str(directory)) for argument in self.argv]
         with open(directory / "stdout.txt", "w") as out, open(directory / "stderr.txt", "w") as err:

@@ -41,11 +41,14 @@ sys.path.insert(0, str(TESTS / "estimators"))
 def _jobs_beside_the_suite(request, tmp_path_factory):
     """Start the long process checks of the collected modules now, beside the other tests.
 
-    Each test module that declares a ``beside.Job`` gets it started here, before the first
-    test; its test waits for it. Jobs still running when the session ends are killed.
+    Each test module that declares a ``beside.Job`` (or a dict of them) gets it started
+    here, before the first test; its test waits for it. Jobs still running when the
+    session ends are killed.
     """
     modules = {getattr(item, "module", None) for item in request.session.items} - {None}
-    jobs = [job for module in modules for job in vars(module).values() if isinstance(job, Job)]
+    declared = [value for module in modules for value in vars(module).values()]
+    declared += [job for value in declared if isinstance(value, dict) for job in value.values()]
+    jobs = [job for job in declared if isinstance(job, Job)]
     for job in sorted(jobs, key=lambda job: job.name):
         job.start(tmp_path_factory.mktemp(job.name))
     yield
