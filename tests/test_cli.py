@@ -556,8 +556,9 @@ def test_existing_run_directory_is_not_overwritten_silently(trained_run, capsys)
 
 def test_sigkill_mid_epoch_then_resume_loses_no_completed_epoch(tmp_path):
     run_dir = tmp_path / "killed"
-    args = ["train", "--epochs", "3", "--batch-size", "8", "--hidden-sizes", "32"]
-    args += ["--latent-dim", "2", "--eval-num-particles", "5", "--eval-num-points", "10"]
+    args = ["train", "--epochs", "3", "--batch-size", "8", "--max-train", "1024"]
+    args += ["--hidden-sizes", "32", "--latent-dim", "2", "--eval-num-particles", "5"]
+    args += ["--eval-num-points", "10"]
     args += ["--no-figures", "--quiet"]
     process = subprocess.Popen(
         [VI_VAE, *args, "--run-dir", str(run_dir)],
@@ -570,8 +571,9 @@ def test_sigkill_mid_epoch_then_resume_loses_no_completed_epoch(tmp_path):
     while time.time() < deadline and process.poll() is None:
         if history.exists() and len(history.read_text().splitlines()) >= 2:
             break
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 2
+        time.sleep(0.01)
+    # killed as soon as epoch 1 is in the history, so in epoch 2 (128 steps): a fixed wait
+    # would race epochs 2 and 3 on a fast machine, as in test_distributed's killed torchrun
     assert process.poll() is None, process.communicate()[1].decode()
     process.send_signal(signal.SIGKILL)
     process.communicate()
