@@ -4,14 +4,17 @@ The documentation build and the README's code each keep one core busy for a minu
 while the rest of the suite, mostly small tensors on one thread, leaves the other
 core idle. A test module that declares a :class:`Job` at module level gets it
 started by ``tests/conftest.py`` before the first test runs, in its own process;
-the test waits for it and checks what it left. A job that a test asks for before it
-was started (a module run by itself under another runner) starts then.
+the test waits for it and checks what it left. The jobs run one at a time, in the
+order the tests need them, so they keep one core busy and leave the other to the
+tests (more at once made the tests' own threads fight for the cores). A job that a
+test asks for before its turn starts then.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -34,19 +37,23 @@ class Job:
     directory: Path | None = None
     process: subprocess.Popen | None = None
     started: float = 0.0
+    #: the queue's thread and a test may both start the job: the first one does
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def start(self, directory: Path) -> None:
         """Start the command in ``directory`` (its working folder and output), once."""
-        if self.process is not None:
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        argv = [argument.replace("{directory}", str(directory)) for argument in self.argv]
-        with open(directory / "stdout.txt", "w") as out, open(directory / "stderr.txt", "w") as err:
-            self.process = subprocess.Popen(
-                argv, stdout=out, stderr=err, cwd=self.cwd or directory, env=self.environment
-            )
-        self.started = time.monotonic()
+        with self.lock:
+            if self.process is not None:
+                return
+            directory.mkdir(parents=True, exist_ok=True)
+            self.directory = directory
+            argv = [argument.replace("{directory}", str(directory)) for argument in self.argv]
+            out, err = open(directory / "stdout.txt", "w"), open(directory / "stderr.txt", "w")
+            with out, err:
+                self.process = subprocess.Popen(
+                    argv, stdout=out, stderr=err, cwd=self.cwd or directory, env=self.environment
+                )
+            self.started = time.monotonic()
 
     def wait(self, directory: Path) -> subprocess.CompletedProcess:
         """The finished command (started in ``directory`` if it was not started yet)."""
@@ -68,3 +75,28 @@ class Job:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class Queue:
+    """Jobs started one after another by a thread: the next when the last has finished."""
+
+    def __init__(self, jobs: list[tuple[Job, Path]]):
+        self.jobs = jobs
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._feed, name="beside-the-suite", daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        for job, directory in self.jobs:
+            if self.stopping.is_set():
+                return
+            job.start(directory)
+            while job.process.poll() is None and not self.stopping.wait(0.2):
+                pass
+
+    def stop(self) -> None:
+        """Start nothing more, and kill what still runs (the session is over)."""
+        self.stopping.set()
+        self.thread.join()
+        for job, _ in self.jobs:
+            job.stop()

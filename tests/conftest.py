@@ -13,7 +13,7 @@ import pyro
 import pytest
 import torch
 import torch._inductor.config as inductor_config
-from beside import Job
+from beside import Job, Queue
 
 TESTS = Path(__file__).parent
 #: folders of small-tensor tests (AIS: thousands of tiny ops; the compiled path; the
@@ -41,19 +41,21 @@ sys.path.insert(0, str(TESTS / "estimators"))
 def _jobs_beside_the_suite(request, tmp_path_factory):
     """Start the long process checks of the collected modules now, beside the other tests.
 
-    Each test module that declares a ``beside.Job`` (or a dict of them) gets it started
-    here, before the first test; its test waits for it. Jobs still running when the
-    session ends are killed.
+    Each test module that declares a ``beside.Job`` (or a dict of them) gets it queued
+    here, before the first test: one at a time, in the order of the tests; its test waits
+    for it. Jobs still running when the session ends are killed.
     """
-    modules = {getattr(item, "module", None) for item in request.session.items} - {None}
-    declared = [value for module in modules for value in vars(module).values()]
-    declared += [job for value in declared if isinstance(value, dict) for job in value.values()]
-    jobs = [job for job in declared if isinstance(job, Job)]
-    for job in sorted(jobs, key=lambda job: job.name):
-        job.start(tmp_path_factory.mktemp(job.name))
+    modules = {}  # each module with selected tests, in the order its tests run
+    for item in request.session.items:
+        modules.setdefault(getattr(item, "module", None), None)
+    jobs = []
+    for module in filter(None, modules):
+        for value in vars(module).values():
+            declared = value.values() if isinstance(value, dict) else [value]
+            jobs += [job for job in declared if isinstance(job, Job)]
+    queue = Queue([(job, tmp_path_factory.mktemp(job.name)) for job in jobs])
     yield
-    for job in jobs:
-        job.stop()
+    queue.stop()
 
 
 @pytest.fixture(autouse=True)
