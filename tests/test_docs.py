@@ -59,11 +59,9 @@ class Site:
     warnings: str
 
 
-#: the build, started by tests/conftest.py as soon as this module is collected: it runs on
-#: one core beside the other tests (the checkout's vi_vae, like docs/conf.py)
-BUILD = Job(
-    "docs",
-    [
+def sphinx_command(directory: Path) -> list[str]:
+    """Build the site into ``directory``/html, its warnings into ``directory``/warnings.txt."""
+    return [
         sys.executable,
         "-m",
         "sphinx",
@@ -74,10 +72,33 @@ BUILD = Job(
         "-b",
         "html",
         "-w",
-        "{directory}/warnings.txt",
+        str(directory / "warnings.txt"),
         str(DOCS),
-        "{directory}/html",
-    ],
+        str(directory / "html"),
+    ]
+
+
+#: run by BUILD: the build, then (if it succeeded) every page parsed into pages.json, for
+#: the link and API checks (~60 MB of HTML: ~15 s of one core). Sphinx's status is the job's
+BUILD_AND_PARSE = """
+import json, subprocess, sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+from test_docs import parse_pages, sphinx_command
+
+directory = Path(sys.argv[2])
+returncode = subprocess.run(sphinx_command(directory)).returncode
+if returncode == 0:
+    pages = parse_pages(directory / "html")
+    (directory / "pages.json").write_text(json.dumps(pages))
+sys.exit(returncode)
+"""
+#: the build, started by tests/conftest.py as soon as this module is collected: it runs on
+#: one core beside the other tests (the checkout's vi_vae, like docs/conf.py)
+BUILD = Job(
+    "docs",
+    [sys.executable, "-c", BUILD_AND_PARSE, str(Path(__file__).parent), "{directory}"],
     os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     timeout=BUILD_TIMEOUT,
     cwd=ROOT,
@@ -127,29 +148,47 @@ def _parse(path: Path) -> _Links:
     return parser
 
 
-@pytest.fixture(scope="session")
-def pages(site) -> dict[Path, _Links]:
-    """Every page of the site, parsed once (~60 MB of HTML, most of a minute to parse)."""
-    assert site.returncode == 0, site.output
+def parse_pages(html: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Each page of the site (its path under ``html``): the ids it defines, the links it makes."""
     # _static holds the theme's template files, not pages
-    return {
-        path: _parse(path)
-        for path in site.html.rglob("*.html")
-        if "_static" not in path.relative_to(site.html).parts
-    }
+    pages = {}
+    for path in sorted(html.rglob("*.html")):
+        if "_static" not in path.relative_to(html).parts:
+            parsed = _parse(path)
+            pages[str(path.relative_to(html))] = (sorted(parsed.ids), parsed.links)
+    return pages
+
+
+@dataclasses.dataclass
+class Page:
+    """What a page defines and links to, as the build's job parsed it."""
+
+    ids: set[str]
+    links: list[str]
+
+
+@pytest.fixture(scope="session")
+def pages(site) -> dict[Path, Page]:
+    """Every page of the site, parsed once, by the job that built it."""
+    assert site.returncode == 0, site.output
+    stored = json.loads((site.html.parent / "pages.json").read_text())
+    return {site.html / name: Page(set(ids), links) for name, (ids, links) in stored.items()}
 
 
 def test_every_internal_link_and_anchor_exists(site, pages):
     broken = []
     # every page repeats the theme's navigation: each distinct target is looked up once
+    # (and pages of one folder share their relative links)
     exists = functools.cache(lambda path: Path(path).exists())
     ids_of = functools.cache(lambda path: pages[path].ids if path in pages else _parse(path).ids)
+    split = functools.cache(urlsplit)
+    resolve = functools.cache(lambda folder, path: Path(os.path.normpath(folder / unquote(path))))
     for page, parsed in pages.items():
         for link in parsed.links:
-            parts = urlsplit(link)
+            parts = split(link)
             target = page
             if parts.path:
-                target = Path(os.path.normpath(page.parent / unquote(parts.path)))
+                target = resolve(page.parent, parts.path)
             if not exists(target):
                 broken.append(f"{page.relative_to(site.html)}: {link} (no such file)")
             elif parts.fragment and target.suffix == ".html":
