@@ -1,13 +1,14 @@
 """Long checks of a whole process, started as soon as pytest has collected them.
 
-The documentation build and the README's code each keep one core busy for a minute
-while the rest of the suite, mostly small tensors on one thread, leaves the other
-core idle. A test module that declares a :class:`Job` at module level gets it
-started by ``tests/conftest.py`` before the first test runs, in its own process;
-the test waits for it and checks what it left. The jobs run one at a time, in the
-order the tests need them, so they keep one core busy and leave the other to the
-tests (more at once made the tests' own threads fight for the cores). A job that a
-test asks for before its turn starts then.
+The documentation build (and the parse of its pages), the README's code, the examples
+and the two same-script processes each keep one core busy for seconds to a minute,
+while the rest of the suite, mostly small tensors, leaves the other core partly idle.
+A test module that declares a :class:`Job` (or a dict of them) at module level gets it
+queued by ``tests/conftest.py`` before the first test runs; the test waits for it and
+checks what it left. The jobs run one at a time, in the order their tests come, so
+they take one core and leave the other to the tests (all at once, nine torch
+processes would crowd the tests' own threads). A job that a test asks for before its
+turn starts then.
 """
 
 from __future__ import annotations

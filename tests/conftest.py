@@ -1,4 +1,5 @@
-"""What every test shares: a fresh Pyro state, pinned threads, and the helper folders.
+"""What every test shares: a fresh Pyro state, pinned threads, the helper folders, and
+the long process checks (``beside.Job``) started as soon as the tests are collected.
 
 The conftest of one folder only: pytest imports every ``conftest.py`` of these
 non-package folders as the module ``conftest``, so a second one (in
