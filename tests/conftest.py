@@ -1,4 +1,5 @@
-"""What every test shares: a fresh Pyro state, pinned threads, and the helper folders.
+"""What every test shares: a fresh Pyro state, pinned threads, the helper folders, and
+the long process checks (``beside.Job``) started as soon as the tests are collected.
 
 The conftest of one folder only: pytest imports every ``conftest.py`` of these
 non-package folders as the module ``conftest``, so a second one (in
@@ -13,6 +14,7 @@ import pyro
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from beside import Job, Queue
 
 TESTS = Path(__file__).parent
 #: folders of small-tensor tests (AIS: thousands of tiny ops; the compiled path; the
@@ -34,6 +36,27 @@ os.environ.pop("VI_VAE_COMPILE_BACKEND", None)
 inductor_config.compile_threads = 1
 # the user-written linear Gaussian pair lives beside the estimator tests
 sys.path.insert(0, str(TESTS / "estimators"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jobs_beside_the_suite(request, tmp_path_factory):
+    """Start the long process checks of the collected modules now, beside the other tests.
+
+    Each test module that declares a ``beside.Job`` (or a dict of them) gets it queued
+    here, before the first test: one at a time, in the order of the tests; its test waits
+    for it. Jobs still running when the session ends are killed.
+    """
+    modules = {}  # each module with selected tests, in the order its tests run
+    for item in request.session.items:
+        modules.setdefault(getattr(item, "module", None), None)
+    jobs = []
+    for module in filter(None, modules):
+        for value in vars(module).values():
+            declared = value.values() if isinstance(value, dict) else [value]
+            jobs += [job for job in declared if isinstance(job, Job)]
+    queue = Queue([(job, tmp_path_factory.mktemp(job.name)) for job in jobs])
+    yield
+    queue.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
 """The ``vi-vae`` command: whole runs, the numbers it prints, and one-line errors for bad input."""
 
+import contextlib
 import csv
+import io
 import json
 import os
 import signal
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from float_rounding import up_to_reduction_order
+from float_rounding import one_thread, up_to_reduction_order
 
 from vi_vae import _sources as data_module
 from vi_vae import cli
@@ -71,10 +73,27 @@ def run_side_by_side(*commands):
             process.wait()
 
 
+def run_here(*args):
+    """``vi-vae ARGS`` in this process on one thread, as ``run`` starts it; its result.
+
+    For what a test checks of the run, not of the process: a process start costs seconds
+    of importing torch and Pyro (test_entry_point_exit_status_and_no_traceback checks
+    the entry point itself). One thread, so the run is bitwise what ``run`` gives.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with one_thread(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = cli.main(list(args))
+    return subprocess.CompletedProcess(
+        ["vi-vae", *args], status, stdout.getvalue(), stderr.getvalue()
+    )
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    result = run("train", "--epochs", "2", "--latent-dim", "2", "--run-dir", str(run_dir), *TINY)
+    result = run_here(
+        "train", "--epochs", "2", "--latent-dim", "2", "--run-dir", str(run_dir), *TINY
+    )
     assert result.returncode == 0, result.stderr
     return run_dir, result
 
@@ -537,8 +556,9 @@ def test_existing_run_directory_is_not_overwritten_silently(trained_run, capsys)
 
 def test_sigkill_mid_epoch_then_resume_loses_no_completed_epoch(tmp_path):
     run_dir = tmp_path / "killed"
-    args = ["train", "--epochs", "3", "--batch-size", "8", "--hidden-sizes", "32"]
-    args += ["--latent-dim", "2", "--eval-num-particles", "5", "--eval-num-points", "10"]
+    args = ["train", "--epochs", "3", "--batch-size", "8", "--max-train", "1024"]
+    args += ["--hidden-sizes", "32", "--latent-dim", "2", "--eval-num-particles", "5"]
+    args += ["--eval-num-points", "10"]
     args += ["--no-figures", "--quiet"]
     process = subprocess.Popen(
         [VI_VAE, *args, "--run-dir", str(run_dir)],
@@ -551,8 +571,9 @@ def test_sigkill_mid_epoch_then_resume_loses_no_completed_epoch(tmp_path):
     while time.time() < deadline and process.poll() is None:
         if history.exists() and len(history.read_text().splitlines()) >= 2:
             break
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 2
+        time.sleep(0.01)
+    # killed as soon as epoch 1 is in the history, so in epoch 2 (128 steps): a fixed wait
+    # would race epochs 2 and 3 on a fast machine, as in test_distributed's killed torchrun
     assert process.poll() is None, process.communicate()[1].decode()
     process.send_signal(signal.SIGKILL)
     process.communicate()
@@ -583,8 +604,9 @@ def test_resume_of_a_run_without_a_checkpoint_says_it_starts_over(trained_run, t
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
-def test_fashion_mnist_one_epoch_offline(tmp_path):
-    result = run(
+def test_fashion_mnist_one_epoch_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("VI_VAE_OFFLINE", "1")
+    result = run_here(
         "train",
         "--dataset",
         "fashion-mnist",
@@ -594,7 +616,6 @@ def test_fashion_mnist_one_epoch_offline(tmp_path):
         str(tmp_path / "fashion"),
         "--no-figures",
         *TINY,
-        env={"VI_VAE_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
     stored = json.loads((tmp_path / "fashion" / "config.json").read_text())

@@ -1,7 +1,8 @@
 """The documentation site builds without a warning, its links resolve, and its math renders.
 
-The site is built once per session (about 40 s on two cores; nothing is trained:
-the gallery's figures are committed). Sphinx runs with ``-W`` and ``nitpicky``, so
+The site is built once per session, in a process started as soon as pytest has
+collected this module (about 60 s on one core beside the other tests; nothing is
+trained: the gallery's figures are committed). Sphinx runs with ``-W`` and ``nitpicky``, so
 a docstring that does not render, a reference into vi_vae that does not resolve,
 a missing image or a page outside every toctree fails the build. The pages are
 then read back: every internal link and anchor must exist, every public name must
@@ -28,10 +29,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from beside import Job
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-#: a fresh build takes ~40 s on two cores; far beyond that something hangs (e.g. the network)
+#: a fresh build takes ~60 s of one core; far beyond that something hangs (e.g. the network)
 BUILD_TIMEOUT = 600
 #: seconds of page time Chromium grants the scripts (MathJax, search) before the DOM dump
 VIRTUAL_TIME_BUDGET_MS = 20_000
@@ -57,11 +59,9 @@ class Site:
     warnings: str
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Site:
-    html = tmp_path_factory.mktemp("docs") / "html"
-    warnings = html.parent / "warnings.txt"
-    command = [
+def sphinx_command(directory: Path) -> list[str]:
+    """Build the site into ``directory``/html, its warnings into ``directory``/warnings.txt."""
+    return [
         sys.executable,
         "-m",
         "sphinx",
@@ -72,22 +72,45 @@ def site(tmp_path_factory) -> Site:
         "-b",
         "html",
         "-w",
-        str(warnings),
+        str(directory / "warnings.txt"),
         str(DOCS),
-        str(html),
+        str(directory / "html"),
     ]
-    # the checkout's vi_vae, like docs/conf.py; one thread, as on a shared two-core machine
-    environment = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-    )
+
+
+#: run by BUILD: the build, then (if it succeeded) every page parsed into pages.json, for
+#: the link and API checks (~60 MB of HTML: ~15 s of one core). Sphinx's status is the job's
+BUILD_AND_PARSE = """
+import json, subprocess, sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+from test_docs import parse_pages, sphinx_command
+
+directory = Path(sys.argv[2])
+returncode = subprocess.run(sphinx_command(directory)).returncode
+if returncode == 0:
+    pages = parse_pages(directory / "html")
+    (directory / "pages.json").write_text(json.dumps(pages))
+sys.exit(returncode)
+"""
+#: the build, started by tests/conftest.py as soon as this module is collected: it runs on
+#: one core beside the other tests (the checkout's vi_vae, like docs/conf.py)
+BUILD = Job(
+    "docs",
+    [sys.executable, "-c", BUILD_AND_PARSE, str(Path(__file__).parent), "{directory}"],
+    os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    timeout=BUILD_TIMEOUT,
+    cwd=ROOT,
+) if sys.version_info >= (3, 11) else None  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Site:
+    completed = BUILD.wait(tmp_path_factory.mktemp("docs"))
+    warnings = BUILD.directory / "warnings.txt"
     return Site(
-        html,
+        BUILD.directory / "html",
         completed.returncode,
         completed.stdout + completed.stderr,
         warnings.read_text() if warnings.exists() else "",
@@ -125,24 +148,47 @@ def _parse(path: Path) -> _Links:
     return parser
 
 
-def test_every_internal_link_and_anchor_exists(site):
-    assert site.returncode == 0, site.output
+def parse_pages(html: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Each page of the site (its path under ``html``): the ids it defines, the links it makes."""
     # _static holds the theme's template files, not pages
-    pages = {
-        path: _parse(path)
-        for path in site.html.rglob("*.html")
-        if "_static" not in path.relative_to(site.html).parts
-    }
+    pages = {}
+    for path in sorted(html.rglob("*.html")):
+        if "_static" not in path.relative_to(html).parts:
+            parsed = _parse(path)
+            pages[str(path.relative_to(html))] = (sorted(parsed.ids), parsed.links)
+    return pages
+
+
+@dataclasses.dataclass
+class Page:
+    """What a page defines and links to, as the build's job parsed it."""
+
+    ids: set[str]
+    links: list[str]
+
+
+@pytest.fixture(scope="session")
+def pages(site) -> dict[Path, Page]:
+    """Every page of the site, parsed once, by the job that built it."""
+    assert site.returncode == 0, site.output
+    stored = json.loads((site.html.parent / "pages.json").read_text())
+    return {site.html / name: Page(set(ids), links) for name, (ids, links) in stored.items()}
+
+
+def test_every_internal_link_and_anchor_exists(site, pages):
     broken = []
     # every page repeats the theme's navigation: each distinct target is looked up once
+    # (and pages of one folder share their relative links)
     exists = functools.cache(lambda path: Path(path).exists())
     ids_of = functools.cache(lambda path: pages[path].ids if path in pages else _parse(path).ids)
+    split = functools.cache(urlsplit)
+    resolve = functools.cache(lambda folder, path: Path(os.path.normpath(folder / unquote(path))))
     for page, parsed in pages.items():
         for link in parsed.links:
-            parts = urlsplit(link)
+            parts = split(link)
             target = page
             if parts.path:
-                target = Path(os.path.normpath(page.parent / unquote(parts.path)))
+                target = resolve(page.parent, parts.path)
             if not exists(target):
                 broken.append(f"{page.relative_to(site.html)}: {link} (no such file)")
             elif parts.fragment and target.suffix == ".html":
@@ -151,9 +197,8 @@ def test_every_internal_link_and_anchor_exists(site):
     assert not broken, "\n".join(sorted(broken)[:50])
 
 
-def test_every_public_name_is_documented(site):
+def test_every_public_name_is_documented(site, pages):
     """Each module in the package has its page; each name in an ``__all__`` its entry."""
-    assert site.returncode == 0, site.output
     sys.path.insert(0, str(DOCS / "_ext"))
     try:
         import vi_vae_api
@@ -168,7 +213,7 @@ def test_every_public_name_is_documented(site):
         if entry.kind != "module":
             if not page.is_file():
                 missing.append(f"{entry.name}: no page")
-            elif entry.name not in _parse(page).ids:
+            elif entry.name not in (pages[page] if page in pages else _parse(page)).ids:
                 missing.append(f"{entry.name}: no entry on its page")
         elif not page.is_file():
             missing.append(f"module {entry.name}: no page")

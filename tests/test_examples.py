@@ -1,12 +1,12 @@
 """Each example runs as a user would run it, with a tiny budget."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from beside import Job
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -92,47 +92,28 @@ EXPECTED_FIGURES = {
 }
 
 
-@pytest.fixture(scope="module")
-def example_runs(tmp_path_factory):
-    """Every example, each in its own process and folder, all started at once.
-
-    Each runs on one thread and most of its time is importing torch and Pyro: one after
-    another they left every core but one idle (about 90 s here); side by side they take
-    about the slowest one's time per core. Every example still runs as a user runs it.
-    """
-    started = {}
-    for name in sorted(CASES):
-        out = tmp_path_factory.mktemp(name.removesuffix(".py"))
-        started[name] = (
-            out,
-            subprocess.Popen(
-                [sys.executable, str(EXAMPLES / name), *CASES[name]]
-                + (["--out", str(out)] if name != "custom_model.py" else []),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=out,
-                env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"},
-            ),
-        )
-    finished = {}
-    try:
-        for name, (out, process) in started.items():
-            stdout, stderr = process.communicate(timeout=300)
-            finished[name] = out, process.returncode, stdout, stderr
-    finally:
-        for _, process in started.values():
-            process.kill()  # only those a timeout left running; the others have exited
-            process.wait()
-    return finished
+#: every example, each in its own process and folder (its working folder and ``--out``),
+#: started by tests/conftest.py as soon as this module is collected: each runs on one
+#: thread and most of its time is importing torch and Pyro, so they run beside the other
+#: tests instead of leaving a core idle. Every example still runs as a user runs it.
+RUNS = {
+    name: Job(
+        name.removesuffix(".py"),
+        [sys.executable, str(EXAMPLES / name), *CASES[name]]
+        + (["--out", "{directory}"] if name != "custom_model.py" else []),
+        os.environ | {"PYTHONWARNINGS": "error::DeprecationWarning"},
+        timeout=600,
+    )
+    for name in sorted(CASES)
+}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_example_runs(name, example_runs):
-    out, returncode, stdout, stderr = example_runs[name]
-    assert returncode == 0, stderr
-    assert EXPECTED_OUTPUT.get(name, "log p(x)") in stdout
-    assert EXPECTED_FIGURES.get(name, set()) <= {p.name for p in out.iterdir()}
+def test_example_runs(name, tmp_path):
+    result = RUNS[name].wait(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert EXPECTED_OUTPUT.get(name, "log p(x)") in result.stdout
+    assert EXPECTED_FIGURES.get(name, set()) <= {p.name for p in RUNS[name].directory.iterdir()}
 
 
 def test_custom_model_estimate_matches_its_closed_form():
