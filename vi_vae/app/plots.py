@@ -12,18 +12,18 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")
+from vi_vae.app.metrics import BoundSummary, GapSummary, SNRPoint
+from vi_vae.model import VAE
+from vi_vae.train import EpochRecord
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from vi_vae.app.metrics import BoundSummary, GapSummary, SNRPoint  # noqa: E402
-from vi_vae.model import VAE  # noqa: E402
-from vi_vae.train import EpochRecord  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "image_grid",
@@ -44,6 +44,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def _pyplot() -> Any:
+    """Pyplot, on the Agg backend, imported at the first figure.
+
+    Not at import: every ``vi-vae`` command imports this module, and matplotlib
+    takes about 0.45 s of a command's start that draws no figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
 def image_grid(images: Tensor, image_shape: Sequence[int], columns: int) -> Tensor:
     """Tile ``images: [n, D]`` into one ``[rows·H, columns·W]`` array (blank padding)."""
     height, width = image_shape[-2], image_shape[-1]
@@ -57,19 +71,19 @@ def image_grid(images: Tensor, image_shape: Sequence[int], columns: int) -> Tens
     return grid
 
 
-def _png(figure: plt.Figure) -> bytes:
+def _png(figure: Figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     try:
         figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     finally:
-        plt.close(figure)
+        _pyplot().close(figure)
     return buffer.getvalue()
 
 
 def _curves_png(
-    figure: plt.Figure,
-    axis: plt.Axes,
+    figure: Figure,
+    axis: Axes,
     xlabel: str,
     ylabel: str,
     title: str | None = None,
@@ -86,7 +100,7 @@ def _curves_png(
 
 
 def _show_grid(grid: Tensor, title: str, size: float = 6.0) -> bytes:
-    figure, axis = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
+    figure, axis = _pyplot().subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
     axis.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axis.set_axis_off()
     axis.set_title(title)
@@ -133,7 +147,7 @@ def plot_latent_scatter(z: Tensor, labels: Tensor | None) -> bytes:
         points, axes = z, ("z₁", "z₂")
     else:
         points, axes = principal_components(z), ("PC 1 of E[z|x]", "PC 2 of E[z|x]")
-    figure, axis = plt.subplots(figsize=(6, 5))
+    figure, axis = _pyplot().subplots(figsize=(6, 5))
     if labels is not None:
         scatter = axis.scatter(
             points[:, 0], points[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=6, alpha=0.8
@@ -192,7 +206,7 @@ def plot_interpolation(vae: VAE, x_start: Tensor, x_end: Tensor, steps: int = 10
 
 def plot_training_curves(history: Sequence[EpochRecord]) -> bytes:
     """Training loss (−bound per point) and validation ELBO by epoch."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _pyplot().subplots(figsize=(6, 4))
     epochs = [record.epoch for record in history]
     axis.plot(epochs, [-record.train_loss for record in history], label="train: −loss per point")
     validation = [record.validation_elbo for record in history]
@@ -203,7 +217,7 @@ def plot_training_curves(history: Sequence[EpochRecord]) -> bytes:
 
 def plot_bounds_versus_particles(curves: dict[str, Sequence[BoundSummary]]) -> bytes:
     """IWAE-k of each model against k (log axis), with standard errors over test points."""
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    figure, axis = _pyplot().subplots(figsize=(6.5, 4.5))
     for label, table in curves.items():
         ks = [bound.num_particles for bound in table]
         means = [bound.mean for bound in table]
@@ -221,7 +235,7 @@ def plot_bounds_versus_particles(curves: dict[str, Sequence[BoundSummary]]) -> b
 
 def plot_training_curves_overlaid(histories: dict[str, Sequence[EpochRecord]]) -> bytes:
     """Validation ELBO by epoch for several runs on one axis."""
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    figure, axis = _pyplot().subplots(figsize=(6.5, 4.5))
     for label, history in histories.items():
         axis.plot(
             [record.epoch for record in history],
@@ -233,7 +247,7 @@ def plot_training_curves_overlaid(histories: dict[str, Sequence[EpochRecord]]) -
 
 def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:
     """Gradient SNR of encoder (left) and decoder (right) parameters against K."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    figure, axes = _pyplot().subplots(1, 2, figsize=(10, 4), sharex=True)
     for label, points in curves.items():
         for axis, group in zip(axes, ("guide", "model"), strict=True):
             values = [(p.num_particles, getattr(p, group)) for p in points]
@@ -269,7 +283,7 @@ def plot_inference_gaps(gaps: dict[str, GapSummary]) -> bytes:
     The bar's height is log p(x) − ELBO(q_φ), the whole gap of the trained guide (nats
     per point); error bars are the Monte Carlo standard errors of each part.
     """
-    figure, axes = plt.subplots(figsize=(1.4 * len(gaps) + 2.5, 4))
+    figure, axes = _pyplot().subplots(figsize=(1.4 * len(gaps) + 2.5, 4))
     names, labels = list(gaps), inference_gap_labels(gaps)
     approximation = [gaps[name].approximation_gap for name in names]
     amortization = [gaps[name].amortization_gap for name in names]
