@@ -275,9 +275,8 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
     lines += _comparison_ais_section(rows)
     gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
     lines += comparison_gap_lines(rows, gap_figure)
-    lines += _figure_lines(
-        [name for name in figures if name != gap_figure]
-    )  # the gaps figure is shown with its table
+    others = [name for name in figures if name != gap_figure]  # that one is beside its table
+    lines += _figure_lines(others)
     if comparison.command:
         lines += ["## Reproduce", "", f"    {comparison.command}", ""]
     return "\n".join(lines)
