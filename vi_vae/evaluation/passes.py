@@ -318,33 +318,25 @@ def _block_log_weights(
 
     ``kwargs`` are the block's; those named in ``per_point`` are split with ``x``.
     """
-
-    def log_weights(guide: Callable, points: slice, num_particles: int) -> Tensor:
-        points_x, points_kwargs = rows_of(x, kwargs, points, per_point)
-        return trace_log_weights(
-            model,
-            guide,
-            (points_x,),
-            points_kwargs,
-            num_particles=num_particles,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            scaled=False,
-        ).log_weights
-
     # The guide draws the whole block (its draws must not depend on chunk_size); the
     # model, which holds most of the memory, is replayed on slices of those draws.
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
     draws = poutine.trace(particle_plate(guide)).get_trace(x, **kwargs)
     rows = []
     for points, particle_slices in _passes(num_particles, x.shape[0], chunk_size):
+        points_x, points_kwargs = rows_of(x, kwargs, points, per_point)
         parts = []
         for particles in particle_slices:
             sliced = _slice_draws(
                 draws, particles, points, num_particles, x.shape[0], plate_nesting, data_plate
             )
+            replayed = poutine.replay(guide, trace=sliced)
             count = particles.stop - particles.start
-            parts.append(log_weights(poutine.replay(guide, trace=sliced), points, count))
+            parts.append(
+                pass_log_weights(
+                    model, replayed, points_x, points_kwargs, count, plate_nesting, data_plate
+                )
+            )
         rows.append(torch.cat(parts))
     return torch.cat(rows, dim=1)
 
