@@ -51,20 +51,23 @@ def channels_height_width(image_shape: Sequence[int], input_dim: int) -> tuple[i
     return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
 
 
-def _check_channels(channels: Sequence[int]) -> None:
+def _layout(
+    image_shape: Sequence[int], channels: Sequence[int], activation: str
+) -> tuple[tuple[int, int, int], list[tuple[int, int]], type[nn.Module]]:
+    """What encoder and decoder share: ``(C, H, W)`` checked, the sides, the activation.
+
+    The sides are (H, W) before each convolution and after the last (n -> ⌈n/2⌉).
+    """
+    shape = channels_height_width(image_shape, math.prod(image_shape))
     if not len(channels):
         raise InputError("channels must name at least one convolution; got none")
     for width in channels:
         check_positive_int("channels", width)
-
-
-def _sides(height: int, width: int, num_convolutions: int) -> list[tuple[int, int]]:
-    """(H, W) before each convolution and after the last: each side n -> ⌈n/2⌉."""
-    sides = [(height, width)]
-    for _ in range(num_convolutions):
+    sides = [shape[1:]]
+    for _ in channels:
         h, w = sides[-1]
         sides.append(((h + 1) // 2, (w + 1) // 2))
-    return sides
+    return shape, sides, ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
 
 
 class ConvEncoder(nn.Module):
@@ -93,16 +96,14 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features = math.prod(image_shape)
-        self.image_shape = channels_height_width(image_shape, self.in_features)
-        _check_channels(channels)
-        activation_class = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+        self.image_shape, sides, activation_class = _layout(image_shape, channels, activation)
         layers: list[nn.Module] = []
         previous = self.image_shape[0]
         for width in channels:
             layers += [nn.Conv2d(previous, width, _KERNEL, _STRIDE, _PADDING), activation_class()]
             previous = width
         self.convolutions = nn.Sequential(*layers)
-        height, width = _sides(*self.image_shape[1:], len(channels))[-1]
+        height, width = sides[-1]
         self.head = MLP(previous * height * width, hidden_sizes, out_features, activation)
         self.out_features = out_features
 
@@ -144,19 +145,16 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         pixels = math.prod(image_shape)
-        self.image_shape = channels_height_width(image_shape, pixels)
+        self.image_shape, sides, activation_class = _layout(image_shape, channels, activation)
         if out_features % pixels:
             raise InputError(
                 f"a conv decoder outputs whole images: out_features ({out_features}) must be a "
                 f"multiple of the {pixels} values in image_shape {list(image_shape)}"
             )
-        _check_channels(channels)
         self.parameters_per_pixel = out_features // pixels
         self.out_features = out_features
-        sides = _sides(*self.image_shape[1:], len(channels))
         self.start_shape = (channels[-1], *sides[-1])
         self.head = MLP(in_features, hidden_sizes, math.prod(self.start_shape), activation)
-        activation_class = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
         widths = [*reversed(channels), self.parameters_per_pixel * self.image_shape[0]]
         layers: list[nn.Module] = [activation_class()]
         for index, (previous, width) in enumerate(zip(widths, widths[1:], strict=False)):
