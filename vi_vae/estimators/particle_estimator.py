@@ -414,19 +414,22 @@ class ParticleEstimator(PyroELBO):
         """
         parameters, gradients = [], []
         for group, surrogate in surrogates.items():
-            leaves = [
-                p
-                for p in group_parameters(traces, group, self._guide_parameters)
-                if p.requires_grad
-            ]
-            if not leaves:
-                continue
-            found = torch.autograd.grad(-surrogate, leaves, retain_graph=True, allow_unused=True)
-            for leaf, gradient in zip(leaves, found, strict=True):
-                if gradient is not None:
-                    parameters.append(leaf)
-                    gradients.append(gradient)
+            for parameter, gradient in self._group_gradients(traces, group, surrogate, True):
+                parameters.append(parameter)
+                gradients.append(gradient)
         return parameters, gradients
+
+    def _group_gradients(
+        self, traces: WeightedTraces, group: ParameterGroup, surrogate: Tensor, retain: bool
+    ) -> list[tuple[Tensor, Tensor]]:
+        """``(parameter, −∇ surrogate)`` for each trainable parameter of ``group`` it reaches."""
+        leaves = [
+            p for p in group_parameters(traces, group, self._guide_parameters) if p.requires_grad
+        ]
+        if not leaves:
+            return []
+        found = torch.autograd.grad(-surrogate, leaves, retain_graph=retain, allow_unused=True)
+        return [(p, g) for p, g in zip(leaves, found, strict=True) if g is not None]
 
     def _backward(self, traces: WeightedTraces, terms: list[GradientTerm]) -> None:
         """Accumulate Σ c ∇ log w of each term into the ``.grad`` of its parameters."""
@@ -440,18 +443,5 @@ class ParticleEstimator(PyroELBO):
             if group == "all":
                 (-surrogate).backward(retain_graph=retain)
                 continue
-            parameters = [
-                p
-                for p in group_parameters(traces, group, self._guide_parameters)
-                if p.requires_grad
-            ]
-            if not parameters:
-                continue
-            gradients = torch.autograd.grad(
-                -surrogate, parameters, retain_graph=retain, allow_unused=True
-            )
-            for parameter, gradient in zip(parameters, gradients, strict=True):
-                if gradient is not None:
-                    parameter.grad = (
-                        gradient if parameter.grad is None else parameter.grad + gradient
-                    )
+            for parameter, gradient in self._group_gradients(traces, group, surrogate, retain):
+                parameter.grad = gradient if parameter.grad is None else parameter.grad + gradient
