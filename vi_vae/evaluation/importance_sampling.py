@@ -229,21 +229,37 @@ def importance_sampling(
     x, kwargs = execution.place(check_points(x), kwargs)
 
     def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+        # One shard; its results stay on the data's device until every pass is done, and
+        # k̂ is fitted once, on the host, from each point's largest weights.
         rows_x, rows_kwargs = rows_of(x, kwargs, rows)
-        return _evaluate_points(
+        summary = LogWeightSummary(num_particles, compute_pareto_k=compute_pareto_k)
+        per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
+        per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
+        for done, log_weights in log_weight_chunks(
             model,
             guide,
             rows_x,
-            rows.start,
             num_particles,
-            ks,
             data_plate=data_plate,
-            compute_pareto_k=compute_pareto_k,
+            chunk_size=execution.chunk_size,
             seed=seed,
-            execution=execution,
-            kwargs=rows_kwargs,
-            on_points=on_points,
-        )
+            first_index=rows.start,
+            compile=execution.compile,
+            **rows_kwargs,
+        ):
+            log_weights = log_weights.double()
+            summary.add(log_weights)
+            if on_points is not None:
+                on_points(done.stop, rows_x.shape[0])
+            for k in ks:
+                values, errors = _grouped_bound(log_weights, k)
+                per_point[k].append(values)
+                per_point_errors[k].append(errors)
+        table = [
+            Bound(k, torch.cat(per_point[k]).cpu(), torch.cat(per_point_errors[k]).cpu())
+            for k in ks
+        ]
+        return summary.estimate(), table
 
     # Under torch.distributed each rank evaluates a contiguous shard; with a seed the
     # shards start at key blocks, so every per-point number is that of one process.
@@ -254,56 +270,6 @@ def importance_sampling(
         block=key_block_size(num_particles) if seed is not None else 1,
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
-
-
-def _evaluate_points(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    first_index: int,
-    num_particles: int,
-    ks: list[int],
-    *,
-    data_plate: str,
-    compute_pareto_k: bool,
-    seed: int | None,
-    execution: ExecutionOptions,
-    kwargs: dict[str, Any],
-    on_points: Callable[[int, int], None] | None = None,
-) -> tuple[LogLikelihoodEstimate, list[Bound]]:
-    """The estimate and bound table of the points ``x``, global indices from ``first_index``.
-
-    Per-point results stay on the data's device until every pass is done (no host
-    round trip per pass); the Pareto k̂ fit runs once, on the host, from each
-    point's largest weights (:class:`LogWeightSummary`).
-    """
-    summary = LogWeightSummary(num_particles, compute_pareto_k=compute_pareto_k)
-    per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
-    per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
-    for rows, log_weights in log_weight_chunks(
-        model,
-        guide,
-        x,
-        num_particles,
-        data_plate=data_plate,
-        chunk_size=execution.chunk_size,
-        seed=seed,
-        first_index=first_index,
-        compile=execution.compile,
-        **kwargs,
-    ):
-        log_weights = log_weights.double()
-        summary.add(log_weights)
-        if on_points is not None:
-            on_points(rows.stop, x.shape[0])
-        for k in ks:
-            values, errors = _grouped_bound(log_weights, k)
-            per_point[k].append(values)
-            per_point_errors[k].append(errors)
-    table = [
-        Bound(k, torch.cat(per_point[k]).cpu(), torch.cat(per_point_errors[k]).cpu()) for k in ks
-    ]
-    return summary.estimate(), table
 
 
 def _combine(
