@@ -2,8 +2,6 @@ r"""``DReG``: the IWAE bound with the doubly reparameterized guide gradient (Tuc
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from vi_vae.bounds import iwae_bound
@@ -58,9 +56,6 @@ class DReG(ParticleEstimator):
     """
 
     follows_bound_gradient = False
-
-    def __init__(self, num_particles: int, **options: Any) -> None:
-        super().__init__(num_particles, **options)
 
     def _bound(self, log_weights: Tensor) -> Tensor:
         return iwae_bound(log_weights)

@@ -2,8 +2,6 @@ r"""``IWAE``: the importance-weighted bound of Burda et al. (2016)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from vi_vae.bounds import iwae_bound
@@ -33,9 +31,6 @@ class IWAE(ParticleEstimator):
     References:
         [1] Importance Weighted Autoencoders, Burda, Grosse & Salakhutdinov, ICLR 2016.
     """
-
-    def __init__(self, num_particles: int, **options: Any) -> None:
-        super().__init__(num_particles, **options)
 
     def _bound(self, log_weights: Tensor) -> Tensor:
         return iwae_bound(log_weights)
