@@ -2,8 +2,11 @@
 
 The command line builds a :class:`RunConfig`; a run directory stores it in
 ``config.json`` (with the versions that produced it and where the data came
-from). A config read back from disk goes through the same checks as one built
-from flags: :meth:`RunConfig.validated` names the offending field.
+from). The ``model``, ``training`` and ``ais`` sections *are* the library's settings
+objects (:class:`~vi_vae.templates.Template`, :class:`~vi_vae.TrainSettings`,
+:class:`~vi_vae.evaluation.AISSettings`), checked by the library when built, with
+errors naming ``section.field``; :meth:`RunConfig.validated` checks the rest. A config
+read back from disk goes through the same checks as one built from flags.
 
 Each field is named as the library argument it feeds (``kl_weight`` is
 :func:`vi_vae.fit`'s ``kl_weight``), and each default is the library's.
@@ -116,7 +119,7 @@ class TrainingConfig(TrainSettings):
     estimator: str = "elbo"
     device: str = "cpu"
     #: built from ``estimator``, not stored (so it cannot disagree with it)
-    loss: str = field(default="elbo", init=False, repr=False, compare=False)
+    loss: str | None = field(default=None, init=False, repr=False, compare=False)
 
     _where: ClassVar[str] = "training."
     _unstored: ClassVar[tuple[str, ...]] = ("data_plate", "validation_num_particles")
@@ -186,7 +189,11 @@ class RunConfig:
     ais: AISConfig = field(default_factory=AISConfig)
 
     def validated(self) -> RunConfig:
-        """Check every field (raising :class:`InputError` naming it) and resolve defaults."""
+        """Check the data and evaluation sections and the binarization, resolve defaults.
+
+        The other sections checked themselves when built; a :class:`SchemaError` names
+        the field.
+        """
         _check_data(self.data)
         _check_evaluation(self.evaluation)
         model = self.model  # the model and training sections checked themselves when built
