@@ -60,7 +60,7 @@ class Template(Settings):
         flow_layers: K, IAF layers per stochastic layer (used with a flow).
         num_pseudo_inputs: K pseudo-inputs of the VampPrior (used with ``prior="vamp"``).
         likelihood_options: keyword options of a likelihood given by name, e.g.
-            ``{"scale": 0.1}`` (default none).
+            ``{"scale": 0.1}`` (default ``{}``: none).
 
     Raises:
         InputError: naming the first bad choice and its accepted values.

@@ -168,7 +168,7 @@ class AISConfig(AISSettings):
     _where: ClassVar[str] = "ais."
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        _library_checks(self, super().__post_init__)
         if self.num_points is not None:
             check_positive_int("ais.num_points", self.num_points)
 
