@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from vi_vae.errors import InputError
 
@@ -93,7 +93,15 @@ def passed(shortcuts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Settings:
-    """Base of a frozen settings dataclass: :meth:`names` and :meth:`build` by :func:`merge`."""
+    """Base of a frozen settings dataclass: :meth:`names` and :meth:`build` by :func:`merge`.
+
+    Its checks name a bad setting as ``_where + name``: ``_where`` is empty in the
+    library, and an application config section that *is* these settings (a subclass)
+    sets it to its section, so the same check names ``training.epochs`` there.
+    """
+
+    #: prefix of the setting names in error messages (an app config section sets it)
+    _where: ClassVar[str] = ""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

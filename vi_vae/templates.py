@@ -9,7 +9,7 @@ the last two in :mod:`vi_vae.flows` and :mod:`vi_vae.priors`) into those values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
-from vi_vae.nets import MLP, ConvDecoder, ConvEncoder
+from vi_vae.nets import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder
 from vi_vae.nets.conv import channels_height_width
 from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS
 from vi_vae.settings import Settings, merge, passed
@@ -60,7 +60,7 @@ class Template(Settings):
         flow_layers: K, IAF layers per stochastic layer (used with a flow).
         num_pseudo_inputs: K pseudo-inputs of the VampPrior (used with ``prior="vamp"``).
         likelihood_options: keyword options of a likelihood given by name, e.g.
-            ``{"scale": 0.1}``.
+            ``{"scale": 0.1}`` (default ``{}``: none).
 
     Raises:
         InputError: naming the first bad choice and its accepted values.
@@ -74,19 +74,21 @@ class Template(Settings):
     flow: str | None = None
     flow_layers: int = DEFAULT_FLOW_LAYERS
     num_pseudo_inputs: int = DEFAULT_NUM_PSEUDO_INPUTS
-    likelihood_options: dict[str, Any] | None = None
+    likelihood_options: dict[str, Any] | None = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        where = self._where  # the prefix of the names in errors (vi_vae.settings.Settings)
         for width in self.hidden_sizes:
-            check_positive_int("hidden_sizes", width)
+            check_positive_int(where + "hidden_sizes", width)
+        check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("architecture", self.architecture, ARCHITECTURES)
         if self.flow is not None and self.flow not in FLOWS:
             accepted = ", ".join(FLOWS)
             raise InputError(f"unknown flow {self.flow!r}; accepted values: None, {accepted}")
-        check_positive_int("flow_layers", self.flow_layers)
-        check_positive_int("num_pseudo_inputs", self.num_pseudo_inputs)
+        check_positive_int(where + "flow_layers", self.flow_layers)
+        check_positive_int(where + "num_pseudo_inputs", self.num_pseudo_inputs)
         if self.latent_dims is not None:
-            resolve_latent_dims(None, self.latent_dims)
+            resolve_latent_dims(None, self.latent_dims, name=where + "latent_dims")
 
     def encoder(self, input_dim: int, out_features: int) -> nn.Module:
         """The network x -> ``out_features`` raw parameters of q(z_1|x)."""
@@ -136,9 +138,11 @@ def parse_latent_dims(spelling: str) -> tuple[int, ...]:
 
 
 def resolve_latent_dims(
-    latent_dim: int | None, latent_dims: Sequence[int] | None
+    latent_dim: int | None, latent_dims: Sequence[int] | None, *, name: str = "latent_dims"
 ) -> tuple[int, ...]:
     """The stochastic layer sizes a VAE's ``latent_dim`` and ``latent_dims`` ask for.
+
+    ``name`` names ``latent_dims`` in the errors.
 
     Raises:
         InputError: when a size is not an integer >= 1, when ``latent_dims`` is
@@ -149,11 +153,11 @@ def resolve_latent_dims(
         return (check_positive_int("latent_dim", latent_dim),)
     accepted = "integers >= 1, one per stochastic layer from the data up, e.g. (100, 50)"
     if isinstance(latent_dims, str) or not isinstance(latent_dims, Sequence):
-        raise InputError(f"latent_dims must be a sequence of {accepted}; got {latent_dims!r}")
+        raise InputError(f"{name} must be a sequence of {accepted}; got {latent_dims!r}")
     dims = tuple(latent_dims)
     valid = [isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims]
     if not dims or not all(valid):
-        raise InputError(f"latent_dims must be {accepted}; got {list(dims)!r}")
+        raise InputError(f"{name} must be {accepted}; got {list(dims)!r}")
     if latent_dim is not None and latent_dim != dims[-1]:
         raise InputError(
             f"latent_dim ({latent_dim}) is the top layer's size and must equal "

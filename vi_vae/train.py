@@ -203,7 +203,7 @@ class _Run:
         pyro.clear_param_store()
         seed_everything(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
-        loss = settings.estimator()
+        loss = settings.make_loss()
         optimizer = optimizer if optimizer is not None else settings.optimizer()
         weight = KLWeight(1.0, data.device)
         weighted = (weight(model), weight(guide))

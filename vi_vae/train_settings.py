@@ -56,7 +56,7 @@ class TrainSettings(Settings):
 
     Example:
         >>> settings = TrainSettings(epochs=5, loss="iwae:5")
-        >>> TrainSettings.build(settings, {"seed": 1}, owner="fit").estimator().num_particles
+        >>> TrainSettings.build(settings, {"seed": 1}, owner="fit").make_loss().num_particles
         5
     """
 
@@ -74,28 +74,29 @@ class TrainSettings(Settings):
     compile: bool = False
 
     def __post_init__(self) -> None:
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_int("validation_num_particles", self.validation_num_particles)
-        check_positive_float("learning_rate", self.learning_rate)
-        check_seed(self.seed)
-        check_nonnegative_float("kl_weight", self.kl_weight)
-        check_positive_int("kl_warmup_epochs", self.kl_warmup_epochs, minimum=0)
+        where = self._where  # the prefix of the names in errors (vi_vae.settings.Settings)
+        for name in ("epochs", "batch_size", "validation_num_particles"):
+            check_positive_int(where + name, getattr(self, name))
+        check_positive_float(where + "learning_rate", self.learning_rate)
+        check_seed(self.seed, where + "seed")
+        check_nonnegative_float(where + "kl_weight", self.kl_weight)
+        check_positive_int(where + "kl_warmup_epochs", self.kl_warmup_epochs, minimum=0)
         if self.patience is not None:
-            check_positive_int("patience", self.patience)
+            check_positive_int(where + "patience", self.patience)
         if not isinstance(self.data_plate, str):
-            raise InputError(f"data_plate must be a plate name; got {self.data_plate!r}")
+            raise InputError(f"{where}data_plate must be a plate name; got {self.data_plate!r}")
         if self.device is not None:
             try:
                 torch.device(self.device)
             except (RuntimeError, TypeError):
                 raise InputError(
-                    f"device must name a torch device, e.g. 'cpu' or 'cuda'; got {self.device!r}"
+                    f"{where}device must name a torch device, e.g. 'cpu' or 'cuda'; "
+                    f"got {self.device!r}"
                 ) from None
-        check_bool("compile", self.compile)
-        self.estimator()
+        check_bool(where + "compile", self.compile)
+        self.make_loss()
 
-    def estimator(self) -> PyroELBO:
+    def make_loss(self) -> PyroELBO:
         """The loss to train with: :attr:`loss` built from its spelling, compiled if asked."""
         if isinstance(self.loss, str):
             try:

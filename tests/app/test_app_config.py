@@ -1,14 +1,19 @@
 """The run config: every field checked, each error naming its field; defaults are the library's."""
 
 import dataclasses
+import json
 
 import pytest
+import torch
 
+from vi_vae import VAE, fit
 from vi_vae.app.config import RunConfig
-from vi_vae.app.fingerprint import changed_setting, fingerprint
-from vi_vae.app.schema import SchemaError
+from vi_vae.app.fingerprint import FINGERPRINT_TRAINING_FIELDS, changed_setting, fingerprint
+from vi_vae.app.schema import SchemaError, stored_fields
 from vi_vae.cli.flags import FLAGS
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
+from vi_vae.templates import Template
+from vi_vae.train import TrainSettings
 
 
 def test_defaults_are_the_library_s():
@@ -54,10 +59,8 @@ def test_every_config_field_has_exactly_one_flag():
     fields = {
         f"{section.name}.{item.name}"
         for section in dataclasses.fields(RunConfig)
-        for item in dataclasses.fields(
-            section.type if isinstance(section.type, type) else getattr(RunConfig(), section.name)
-        )
-    }
+        for item in stored_fields(type(getattr(RunConfig(), section.name)))
+    }  # the keys of config.json (a section leaves out what the run decides itself)
     assert sorted(field for flag in FLAGS for field in flag.fields) == sorted(fields)
     assert len({flag.flag("train") for flag in FLAGS}) == len(FLAGS)
 
@@ -82,3 +85,89 @@ def test_changed_setting_names_the_first_edited_setting_and_skips_unrecorded_one
     assert changed_setting(edited, 784, stored) == ("training.seed", 7, config.training.seed)
     del stored["training"]  # an older checkpoint recorded no training settings
     assert changed_setting(edited, 784, stored) is None
+
+
+def _tiny_fit(settings):
+    """Train a small VAE on fixed random bits with ``settings``: its loss per epoch."""
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(48, 6, generator=generator) > 0.5).float()
+    vae = VAE(input_dim=6, latent_dim=2, hidden_sizes=[4], seed=0)
+    return [record.train_loss for record in fit(vae.model, vae.guide, x, settings).history]
+
+
+def test_the_training_and_model_sections_are_the_library_s_settings():
+    # issue 17: the sections embed the library's objects, so fit takes the section itself;
+    # it trains to the same bits as the library's settings with the same values
+    config = RunConfig().replace("training", estimator="iwae:3", epochs=2, batch_size=16)
+    assert isinstance(config.training, TrainSettings) and isinstance(config.model, Template)
+    library = TrainSettings(loss="iwae:3", epochs=2, batch_size=16, device="cpu")
+    assert _tiny_fit(config.training) == _tiny_fit(library)
+    assert config.training.make_loss().num_particles == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "value", "message"),
+    [
+        ("training", "batch_size", 0, "training.batch_size must be an integer >= 1; got 0"),
+        ("training", "kl_warmup_epochs", -1, "training.kl_warmup_epochs must be an integer >= 0"),
+        ("training", "compile", "yes", "config.training.compile must be true or false"),
+        ("model", "flow_layers", 0, "model.flow_layers must be an integer >= 1; got 0"),
+        ("model", "latent_dims", [3, 0], "model.latent_dims must be integers >= 1"),
+        ("model", "activation", "sigmoidal", "unknown activation 'sigmoidal'; accepted values"),
+    ],
+)
+def test_a_stored_value_the_library_refuses_names_its_config_field(section, name, value, message):
+    stored = RunConfig().to_json()
+    stored[section][name] = value
+    with pytest.raises(SchemaError) as refused:
+        RunConfig.from_json(stored, "config")
+    assert refused.value.field.removeprefix("config.") == f"{section}.{name}"
+    assert message in str(refused.value)
+
+
+def test_settings_the_run_decides_are_not_stored():
+    stored = RunConfig().to_json()
+    assert {"loss", "data_plate", "validation_num_particles"}.isdisjoint(stored["training"])
+    assert "image_shape" not in stored["model"]
+    stored["training"]["loss"] = "iwae:5"  # the loss is spelled by estimator alone
+    with pytest.raises(SchemaError, match=r"config.training has unknown fields \['loss'\]"):
+        RunConfig.from_json(stored, "config")
+
+
+#: config.json as vi_vae 0.3.0 wrote it before the sections became library objects
+#: (its keys in its order), with a deep IWAE run's values
+STORED_BEFORE_THE_SECTIONS_WERE_SETTINGS = {
+    "data": {"dataset": "mnist-5k", "data_dir": None, "binarization": "dynamic", "max_train": 512},
+    "model": {
+        "latent_family": "normal", "latent_dim": 4, "likelihood": "bernoulli",
+        "likelihood_options": {}, "hidden_sizes": [32, 16], "activation": "relu",
+        "architecture": "mlp", "latent_dims": [8, 4], "flow": None, "flow_layers": 2,
+        "prior": "standard", "num_pseudo_inputs": 500,
+    },
+    "training": {
+        "estimator": "iwae:3", "epochs": 2, "batch_size": 128, "learning_rate": 0.001,
+        "kl_weight": 1.0, "kl_warmup_epochs": 2, "patience": None, "seed": 0,
+        "device": "cpu", "compile": False,
+    },
+    "evaluation": {"num_particles": 20, "bound_particles": [1, 5, 50], "num_points": 64,
+                   "compile": False},
+    "ais": {"num_steps": 1000, "num_chains": 16, "schedule": "sigmoid", "leapfrog_steps": 10,
+            "step_size": 0.05, "target_acceptance": 0.65, "initial": "guide", "num_points": None},
+}  # fmt: skip
+
+
+def test_a_config_json_written_before_the_sections_were_settings_loads_as_it_was():
+    stored = STORED_BEFORE_THE_SECTIONS_WERE_SETTINGS
+    config = RunConfig.from_json(json.loads(json.dumps(stored)), "config").validated()
+    # the same values, written again with the same keys: nothing lost or added
+    assert config.to_json() == stored
+    # the fingerprint that version stored in the checkpoint, built from the stored values
+    trained = {
+        "model": stored["model"],
+        "data": {"dataset": "mnist-5k", "binarization": "dynamic", "input_dim": 784,
+                 "max_train": 512},
+        "training": {name: stored["training"][name] for name in FINGERPRINT_TRAINING_FIELDS},
+    }  # fmt: skip
+    assert json.loads(json.dumps(fingerprint(config, 784))) == trained
+    assert changed_setting(config, 784, trained) is None
+    assert config.training.validation_num_particles == TrainSettings().validation_num_particles

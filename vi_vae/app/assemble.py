@@ -6,7 +6,6 @@ cannot fit on the device.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import torch
@@ -83,11 +82,14 @@ def _memory_bytes(device: torch.device) -> int:
 
 def build_vae(config: RunConfig, dataset: Dataset) -> VAE:
     """The VAE a config describes, sized for ``dataset``, its weights seeded by the run's seed."""
-    # the model section's fields are VAE's keywords (ModelConfig mirrors no other class)
-    template = {f.name: getattr(config.model, f.name) for f in dataclasses.fields(config.model)}
+    model = config.model  # the template, and the VAE's other arguments
     return VAE(
         input_dim=dataset.input_dim,
+        latent_dim=model.latent_dim,
+        latent_family=model.latent_family,
+        likelihood=model.likelihood,
         image_shape=dataset.image_shape,
         seed=config.training.seed,
-        **template,
+        prior=model.prior,
+        template=model,
     )

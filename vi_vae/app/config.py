@@ -2,8 +2,11 @@
 
 The command line builds a :class:`RunConfig`; a run directory stores it in
 ``config.json`` (with the versions that produced it and where the data came
-from). A config read back from disk goes through the same checks as one built
-from flags: :meth:`RunConfig.validated` names the offending field.
+from). The ``model``, ``training`` and ``ais`` sections *are* the library's settings
+objects (:class:`~vi_vae.templates.Template`, :class:`~vi_vae.TrainSettings`,
+:class:`~vi_vae.evaluation.AISSettings`), checked by the library when built, with
+errors naming ``section.field``; :meth:`RunConfig.validated` checks the rest. A config
+read back from disk goes through the same checks as one built from flags.
 
 Each field is named as the library argument it feeds (``kl_weight`` is
 :func:`vi_vae.fit`'s ``kl_weight``), and each default is the library's.
@@ -13,30 +16,25 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vi_vae._validation import (
-    check_choice,
-    check_nonnegative_float,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-)
+from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.app.schema import SchemaError, from_json, to_json
 from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES, AISSettings
 from vi_vae.execution import ExecutionOptions
-from vi_vae.flows import DEFAULT_FLOW_LAYERS, FLOWS
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
-from vi_vae.nets import ACTIVATIONS
-from vi_vae.priors import DEFAULT_NUM_PSEUDO_INPUTS, PRIORS
-from vi_vae.templates import ARCHITECTURES, DEFAULT_LATENT_DIM
+from vi_vae.priors import PRIORS
+from vi_vae.settings import Settings
+from vi_vae.templates import DEFAULT_LATENT_DIM, Template
 from vi_vae.train import TrainSettings
 
 __all__ = [
@@ -70,58 +68,68 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The VAE template's settings (see :class:`vi_vae.VAE`): they define the model.
+class ModelConfig(Template):
+    """The model: the library's :class:`~vi_vae.templates.Template`, and the VAE's other choices.
 
-    ``latent_dims`` (two or more stochastic layers, from the data up) sets
-    ``latent_dim`` to its last entry.
+    The template's fields are inherited (declared and checked there, once; errors name
+    ``model.<field>``); this section adds the :class:`vi_vae.VAE` arguments the
+    template does not hold: the latent family, ``latent_dim``, the likelihood and the
+    prior. ``latent_dims`` (two or more stochastic layers, from the data up) sets
+    ``latent_dim`` to its last entry. ``image_shape`` is the data's
+    (:class:`~vi_vae.Dataset`), not stored.
     """
 
     latent_family: str = "normal"
     latent_dim: int = DEFAULT_LATENT_DIM
     likelihood: str = "bernoulli"
-    likelihood_options: dict[str, float] = field(default_factory=dict)
-    hidden_sizes: tuple[int, ...] = (400,)
-    activation: str = "relu"
-    architecture: str = "mlp"
-    latent_dims: tuple[int, ...] | None = None
-    flow: str | None = None
-    flow_layers: int = DEFAULT_FLOW_LAYERS
     prior: str = "standard"
-    num_pseudo_inputs: int = DEFAULT_NUM_PSEUDO_INPUTS
+
+    _where: ClassVar[str] = "model."
+    #: not in config.json: the data decide it (vi_vae.app.schema)
+    _unstored: ClassVar[tuple[str, ...]] = ("image_shape",)
+
+    def __post_init__(self) -> None:
+        _library_checks(self, super().__post_init__)
+        _check("model.latent_family", get_family, self.latent_family)
+        _check(
+            "model.likelihood", get_likelihood, self.likelihood, **(self.likelihood_options or {})
+        )
+        _number("model.latent_dim", self.latent_dim)
+        if not self.hidden_sizes:
+            raise SchemaError(
+                "model.hidden_sizes",
+                "model.hidden_sizes must list at least one width (a linear VAE is "
+                "VAE(hidden_sizes=()) in the Python API)",
+            )
+        _check("model.prior", check_choice, "prior", self.prior, PRIORS)
 
 
-#: fit's settings with their defaults: the training section's defaults are these
-_FIT = TrainSettings()
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig(TrainSettings):
+    """How the model is trained: the library's :class:`~vi_vae.TrainSettings`, as stored.
 
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How the model is trained (see :func:`vi_vae.fit`); ``estimator`` is a spelling.
-
-    The fields are :class:`vi_vae.TrainSettings`'s, with its defaults, plus the device
-    as a string; :meth:`settings` builds the library's settings object from them.
-    ``compile`` runs the estimator's passes compiled (same numbers to float rounding).
+    The settings are inherited (declared and checked there, once; errors name
+    ``training.<field>``), so the section is :func:`vi_vae.fit`'s ``settings``. The
+    loss is spelled by ``estimator`` (:func:`vi_vae.parse_estimator`), and the device
+    is a string, ``"cpu"`` or ``"cuda[:n]"``. ``compile`` runs the estimator's passes
+    compiled (same numbers to float rounding). ``data_plate`` (the VAE's) and
+    ``validation_num_particles`` keep the library's defaults and are not stored.
     """
 
     estimator: str = "elbo"
-    epochs: int = _FIT.epochs
-    batch_size: int = _FIT.batch_size
-    learning_rate: float = _FIT.learning_rate
-    kl_weight: float = _FIT.kl_weight
-    kl_warmup_epochs: int = _FIT.kl_warmup_epochs
-    patience: int | None = _FIT.patience
-    seed: int = _FIT.seed
     device: str = "cpu"
-    compile: bool = _FIT.compile
+    #: built from ``estimator``, not stored (so it cannot disagree with it)
+    loss: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    def settings(self, loss: Any, device: Any) -> TrainSettings:
-        """:func:`vi_vae.fit`'s settings for this section; ``loss`` is built from ``estimator``."""
-        shared = {f.name for f in dataclasses.fields(TrainSettings)} - {"loss", "device"}
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return TrainSettings(
-            loss=loss, device=device, **{name: values[name] for name in shared & values.keys()}
-        )
+    _where: ClassVar[str] = "training."
+    _unstored: ClassVar[tuple[str, ...]] = ("data_plate", "validation_num_particles")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss", self.estimator)
+        # the spelling is the section's own field: its errors name it, not the loss
+        _check("training.estimator", parse_estimator, self.estimator)
+        _library_checks(self, super().__post_init__, {"loss": "estimator"})
+        _check("training.device", check_choice, "device", str(self.device).split(":")[0], DEVICES)
 
 
 @dataclass(frozen=True)
@@ -160,7 +168,7 @@ class AISConfig(AISSettings):
     _where: ClassVar[str] = "ais."
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        _library_checks(self, super().__post_init__)
         if self.num_points is not None:
             check_positive_int("ais.num_points", self.num_points)
 
@@ -181,11 +189,16 @@ class RunConfig:
     ais: AISConfig = field(default_factory=AISConfig)
 
     def validated(self) -> RunConfig:
-        """Check every field (raising :class:`InputError` naming it) and resolve defaults."""
+        """Check the data and evaluation sections and the binarization, resolve defaults.
+
+        The other sections checked themselves when built; a :class:`SchemaError` names
+        the field.
+        """
         _check_data(self.data)
-        model = _validated_model(self.model)
-        _check_training(self.training)
         _check_evaluation(self.evaluation)
+        model = self.model  # the model and training sections checked themselves when built
+        if model.latent_dims is not None:
+            model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
         binarization = _binarization(self.data, model)
         return dataclasses.replace(
             self, data=dataclasses.replace(self.data, binarization=binarization), model=model
@@ -230,46 +243,6 @@ def _check_data(data: DataConfig) -> None:
     _optional_positive("data.max_train", data.max_train)
 
 
-def _validated_model(model: ModelConfig) -> ModelConfig:
-    """Check the model section; ``latent_dim`` follows ``latent_dims`` where given."""
-    _check("model.latent_family", get_family, model.latent_family)
-    _check("model.likelihood", get_likelihood, model.likelihood, **model.likelihood_options)
-    _check("model.activation", check_choice, "activation", model.activation, ACTIVATIONS)
-    _number("model.latent_dim", model.latent_dim)
-    if not model.hidden_sizes:
-        raise SchemaError(
-            "model.hidden_sizes",
-            "model.hidden_sizes must list at least one width (a linear VAE is "
-            "VAE(hidden_sizes=()) in the Python API)",
-        )
-    for width in model.hidden_sizes:
-        _number("model.hidden_sizes", width)
-    _check("model.architecture", check_choice, "architecture", model.architecture, ARCHITECTURES)
-    if model.latent_dims is not None:
-        for width in model.latent_dims:
-            _number("model.latent_dims", width)
-        model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
-    if model.flow is not None:
-        _check("model.flow", check_choice, "flow", model.flow, FLOWS)
-    _number("model.flow_layers", model.flow_layers)
-    _check("model.prior", check_choice, "prior", model.prior, PRIORS)
-    _number("model.num_pseudo_inputs", model.num_pseudo_inputs)
-    return model
-
-
-def _check_training(training: TrainingConfig) -> None:
-    """Check the training section (:meth:`RunConfig.validated`)."""
-    _check("training.estimator", parse_estimator, training.estimator)
-    _number("training.epochs", training.epochs)
-    _number("training.batch_size", training.batch_size)
-    _number("training.kl_warmup_epochs", training.kl_warmup_epochs, check_positive_int, 0)
-    _optional_positive("training.patience", training.patience)
-    _number("training.learning_rate", training.learning_rate, check_positive_float)
-    _number("training.kl_weight", training.kl_weight, check_nonnegative_float)
-    _check("training.seed", check_seed, training.seed, "training.seed")
-    _check("training.device", check_choice, "device", training.device.split(":")[0], DEVICES)
-
-
 def _check_evaluation(evaluation: EvaluationConfig) -> None:
     """Check the evaluation section (:meth:`RunConfig.validated`)."""
     _number("evaluation.num_particles", evaluation.num_particles)
@@ -301,6 +274,27 @@ def _check(field: str, check: Any, *arguments: Any, **options: Any) -> None:
         raise
     except InputError as error:
         raise SchemaError(field, str(error)) from None
+
+
+def _library_checks(
+    section: Settings, checks: Callable[[], None], aliases: Mapping[str, str] | None = None
+) -> None:
+    """Run a library settings object's checks on a section that is one, naming the field.
+
+    The library's messages name the setting (prefixed by the section's ``_where``); the
+    :class:`SchemaError` names the section's field: the first word of the message that
+    is a field's name (``aliases`` maps a library field to the section's field that sets it).
+    """
+    try:
+        checks()
+    except SchemaError:
+        raise
+    except InputError as error:
+        names = {item.name for item in dataclasses.fields(section)}
+        words = [(aliases or {}).get(w, w) for w in re.findall(r"\w+", str(error))]
+        name = next((word for word in words if word in names), None)
+        where = section._where.removesuffix(".")
+        raise SchemaError(f"{where}.{name}" if name else where, str(error)) from None
 
 
 def _number(field: str, value: Any, check: Any = check_positive_int, *limits: Any) -> None:

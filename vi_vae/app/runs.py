@@ -39,7 +39,6 @@ from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.estimators import parse_estimator
 from vi_vae.evaluation import AutoAISSettings, GapSettings
 from vi_vae.execution import ExecutionOptions
 from vi_vae.model import VAE
@@ -171,7 +170,6 @@ def _train(
     vae.check_data(dataset.test, "test data")
     if dataset.binarization != "dynamic":
         vae.check_data(dataset.train, "training data")
-    loss = parse_estimator(config.training.estimator)
     if resume:
         directory.check_figures_writable()
     with directory.locked(create=not resume):
@@ -183,7 +181,6 @@ def _train(
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
-            loss,
             device,
             Callback(on_step, on_epoch),
             figures,
@@ -203,7 +200,6 @@ def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tupl
 
 def _fit_and_evaluate(
     run: Run,
-    loss: Any,
     device: torch.device,
     callback: Callback,
     figures: bool,
@@ -211,12 +207,12 @@ def _fit_and_evaluate(
 ) -> Run:
     config, directory, dataset = run.config, run.directory, run.dataset
     started = time.perf_counter()
-    training = config.training
     result = fit(
         run.vae.model,
         run.vae.guide,
         dataset.train,
-        training.settings(loss, device),
+        # the training section is fit's settings; the device resolved for this process
+        dataclasses.replace(config.training, device=str(device)),
         validation=dataset.validation,
         batch_transform=dataset.batch_transform(),
         callbacks=[callback],

@@ -9,7 +9,8 @@ time with one clear line, never as a ``KeyError`` in a report.
 
 Supported field types: ``bool``, ``int``, ``float`` (JSON ``null`` reads as NaN,
 since JSON has no NaN), ``str``, ``X | None``, ``list[X]`` / ``tuple[X, ...]``,
-``dict[str, X]``, ``Literal[...]`` and nested dataclasses.
+``Sequence[X]`` (read as a tuple), ``dict[str, X]``, ``Literal[...]`` and nested
+dataclasses. A dataclass stores the fields :func:`stored_fields` lists.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, Union
 
 from vi_vae.errors import InputError
 
-__all__ = ["SchemaError", "from_json", "to_json"]
+__all__ = ["SchemaError", "from_json", "stored_fields", "to_json"]
 
 
 class SchemaError(InputError):
@@ -33,10 +35,20 @@ class SchemaError(InputError):
         self.field = field
 
 
+def stored_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields a dataclass stores in JSON: its ``__init__``'s, less its ``_unstored``.
+
+    A config section that is a library settings object leaves out the settings the
+    run decides itself, such as the data's image shape.
+    """
+    unstored = getattr(cls, "_unstored", ())
+    return [f for f in dataclasses.fields(cls) if f.init and f.name not in unstored]
+
+
 def to_json(value: Any) -> Any:
     """A dataclass (or container of them) as plain JSON values; tuples become lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_json(getattr(value, f.name)) for f in stored_fields(type(value))}
     if isinstance(value, dict):
         return {str(key): to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -82,12 +94,12 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(kind):
         return _decode_dataclass(kind, value, where)
-    if origin in (list, tuple) or kind in (list, tuple):
+    if origin in (list, tuple, Sequence) or kind in (list, tuple):
         if not isinstance(value, list):
             raise SchemaError(where, f"{where} must be a list; got {value!r}")
         arguments = [a for a in typing.get_args(kind) if a is not Ellipsis] or [Any]
         items = [_decode(arguments[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return tuple(items) if (origin or kind) is tuple else items
+        return items if (origin or kind) is list else tuple(items)
     if origin is dict or kind is dict:
         if not isinstance(value, dict):
             raise SchemaError(where, f"{where} must be a JSON object; got {value!r}")
@@ -120,7 +132,7 @@ def _decode_dataclass(cls: Any, value: Any, where: str) -> Any:
     if not isinstance(value, dict):
         raise SchemaError(where, f"{where} must be a JSON object; got {value!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in stored_fields(cls)}
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise SchemaError(

@@ -34,7 +34,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -247,11 +247,8 @@ class AISSettings(Settings):
     target_acceptance: float | None = DEFAULT_TARGET_ACCEPTANCE
     initial: str = INITIAL_DISTRIBUTIONS[0]
 
-    #: prefix of the setting names in error messages (the app's config section sets it)
-    _where: ClassVar[str] = ""
-
     def __post_init__(self) -> None:
-        where = self._where
+        where = self._where  # the prefix of the names in errors (vi_vae.settings.Settings)
         for name, largest in MAX_SIZES.items():
             value = check_positive_int(where + name, getattr(self, name))
             if value > largest:
