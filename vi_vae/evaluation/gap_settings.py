@@ -8,7 +8,6 @@ standard errors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from torch import Tensor
 
@@ -72,9 +71,6 @@ class GapSettings(Settings):
     local_tolerance: float = DEFAULT_LOCAL_TOLERANCE
     full_covariance: bool = False
     ais: AISSettings = field(default_factory=AISSettings)
-
-    #: prefix of the setting names in error messages (the app's config section sets it)
-    _where: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         where = self._where
