@@ -1,8 +1,9 @@
 """One rule for a settings object and its keyword shortcuts, for every entry point.
 
 Each job of the library has a frozen settings dataclass (:class:`~vi_vae.TrainSettings`,
-:class:`~vi_vae.evaluation.AISSettings`, :class:`~vi_vae.GapSettings`,
-:class:`~vi_vae.ExecutionOptions`, :class:`~vi_vae.templates.Template`). The functions
+:class:`~vi_vae.ImportanceSettings`, :class:`~vi_vae.evaluation.AISSettings`,
+:class:`~vi_vae.GapSettings`, :class:`~vi_vae.ExecutionOptions`,
+:class:`~vi_vae.templates.Template`). The functions
 that take one also take its fields as keyword shortcuts, and they all combine the two
 with :func:`merge`, so ``f(..., settings=S, field=v)`` means the same everywhere:
 

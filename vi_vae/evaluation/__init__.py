@@ -3,7 +3,7 @@
 - :mod:`~vi_vae.evaluation.estimates`: the estimate types and their reductions
   (log-mean-exp, Monte Carlo standard error, ESS, Pareto k̂);
 - :mod:`~vi_vae.evaluation.importance_sampling`: log p(x) by importance sampling
-  from the guide, and bound tables;
+  from the guide, and bound tables, with their settings (:class:`ImportanceSettings`);
 - :mod:`~vi_vae.evaluation.ais`: log p(x) by annealed importance sampling with HMC,
   the reference number; :mod:`~vi_vae.evaluation.bdmc`: its check on simulated
   data (bidirectional Monte Carlo); beneath them :mod:`~vi_vae.evaluation.annealing`
@@ -65,6 +65,7 @@ from vi_vae.evaluation.importance_sampling import (
     DEFAULT_BOUND_PARTICLES,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_NUM_PARTICLES,
+    ImportanceSettings,
     auto_chunk_size,
     bounds,
     importance_sampling,
@@ -100,6 +101,7 @@ __all__ = [
     "GapSettings",
     "GapTerm",
     "GradientSNR",
+    "ImportanceSettings",
     "InferenceGaps",
     "LogLikelihoodEstimate",
     "LogWeightSummary",

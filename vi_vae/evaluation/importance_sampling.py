@@ -33,7 +33,8 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -58,12 +59,14 @@ from vi_vae.evaluation.passes import (
 )
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import key_block_size
+from vi_vae.settings import Settings, passed
 from vi_vae.support import check_points
 
 __all__ = [
     "DEFAULT_BOUND_PARTICLES",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_NUM_PARTICLES",
+    "ImportanceSettings",
     "auto_chunk_size",
     "bounds",
     "importance_sampling",
@@ -77,12 +80,52 @@ DEFAULT_NUM_PARTICLES = 5000
 DEFAULT_BOUND_PARTICLES = (1, 5, 50)
 
 
+@dataclass(frozen=True)
+class ImportanceSettings(Settings):
+    """What importance sampling from the guide does: K and the bound table's k, checked once here.
+
+    The one declaration of importance sampling's settings: :func:`log_marginal_likelihood`,
+    :func:`bounds` and :func:`importance_sampling` take one (or build one from keyword
+    shortcuts, :func:`vi_vae.settings.merge`), and the application's config embeds it.
+    How the work is split (``chunk_size``), where it runs and whether it is compiled are
+    execution options of those functions, not settings: they do not change the numbers.
+
+    Attributes:
+        num_particles: K, importance samples per point (default 5000, as Burda et al.).
+        bound_particles: the k of the IWAE-k bounds in a bound table (k = 1 is the ELBO),
+            in the order given, stored as a tuple; ``()`` makes no table
+            (:func:`log_marginal_likelihood`). A table needs every k <= K, which the
+            functions that make one check.
+
+    Raises:
+        InputError: naming the first bad setting and its accepted values.
+    """
+
+    num_particles: int = DEFAULT_NUM_PARTICLES
+    bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
+
+    def __post_init__(self) -> None:
+        where = self._where  # the prefix of the names in errors (vi_vae.settings.Settings)
+        check_positive_int(where + "num_particles", self.num_particles)
+        ks = self.bound_particles
+        if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+            raise InputError(
+                f"{where}bound_particles must be a sequence of integers >= 1, e.g. (1, 5, 50); "
+                f"got {ks!r}"
+            )
+        ks = tuple(ks)
+        for k in ks:
+            check_positive_int(where + "bound_particles", k)
+        object.__setattr__(self, "bound_particles", ks)
+
+
 def log_marginal_likelihood(
     model: Callable,
     guide: Callable,
     x: Tensor,
-    num_particles: int = DEFAULT_NUM_PARTICLES,
+    num_particles: int | None = None,
     *,
+    settings: ImportanceSettings | None = None,
     data_plate: str = "data",
     compute_pareto_k: bool = True,
     seed: int | None = None,
@@ -104,7 +147,10 @@ def log_marginal_likelihood(
         model: Pyro model ``model(x, **kwargs)``.
         guide: Pyro guide with the same signature.
         x: data, ``[N, ...]``, in the support of the model's observed sites.
-        num_particles: K, importance samples per point (default 5000, as Burda et al.).
+        num_particles: shortcut for ``settings.num_particles``, K, importance samples per
+            point (default 5000, as Burda et al.).
+        settings: the :class:`ImportanceSettings` (default: the defaults); of them only K
+            counts here, as no bound table is made.
         data_plate: name of the data plate.
         compute_pareto_k: fit the Pareto k̂ of each point's weights (ArviZ PSIS);
             k̂ needs K ≥ 21 and is NaN, with a reason, below.
@@ -133,11 +179,14 @@ def log_marginal_likelihood(
         >>> estimate.num_particles, estimate.log_likelihood.shape
         (100, torch.Size([1]))
     """
+    settings = ImportanceSettings.build(
+        settings, passed({"num_particles": num_particles}), owner="log_marginal_likelihood"
+    )
     estimate, _ = importance_sampling(
         model,
         guide,
         x,
-        num_particles=num_particles,
+        settings=settings,
         bound_particles=(),
         data_plate=data_plate,
         compute_pareto_k=compute_pareto_k,
@@ -154,9 +203,10 @@ def bounds(
     model: Callable,
     guide: Callable,
     x: Tensor,
-    bound_particles: Sequence[int] = DEFAULT_BOUND_PARTICLES,
-    num_particles: int = DEFAULT_NUM_PARTICLES,
+    bound_particles: Sequence[int] | None = None,
+    num_particles: int | None = None,
     *,
+    settings: ImportanceSettings | None = None,
     data_plate: str = "data",
     seed: int | None = None,
     execution: ExecutionOptions | None = None,
@@ -172,17 +222,25 @@ def bounds(
     E[log (1/k) Σ w_j], which increases with k towards log p(x) (Burda et al. 2016,
     Theorem 1). The same draws serve every k.
 
+    ``bound_particles`` and ``num_particles`` are shortcuts for the fields of ``settings``
+    (an :class:`ImportanceSettings`, default: the defaults); the other arguments are as in
+    :func:`log_marginal_likelihood`.
+
     Returns:
         One :class:`Bound` per k, in the order given.
     """
-    if not list(bound_particles):
+    settings = ImportanceSettings.build(
+        settings,
+        passed({"bound_particles": bound_particles, "num_particles": num_particles}),
+        owner="bounds",
+    )
+    if not settings.bound_particles:
         raise InputError("bound_particles must list at least one k, e.g. [1, 5, 50]")
     _, table = importance_sampling(
         model,
         guide,
         x,
-        num_particles=num_particles,
-        bound_particles=bound_particles,
+        settings=settings,
         data_plate=data_plate,
         compute_pareto_k=False,
         seed=seed,
@@ -199,8 +257,9 @@ def importance_sampling(
     guide: Callable,
     x: Tensor,
     *,
-    num_particles: int = DEFAULT_NUM_PARTICLES,
-    bound_particles: Sequence[int] = DEFAULT_BOUND_PARTICLES,
+    settings: ImportanceSettings | None = None,
+    num_particles: int | None = None,
+    bound_particles: Sequence[int] | None = None,
     data_plate: str = "data",
     compute_pareto_k: bool = True,
     seed: int | None = None,
@@ -215,12 +274,18 @@ def importance_sampling(
     Half the cost of calling both; the two results share their draws (and so
     are correlated, which matters only when comparing them with each other).
     ``on_points(done, total)`` is called after each pass of points (progress; in a
-    sharded run, of this rank's points). ``execution``, ``chunk_size`` and ``compile``
-    as in :func:`log_marginal_likelihood`.
+    sharded run, of this rank's points). ``num_particles`` and ``bound_particles`` are
+    shortcuts for the fields of ``settings`` (an :class:`ImportanceSettings`, default: the
+    defaults; ``bound_particles=()`` makes no table); ``execution``, ``chunk_size`` and
+    ``compile`` as in :func:`log_marginal_likelihood`.
     """
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
-    check_positive_int("num_particles", num_particles)
-    ks = [check_positive_int("bound_particles", k) for k in bound_particles]
+    settings = ImportanceSettings.build(
+        settings,
+        passed({"num_particles": num_particles, "bound_particles": bound_particles}),
+        owner="importance_sampling",
+    )
+    num_particles, ks = settings.num_particles, settings.bound_particles
     if ks and max(ks) > num_particles:
         raise InputError(
             f"num_particles ({num_particles}) must be at least the largest k in "
