@@ -18,12 +18,14 @@ from vi_vae import (
     VAE,
     ExecutionOptions,
     GapSettings,
+    ImportanceSettings,
     InputError,
     TrainSettings,
     annealed_importance_sampling,
     auto_annealed_importance_sampling,
     bdmc,
     fit,
+    importance_sampling,
     inference_gaps,
 )
 from vi_vae.evaluation import AISSettings, AutoAISSettings
@@ -33,6 +35,7 @@ from vi_vae.templates import Template
 # (base settings, a field, a new valid value, an invalid value): one per settings class
 CLASSES = {
     "train": (TrainSettings(epochs=1), "epochs", 3, 0),
+    "importance": (ImportanceSettings(num_particles=10), "num_particles", 20, 0),
     "ais": (AISSettings(num_steps=5), "num_steps", 7, 0),
     "gaps": (GapSettings(local_steps=5), "local_steps", 9, 1),
     "execution": (ExecutionOptions(chunk_size=64), "chunk_size", 8, 0),
@@ -114,6 +117,11 @@ def _pair():
     return vae.model, vae.guide
 
 
+def _ran_with(estimate, table):
+    """The ImportanceSettings an importance-sampling result ran with: its K and its k."""
+    return ImportanceSettings(estimate.num_particles, tuple(b.num_particles for b in table))
+
+
 def _carried(run, settings, shortcut):
     """The settings the entry point ran with, given ``settings`` and one shortcut."""
     with warnings.catch_warnings():
@@ -126,6 +134,13 @@ ENTRY_POINTS = {
         TrainSettings(epochs=1, batch_size=2, seed=3),
         {"batch_size": 3},
         lambda s, k: fit(*_pair(), X, s, **k).settings,
+    ),
+    "importance_sampling": (
+        ImportanceSettings(num_particles=10, bound_particles=(1, 5)),
+        {"num_particles": 12},
+        lambda s, k: _ran_with(
+            *importance_sampling(VAE_4.model, VAE_4.guide, X, settings=s, seed=0, **k)
+        ),
     ),
     "annealed_importance_sampling": (
         SMALL_AIS,

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from vi_vae import VAE, fit
-from vi_vae.app.config import RunConfig
+from vi_vae import VAE, ImportanceSettings, fit
+from vi_vae.app.config import EvaluationConfig, RunConfig
 from vi_vae.app.fingerprint import FINGERPRINT_TRAINING_FIELDS, changed_setting, fingerprint
 from vi_vae.app.schema import SchemaError, stored_fields
 from vi_vae.cli.flags import FLAGS
@@ -171,3 +171,22 @@ def test_a_config_json_written_before_the_sections_were_settings_loads_as_it_was
     assert json.loads(json.dumps(fingerprint(config, 784))) == trained
     assert changed_setting(config, 784, trained) is None
     assert config.training.validation_num_particles == TrainSettings().validation_num_particles
+
+
+def test_the_evaluation_section_is_the_settings_and_names_its_fields():
+    section = RunConfig().evaluation
+    assert isinstance(section, ImportanceSettings)
+    assert ImportanceSettings.names() == ("num_particles", "bound_particles")
+    assert [f.name for f in dataclasses.fields(EvaluationConfig)] == [
+        "num_particles",
+        "bound_particles",
+        "num_points",
+        "compile",
+    ]
+    stored = RunConfig().to_json()
+    for field, value in [("num_particles", 0), ("bound_particles", [1, 0]), ("num_points", 0)]:
+        bad = {**stored, "evaluation": {**stored["evaluation"], field: value}}
+        with pytest.raises(SchemaError) as caught:
+            RunConfig.from_json(bad)
+        assert caught.value.field == f"evaluation.{field}"
+        assert str(caught.value).startswith(f"evaluation.{field} must be")

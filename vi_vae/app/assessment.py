@@ -217,12 +217,12 @@ def _importance(
     bound_particles: Sequence[int],
     on_points: StepCallback | None = None,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
-    """Importance sampling of ``x`` with ``evaluation``'s K and execution, the evaluation seed."""
+    """Importance sampling of ``x`` with ``evaluation``'s K (its k: ``bound_particles``)."""
     return importance_sampling(
         vae.model,
         vae.guide,
         x.to(_device(vae)),
-        num_particles=evaluation.num_particles,
+        settings=evaluation,
         bound_particles=bound_particles,
         seed=EVALUATION_SEED,
         execution=evaluation.execution,

@@ -2,8 +2,9 @@
 
 The command line builds a :class:`RunConfig`; a run directory stores it in
 ``config.json`` (with the versions that produced it and where the data came
-from). The ``model``, ``training`` and ``ais`` sections *are* the library's settings
-objects (:class:`~vi_vae.templates.Template`, :class:`~vi_vae.TrainSettings`,
+from). The ``model``, ``training``, ``evaluation`` and ``ais`` sections *are* the
+library's settings objects (:class:`~vi_vae.templates.Template`,
+:class:`~vi_vae.TrainSettings`, :class:`~vi_vae.ImportanceSettings`,
 :class:`~vi_vae.evaluation.AISSettings`), checked by the library when built, with
 errors naming ``section.field``; :meth:`RunConfig.validated` checks the rest. A config
 read back from disk goes through the same checks as one built from flags.
@@ -28,7 +29,7 @@ from vi_vae.app.schema import SchemaError, from_json, to_json
 from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator
-from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES, AISSettings
+from vi_vae.evaluation import AISSettings, ImportanceSettings
 from vi_vae.execution import ExecutionOptions
 from vi_vae.latents import get_family
 from vi_vae.likelihoods import get_likelihood
@@ -133,18 +134,25 @@ class TrainingConfig(TrainSettings):
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
-    """The test-set evaluation (see :func:`vi_vae.importance_sampling`).
+class EvaluationConfig(ImportanceSettings):
+    """The test-set evaluation: the library's :class:`~vi_vae.ImportanceSettings`, and where.
 
-    ``num_points=None`` evaluates every test point; N takes the first N of the
-    shuffled test split, a uniformly random subset. ``compile`` runs the passes of
-    importance sampling and of AIS compiled (same numbers to float rounding).
+    The settings (K and the bound table's k) are inherited (declared and checked there,
+    once; errors name ``evaluation.<field>``), so the section is
+    :func:`vi_vae.importance_sampling`'s ``settings``. ``num_points=None`` evaluates every
+    test point; N takes the first N of the shuffled test split, a uniformly random
+    subset. ``compile`` runs the passes of importance sampling and of AIS compiled (same
+    numbers to float rounding).
     """
 
-    num_particles: int = DEFAULT_NUM_PARTICLES
-    bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
     num_points: int | None = None
     compile: bool = False
+
+    _where: ClassVar[str] = "evaluation."
+
+    def __post_init__(self) -> None:
+        _library_checks(self, super().__post_init__)
+        _optional_positive("evaluation.num_points", self.num_points)
 
     @property
     def execution(self) -> ExecutionOptions:
@@ -189,14 +197,13 @@ class RunConfig:
     ais: AISConfig = field(default_factory=AISConfig)
 
     def validated(self) -> RunConfig:
-        """Check the data and evaluation sections and the binarization, resolve defaults.
+        """Check the data section and the binarization, resolve defaults.
 
         The other sections checked themselves when built; a :class:`SchemaError` names
         the field.
         """
         _check_data(self.data)
-        _check_evaluation(self.evaluation)
-        model = self.model  # the model and training sections checked themselves when built
+        model = self.model  # the other sections checked themselves when built
         if model.latent_dims is not None:
             model = dataclasses.replace(model, latent_dim=model.latent_dims[-1])
         binarization = _binarization(self.data, model)
@@ -241,14 +248,6 @@ def _check_data(data: DataConfig) -> None:
             "data.dataset", f"unknown dataset {data.dataset!r}; accepted values: {accepted}"
         )
     _optional_positive("data.max_train", data.max_train)
-
-
-def _check_evaluation(evaluation: EvaluationConfig) -> None:
-    """Check the evaluation section (:meth:`RunConfig.validated`)."""
-    _number("evaluation.num_particles", evaluation.num_particles)
-    for k in evaluation.bound_particles:
-        _number("evaluation.bound_particles", k)
-    _optional_positive("evaluation.num_points", evaluation.num_points)
 
 
 def _binarization(data: DataConfig, model: ModelConfig) -> str:
