@@ -285,12 +285,7 @@ def importance_sampling(
         passed({"num_particles": num_particles, "bound_particles": bound_particles}),
         owner="importance_sampling",
     )
-    num_particles, ks = settings.num_particles, settings.bound_particles
-    if ks and max(ks) > num_particles:
-        raise InputError(
-            f"num_particles ({num_particles}) must be at least the largest k in "
-            f"bound_particles ({max(ks)})"
-        )
+    num_particles, ks = settings.num_particles, _table_particles(settings)
     x, kwargs = execution.place(check_points(x), kwargs)
 
     def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
@@ -335,6 +330,17 @@ def importance_sampling(
         block=key_block_size(num_particles) if seed is not None else 1,
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
+
+
+def _table_particles(settings: ImportanceSettings) -> tuple[int, ...]:
+    """The k of the bound table, refused when one is above K (its groups of k cannot be drawn)."""
+    ks = settings.bound_particles
+    if ks and max(ks) > settings.num_particles:
+        raise InputError(
+            f"num_particles ({settings.num_particles}) must be at least the largest k in "
+            f"bound_particles ({max(ks)})"
+        )
+    return ks
 
 
 def _combine(
