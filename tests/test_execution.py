@@ -5,18 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 from float_rounding import RELATIVE
+from tiny_pair import VAE_4, X
 
 from vi_vae import (
-    VAE,
     ExecutionOptions,
     InputError,
     annealed_importance_sampling,
     bdmc,
     log_marginal_likelihood,
 )
-
-VAE_4 = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-X = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 
 @pytest.mark.parametrize(

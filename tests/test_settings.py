@@ -12,7 +12,7 @@ import dataclasses
 import warnings
 
 import pytest
-import torch
+from tiny_pair import VAE_4, X
 
 from vi_vae import (
     VAE,
@@ -107,8 +107,6 @@ def test_a_nested_settings_object_takes_its_own_fields_as_shortcuts():
     assert merge(GapSettings, None, {}) == GapSettings()
 
 
-VAE_4 = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-X = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 SMALL_AIS = AISSettings(num_steps=2, num_chains=2, leapfrog_steps=1)
 
 

@@ -11,9 +11,9 @@ import dataclasses
 
 import pytest
 import torch
+from tiny_pair import VAE_4, X
 
 from vi_vae import (
-    VAE,
     ImportanceSettings,
     InputError,
     bounds,
@@ -22,8 +22,6 @@ from vi_vae import (
 )
 from vi_vae.evaluation import DEFAULT_BOUND_PARTICLES, DEFAULT_NUM_PARTICLES
 
-VAE_4 = VAE(input_dim=4, latent_dim=2, hidden_sizes=(8,), seed=0)
-X = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 PAIR = (VAE_4.model, VAE_4.guide, X)
 
 
