@@ -414,13 +414,13 @@ class ParticleEstimator(PyroELBO):
         """
         parameters, gradients = [], []
         for group, surrogate in surrogates.items():
-            for parameter, gradient in self._group_gradients(traces, group, surrogate, True):
+            for parameter, gradient in self._group_gradients(traces, group, surrogate, retain=True):
                 parameters.append(parameter)
                 gradients.append(gradient)
         return parameters, gradients
 
     def _group_gradients(
-        self, traces: WeightedTraces, group: ParameterGroup, surrogate: Tensor, retain: bool
+        self, traces: WeightedTraces, group: ParameterGroup, surrogate: Tensor, *, retain: bool
     ) -> list[tuple[Tensor, Tensor]]:
         """``(parameter, −∇ surrogate)`` for each trainable parameter of ``group`` it reaches."""
         leaves = [
@@ -443,5 +443,7 @@ class ParticleEstimator(PyroELBO):
             if group == "all":
                 (-surrogate).backward(retain_graph=retain)
                 continue
-            for parameter, gradient in self._group_gradients(traces, group, surrogate, retain):
+            for parameter, gradient in self._group_gradients(
+                traces, group, surrogate, retain=retain
+            ):
                 parameter.grad = gradient if parameter.grad is None else parameter.grad + gradient
