@@ -53,3 +53,25 @@ def test_a_cpu_graph_compiled_by_the_backend_computes_log1p_with_one_log():
     # the generated C++ calls the vectorized log, not log1p (inductor's default calls .log1p())
     assert any(".log()" in text for text in code)
     assert not any(".log1p()" in text for text in code)
+
+
+def test_gradients_through_the_backend_s_log1p_are_log1p_s_own():
+    # where 1 + x rounds to 1 (a Bernoulli logit beyond about ±17), the formula's
+    # unselected branch divides by zero; its gradient must still be log1p's derivative
+    # 1 / (1 + x), as AOTAutograd differentiates log1p before lowering it, not NaN
+    def loss(logits, x):
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        return bce(logits, x, reduction="none").sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, backend=inductor_backend, fullgraph=True, dynamic=False)
+    logits = torch.tensor([-200.0, -40.0, -20.0, -17.0, -5.0, 0.0, 5.0, 17.0, 20.0, 40.0, 200.0])
+    x = (torch.arange(len(logits)) % 2).float()
+    gradients = []
+    for function in (loss, compiled):
+        leaf = logits.clone().requires_grad_()
+        function(leaf, x).backward()
+        gradients.append(leaf.grad)
+    assert gradients[1].isfinite().all()
+    # float rounding of sigmoid(x) - y, the gradient both compute: a few ulps
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=4e-7, atol=1e-30)
