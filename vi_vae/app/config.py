@@ -177,8 +177,7 @@ class AISConfig(AISSettings):
 
     def __post_init__(self) -> None:
         _library_checks(self, super().__post_init__)
-        if self.num_points is not None:
-            check_positive_int("ais.num_points", self.num_points)
+        _optional_positive("ais.num_points", self.num_points)
 
     @property
     def settings(self) -> AISSettings:
