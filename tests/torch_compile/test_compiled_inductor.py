@@ -6,10 +6,12 @@ and torch's own float32 log1p is off by more than 100 ε near the bottom of the
 normal range (measured), so this is a bound on the formula, not a comparison.
 """
 
+import types
+
 import torch
 from torch._inductor.utils import run_and_get_code
 
-from vi_vae.compiled.inductor import inductor_backend, log1p
+from vi_vae.compiled.inductor import inductor_backend, log1p, without_autograd_cache
 
 SPECIALS = [0.0, -0.0, float("inf"), -1.0, float("nan"), -2.0, float("-inf")]
 
@@ -75,3 +77,15 @@ def test_gradients_through_the_backend_s_log1p_are_log1p_s_own():
     assert gradients[1].isfinite().all()
     # float rounding of sigmoid(x) - y, the gradient both compute: a few ulps
     torch.testing.assert_close(gradients[1], gradients[0], rtol=4e-7, atol=1e-30)
+
+
+def test_the_autograd_cache_is_off_where_torch_has_one_and_nothing_is_patched_where_not():
+    from torch._functorch import config
+
+    before = config.enable_autograd_cache
+    with without_autograd_cache(config):
+        assert config.enable_autograd_cache is False
+    assert config.enable_autograd_cache == before
+    # an older torch (the range in pyproject.toml admits 2.1) has no such option
+    with without_autograd_cache(types.SimpleNamespace()):
+        pass

@@ -22,18 +22,19 @@ lowering, and so does every ``torch.compile`` outside vi_vae.
 AOTAutograd's on-disk cache does not key on the decompositions, so it could hand
 a graph compiled with the default ``log1p`` to this backend or the reverse; it is
 off for these compilations (inductor's own cache, keyed on the decomposed graph,
-still serves them).
+still serves them); a torch without that cache needs nothing turned off.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, fx
 
-__all__ = ["inductor_backend", "log1p"]
+__all__ = ["inductor_backend", "log1p", "without_autograd_cache"]
 
 
 def log1p(x: Tensor) -> Tensor:
@@ -53,5 +54,12 @@ def inductor_backend(graph: fx.GraphModule, inputs: Sequence[Any]) -> Callable:
     if devices - {"cpu"}:
         return compile_fx(graph, inputs)
     table = {**select_decomp_table(), torch.ops.aten.log1p.default: log1p}
-    with functorch_config.patch(enable_autograd_cache=False):
+    with without_autograd_cache(functorch_config):
         return compile_fx(graph, inputs, decompositions=table)
+
+
+def without_autograd_cache(config: Any) -> contextlib.AbstractContextManager:
+    """AOTAutograd's on-disk cache off, where torch's functorch ``config`` has one."""
+    if not hasattr(config, "enable_autograd_cache"):
+        return contextlib.nullcontext()
+    return config.patch(enable_autograd_cache=False)
