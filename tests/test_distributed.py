@@ -6,6 +6,7 @@ process costs seconds (importing torch and Pyro), so each launch checks several
 things at once; every launch is bounded by a timeout, so a hang fails the test.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -274,3 +275,25 @@ def test_under_torchrun_commands_that_cannot_shard_refuse(monkeypatch, capsys, a
     assert cli.main(argv) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"vi-vae {argv[0]} (rank 1 of 2): error: ") and message in error
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_cli_rank_waits_for_the_others_before_leaving_the_group_unless_it_failed(
+    monkeypatch, fails
+):
+    # after a command every rank completed, a barrier first: no rank tears Gloo down while
+    # another is still in a collective with it; after a failure none (the others may never
+    # arrive, and would hold this rank until the group's timeout)
+    calls = []
+    monkeypatch.setattr(cli_launch.distributed, "launched_by_torchrun", lambda: True)
+    monkeypatch.setattr(cli_launch.distributed, "init_from_environment", lambda: None)
+    monkeypatch.setattr(cli_launch.distributed, "is_main_process", lambda: True)
+    monkeypatch.setattr(cli_launch.distributed, "_group_active", lambda: True)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append("destroy"))
+    with pytest.raises(InputError) if fails else contextlib.nullcontext():
+        with cli_launch.distributed_session("evaluate"):
+            calls.append("command")
+            if fails:
+                raise InputError("a failing command")
+    assert calls == ["command", "destroy"] if fails else ["command", "barrier", "destroy"]

@@ -137,9 +137,19 @@ def init_from_environment(timeout: timedelta | None = None) -> None:
     dist.init_process_group(backend=backend, init_method="env://", **options)
 
 
-def shutdown() -> None:
-    """Leave the process group, if one is initialized."""
+def shutdown(*, synchronize: bool = False) -> None:
+    """Leave the process group, if one is initialized.
+
+    Args:
+        synchronize: first wait at a barrier for every rank, so that no rank tears the
+            group down while another is still in a collective with it (Gloo can abort
+            a process that does). Only where every rank makes this call: after a
+            failure, ranks that never arrive would hold the others until the group's
+            timeout.
+    """
     if _group_active():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

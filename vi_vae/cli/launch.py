@@ -86,6 +86,9 @@ def distributed_session(command: str) -> Iterator[None]:
         else:
             with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
                 yield
-    finally:
+    except BaseException:
         sys.stdout.flush()
-        distributed.shutdown()
+        distributed.shutdown()  # the other ranks may never get here: no barrier
+        raise
+    sys.stdout.flush()
+    distributed.shutdown(synchronize=True)
