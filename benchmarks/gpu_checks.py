@@ -122,7 +122,14 @@ def ais_check(vae, points, args, device):
 
     def run(rows):
         return annealed_importance_sampling(
-            vae.model, vae.guide, rows, settings, seed=0, on_step=on_step, compile=True
+            vae.model,
+            vae.guide,
+            rows,
+            settings,
+            seed=0,
+            on_step=on_step,
+            compile=True,
+            chunk_size=args.ais_chunk_size,
         )
 
     pilot_points = points[: args.ais_pilot]
@@ -152,6 +159,7 @@ def ais_check(vae, points, args, device):
             "num_chains": settings.num_chains,
             "leapfrog_steps": settings.leapfrog_steps,
         },
+        "chunk_size": args.ais_chunk_size,
         "pilot_points": len(pilot_points),
         "pilot_seconds": pilot,
         "points": num_points,
@@ -205,6 +213,12 @@ def main():
     )
     parser.add_argument(
         "--ais-budget", type=float, default=240.0, help="seconds the AIS run may take"
+    )
+    parser.add_argument(
+        "--ais-chunk-size",
+        type=lambda text: text if text == "auto" else int(text),
+        default="auto",
+        help="(chain, point) pairs per AIS pass (the library's default: auto, 8192 pairs)",
     )
     parser.add_argument("--pareto-k", action="store_true", help="compute k̂ (needs arviz)")
     parser.add_argument("--out", default="gpu-checks", help="folder for the JSON and the table")
