@@ -18,7 +18,7 @@ import torch.multiprocessing
 
 from vi_vae import ELBO, VAE, annealed_importance_sampling, fit, importance_sampling
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.distributed import map_shards
+from vi_vae.distributed import map_shards, shutdown
 from vi_vae.errors import InputError
 
 #: a launch that takes longer has hung (a 2-rank launch takes ~15 s on 2 busy cores)
@@ -59,12 +59,12 @@ def _entry(rank, function, world_size, store, directory, args):
     )
     try:
         torch.save(function(*args), Path(directory) / f"rank{rank}.pt")
-        # No rank tears Gloo down while another is still in a collective with it: once
-        # in a full test run, rank 0 died in destroy_process_group with "terminate called
-        # without an active exception" after its last all-gather (seen once, not reproduced).
-        torch.distributed.barrier()
-    finally:
-        torch.distributed.destroy_process_group()
+    except BaseException:
+        shutdown()
+        raise
+    # as the CLI leaves: a barrier first (once, without it, rank 0 aborted in
+    # destroy_process_group with "terminate called without an active exception")
+    shutdown(synchronize=True)
 
 
 # -- training ------------------------------------------------------------------------
