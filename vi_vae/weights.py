@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 #: (particle, data point) pairs per vectorized pass without gradients (the evaluators and
-#: validation): about 200 MB above baseline for the 784-400-20 MLP VAE
-#: (docs/evaluation_memory.md)
+#: validation; the evaluators' ``chunk_size="auto"`` on CPU): about 73 MB above baseline
+#: for the 784-400-20 MLP VAE, 37 MB compiled (docs/evaluation_memory.md)
 DEFAULT_CHUNK_SIZE = 8192
 #: name of the outermost plate that vectorizes particles
 PARTICLE_PLATE = "num_particles_vectorized"
