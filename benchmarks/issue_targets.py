@@ -26,7 +26,7 @@ is printed beside the issue's target. The rows:
    extrapolated from the time of ``--ais-steps`` and 3 × ``--ais-steps`` steps
    (the difference is the per-step cost; the rest is fixed): eager, and compiled
    (its compile, seconds on an idle CPU, in an untimed first call).
-4. The full template combination (``--arch conv --latent-dims 100,50 --flow iaf:2
+4. The full template combination (``--architecture conv --latent-dims 100,50 --flow iaf:2
    --prior vamp:100``) per SVI step at batch ``--template-batch`` against the MLP
    template with the same latent dims, flow and prior (the issue's target: at most
    2x), against the default MLP template, and against itself with Pyro's
