@@ -1,6 +1,7 @@
 """Extreme encoder outputs and parameters: finite values and gradients, or a clear error."""
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -61,17 +62,19 @@ def test_invalid_parameters_raise_a_clear_error(make, parameter, value):
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: Reciprocal(2.0, 1.0),
-        lambda: Triangular(1.0, 1.0),
-        lambda: Erlang(0, 1.0),
-        lambda: Erlang(1.5, 1.0),
+        (lambda: Reciprocal(2.0, 1.0), "Reciprocal needs low < high"),
+        (lambda: Triangular(1.0, 1.0), "Triangular needs low < high"),
+        (lambda: Erlang(0, 1.0), "Erlang shape must be a positive integer; got 0"),
+        (lambda: Erlang(1.5, 1.0), "Erlang shape must be a positive integer; got 1.5"),
     ],
     ids=["reciprocal-low>high", "triangular-empty", "erlang-k=0", "erlang-k=1.5"],
 )
-def test_invalid_shapes_and_intervals_raise(make):
-    with pytest.raises(ValueError):
+def test_invalid_shapes_and_intervals_raise(make, message):
+    # the message names the parameter and the condition it broke, not just any ValueError
+    # (torch's own validation would also raise one, naming a different constraint)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         make()
 
 
