@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 
 import torch
+from compiled import EVAL_PARTICLES, synchronize
+from step_time import BATCH, HIDDEN, INPUT_DIM, LATENT
 
 from vi_vae import VAE, AISSettings, annealed_importance_sampling, fit, log_marginal_likelihood
 from vi_vae.data import load_dataset
 from vi_vae.errors import InputError
 
-#: the demo's network and training settings (Makefile's demo, vi_vae's defaults)
-INPUT_DIM, LATENT, HIDDEN, BATCH = 784, 20, 400, 128
 #: issue #19's targets: seconds for --points points at K = 5000, and for AIS on them
 IS_TARGET_SECONDS, AIS_TARGET_SECONDS = 10.0, 600.0
 #: the issue's number of points, which the targets are stated for
@@ -49,11 +49,6 @@ PROGRESS_SECONDS = 30.0
 
 def log(message):
     print(f"[gpu_checks {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def device_name(device):
@@ -176,7 +171,7 @@ def report(results):
     is_row, ais_row = results["importance_sampling"], results["ais"]
     scale = TARGET_POINTS / is_row["points"]
     scaled = ""
-    if scale != 1 and is_row["num_particles"] == 5000:
+    if scale != 1 and is_row["num_particles"] == EVAL_PARTICLES:
         scaled = f"; {scale * is_row['seconds']:.2f} s scaled to 10,000"
     ais_all = ais_row["seconds"] / ais_row["points"] * TARGET_POINTS
     lines = [
@@ -205,7 +200,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--points", type=int, default=TARGET_POINTS)
-    parser.add_argument("--num-particles", type=int, default=5000)
+    parser.add_argument("--num-particles", type=int, default=EVAL_PARTICLES)
     parser.add_argument("--epochs", type=int, default=10, help="training epochs before the checks")
     parser.add_argument("--ais-pilot", type=int, default=256, help="points of AIS's pilot run")
     parser.add_argument(
