@@ -6,6 +6,7 @@ and torch's own float32 log1p is off by more than 100 ε near the bottom of the
 normal range (measured), so this is a bound on the formula, not a comparison.
 """
 
+import re
 import types
 
 import torch
@@ -89,3 +90,29 @@ def test_the_autograd_cache_is_off_where_torch_has_one_and_nothing_is_patched_wh
     # an older torch (the range in pyproject.toml admits 2.1) has no such option
     with without_autograd_cache(types.SimpleNamespace()):
         pass
+
+
+def test_the_bernoulli_log_likelihood_is_one_pass_over_the_logits_with_its_exp_inline():
+    # inductor's CPU heuristic stores a reused value with an exp to memory first (a
+    # separate loop writing exp(-|l|) for every logit, read back by the sum); the
+    # backend keeps it inline: one kernel whose only output is the sum over pixels
+    def log_likelihood(logits, x):
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        return -bce(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+    from torch._inductor import config, ir
+
+    original = ir.StorageBox.should_realize_on_reuse
+    torch._dynamo.reset()
+    compiled = torch.compile(log_likelihood, backend=inductor_backend, fullgraph=True)
+    logits, x = torch.randn(64, 48), (torch.rand(48) < 0.5).float()
+    with config.patch(fx_graph_cache=False):  # generated here, not served from disk
+        values, code = run_and_get_code(compiled, logits, x)
+    torch.testing.assert_close(values, log_likelihood(logits, x), rtol=1e-6, atol=1e-5)
+    signatures = [s for text in code for s in re.findall(r"kernel\(([^)]*)\)", text)]
+    assert len(signatures) == 1, signatures
+    writes = [name for name in signatures[0].split(",") if "const" not in name]
+    assert len(writes) == 1, signatures[0]  # the sum's buffer; no exp(-|l|) stored
+    assert any(".exp()" in text for text in code)
+    # the heuristic is the backend's only while it compiles
+    assert ir.StorageBox.should_realize_on_reuse is original
