@@ -8,6 +8,9 @@ guide) and the semi-supervised VAE of ``examples/vae/ss_vae_M2.py``
 ``pyro.plate("data")``, the labels ``ys=`` observed in the model).
 """
 
+import contextlib
+from functools import partial
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -17,7 +20,7 @@ from torch import nn
 from torch.nn import functional
 
 from vi_vae import VAE, log_marginal_likelihood
-from vi_vae.contract import per_point_keywords, rows_of
+from vi_vae.contract import PairLayout, check_evaluated_pair, per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.estimators import (
     CIWAE,
@@ -464,6 +467,95 @@ def test_x_of_a_shape_the_pair_cannot_take_is_refused_naming_x(pair, shape):
     x = torch.bernoulli(torch.full(shape, 0.5))
     with pytest.raises(InputError, match=r"(x has shape|data observed at site) .*\[.*\]"):
         log_marginal_likelihood(model, guide, x, 10)
+
+
+# -- the checks no pair above breaks: one pair each, breaking that check alone ----------
+
+#: z ~ N(0, I_2), x | z ~ N(z W, I_3), q(z|x) = N(x A, 0.8² I): fixed W and A
+_WEIGHTS = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+_ENCODER = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+
+
+def gaussian_model(x, plate=True, observed=None, likelihood=None):
+    likelihood = likelihood or (lambda loc: dist.Normal(loc, 1.0))
+    with pyro.plate("data", len(x)) if plate else contextlib.nullcontext():
+        z = pyro.sample("z", dist.Normal(x.new_zeros(len(x), 2), 1.0).to_event(1))
+        value = x if observed is None else observed(x)
+        pyro.sample("obs", likelihood(z @ _WEIGHTS).to_event(1), obs=value)
+
+
+def gaussian_guide(x, plate=True, plate_size=None):
+    with pyro.plate("data", plate_size or len(x)) if plate else contextlib.nullcontext():
+        pyro.sample("z", dist.Normal(x @ _ENCODER, 0.8).to_event(1))
+
+
+def no_sites(x):
+    pass
+
+
+def gaussian_x(num_points=10):
+    return torch.randn(num_points, 3, generator=torch.Generator().manual_seed(2))
+
+
+def with_nan(x):
+    x = x.clone()
+    x[3, 1] = torch.nan
+    return x
+
+
+#: check broken -> (model, guide, x, what the error must say)
+BROKEN_CHECKS = {
+    "the guide lacks a latent site of the model": (
+        gaussian_model,
+        no_sites,
+        gaussian_x(),
+        r"guide has no sample site for the model's latent site\(s\) \['z'\]",
+    ),
+    "no plate at all": (
+        partial(gaussian_model, plate=False),
+        partial(gaussian_guide, plate=False),
+        gaussian_x(),
+        r"site 'z' is outside pyro.plate\('data'\).*uses no pyro.plate",
+    ),
+    "no sample sites": (no_sites, no_sites, gaussian_x(), r"the model has no sample sites"),
+    "a plate of another size than x, on which the pair fails": (
+        gaussian_model,
+        partial(gaussian_guide, plate_size=4),
+        gaussian_x(),
+        r"pyro.plate\('data'\) has size 4 but x has 10 rows, and the model/guide failed",
+    ),
+    "observed data the distribution broadcasts": (
+        partial(gaussian_model, observed=lambda x: x[:, :1]),
+        gaussian_guide,
+        gaussian_x(),
+        r"data observed at site 'obs' have shape \[10, 1\].*batch and event shape \[10, 3\]",
+    ),
+    "observed data with NaN": (  # (in x, the guide's own validation would refuse it first)
+        partial(gaussian_model, observed=with_nan),
+        gaussian_guide,
+        gaussian_x(),
+        r"data observed at site 'obs' contain NaN or infinite values",
+    ),
+    "observed data outside the likelihood's support": (
+        partial(gaussian_model, likelihood=lambda loc: dist.Bernoulli(logits=loc)),
+        gaussian_guide,
+        gaussian_x(),
+        r"data observed at site 'obs' lie outside the support .*values 0 or 1",
+    ),
+}
+
+
+def test_the_gaussian_pair_passes_every_check():
+    """The control of BROKEN_CHECKS: the unbroken pair passes, and its layout is learned."""
+    layout = check_evaluated_pair(gaussian_model, gaussian_guide, gaussian_x(), {}, "data")
+    assert layout == PairLayout(plate_nesting=1, batch_size=10, plate_size=10)
+
+
+@pytest.mark.parametrize("check", BROKEN_CHECKS)
+def test_a_pair_breaking_one_check_is_refused_naming_it(check):
+    model, guide, x, says = BROKEN_CHECKS[check]
+    with pytest.raises(InputError, match=says):
+        check_evaluated_pair(model, guide, x, {}, "data")
 
 
 # -- the checks run once -----------------------------------------------------------------
