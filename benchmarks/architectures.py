@@ -48,8 +48,9 @@ DEFAULT_ROWS = ROOT / "runs" / "architectures" / "rows.json"
 
 #: every row's networks: Burda et al.'s (2016) deterministic layers, 2 × 200 units, with
 #: ReLU (the VAE's default). With Burda et al.'s tanh, the conv and VampPrior templates
-#: stayed collapsed at this budget (0 active units, log p(x) ≈ −206 nats, the model of
-#: independent pixels) in a first run; the tanh MLP is kept as a row for reference.
+#: stayed collapsed at this budget (no active unit: the model of independent pixels) in
+#: a first run, whose code and numbers were not kept; the tanh MLP is kept as a row for
+#: reference.
 BASE = {"hidden_sizes": (200, 200), "activation": "relu", "latent_family": "normal"}
 #: template name -> VAE options beside BASE; latent 50 as Burda et al.'s top layer.
 #: The first row is the reference of the paired differences.
@@ -221,8 +222,9 @@ def write_page(path: Path, rows: list[dict], args, command: str, total_seconds: 
         "- Templates (Bernoulli likelihood; every network between x and z₁ has the 2 × 200 "
         "layers of Burda et al. 2016, and the two-layer one is their 784-200-200-100-100-"
         "100-50, but with ReLU: with their tanh, the conv and VampPrior templates stayed "
-        "collapsed at this budget in a first run (0 active units, log p(x) ≈ −206 nats, "
-        "the model of independent pixels), so tanh is kept for one reference row only. "
+        "collapsed at this budget in a first run (no active unit: the model of independent "
+        "pixels; that run's numbers were not kept), so tanh is kept for one reference row "
+        "only. "
         "The conv nets put two stride-2 3×3 convolutions, 32 and 64 channels, before "
         "those layers):",
         *template_lines(),

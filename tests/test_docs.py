@@ -377,3 +377,69 @@ def test_numbers_stay_whole_and_wide_content_scrolls(site, browser, served, page
     assert result["split"] == [], f"numbers broken across lines on {page}: {result['split']}"
     assert result["overflowing"] == [], f"content wider than the text on {page}"
     assert not _script_errors(log), _script_errors(log)
+
+
+# -- the commands that regenerate the published numbers -----------------------------------
+
+#: a script the pages run: ``python benchmarks/X.py ...`` (examples and the gallery too)
+SCRIPT_COMMAND = re.compile(
+    r"python (?:-m )?((?:benchmarks|examples|docs/gallery)/[\w/]+\.py)((?:[^\n`]|\\\n)*)"
+)
+#: ``vi-vae [global flags] SUBCOMMAND ...`` (or ``-m vi_vae`` under torchrun)
+CLI_COMMAND = re.compile(r"(?:vi-vae|-m vi_vae) ((?:--\S+ )*)([a-z]+)((?:[^\n`]|\\\n)*)")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _published_pages() -> dict[str, str]:
+    """Every Markdown page of the site and the README, continuation lines joined."""
+    pages = [path for path in DOCS.rglob("*.md") if "_build" not in path.parts]
+    return {
+        str(path.relative_to(ROOT)): path.read_text(encoding="utf-8").replace("\\\n", " ")
+        for path in [*pages, ROOT / "README.md"]
+    }
+
+
+def test_published_commands_name_existing_scripts_and_flags():
+    """A number's regenerating command must still run: its script exists and takes its flags.
+
+    Scripts declare their flags literally (``parser.add_argument("--flag", ...)``), so a
+    flag is looked up in the script's source; ``vi-vae`` commands are checked against
+    the command line's own parser. A renamed flag or script fails here, not in a reader's
+    shell.
+    """
+    import argparse
+
+    from vi_vae.cli.parser import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    global_flags = {flag for action in parser._actions for flag in action.option_strings}
+    cli_flags = {
+        name: global_flags | {flag for action in sub._actions for flag in action.option_strings}
+        for name, sub in subcommands.choices.items()
+    }
+    wrong, scripts, commands = [], 0, 0
+    for page, text in _published_pages().items():
+        for found in SCRIPT_COMMAND.finditer(text):
+            scripts += 1
+            script = ROOT / found.group(1)
+            if not script.is_file():
+                wrong.append(f"{page}: {found.group(1)} does not exist")
+                continue
+            source = script.read_text(encoding="utf-8")
+            wrong += [
+                f"{page}: {found.group(1)} takes no {flag}"
+                for flag in FLAG.findall(found.group(2))
+                if f'"{flag}"' not in source
+            ]
+        for found in CLI_COMMAND.finditer(text):
+            name = found.group(2)
+            if name in cli_flags:
+                commands += 1
+                wrong += [
+                    f"{page}: vi-vae {name} takes no {flag}"
+                    for flag in FLAG.findall(found.group(3))
+                    if flag not in cli_flags[name]
+                ]
+    assert not wrong, "\n".join(wrong)
+    assert scripts > 20 and commands > 50  # the patterns still find the pages' commands
