@@ -1,3 +1,5 @@
+import math
+
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -14,7 +16,7 @@ from vi_vae import (
     bdmc,
     log_marginal_likelihood,
 )
-from vi_vae.evaluation import BDMCResult
+from vi_vae.evaluation import AISSettings, BDMCResult
 
 
 @pytest.fixture
@@ -182,3 +184,70 @@ def test_a_guide_narrower_than_the_prior_starts_bdmc_from_the_prior():
     assert result.lower.settings.initial == result.upper.settings.initial == "prior"
     again = bdmc(vae.model, vae.guide, x, num_steps=2, num_chains=2, initial="prior", seed=0)
     assert torch.equal(result.gap, again.gap)
+
+
+#: N simulated points in chunks of 7, 7 and 6 (every chunk's reverse chains must start
+#: at the z* of its own rows, not of the first rows)
+NUM_SPREAD_POINTS, POINTS_PER_CHUNK = 20, 7
+#: the bounds' per-point tolerance, nats: the weights are unbiased (E[mean w] = p(x)
+#: forward, 1/p(x) reverse), so by Markov's inequality a bound crosses log p(x) by more
+#: than t nats with probability ≤ e^(−t); t = log(2N / 0.001) makes all 2N checks hold
+#: together with probability ≥ 0.999, whatever the weights' spread
+PER_POINT_TOLERANCE = math.log(2 * NUM_SPREAD_POINTS / 1e-3)
+
+
+@pytest.fixture
+def far_apart():
+    """σ = 0.1: posterior sds 0.03–0.06, while the points' posterior means spread over
+    the prior's sd of 1, so another point's z* lies tens of posterior sds off this
+    point's posterior (with σ = 0.5 and on an untrained VAE they overlap)."""
+    return LinearGaussian(noise=0.1)
+
+
+def spread_bdmc(lg, guide, **settings):
+    chains = AISSettings(num_chains=4, leapfrog_steps=2, **settings)
+    return bdmc(
+        lg.model, guide, torch.zeros(NUM_SPREAD_POINTS, 3, dtype=torch.float64), chains,
+        chunk_size=POINTS_PER_CHUNK * (chains.num_chains + chains.num_pilot_chains), seed=0,
+    )  # fmt: skip
+
+
+def assert_each_point_sandwiched(result, exact):
+    assert (result.lower.log_likelihood <= exact + PER_POINT_TOLERANCE).all()
+    assert (result.upper.log_likelihood >= exact - PER_POINT_TOLERANCE).all()
+
+
+def test_reverse_chains_from_each_points_own_z_close_the_sandwich(far_apart):
+    """From a poor guide, at T = 50, the bounds sandwich the exact log p(x_sim) tightly.
+
+    Tolerances: each point's bounds within PER_POINT_TOLERANCE (Markov, above); the mean
+    deviation of each bound from log p(x_sim) within 3 standard errors over points
+    (assert_sandwich); the mean gap under 1 nat (measured 0.11, 0.45, 0.33 nats ± 0.12,
+    0.08, 0.17 over seeds 0–2). Reverse chains started at another point's z* (z* rolled
+    by a row, row 0's for all, or each chunk reading the first chunk's rows) or at a
+    fresh prior draw begin tens of posterior sds off, where the poor guide, narrower than
+    the posterior, is far below p(x, z): the mean gap was 28–69 nats (measured).
+    """
+    result = spread_bdmc(far_apart, poor_guide(far_apart), num_steps=50)
+    exact = far_apart.log_marginal(result.x)
+    assert_each_point_sandwiched(result, exact)
+    assert_sandwich(result, exact)
+    assert 0 < result.mean_gap < 1.0, result.mean_gap
+
+
+def test_reverse_chains_from_each_points_own_z_stay_above_log_p_x_from_the_prior(far_apart):
+    """From the prior, the upper bound stays above the exact log p(x_sim), point by point.
+
+    Tolerances as above: PER_POINT_TOLERANCE (10.6 nats) per point, 3 standard errors
+    over points on average. 10 steps from the prior to posteriors this sharp leave the
+    lower bound 31–37 nats low on average and the upper 3.6–4.2 high, every point's at
+    least 0.5 nats high (measured over seeds 0–2). A reverse chain started at another
+    point's z*, or at a fresh prior draw, starts where p(x | z) is tiny, and its first
+    steps toward the prior gain weight p(x | z)^(−Δβ): some point's upper bound fell
+    68–404 nats below log p(x) (measured under each of the four wrong starts of the test
+    above).
+    """
+    result = spread_bdmc(far_apart, None, num_steps=10, initial="prior")
+    exact = far_apart.log_marginal(result.x)
+    assert_each_point_sandwiched(result, exact)
+    assert_sandwich(result, exact)
