@@ -259,17 +259,16 @@ def Adam(optim_args: OptimArgs, clip_args: OptimArgs | None = None) -> SingleOpt
     optimizer step over every parameter instead of one step per parameter, with
     torch's multi-tensor (``foreach``) Adam unless ``optim_args`` choose otherwise:
     on CPU it is the per-tensor loop's arithmetic in the same order, so the same
-    bits (tested), and on a GPU torch's default. On CPU it takes the loop's time
-    inside ``fit`` (0.45x in a tight loop of steps alone, where the state stays in
-    cache; ``docs/benchmarks.md``).
+    bits (tested), and on a GPU torch's default. On CPU it takes about the loop's
+    share of a ``fit`` epoch (``python benchmarks/adam_share.py``).
 
     ``{"fused": True}`` in ``optim_args`` opts into torch's fused Adam kernel
-    (``fit(..., optimizer=Adam({"lr": 1e-3, "fused": True}))``), 0.4x the loop's
-    time inside ``fit`` on CPU but not bitwise equal: it rounds
+    (``fit(..., optimizer=Adam({"lr": 1e-3, "fused": True}))``), about half the loop's
+    time inside ``fit`` on CPU (the same script) but not bitwise equal: it rounds
     each update differently, so one step from the same state gives a parameter
     within ``4 ε (|θ| + |Δθ|)`` of the loop's (ε the dtype's machine epsilon, θ
-    the parameter, Δθ its update; 1.5 ε measured, ``tests/test_optim.py`` checks
-    4), and such differences grow through training as any rounding difference does.
+    the parameter, Δθ its update; ``tests/test_optim.py`` checks it), and such
+    differences grow through training as any rounding difference does.
 
     Args:
         optim_args: ``torch.optim.Adam``'s keyword arguments, e.g. ``{"lr": 1e-3}``,

@@ -162,8 +162,9 @@ def annealed_standard_error(log_weights: Tensor) -> Tensor:
 
     s² a sample variance (divisor C − 1). The first is the delta method for the log
     of a mean; with a few chains and skewed weights the sample variance of w misses
-    the large weights it has not drawn, and it falls short (repeated runs in
-    ``tests/evaluation/test_ais_standard_error.py`` scattered 1.5–2.3× beyond it). The
+    the large weights it has not drawn, and it falls short (repeated runs of
+    ``tests/evaluation/test_ais_standard_error.py``'s model scatter 1.5× beyond it:
+    ``python benchmarks/ais_standard_error.py``). The
     second treats log w as normal (a sum of T small increments) with variance v and
     gives the log of a mean of C log-normal weights the variance of the log-normal
     matched to its first two moments (Fenton–Wilkinson); v is read from the spread
@@ -171,8 +172,8 @@ def annealed_standard_error(log_weights: Tensor) -> Tensor:
     twice its upper semi-variance about the median (2 Σ_c max(log w_c − m, 0)² /
     (C − 1)); both estimate the variance of normal log w, and the second ignores a
     long left tail (chains stuck at tiny weights, which do not move the mean, e.g.
-    prior draws far in a heavy tail). Over the repeated runs of that test file's
-    models the scatter was 0.85–1.3× this standard error. The step sizes, adapted
+    prior draws far in a heavy tail). The repeated runs scatter 1.1× this standard
+    error (the same script; the test requires 0.7–1.4×). The step sizes, adapted
     by pilot chains and shared by a point's chains, vary between runs too; with a
     fixed step size the scatter relative to the chains' spread was the same, so
     they add nothing measurable. NaN for one chain.
@@ -321,7 +322,7 @@ def reachable_start(
     From a guide whose support is narrower than the prior's at some latent site
     (:func:`~vi_vae.evaluation.latent_sites.narrower_guide_sites`: pareto,
     reciprocal, uniform, triangular), the path never reaches the rest of the
-    prior's support and AIS lands 1.5–3 nats low; from the prior it is exact to its
+    prior's support and AIS lands too low; from the prior it is exact to its
     Monte Carlo error. So the run starts from the prior, says so in a warning, and
     its result carries ``initial="prior"``.
     """

@@ -11,9 +11,9 @@ chains along the same path whose only job is to set the point's step size, and
 whose weights are dropped. A step size adapted from a chain's own acceptances
 depends on that chain's state, so its transitions are no longer π_β-invariant:
 on a linear Gaussian model with a poor guide (1,600–4,000 chains per point,
-100 steps), per-chain adaptation made log mean w overshoot the exact log p(x)
-by 0.3–1.0 nats, and the mean of log-mean-exps over groups of 8 chains came out
-above log p(x), which unbiased weights cannot do (Jensen). The pilots' randomness
+100 steps), per-chain adaptation made the mean of log-mean-exps over groups of
+8 chains come out above the exact log p(x), which unbiased weights cannot do
+(Jensen). The pilots' randomness
 is independent of the weighted chains', so given the step sizes every
 transition of a weighted chain is exactly invariant and E[w] = p(x) holds
 exactly (``tests/evaluation/test_ais.py`` checks it on that model).
