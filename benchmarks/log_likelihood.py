@@ -19,8 +19,10 @@ estimators already in ``results.json`` with the same settings.
 """
 
 import argparse
+import datetime
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -181,7 +183,7 @@ def main(args):
             continue
         log(f"{spelling}: training {args.epochs} epochs")
         vae, seconds = train(spelling, data, args)
-        entry = {"training_seconds": seconds}
+        entry = {"training_seconds": seconds, "code": code_version()}
         log(f"  importance sampling, K up to {max(args.is_particles)}")
         entry["importance_sampling"] = importance_sampling(vae, x, args)
         entry["ais"] = annealing(vae, x, args)
@@ -195,6 +197,20 @@ def main(args):
     write_page(results, Path(args.doc), figure, defaults=vars(parse_args([])))
     log(f"done in {results['seconds'] / 60:.0f} min; {args.doc}")
     return results
+
+
+def code_version():
+    """Today's date and the checkout's commit (``+changes`` if it has uncommitted ones)."""
+    commit = None
+    try:
+        run = lambda *argv: subprocess.run(  # noqa: E731
+            ["git", *argv], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+        dirty = "+changes" if run("status", "--porcelain") else ""
+        commit = run("rev-parse", "--short", "HEAD") + dirty
+    except (OSError, subprocess.CalledProcessError):
+        pass  # not a git checkout: the page says so
+    return {"date": datetime.date.today().isoformat(), "commit": commit}
 
 
 def integers(text):

@@ -72,6 +72,21 @@ def _cell(run):
     )
 
 
+def _provenance(estimators, results_name):
+    """Which code computed the numbers, and when: one sentence from each model's ``code``."""
+    versions = {}
+    for spelling, entry in estimators.items():
+        code = entry.get("code") or {"date": None, "commit": None}
+        versions.setdefault((code["date"], code["commit"]), []).append(spelling)
+    parts = [
+        f"on {date or 'an unrecorded date'} with "
+        + (f"the code of commit {commit}" if commit else "code of no recorded commit")
+        + ("" if len(versions) == 1 else f" ({', '.join(spellings)})")
+        for (date, commit), spellings in versions.items()
+    ]
+    return f"The numbers, the figure and `{results_name}` were computed {'; '.join(parts)}."
+
+
 def write_page(results, path, figure, defaults):
     """docs/log-likelihood.md: settings, tables, figure, reading."""
     settings, estimators = results["settings"], results["estimators"]
@@ -90,6 +105,8 @@ def write_page(results, path, figure, defaults):
         f"{results['seconds'] / 60:.0f} minutes on {results['threads']} CPU thread):",
         "",
         f"    {results['command']}",
+        "",
+        _provenance(estimators, (figure.parent / "results.json").relative_to(path.parent)),
         "",
         "## What was run",
         "",

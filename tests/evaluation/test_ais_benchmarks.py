@@ -40,6 +40,10 @@ def test_log_likelihood_writes_results_figure_and_page(tmp_path):
     page = doc.read_text()
     assert "| elbo |" in page and "**Reduced run.**" in page
     assert "figures/estimate_versus_cost.png" in page
+    # which code made the numbers: today's date and this checkout's commit, on the page too
+    code = entry["code"]
+    assert len(code["date"]) == 10 and (code["commit"] is None or len(code["commit"]) >= 7)
+    assert f"`figures/results.json` were computed on {code['date']}" in page
     # --resume keeps the finished estimator instead of training it again
     again = benchmark.main(benchmark.parse_args([*arguments, "--out-dir", str(out_dir),
                                                  "--doc", str(doc), "--resume"]))  # fmt: skip
