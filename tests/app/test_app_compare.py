@@ -1,25 +1,35 @@
 """``compare``: one run per estimator from the same seed, evaluated alike, in memory."""
 
+import dataclasses
 import fcntl
 import json
 import os
 import re
 import shutil
+import warnings
 
 import pytest
 
 from vi_vae import cli
 from vi_vae.app.compare import (
     ComparisonProgress,
+    EvaluatedAgainWarning,
     SettingsChanged,
     bound_curve_particles,
     compare,
     run_name,
 )
-from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
+from vi_vae.app.config import (
+    AISConfig,
+    DataConfig,
+    EvaluationConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+)
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
-from vi_vae.app.runs import load_run
-from vi_vae.errors import InputError
+from vi_vae.app.runs import evaluate_run, load_run
+from vi_vae.errors import AISConvergenceWarning, InputError
 
 BASE = RunConfig(
     data=DataConfig(max_train=200),
@@ -147,6 +157,64 @@ def test_resume_keeps_finished_runs(comparison):
     before = checkpoint.stat().st_mtime_ns
     compare(BASE, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
     assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_resume_does_not_evaluate_a_finished_run_again_when_its_metrics_are_the_comparison_s(
+    comparison,
+):
+    out_dir, _ = comparison
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EvaluatedAgainWarning)
+        compare(BASE, ["elbo"], out_dir, snr_particles=(1,), snr_num_draws=2, resume=True)
+
+
+def test_resume_keeps_a_finished_run_s_ais_when_it_is_the_comparison_s(tmp_path):
+    with_ais = dataclasses.replace(BASE, ais=AISConfig(num_steps=3, num_chains=2, num_points=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)  # 3 steps: not converged
+        first = compare(with_ais, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2)
+        warnings.simplefilter("error", EvaluatedAgainWarning)
+        again = compare(
+            with_ais, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True
+        )
+    assert first.rows[0].ais is not None and repr(again.rows[0].ais) == repr(first.rows[0].ais)
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "ais", "message"),
+    [
+        (EvaluationConfig(num_particles=20, num_points=10), None, "on 10 test points with K = 20"),
+        (BASE.evaluation, AISConfig(num_steps=3, num_chains=2, num_points=4), "AIS on 4 test"),
+    ],
+)
+def test_resume_evaluates_again_a_finished_run_evaluated_since_with_other_settings(
+    comparison, tmp_path, evaluation, ais, message
+):
+    # reused as it was, its row's log p(x) came from other points and K (or carried an
+    # AIS the other rows lacked) while the report called the rows paired
+    out_dir, result = comparison
+    shutil.copytree(out_dir / "elbo", tmp_path / "elbo")
+    evaluate_run(tmp_path / "elbo", evaluation, ais=ais)
+    with pytest.warns(EvaluatedAgainWarning, match=re.escape(message)):
+        resumed = compare(
+            BASE, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True
+        )
+    # the comparison's own evaluation again: the numbers training wrote, to the bit
+    assert resumed.rows[0].log_marginal_likelihood == result.rows[0].log_marginal_likelihood
+    # (as reprs: the Monte Carlo SE of IWAE-50 with K = 50 is NaN, and NaN != NaN)
+    assert repr(resumed.rows[0].bounds) == repr(result.rows[0].bounds)
+    assert resumed.rows[0].ais is None
+    assert load_run(tmp_path / "elbo").metrics.log_marginal_likelihood.num_points == 30
+
+
+def test_a_comparison_whose_rows_were_evaluated_on_other_points_or_k_is_refused(comparison):
+    # a comparison.json written before compare evaluated reused runs alike could hold one
+    _, result = comparison
+    first = result.rows[0]
+    other = dataclasses.replace(first.log_marginal_likelihood, num_points=20, num_particles=5000)
+    rows = (dataclasses.replace(first, log_marginal_likelihood=other), *result.rows[1:])
+    with pytest.raises(InputError, match=r"elbo: 20 points, K = 5000; iwae:3: 30 points, K = 50"):
+        dataclasses.replace(result, rows=rows)
 
 
 def test_resume_refuses_a_finished_run_whose_metrics_were_edited(comparison, tmp_path):

@@ -11,6 +11,7 @@ into one directory, with each run in a subdirectory of its own.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.app.runs import Run, load_run, resume_run, train_run
+from vi_vae.app.runs import Run, evaluate_run, load_run, resume_run, train_run
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
 from vi_vae.evaluation import GradientSNR, active_units, gradient_snr
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_SNR_PARTICLES",
     "SNR_BATCH_SIZE",
     "ComparisonProgress",
+    "EvaluatedAgainWarning",
     "SettingsChanged",
     "bound_curve_particles",
     "compare",
@@ -113,7 +115,10 @@ def compare(
         snr_num_draws: gradient draws per SNR measurement (at least 2).
         resume: keep finished runs, resume unfinished ones. Their stored settings must
             be the ones asked for, except the device and a raised number of epochs
-            (the run then trains on).
+            (the run then trains on). A finished run evaluated since with other
+            settings (:func:`~vi_vae.app.runs.evaluate_run`) is evaluated again with
+            the comparison's, with an :class:`EvaluatedAgainWarning`, so that every
+            row has the same points, K and AIS.
         overwrite: replace an existing comparison directory's runs.
         progress: told of each run, training step and epoch, evaluation phase
             (importance sampling; AIS too with ``base.ais.num_points`` set, on that
@@ -234,9 +239,84 @@ def _train_or_reuse(
         if finished and directory.metrics_path.is_file():
             run = load_run(run_dir)
             if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:
-                return run
+                differences = _evaluated_otherwise(run, config)
+                if not differences:
+                    return run
+                warnings.warn(EvaluatedAgainWarning(run_dir, differences), stacklevel=2)
+                return evaluate_run(
+                    run_dir,
+                    config.evaluation,
+                    ais=config.ais,
+                    device=config.training.device,
+                    on_evaluation=progress.evaluation,
+                )
         return resume_run(run_dir, epochs=config.training.epochs, **callbacks)
     return train_run(config, run_dir, overwrite=overwrite or resume, **callbacks)
+
+
+class EvaluatedAgainWarning(UserWarning):
+    """``compare(resume=True)`` found a finished run evaluated with other settings.
+
+    Its ``metrics.json`` was rewritten since training (a re-evaluation with other test
+    points, K, bounds or AIS); the comparison evaluated it again with its own settings,
+    the numbers its training would have written, and replaced those metrics.
+
+    Attributes:
+        differences: what the run's metrics held against what the comparison asks for.
+    """
+
+    def __init__(self, run_dir: Path, differences: Sequence[str]) -> None:
+        super().__init__(
+            f"{run_dir} was evaluated with other settings than the comparison's "
+            f"({'; '.join(differences)}); evaluated it again with the comparison's, "
+            "replacing its metrics"
+        )
+        self.differences = tuple(differences)
+
+
+def _evaluated_otherwise(run: Run, config: RunConfig) -> list[str]:
+    """How ``run``'s metrics differ from what ``config``'s evaluation and AIS compute.
+
+    Rows of one comparison must come from the same test points, K, bounds and AIS
+    settings: its report reads them as paired.
+    """
+    metrics, evaluation, ais = run.metrics, config.evaluation, config.ais
+    _, points = evaluation_points(run.dataset, evaluation.num_points)
+    estimate = metrics.log_marginal_likelihood
+    differences = []
+    if (
+        metrics.points != points
+        or estimate.method != "importance-sampling"
+        or estimate.num_particles != evaluation.num_particles
+    ):
+        differences.append(
+            f"log p(x) by {estimate.method} on {estimate.num_points} test points with "
+            f"K = {estimate.num_particles}, the comparison's on {points.num_points} with "
+            f"K = {evaluation.num_particles}"
+        )
+    have = tuple(bound.num_particles for bound in metrics.bounds)
+    want = tuple(k for k in evaluation.bound_particles if k <= evaluation.num_particles)
+    if have != want:
+        differences.append(f"bounds for k = {list(have)}, the comparison's for k = {list(want)}")
+    annealed = metrics.ais
+    if ais.num_points is None:
+        if annealed is not None:
+            differences.append(
+                f"AIS on {annealed.estimate.num_points} test points, the comparison's none"
+            )
+        return differences
+    _, ais_points = evaluation_points(run.dataset, ais.num_points)
+    if (
+        annealed is None
+        or annealed.auto is not None
+        or annealed.settings != ais.settings
+        or annealed.estimate.num_points != ais_points.num_points
+    ):
+        found = "no AIS" if annealed is None else f"AIS with other settings ({annealed.settings})"
+        differences.append(
+            f"{found}, the comparison's AIS on {ais_points.num_points} test points ({ais.settings})"
+        )
+    return differences
 
 
 class SettingsChanged(InputError):

@@ -444,3 +444,17 @@ class Comparison:
     snr_curves: dict[str, tuple[SNRPoint, ...]]
     histories: dict[str, tuple[EpochRecord, ...]]
     command: str | None = None
+
+    def __post_init__(self) -> None:
+        # the report reads the rows as paired: the same test points and K in every row
+        evaluated = {
+            row.estimator: (row.log_marginal_likelihood.num_points,
+                            row.log_marginal_likelihood.num_particles)
+            for row in self.rows
+        }  # fmt: skip
+        if len(set(evaluated.values())) > 1:
+            listed = "; ".join(f"{name}: {n} points, K = {k}" for name, (n, k) in evaluated.items())
+            raise InputError(
+                f"the comparison's rows were evaluated on different test points or K "
+                f"({listed}); compare them again with resume, which evaluates them alike"
+            )
