@@ -168,7 +168,8 @@ def test_the_command_line_prints_the_number_its_cost_and_the_fixed_run_beside_it
     assert rounds[0].num_steps == AutoAISSettings().start_num_steps
     assert f"T chosen by doubling: T = {rounds[0].num_steps} (" in out
     cost = sum(r.gradient_evaluations for r in rounds)
-    assert f", {cost:,} gradient evaluations over {len(rounds)} rounds" in out
+    plural = "s" * (len(rounds) > 1)
+    assert f", {cost:,} gradient evaluations over {len(rounds)} round{plural}" in out
     assert "beside the fixed settings (T = 40, C = 4, L = 1, from metrics.json)" in out
     assert summary.auto.fixed.settings.num_steps == 40
     assert "T doubled from 64" in (run_dir / "report.md").read_text()

@@ -63,7 +63,8 @@ def _print_ais_cost(ais: AISSummary) -> None:
         print(f"  T chosen by doubling: {rounds}; {verdict} at T = {ais.settings.num_steps}")
     if ais.cpu_seconds is None:
         return
-    print(f"  cost: {_cost(ais)}" + (f" over {len(ais.auto.rounds)} rounds" if ais.auto else ""))
+    rounds = len(ais.auto.rounds) if ais.auto else 0
+    print(f"  cost: {_cost(ais)}" + (f" over {rounds} round{'s' * (rounds > 1)}" if rounds else ""))
     fixed = ais.auto.fixed if ais.auto is not None else None
     if fixed is None:
         return
