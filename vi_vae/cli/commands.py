@@ -32,7 +32,8 @@ def _print_metrics(metrics: RunMetrics) -> None:
     if estimate is None:
         return
     share = estimate.share_pareto_k_above
-    pareto = "undefined" if share != share else f"{share:.2f}"
+    reason = f"; {estimate.pareto_k_reason}" if estimate.pareto_k_reason else ""
+    pareto = f"undefined{reason}" if share != share else f"{share:.2f}"
     print(
         f"test log p(x) = {estimate.log_likelihood:.2f} ± {estimate.standard_error:.2f} nats "
         f"(K = {estimate.num_particles}, {estimate.num_points} points, mean ESS "
