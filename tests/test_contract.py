@@ -197,6 +197,24 @@ def test_a_guide_site_the_model_lacks_is_refused(call):
         evaluators(pair.model, pair.guide, data()[0])[call]()
 
 
+@pytest.mark.parametrize("autoguide", ["AutoNormal", "AutoDiagonalNormal"])
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", *OWN_ESTIMATORS])
+def test_pyro_s_autoguides_are_refused_naming_their_auxiliary_site(autoguide, call):
+    # Pyro's own guides (code we did not write): an auxiliary draw and a Delta at "z"
+    x = torch.randn(6, 3)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(3), 1).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1).to_event(1), obs=x)
+
+    pyro.clear_param_store()
+    guide = getattr(pyro.infer.autoguide, autoguide)(model)
+    site = {"AutoNormal": "z_unconstrained", "AutoDiagonalNormal": "_AutoDiagonalNormal_latent"}
+    with pytest.raises(InputError, match=rf"auxiliary site\(s\) \['{site[autoguide]}'\]"):
+        evaluators(model, guide, x)[call]()
+
+
 # -- item 2: one site, two shapes ---------------------------------------------------------
 
 

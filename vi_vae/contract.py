@@ -252,6 +252,16 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
             "importance weights need q for every latent variable of the model"
         )
     extra = [name for name in guide_latents if name not in model_latents]
+    auxiliary = [name for name in extra if guide_trace.nodes[name]["infer"].get("is_auxiliary")]
+    if auxiliary:
+        raise InputError(
+            f"the guide samples auxiliary site(s) {auxiliary} (infer={{'is_auxiliary': True}}, "
+            "as Pyro's autoguides AutoNormal and AutoDiagonalNormal do) that the model does "
+            "not have; vi_vae's importance weights p(x, z) / q(z|x) take q's density at the "
+            "model's latent sites and cannot check that a value computed from an auxiliary "
+            "draw carries one: sample the model's latent sites in the guide directly, e.g. "
+            "pyro.sample(name, dist.Normal(loc, scale).to_event(1)) inside the data plate"
+        )
     if extra:
         raise InputError(
             f"the guide samples site(s) {extra} that the model does not have; a log weight "
