@@ -215,6 +215,31 @@ def test_pyro_s_autoguides_are_refused_naming_their_auxiliary_site(autoguide, ca
         evaluators(model, guide, x)[call]()
 
 
+def test_a_guide_sized_by_the_whole_data_set_is_refused_saying_how_to_pass_it_by_rows():
+    # a guide that is not amortized: one pyro.param row per data point; it runs on all of
+    # x but not on the parts of it that the evaluators' passes and shards are
+    x = torch.randn(8, 3)
+    exact = dist.Normal(0, 2**0.5).log_prob(x).sum(-1)  # z ~ N(0, 1), x | z ~ N(z, 1)
+
+    def model(x, loc=None):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(3), 1).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1).to_event(1), obs=x)
+
+    def guide(x, loc=None):
+        loc = pyro.param("loc", x.detach() / 2) if loc is None else loc
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, 0.5**0.5).to_event(1))  # the exact posterior
+
+    pyro.clear_param_store()
+    for call in ("log_marginal_likelihood", "bounds"):
+        with pytest.raises(InputError, match=r"run on all 8 rows of x but fail on its first row"):
+            evaluators(model, guide, x)[call]()
+    # what the message says to do: the per-point values as a keyword argument, split with x
+    estimate = log_marginal_likelihood(model, guide, x, 10, seed=0, chunk_size=20, loc=x / 2)
+    torch.testing.assert_close(estimate.log_likelihood, exact.double(), atol=1e-5, rtol=0)
+
+
 # -- item 2: one site, two shapes ---------------------------------------------------------
 
 

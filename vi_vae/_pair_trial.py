@@ -21,7 +21,13 @@ from torch import Tensor
 
 from vi_vae.errors import InputError
 
-__all__ = ["PARTICLE_HINT", "ROWS_RULE", "particle_dimension_error", "run_without_particles"]
+__all__ = [
+    "PARTICLE_HINT",
+    "ROWS_RULE",
+    "first_line",
+    "particle_dimension_error",
+    "run_without_particles",
+]
 
 #: what to change when a pair fails under the particle dimension (clause 4)
 PARTICLE_HINT = (
@@ -63,7 +69,7 @@ def particle_dimension_error(
         return None
     return InputError(
         f"the model/guide fail with a leading particle dimension but run without one "
-        f"({type(error).__name__}: {_first_line(error)}). {PARTICLE_HINT}"
+        f"({type(error).__name__}: {first_line(error)}). {PARTICLE_HINT}"
     )
 
 
@@ -108,7 +114,7 @@ def _explain_failure(
     """Say what to change when the pair fails on ``x`` without particles, if the cause is known."""
     if x is None:
         return None
-    what = f"{type(error).__name__}: {_first_line(error)}"
+    what = f"{type(error).__name__}: {first_line(error)}"
     for trace in partial:
         for name, site in trace.nodes.items():
             if name == data_plate and site_is_subsample(site) and site["fn"].size != x.shape[0]:
@@ -143,11 +149,12 @@ def _is_shape_error(error: BaseException) -> bool:
         error, (RuntimeError, IndexError, ValueError)
     ):
         return False
-    line = _first_line(error).lower()
+    line = first_line(error).lower()
     # a distribution's argument check names the shape of the values it refuses
     return not line.startswith("expected parameter") and any(w in line for w in _SHAPE_WORDS)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 300 characters."""
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else ""

@@ -47,6 +47,7 @@ from torch import Tensor
 from vi_vae._pair_trial import (
     PARTICLE_HINT,
     ROWS_RULE,
+    first_line,
     particle_dimension_error,
     run_without_particles,
 )
@@ -162,9 +163,11 @@ def check_evaluated_pair(
     """The evaluators' check (importance sampling, AIS, the inference gaps).
 
     :func:`check_pair` with every row of ``x`` in the data plate (the evaluators split
-    ``x`` by rows themselves) and ``x`` in the support of every observed site.
+    ``x`` by rows themselves) and ``x`` in the support of every observed site; then
+    the pair once on the first row alone, as the evaluators' passes and shards call it
+    on a part of the rows (clause 1).
     """
-    return check_pair(
+    layout = check_pair(
         model,
         guide,
         (x,),
@@ -174,6 +177,23 @@ def check_evaluated_pair(
         support=True,
         match_latents=match_latents,
     )
+    if x.shape[0] > 1:
+        row, row_kwargs = rows_of(x, kwargs, slice(0, 1))
+        try:
+            run_without_particles(model, guide, (row,), row_kwargs, row, data_plate, True, False)
+        except Exception as error:
+            # the pair's own error, not the explanation for a pair that fails on all of x
+            cause = error.__cause__ if isinstance(error, InputError) and error.__cause__ else error
+            raise InputError(
+                f"the model/guide run on all {x.shape[0]} rows of x but fail on its first row "
+                f"alone ({type(cause).__name__}: {first_line(cause)}); the evaluators call "
+                "them on parts of the rows (passes of chunk_size pairs, shards), so nothing "
+                "in them may be sized by the whole data set, such as a pyro.param with one "
+                "row per data point (a guide that is not amortized) or a mask of fixed "
+                "length: compute such values from x, or pass them as keyword arguments whose "
+                "first dimension is x.shape[0], which are split by rows with x"
+            ) from error
+    return layout
 
 
 def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:
