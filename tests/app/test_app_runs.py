@@ -3,13 +3,22 @@
 import fcntl
 import json
 import os
+import shutil
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from vi_vae.app import assessment
-from vi_vae.app.config import DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainingConfig
+from vi_vae.app.config import (
+    AISConfig,
+    DataConfig,
+    EvaluationConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+)
 from vi_vae.app.run_directory import (
     FIGURE_FILES,
     LOCK_FILE,
@@ -17,9 +26,16 @@ from vi_vae.app.run_directory import (
     RunDirectoryInUse,
     RunDirectoryNotEmpty,
 )
-from vi_vae.app.runs import EvaluationFailed, evaluate_run, load_run, resume_run, train_run
+from vi_vae.app.runs import (
+    AISNotKeptWarning,
+    EvaluationFailed,
+    evaluate_run,
+    load_run,
+    resume_run,
+    train_run,
+)
 from vi_vae.checkpoint import load_checkpoint
-from vi_vae.errors import InputError
+from vi_vae.errors import AISConvergenceWarning, InputError
 
 TINY = RunConfig(
     data=DataConfig(max_train=64),
@@ -54,6 +70,21 @@ def test_evaluate_run_rewrites_metrics_and_report_with_its_settings(trained, tmp
     report = directory.report_path.read_text()
     assert "K = 7 on the first 10 of the 500 test points" in report
     assert run.metrics.training == trained.metrics.training
+
+
+def test_a_re_evaluation_without_ais_says_that_the_run_s_ais_estimate_is_not_kept(
+    trained, tmp_path
+):
+    shutil.copytree(trained.directory.path, tmp_path / "copy")
+    evaluation = EvaluationConfig(num_particles=7, num_points=10)
+    ais = AISConfig(num_steps=3, num_chains=2, leapfrog_steps=1, num_points=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)  # 3 steps: not converged
+        warnings.simplefilter("error", AISNotKeptWarning)
+        assert evaluate_run(tmp_path / "copy", evaluation, ais=ais).metrics.ais is not None
+    with pytest.warns(AISNotKeptWarning, match=r"on 4 points, T = 3, C = 2, L = 1\) made beside"):
+        run = evaluate_run(tmp_path / "copy", evaluation)
+    assert run.metrics.ais is None and RunDirectory(tmp_path / "copy").read_metrics().ais is None
 
 
 def test_a_failed_evaluation_keeps_the_finished_training(tmp_path, monkeypatch):

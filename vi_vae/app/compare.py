@@ -26,7 +26,14 @@ from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.app.runs import Run, evaluate_run, load_run, resume_run, train_run
+from vi_vae.app.runs import (
+    AISNotKeptWarning,
+    Run,
+    evaluate_run,
+    load_run,
+    resume_run,
+    train_run,
+)
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
 from vi_vae.evaluation import GradientSNR, active_units, gradient_snr
@@ -243,13 +250,16 @@ def _train_or_reuse(
                 if not differences:
                     return run
                 warnings.warn(EvaluatedAgainWarning(run_dir, differences), stacklevel=2)
-                return evaluate_run(
-                    run_dir,
-                    config.evaluation,
-                    ais=config.ais,
-                    device=config.training.device,
-                    on_evaluation=progress.evaluation,
-                )
+                with warnings.catch_warnings():
+                    # the warning above names an AIS estimate that is not kept
+                    warnings.simplefilter("ignore", AISNotKeptWarning)
+                    return evaluate_run(
+                        run_dir,
+                        config.evaluation,
+                        ais=config.ais,
+                        device=config.training.device,
+                        on_evaluation=progress.evaluation,
+                    )
         return resume_run(run_dir, epochs=config.training.epochs, **callbacks)
     return train_run(config, run_dir, overwrite=overwrite or resume, **callbacks)
 

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from vi_vae.app.assessment import (
 from vi_vae.app.config import AISConfig, EvaluationConfig, RunConfig, environment
 from vi_vae.app.figures import make_run_figures
 from vi_vae.app.fingerprint import fingerprint
-from vi_vae.app.metrics import RunMetrics, TrainingSummary
+from vi_vae.app.metrics import AISSummary, RunMetrics, TrainingSummary
 from vi_vae.app.report import run_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback
@@ -45,6 +46,7 @@ from vi_vae.model import VAE
 from vi_vae.train import EpochRecord, fit
 
 __all__ = [
+    "AISNotKeptWarning",
     "EvaluationFailed",
     "Run",
     "bdmc_run",
@@ -349,8 +351,28 @@ def _evaluate(
         previous=previous.ais,
     )
     run.metrics = dataclasses.replace(run.metrics, bdmc=previous.bdmc, gaps=previous.gaps)
+    if previous.ais is not None and run.metrics.ais is None:
+        warnings.warn(AISNotKeptWarning(run.directory.path, previous.ais), stacklevel=3)
     _write(dataclasses.replace(run, config=config))
     return run
+
+
+class AISNotKeptWarning(UserWarning):
+    """A re-evaluation without AIS replaced metrics that held an AIS estimate.
+
+    The AIS summary was computed beside the evaluation it replaces (its importance
+    sampling, its gap); it is not carried over to a new one.
+    """
+
+    def __init__(self, run_dir: Path, ais: AISSummary) -> None:
+        settings = ais.settings
+        super().__init__(
+            f"{run_dir}: metrics.json held an AIS estimate ({ais.estimate.log_likelihood:.2f} "
+            f"on {ais.estimate.num_points} points, T = {settings.num_steps}, "
+            f"C = {settings.num_chains}, L = {settings.leapfrog_steps}) made beside the "
+            "evaluation this one replaces; it is not kept: evaluate with method 'ais' to "
+            "estimate it again"
+        )
 
 
 def bdmc_run(
