@@ -447,11 +447,8 @@ class Comparison:
 
     def __post_init__(self) -> None:
         # the report reads the rows as paired: the same test points and K in every row
-        evaluated = {
-            row.estimator: (row.log_marginal_likelihood.num_points,
-                            row.log_marginal_likelihood.num_particles)
-            for row in self.rows
-        }  # fmt: skip
+        estimates = {row.estimator: row.log_marginal_likelihood for row in self.rows}
+        evaluated = {name: (e.num_points, e.num_particles) for name, e in estimates.items()}
         if len(set(evaluated.values())) > 1:
             listed = "; ".join(f"{name}: {n} points, K = {k}" for name, (n, k) in evaluated.items())
             raise InputError(
