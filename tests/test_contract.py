@@ -240,6 +240,29 @@ def test_a_guide_sized_by_the_whole_data_set_is_refused_saying_how_to_pass_it_by
     torch.testing.assert_close(estimate.log_likelihood, exact.double(), atol=1e-5, rtol=0)
 
 
+def test_a_guide_whose_network_needs_several_rows_is_refused_until_put_in_eval_mode():
+    # BatchNorm in training mode: its numbers would depend on which rows share a pass
+    x = torch.randn(8, 3)
+    encoder = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Linear(8, 6))
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(3), 1).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        h = encoder(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(h[..., :3], h[..., 3:].exp()).to_event(1))
+
+    pyro.clear_param_store()
+    with pytest.raises(InputError, match=r"fail on its first row alone .*BatchNorm"):
+        log_marginal_likelihood(model, guide, x, 10)
+    encoder.eval()
+    assert log_marginal_likelihood(model, guide, x, 10, seed=0).log_likelihood.isfinite().all()
+
+
 # -- item 2: one site, two shapes ---------------------------------------------------------
 
 

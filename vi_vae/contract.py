@@ -191,7 +191,9 @@ def check_evaluated_pair(
                 "in them may be sized by the whole data set, such as a pyro.param with one "
                 "row per data point (a guide that is not amortized) or a mask of fixed "
                 "length: compute such values from x, or pass them as keyword arguments whose "
-                "first dimension is x.shape[0], which are split by rows with x"
+                "first dimension is x.shape[0], which are split by rows with x (a network "
+                "that needs several rows, such as BatchNorm in training mode, must be put "
+                "in eval mode)"
             ) from error
     return layout
 
