@@ -63,6 +63,7 @@ __all__ = [
     "ais_summary",
     "bdmc_summary",
     "evaluate",
+    "evaluated_bound_particles",
     "evaluation_points",
     "gaps_summary",
 ]
@@ -96,6 +97,11 @@ def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.T
     return dataset.test[:num_points], PointSubset(num_points, available, description)
 
 
+def evaluated_bound_particles(evaluation: EvaluationConfig) -> tuple[int, ...]:
+    """The k of the bound table an evaluation computes: those of ``bound_particles`` ≤ K."""
+    return tuple(k for k in evaluation.bound_particles if k <= evaluation.num_particles)
+
+
 def _device(vae: VAE) -> torch.device:
     return next(vae.parameters()).device
 
@@ -120,7 +126,7 @@ def evaluate(
     the run's earlier AIS summary, is kept beside it when it had fixed settings.
     """
     x, points = evaluation_points(dataset, evaluation.num_points)
-    ks = [k for k in evaluation.bound_particles if k <= evaluation.num_particles]
+    ks = evaluated_bound_particles(evaluation)
     if len(ks) < len(evaluation.bound_particles):
         logger.info("bounds with k > %d particles are left out", evaluation.num_particles)
     estimate, table = _importance(vae, x, evaluation, ks, phase_callback(on_evaluation, "log p(x)"))

@@ -21,7 +21,12 @@ from pyro.infer.elbo import ELBO as PyroELBO
 
 from vi_vae._validation import check_positive_int
 from vi_vae.app import plots
-from vi_vae.app.assessment import GapRequest, evaluation_points, gaps_summary
+from vi_vae.app.assessment import (
+    GapRequest,
+    evaluated_bound_particles,
+    evaluation_points,
+    gaps_summary,
+)
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
@@ -305,7 +310,7 @@ def _evaluated_otherwise(run: Run, config: RunConfig) -> list[str]:
             f"K = {evaluation.num_particles}"
         )
     have = tuple(bound.num_particles for bound in metrics.bounds)
-    want = tuple(k for k in evaluation.bound_particles if k <= evaluation.num_particles)
+    want = evaluated_bound_particles(evaluation)
     if have != want:
         differences.append(f"bounds for k = {list(have)}, the comparison's for k = {list(want)}")
     annealed = metrics.ais
