@@ -23,6 +23,7 @@ from vi_vae.app.assessment import evaluate
 from vi_vae.app.config import EvaluationConfig
 from vi_vae.app.runs import AISNotKeptWarning, load_run
 from vi_vae.checkpoint import load_checkpoint
+from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD
 from vi_vae.latents import FAMILIES
 
 VI_VAE = str(Path(sys.executable).parent / "vi-vae")
@@ -177,6 +178,17 @@ def test_k_equal_1_evaluates_with_an_undefined_pareto_k(trained_run, capsys):
     out = capsys.readouterr().out
     assert "K = 1, 5 points" in out
     assert "share k̂ > 0.7: undefined; Pareto k̂ needs at least 21 weights per point" in out
+
+
+def test_the_printed_share_of_pareto_k_says_what_the_estimate_of_those_points_is(
+    trained_run, capsys
+):
+    run_dir, _ = trained_run
+    assert cli.main(["evaluate", str(run_dir), "--num-particles", "30", "--num-points", "10"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "test log p(x)" in line)
+    share = load_run(run_dir).metrics.log_marginal_likelihood.share_pareto_k_above
+    assert share > 0  # K = 30 on a two-epoch model: heavy-tailed weights, the clause is exercised
+    assert f"share k̂ > 0.7: {share:.2f}, where log p(x) is {ABOVE_PARETO_K_THRESHOLD})" in line
 
 
 def test_figures_replace_symbolic_links_instead_of_writing_through_them(trained_run, tmp_path):

@@ -30,6 +30,7 @@ from vi_vae.app.config import (
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.runs import evaluate_run, load_run
 from vi_vae.errors import AISConvergenceWarning, InputError
+from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD
 
 BASE = RunConfig(
     data=DataConfig(max_train=200),
@@ -262,9 +263,32 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
     # and the run's own AIS (--ais-num-points 2, T = 5) has not converged either: one line
     assert "vi-vae: warning: elbo: AIS has not converged, not a number to quote: " in err
     assert "estimator" in out and "\nelbo " in out and "report:" in out
+    # K = 5 is too few draws for Pareto k̂: the column says so, and no legend speaks of it
+    assert out.split("\nelbo ")[1].split()[2] == "undefined" and "k̂ > 0.7: the share" not in out
     report = (tmp_path / "c" / "report.md").read_text()
     assert "vi-vae compare --estimators elbo" in report
     assert "## AIS on 2 of the test points" in report and "| elbo | " in report
+
+
+def test_the_command_line_table_shows_each_row_s_share_of_pareto_k_and_what_it_means(
+    comparison, tmp_path, capsys
+):
+    # The table printed beside the log p(x) column nothing of its reliability: at K = 50
+    # on a one-epoch model most points have k̂ > 0.7, where the number is a lower bound.
+    out_dir = tmp_path / "c"
+    shutil.copytree(comparison[0], out_dir)
+    argv = ["compare", "--estimators", ",".join(ESTIMATORS), "--out-dir", str(out_dir)]
+    argv += ["--max-train", "200", "--latent-dim", "3", "--hidden-sizes", "16", "--epochs", "1"]
+    argv += ["--eval-num-particles", "50", "--eval-num-points", "30", "--snr-particles", "1,2"]
+    argv += ["--snr-num-draws", "3", "--resume", "--quiet"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    printed = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    shares = [row.log_marginal_likelihood.share_pareto_k_above for row in comparison[1].rows]
+    for row, share in zip(comparison[1].rows, shares, strict=True):
+        assert printed[row.estimator][3] == f"{share:.2f}"
+    assert max(shares) > 0  # the legend's case is exercised
+    assert f"k̂ > 0.7: the share of test points where log p(x) is {ABOVE_PARETO_K_THRESHOLD}" in out
 
 
 def test_names_and_curve_particles():

@@ -16,7 +16,7 @@ from vi_vae.app.metrics import (
     EstimateSummary,
     RunMetrics,
 )
-from vi_vae.evaluation import PARETO_K_THRESHOLD
+from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD, PARETO_K_THRESHOLD
 from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE
 
 __all__ = ["comparison_report", "number", "run_report", "units_sentence"]
@@ -47,8 +47,8 @@ def _pareto_sentence(estimate: EstimateSummary) -> str:
         return f"Pareto k̂ undefined ({estimate.pareto_k_reason or 'not computed'})"
     return (
         f"share of points with Pareto k̂ > {PARETO_K_THRESHOLD}: {number(share, 3)} "
-        f"(above {PARETO_K_THRESHOLD} the estimate of a point is unreliable: a lower bound "
-        "that more samples, a better guide or AIS would raise)"
+        f"(above {PARETO_K_THRESHOLD} the estimate of a point is unreliable: "
+        f"{ABOVE_PARETO_K_THRESHOLD})"
     )
 
 

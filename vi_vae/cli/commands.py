@@ -16,7 +16,13 @@ from vi_vae.cli.flags import config_from_arguments, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
-from vi_vae.evaluation import AISRound, AISSettings, AutoAISSettings, GapSettings
+from vi_vae.evaluation import (
+    ABOVE_PARETO_K_THRESHOLD,
+    AISRound,
+    AISSettings,
+    AutoAISSettings,
+    GapSettings,
+)
 from vi_vae.evaluation.convergence import advice
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
@@ -34,6 +40,8 @@ def _print_metrics(metrics: RunMetrics) -> None:
     share = estimate.share_pareto_k_above
     reason = f"; {estimate.pareto_k_reason}" if estimate.pareto_k_reason else ""
     pareto = f"undefined{reason}" if share != share else f"{share:.2f}"
+    if share > 0:  # the estimate of those points has not converged in K: say what it is
+        pareto += f", where log p(x) is {ABOVE_PARETO_K_THRESHOLD}"
     print(
         f"test log p(x) = {estimate.log_likelihood:.2f} ± {estimate.standard_error:.2f} nats "
         f"(K = {estimate.num_particles}, {estimate.num_points} points, mean ESS "
@@ -186,14 +194,21 @@ def _compare(args: argparse.Namespace) -> int:
         "run directories: "
         + ", ".join(str(out_dir / run_name(row.estimator)) for row in comparison.rows)
     )
-    print(f"{'estimator':<14} {'log p(x)':>10} {'± SE':>6} {'ELBO':>9} {'seconds':>8}")
+    print(
+        # k̂ is two characters (k and a combining hat) in one column
+        f"{'estimator':<14} {'log p(x)':>10} {'± SE':>6} {'k̂ > 0.7':>10} {'ELBO':>9} {'seconds':>8}"
+    )
     for row in comparison.rows:
         estimate, elbo = row.log_marginal_likelihood, row.bound(1)
+        share = estimate.share_pareto_k_above
+        share_text = "undefined" if share != share else f"{share:.2f}"
         print(
             f"{row.estimator:<14} {estimate.log_likelihood:>10.2f} "
-            f"{estimate.standard_error:>6.2f} {elbo.mean if elbo else float('nan'):>9.2f} "
-            f"{row.seconds:>8.0f}"
+            f"{estimate.standard_error:>6.2f} {share_text:>9} "
+            f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
+    if any(row.log_marginal_likelihood.share_pareto_k_above > 0 for row in comparison.rows):
+        print(f"k̂ > 0.7: the share of test points where log p(x) is {ABOVE_PARETO_K_THRESHOLD}")
     for row in comparison.rows:
         if row.ais is not None:
             _warn_unless_converged(row.ais, f"{row.estimator}: AIS")

@@ -50,6 +50,7 @@ from vi_vae.evaluation.diagnostics import (
     gradient_snr,
 )
 from vi_vae.evaluation.estimates import (
+    ABOVE_PARETO_K_THRESHOLD,
     MIN_PARTICLES_FOR_PARETO_K,
     PARETO_K_THRESHOLD,
     Bound,
@@ -85,6 +86,7 @@ __all__ = [
     "DEFAULT_STEP_SIZE",
     "DEFAULT_TARGET_ACCEPTANCE",
     "INITIAL_DISTRIBUTIONS",
+    "ABOVE_PARETO_K_THRESHOLD",
     "MIN_PARTICLES_FOR_PARETO_K",
     "PARETO_K_THRESHOLD",
     "SCHEDULES",

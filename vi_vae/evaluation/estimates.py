@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ABOVE_PARETO_K_THRESHOLD",
     "MIN_PARTICLES_FOR_PARETO_K",
     "standard_error_over_points",
     "PARETO_K_THRESHOLD",
@@ -45,6 +46,8 @@ __all__ = [
 
 #: Vehtari et al.: above k̂ = 0.7 the importance-sampling estimate is unreliable.
 PARETO_K_THRESHOLD = 0.7
+#: what the estimate of a point above the threshold is, as the report and the CLI say it
+ABOVE_PARETO_K_THRESHOLD = "a lower bound that more samples, a better guide or AIS would raise"
 #: ArviZ fits the generalized Pareto distribution to the largest ⌈min(K/5, 3√K)⌉
 #: weights and needs more than 4 of them, so K ≥ 21.
 MIN_PARTICLES_FOR_PARETO_K = 21
