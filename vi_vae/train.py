@@ -25,6 +25,11 @@ keywords: ``fit(model, guide, x, epochs=5, loss="iwae:5")``).
   sink's checkpoint (and sends it to the others) and computes the validation ELBO;
   Pyro's draws use a different stream on each rank (``vi_vae._data_parallel``).
 
+- **Replayed steps.** In one process, an eager step of a :class:`~vi_vae.VAE`'s
+  own model and guide is traced once it has run a few hundred times and replayed
+  without Pyro's per-step bookkeeping: the same numbers to the last bit, about a
+  millisecond less a step (``vi_vae._replay``).
+
 The collaborators (epoch records, validation, early stopping, the KL weight, the
 state between epochs) live in ``vi_vae._training``, the step in
 ``vi_vae._train_step``.
@@ -49,6 +54,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
 from vi_vae._data_parallel import Local, data_parallel
+from vi_vae._replay import replaying
 from vi_vae._train_step import BatchTransform, Diverged, Points, diverged_message, train_step
 from vi_vae._training import (
     EarlyStopping,
@@ -204,6 +210,8 @@ class _Run:
         seed_everything(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
         loss = settings.make_loss()
+        if type(parallel) is Local:  # one process: the step may be replayed (vi_vae._replay)
+            loss = replaying(loss, model, guide)
         optimizer = optimizer if optimizer is not None else settings.optimizer()
         weight = KLWeight(1.0, data.device)
         weighted = (weight(model), weight(guide))

@@ -21,11 +21,20 @@ CPU, with a faster ``log1p`` (:mod:`vi_vae.compiled.inductor`), Triton on GPU).
 ``"none"`` runs the traced pure graph as it is, without ``torch.compile``: it
 separates tracing problems from compiler problems, and the tests of the tracing
 use it.
+
+A *replaying* cache (``CompiledCache(replay=True)``) runs its traces that way
+whatever the environment says, without a word: it is how eager training skips
+Pyro's per-step bookkeeping (``vi_vae._replay``), where the graph makes the
+same ATen calls in the same order as eager Pyro, the same bits. A pair it cannot
+trace runs eagerly without a warning (nobody asked for ``compile``), and
+``trace_after`` calls of a signature run eagerly before it is traced, so that
+only work long enough to repay a trace pays for one.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import time
@@ -89,6 +98,8 @@ class _Group:
     entries: dict[Hashable, _Entry]
     eager_reason: str | None = None
     warned_full: bool = False
+    #: eager calls so far of each signature not traced yet (``trace_after``)
+    calls: dict[Hashable, int] = dataclasses.field(default_factory=dict)
 
 
 class CompiledCache:
@@ -100,10 +111,17 @@ class CompiledCache:
             (:mod:`vi_vae.compiled.graphs`; :func:`~vi_vae.compiled.compile_stats`
             counts the compilations of the whole process).
         compile_seconds: time spent tracing them and in their first calls.
+        replay: run the traces as they are (backend ``"none"``), warning of nothing
+            (module docstring); their traces count in ``compile_stats``, as traces.
+        trace_after: eager calls of a signature before it is traced.
     """
 
-    def __init__(self, max_shapes: int = MAX_COMPILED_SHAPES) -> None:
+    def __init__(
+        self, max_shapes: int = MAX_COMPILED_SHAPES, *, replay: bool = False, trace_after: int = 0
+    ) -> None:
         self.max_shapes = max_shapes
+        self.replay = replay
+        self.trace_after = trace_after
         self._groups: collections.OrderedDict[Hashable, _Group] = collections.OrderedDict()
         self.num_compiled = 0
         self.compile_seconds = 0.0
@@ -120,7 +138,8 @@ class CompiledCache:
         try:
             entry_group = self._group(group)
         except TypeError:  # an unhashable group is never cached: warn every time
-            _warn(what, reason)
+            if not self.replay:
+                _warn(what, reason)
             return
         if entry_group.eager_reason is None:
             self._run_eagerly(what, entry_group, reason)
@@ -171,8 +190,12 @@ class CompiledCache:
                 # lets the code register them again; a module registers the very same
                 # tensors, and the compiled function is current again.
                 return None
+        if entry is None and self.trace_after:
+            calls = entry_group.calls[signature] = entry_group.calls.get(signature, 0) + 1
+            if calls <= self.trace_after:
+                return None
         if entry is None and len(entry_group.entries) >= self.max_shapes:
-            if not entry_group.warned_full:
+            if not entry_group.warned_full and not self.replay:
                 entry_group.warned_full = True
                 _warn(
                     what,
@@ -232,9 +255,12 @@ class CompiledCache:
         parameters = tuple(
             (store[id(tensor)], tensor) for tensor in pure.captured if id(tensor) in store
         )
-        backend = compile_backend()
-        key = graph_key(pure, backend)
-        compiled, reused = shared_graph(key, lambda: _compiler(pure, backend))
+        if self.replay:  # nothing to compile or share: the trace is the graph
+            key, compiled, reused = None, pure.graph, False
+        else:
+            backend = compile_backend()
+            key = graph_key(pure, backend)
+            compiled, reused = shared_graph(key, lambda: _compiler(pure, backend))
         entry = _Entry(pure, compiled, parameters)
         started = time.perf_counter()
         state = get_rng_state()
@@ -255,7 +281,7 @@ class CompiledCache:
         seconds = time.perf_counter() - started
         if reused:
             record_costs(reuses=1)
-        else:
+        elif not self.replay:
             keep_graph(key, compiled)
             record_costs(compilations=1, compile_seconds=seconds)
         self.compile_seconds += traced_seconds + seconds
@@ -263,7 +289,7 @@ class CompiledCache:
         group.entries[signature] = entry
         logger.info(
             "%s %s for %s: traced in %.1f s, first call %.1f s",
-            "reused the compiled graph of" if reused else "compiled",
+            "replays" if self.replay else "reused the compiled graph of" if reused else "compiled",
             what,
             signature,
             traced_seconds,
@@ -273,7 +299,8 @@ class CompiledCache:
 
     def _run_eagerly(self, what: str, group: _Group, reason: str) -> None:
         group.eager_reason = reason
-        _warn(what, reason)
+        if not self.replay:
+            _warn(what, reason)
 
 
 def _compiler(pure: PureFunction, backend: str) -> Callable:

@@ -137,6 +137,8 @@ class ParticleEstimator(PyroELBO):
         self.compile = check_bool("compile", compile)
         self._batch_size: int | None = None
         self._compiled = CompiledCache()
+        #: the cache of the replayed eager step (:mod:`vi_vae._replay`), when fit set one
+        self._replay: CompiledCache | None = None
         self._checked_pair: tuple | None = None
         self._guide_parameters: frozenset[str] | None = None
 
@@ -186,9 +188,10 @@ class ParticleEstimator(PyroELBO):
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
         call = PassCall(model, guide, args, kwargs, self.num_particles)
+        cache = self._compiled if self.compile else self._replay
         compiled = (
-            compiled_passes.step(self._passes(), call)
-            if self.compile and len(chunks) == 1
+            compiled_passes.step(self._passes(cache), call)
+            if cache is not None and len(chunks) == 1
             else None
         )
         if compiled is not None:
@@ -326,12 +329,13 @@ class ParticleEstimator(PyroELBO):
     def _chunk_sizes(self) -> list[int]:
         return chunk_sizes(self.num_particles, self._batch_size or 1, self.chunk_size)
 
-    def _passes(self) -> compiled_passes.PassFunctions:
-        """This estimator's maths, cache and settings, for :mod:`compiled_passes`."""
+    def _passes(self, cache: CompiledCache | None = None) -> compiled_passes.PassFunctions:
+        """This estimator's maths, cache (default: its compiled passes') and settings."""
         return compiled_passes.PassFunctions(
             type(self).__name__,
-            self._plain_settings(),  # part of every compiled pass's key
-            self._compiled,
+            # part of every compiled pass's key, with the class: a replay cache is shared
+            (type(self), self._plain_settings()),
+            self._compiled if cache is None else cache,
             self._trace,
             self._particle_values,
             self._bound,

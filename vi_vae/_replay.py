@@ -1,0 +1,105 @@
+"""Eager training without Pyro's per-step bookkeeping: trace once, replay, the same bits.
+
+An eager SVI step runs model and guide through Pyro's stack of handlers: each
+``pyro.param`` of each PyroModule parameter and each plate and sample site passes
+through it, about a millisecond a step whatever the size of the networks (a tenth
+of an MNIST MLP's step, ``benchmarks/issue_targets.py``). :func:`vi_vae.fit`
+replays the step instead where it can prove that the Python around the tensor
+operations does the same on every step of one batch shape:
+
+- the pair is a :class:`~vi_vae.VAE`'s own ``model`` and ``guide`` (not a
+  subclass's), whose control flow depends on shapes and on settings fixed when
+  it was built;
+- every module in it, its likelihood and its latent family are vi_vae's, Pyro's
+  or torch's code with neither randomness nor state of its own (no dropout, no
+  batch norm: :data:`OWN_CODE` lists the modules that code may come from).
+
+Such a step is traced once per batch shape (:func:`vi_vae.compiled.trace_pure`)
+and its ATen graph runs as it is, without ``torch.compile``
+(``CompiledCache(replay=True)``): the same operations in the same order as the
+eager step, so the same numbers to the last bit and the same draws from torch's
+generator (``tests/test_replay.py`` checks both against Pyro's eager step). A
+(pair, batch shape) is traced once it has taken :data:`REPLAY_AFTER_STEPS` eager
+steps in this process, so that a short fit never pays for a trace; a pair that
+cannot be traced (a latent family drawn by ``_standard_gamma``) goes on stepping
+eagerly. The KL weight is a tensor read by reference (``KLWeight``), so a warm-up
+is replayed too.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from pyro.infer.elbo import ELBO as PyroELBO
+
+from vi_vae.compiled import CompiledCache
+from vi_vae.estimators.particle_estimator import ParticleEstimator
+from vi_vae.model import VAE
+
+__all__ = ["OWN_CODE", "REPLAY_AFTER_STEPS", "replayable", "replaying"]
+
+#: eager steps of a (pair, batch shape) in this process before it is traced: a trace of
+#: an MNIST MLP step costs about 0.15 s, what 150 steps save
+REPLAY_AFTER_STEPS = 200
+#: where the code of a replayed VAE's classes and functions may come from (a name ending
+#: in "." is a package, any other one module): vi_vae, the PyroModule machinery, Pyro's
+#: autoregressive networks, distributions and transforms, torch's distributions and
+#: stateless layers (torch.nn.modules' dropout and normalization modules are not here)
+OWN_CODE = (
+    "vi_vae.",
+    "pyro.nn.module",
+    "pyro.nn.auto_reg_nn",
+    "pyro.nn.dense_nn",
+    "pyro.distributions.",
+    "torch.distributions.",
+    "torch.nn.modules.module",
+    "torch.nn.modules.linear",
+    "torch.nn.modules.conv",
+    "torch.nn.modules.activation",
+    "torch.nn.modules.container",
+    "torch.nn.modules.flatten",
+    "torch.nn.functional",
+    "torch",
+)
+#: the eager steps replayed in this process, by pair, estimator and batch shape
+_REPLAYED = CompiledCache(replay=True, trace_after=REPLAY_AFTER_STEPS)
+
+
+def replaying(loss: PyroELBO, model: Callable, guide: Callable) -> PyroELBO:
+    """``loss`` replaying its eager steps of the pair (module docstring), or ``loss`` itself.
+
+    A copy of one of vi_vae's estimators (without ``compile``) when the pair is
+    :func:`replayable`; any other loss is returned as it is.
+    """
+    if not isinstance(loss, ParticleEstimator) or loss.compile or not replayable(model, guide):
+        return loss
+    replayed = copy.copy(loss)
+    replayed._replay = _REPLAYED
+    return replayed
+
+
+def replayable(model: Callable, guide: Callable) -> bool:
+    """Whether every step of ``model``/``guide`` does the same Python per batch shape."""
+    vae = getattr(model, "__self__", None)
+    if not isinstance(vae, VAE) or getattr(guide, "__self__", None) is not vae:
+        return False
+    if getattr(model, "__func__", None) is not VAE.model:
+        return False
+    if getattr(guide, "__func__", None) is not VAE.guide:
+        return False
+    return all(_own_code(part) for part in (*vae.modules(), vae.likelihood, vae.latent_family))
+
+
+def _own_code(part: Any) -> bool:
+    """Whether the classes of ``part`` and the callables it holds are :data:`OWN_CODE`'s."""
+    classes = [kind for kind in type(part).__mro__ if kind.__module__ not in ("builtins", "abc")]
+    held = [value for value in vars(part).values() if callable(value)]
+    return all(_from_own_code(getattr(value, "__module__", None)) for value in classes + held)
+
+
+def _from_own_code(module: str | None) -> bool:
+    return module is not None and any(
+        module.startswith(name) if name.endswith(".") else module == name for name in OWN_CODE
+    )
