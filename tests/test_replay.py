@@ -161,3 +161,33 @@ def test_the_templates_are_replayable_and_a_compiled_loss_is_left_alone():
     assert replayed._replay is replay._REPLAYED
     compiled = parse_estimator("elbo", compile=True)
     assert replay.replaying(compiled, vae.model, vae.guide) is compiled
+
+
+def test_a_setting_changed_between_fits_is_seen_not_replayed_over(replays, monkeypatch):
+    # the likelihood's scale is a Python float the trace took as a constant: the second
+    # fit must not replay the first one's graph
+    def train_twice():
+        vae = VAE(12, 2, hidden_sizes=(8,), likelihood="gaussian", seed=0)
+        fit(vae.model, vae.guide, DATA, epochs=3, batch_size=16)
+        vae.likelihood.scale = 0.5
+        fit(vae.model, vae.guide, DATA, epochs=3, batch_size=16)
+        return [parameter.detach().clone() for parameter in vae.parameters()]
+
+    replayed = train_twice()
+    assert replays.num_compiled == 4  # two shapes under each scale
+    monkeypatch.setattr(vi_vae.train, "replaying", lambda loss, model, guide: loss)
+    assert_bitwise_equal(replayed, train_twice())
+
+
+def test_a_hook_registered_after_the_trace_runs_on_every_step(replays, monkeypatch):
+    def calls_of_a_hook_registered_between_fits():
+        vae = VAE(12, 2, hidden_sizes=(8,), seed=0)
+        fit(vae.model, vae.guide, DATA, epochs=3, batch_size=16)
+        calls = []
+        vae.decoder.register_forward_hook(lambda module, inputs, output: calls.append(1))
+        fit(vae.model, vae.guide, DATA, epochs=3, batch_size=16)
+        return len(calls)
+
+    replayed = calls_of_a_hook_registered_between_fits()
+    monkeypatch.setattr(vi_vae.train, "replaying", lambda loss, model, guide: loss)
+    assert replayed == calls_of_a_hook_registered_between_fits() >= 12

@@ -23,22 +23,27 @@ generator (``tests/test_replay.py`` checks both against Pyro's eager step). A
 steps in this process, so that a short fit never pays for a trace; a pair that
 cannot be traced (a latent family drawn by ``_standard_gamma``) goes on stepping
 eagerly. The KL weight is a tensor read by reference (``KLWeight``), so a warm-up
-is replayed too.
+is replayed too. The VAE's Python state is part of the replayed step's key
+(:func:`python_state`): a setting changed or a hook registered between steps or
+between fits is seen, not replayed over.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Hashable
 from typing import Any
 
+import torch
 from pyro.infer.elbo import ELBO as PyroELBO
+from torch import Tensor
 
 from vi_vae.compiled import CompiledCache
 from vi_vae.estimators.particle_estimator import ParticleEstimator
 from vi_vae.model import VAE
 
-__all__ = ["OWN_CODE", "REPLAY_AFTER_STEPS", "replayable", "replaying"]
+__all__ = ["OWN_CODE", "REPLAY_AFTER_STEPS", "python_state", "replayable", "replaying"]
 
 #: eager steps of a (pair, batch shape) in this process before it is traced: a trace of
 #: an MNIST MLP step costs about 0.15 s, what 150 steps save
@@ -77,7 +82,67 @@ def replaying(loss: PyroELBO, model: Callable, guide: Callable) -> PyroELBO:
         return loss
     replayed = copy.copy(loss)
     replayed._replay = _REPLAYED
+    replayed._replay_state = functools.partial(python_state, model.__self__)
     return replayed
+
+
+def python_state(vae: VAE) -> tuple | None:
+    """What a replayed step would not see change: the VAE's Python state, as a key.
+
+    For the VAE, each of its modules, its likelihood and its latent family: plain
+    values (numbers, strings, tuples of them) by value, containers by identity and
+    length, any other object by identity. Tensors are left out (the trace reads
+    them by reference), and so are submodules (each has its own entries). A
+    replayed step runs only under the key its trace was taken with; any change is
+    a new key, stepped eagerly and traced anew after :data:`REPLAY_AFTER_STEPS`
+    steps. About 0.1 ms a step for an MLP.
+
+    Returns:
+        the key, or ``None`` while a module hook is registered (on one of the
+        VAE's modules or for all modules): a hook is Python run on every forward
+        or backward pass, which a replay would skip, so such steps run eagerly.
+    """
+    if any(_global_hooks()):
+        return None
+    state = []
+    for owner in (*vae.modules(), vae.likelihood, vae.latent_family):
+        for name, value in vars(owner).items():
+            if name in _HOOKS and value:
+                return None
+            if name not in _NOT_STATE and not isinstance(value, Tensor):
+                state.append((name, _value_key(value)))
+    return tuple(state)
+
+
+#: the entries of a module's ``__dict__`` that hold its tensors and submodules
+_NOT_STATE = frozenset({"_parameters", "_buffers", "_modules"})
+#: the entries of a module's ``__dict__`` that hold hooks run on its passes
+_HOOKS = frozenset(
+    {"_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"}
+)
+
+
+def _global_hooks() -> tuple:
+    hooks = torch.nn.modules.module
+    return (
+        hooks._global_forward_hooks,
+        hooks._global_forward_pre_hooks,
+        hooks._global_backward_hooks,
+        hooks._global_backward_pre_hooks,
+    )
+
+
+_PLAIN = (bool, int, float, str, bytes, type(None))
+
+
+def _value_key(value: Any) -> Hashable:
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, tuple) and all(isinstance(item, _PLAIN) for item in value):
+        return value
+    if isinstance(value, (dict, list, set)):
+        return id(value), len(value)
+    return id(value)
 
 
 def replayable(model: Callable, guide: Callable) -> bool:

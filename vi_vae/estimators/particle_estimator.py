@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import torch
@@ -137,8 +137,10 @@ class ParticleEstimator(PyroELBO):
         self.compile = check_bool("compile", compile)
         self._batch_size: int | None = None
         self._compiled = CompiledCache()
-        #: the cache of the replayed eager step (:mod:`vi_vae._replay`), when fit set one
+        #: the cache of the replayed eager step (``vi_vae._replay``), when fit set one, and
+        #: the pair's Python state, part of a replayed step's key (``None``: step eagerly)
         self._replay: CompiledCache | None = None
+        self._replay_state: Callable[[], Hashable | None] | None = None
         self._checked_pair: tuple | None = None
         self._guide_parameters: frozenset[str] | None = None
 
@@ -188,9 +190,10 @@ class ParticleEstimator(PyroELBO):
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
         call = PassCall(model, guide, args, kwargs, self.num_particles)
-        cache = self._compiled if self.compile else self._replay
+        state = None if self.compile or self._replay_state is None else self._replay_state()
+        cache = self._compiled if self.compile else self._replay if state is not None else None
         compiled = (
-            compiled_passes.step(self._passes(cache), call)
+            compiled_passes.step(self._passes(cache, state), call)
             if cache is not None and len(chunks) == 1
             else None
         )
@@ -329,12 +332,18 @@ class ParticleEstimator(PyroELBO):
     def _chunk_sizes(self) -> list[int]:
         return chunk_sizes(self.num_particles, self._batch_size or 1, self.chunk_size)
 
-    def _passes(self, cache: CompiledCache | None = None) -> compiled_passes.PassFunctions:
-        """This estimator's maths, cache (default: its compiled passes') and settings."""
+    def _passes(
+        self, cache: CompiledCache | None = None, state: Hashable = None
+    ) -> compiled_passes.PassFunctions:
+        """This estimator's maths, cache (default: its compiled passes') and settings.
+
+        ``state``: the pair's Python state, for a replayed step (``vi_vae._replay``).
+        """
         return compiled_passes.PassFunctions(
             type(self).__name__,
-            # part of every compiled pass's key, with the class: a replay cache is shared
-            (type(self), self._plain_settings()),
+            # every compiled pass's key: the class (a replay cache is shared), the settings
+            # and the state
+            (type(self), self._plain_settings(), state),
             self._compiled if cache is None else cache,
             self._trace,
             self._particle_values,
