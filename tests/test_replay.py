@@ -6,6 +6,9 @@ equal to the last bit (``torch.equal``: no tolerance, the graph makes the same
 ATen calls in the same order) and the replay to have run.
 """
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -29,7 +32,7 @@ SPELLINGS = [
 @pytest.fixture
 def replays(monkeypatch):
     """A fresh replay cache that traces a (pair, shape) after its second eager step."""
-    cache = CompiledCache(replay=True, trace_after=2)
+    cache = CompiledCache(replay=True, trace_after=2, max_groups=replay._REPLAYED.max_groups)
     monkeypatch.setattr(replay, "_REPLAYED", cache)
     return cache
 
@@ -191,3 +194,16 @@ def test_a_hook_registered_after_the_trace_runs_on_every_step(replays, monkeypat
     replayed = calls_of_a_hook_registered_between_fits()
     monkeypatch.setattr(vi_vae.train, "replaying", lambda loss, model, guide: loss)
     assert replayed == calls_of_a_hook_registered_between_fits() >= 12
+
+
+def test_the_replay_cache_keeps_no_more_than_two_models_alive(replays):
+    # the cache lives as long as the process; its groups hold their model and guide
+    models = []
+    for seed in range(3):
+        vae = VAE(12, 2, hidden_sizes=(8,), seed=seed)
+        fit(vae.model, vae.guide, DATA, epochs=3, batch_size=16)
+        models.append(weakref.ref(vae))
+        del vae
+    gc.collect()
+    assert replays.num_compiled == 6
+    assert models[0]() is None and models[2]() is not None

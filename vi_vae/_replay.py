@@ -68,8 +68,9 @@ OWN_CODE = (
     "torch.nn.functional",
     "torch",
 )
-#: the eager steps replayed in this process, by pair, estimator and batch shape
-_REPLAYED = CompiledCache(replay=True, trace_after=REPLAY_AFTER_STEPS)
+#: the eager steps replayed in this process, by pair, estimator and batch shape; two pairs
+#: (a VAE's, and the same under a KL weight), so that it keeps no more models alive
+_REPLAYED = CompiledCache(replay=True, trace_after=REPLAY_AFTER_STEPS, max_groups=2)
 
 
 def replaying(loss: PyroELBO, model: Callable, guide: Callable) -> PyroELBO:

@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 MAX_COMPILED_SHAPES = 8
 #: groups (model/guide pairs and pass kinds) a cache keeps; the least recently used goes
 MAX_COMPILED_GROUPS = 16
+#: signatures a group counts the calls of (``trace_after``) before it forgets them all
+_MAX_COUNTED = 64
 
 
 def compile_backend() -> str:
@@ -114,12 +116,20 @@ class CompiledCache:
         replay: run the traces as they are (backend ``"none"``), warning of nothing
             (module docstring); their traces count in ``compile_stats``, as traces.
         trace_after: eager calls of a signature before it is traced.
+        max_groups: groups kept, the least recently used dropped first (a group's
+            key holds its model and guide, and so whatever they hold).
     """
 
     def __init__(
-        self, max_shapes: int = MAX_COMPILED_SHAPES, *, replay: bool = False, trace_after: int = 0
+        self,
+        max_shapes: int = MAX_COMPILED_SHAPES,
+        *,
+        replay: bool = False,
+        trace_after: int = 0,
+        max_groups: int = MAX_COMPILED_GROUPS,
     ) -> None:
         self.max_shapes = max_shapes
+        self.max_groups = max_groups
         self.replay = replay
         self.trace_after = trace_after
         self._groups: collections.OrderedDict[Hashable, _Group] = collections.OrderedDict()
@@ -148,7 +158,7 @@ class CompiledCache:
         entry_group = self._groups.get(group)
         if entry_group is None:
             entry_group = self._groups[group] = _Group({})
-            while len(self._groups) > MAX_COMPILED_GROUPS:
+            while len(self._groups) > self.max_groups:
                 self._groups.popitem(last=False)
         self._groups.move_to_end(group)
         return entry_group
@@ -191,6 +201,8 @@ class CompiledCache:
                 # tensors, and the compiled function is current again.
                 return None
         if entry is None and self.trace_after:
+            if signature not in entry_group.calls and len(entry_group.calls) >= _MAX_COUNTED:
+                entry_group.calls.clear()  # signatures that came and went, never traced
             calls = entry_group.calls[signature] = entry_group.calls.get(signature, 0) + 1
             if calls <= self.trace_after:
                 return None
