@@ -41,7 +41,7 @@ from torch import Tensor
 
 from vi_vae.compiled import CompiledCache
 from vi_vae.estimators.particle_estimator import ParticleEstimator
-from vi_vae.model import VAE
+from vi_vae.model import VAE, module_dicts
 
 __all__ = ["OWN_CODE", "REPLAY_AFTER_STEPS", "python_state", "replayable", "replaying"]
 
@@ -106,14 +106,9 @@ def python_state(vae: VAE) -> tuple | None:
     if any(_global_hooks()):
         return None
     state = []
-    pending: list[Any] = [vae.likelihood, vae.latent_family, vae]
-    while pending:  # the module tree by hand: `modules()` costs as much again
-        entries = vars(pending.pop())
+    for entries in (vars(vae.likelihood), vars(vae.latent_family), *module_dicts(vae)):
         if any(entries.get(name) for name in _HOOKS):
             return None
-        children = entries.get("_modules")
-        if children:
-            pending.extend(child for child in children.values() if child is not None)
         for name, value in entries.items():
             if name not in _NOT_STATE and not isinstance(value, Tensor):
                 state.append((name, _value_key(value)))

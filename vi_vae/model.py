@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyro
@@ -27,7 +27,7 @@ from vi_vae.nets.top_down import TopDownDecoder
 from vi_vae.priors import PRIORS, VampPrior
 from vi_vae.templates import Template, resolve_latent_dims
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "module_dicts"]
 
 
 class VAE(PyroModule):
@@ -280,10 +280,7 @@ class VAE(PyroModule):
         model or guide runs takes its names back; with one VAE nothing changes.
         """
         store = pyro.get_param_store()
-        pending = [self]
-        while pending:  # the module tree by hand: `modules()` costs more than a step's sampling
-            state = pending.pop().__dict__
-            pending.extend(child for child in state["_modules"].values() if child is not None)
+        for state in module_dicts(self):
             prefix = state.get("_pyro_name")
             if prefix is None:  # not a PyroModule: Pyro names its parameters otherwise
                 continue
@@ -385,6 +382,20 @@ class VAE(PyroModule):
             raise InputError(f"{name} must be a floating point tensor; got {x.dtype}")
         self.likelihood.validate(x, name)
         return x
+
+
+def module_dicts(root: nn.Module) -> Iterator[dict[str, Any]]:
+    """The ``__dict__`` of ``root`` and of every module below it.
+
+    The module tree by hand: ``root.modules()`` costs more than a step's sampling,
+    and the per-step callers (``VAE._own_parameter_names``, the replayed step's
+    state) read only the dicts.
+    """
+    pending = [root]
+    while pending:
+        state = pending.pop().__dict__
+        pending.extend(child for child in state["_modules"].values() if child is not None)
+        yield state
 
 
 def _pyro(module: nn.Module) -> nn.Module:

@@ -39,7 +39,7 @@ def _print_metrics(metrics: RunMetrics) -> None:
         return
     share = estimate.share_pareto_k_above
     reason = f"; {estimate.pareto_k_reason}" if estimate.pareto_k_reason else ""
-    pareto = f"undefined{reason}" if share != share else f"{share:.2f}"
+    pareto = _share_text(share) + (reason if share != share else "")
     if share > 0:  # the estimate of those points has not converged in K: say what it is
         pareto += f", where log p(x) is {ABOVE_PARETO_K_THRESHOLD}"
     print(
@@ -62,6 +62,11 @@ def _print_metrics(metrics: RunMetrics) -> None:
         )
         _print_ais_cost(ais)
         _warn_unless_converged(ais, "AIS")
+
+
+def _share_text(share: float) -> str:
+    """The share of points with k̂ > 0.7, or ``undefined`` (NaN: no point has a k̂)."""
+    return "undefined" if share != share else f"{share:.2f}"
 
 
 def _print_ais_cost(ais: AISSummary) -> None:
@@ -200,11 +205,9 @@ def _compare(args: argparse.Namespace) -> int:
     )
     for row in comparison.rows:
         estimate, elbo = row.log_marginal_likelihood, row.bound(1)
-        share = estimate.share_pareto_k_above
-        share_text = "undefined" if share != share else f"{share:.2f}"
         print(
             f"{row.estimator:<14} {estimate.log_likelihood:>10.2f} "
-            f"{estimate.standard_error:>6.2f} {share_text:>9} "
+            f"{estimate.standard_error:>6.2f} {_share_text(estimate.share_pareto_k_above):>9} "
             f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
     if any(row.log_marginal_likelihood.share_pareto_k_above > 0 for row in comparison.rows):

@@ -190,13 +190,7 @@ class ParticleEstimator(PyroELBO):
         self._prepare(model, guide, args, kwargs)
         chunks = self._chunk_sizes()
         call = PassCall(model, guide, args, kwargs, self.num_particles)
-        state = None if self.compile or self._replay_state is None else self._replay_state()
-        cache = self._compiled if self.compile else self._replay if state is not None else None
-        compiled = (
-            compiled_passes.step(self._passes(cache, state), call)
-            if cache is not None and len(chunks) == 1
-            else None
-        )
+        compiled = self._compiled_step(call) if len(chunks) == 1 else None
         if compiled is not None:
             compiled_loss, self._batch_size = compiled
             warn_if_nan(compiled_loss, "loss")
@@ -228,6 +222,15 @@ class ParticleEstimator(PyroELBO):
         loss = -self._bound(log_weights).sum().item()
         warn_if_nan(loss, "loss")
         return loss
+
+    def _compiled_step(self, call: PassCall) -> tuple[float, int] | None:
+        """The one-pass step compiled, or replayed (``vi_vae._replay``); ``None``: eagerly."""
+        if self.compile:
+            return compiled_passes.step(self._passes(), call)
+        state = None if self._replay_state is None else self._replay_state()
+        if state is None:  # not replayed, or a hook is registered
+            return None
+        return compiled_passes.step(self._passes(self._replay, state), call)
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
