@@ -111,3 +111,22 @@ def test_a_warning_is_one_line_on_stderr(capsys):
 
     _one_line_warning(UserWarning("old checkpoint format"), UserWarning, "/x/y.py", 3, None, "z")
     assert capsys.readouterr().err == "vi-vae: warning: old checkpoint format\n"
+
+
+def test_the_command_shows_a_library_s_warning_on_one_line_and_not_torch_s_tf32_advice(capsys):
+    # a warning written over several lines (arviz's starts with a newline) is one line, and
+    # inductor's advice to use TF32 on a GPU is not shown: the command keeps float32 products
+    import warnings
+
+    from vi_vae.cli.parser import show_warnings_as_messages
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        show_warnings_as_messages()
+        warnings.warn("\nfirst line\nsecond  line", FutureWarning)
+        warnings.warn(
+            "TensorFloat32 tensor cores for float32 matrix multiplication available but not "
+            "enabled. Consider setting `torch.set_float32_matmul_precision('high')`",
+            UserWarning,
+        )
+    assert capsys.readouterr().err == "vi-vae: warning: first line second line\n"

@@ -277,7 +277,17 @@ def _message(error: InputError, command: str) -> str:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as the command's other messages are: one line on stderr, no source line."""
-    print(f"vi-vae: warning: {message}", file=sys.stderr if file is None else file)
+    text = " ".join(str(message).split())  # a library's message over several lines: one line
+    print(f"vi-vae: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def show_warnings_as_messages() -> None:
+    """The command's warnings: each on one line (:func:`_one_line_warning`), less torch's advice
+    to use TF32 on a GPU. That advice is for a program that can trade precision for speed: the
+    command's log p(x) sums hundreds of per-pixel terms computed by float32 matrix products,
+    which TF32 would round to 10 bits of mantissa, and the command has no flag to set it."""
+    warnings.showwarning = _one_line_warning
+    warnings.filterwarnings("ignore", "TensorFloat32 tensor cores", UserWarning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -292,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # torch.compile's C++ toolchain notes that a CPU-only machine has no CUDA runtime
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    warnings.showwarning = _one_line_warning
+    show_warnings_as_messages()
     name = program(args.command)
     try:
         if getattr(args, "nproc", None):

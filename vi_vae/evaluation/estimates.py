@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -294,11 +295,20 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
     return estimate.pareto_k, estimate.pareto_k_reason
 
 
+def _import_arviz():
+    """``arviz``, imported at the first k̂ (it is slow to import), without its once-a-day notice
+    that its API will change: vi_vae calls its k̂ fit alone, at a version the package pins."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"\s*ArviZ is undergoing a major refactor", FutureWarning)
+        import arviz
+    return arviz
+
+
 def _pareto_k_from_tails(
     tail: Tensor, smallest: Tensor, num_particles: int
 ) -> tuple[Tensor, str | None]:
     """k̂ from each point's M + 1 largest log weights ``[M + 1, N]`` (descending) and smallest."""
-    import arviz  # imported here: it is slow to import and only k̂ needs it
+    arviz = _import_arviz()
 
     num_points = tail.shape[1]
     block = max(1, PARETO_K_BLOCK_BYTES // (8 * num_particles))
