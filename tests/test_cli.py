@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import shutil
 import warnings
 from pathlib import Path
 
@@ -559,6 +560,25 @@ def test_cuda_request_without_cuda_is_a_clear_error(capsys, tmp_path):
     status = cli.main(["train", "--device", "cuda", "--epochs", "1", "--run-dir", str(tmp_path)])
     assert status == 2
     assert "no CUDA device is available" in capsys.readouterr().err
+
+
+def test_a_run_trained_on_a_gpu_evaluated_where_there_is_none_names_the_flag(
+    trained_run, capsys, tmp_path
+):
+    # evaluate's device defaults to the run's: a run trained with --device cuda, read on a
+    # machine without CUDA, is refused naming the flag that reads it here (--device cpu)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    run_dir = tmp_path / "gpu-run"
+    shutil.copytree(trained_run[0], run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["config"]["training"]["device"] = "cuda"
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert cli.main(["evaluate", str(run_dir), "--num-points", "4", "--num-particles", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vi-vae evaluate: error: --device: ") and "accepted here: cpu" in err
+    assert len(err.strip().splitlines()) == 1
+    assert cli.main(["evaluate", str(run_dir), "--device", "cpu", "--num-points", "4"]) == 0
 
 
 def test_existing_run_directory_is_not_overwritten_silently(trained_run, capsys):

@@ -11,6 +11,7 @@ import os
 import torch
 
 from vi_vae.app.config import DataConfig, RunConfig
+from vi_vae.app.schema import SchemaError
 from vi_vae.data import Dataset, load_dataset
 from vi_vae.distributed import local_device
 from vi_vae.errors import InputError
@@ -32,8 +33,9 @@ def resolve_device(name: str) -> torch.device:
     """
     device = local_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {name!r} was asked for but no CUDA device is available; accepted here: cpu"
+        raise SchemaError(
+            "training.device",
+            f"device {name!r} was asked for but no CUDA device is available; accepted here: cpu",
         )
     return device
 
