@@ -5,11 +5,11 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-import shutil
 import warnings
 from pathlib import Path
 

@@ -208,5 +208,6 @@ def test_importance_sampling_reports_its_progress_by_points(problem, seed, num_p
         seed=seed,
         on_points=lambda done, total: reports.append((done, total)),
     )
-    assert len(reports) > 1 and reports[-1] == (x.shape[0], x.shape[0])
+    assert len(reports) > 2 and reports[-1] == (x.shape[0], x.shape[0])
+    assert reports[0] == (0, x.shape[0])  # the start: a display's clock starts with the work
     assert [done for done, _ in reports] == sorted({done for done, _ in reports})

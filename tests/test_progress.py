@@ -29,6 +29,7 @@ def test_a_piped_phase_prints_a_line_per_interval_with_an_eta():
     for done in range(1, 101):
         clock.now = done * 1.0  # one second a step
         phase.update(done)
+    phase.close()
     lines = stream.getvalue().splitlines()
     # a line every 10 s of the 100 s, none at the end (the phase's result says it)
     assert len(lines) == 9
@@ -42,7 +43,29 @@ def test_a_phase_prints_nothing_before_its_first_interval():
     for done in range(1, 6):
         clock.now = done * 0.1
         phase.update(done)
+    phase.close()
     assert stream.getvalue() == ""
+
+
+def test_a_phase_blocked_before_its_first_update_still_prints_a_line_per_interval():
+    # a compile inside the first pass, or one pass over all the points: no update comes for
+    # a while, and the heartbeat thread prints the line the update would have (no ETA at 0)
+    stream, clock = io.StringIO(), Clock()
+    phase = PhaseProgress("AIS", 100, "annealing steps", stream, clock=clock, heartbeat=0.01)
+    phase.update(0)
+    clock.now = 25.0
+    deadline = time.monotonic() + 5
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue() == "AIS: 0/100 annealing steps (0%), 25 s so far\n"
+    clock.now = 31.0  # less than an interval since that line: nothing more
+    time.sleep(0.1)
+    assert stream.getvalue().count("\n") == 1
+    phase.close()
+    assert not phase._heart.is_alive()
+    clock.now = 100.0  # a closed phase is silent
+    time.sleep(0.1)
+    assert stream.getvalue().count("\n") == 1
 
 
 def test_the_command_s_phases_switch_and_epoch_lines_stay():
@@ -54,6 +77,7 @@ def test_the_command_s_phases_switch_and_epoch_lines_stay():
     assert progress.phase.phase == "log p(x)" and progress.phase.total == 50
     progress.evaluation("log p(x)", 50, 50)
     assert progress.phase is None  # a finished phase closes
+    progress.close()
     quiet = ProgressBar(disable=True, stream=stream)
     quiet.snr_draw(1, 10)
     assert quiet.phase is None and stream.getvalue() == ""
@@ -123,10 +147,11 @@ def test_the_command_shows_a_library_s_warning_on_one_line_and_not_torch_s_tf32_
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         show_warnings_as_messages()
-        warnings.warn("\nfirst line\nsecond  line", FutureWarning)
+        warnings.warn("\nfirst line\nsecond  line", FutureWarning, stacklevel=1)
         warnings.warn(
             "TensorFloat32 tensor cores for float32 matrix multiplication available but not "
             "enabled. Consider setting `torch.set_float32_matmul_precision('high')`",
             UserWarning,
+            stacklevel=1,
         )
     assert capsys.readouterr().err == "vi-vae: warning: first line second line\n"

@@ -77,6 +77,17 @@ def test_bdmc_from_the_prior(lg):
     assert 0 < result.mean_gap < 3.0
 
 
+def test_the_progress_counts_both_directions_from_a_start_at_zero(lg):
+    calls = []
+    shape = torch.zeros(4, 3, dtype=torch.float64)
+    bdmc(
+        lg.model, None, shape, num_steps=3, num_chains=2, initial="prior", seed=0,
+        on_step=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    # (0, 6) as the run starts, then 3 forward and 3 reverse steps over the one chunk
+    assert calls == [(i, 6) for i in range(7)]
+
+
 def test_forward_run_is_ais_on_the_simulated_data(lg):
     result = bdmc(
         lg.model,

@@ -282,10 +282,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def show_warnings_as_messages() -> None:
-    """The command's warnings: each on one line (:func:`_one_line_warning`), less torch's advice
-    to use TF32 on a GPU. That advice is for a program that can trade precision for speed: the
-    command's log p(x) sums hundreds of per-pixel terms computed by float32 matrix products,
-    which TF32 would round to 10 bits of mantissa, and the command has no flag to set it."""
+    """The command's warnings: each on one line, less torch's advice to use TF32 on a GPU.
+
+    That advice is for a program that can trade precision for speed: the command's
+    log p(x) sums hundreds of per-pixel terms computed by float32 matrix products, which
+    TF32 would round to 10 bits of mantissa, and the command has no flag to set it.
+    """
     warnings.showwarning = _one_line_warning
     warnings.filterwarnings("ignore", "TensorFloat32 tensor cores", UserWarning)
 

@@ -4,12 +4,16 @@ On a terminal each long phase (the steps of an epoch, an AIS or BDMC run, an
 evaluation) shows a tqdm bar; when stderr is piped or redirected (a log file, a
 batch job, ``| cat``) the same phase prints a line at most every
 :data:`LOG_INTERVAL` seconds, with the share done, the time spent and an
-estimate of the time left, so that a long run is never silent.
+estimate of the time left, so that a long run is never silent. A phase starts
+when its work does (the evaluators report ``done = 0`` first), and a heartbeat
+thread keeps the lines (or the bar's clock) going while the work blocks between
+two updates: a compile inside the first pass, a pass over all the points at once.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -43,6 +47,9 @@ class PhaseProgress:
         stream: where to write (stderr).
         interval: seconds between two lines when ``stream`` is not a terminal.
         clock: the clock (seconds), replaceable in tests.
+        heartbeat: seconds between the heartbeat thread's looks at the phase (a line when
+            ``interval`` has passed since the last one, or a redraw of the bar); ``None``:
+            no thread, lines only from :meth:`update`.
     """
 
     def __init__(
@@ -53,47 +60,77 @@ class PhaseProgress:
         stream: TextIO | None = None,
         interval: float = LOG_INTERVAL,
         clock=time.monotonic,
+        heartbeat: float | None = 1.0,
     ) -> None:
         self.phase, self.total, self.unit = phase, total, unit
         self.stream = sys.stderr if stream is None else stream
         self.interval, self.clock = interval, clock
         self.started = self.last_line = clock()
         self.done = 0
+        self.postfix: dict[str, str] = {}
         self.bar = None
         if self.stream.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=phase, leave=False, file=self.stream, unit=unit)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._heart = None
+        if heartbeat is not None:
+            self._heart = threading.Thread(
+                target=self._beat, args=(heartbeat,), name=f"progress of {phase}", daemon=True
+            )
+            self._heart.start()
 
     def update(self, done: int, **postfix: str) -> None:
         """``done`` units of ``total`` are done."""
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-            if postfix:
-                self.bar.set_postfix(**postfix)
-        else:
-            now = self.clock()
-            if now - self.last_line >= self.interval and 0 < done < self.total:
-                self.last_line = now
-                self.stream.write(self.line(done, now, postfix) + "\n")
-                self.stream.flush()
-        self.done = done
+        with self._lock:
+            self.done, self.postfix = done, postfix or self.postfix
+            if self.bar is not None:
+                self.bar.update(done - self.bar.n)
+                if postfix:
+                    self.bar.set_postfix(**postfix)
+            elif 0 < done < self.total:
+                self._line_if_due()
+
+    def _line_if_due(self) -> None:
+        now = self.clock()
+        if now - self.last_line >= self.interval:
+            self.last_line = now
+            self.stream.write(self.line(self.done, now, self.postfix) + "\n")
+            self.stream.flush()
+
+    def _beat(self, seconds: float) -> None:
+        while not self._closed.wait(seconds):
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                if self.bar is not None:
+                    self.bar.refresh()  # its elapsed time, while no update comes
+                elif self.done < self.total:
+                    self._line_if_due()
 
     def line(self, done: int, now: float, postfix: dict[str, str] | None = None) -> str:
-        """The progress line: ``phase: done/total unit (share), elapsed, ETA``."""
+        """The progress line: ``phase: done/total unit (share), elapsed, ETA`` (none at 0)."""
         elapsed = now - self.started
-        left = elapsed * (self.total - done) / done if done else float("nan")
         extra = "".join(f", {name} {value}" for name, value in (postfix or {}).items())
-        return (
+        line = (
             f"{self.phase}: {done}/{self.total} {self.unit} ({100 * done / self.total:.0f}%)"
-            f"{extra}, {_duration(elapsed)} so far, about {_duration(left)} left"
+            f"{extra}, {_duration(elapsed)} so far"
         )
+        if not done:
+            return line
+        return f"{line}, about {_duration(elapsed * (self.total - done) / done)} left"
 
     def close(self) -> None:
-        """End the phase (closes the bar)."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """End the phase (closes the bar, stops the heartbeat)."""
+        with self._lock:
+            self._closed.set()
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+        if self._heart is not None and self._heart is not threading.current_thread():
+            self._heart.join()
 
 
 class ProgressBar(ComparisonProgress):

@@ -296,8 +296,11 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
 
 
 def _import_arviz():
-    """``arviz``, imported at the first k̂ (it is slow to import), without its once-a-day notice
-    that its API will change: vi_vae calls its k̂ fit alone, at a version the package pins."""
+    """``arviz``, imported at the first k̂ (it is slow to import), without its daily notice.
+
+    That notice (a ``FutureWarning`` at import) says its API will change: vi_vae calls its
+    k̂ fit alone, at a version the package pins.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"\s*ArviZ is undergoing a major refactor", FutureWarning)
         import arviz

@@ -274,11 +274,11 @@ def importance_sampling(
 
     Half the cost of calling both; the two results share their draws (and so
     are correlated, which matters only when comparing them with each other).
-    ``on_points(done, total)`` is called after each pass of points (progress; in a
-    sharded run, of this rank's points). ``num_particles`` and ``bound_particles`` are
-    shortcuts for the fields of ``settings`` (an :class:`ImportanceSettings`, default: the
-    defaults; ``bound_particles=()`` makes no table); ``execution``, ``chunk_size`` and
-    ``compile`` as in :func:`log_marginal_likelihood`.
+    ``on_points(done, total)`` is called with ``done = 0`` first, then after each pass
+    of points (progress; in a sharded run, of this rank's points). ``num_particles`` and
+    ``bound_particles`` are shortcuts for the fields of ``settings`` (an
+    :class:`ImportanceSettings`, default: the defaults; ``bound_particles=()`` makes no
+    table); ``execution``, ``chunk_size`` and ``compile`` as in :func:`log_marginal_likelihood`.
     """
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     settings = ImportanceSettings.build(
@@ -296,6 +296,8 @@ def importance_sampling(
         summary = LogWeightSummary(num_particles, compute_pareto_k=compute_pareto_k)
         per_point: dict[int, list[Tensor]] = {k: [] for k in ks}
         per_point_errors: dict[int, list[Tensor]] = {k: [] for k in ks}
+        if on_points is not None:
+            on_points(0, rows_x.shape[0])
         for done, log_weights in log_weight_chunks(
             model,
             guide,
