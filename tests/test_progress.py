@@ -71,8 +71,11 @@ def test_a_phase_blocked_before_its_first_update_still_prints_a_line_per_interva
 def test_the_command_s_phases_switch_and_epoch_lines_stay():
     stream = io.StringIO()
     progress = ProgressBar(disable=False, stream=stream)
+    progress.epoch_start(1, 3)  # before the first step: the phase's clock runs from here
+    started = progress.phase
+    assert started.phase == "epoch 1" and started.total == 3 and started.done == 0
     progress.step(1, 1, 3, 10.0)
-    assert progress.phase.phase == "epoch 1"
+    assert progress.phase is started and progress.phase.done == 1
     progress.evaluation("log p(x)", 1, 50)
     assert progress.phase.phase == "log p(x)" and progress.phase.total == 50
     progress.evaluation("log p(x)", 50, 50)

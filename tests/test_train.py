@@ -422,6 +422,29 @@ def test_callbacks_see_every_step_and_every_epoch():
     assert epochs == result.history
 
 
+def test_an_epoch_s_start_comes_before_its_first_step_and_a_callback_may_lack_the_hook():
+    # the start lets a display run its clock through a slow first step (a compile); an
+    # object with on_step and on_epoch alone (the documented duck type) still serves
+    events = []
+
+    class StepsAndEpochsOnly:
+        def on_step(self, epoch, step, steps_per_epoch, loss_per_point):
+            events.append(("step", epoch, step))
+
+        def on_epoch(self, record):
+            events.append(("epoch", record.epoch))
+
+    vae = small_vae()
+    starts = Callback(on_epoch_start=lambda epoch, steps: events.append(("start", epoch, steps)))
+    fit(vae.model, vae.guide, binary_data(), epochs=2, batch_size=32,
+        callbacks=[starts, StepsAndEpochsOnly()])  # fmt: skip
+    assert events == [
+        item
+        for epoch in (1, 2)
+        for item in [("start", epoch, 2), ("step", epoch, 1), ("step", epoch, 2), ("epoch", epoch)]
+    ]
+
+
 def test_fit_writes_no_files(tmp_path, monkeypatch):
     # checkpoints go to the sink; the library itself writes nothing
     monkeypatch.chdir(tmp_path)

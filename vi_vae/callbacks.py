@@ -19,23 +19,36 @@ __all__ = ["Callback", "CheckpointSink", "TrainingCheckpoint"]
 
 StepFunction = Callable[[int, int, int, float], None]
 EpochFunction = Callable[[EpochRecord], None]
+EpochStartFunction = Callable[[int, int], None]
 
 
 class Callback:
-    """Called by :func:`vi_vae.fit` after every step and every epoch.
+    """Called by :func:`vi_vae.fit` as each epoch starts, after every step and every epoch.
 
     Subclass it and override the hooks you need, or pass plain functions:
-    ``Callback(on_epoch=print)``.
+    ``Callback(on_epoch=print)``. An object with ``on_step`` and ``on_epoch`` methods
+    alone serves too (``fit`` calls ``on_epoch_start`` where there is one).
 
     Args:
         on_step: called as ``on_step(epoch, step, steps_per_epoch, loss_per_point)``.
         on_epoch: called with each completed epoch's :class:`EpochRecord`.
+        on_epoch_start: called as ``on_epoch_start(epoch, steps_per_epoch)`` before the
+            epoch's first step, which can be slow (a compile, a GPU's first kernels).
     """
 
     def __init__(
-        self, on_step: StepFunction | None = None, on_epoch: EpochFunction | None = None
+        self,
+        on_step: StepFunction | None = None,
+        on_epoch: EpochFunction | None = None,
+        on_epoch_start: EpochStartFunction | None = None,
     ) -> None:
         self._on_step, self._on_epoch = on_step, on_epoch
+        self._on_epoch_start = on_epoch_start
+
+    def on_epoch_start(self, epoch: int, steps_per_epoch: int) -> None:
+        """Before the first step of ``epoch``, which will take ``steps_per_epoch`` steps."""
+        if self._on_epoch_start is not None:
+            self._on_epoch_start(epoch, steps_per_epoch)
 
     def on_step(self, epoch: int, step: int, steps_per_epoch: int, loss_per_point: float) -> None:
         """After SVI step ``step`` (1-based) of ``steps_per_epoch`` in ``epoch``."""

@@ -266,6 +266,9 @@ class _Run:
         started = time.perf_counter()
         order = torch.randperm(len(self.data), generator=self.generator)
         steps = math.ceil(len(self.data) / self.settings.batch_size)
+        for callback in callbacks:
+            if (start := getattr(callback, "on_epoch_start", None)) is not None:
+                start(epoch, steps)
         total = 0.0
         for step, batch in self.data.batches(order, self.settings.batch_size, self.generator):
             try:

@@ -89,6 +89,9 @@ class ComparisonProgress:
     def run(self, spelling: str) -> None:
         """The run of estimator ``spelling`` starts."""
 
+    def epoch_start(self, epoch: int, steps: int) -> None:
+        """A training epoch of ``steps`` steps of the current run starts."""
+
     def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
         """A training step of the current run (``fit``'s ``on_step``)."""
 
@@ -242,6 +245,7 @@ def _train_or_reuse(
 ) -> Run:
     directory = RunDirectory(run_dir)
     callbacks = {
+        "on_epoch_start": progress.epoch_start,
         "on_step": progress.step,
         "on_epoch": progress.epoch,
         "on_evaluation": progress.evaluation,

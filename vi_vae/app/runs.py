@@ -66,6 +66,7 @@ EvaluationCallback = Callable[[str, int, int], None]
 
 StepCallback = Callable[[int, int, int, float], None]
 EpochCallback = Callable[[EpochRecord], None]
+EpochStartCallback = Callable[[int, int], None]
 
 
 class EvaluationFailed(TrainingError):
@@ -105,12 +106,14 @@ def train_run(
     on_epoch: EpochCallback | None = None,
     figures: bool = True,
     on_evaluation: EvaluationCallback | None = None,
+    on_epoch_start: EpochStartCallback | None = None,
 ) -> Run:
     """Train, evaluate and write a new run directory; return the run.
 
     The evaluation is ``config.evaluation``'s importance sampling and, when
     ``config.ais.num_points`` is set, AIS beside it (``on_evaluation`` reports its
-    progress).
+    progress). ``on_epoch_start``, ``on_step`` and ``on_epoch`` are ``fit``'s
+    (:class:`~vi_vae.callbacks.Callback`).
 
     Raises:
         RunDirectoryNotEmpty: when ``run_dir`` holds files and ``overwrite`` is false.
@@ -119,9 +122,8 @@ def train_run(
     """
     directory = RunDirectory(run_dir)
     directory.check_creatable()
-    return _train(
-        config.validated(), directory, False, overwrite, on_step, on_epoch, figures, on_evaluation
-    )
+    callback = Callback(on_step, on_epoch, on_epoch_start)
+    return _train(config.validated(), directory, False, overwrite, callback, figures, on_evaluation)
 
 
 def resume_run(
@@ -133,6 +135,7 @@ def resume_run(
     on_epoch: EpochCallback | None = None,
     figures: bool = True,
     on_evaluation: EvaluationCallback | None = None,
+    on_epoch_start: EpochStartCallback | None = None,
 ) -> Run:
     """Continue the run in ``run_dir`` from its last completed epoch, with its stored settings.
 
@@ -147,9 +150,8 @@ def resume_run(
         config = config.replace("training", epochs=max(config.training.epochs, epochs))
     if device is not None:
         config = config.replace("training", device=device)
-    return _train(
-        config.validated(), directory, True, False, on_step, on_epoch, figures, on_evaluation
-    )
+    callback = Callback(on_step, on_epoch, on_epoch_start)
+    return _train(config.validated(), directory, True, False, callback, figures, on_evaluation)
 
 
 def _train(
@@ -157,8 +159,7 @@ def _train(
     directory: RunDirectory,
     resume: bool,
     overwrite: bool,
-    on_step: StepCallback | None,
-    on_epoch: EpochCallback | None,
+    callback: Callback,
     figures: bool,
     on_evaluation: EvaluationCallback | None,
 ) -> Run:
@@ -184,7 +185,7 @@ def _train(
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             device,
-            Callback(on_step, on_epoch),
+            callback,
             figures,
             on_evaluation,
         )

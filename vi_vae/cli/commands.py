@@ -140,6 +140,7 @@ def _train(args: argparse.Namespace) -> int:
 
     with _progress(args) as progress:
         shared = {
+            "on_epoch_start": progress.epoch_start,
             "on_step": progress.step,
             "on_epoch": progress.epoch,
             "figures": not args.no_figures,

@@ -151,6 +151,10 @@ class ProgressBar(ComparisonProgress):
         if done >= total:
             self.close()
 
+    def epoch_start(self, epoch: int, steps: int) -> None:
+        """Start an epoch's display before its first step (``fit``'s ``on_epoch_start``)."""
+        self._advance(f"epoch {epoch}", 0, steps, "steps")
+
     def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
         """Advance through an epoch's steps (``fit``'s ``on_step``)."""
         self._advance(f"epoch {epoch}", step, steps, "steps", loss=f"{loss:.2f}")
