@@ -738,3 +738,43 @@ def test_gradient_snr_counts_an_encoder_registered_in_the_model_as_the_guide_s()
     # the same draws, the same parameters: the same SNRs wherever the encoder is registered
     assert snrs["model"].guide == pytest.approx(snrs["guide"].guide, rel=1e-6)
     assert snrs["model"].model == pytest.approx(snrs["guide"].model, rel=1e-6)
+
+
+def _masked_pair(use_obs_mask):
+    # z ~ N(0, 1), x_d ~ N(z, 1) for D = 4 dims; a point's mask says whether x is observed.
+    # The guide is the exact posterior given what is observed: the prior for a hidden point.
+    dims = 4
+
+    def model(x, mask):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
+            likelihood = dist.Normal(z.expand(z.shape[:-1] + (dims,)), 1.0).to_event(1)
+            if use_obs_mask:
+                pyro.sample("x", likelihood, obs=x, obs_mask=mask)
+            else:
+                with pyro.poutine.mask(mask=mask):
+                    pyro.sample("x", likelihood, obs=x)
+
+    def guide(x, mask):
+        loc = torch.where(mask, x.sum(-1) / (1 + dims), 0.0).unsqueeze(-1)
+        scale = torch.where(mask, (1 + dims) ** -0.5, 1.0).unsqueeze(-1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    return model, guide, dims
+
+
+def test_obs_mask_is_refused_naming_the_mask_that_gives_log_p_of_the_observed_entries():
+    # obs_mask makes a latent site of the hidden entries, which the guide does not sample;
+    # the refusal says to mask the likelihood instead, which gives log p(x_obs) exactly
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor([True, True, True, True, False, False])
+    model, guide, dims = _masked_pair(use_obs_mask=True)
+    with pytest.raises(InputError, match=r"'x_unobserved'.*poutine\.mask\(mask=\.\.\.\) instead"):
+        log_marginal_likelihood(model, guide, x, 10, mask=mask, seed=0)
+    model, guide, dims = _masked_pair(use_obs_mask=False)
+    estimate = log_marginal_likelihood(model, guide, x, 10, mask=mask, seed=0)
+    marginal = dist.MultivariateNormal(torch.zeros(dims), torch.eye(dims) + torch.ones(dims, dims))
+    exact = torch.where(mask, marginal.log_prob(x), 0.0).double()
+    # the exact posterior as guide: every weight is p(x_obs), up to float32 rounding
+    torch.testing.assert_close(estimate.log_likelihood, exact, atol=1e-5, rtol=0)

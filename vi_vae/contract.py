@@ -261,6 +261,25 @@ def biased_under_subsampling(
     return not all(torch.allclose(scaled, plain) for scaled, plain in pairs)
 
 
+def _obs_mask_hint(missing: list[str], model_trace: Trace) -> str:
+    """What to write instead, where a missing site is the one Pyro makes for ``obs_mask``."""
+    masked = [
+        name.removesuffix("_unobserved")
+        for name in missing
+        if name.endswith("_unobserved")
+        and model_trace.nodes.get(name.removesuffix("_unobserved") + "_observed", {}).get(
+            "is_observed"
+        )
+    ]
+    if not masked:
+        return ""
+    return (
+        f"; Pyro makes a latent site of the entries that obs_mask hides in {masked}: to leave "
+        "them out of log p(x), observe all of x under pyro.poutine.mask(mask=...) instead of "
+        "obs_mask (the masked entries then add nothing, and the guide needs no site for them)"
+    )
+
+
 def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
     """Refuse a pair whose model and guide do not sample the same latent sites (clause 3).
 
@@ -272,6 +291,7 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
         raise InputError(
             f"the guide has no sample site for the model's latent site(s) {missing}; "
             "importance weights need q for every latent variable of the model"
+            + _obs_mask_hint(missing, model_trace)
         )
     extra = [name for name in guide_latents if name not in model_latents]
     auxiliary = [name for name in extra if guide_trace.nodes[name]["infer"].get("is_auxiliary")]
