@@ -9,6 +9,7 @@ from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import (
     AISConvergenceWarning,
     CompileWarning,
+    GuideSupportWarning,
     InputError,
     LocalOptimizationWarning,
     TrainingError,
@@ -69,6 +70,7 @@ __all__ = [
     "STL",
     "VAE",
     "AISConvergenceWarning",
+    "GuideSupportWarning",
     "AISEstimate",
     "AISSettings",
     "AutoAISResult",

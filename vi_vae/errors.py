@@ -48,6 +48,14 @@ class AISConvergenceWarning(UserWarning):
     """
 
 
+class GuideSupportWarning(UserWarning):
+    """The guide cannot propose all of the prior's support at some latent site.
+
+    Importance sampling from it estimates only the part of p(x) on the guide's support;
+    the estimate's ``narrower_guide_sites`` names the sites.
+    """
+
+
 class LocalOptimizationWarning(UserWarning):
     """The per-point optimization of q* (:func:`vi_vae.inference_gaps`) has not converged.
 

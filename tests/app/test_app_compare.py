@@ -30,7 +30,7 @@ from vi_vae.app.config import (
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.runs import evaluate_run, load_run
 from vi_vae.errors import AISConvergenceWarning, InputError
-from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD
+from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD, NARROWER_GUIDE_SUPPORT
 
 BASE = RunConfig(
     data=DataConfig(max_train=200),
@@ -289,6 +289,27 @@ def test_the_command_line_table_shows_each_row_s_share_of_pareto_k_and_what_it_m
         assert printed[row.estimator][3] == f"{share:.2f}"
     assert max(shares) > 0  # the legend's case is exercised
     assert f"k̂ > 0.7: the share of test points where log p(x) is {ABOVE_PARETO_K_THRESHOLD}" in out
+    assert "narrower than the prior's" not in out  # the normal family's guide reaches it all
+
+
+@pytest.mark.filterwarnings("ignore::vi_vae.errors.GuideSupportWarning")  # shown: the table
+def test_a_comparison_of_a_family_whose_guide_misses_part_of_the_prior_says_what_it_ranks(
+    tmp_path, capsys
+):
+    # uniform: every row's log p(x) is the part of p(x) on the guide's support; the table's
+    # legend and the report say so (the rows still compare the estimators' guides)
+    out_dir = tmp_path / "uniform"
+    argv = ["compare", "--estimators", "elbo", "--latent-family", "uniform", "--quiet"]
+    argv += ["--max-train", "200", "--latent-dim", "2", "--hidden-sizes", "8", "--epochs", "1"]
+    argv += ["--eval-num-particles", "20", "--eval-num-points", "10", "--snr-particles", "1,2"]
+    argv += ["--snr-num-draws", "2", "--out-dir", str(out_dir)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "the guide's support at ['z'] is narrower than the prior's, so each row's " in out
+    assert NARROWER_GUIDE_SUPPORT in out
+    report = (out_dir / "report.md").read_text()
+    assert "- **not log p(x)**: the guide's support at latent site(s) z" in report
+    assert "so each row's log p(x) is" in report
 
 
 def test_names_and_curve_particles():

@@ -71,6 +71,9 @@ class EstimateSummary(_Summary):
         pareto_k_reason: why k̂ is undefined for some points, or ``None``.
         num_particles: K, the weights per point.
         num_points: the number of points.
+        narrower_guide_sites: the latent sites where the guide's support is narrower than
+            the prior's: importance sampling's log p(x) is then
+            :data:`~vi_vae.evaluation.NARROWER_GUIDE_SUPPORT`.
     """
 
     method: str
@@ -82,6 +85,7 @@ class EstimateSummary(_Summary):
     pareto_k_reason: str | None
     num_particles: int
     num_points: int
+    narrower_guide_sites: tuple[str, ...] = ()
 
     renamed: ClassVar[dict[str, str]] = {**_Summary.renamed, "log_likelihood": "mean"}
 

@@ -16,7 +16,11 @@ from vi_vae.app.metrics import (
     EstimateSummary,
     RunMetrics,
 )
-from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD, PARETO_K_THRESHOLD
+from vi_vae.evaluation import (
+    ABOVE_PARETO_K_THRESHOLD,
+    NARROWER_GUIDE_SUPPORT,
+    PARETO_K_THRESHOLD,
+)
 from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE
 
 __all__ = ["comparison_report", "number", "run_report", "units_sentence"]
@@ -52,6 +56,17 @@ def _pareto_sentence(estimate: EstimateSummary) -> str:
     )
 
 
+def _support_lines(estimate: EstimateSummary) -> list[str]:
+    """What importance sampling's log p(x) is where the guide cannot reach all of the prior."""
+    if not estimate.narrower_guide_sites:
+        return []
+    return [
+        f"- **not log p(x)**: the guide's support at latent site(s) "
+        f"{', '.join(estimate.narrower_guide_sites)} is narrower than the prior's, so this "
+        f"number is {NARROWER_GUIDE_SUPPORT}"
+    ]
+
+
 def run_report(config: RunConfig, metrics: RunMetrics) -> str:
     """The report of one run: settings, log p(x) with its errors, bounds, figures."""
     model, training = config.model, metrics.training
@@ -84,6 +99,7 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
             f"- NLL = {number(estimate.negative_log_likelihood)}",
             f"- mean effective sample size {number(estimate.mean_effective_sample_size, 1)} "
             f"of {estimate.num_particles}; {_pareto_sentence(estimate)}",
+            *_support_lines(estimate),
             "",
         ]
     if metrics.bounds:
@@ -266,6 +282,10 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "rows are paired (same points), so they are more precise than the SEs suggest.",
         "- *mean ESS*, *k̂ > 0.7*: reliability of the importance weights; a large share of "
         "k̂ > 0.7 means log p(x) may be underestimated (Vehtari et al.).",
+        *[  # the rows share their model, so the first row's guide speaks for all
+            line.replace("this number", "each row's log p(x)")
+            for line in (_support_lines(first) if first is not None else [])
+        ],
         "- *active units*: latent dimensions with Cov_x(E_q[z_i]) > 0.01 (Burda et al.).",
         f"- *SNR*: |E g| / sd(g) of each estimator's own gradient over "
         f"{comparison.snr_num_draws} draws on {comparison.snr_batch_size} test points, "

@@ -18,6 +18,7 @@ from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.evaluation import (
     ABOVE_PARETO_K_THRESHOLD,
+    NARROWER_GUIDE_SUPPORT,
     AISRound,
     AISSettings,
     AutoAISSettings,
@@ -42,10 +43,17 @@ def _print_metrics(metrics: RunMetrics) -> None:
     pareto = _share_text(share) + (reason if share != share else "")
     if share > 0:  # the estimate of those points has not converged in K: say what it is
         pareto += f", where log p(x) is {ABOVE_PARETO_K_THRESHOLD}"
+    narrower = estimate.narrower_guide_sites
+    support = (
+        f"; the guide's support at {list(narrower)} is narrower than the prior's, so this "
+        f"is {NARROWER_GUIDE_SUPPORT} (vi-vae evaluate RUN_DIR --method ais)"
+        if narrower
+        else ""
+    )
     print(
         f"test log p(x) = {estimate.log_likelihood:.2f} ± {estimate.standard_error:.2f} nats "
         f"(K = {estimate.num_particles}, {estimate.num_points} points, mean ESS "
-        f"{estimate.mean_effective_sample_size:.1f}, share k̂ > 0.7: {pareto})"
+        f"{estimate.mean_effective_sample_size:.1f}, share k̂ > 0.7: {pareto}{support})"
     )
     for bound in metrics.bounds:
         print(f"  {bound.name:>10}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
@@ -213,6 +221,12 @@ def _compare(args: argparse.Namespace) -> int:
         )
     if any(row.log_marginal_likelihood.share_pareto_k_above > 0 for row in comparison.rows):
         print(f"k̂ > 0.7: the share of test points where log p(x) is {ABOVE_PARETO_K_THRESHOLD}")
+    narrower = [row.log_marginal_likelihood.narrower_guide_sites for row in comparison.rows]
+    if any(narrower):
+        print(
+            f"log p(x): the guide's support at {list(dict.fromkeys(sum(narrower, ())))} is "
+            f"narrower than the prior's, so each row's log p(x) is {NARROWER_GUIDE_SUPPORT}"
+        )
     for row in comparison.rows:
         if row.ais is not None:
             _warn_unless_converged(row.ais, f"{row.estimator}: AIS")

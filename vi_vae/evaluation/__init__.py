@@ -52,6 +52,7 @@ from vi_vae.evaluation.diagnostics import (
 from vi_vae.evaluation.estimates import (
     ABOVE_PARETO_K_THRESHOLD,
     MIN_PARTICLES_FOR_PARETO_K,
+    NARROWER_GUIDE_SUPPORT,
     PARETO_K_THRESHOLD,
     Bound,
     LogLikelihoodEstimate,
@@ -87,6 +88,7 @@ __all__ = [
     "DEFAULT_TARGET_ACCEPTANCE",
     "INITIAL_DISTRIBUTIONS",
     "ABOVE_PARETO_K_THRESHOLD",
+    "NARROWER_GUIDE_SUPPORT",
     "MIN_PARTICLES_FOR_PARETO_K",
     "PARETO_K_THRESHOLD",
     "SCHEDULES",

@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "ABOVE_PARETO_K_THRESHOLD",
     "MIN_PARTICLES_FOR_PARETO_K",
+    "NARROWER_GUIDE_SUPPORT",
     "standard_error_over_points",
     "PARETO_K_THRESHOLD",
     "PARETO_K_BLOCK_BYTES",
@@ -49,6 +50,13 @@ __all__ = [
 PARETO_K_THRESHOLD = 0.7
 #: what the estimate of a point above the threshold is, as the report and the CLI say it
 ABOVE_PARETO_K_THRESHOLD = "a lower bound that more samples, a better guide or AIS would raise"
+#: what importance sampling's log p(x) is where the guide's support is narrower than the
+#: prior's (after "log p(x) is"): one wording for the warning, the command and the report
+NARROWER_GUIDE_SUPPORT = (
+    "log of the part of p(x) on the guide's support, a lower bound that no number of "
+    "particles raises and that its errors and k̂ do not show; AIS, which starts such a run "
+    "from the prior, estimates all of p(x)"
+)
 #: ArviZ fits the generalized Pareto distribution to the largest ⌈min(K/5, 3√K)⌉
 #: weights and needs more than 4 of them, so K ≥ 21.
 MIN_PARTICLES_FOR_PARETO_K = 21
@@ -104,6 +112,10 @@ class LogLikelihoodEstimate(_MeansOverPoints):
         num_particles: K, the weights per point.
         method: how the weights were made: ``"importance-sampling"`` or ``"ais"``.
         pareto_k_reason: why some k̂ are NaN, or ``None`` when every point has one.
+        narrower_guide_sites: the latent sites where the guide's support is narrower than
+            the prior's (importance sampling only): there the estimate is log of the part
+            of p(x) on the guide's support, a lower bound that no K raises and that the
+            errors and k̂ do not show (:data:`NARROWER_GUIDE_SUPPORT`).
     """
 
     log_likelihood: Tensor
@@ -113,6 +125,7 @@ class LogLikelihoodEstimate(_MeansOverPoints):
     num_particles: int
     method: str = "importance-sampling"
     pareto_k_reason: str | None = field(default=None)
+    narrower_guide_sites: tuple[str, ...] = ()
 
     @property
     def num_points(self) -> int:
@@ -145,6 +158,7 @@ class LogLikelihoodEstimate(_MeansOverPoints):
             num_particles=self.num_particles,
             method=self.method,
             pareto_k_reason=self.pareto_k_reason,
+            narrower_guide_sites=self.narrower_guide_sites,
         )
 
 
@@ -344,6 +358,9 @@ def concatenate_estimates(parts: Sequence[LogLikelihoodEstimate]) -> LogLikeliho
         num_particles=parts[0].num_particles,
         method=parts[0].method,
         pareto_k_reason="; ".join(reasons) or None,
+        narrower_guide_sites=tuple(
+            dict.fromkeys(name for part in parts for name in part.narrower_guide_sites)
+        ),
     )
 
 

@@ -33,7 +33,9 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,14 +47,16 @@ from vi_vae._validation import check_positive_int
 from vi_vae.bounds import iwae_groups
 from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
-from vi_vae.errors import InputError
+from vi_vae.errors import GuideSupportWarning, InputError
 from vi_vae.evaluation.estimates import (
+    NARROWER_GUIDE_SUPPORT,
     Bound,
     LogLikelihoodEstimate,
     LogWeightSummary,
     concatenate_bounds,
     concatenate_estimates,
 )
+from vi_vae.evaluation.latent_sites import narrower_guide_sites
 from vi_vae.evaluation.passes import (
     DEFAULT_CHUNK_SIZE,
     auto_chunk_size,
@@ -237,19 +241,23 @@ def bounds(
     )
     if not settings.bound_particles:
         raise InputError("bound_particles must list at least one k, e.g. [1, 5, 50]")
-    _, table = importance_sampling(
-        model,
-        guide,
-        x,
-        settings=settings,
-        data_plate=data_plate,
-        compute_pareto_k=False,
-        seed=seed,
-        execution=execution,
-        chunk_size=chunk_size,
-        compile=compile,
-        **kwargs,
-    )
+    with warnings.catch_warnings():
+        # a bound is a lower bound whatever the guide's support; the log p(x) it is not
+        # is not returned here, so its warning would be about nothing the caller sees
+        warnings.simplefilter("ignore", GuideSupportWarning)
+        _, table = importance_sampling(
+            model,
+            guide,
+            x,
+            settings=settings,
+            data_plate=data_plate,
+            compute_pareto_k=False,
+            seed=seed,
+            execution=execution,
+            chunk_size=chunk_size,
+            compile=compile,
+            **kwargs,
+        )
     return table
 
 
@@ -326,13 +334,31 @@ def importance_sampling(
 
     # Under torch.distributed each rank evaluates a contiguous shard; with a seed the
     # shards start at key blocks, so every per-point number is that of one process.
-    return map_shards(
+    estimate, table = map_shards(
         evaluate,
         x.shape[0],
         combine=_combine,
         block=key_block_size(num_particles) if seed is not None else 1,
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
+    # after the passes, which have checked the pair against the contract (clearer errors)
+    narrower = _narrower_guide_sites(model, guide, x, kwargs)
+    return dataclasses.replace(estimate, narrower_guide_sites=narrower), table
+
+
+def _narrower_guide_sites(
+    model: Callable, guide: Callable, x: Tensor, kwargs: dict[str, Any]
+) -> tuple[str, ...]:
+    """The latent sites where the guide cannot propose all of the prior's support; warns."""
+    narrower = tuple(narrower_guide_sites(model, guide, x, kwargs))
+    if narrower:
+        warnings.warn(
+            f"the guide's support at latent site(s) {list(narrower)} is narrower than the "
+            f"prior's: importance sampling's log p(x) is {NARROWER_GUIDE_SUPPORT}",
+            GuideSupportWarning,
+            stacklevel=4,
+        )
+    return narrower
 
 
 def _table_particles(settings: ImportanceSettings) -> tuple[int, ...]:
