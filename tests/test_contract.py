@@ -778,3 +778,80 @@ def test_obs_mask_is_refused_naming_the_mask_that_gives_log_p_of_the_observed_en
     exact = torch.where(mask, marginal.log_prob(x), 0.0).double()
     # the exact posterior as guide: every weight is p(x_obs), up to float32 rounding
     torch.testing.assert_close(estimate.log_likelihood, exact, atol=1e-5, rtol=0)
+
+
+def _wider_guide_pair():
+    # z ~ Exponential(1) ≥ 0, x ~ N(z, 1); the guide is a normal on the whole line
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Exponential(torch.ones(1)).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(0.5 * x, 1.0).to_event(1))
+
+    return model, guide
+
+
+@pytest.mark.parametrize(
+    "entry", ["log_marginal_likelihood", "annealed_importance_sampling", "fit"]
+)
+def test_a_guide_wider_than_the_prior_is_refused_where_its_draws_would_be_scored_wrongly(entry):
+    # with Pyro's validation off, torch scores z < 0 under the exponential as a finite
+    # density (log 1 - z): log p(x) came out 1 nat above the exact value, silently
+    from vi_vae import annealed_importance_sampling, fit
+
+    model, guide = _wider_guide_pair()
+    x = torch.rand(5, 1, generator=torch.Generator().manual_seed(0)) * 2
+    calls = {
+        "log_marginal_likelihood": lambda: log_marginal_likelihood(model, guide, x, 10, seed=0),
+        "annealed_importance_sampling": lambda: annealed_importance_sampling(
+            model, guide, x, num_steps=2, num_chains=2, seed=0
+        ),
+        "fit": lambda: fit(model, guide, x, epochs=1, batch_size=5),
+    }
+    with pyro.validation_enabled(False):
+        with pytest.raises(InputError, match=r"wider than the prior's at latent site\(s\) 'z'"):
+            calls[entry]()
+
+
+def test_a_point_mass_guide_in_the_prior_s_support_is_accepted():
+    # AutoDelta declares its event's support (the real line) but proposes one value, which
+    # it keeps in the prior's support (it optimizes an unconstrained value mapped into it)
+    from pyro.infer.autoguide import AutoDelta
+
+    from vi_vae import fit
+
+    model, _ = _wider_guide_pair()
+    x = torch.rand(8, 1, generator=torch.Generator().manual_seed(0))
+    pyro.clear_param_store()
+    result = fit(model, AutoDelta(model), x, epochs=1, batch_size=8)
+    assert len(result.history) == 1
+
+
+def test_a_transformed_guide_is_judged_by_its_draws_not_its_declared_support():
+    # torch declares a TransformedDistribution's support as its last transform's codomain:
+    # a flow onto the positive line (biject_to ends in an affine map) declares the real
+    # line, and is accepted; an affine map of a normal far below 0 is refused by its draws
+    from torch.distributions import biject_to, constraints
+    from torch.distributions.transforms import AffineTransform
+
+    model, _ = _wider_guide_pair()
+    x = torch.rand(5, 1, generator=torch.Generator().manual_seed(0)) * 2
+
+    def guide_of(transform, loc):
+        def guide(x):
+            with pyro.plate("data", x.shape[0]):
+                base = dist.Normal(torch.full_like(x, loc), 1.0)
+                pyro.sample("z", dist.TransformedDistribution(base, [transform]).to_event(1))
+
+        return guide
+
+    onto_support = guide_of(biject_to(constraints.nonnegative), 0.0)
+    estimate = log_marginal_likelihood(model, onto_support, x, 10, seed=0)
+    assert estimate.num_points == 5 and estimate.log_likelihood.isfinite().all()
+    below = guide_of(AffineTransform(0.0, 1.0), -5.0)  # P(a draw ≥ 0) = 3e-7 per point
+    with pyro.validation_enabled(False):
+        with pytest.raises(InputError, match=r"wider than the prior's at latent site\(s\) 'z'"):
+            log_marginal_likelihood(model, below, x, 10, seed=0)

@@ -10,7 +10,8 @@ with the error each breach gets, is ``docs/howto/custom-model.md``):
    The evaluators split ``x`` by rows into passes, so they refuse a plate that
    subsamples.
 3. **Model and guide sample the same latent sites, with the same shapes**: a log
-   weight is log p(x, z) − log q(z|x) over the same z.
+   weight is log p(x, z) − log q(z|x) over the same z; the guide's support is not
+   wider than the prior's (:func:`check_guide_support`).
 4. **Particles are a leading batch dimension**: all K particles of every point are
    drawn in one vectorized pass, inside ``pyro.plate(PARTICLE_PLATE, K)`` to the left
    of the pair's plates, even at K = 1.
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pyro.distributions as dist
 import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
@@ -52,13 +54,14 @@ from vi_vae._pair_trial import (
     run_without_particles,
 )
 from vi_vae.errors import InputError
-from vi_vae.support import check_observed_support
+from vi_vae.support import check_observed_support, support_bounds
 
 __all__ = [
     "EVALUATOR_SUBSAMPLING",
     "PARTICLE_HINT",
     "PairLayout",
     "biased_under_subsampling",
+    "check_guide_support",
     "check_latent_sites",
     "check_evaluated_pair",
     "check_pair",
@@ -139,6 +142,7 @@ def check_pair(
         check_observed_support(model_trace)
     if match_latents:
         check_latent_sites(model_trace, guide_trace)
+        check_guide_support(model_trace, guide_trace)
     plate_nesting = _plate_nesting(model_trace, guide_trace)
     _check_shapes(model_trace, guide_trace, plate_nesting)
     batch_size, plate_size = _data_plate_size(model_trace, guide_trace, data_plate, x)
@@ -278,6 +282,53 @@ def _obs_mask_hint(missing: list[str], model_trace: Trace) -> str:
         "them out of log p(x), observe all of x under pyro.poutine.mask(mask=...) instead of "
         "obs_mask (the masked entries then add nothing, and the guide needs no site for them)"
     )
+
+
+def check_guide_support(model_trace: Trace, guide_trace: Trace) -> None:
+    """Refuse a guide that proposes latent values where the prior has no density.
+
+    Torch's ``log_prob`` outside a distribution's support is not −∞ (an exponential's
+    at −1 is finite) unless Pyro's validation is on, when it raises: such draws would
+    enter the weights and the ELBO as if the prior gave them that density. The guide's
+    declared support is compared with the prior's; where it cannot be trusted
+    (:func:`_declares_its_support`), the trial's draws are checked against the prior's.
+    """
+    wider = {}
+    model_latents = _latents(model_trace)
+    for name in _latents(guide_trace):
+        if name not in model_latents:
+            continue
+        site, prior = guide_trace.nodes[name], model_trace.nodes[name]
+        if not _declares_its_support(site["fn"]):  # then its trial draws say where it is
+            outside = not bool(prior["fn"].support.check(site["value"]).all())
+        else:
+            guide_lower, guide_upper = support_bounds(site["fn"].support)
+            prior_lower, prior_upper = support_bounds(prior["fn"].support)
+            outside = bool((guide_lower < prior_lower).any() or (guide_upper > prior_upper).any())
+        if outside:
+            wider[name] = (site["fn"].support, prior["fn"].support)
+    if wider:
+        described = "; ".join(f"{name!r}: {q} against {p}" for name, (q, p) in wider.items())
+        raise InputError(
+            f"the guide's support is wider than the prior's at latent site(s) {described}: "
+            "the guide would propose values where the prior has no density, whose log_prob "
+            "torch does not make -inf; sample each from a distribution on the prior's "
+            "support (e.g. dist.TransformedDistribution(base, biject_to(prior.support)), a "
+            "LogNormal for a positive prior)"
+        )
+
+
+def _declares_its_support(distribution: Any) -> bool:
+    """Whether ``distribution.support`` is where its draws can fall, not a larger set.
+
+    Not for a ``Delta`` (``AutoDelta``'s declares its event's whole space and proposes one
+    value) nor a ``TransformedDistribution``, whose declared support is its last
+    transform's codomain (``biject_to(positive)`` ends in an affine map onto the real
+    line): for those the trial's draws are checked instead.
+    """
+    while isinstance(distribution, (dist.Independent, dist.MaskedDistribution)):
+        distribution = distribution.base_dist
+    return not isinstance(distribution, (dist.Delta, torch.distributions.TransformedDistribution))
 
 
 def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:

@@ -3,11 +3,14 @@
 A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless number
 instead of failing (its log density is a cross-entropy for any value), so the
 evaluators and :func:`vi_vae.fit` check the data against every observed site's
-support before drawing, and name the site.
+support before drawing, and name the site. The same holds for a latent value outside
+its prior's support, which is why :func:`support_bounds` lets the contract compare a
+guide's support with the prior's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +22,7 @@ from torch.distributions import constraints
 
 from vi_vae.errors import BINARIZE_HINT, InputError
 
-__all__ = ["check_data_support", "check_observed_support", "check_points"]
+__all__ = ["check_data_support", "check_observed_support", "check_points", "support_bounds"]
 
 
 def check_points(x: Any, name: str = "x") -> Tensor:
@@ -78,6 +81,15 @@ def check_observed_support(model_trace: Trace) -> None:
                 f"the data observed at site {name!r} lie outside the support of its "
                 f"distribution ({_SUPPORT_NAMES.get(support, str(support))}); {hint}"
             )
+
+
+def support_bounds(support: Any) -> tuple[Tensor, Tensor]:
+    """(lower, upper) bounds of a constraint as float64 tensors, ±inf where it has none."""
+    while hasattr(support, "base_constraint"):
+        support = support.base_constraint
+    lower = getattr(support, "lower_bound", -math.inf)
+    upper = getattr(support, "upper_bound", math.inf)
+    return torch.as_tensor(lower).detach().double(), torch.as_tensor(upper).detach().double()
 
 
 def _base_constraint(support: constraints.Constraint) -> constraints.Constraint:

@@ -10,7 +10,6 @@ support, so that AIS starts from the prior there
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from vi_vae.keys import seeded
+from vi_vae.support import support_bounds
 
 __all__ = ["Constrain", "Fix", "LatentSite", "latent_sites", "narrower_guide_sites"]
 
@@ -93,15 +93,6 @@ def latent_sites(trace: Trace) -> dict[str, dict]:
     }
 
 
-def _bounds(support: Any) -> tuple[Tensor, Tensor]:
-    """(lower, upper) bounds of a constraint, ±inf where it has none."""
-    while hasattr(support, "base_constraint"):
-        support = support.base_constraint
-    lower = getattr(support, "lower_bound", -math.inf)
-    upper = getattr(support, "upper_bound", math.inf)
-    return torch.as_tensor(lower).detach().double(), torch.as_tensor(upper).detach().double()
-
-
 def narrower_guide_sites(
     model: Callable, guide: Callable, x: Tensor, kwargs: dict[str, Any]
 ) -> list[str]:
@@ -122,8 +113,8 @@ def narrower_guide_sites(
     for name, site in latents.items():
         if name not in model_trace.nodes:
             continue
-        guide_lower, guide_upper = _bounds(site["fn"].support)
-        prior_lower, prior_upper = _bounds(model_trace.nodes[name]["fn"].support)
+        guide_lower, guide_upper = support_bounds(site["fn"].support)
+        prior_lower, prior_upper = support_bounds(model_trace.nodes[name]["fn"].support)
         if bool((guide_lower > prior_lower).any() or (guide_upper < prior_upper).any()):
             narrower.append(name)
     return narrower
