@@ -222,8 +222,7 @@ def annealed_importance_sampling(
         x: data, ``[N, ...]``, in the support of the model's observed sites.
         settings: the :class:`AISSettings` (default ``AISSettings()``).
         seed: seed of every draw (the global RNG is untouched); ``None``: from torch's.
-        on_step: ``on_step(0, total)`` as the run starts, then ``on_step(done, total)`` after
-            every annealing step of every chunk.
+        on_step: ``on_step(done, total)`` from ``done = 0``, after each step of each chunk.
         data_plate: name of the data plate.
         execution: device, compiled passes and pass size
             (:class:`~vi_vae.execution.ExecutionOptions`). ``chunk_size`` counts (chain,
@@ -264,8 +263,7 @@ def annealed_importance_sampling(
         # randomness is keyed by the point's index in x, so a shard's numbers are the
         # ones it would get in one process
         chunks = settings.chunks(shard.stop - shard.start, execution.pairs_per_pass(), shard.start)
-        progress = Progress(on_step, settings.num_steps * len(chunks))
-        progress.start()
+        progress = Progress(on_step, settings.num_steps * len(chunks)).start()
         return [anneal_rows(rows, progress) for rows in chunks]
 
     parts = map_shards(

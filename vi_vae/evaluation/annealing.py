@@ -332,10 +332,11 @@ class Progress:
     def __init__(self, on_step: Callable[[int, int], None] | None, total: int) -> None:
         self.on_step, self.total, self.done = on_step, total, 0
 
-    def start(self) -> None:
+    def start(self) -> Progress:
         """The phase starts: ``(0, total)``, so that a display's clock starts with the work."""
         if self.on_step is not None:
             self.on_step(0, self.total)
+        return self
 
     def __call__(self) -> None:
         """One more step done."""

@@ -215,8 +215,7 @@ def bdmc(
         settings: the :class:`~vi_vae.evaluation.annealing.AISSettings` of both
             directions (a guide narrower than the prior: both start from the prior).
         seed: seed of every draw (simulation included); ``None`` takes one from torch.
-        on_step: ``on_step(0, total)`` as the run starts, then ``on_step(done, total)`` after
-            every annealing step, forward and reverse.
+        on_step: ``on_step(done, total)`` from ``done = 0``, after each step both ways.
         data_plate: name of the data plate.
         execution: device, compiled passes and pass size of both directions, as in
             :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`.
@@ -245,8 +244,7 @@ def bdmc(
     )
     settings = reachable_start(model, guide, simulated_x, settings, kwargs)
     chunks = settings.chunks(x.shape[0], execution.pairs_per_pass())
-    progress = Progress(on_step, 2 * settings.num_steps * len(chunks))
-    progress.start()
+    progress = Progress(on_step, 2 * settings.num_steps * len(chunks)).start()
     common = dict(plate_nesting=plate_nesting, data_plate=data_plate, compile=execution.compile)
     forward, reverse = [], []
     for rows in chunks:

@@ -282,11 +282,10 @@ def importance_sampling(
 
     Half the cost of calling both; the two results share their draws (and so
     are correlated, which matters only when comparing them with each other).
-    ``on_points(done, total)`` is called with ``done = 0`` first, then after each pass
-    of points (progress; in a sharded run, of this rank's points). ``num_particles`` and
-    ``bound_particles`` are shortcuts for the fields of ``settings`` (an
-    :class:`ImportanceSettings`, default: the defaults; ``bound_particles=()`` makes no
-    table); ``execution``, ``chunk_size`` and ``compile`` as in :func:`log_marginal_likelihood`.
+    ``on_points(done, total)`` from ``done = 0``, after each pass (in a sharded run, of
+    this rank's points). ``num_particles``, ``bound_particles``: shortcuts for the fields
+    of ``settings`` (an :class:`ImportanceSettings`, default: the defaults; ``()``: no
+    table); ``execution``, ``chunk_size``, ``compile`` as in :func:`log_marginal_likelihood`.
     """
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     settings = ImportanceSettings.build(
@@ -341,15 +340,17 @@ def importance_sampling(
         block=key_block_size(num_particles) if seed is not None else 1,
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
-    # after the passes, which have checked the pair against the contract (clearer errors)
-    narrower = _narrower_guide_sites(model, guide, x, kwargs)
-    return dataclasses.replace(estimate, narrower_guide_sites=narrower), table
+    return _with_guide_support(estimate, model, guide, x, kwargs), table
 
 
-def _narrower_guide_sites(
-    model: Callable, guide: Callable, x: Tensor, kwargs: dict[str, Any]
-) -> tuple[str, ...]:
-    """The latent sites where the guide cannot propose all of the prior's support; warns."""
+def _with_guide_support(
+    estimate: LogLikelihoodEstimate, model: Callable, guide: Callable, x: Tensor, kwargs: dict
+) -> LogLikelihoodEstimate:
+    """``estimate`` with the sites where the guide misses part of the prior's support.
+
+    Warns when there are some. Called after the passes, whose contract check gives a
+    clearer error for a pair that breaks it.
+    """
     narrower = tuple(narrower_guide_sites(model, guide, x, kwargs))
     if narrower:
         warnings.warn(
@@ -358,7 +359,7 @@ def _narrower_guide_sites(
             GuideSupportWarning,
             stacklevel=4,
         )
-    return narrower
+    return dataclasses.replace(estimate, narrower_guide_sites=narrower)
 
 
 def _table_particles(settings: ImportanceSettings) -> tuple[int, ...]:
