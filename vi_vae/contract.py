@@ -300,7 +300,7 @@ def check_guide_support(model_trace: Trace, guide_trace: Trace) -> None:
             continue
         site, prior = guide_trace.nodes[name], model_trace.nodes[name]
         if not _declares_its_support(site["fn"]):  # then its trial draws say where it is
-            outside = not bool(prior["fn"].support.check(site["value"]).all())
+            outside = _outside(prior["fn"].support, site["value"])
         else:
             guide_lower, guide_upper = support_bounds(site["fn"].support)
             prior_lower, prior_upper = support_bounds(prior["fn"].support)
@@ -316,6 +316,14 @@ def check_guide_support(model_trace: Trace, guide_trace: Trace) -> None:
             "support (e.g. dist.TransformedDistribution(base, biject_to(prior.support)), a "
             "LogNormal for a positive prior)"
         )
+
+
+def _outside(support: Any, value: Tensor) -> bool:
+    """Whether some of ``value`` lies outside ``support`` (no for a support that cannot say)."""
+    try:
+        return not bool(support.check(value).all())
+    except (NotImplementedError, ValueError):  # constraints.dependent: nothing to check against
+        return False
 
 
 def _declares_its_support(distribution: Any) -> bool:
