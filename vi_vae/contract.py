@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import pyro.distributions as dist
 import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
@@ -54,7 +53,7 @@ from vi_vae._pair_trial import (
     run_without_particles,
 )
 from vi_vae.errors import InputError
-from vi_vae.support import check_observed_support, support_bounds
+from vi_vae.support import check_observed_support, proposes_outside
 
 __all__ = [
     "EVALUATOR_SUBSAMPLING",
@@ -289,24 +288,20 @@ def check_guide_support(model_trace: Trace, guide_trace: Trace) -> None:
 
     Torch's ``log_prob`` outside a distribution's support is not −∞ (an exponential's
     at −1 is finite) unless Pyro's validation is on, when it raises: such draws would
-    enter the weights and the ELBO as if the prior gave them that density. The guide's
-    declared support is compared with the prior's; where it cannot be trusted
-    (:func:`_declares_its_support`), the trial's draws are checked against the prior's.
+    enter the weights and the ELBO as if the prior gave them that density
+    (:func:`~vi_vae.support.proposes_outside` says where the guide can draw).
     """
-    wider = {}
     model_latents = _latents(model_trace)
-    for name in _latents(guide_trace):
-        if name not in model_latents:
-            continue
-        site, prior = guide_trace.nodes[name], model_trace.nodes[name]
-        if not _declares_its_support(site["fn"]):  # then its trial draws say where it is
-            outside = _outside(prior["fn"].support, site["value"])
-        else:
-            guide_lower, guide_upper = support_bounds(site["fn"].support)
-            prior_lower, prior_upper = support_bounds(prior["fn"].support)
-            outside = bool((guide_lower < prior_lower).any() or (guide_upper > prior_upper).any())
-        if outside:
-            wider[name] = (site["fn"].support, prior["fn"].support)
+    wider = {
+        name: (guide_trace.nodes[name]["fn"].support, model_trace.nodes[name]["fn"].support)
+        for name in _latents(guide_trace)
+        if name in model_latents
+        and proposes_outside(
+            guide_trace.nodes[name]["fn"],
+            guide_trace.nodes[name]["value"],
+            model_trace.nodes[name]["fn"],
+        )
+    }
     if wider:
         described = "; ".join(f"{name!r}: {q} against {p}" for name, (q, p) in wider.items())
         raise InputError(
@@ -316,27 +311,6 @@ def check_guide_support(model_trace: Trace, guide_trace: Trace) -> None:
             "support (e.g. dist.TransformedDistribution(base, biject_to(prior.support)), a "
             "LogNormal for a positive prior)"
         )
-
-
-def _outside(support: Any, value: Tensor) -> bool:
-    """Whether some of ``value`` lies outside ``support`` (no for a support that cannot say)."""
-    try:
-        return not bool(support.check(value).all())
-    except (NotImplementedError, ValueError):  # constraints.dependent: nothing to check against
-        return False
-
-
-def _declares_its_support(distribution: Any) -> bool:
-    """Whether ``distribution.support`` is where its draws can fall, not a larger set.
-
-    Not for a ``Delta`` (``AutoDelta``'s declares its event's whole space and proposes one
-    value) nor a ``TransformedDistribution``, whose declared support is its last
-    transform's codomain (``biject_to(positive)`` ends in an affine map onto the real
-    line): for those the trial's draws are checked instead.
-    """
-    while isinstance(distribution, (dist.Independent, dist.MaskedDistribution)):
-        distribution = distribution.base_dist
-    return not isinstance(distribution, (dist.Delta, torch.distributions.TransformedDistribution))
 
 
 def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:

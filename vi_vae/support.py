@@ -4,8 +4,9 @@ A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless number
 instead of failing (its log density is a cross-entropy for any value), so the
 evaluators and :func:`vi_vae.fit` check the data against every observed site's
 support before drawing, and name the site. The same holds for a latent value outside
-its prior's support, which is why :func:`support_bounds` lets the contract compare a
-guide's support with the prior's.
+its prior's support: :func:`support_reach` compares a guide's support with the prior's
+(the contract refuses a wider one, importance sampling flags a narrower one), and
+:func:`proposes_outside` says whether a guide can draw where the prior has no density.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
@@ -22,7 +24,13 @@ from torch.distributions import constraints
 
 from vi_vae.errors import BINARIZE_HINT, InputError
 
-__all__ = ["check_data_support", "check_observed_support", "check_points", "support_bounds"]
+__all__ = [
+    "check_data_support",
+    "check_observed_support",
+    "check_points",
+    "proposes_outside",
+    "support_reach",
+]
 
 
 def check_points(x: Any, name: str = "x") -> Tensor:
@@ -83,7 +91,41 @@ def check_observed_support(model_trace: Trace) -> None:
             )
 
 
-def support_bounds(support: Any) -> tuple[Tensor, Tensor]:
+def support_reach(guide: Any, prior: Any) -> tuple[bool, bool]:
+    """``(narrower, wider)``: the support ``guide`` against ``prior``, by their bounds.
+
+    Narrower where a lower bound lies above the prior's or an upper bound below it
+    (somewhere, for bounds that vary by point); wider where one lies beyond it. Both
+    can hold (a shifted interval); supports without bounds (simplex) are neither.
+    """
+    guide_lower, guide_upper = _bounds(guide)
+    prior_lower, prior_upper = _bounds(prior)
+    narrower = bool((guide_lower > prior_lower).any() or (guide_upper < prior_upper).any())
+    wider = bool((guide_lower < prior_lower).any() or (guide_upper > prior_upper).any())
+    return narrower, wider
+
+
+def proposes_outside(guide: Any, value: Tensor, prior: Any) -> bool:
+    """Whether the distribution ``guide``, which drew ``value``, draws outside ``prior``'s support.
+
+    By the declared supports (:func:`support_reach`), or by ``value`` where the guide's
+    declared support is not where its draws fall: a ``Delta`` (``AutoDelta``'s declares
+    its event's whole space and proposes one value) or a ``TransformedDistribution``
+    (it declares its last transform's codomain: ``biject_to(positive)`` ends in an
+    affine map onto the real line).
+    """
+    base = guide
+    while isinstance(base, (dist.Independent, dist.MaskedDistribution)):
+        base = base.base_dist
+    if not isinstance(base, (dist.Delta, torch.distributions.TransformedDistribution)):
+        return support_reach(guide.support, prior.support)[1]
+    try:
+        return not bool(prior.support.check(value).all())
+    except (NotImplementedError, ValueError):  # constraints.dependent: nothing to check against
+        return False
+
+
+def _bounds(support: Any) -> tuple[Tensor, Tensor]:
     """(lower, upper) bounds of a constraint as float64 tensors, ±inf where it has none."""
     while hasattr(support, "base_constraint"):
         support = support.base_constraint

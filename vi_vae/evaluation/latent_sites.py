@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from vi_vae.keys import seeded
-from vi_vae.support import support_bounds
+from vi_vae.support import support_reach
 
 __all__ = ["Constrain", "Fix", "LatentSite", "latent_sites", "narrower_guide_sites"]
 
@@ -109,12 +109,9 @@ def narrower_guide_sites(
         latents = latent_sites(guide_trace)
         values = {name: site["value"] for name, site in latents.items()}
         model_trace = poutine.trace(Fix(values)(model)).get_trace(x, **kwargs)
-    narrower = []
-    for name, site in latents.items():
-        if name not in model_trace.nodes:
-            continue
-        guide_lower, guide_upper = support_bounds(site["fn"].support)
-        prior_lower, prior_upper = support_bounds(model_trace.nodes[name]["fn"].support)
-        if bool((guide_lower > prior_lower).any() or (guide_upper < prior_upper).any()):
-            narrower.append(name)
-    return narrower
+    return [
+        name
+        for name, site in latents.items()
+        if name in model_trace.nodes
+        and support_reach(site["fn"].support, model_trace.nodes[name]["fn"].support)[0]
+    ]
