@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional
 
 from vi_vae import VAE, log_marginal_likelihood
-from vi_vae.contract import PairLayout, check_evaluated_pair, per_point_keywords, rows_of
+from vi_vae.contract import PairLayout, per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.estimators import (
     CIWAE,
@@ -35,6 +35,7 @@ from vi_vae.estimators import (
     RenyiVR,
     parse_estimator,
 )
+from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.evaluation import bounds
 
 FEATURES, LATENT, HIDDEN, CLASSES = 6, 2, 8, 3

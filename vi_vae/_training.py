@@ -127,6 +127,7 @@ def validation_elbo(
                 num_particles,
                 data_plate=data_plate,
                 seed=seed,
+                fixed_density=False,
                 **(kwargs or {}),
             )
         ]

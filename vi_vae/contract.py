@@ -24,6 +24,10 @@ with the error each breach gets, is ``docs/howto/custom-model.md``):
 7. **The guide's parameters** are those its distributions depend on (found by
    autograd at the first call), wherever ``pyro.param``/``pyro.module`` registered
    them: in the guide, in the model or in both.
+8. **For an evaluator, log p(x_n, z) is a fixed function of the point's row and its z**:
+   not random beyond the sample sites (dropout in training mode), not a function of
+   the other rows (BatchNorm in training mode); AIS also needs log q(z|x) fixed
+   (:func:`vi_vae.evaluated_pair.check_evaluated_pair`).
 
 :func:`check_pair` runs the pair once, without the particle dimension, and checks
 clauses 1-3, 6 and 7 there, turning a failure inside the pair (a wrong dtype or width
@@ -48,7 +52,6 @@ from torch import Tensor
 from vi_vae._pair_trial import (
     PARTICLE_HINT,
     ROWS_RULE,
-    first_line,
     particle_dimension_error,
     run_without_particles,
 )
@@ -62,7 +65,6 @@ __all__ = [
     "biased_under_subsampling",
     "check_guide_support",
     "check_latent_sites",
-    "check_evaluated_pair",
     "check_pair",
     "outside_data_plate",
     "particle_dimension_error",
@@ -153,52 +155,6 @@ def check_pair(
     _check_observed_shapes(model_trace)
     guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
     return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
-
-
-def check_evaluated_pair(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    kwargs: dict[str, Any],
-    data_plate: str,
-    match_latents: bool = True,
-) -> PairLayout:
-    """The evaluators' check (importance sampling, AIS, the inference gaps).
-
-    :func:`check_pair` with every row of ``x`` in the data plate (the evaluators split
-    ``x`` by rows themselves) and ``x`` in the support of every observed site; then
-    the pair once on the first row alone, as the evaluators' passes and shards call it
-    on a part of the rows (clause 1).
-    """
-    layout = check_pair(
-        model,
-        guide,
-        (x,),
-        kwargs,
-        data_plate=data_plate,
-        subsampling_refusal=EVALUATOR_SUBSAMPLING,
-        support=True,
-        match_latents=match_latents,
-    )
-    if x.shape[0] > 1:
-        row, row_kwargs = rows_of(x, kwargs, slice(0, 1))
-        try:
-            run_without_particles(model, guide, (row,), row_kwargs, row, data_plate, True, False)
-        except Exception as error:
-            # the pair's own error, not the explanation for a pair that fails on all of x
-            cause = error.__cause__ if isinstance(error, InputError) and error.__cause__ else error
-            raise InputError(
-                f"the model/guide run on all {x.shape[0]} rows of x but fail on its first row "
-                f"alone ({type(cause).__name__}: {first_line(cause)}); the evaluators call "
-                "them on parts of the rows (passes of chunk_size pairs, shards), so nothing "
-                "in them may be sized by the whole data set, such as a pyro.param with one "
-                "row per data point (a guide that is not amortized) or a mask of fixed "
-                "length: compute such values from x, or pass them as keyword arguments whose "
-                "first dimension is x.shape[0], which are split by rows with x (a network "
-                "that needs several rows, such as BatchNorm in training mode, must be put "
-                "in eval mode)"
-            ) from error
-    return layout
 
 
 def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:

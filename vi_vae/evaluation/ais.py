@@ -54,9 +54,10 @@ import torch
 from torch import Tensor
 
 from vi_vae.bounds import log_mean_exp
-from vi_vae.contract import check_evaluated_pair, rows_of
+from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
+from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.evaluation.annealing import (
     AISSettings,
     Annealing,
@@ -83,6 +84,7 @@ __all__ = [
     "AISEstimate",
     "annealed_importance_sampling",
     "annealed_standard_error",
+    "checked_start",
     "reachable_start",
     "run_options",
     "split_keywords",
@@ -247,8 +249,7 @@ def annealed_importance_sampling(
         guide, settings, execution, {"chunk_size": chunk_size, "compile": compile}, kwargs
     )
     x, kwargs = execution.place(check_points(x), kwargs)
-    check_evaluated_pair(model, guide or _no_guide, x, kwargs, data_plate, guide is not None)
-    settings = reachable_start(model, guide, x, settings, kwargs)
+    settings = checked_start(model, guide, x, settings, kwargs, data_plate)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
         plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
@@ -312,6 +313,26 @@ def run_options(
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     return settings, execution, kwargs
+
+
+def checked_start(
+    model: Callable,
+    guide: Callable | None,
+    x: Tensor,
+    settings: AISSettings,
+    kwargs: dict,
+    data_plate: str,
+) -> AISSettings:
+    """The pair checked for AIS (the contract, clause 8), and :func:`reachable_start`'s settings.
+
+    Started from the guide, its log density is part of the annealed target, so it must
+    be a fixed function of (x, z) too.
+    """
+    from_guide = guide is not None and settings.initial == "guide"
+    check_evaluated_pair(
+        model, guide or _no_guide, x, kwargs, data_plate, guide is not None, from_guide
+    )
+    return reachable_start(model, guide, x, settings, kwargs)
 
 
 def reachable_start(

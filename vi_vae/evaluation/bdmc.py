@@ -51,7 +51,7 @@ from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.ais import (
     AISEstimate,
-    reachable_start,
+    checked_start,
     run_options,
     summarize_annealing,
 )
@@ -242,7 +242,7 @@ def bdmc(
     simulated_x, simulated_z = simulate(
         model, x, seed=seed, plate_nesting=plate_nesting, data_plate=data_plate, **kwargs
     )
-    settings = reachable_start(model, guide, simulated_x, settings, kwargs)
+    settings = checked_start(model, guide, simulated_x, settings, kwargs, data_plate)
     chunks = settings.chunks(x.shape[0], execution.pairs_per_pass())
     progress = Progress(on_step, 2 * settings.num_steps * len(chunks)).start()
     common = dict(plate_nesting=plate_nesting, data_plate=data_plate, compile=execution.compile)

@@ -55,8 +55,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae.contract import check_evaluated_pair, rows_of
+from vi_vae.contract import rows_of
 from vi_vae.errors import LocalOptimizationWarning
+from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, split_keywords
 from vi_vae.evaluation.annealing import AISSettings, Progress, phase_callback
 from vi_vae.evaluation.convergence import (

@@ -23,8 +23,9 @@ from torch import Tensor
 
 from vi_vae._validation import check_positive_int
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import check_evaluated_pair, per_point_keywords, rows_of
+from vi_vae.contract import per_point_keywords, rows_of
 from vi_vae.errors import InputError
+from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import KEYED_PAIRS, RandomKey, forked, key_block_size, seeded
 from vi_vae.support import check_points
@@ -142,6 +143,7 @@ def log_weight_chunks(
     seed: int | None = None,
     first_index: int = 0,
     compile: bool = False,
+    fixed_density: bool = True,
     **kwargs: Any,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
@@ -152,8 +154,9 @@ def log_weight_chunks(
     rows with ``x`` (:func:`vi_vae.contract.rows_of`). With ``compile`` each pass shape
     is traced and compiled once (:func:`pass_log_weights`).
     The pair's contract, and the data against the support of every observed site, are
-    checked first (:func:`vi_vae.contract.check_pair`). The log weights stay on the
-    data's device. With
+    checked first (:func:`vi_vae.evaluated_pair.check_evaluated_pair`; ``fixed_density``
+    false leaves out clause 8, for ``fit``'s validation ELBO, which scores the networks
+    in their training mode, dropout included). The log weights stay on the data's device. With
     ``seed`` the draws are keyed by (seed, global point index; ``x[0]`` has index
     ``first_index``), so a point's log weights depend neither on ``chunk_size`` nor on
     the shard it is in (:mod:`vi_vae.keys`), and the global RNG is left alone.
@@ -161,7 +164,7 @@ def log_weight_chunks(
     check_positive_int("num_particles", num_particles)
     ExecutionOptions(compile=compile, chunk_size=chunk_size)
     check_points(x)
-    check_evaluated_pair(model, guide, x, kwargs, data_plate)
+    check_evaluated_pair(model, guide, x, kwargs, data_plate, fixed_density=fixed_density)
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
     fork = forked(x.device)
     probe = fork if seed is not None else contextlib.nullcontext()

@@ -1,0 +1,159 @@
+"""Contract clause 8: an evaluator refuses a model whose log p(x_n, z) is not fixed per point.
+
+Two ways a user's pair gave a wrong log p(x) that nothing flagged:
+
+- a decoder with dropout, left in training mode (torch's default): every call scores the
+  same (x, z) with another dropout mask, and importance sampling estimated the log of an
+  average over masks, well above the model's log p(x) (below: the exact value of the
+  linear Gaussian model);
+- a model that normalizes x by statistics of the batch (or BatchNorm in training mode):
+  a point's number depended on which rows shared its pass, i.e. on ``chunk_size``.
+
+Each evaluator now refuses both, saying what to change; the same networks in eval mode
+(or the statistic computed outside the model) are accepted and give the exact value.
+"""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from linear_gaussian import LinearGaussian
+from torch import nn
+
+from vi_vae import fit, log_marginal_likelihood
+from vi_vae.errors import InputError
+from vi_vae.evaluation import annealed_importance_sampling, bdmc, bounds, inference_gaps
+
+LG = LinearGaussian(latent_dim=2, data_dim=3, noise=0.5, seed=0)
+X = LG.sample(40, seed=1)
+DROPOUT_SAYS = r"model's log density of the same x and z changed between two calls"
+ROWS_SAYS = r"depends on the other rows it is called with"
+SMALL_AIS = dict(num_steps=4, num_chains=2, leapfrog_steps=1, seed=0)
+
+EVALUATORS = {
+    "importance sampling": lambda model, guide, x: log_marginal_likelihood(
+        model, guide, x, num_particles=20, seed=0
+    ),
+    "bounds": lambda model, guide, x: bounds(
+        model, guide, x, num_particles=20, bound_particles=(1,), seed=0
+    ),
+    "AIS from the guide": lambda model, guide, x: annealed_importance_sampling(
+        model, guide, x, **SMALL_AIS
+    ),
+    "AIS from the prior": lambda model, guide, x: annealed_importance_sampling(
+        model, None, x, initial="prior", **SMALL_AIS
+    ),
+    "BDMC": lambda model, guide, x: bdmc(model, guide, x[:4], **SMALL_AIS),
+    "inference gaps": lambda model, guide, x: inference_gaps(
+        model, guide, x[:4], num_steps=2, num_particles=4, seed=0
+    ),
+}
+
+
+class DropoutModel:
+    """The linear Gaussian model with dropout on W z: exact in eval mode."""
+
+    def __init__(self):
+        self.dropout = nn.Dropout(0.3)
+
+    def __call__(self, x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LG.latent_dim), 1.0).to_event(1))
+            loc = self.dropout(z @ LG.weight.T) + LG.bias
+            pyro.sample("x", dist.Normal(loc, LG.noise).to_event(1), obs=x)
+
+
+def centred_model(x):
+    """The linear Gaussian model of x − mean(x over the pass) + mean(X): batch-dependent."""
+    x = x - x.mean(0) + X.mean(0)
+    LG.model(x)
+
+
+def dropout_guide(x):
+    """A mean-field guide with dropout on its mean: a random proposal (3x wider than the
+    optimal mean-field scale, so that a dropped mean still covers the posterior)."""
+    mean = nn.functional.dropout(LG.posterior_mean(x), 0.2, training=True)
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(mean, 3 * LG.mean_field_scale).to_event(1))
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_every_evaluator_refuses_a_model_with_dropout_in_training_mode(evaluator):
+    with pytest.raises(InputError, match=DROPOUT_SAYS + r".*module\.eval\(\)"):
+        EVALUATORS[evaluator](DropoutModel(), LG.mean_field_guide, X)
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_every_evaluator_refuses_a_model_that_depends_on_the_other_rows(evaluator):
+    with pytest.raises(InputError, match=ROWS_SAYS + r".*depend on chunk_size"):
+        EVALUATORS[evaluator](centred_model, LG.mean_field_guide, X)
+
+
+def test_the_refused_number_was_wrong_and_the_accepted_one_is_exact():
+    """What the refusals prevent, and that eval mode is the fix.
+
+    With dropout active (the check skipped, as fit's validation does), importance sampling
+    lands far from the exact log p(x), more than 10 of its own SEs; in eval mode it is within
+    4 SEs (K = 2000 from the mean-field guide: the SE is a few 0.001 nats).
+    """
+    from vi_vae.evaluation.passes import log_weight_chunks
+
+    exact = LG.log_marginal(X).mean().item()
+    model = DropoutModel()
+    weights = torch.cat(
+        [
+            w
+            for _, w in log_weight_chunks(
+                model, LG.mean_field_guide, X, 2000, seed=0, fixed_density=False
+            )
+        ],
+        dim=1,
+    )
+    per_point = weights.logsumexp(0) - torch.log(torch.tensor(2000.0, dtype=weights.dtype))
+    wrong = per_point.mean().item()
+    model.dropout.eval()
+    estimate = log_marginal_likelihood(model, LG.mean_field_guide, X, num_particles=2000, seed=0)
+    se = estimate.mean_monte_carlo_standard_error
+    assert abs(estimate.mean - exact) < 4 * se
+    assert abs(wrong - exact) > 10 * se + 0.05
+
+
+def test_a_model_that_depends_on_its_pass_gave_numbers_that_depend_on_chunk_size():
+    """The control of the row refusal: centring by the mean of all of X, outside the model,
+    gives one number whatever the pass size (the same keyed draws: equal to 1e-9)."""
+    centred = X - X.mean(0) + X.mean(0)
+    estimates = [
+        log_marginal_likelihood(
+            LG.model, LG.mean_field_guide, centred, num_particles=50, seed=0, chunk_size=size
+        ).mean
+        for size in (50, 2000)
+    ]
+    assert estimates[0] == pytest.approx(estimates[1], abs=1e-9)
+
+
+def test_importance_sampling_takes_a_random_proposal_and_stays_exact():
+    """A guide with dropout is still a proposal (its own density is in each weight): accepted,
+    within 4 SEs of the exact log p(x). AIS, whose target contains log q, refuses it."""
+    exact = LG.log_marginal(X).mean().item()
+    estimate = log_marginal_likelihood(LG.model, dropout_guide, X, num_particles=2000, seed=0)
+    assert abs(estimate.mean - exact) < 4 * estimate.mean_monte_carlo_standard_error
+    with pytest.raises(InputError, match=r"the guide's log density of the same x and z changed"):
+        annealed_importance_sampling(LG.model, dropout_guide, X, **SMALL_AIS)
+    prior_start = annealed_importance_sampling(LG.model, None, X[:2], initial="prior", **SMALL_AIS)
+    assert prior_start.log_likelihood.isfinite().all()
+
+
+def test_fit_s_validation_scores_networks_in_training_mode():
+    """Training with dropout is legitimate: fit's validation ELBO does not refuse it."""
+    decoder = nn.Sequential(nn.Linear(LG.latent_dim, 8), nn.Dropout(0.3), nn.Linear(8, 3))
+    decoder = decoder.double()
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LG.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(decoder(z), LG.noise).to_event(1), obs=x)
+
+    pyro.clear_param_store()
+    result = fit(model, LG.mean_field_guide, X, validation=X[:8], epochs=1, batch_size=20, seed=0)
+    assert torch.isfinite(torch.tensor(result.history[-1].validation_elbo))

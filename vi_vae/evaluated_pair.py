@@ -1,0 +1,211 @@
+"""The evaluators' check of a pair: the contract, and a log density fixed per point (clause 8).
+
+An evaluator (importance sampling, the bounds, AIS, BDMC, the inference gaps) turns
+log p(x_n, z) into a number about the model. That number is one of the model only if
+log p(x_n, z) is a fixed function of the point's own row and its own z:
+
+- not random beyond the sample sites: a network in training mode with dropout scores
+  the same (x, z) differently at every call, and importance sampling then estimates
+  the log of an average over dropout masks, about a nat above the model's log p(x)
+  on a small decoder, with a standard error and k̂ that look fine;
+- not a function of the other rows: BatchNorm in training mode, or data normalized by
+  statistics of the batch, make a point's number depend on which rows share its pass
+  (``chunk_size``, the shard).
+
+:func:`check_evaluated_pair` runs the pair on the first rows of ``x``, scores the same
+draws again, and then the first row alone at its own draw; a pair whose model scores
+differ is refused, saying what to change. AIS's transitions also need the guide's
+log density fixed (it is part of the annealed target); importance sampling does not
+(a random proposal with its own density in the weight is still a proposal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import prune_subsample_sites
+from torch import Tensor
+
+from vi_vae._pair_trial import first_line, run_without_particles
+from vi_vae.contract import (
+    EVALUATOR_SUBSAMPLING,
+    PairLayout,
+    check_pair,
+    per_point_keywords,
+    rows_of,
+)
+from vi_vae.errors import InputError
+from vi_vae.keys import forked
+from vi_vae.weights import sum_per_point
+
+__all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair"]
+
+#: rows of x the density check runs on (the first ones): enough for a dependence on the
+#: other rows to show, few enough to cost one small pass
+FIXED_DENSITY_ROWS = 64
+#: how far two scores of the same (x_n, z_n) may differ, in nats: float rounding of a
+#: pass over other rows (a matrix product blocked differently) stays far below it
+_TOLERANCE = 1e-3
+_RELATIVE_TOLERANCE = 1e-4
+
+
+def check_evaluated_pair(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    kwargs: dict[str, Any],
+    data_plate: str,
+    match_latents: bool = True,
+    fixed_guide: bool = False,
+    fixed_density: bool = True,
+) -> PairLayout:
+    """The evaluators' check: the contract on all of ``x``, then clause 8 on its first rows.
+
+    :func:`~vi_vae.contract.check_pair` with every row of ``x`` in the data plate (the
+    evaluators split ``x`` by rows themselves) and ``x`` in the support of every observed
+    site; then the model's log density of each of the first :data:`FIXED_DENSITY_ROWS`
+    points, scored twice at the same draw and, for the first row, alone (module
+    docstring). ``fixed_guide`` also requires the guide's log density fixed (AIS);
+    ``fixed_density`` false runs the first row alone but compares no scores (a
+    validation ELBO of networks in training mode).
+
+    Raises:
+        InputError: naming what breaks the contract and what to change.
+    """
+    layout = check_pair(
+        model,
+        guide,
+        (x,),
+        kwargs,
+        data_plate=data_plate,
+        subsampling_refusal=EVALUATOR_SUBSAMPLING,
+        support=True,
+        match_latents=match_latents,
+    )
+    per_point = per_point_keywords(kwargs, x.shape[0])
+    rows, row_kwargs = rows_of(x, kwargs, slice(0, FIXED_DENSITY_ROWS), per_point)
+    with forked(x.device), torch.no_grad(), poutine.block():
+        try:
+            model_trace, guide_trace = run_without_particles(
+                model, guide, (rows,), row_kwargs, None, data_plate, False, False
+            )
+        except Exception as error:
+            raise _part_failure(error, x.shape[0], rows.shape[0]) from error
+        score = _scorer(layout, data_plate)
+        first = score(model_trace)
+        if fixed_density:  # replayed on its own trace: a guide may draw no site (AIS's prior)
+            again = score(_replayed(model, model_trace, rows, row_kwargs))
+            _refuse_unless_equal("the model", first, again)
+        if fixed_density and fixed_guide:
+            replayed_guide = _replayed(guide, guide_trace, rows, row_kwargs)
+            _refuse_unless_equal("the guide", score(guide_trace), score(replayed_guide))
+        if rows.shape[0] > 1:
+            row, one_kwargs = rows_of(rows, row_kwargs, slice(0, 1), per_point)
+            alone = _score_first_row_alone(
+                model, guide, model_trace, row, one_kwargs, score, data_plate, x.shape[0]
+            )
+            if fixed_density:
+                _refuse_unless_alike(first[..., 0], alone[..., 0], rows.shape[0])
+    return layout
+
+
+def _scorer(layout: PairLayout, data_plate: str) -> Callable[[Trace], Tensor]:
+    """Per-point sum of a trace's unscaled log densities, ``[1, rows]``."""
+
+    def score(trace: Trace) -> Tensor:
+        return sum_per_point(
+            prune_subsample_sites(trace),
+            lambda site: site["fn"].log_prob(site["value"]),
+            latent_only=False,
+            plate_nesting=layout.plate_nesting,
+            data_plate=data_plate,
+            scaled=False,
+        ).double()
+
+    return score
+
+
+def _replayed(fn: Callable, trace: Trace, rows: Tensor, kwargs: dict[str, Any]) -> Trace:
+    """``fn`` run again on ``rows``, its sample sites at the values of ``trace``."""
+    return poutine.trace(poutine.replay(fn, trace=trace)).get_trace(rows, **kwargs)
+
+
+def _score_first_row_alone(
+    model: Callable,
+    guide: Callable,
+    model_trace: Trace,
+    row: Tensor,
+    kwargs: dict[str, Any],
+    score: Callable[[Trace], Tensor],
+    data_plate: str,
+    num_rows: int,
+) -> Tensor:
+    """The model's score of the first row alone, at the first row's draw in ``model_trace``."""
+    first_draws = prune_subsample_sites(model_trace)
+    for name, site in list(first_draws.nodes.items()):
+        if site["type"] == "sample":
+            first_draws.nodes[name] = dict(site, value=_first_point(site, data_plate))
+    try:
+        guide(row, **kwargs)  # the guide too must run on part of the rows
+        return score(_replayed(model, first_draws, row, kwargs))
+    except Exception as error:
+        raise _part_failure(error, num_rows, 1) from error
+
+
+def _part_failure(error: Exception, num_rows: int, part: int) -> InputError:
+    """Why a pair that runs on all rows of x must run on a part of them too (clause 1)."""
+    # the pair's own error, not the explanation for a pair that fails on all of x
+    cause = error.__cause__ if isinstance(error, InputError) and error.__cause__ else error
+    first = "its first row alone" if part == 1 else f"its first {part} rows"
+    return InputError(
+        f"the model/guide run on all {num_rows} rows of x but fail on {first} "
+        f"({type(cause).__name__}: {first_line(cause)}); the evaluators call "
+        "them on parts of the rows (passes of chunk_size pairs, shards), so nothing "
+        "in them may be sized by the whole data set, such as a pyro.param with one "
+        "row per data point (a guide that is not amortized) or a mask of fixed "
+        "length: compute such values from x, or pass them as keyword arguments whose "
+        "first dimension is x.shape[0], which are split by rows with x (a network "
+        "that needs several rows, such as BatchNorm in training mode, must be put "
+        "in eval mode)"
+    )
+
+
+def _first_point(site: dict, data_plate: str) -> Tensor:
+    """A site's value at the data plate's first index (unchanged where it broadcasts)."""
+    value = site["value"]
+    frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
+    if frame is None or not isinstance(value, Tensor):
+        return value
+    dim = frame.dim - site["fn"].event_dim
+    if value.dim() < -dim or value.shape[dim] == 1:
+        return value
+    return value.narrow(dim, 0, 1)
+
+
+def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:
+    difference = (first - again).abs().max().item()
+    if not difference <= _TOLERANCE + _RELATIVE_TOLERANCE * first.abs().max().item():
+        raise InputError(
+            f"{what}'s log density of the same x and z changed between two calls (by "
+            f"{difference:.3g} nats at a point): it is random beyond its sample sites, "
+            "such as a network in training mode with dropout, so its estimate would not "
+            "be log p(x) of one model; put the networks in eval mode (module.eval()) "
+            "before evaluating, and keep any other randomness in sample sites"
+        )
+
+
+def _refuse_unless_alike(in_batch: Tensor, alone: Tensor, num_rows: int) -> None:
+    difference = (in_batch - alone).abs().max().item()
+    if not difference <= _TOLERANCE + _RELATIVE_TOLERANCE * in_batch.abs().max().item():
+        raise InputError(
+            f"the model's log density of the first row of x at the same z is "
+            f"{in_batch.item():.6g} with {num_rows} rows and {alone.item():.6g} alone: it "
+            "depends on the other rows it is called with, such as BatchNorm in training "
+            "mode or data normalized by statistics of the batch, so the estimate would "
+            "depend on chunk_size; put the networks in eval mode (module.eval()) before "
+            "evaluating, and compute any statistic of the data once, outside the model"
+        )
