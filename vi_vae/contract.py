@@ -26,7 +26,8 @@ with the error each breach gets, is ``docs/howto/custom-model.md``):
    them: in the guide, in the model or in both.
 8. **For an evaluator, log p(x_n, z) is a fixed function of the point's row and its z**:
    not random beyond the sample sites (dropout in training mode), not a function of
-   the other rows (BatchNorm in training mode); AIS also needs log q(z|x) fixed
+   the other rows (BatchNorm in training mode), every latent density whole (no mask on
+   a latent site); AIS also needs log q(z|x) fixed
    (:func:`vi_vae.evaluated_pair.check_evaluated_pair`).
 
 :func:`check_pair` runs the pair once, without the particle dimension, and checks
@@ -56,7 +57,7 @@ from vi_vae._pair_trial import (
     run_without_particles,
 )
 from vi_vae.errors import InputError
-from vi_vae.support import check_observed_support, proposes_outside
+from vi_vae.support import proposes_outside
 
 __all__ = [
     "EVALUATOR_SUBSAMPLING",
@@ -105,7 +106,7 @@ def check_pair(
     *,
     data_plate: str = "data",
     subsampling_refusal: str | None = None,
-    support: bool = False,
+    inspect: Callable[[Trace, Trace], None] | None = None,
     parameters: bool = False,
     fork: bool = True,
     match_latents: bool = True,
@@ -120,7 +121,9 @@ def check_pair(
         data_plate: name of the data plate.
         subsampling_refusal: why the caller cannot use a data plate that subsamples
             (``None``: it can).
-        support: also check the data against the support of every observed site.
+        inspect: further checks of the trial's model and guide traces, raising an
+            :class:`~vi_vae.errors.InputError` (the evaluators': the data against the
+            support of every observed site, clause 8).
         parameters: find which parameters the guide's distributions depend on (runs
             the trial with gradients and one backward pass through the guide).
         fork: draw the trial from a forked random stream (the caller's stream is left
@@ -139,11 +142,11 @@ def check_pair(
     model_trace, guide_trace = run_without_particles(
         model, guide, args, kwargs, x, data_plate, fork, parameters
     )
-    if support:
-        check_observed_support(model_trace)
     if match_latents:
         check_latent_sites(model_trace, guide_trace)
         check_guide_support(model_trace, guide_trace)
+    if inspect is not None:
+        inspect(model_trace, guide_trace)
     plate_nesting = _plate_nesting(model_trace, guide_trace)
     _check_shapes(model_trace, guide_trace, plate_nesting)
     batch_size, plate_size = _data_plate_size(model_trace, guide_trace, data_plate, x)

@@ -10,7 +10,10 @@ log p(x_n, z) is a fixed function of the point's own row and its own z:
   on a small decoder, with a standard error and k̂ that look fine;
 - not a function of the other rows: BatchNorm in training mode, or data normalized by
   statistics of the batch, make a point's number depend on which rows share its pass
-  (``chunk_size``, the shard).
+  (``chunk_size``, the shard);
+- whole: a mask on a latent site (Pyro's deep Markov model masks the steps a sequence
+  lacks) leaves that density out of the log weight, which is then log p(x) only where
+  the masked latents affect nothing observed.
 
 :func:`check_evaluated_pair` runs the pair on the first rows of ``x``, scores the same
 draws again, and then the first row alone at its own draw; a pair whose model scores
@@ -26,8 +29,9 @@ from typing import Any
 
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Independent, MaskedDistribution
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from vi_vae._pair_trial import first_line, run_without_particles
@@ -40,6 +44,7 @@ from vi_vae.contract import (
 )
 from vi_vae.errors import InputError
 from vi_vae.keys import forked
+from vi_vae.support import check_observed_support
 from vi_vae.weights import sum_per_point
 
 __all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair"]
@@ -66,12 +71,13 @@ def check_evaluated_pair(
     """The evaluators' check: the contract on all of ``x``, then clause 8 on its first rows.
 
     :func:`~vi_vae.contract.check_pair` with every row of ``x`` in the data plate (the
-    evaluators split ``x`` by rows themselves) and ``x`` in the support of every observed
-    site; then the model's log density of each of the first :data:`FIXED_DENSITY_ROWS`
-    points, scored twice at the same draw and, for the first row, alone (module
-    docstring). ``fixed_guide`` also requires the guide's log density fixed (AIS);
-    ``fixed_density`` false runs the first row alone but compares no scores (a
-    validation ELBO of networks in training mode).
+    evaluators split ``x`` by rows themselves), ``x`` in the support of every observed
+    site and no latent site masked; then the model's log density of each of the first
+    :data:`FIXED_DENSITY_ROWS` points, scored twice at the same draw and, for the first
+    row, alone (module docstring). ``fixed_guide`` also requires the guide's log
+    density fixed (AIS);
+    ``fixed_density`` false runs the first row alone but compares no scores and takes
+    masked latents (a validation ELBO, of networks in training mode).
 
     Raises:
         InputError: naming what breaks the contract and what to change.
@@ -83,7 +89,7 @@ def check_evaluated_pair(
         kwargs,
         data_plate=data_plate,
         subsampling_refusal=EVALUATOR_SUBSAMPLING,
-        support=True,
+        inspect=_inspect_traces if fixed_density else _inspect_data,
         match_latents=match_latents,
     )
     per_point = per_point_keywords(kwargs, x.shape[0])
@@ -111,6 +117,43 @@ def check_evaluated_pair(
             if fixed_density:
                 _refuse_unless_alike(first[..., 0], alone[..., 0], rows.shape[0])
     return layout
+
+
+def _inspect_data(model_trace: Trace, guide_trace: Trace) -> None:
+    check_observed_support(model_trace)
+
+
+def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
+    """The data in the observed sites' supports, and no latent site masked (clause 8)."""
+    check_observed_support(model_trace)
+    for trace, which in ((model_trace, "model"), (guide_trace, "guide")):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+                continue
+            masked = sum(
+                int((~torch.as_tensor(mask, dtype=torch.bool)).sum()) for mask in _masks(site)
+            )
+            if masked:
+                raise InputError(
+                    f"latent site {name!r} is masked in the {which} ({masked} of its entries): "
+                    "a mask leaves those entries' density out of log p(x, z) - log q(z|x), so "
+                    "the estimate would not be log p(x) (it is right only where the masked "
+                    "latents affect nothing observed); mask the observed sites only (the "
+                    "likelihood's .mask() or pyro.poutine.mask around the observation), and "
+                    "leave latent sites whole: a latent of a step without data keeps its prior "
+                    "and guide densities, whose ratio averages to 1"
+                )
+
+
+def _masks(site: dict) -> list:
+    """A sample site's masks: ``poutine.mask``'s, and ``.mask()``'s in its distribution."""
+    masks = [] if site["mask"] is None else [site["mask"]]
+    fn = site["fn"]
+    while isinstance(fn, (Independent, MaskedDistribution)):
+        if isinstance(fn, MaskedDistribution):
+            masks.append(fn._mask)
+        fn = fn.base_dist
+    return masks
 
 
 def _scorer(layout: PairLayout, data_plate: str) -> Callable[[Trace], Tensor]:

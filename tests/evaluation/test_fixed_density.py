@@ -23,6 +23,7 @@ from torch import nn
 from vi_vae import fit, log_marginal_likelihood
 from vi_vae.errors import InputError
 from vi_vae.evaluation import annealed_importance_sampling, bdmc, bounds, inference_gaps
+from vi_vae.evaluation.passes import log_weight_chunks
 
 LG = LinearGaussian(latent_dim=2, data_dim=3, noise=0.5, seed=0)
 X = LG.sample(40, seed=1)
@@ -96,8 +97,6 @@ def test_the_refused_number_was_wrong_and_the_accepted_one_is_exact():
     lands far from the exact log p(x), more than 10 of its own SEs; in eval mode it is within
     4 SEs (K = 2000 from the mean-field guide: the SE is a few 0.001 nats).
     """
-    from vi_vae.evaluation.passes import log_weight_chunks
-
     exact = LG.log_marginal(X).mean().item()
     model = DropoutModel()
     weights = torch.cat(
