@@ -230,3 +230,14 @@ def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path, model):
     with pytest.raises(InputError, match="GiB to train; the cpu device has"):
         train_run(TINY.replace("model", **model), tmp_path / "run", figures=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("asked", [None, 3, 5, 9])
+def test_the_evaluated_points_say_when_fewer_were_there_than_asked_for(asked):
+    from vi_vae.data import Dataset
+
+    data = torch.rand(5, 4)
+    dataset = Dataset("toy", data, data, data)
+    points, subset = assessment.evaluation_points(dataset, asked)
+    assert points.shape[0] == subset.num_points == min(asked or 5, 5)
+    assert ("9 were asked for" in subset.description) == (asked == 9)

@@ -89,7 +89,10 @@ def evaluation_points(dataset: Dataset, num_points: int | None) -> tuple[torch.T
     """The evaluated test points: all, or the first ``num_points`` of the shuffled split."""
     available = len(dataset.test)
     if num_points is None or num_points >= available:
-        return dataset.test, PointSubset(available, available, f"all {available} test points")
+        asked = "" if num_points in (None, available) else f" ({num_points} were asked for)"
+        return dataset.test, PointSubset(
+            available, available, f"all {available} test points{asked}"
+        )
     description = (
         f"the first {num_points} of the {available} test points in the split's fixed shuffled "
         f"order (a uniformly random subset; split seed {SPLIT_SEED})"
