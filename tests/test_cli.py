@@ -24,6 +24,7 @@ from vi_vae.app.assessment import evaluate
 from vi_vae.app.config import EvaluationConfig
 from vi_vae.app.runs import AISNotKeptWarning, load_run
 from vi_vae.checkpoint import load_checkpoint
+from vi_vae.cli.commands import _print_metrics as print_metrics
 from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD
 from vi_vae.latents import FAMILIES
 
@@ -189,7 +190,7 @@ def test_the_printed_share_of_pareto_k_says_what_the_estimate_of_those_points_is
     line = next(line for line in capsys.readouterr().out.splitlines() if "test log p(x)" in line)
     share = load_run(run_dir).metrics.log_marginal_likelihood.share_pareto_k_above
     assert share > 0  # K = 30 on a two-epoch model: heavy-tailed weights, the clause is exercised
-    assert f"share k̂ > 0.7: {share:.2f}, where log p(x) is {ABOVE_PARETO_K_THRESHOLD})" in line
+    assert f"share k̂ > 0.7: {share:.2f}, where log p(x) is {ABOVE_PARETO_K_THRESHOLD}" in line
 
 
 def test_figures_replace_symbolic_links_instead_of_writing_through_them(trained_run, tmp_path):
@@ -920,3 +921,32 @@ def test_a_metrics_json_of_an_older_version_is_evaluated_with_one_warning(traine
         "vi_vae writes it"
     ]
     assert "checksum" in json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_an_unconverged_log_p_x_says_so_in_the_line_the_warning_the_report_and_json(
+    trained_run, tmp_path
+):
+    # K = 10 is too few weights to fit k̂ on: importance sampling's verdict fails, and every
+    # place that shows the number says so, naming the flag of the command that ran it
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    result = run_here("evaluate", str(run_dir), "--num-particles", "10", "--quiet")
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("test log p(x) ="))
+    assert line.endswith("; not converged: raise --num-particles)")
+    assert "importance sampling has not converged, its log p(x) is too low" in result.stderr
+    assert "Raise --num-particles (now K = 10), or estimate by AIS" in result.stderr
+    report = (run_dir / "report.md").read_text()
+    assert "- **not converged**: K = 10 is too few weights per point to fit Pareto k̂" in report
+    stored = json.loads((run_dir / "metrics.json").read_text())["log_marginal_likelihood"]
+    assert [check["name"] for check in stored["convergence"]["checks"]] == [
+        "pareto-k",
+        "half-particles",
+    ]
+    assert not stored["convergence"]["checks"][0]["passed"]
+    # train names its own flag for the same setting
+    assert "raise --eval-num-particles" not in line
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(io.StringIO()):
+        print_metrics(load_run(run_dir).metrics, "train")
+    assert "not converged: raise --eval-num-particles" in shown.getvalue()

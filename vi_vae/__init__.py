@@ -9,6 +9,7 @@ from vi_vae.data import Dataset, load_dataset
 from vi_vae.errors import (
     AISConvergenceWarning,
     CompileWarning,
+    ConvergenceWarning,
     GuideSupportWarning,
     InputError,
     LocalOptimizationWarning,
@@ -70,6 +71,7 @@ __all__ = [
     "STL",
     "VAE",
     "AISConvergenceWarning",
+    "ConvergenceWarning",
     "GuideSupportWarning",
     "AISEstimate",
     "AISSettings",

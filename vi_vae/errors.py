@@ -3,6 +3,7 @@
 __all__ = [
     "BINARIZE_HINT",
     "AISConvergenceWarning",
+    "ConvergenceWarning",
     "CompileWarning",
     "InputError",
     "LocalOptimizationWarning",
@@ -41,7 +42,15 @@ class CompileWarning(UserWarning):
     """``compile=True`` could not compile something and runs it eagerly; the message says why."""
 
 
-class AISConvergenceWarning(UserWarning):
+class ConvergenceWarning(UserWarning):
+    """An estimate of log p(x) has not converged; the message says which setting to raise.
+
+    The result's ``convergence`` says which check failed. Importance sampling warns with
+    this class, AIS and BDMC with its subclass :class:`AISConvergenceWarning`.
+    """
+
+
+class AISConvergenceWarning(ConvergenceWarning):
     """AIS or BDMC has not converged, or could not start as asked; the message says what to do.
 
     The result's ``convergence`` says which check failed.

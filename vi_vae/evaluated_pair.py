@@ -229,9 +229,16 @@ def _first_point(site: dict, data_plate: str) -> Tensor:
     return value.narrow(dim, 0, 1)
 
 
+def _differ(first: Tensor, second: Tensor) -> float:
+    """The largest difference of two scores of the same points, if beyond float rounding; else 0."""
+    difference = (first - second).abs().max().item()
+    scale = first.abs().max().item()
+    return 0.0 if difference <= _TOLERANCE + _RELATIVE_TOLERANCE * scale else difference
+
+
 def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:
-    difference = (first - again).abs().max().item()
-    if not difference <= _TOLERANCE + _RELATIVE_TOLERANCE * first.abs().max().item():
+    difference = _differ(first, again)
+    if difference:
         raise InputError(
             f"{what}'s log density of the same x and z changed between two calls (by "
             f"{difference:.3g} nats at a point): it is random beyond its sample sites, "
@@ -242,8 +249,7 @@ def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:
 
 
 def _refuse_unless_alike(in_batch: Tensor, alone: Tensor, num_rows: int) -> None:
-    difference = (in_batch - alone).abs().max().item()
-    if not difference <= _TOLERANCE + _RELATIVE_TOLERANCE * in_batch.abs().max().item():
+    if _differ(in_batch, alone):
         raise InputError(
             f"the model's log density of the first row of x at the same z is "
             f"{in_batch.item():.6g} with {num_rows} rows and {alone.item():.6g} alone: it "

@@ -265,7 +265,11 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
     assert "estimator" in out and "\nelbo " in out and "report:" in out
     # K = 5 is too few draws for Pareto k̂: the column says so, and no legend speaks of it
     assert out.split("\nelbo ")[1].split()[2] == "undefined" and "k̂ > 0.7: the share" not in out
+    # nor for log p(x) to be called converged: a star, and the footnote naming the flag
+    assert out.split("\nelbo ")[1].split()[0].endswith("*")
+    assert "\n*: log p(x) is not converged in K" in out and "raise --eval-num-particles" in out
     report = (tmp_path / "c" / "report.md").read_text()
+    assert "- *\\**: log p(x) is not converged in K" in report
     assert "vi-vae compare --estimators elbo" in report
     assert "## AIS on 2 of the test points" in report and "| elbo | " in report
 

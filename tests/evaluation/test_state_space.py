@@ -27,7 +27,8 @@ from vi_vae.evaluation.passes import log_weight_chunks
 STEPS, DECAY, TRANSITION_SCALE, NOISE = 6, 0.8, 0.5, 0.4
 
 
-def model(x, mask=None):
+def model(x, mask=None, mask_latents=False):
+    """``mask_latents``: mask the latent steps too, as Pyro's DMM does (clause 8 refuses it)."""
     with pyro.plate("data", x.shape[0]):
         z = None
         for t in pyro.markov(range(STEPS)):
@@ -36,21 +37,22 @@ def model(x, mask=None):
                 if z is None
                 else dist.Normal(DECAY * z, TRANSITION_SCALE)
             )
-            z = pyro.sample(f"z_{t}", prior)
+            z = pyro.sample(f"z_{t}", prior.mask(mask[:, t]) if mask_latents else prior)
             emission = dist.Normal(z, NOISE)
             pyro.sample(
                 f"x_{t}", emission if mask is None else emission.mask(mask[:, t]), obs=x[:, t]
             )
 
 
-def guide(x, mask=None):
+def guide(x, mask=None, mask_latents=False):
     """q(z_t | x) = N(0.8 x_t, 0.6) where x_t is observed, N(0, 1.2) where it is masked."""
     observed = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
     with pyro.plate("data", x.shape[0]):
         for t in pyro.markov(range(STEPS)):
             loc = torch.where(observed[:, t], 0.8 * x[:, t], 0.0)
             scale = torch.where(observed[:, t], 0.6, 1.2)
-            pyro.sample(f"z_{t}", dist.Normal(loc, scale))
+            with pyro.poutine.mask(mask=observed[:, t] if mask_latents else True):
+                pyro.sample(f"z_{t}", dist.Normal(loc, scale))
 
 
 def exact_log_likelihood(x, mask):
@@ -115,33 +117,10 @@ def test_ais_too_short_for_the_sequences_says_so():
 # -- a mask on a latent site (contract clause 8) ---------------------------------------
 
 
-def masked_latent_model(x, mask, mask_latents=True):
-    """Pyro's DMM masks its latent steps too; here inside the sequence, not only at its end."""
-    with pyro.plate("data", x.shape[0]):
-        z = None
-        for t in pyro.markov(range(STEPS)):
-            prior = (
-                dist.Normal(x.new_zeros(()), 1.0)
-                if z is None
-                else dist.Normal(DECAY * z, TRANSITION_SCALE)
-            )
-            z = pyro.sample(f"z_{t}", prior.mask(mask[:, t]) if mask_latents else prior)
-            pyro.sample(f"x_{t}", dist.Normal(z, NOISE).mask(mask[:, t]), obs=x[:, t])
-
-
-def masked_latent_guide(x, mask, mask_latents=True):
-    with pyro.plate("data", x.shape[0]):
-        for t in pyro.markov(range(STEPS)):
-            loc = torch.where(mask[:, t], 0.8 * x[:, t], 0.0)
-            scale = torch.where(mask[:, t], 0.6, 1.2)
-            with pyro.poutine.mask(mask=mask[:, t] if mask_latents else True):
-                pyro.sample(f"z_{t}", dist.Normal(loc, scale))
-
-
 MASKED_PAIRS = {
-    "in the model": (masked_latent_model, partial(masked_latent_guide, mask_latents=False)),
-    "in the guide": (partial(masked_latent_model, mask_latents=False), masked_latent_guide),
-    "in both": (masked_latent_model, masked_latent_guide),
+    "in the model": (partial(model, mask_latents=True), guide),
+    "in the guide": (model, partial(guide, mask_latents=True)),
+    "in both": (partial(model, mask_latents=True), partial(guide, mask_latents=True)),
 }
 
 
@@ -164,18 +143,17 @@ def test_the_masked_latent_s_number_was_wrong_and_the_whole_latent_s_is_right():
     x, mask = sequences()
     exact = exact_log_likelihood(x, mask).mean().item()
     chunks = log_weight_chunks(
-        masked_latent_model, masked_latent_guide, x, 5000, seed=0, fixed_density=False, mask=mask
+        partial(model, mask_latents=True),
+        partial(guide, mask_latents=True),
+        x,
+        5000,
+        seed=0,
+        fixed_density=False,
+        mask=mask,
     )
     log_weights = torch.cat([w for _, w in chunks], dim=1)
     wrong = (log_weights.logsumexp(0) - math.log(5000)).mean().item()
-    whole = log_marginal_likelihood(
-        partial(masked_latent_model, mask_latents=False),
-        partial(masked_latent_guide, mask_latents=False),
-        x,
-        num_particles=5000,
-        seed=0,
-        mask=mask,
-    )
+    whole = log_marginal_likelihood(model, guide, x, num_particles=5000, seed=0, mask=mask)
     se = whole.mean_monte_carlo_standard_error
     assert abs(whole.mean - exact) < 4 * se
     assert abs(wrong - exact) > 10 * se
@@ -186,13 +164,13 @@ def test_training_with_masked_latents_and_validation_is_not_refused():
     x, mask = sequences()
     pyro.clear_param_store()
 
-    def guide(x, mask):
+    def shifted_guide(x, mask):
         shift = pyro.param("shift", torch.zeros((), dtype=torch.float64))
-        masked_latent_guide(x + shift, mask)
+        guide(x + shift, mask, mask_latents=True)
 
     result = fit(
-        masked_latent_model,
-        guide,
+        partial(model, mask_latents=True),
+        shifted_guide,
         x,
         validation=(x, {"mask": mask}),
         model_kwargs={"mask": mask},

@@ -34,7 +34,7 @@ from vi_vae.app.metrics import (
     TrainingSummary,
 )
 from vi_vae.data import SPLIT_SEED, Dataset
-from vi_vae.errors import AISConvergenceWarning, LocalOptimizationWarning
+from vi_vae.errors import ConvergenceWarning, LocalOptimizationWarning
 from vi_vae.evaluation import (
     AISEstimate,
     AutoAISSettings,
@@ -216,7 +216,7 @@ def _ais_points(
     x = x.to(_device(vae))
     if importance is None or importance.num_points < len(x):
         importance, _ = _importance(vae, x, evaluation, ())
-    return x, importance.select(slice(0, len(x)))
+    return x, importance.select(slice(0, len(x))).judged()
 
 
 def _importance(
@@ -227,16 +227,17 @@ def _importance(
     on_points: StepCallback | None = None,
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """Importance sampling of ``x`` with ``evaluation``'s K (its k: ``bound_particles``)."""
-    return importance_sampling(
-        vae.model,
-        vae.guide,
-        x.to(_device(vae)),
-        settings=evaluation,
-        bound_particles=bound_particles,
-        seed=EVALUATION_SEED,
-        execution=evaluation.execution,
-        on_points=on_points,
-    )
+    with _verdict_in_summary():
+        return importance_sampling(
+            vae.model,
+            vae.guide,
+            x.to(_device(vae)),
+            settings=evaluation,
+            bound_particles=bound_particles,
+            seed=EVALUATION_SEED,
+            execution=evaluation.execution,
+            on_points=on_points,
+        )
 
 
 def _ais_summary_of(
@@ -292,12 +293,12 @@ def _seeded(run: Callable[..., T], vae: VAE, x: Tensor, *settings: Any, **option
 
 @contextlib.contextmanager
 def _verdict_in_summary() -> Iterator[None]:
-    """No :class:`~vi_vae.AISConvergenceWarning` or :class:`~vi_vae.LocalOptimizationWarning`.
+    """No :class:`~vi_vae.ConvergenceWarning` or :class:`~vi_vae.LocalOptimizationWarning`.
 
     The summary carries the verdicts; the report and the command line state them.
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AISConvergenceWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", LocalOptimizationWarning)
         yield
 

@@ -74,6 +74,8 @@ class EstimateSummary(_Summary):
         narrower_guide_sites: the latent sites where the guide's support is narrower than
             the prior's: importance sampling's log p(x) is then
             :data:`~vi_vae.evaluation.NARROWER_GUIDE_SUPPORT`.
+        convergence: the estimate's verdict (importance sampling: the half-particles
+            check; ``None`` in files of vi_vae 0.3.0 and earlier, which had none).
     """
 
     method: str
@@ -86,6 +88,12 @@ class EstimateSummary(_Summary):
     num_particles: int
     num_points: int
     narrower_guide_sites: tuple[str, ...] = ()
+    convergence: Convergence | None = None
+
+    @property
+    def converged(self) -> bool | None:
+        """Whether the verdict holds (``None``: a file without one)."""
+        return None if self.convergence is None else self.convergence.converged
 
     renamed: ClassVar[dict[str, str]] = {**_Summary.renamed, "log_likelihood": "mean"}
 

@@ -21,7 +21,7 @@ from vi_vae.evaluation import (
     NARROWER_GUIDE_SUPPORT,
     PARETO_K_THRESHOLD,
 )
-from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE
+from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE, UNSETTLED_IMPORTANCE_SAMPLING
 
 __all__ = ["comparison_report", "number", "run_report", "units_sentence"]
 
@@ -99,6 +99,7 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
             f"- NLL = {number(estimate.negative_log_likelihood)}",
             f"- mean effective sample size {number(estimate.mean_effective_sample_size, 1)} "
             f"of {estimate.num_particles}; {_pareto_sentence(estimate)}",
+            _verdict(estimate),
             *_support_lines(estimate),
             "",
         ]
@@ -140,8 +141,8 @@ def _ais_settings(summary: AISSummary | BDMCSummary) -> str:
     )
 
 
-def _verdict(summary: AISSummary | BDMCSummary) -> str:
-    """One line on the convergence checks of an AIS or BDMC summary."""
+def _verdict(summary: AISSummary | BDMCSummary | EstimateSummary) -> str:
+    """One line on the convergence checks of an AIS, BDMC or importance-sampling summary."""
     if summary.convergence is None:
         return "- convergence: not checked (recorded by an earlier version; evaluate again)"
     if summary.converged:
@@ -265,7 +266,8 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         )
         lines.append(
             f"| {row.estimator} | {row.seconds:.3g} | {number(getattr(elbo, 'mean', None))} |"
-            f"{bound_cells} {number(estimate.log_likelihood)} ± "
+            f"{bound_cells} {number(estimate.log_likelihood)}"
+            f"{'*' if estimate.converged is False else ''} ± "
             f"{number(estimate.standard_error)} | {number(estimate.mean_effective_sample_size, 1)}"
             f" | {number(estimate.share_pareto_k_above, 2)} | {row.active_units}/{row.latent_units}"
             f" | {number(row.snr_guide, 3)} | {number(row.snr_model, 3)} |"
@@ -280,6 +282,11 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "- *log p(x) ± SE*: importance-sampled estimate (IWAE-K); SE is over test points "
         "(the Monte Carlo SE of each mean is in `comparison.json`). Differences between "
         "rows are paired (same points), so they are more precise than the SEs suggest.",
+        *(
+            [f"- *\\**: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise num_particles."]
+            if any(row.log_marginal_likelihood.converged is False for row in rows)
+            else []
+        ),
         "- *mean ESS*, *k̂ > 0.7*: reliability of the importance weights; a large share of "
         "k̂ > 0.7 means log p(x) may be underestimated (Vehtari et al.).",
         *[  # the rows share their model, so the first row's guide speaks for all

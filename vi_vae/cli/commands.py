@@ -11,8 +11,8 @@ from pathlib import Path
 
 from vi_vae.app.assessment import GapRequest
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import AISSummary, BDMCSummary, GapSummary, RunMetrics
-from vi_vae.cli.flags import config_from_arguments, given_flags
+from vi_vae.app.metrics import AISSummary, BDMCSummary, EstimateSummary, GapSummary, RunMetrics
+from vi_vae.cli.flags import config_from_arguments, flag_of_field, given_flags
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
@@ -24,7 +24,7 @@ from vi_vae.evaluation import (
     AutoAISSettings,
     GapSettings,
 )
-from vi_vae.evaluation.convergence import advice
+from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING, advice
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -34,7 +34,7 @@ DEFAULT_NUM_SAMPLES_SHOWN = 64
 RESUME_FLAGS = ("--epochs", "--device")
 
 
-def _print_metrics(metrics: RunMetrics) -> None:
+def _print_metrics(metrics: RunMetrics, command: str) -> None:
     estimate = metrics.log_marginal_likelihood
     if estimate is None:
         return
@@ -50,11 +50,20 @@ def _print_metrics(metrics: RunMetrics) -> None:
         if narrower
         else ""
     )
+    flag = flag_of_field("evaluation.num_particles", command)
+    verdict = "; not converged: raise " + flag if estimate.converged is False else ""
     print(
         f"test log p(x) = {estimate.log_likelihood:.2f} ± {estimate.standard_error:.2f} nats "
         f"(K = {estimate.num_particles}, {estimate.num_points} points, mean ESS "
-        f"{estimate.mean_effective_sample_size:.1f}, share k̂ > 0.7: {pareto}{support})"
+        f"{estimate.mean_effective_sample_size:.1f}, share k̂ > 0.7: {pareto}{support}{verdict})"
     )
+    if estimate.converged is False:
+        print(
+            "vi-vae: warning: importance sampling has not converged, its log p(x) is too low: "
+            f"{estimate.convergence.findings}. Raise {flag} (now K = {estimate.num_particles}), "
+            "or estimate by AIS (vi-vae evaluate RUN_DIR --method ais).",
+            file=sys.stderr,
+        )
     for bound in metrics.bounds:
         print(f"  {bound.name:>10}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
     if metrics.ais is not None:
@@ -70,6 +79,11 @@ def _print_metrics(metrics: RunMetrics) -> None:
         )
         _print_ais_cost(ais)
         _warn_unless_converged(ais, "AIS")
+
+
+def _unsettled_mark(estimate: EstimateSummary) -> str:
+    """``*`` after an importance-sampling log p(x) that failed its convergence check."""
+    return "*" if estimate.converged is False else " "
 
 
 def _share_text(share: float) -> str:
@@ -176,7 +190,7 @@ def _train(args: argparse.Namespace) -> int:
             run_dir = Path(args.run_dir or Path("runs") / _default_run_name(config))
             run = train_run(config, run_dir, overwrite=args.overwrite, **shared)
     print(f"run directory: {run_dir}")
-    _print_metrics(run.metrics)
+    _print_metrics(run.metrics, "train")
     print(f"report: {run.directory.report_path}")
     return 0
 
@@ -210,15 +224,19 @@ def _compare(args: argparse.Namespace) -> int:
     )
     print(
         # k̂ is two characters (k and a combining hat) in one column
-        f"{'estimator':<14} {'log p(x)':>10} {'± SE':>6} {'k̂ > 0.7':>10} {'ELBO':>9} {'seconds':>8}"
+        f"{'estimator':<14} {'log p(x)':>10}  {'± SE':>6} {'k̂ > 0.7':>10} {'ELBO':>9} "
+        f"{'seconds':>8}"
     )
     for row in comparison.rows:
         estimate, elbo = row.log_marginal_likelihood, row.bound(1)
         print(
-            f"{row.estimator:<14} {estimate.log_likelihood:>10.2f} "
+            f"{row.estimator:<14} {estimate.log_likelihood:>10.2f}{_unsettled_mark(estimate)} "
             f"{estimate.standard_error:>6.2f} {_share_text(estimate.share_pareto_k_above):>9} "
             f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
+    if any(row.log_marginal_likelihood.converged is False for row in comparison.rows):
+        flag = flag_of_field("evaluation.num_particles", "compare")
+        print(f"*: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise {flag}")
     if any(row.log_marginal_likelihood.share_pareto_k_above > 0 for row in comparison.rows):
         print(f"k̂ > 0.7: the share of test points where log p(x) is {ABOVE_PARETO_K_THRESHOLD}")
     narrower = [row.log_marginal_likelihood.narrower_guide_sites for row in comparison.rows]
@@ -258,7 +276,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             on_evaluation=progress.evaluation,
             auto=auto,
         )
-    _print_metrics(run.metrics)
+    _print_metrics(run.metrics, "evaluate")
     print(f"metrics: {run.directory.metrics_path}")
     print(f"report: {run.directory.report_path}")
     return 0

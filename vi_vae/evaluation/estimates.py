@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
+
+from vi_vae.evaluation.convergence import Convergence, half_particles_check, pareto_k_check
 
 __all__ = [
     "ABOVE_PARETO_K_THRESHOLD",
@@ -116,6 +119,11 @@ class LogLikelihoodEstimate(_MeansOverPoints):
             the prior's (importance sampling only): there the estimate is log of the part
             of p(x) on the guide's support, a lower bound that no K raises and that the
             errors and k̂ do not show (:data:`NARROWER_GUIDE_SUPPORT`).
+        half_particles_log_likelihood: per point, the mean of the estimates from the first
+            and the second half of the K weights, ``[N]`` (``None``: K < 2).
+        convergence: the verdict on the estimate of all N points (importance sampling:
+            the half-particles check of :mod:`vi_vae.evaluation.convergence`); ``None``
+            for a part of the points (:meth:`select`, a shard) until it is judged whole.
     """
 
     log_likelihood: Tensor
@@ -126,6 +134,23 @@ class LogLikelihoodEstimate(_MeansOverPoints):
     method: str = "importance-sampling"
     pareto_k_reason: str | None = field(default=None)
     narrower_guide_sites: tuple[str, ...] = ()
+    half_particles_log_likelihood: Tensor | None = None
+    convergence: Convergence | None = None
+
+    def judged(self) -> LogLikelihoodEstimate:
+        """This estimate with its importance-sampling verdict (Pareto k̂, half particles)."""
+        half = self.half_particles_log_likelihood
+        too_few = self.num_particles < MIN_PARTICLES_FOR_PARETO_K
+        checks = (
+            pareto_k_check(self.pareto_k, PARETO_K_THRESHOLD, self.num_particles, too_few),
+            half_particles_check(
+                self.log_likelihood,
+                self.log_likelihood if half is None else half,
+                self.num_particles,
+            ),
+        )
+        verdict = Convergence(tuple(check for check in checks if check is not None))
+        return dataclasses.replace(self, convergence=verdict)
 
     @property
     def num_points(self) -> int:
@@ -159,6 +184,7 @@ class LogLikelihoodEstimate(_MeansOverPoints):
             method=self.method,
             pareto_k_reason=self.pareto_k_reason,
             narrower_guide_sites=self.narrower_guide_sites,
+            half_particles_log_likelihood=_rows(self.half_particles_log_likelihood, rows),
         )
 
 
@@ -230,7 +256,7 @@ class LogWeightSummary:
         self._requested_pareto_k = compute_pareto_k
         self._tail_size = pareto_tail_size(num_particles) + 1
         self._parts: dict[str, list[Tensor]] = {
-            name: [] for name in ("total", "ess", "error", "tail", "smallest")
+            name: [] for name in ("total", "ess", "error", "half", "tail", "smallest")
         }
 
     def add(self, log_weights: Tensor) -> None:
@@ -246,6 +272,10 @@ class LogWeightSummary:
         parts["total"].append(total)
         parts["ess"].append(ess)
         parts["error"].append((1 / ess - 1 / self.num_particles).clamp(min=0).sqrt())
+        half = self.num_particles // 2
+        if half:
+            halves = log_weights[: 2 * half].reshape(2, half, -1).logsumexp(1)
+            parts["half"].append(halves.mean(0) - math.log(half))
         if self.compute_pareto_k:
             parts["tail"].append(log_weights.topk(self._tail_size, dim=0).values)
             parts["smallest"].append(log_weights.amin(0))
@@ -273,6 +303,7 @@ class LogWeightSummary:
             num_particles=self.num_particles,
             method=method,
             pareto_k_reason=reason,
+            half_particles_log_likelihood=parts["half"].cpu() if "half" in parts else None,
         )
 
 
@@ -361,7 +392,18 @@ def concatenate_estimates(parts: Sequence[LogLikelihoodEstimate]) -> LogLikeliho
         narrower_guide_sites=tuple(
             dict.fromkeys(name for part in parts for name in part.narrower_guide_sites)
         ),
+        half_particles_log_likelihood=_concatenated(
+            [part.half_particles_log_likelihood for part in parts]
+        ),
     )
+
+
+def _rows(values: Tensor | None, rows: slice | Tensor) -> Tensor | None:
+    return None if values is None else values[rows]
+
+
+def _concatenated(parts: list[Tensor | None]) -> Tensor | None:
+    return None if any(part is None for part in parts) else torch.cat(parts)  # type: ignore[arg-type]
 
 
 def concatenate_bounds(tables: Sequence[Sequence[Bound]]) -> list[Bound]:

@@ -47,7 +47,8 @@ from vi_vae._validation import check_positive_int
 from vi_vae.bounds import iwae_groups
 from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
-from vi_vae.errors import GuideSupportWarning, InputError
+from vi_vae.errors import ConvergenceWarning, GuideSupportWarning, InputError
+from vi_vae.evaluation.convergence import warn_unless_converged
 from vi_vae.evaluation.estimates import (
     NARROWER_GUIDE_SUPPORT,
     Bound,
@@ -245,6 +246,7 @@ def bounds(
         # a bound is a lower bound whatever the guide's support; the log p(x) it is not
         # is not returned here, so its warning would be about nothing the caller sees
         warnings.simplefilter("ignore", GuideSupportWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         _, table = importance_sampling(
             model,
             guide,
@@ -340,17 +342,19 @@ def importance_sampling(
         block=key_block_size(num_particles) if seed is not None else 1,
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
-    return _with_guide_support(estimate, model, guide, x, kwargs), table
+    return _judged(estimate, model, guide, x, kwargs), table
 
 
-def _with_guide_support(
+def _judged(
     estimate: LogLikelihoodEstimate, model: Callable, guide: Callable, x: Tensor, kwargs: dict
 ) -> LogLikelihoodEstimate:
-    """``estimate`` with the sites where the guide misses part of the prior's support.
+    """``estimate`` with its verdict and the sites where the guide misses part of the prior.
 
-    Warns when there are some. Called after the passes, whose contract check gives a
-    clearer error for a pair that breaks it.
+    Warns when it has not converged, and when there are such sites. Called after the
+    passes, whose contract check gives a clearer error for a pair that breaks it.
     """
+    estimate = estimate.judged()
+    warn_unless_converged(estimate.convergence, "importance sampling", ConvergenceWarning)
     narrower = tuple(narrower_guide_sites(model, guide, x, kwargs))
     if narrower:
         warnings.warn(

@@ -1,0 +1,120 @@
+"""Importance sampling says when its log p(x) has not converged in K.
+
+The Monte Carlo standard error √(1/ESS − 1/K) measures the spread of the estimate, not
+its bias: from a guide too narrow for the posterior, importance sampling sits far below
+log p(x) with a small error bar. The verdict (``estimate.convergence``) has two checks,
+each naming ``num_particles``: Pareto k̂ (more than a tenth of the points above 0.7, or
+K too small to fit k̂) and half particles (the estimate at K against the mean of the
+estimates from each half of the weights, more than 0.1 nats per point + 2 SEs apart).
+
+The model is the linear Gaussian of tests/linear_gaussian.py, whose log p(x) is exact.
+"""
+
+import warnings
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from linear_gaussian import LinearGaussian
+
+from vi_vae import ConvergenceWarning, log_marginal_likelihood
+from vi_vae.evaluation import bounds
+from vi_vae.evaluation.convergence import PARETO_K_SHARE_TOLERANCE, half_particles_check
+
+LG = LinearGaussian(latent_dim=2, data_dim=3, noise=0.5, seed=0)
+X = LG.sample(100, seed=1)
+EXACT = LG.log_marginal(X).mean().item()
+
+
+def narrow_guide(x):
+    """The posterior mean with a quarter of the mean-field scale: heavy-tailed weights."""
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(LG.posterior_mean(x), 0.25 * LG.mean_field_scale).to_event(1))
+
+
+def wide_guide(x):
+    """The posterior mean with 1.5 times the posterior's marginal scales: light-tailed weights."""
+    scale = 1.5 * LG.posterior_covariance.diagonal().sqrt()
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(LG.posterior_mean(x), scale).to_event(1))
+
+
+def quietly(**options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return log_marginal_likelihood(LG.model, narrow_guide, X, seed=0, **options)
+
+
+def test_a_biased_estimate_with_a_small_error_bar_is_called_unconverged():
+    """At K = 10 the estimate lies more than 10 of its own Monte Carlo SEs below log p(x),
+    and K is too small to fit k̂: the verdict fails, warns and names num_particles."""
+    with pytest.warns(
+        ConvergenceWarning, match=r"importance sampling has not converged.*num_particles"
+    ):
+        estimate = log_marginal_likelihood(LG.model, narrow_guide, X, num_particles=10, seed=0)
+    assert EXACT - estimate.mean > 10 * estimate.mean_monte_carlo_standard_error
+    assert not estimate.convergence.converged
+    assert estimate.convergence.remedies == ("num_particles",)
+    assert [check.name for check in estimate.convergence.failed] == ["pareto-k"]
+
+
+def test_heavy_tails_fail_the_verdict_where_the_estimate_has_stopped_moving():
+    """K = 20,000 from the narrow guide: the estimate moves by less than 0.1 nats from K/2,
+    yet lies over half a nat below log p(x); the k̂ check is what fails."""
+    estimate = quietly(num_particles=20_000)
+    checks = {check.name: check for check in estimate.convergence.checks}
+    assert checks["half-particles"].passed and not checks["pareto-k"].passed
+    assert checks["pareto-k"].value > PARETO_K_SHARE_TOLERANCE
+    assert EXACT - estimate.mean > 0.5
+
+
+@pytest.mark.parametrize("num_particles", [100, 1000])
+def test_the_verdict_holds_where_the_estimate_has_reached_log_p_x(num_particles):
+    """A guide wider than the posterior: light-tailed weights, and the estimate within 4 of
+    its Monte Carlo SEs of the exact value; no warning (the suite's filter is lifted)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        estimate = log_marginal_likelihood(
+            LG.model, wide_guide, X, num_particles=num_particles, seed=0
+        )
+    assert estimate.convergence.converged
+    assert abs(estimate.mean - EXACT) < 4 * estimate.mean_monte_carlo_standard_error
+
+
+@pytest.mark.parametrize("num_particles", [10, 100, 1000])
+def test_what_the_estimate_moved_is_no_more_than_what_it_lacks(num_particles):
+    """The Richardson argument: the move from K/2 to K estimates the bias left at K, or
+    less of it (within 3 SEs of the move)."""
+    estimate = quietly(num_particles=num_particles)
+    check = estimate.convergence.checks[-1]
+    moves = estimate.log_likelihood - estimate.half_particles_log_likelihood
+    error = (moves.std() / moves.numel() ** 0.5).item()
+    assert check.value <= EXACT - estimate.mean + 3 * error
+
+
+def test_an_exact_guide_converges_and_one_particle_never_does():
+    """Weights all equal to p(x): nothing moves, and no k̂ to fit (no tail). K = 1 leaves no
+    halves and no k̂: not converged."""
+    estimate = log_marginal_likelihood(LG.model, LG.exact_guide, X, num_particles=50, seed=0)
+    assert estimate.convergence.converged
+    assert estimate.convergence.checks[-1].value == pytest.approx(0.0, abs=1e-12)
+    with pytest.warns(ConvergenceWarning, match="K = 1 leaves no halves"):
+        single = log_marginal_likelihood(LG.model, LG.exact_guide, X, num_particles=1, seed=0)
+    assert not single.convergence.converged
+
+
+def test_the_verdict_is_the_same_whatever_the_pass_size_and_bounds_do_not_warn():
+    small = quietly(num_particles=64, chunk_size=64)
+    whole = quietly(num_particles=64, chunk_size=10**6)
+    assert small.convergence.checks[0].value == pytest.approx(
+        whole.convergence.checks[0].value, abs=1e-12
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        bounds(LG.model, narrow_guide, X, num_particles=10, bound_particles=(1, 5), seed=0)
+
+
+def test_half_particles_check_of_one_point_has_no_standard_error():
+    check = half_particles_check(torch.tensor([-1.0]), torch.tensor([-1.3]), 8)
+    assert not check.passed and check.value == pytest.approx(0.3)
