@@ -27,6 +27,7 @@ import torch
 
 from vi_vae import VAE, TrainingError, fit, load_dataset
 from vi_vae.evaluation import NARROWER_GUIDE_SUPPORT, importance_sampling
+from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING
 from vi_vae.latents import FAMILIES
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "latent_families.md"
@@ -72,6 +73,7 @@ def run_family(name, data, args, seed=None):
     row["log_px_mc_se"] = estimate.mean_monte_carlo_standard_error
     row["pareto_k_share"] = estimate.share_pareto_k_above
     row["narrower_guide_sites"] = list(estimate.narrower_guide_sites)
+    row["converged"] = estimate.convergence.converged
     return row
 
 
@@ -88,7 +90,8 @@ def results_table(rows):
             continue
         lines.append(
             f"| {row['name']} | {row['category']} | {row['elbo']:.2f} ± {row['elbo_se']:.2f} "
-            f"| {row['log_px']:.2f}{' †' if row.get('narrower_guide_sites') else ''} "
+            f"| {row['log_px']:.2f}{'' if row.get('converged', True) else '*'}"
+            f"{' †' if row.get('narrower_guide_sites') else ''} "
             f"| {row['log_px_se']:.2f} "
             f"| {100 * row['pareto_k_share']:.0f}% | {row['seconds_per_epoch']:.2f} |"
         )
@@ -193,6 +196,16 @@ def write_page(path, rows, spread_rows, args, command, total_seconds):
         "log p(x) (IWAE-K), but it may be far from log p(x) itself; the ELBO column is "
         "a lower bound whatever k̂ says.",
         "",
+        *(
+            [
+                f"\\* log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING} (its verdict, "
+                "`estimate.convergence`): the families trained alike are ranked by these "
+                "lower bounds, which are not values of log p(x) to quote.",
+                "",
+            ]
+            if any(not row.get("converged", True) for row in evaluated)
+            else []
+        ),
         "## The families",
         "",
         "As `vi-vae families` lists them (`LatentFamily.summary()`). Every parameter "

@@ -43,3 +43,6 @@ def test_benchmark_writes_the_table(tmp_path, capsys):
     assert "python benchmarks/latent_families.py" in page
     assert "normal trained with 2 seeds" in page
     assert page.count("| gompertz |") == 1  # the family reference table lists every family
+    # K = 8 is too few weights to fit k̂: each log p(x) is starred, and the star explained
+    assert all(not row["converged"] for row in rows)
+    assert f"| {rows[0]['log_px']:.2f}* |" in page and "\\* log p(x) is not converged in K" in page
