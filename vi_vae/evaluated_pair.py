@@ -17,9 +17,10 @@ log p(x_n, z) is a fixed function of the point's own row and its own z:
 
 :func:`check_evaluated_pair` runs the pair on the first rows of ``x``, scores the same
 draws again, and then the first row alone at its own draw; a pair whose model scores
-differ is refused, saying what to change. AIS's transitions also need the guide's
-log density fixed (it is part of the annealed target); importance sampling does not
-(a random proposal with its own density in the weight is still a proposal).
+differ, or that masks a latent site, is refused, saying what to change. AIS's
+transitions also need the guide's log density fixed (it is part of the annealed
+target); importance sampling does not (a random proposal with its own density in the
+weight is still a proposal).
 """
 
 from __future__ import annotations
