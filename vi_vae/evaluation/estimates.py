@@ -122,8 +122,9 @@ class LogLikelihoodEstimate(_MeansOverPoints):
         half_particles_log_likelihood: per point, the mean of the estimates from the first
             and the second half of the K weights, ``[N]`` (``None``: K < 2).
         convergence: the verdict on the estimate of all N points (importance sampling:
-            the half-particles check of :mod:`vi_vae.evaluation.convergence`); ``None``
-            for a part of the points (:meth:`select`, a shard) until it is judged whole.
+            the pareto-k and half-particles checks of :mod:`vi_vae.evaluation.convergence`,
+            :meth:`judged`); ``None`` for a part of the points (:meth:`select`, a shard)
+            until it is judged whole.
     """
 
     log_likelihood: Tensor
