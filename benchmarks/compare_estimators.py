@@ -44,7 +44,8 @@ def main(args):
         ),
     )
     command = "python benchmarks/compare_estimators.py " + " ".join(
-        shlex.quote(a) for a in (args.argv if args.argv is not None else sys.argv[1:])
+        shlex.quote(a)
+        for a in _published_arguments(args.argv if args.argv is not None else sys.argv[1:])
     )
     started = time.perf_counter()
     comparison = compare(
@@ -62,6 +63,20 @@ def main(args):
         shutil.copy2(Path(args.out_dir) / name, docs / name)
     print(f"{time.perf_counter() - started:.0f} s; report in {docs / 'report.md'}")
     return comparison
+
+
+def _published_arguments(argv):
+    """The arguments that decide the numbers: without --out-dir and --resume (where the
+    runs are kept, and whether finished ones are reused, change none of them)."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--out-dir":
+            skip = True
+        elif argument != "--resume" and not argument.startswith("--out-dir="):
+            kept.append(argument)
+    return kept
 
 
 def parse_args(argv=None):
