@@ -22,6 +22,7 @@ import torch
 
 from vi_vae.app.compare import DEFAULT_ESTIMATORS, DEFAULT_SNR_NUM_DRAWS, compare
 from vi_vae.app.config import DataConfig, EvaluationConfig, RunConfig, TrainingConfig
+from vi_vae.cli.launch import without_flag
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.evaluation import DEFAULT_NUM_PARTICLES
 
@@ -68,15 +69,7 @@ def main(args):
 def _published_arguments(argv):
     """The arguments that decide the numbers: without --out-dir and --resume (where the
     runs are kept, and whether finished ones are reused, change none of them)."""
-    kept, skip = [], False
-    for argument in argv:
-        if skip:
-            skip = False
-        elif argument == "--out-dir":
-            skip = True
-        elif argument != "--resume" and not argument.startswith("--out-dir="):
-            kept.append(argument)
-    return kept
+    return without_flag(without_flag(argv, "--out-dir"), "--resume", takes_value=False)
 
 
 def parse_args(argv=None):

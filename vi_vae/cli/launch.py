@@ -18,7 +18,14 @@ from collections.abc import Iterator, Sequence
 from vi_vae import distributed
 from vi_vae.errors import InputError
 
-__all__ = ["DISTRIBUTED_COMMANDS", "add_launch_flags", "distributed_session", "program", "relaunch"]
+__all__ = [
+    "DISTRIBUTED_COMMANDS",
+    "add_launch_flags",
+    "distributed_session",
+    "program",
+    "relaunch",
+    "without_flag",
+]
 
 #: the commands that run on several ranks (the listings only print, on rank 0)
 DISTRIBUTED_COMMANDS = ("train", "evaluate", "datasets", "families", "estimators")
@@ -39,18 +46,24 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def relaunch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``vi-vae ARGV`` without ``--nproc`` under ``torchrun --standalone``; its exit status."""
-    if distributed.launched_by_torchrun():
-        raise InputError("--nproc starts torchrun; under torchrun, leave it out")
+def without_flag(argv: Sequence[str], flag: str, takes_value: bool = True) -> list[str]:
+    """``argv`` without ``flag``: ``--flag VALUE`` and ``--flag=VALUE``, or a bare ``--flag``."""
     rest, skip = [], False
     for argument in argv:
         if skip:
             skip = False
-        elif argument == "--nproc":
-            skip = True
-        elif not argument.startswith("--nproc="):
+        elif argument == flag:
+            skip = takes_value
+        elif not argument.startswith(flag + "="):
             rest.append(argument)
+    return rest
+
+
+def relaunch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``vi-vae ARGV`` without ``--nproc`` under ``torchrun --standalone``; its exit status."""
+    if distributed.launched_by_torchrun():
+        raise InputError("--nproc starts torchrun; under torchrun, leave it out")
+    rest = without_flag(argv, "--nproc")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", str(nproc), "-m", "vi_vae", *rest]
     return subprocess.call(command)
