@@ -4,7 +4,7 @@ Two ways a user's pair gave a wrong log p(x) that nothing flagged:
 
 - a decoder with dropout, left in training mode (torch's default): every call scores the
   same (x, z) with another dropout mask, and importance sampling estimated the log of an
-  average over masks, well above the model's log p(x) (below: the exact value of the
+  average over masks, far from the model's log p(x) (below: the exact value of the
   linear Gaussian model);
 - a model that normalizes x by statistics of the batch (or BatchNorm in training mode):
   a point's number depended on which rows shared its pass, i.e. on ``chunk_size``.
