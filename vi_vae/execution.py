@@ -19,7 +19,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ctypes
+import math
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,7 @@ from vi_vae.errors import InputError
 from vi_vae.settings import Settings, merge, passed
 from vi_vae.weights import DEFAULT_CHUNK_SIZE
 
-__all__ = ["AUTO", "ExecutionOptions"]
+__all__ = ["AUTO", "ExecutionOptions", "release_freed_memory"]
 
 #: ``chunk_size="auto"``: the evaluator picks (importance sampling fills a GPU, AIS
 #: takes :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`)
@@ -103,3 +106,39 @@ class ExecutionOptions(Settings):
         device = torch.device(self.device)
         moved = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
         return x.to(device), moved
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` (glibc), or None where it has none (macOS, musl)."""
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:  # pragma: no cover - a platform without a loadable C library
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+#: seconds between two trims: each returns pages the next chunk faults back in, so
+#: trimming after every chunk made a K = 5000 evaluation a third slower; once a
+#: second costs nothing measurable and bounds the growth to a second's chunks
+TRIM_INTERVAL_SECONDS = 1.0
+_clock = time.monotonic
+_last_trim = [-math.inf]
+
+
+def release_freed_memory() -> None:
+    """Hand the host memory freed so far back to the operating system (glibc only).
+
+    A chunked evaluation frees each chunk's large transients (K × pixels) while
+    its small per-point results live on. glibc's malloc serves the large blocks
+    from its heap once its dynamic mmap threshold has risen, and the small
+    survivors between them keep the freed pages resident, so the resident set
+    grows by about a chunk per chunk although nothing is alive: a four-run
+    Fashion-MNIST comparison at K = 5000 on 2,000 points passed 23 GB.
+    ``malloc_trim(0)`` returns the free pages (numbers unchanged). Evaluators call
+    this once per chunk; it trims at most once per :data:`TRIM_INTERVAL_SECONDS`.
+    Elsewhere a no-op.
+    """
+    now = _clock()
+    if _MALLOC_TRIM is not None and now - _last_trim[0] >= TRIM_INTERVAL_SECONDS:
+        _MALLOC_TRIM(0)
+        _last_trim[0] = now

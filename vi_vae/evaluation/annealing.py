@@ -48,6 +48,7 @@ from vi_vae._validation import (
 from vi_vae.errors import InputError
 from vi_vae.evaluation.annealed_density import INITIAL_DISTRIBUTIONS, AnnealedDensity
 from vi_vae.evaluation.hmc import DEFAULT_TARGET_ACCEPTANCE, adapt_step_size, hmc_transition
+from vi_vae.execution import release_freed_memory
 from vi_vae.settings import Settings
 
 __all__ = [
@@ -196,6 +197,7 @@ def anneal(
             )
             used.append(step)
             acceptance += info.acceptance_probability
+            release_freed_memory()  # the step's transients are freed by now
             if step_sizes is None and target_acceptance is not None and num_pilot_chains > 0:
                 pilots = info.acceptance_probability[num_chains:].mean(0)
                 step = adapt_step_size(step, pilots, target_acceptance)

@@ -26,7 +26,7 @@ from vi_vae.compiled import CompiledCache
 from vi_vae.contract import per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluated_pair import check_evaluated_pair
-from vi_vae.execution import ExecutionOptions
+from vi_vae.execution import ExecutionOptions, release_freed_memory
 from vi_vae.keys import KEYED_PAIRS, RandomKey, forked, key_block_size, seeded
 from vi_vae.support import check_points
 from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, guess_plates, trace_log_weights
@@ -185,7 +185,7 @@ def log_weight_chunks(
         compile=compile,
     )
     if seed is not None:
-        yield from keyed_log_weight_chunks(
+        chunks = keyed_log_weight_chunks(
             model,
             guide,
             x,
@@ -198,13 +198,23 @@ def log_weight_chunks(
             one_pass=one_pass,
             **kwargs,
         )
-        return
-    with torch.no_grad():
-        for rows, particle_slices in _passes(num_particles, x.shape[0], chunk_size):
-            rows_x, rows_kwargs = rows_of(x, kwargs, rows)
-            counts = [particles.stop - particles.start for particles in particle_slices]
-            parts = [one_pass(rows_x, num_particles=n, kwargs=rows_kwargs) for n in counts]
-            yield rows, torch.cat(parts)
+    else:
+        chunks = _unkeyed_chunks(one_pass, x, kwargs, num_particles, chunk_size)
+    for chunk in chunks:
+        release_freed_memory()  # the chunk's transients are freed by now
+        yield chunk
+
+
+@torch.no_grad()
+def _unkeyed_chunks(
+    one_pass: Callable, x: Tensor, kwargs: dict, num_particles: int, chunk_size: int
+) -> Iterator[tuple[slice, Tensor]]:
+    """The passes of :func:`log_weight_chunks` drawn from the caller's random stream."""
+    for rows, particle_slices in _passes(num_particles, x.shape[0], chunk_size):
+        rows_x, rows_kwargs = rows_of(x, kwargs, rows)
+        counts = [particles.stop - particles.start for particles in particle_slices]
+        parts = [one_pass(rows_x, num_particles=n, kwargs=rows_kwargs) for n in counts]
+        yield rows, torch.cat(parts)
 
 
 def _passes(
