@@ -562,6 +562,19 @@ def no_sites(x):
     pass
 
 
+def global_scale_model(x):
+    # a Bayesian model's global latent beside the data plate (Pyro's tutorials' shape)
+    scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Normal(x.new_zeros(len(x), 2), 1.0).to_event(1))
+        pyro.sample("obs", dist.Normal(z @ _WEIGHTS, scale).to_event(1), obs=x)
+
+
+def global_scale_guide(x):
+    pyro.sample("scale", dist.LogNormal(0.0, 0.5))
+    gaussian_guide(x)
+
+
 def gaussian_x(num_points=10):
     return torch.randn(num_points, 3, generator=torch.Generator().manual_seed(2))
 
@@ -585,6 +598,13 @@ BROKEN_CHECKS = {
         partial(gaussian_guide, plate=False),
         gaussian_x(),
         r"site 'z' is outside pyro.plate\('data'\).*uses no pyro.plate",
+    ),
+    "a global latent beside the data plate": (
+        global_scale_model,
+        global_scale_guide,
+        gaussian_x(),
+        r"site 'scale' is outside pyro.plate\('data'\).*other sites are in it: sample 'scale' "
+        r"once per data point .* or make it a parameter",
     ),
     "no sample sites": (no_sites, no_sites, gaussian_x(), r"the model has no sample sites"),
     "a plate of another size than x, on which the pair fails": (

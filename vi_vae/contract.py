@@ -398,7 +398,7 @@ def outside_data_plate(site: str, data_plate: str, frames: Iterable[Any]) -> str
     Args:
         site: the site's name.
         data_plate: the data plate's name.
-        frames: the plates (``CondIndepStackFrame``) the pair uses, to name them.
+        frames: the plates (``CondIndepStackFrame``) the pair's sites are in, to name them.
     """
     frames = list(frames)
     if any(frame.name == data_plate and not frame.vectorized for frame in frames):
@@ -412,6 +412,11 @@ def outside_data_plate(site: str, data_plate: str, frames: Iterable[Any]) -> str
         where = (
             f"the pair's plates are {plates}; if one of them runs over the data points, "
             "pass its name as data_plate="
+        )
+    elif any(frame.name == data_plate for frame in frames):
+        where = (
+            f"the pair's other sites are in it: sample {site!r} once per data point inside "
+            f"pyro.plate({data_plate!r}), or make it a parameter of the model (pyro.param)"
         )
     else:
         where = (
