@@ -25,6 +25,7 @@ weight is still a proposal).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ from vi_vae.contract import (
     per_point_keywords,
     rows_of,
 )
-from vi_vae.errors import InputError
+from vi_vae.errors import GuideSupportWarning, InputError
 from vi_vae.keys import forked
 from vi_vae.support import check_observed_support
 from vi_vae.weights import sum_per_point
@@ -122,6 +123,7 @@ def check_evaluated_pair(
 
 def _inspect_data(model_trace: Trace, guide_trace: Trace) -> None:
     check_observed_support(model_trace)
+    _warn_of_point_masses(guide_trace)
 
 
 def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
@@ -147,16 +149,18 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
                 )
 
 
-def _refuse_point_masses(guide_trace: Trace) -> None:
-    """Refuse a guide latent site drawn from a point mass (``Delta``, ``Empirical``).
+def _point_masses(guide_trace: Trace) -> dict[str, str]:
+    """The guide's latent sites drawn from a point mass (``Delta``, ``Empirical``): its name.
 
     The evaluators divide by the guide's density: a point mass q(z|x) = δ(z − f(x)) (a
     deterministic encoder, Pyro's ``AutoDelta``) has log q = 0 at its one point, so
     importance sampling returned log p(x, f(x)) with a standard error of the points'
     spread and a verdict of "converged" (on the linear Gaussian model with its point at
     z = 0.1: 16 nats below log p(x)); AIS from it failed with torch's raw autograd error.
-    Training with such a guide (MAP, an autoencoder) is left to ``fit``.
+    The evaluators refuse it; ``fit`` trains with it (MAP, an autoencoder) and warns that
+    its ELBO is log p(x, z) at the point, not a bound on log p(x).
     """
+    found = {}
     for name, site in guide_trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
             continue
@@ -164,14 +168,32 @@ def _refuse_point_masses(guide_trace: Trace) -> None:
         while getattr(fn, "base_dist", None) is not None:
             fn = fn.base_dist
         if isinstance(fn, (Delta, Empirical)):
-            raise InputError(
-                f"the guide draws latent site {name!r} from a point mass "
-                f"({type(fn).__name__}): the evaluators divide by the guide's density, "
-                "and a point mass has none, so the estimate would be log p(x, z) at one z, "
-                "not log p(x); give the guide a density (e.g. a Normal around the same "
-                "point, or AutoNormal in place of AutoDelta), or estimate by AIS from the "
-                "prior (guide=None, initial='prior')"
-            )
+            found[name] = type(fn).__name__
+    return found
+
+
+def _refuse_point_masses(guide_trace: Trace) -> None:
+    for name, kind in _point_masses(guide_trace).items():
+        raise InputError(
+            f"the guide draws latent site {name!r} from a point mass ({kind}): the "
+            "evaluators divide by the guide's density, and a point mass has none, so the "
+            "estimate would be log p(x, z) at one z, not log p(x); give the guide a density "
+            "(e.g. a Normal around the same point, or AutoNormal in place of AutoDelta), or "
+            "estimate by AIS from the prior (guide=None, initial='prior')"
+        )
+
+
+def _warn_of_point_masses(guide_trace: Trace) -> None:
+    sites = _point_masses(guide_trace)
+    if sites:
+        warnings.warn(
+            f"the guide draws latent site(s) {list(sites)} from a point mass "
+            f"({', '.join(sorted(set(sites.values())))}): training maximizes log p(x, z) at "
+            "the point (MAP), and its ELBO is that value, not a lower bound on log p(x); "
+            "compare it with no guide's ELBO that has a density",
+            GuideSupportWarning,
+            stacklevel=2,
+        )
 
 
 def _masks(site: dict) -> list:
