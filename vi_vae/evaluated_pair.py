@@ -31,7 +31,7 @@ from typing import Any
 
 import pyro.poutine as poutine
 import torch
-from pyro.distributions import Delta, Empirical, Independent, MaskedDistribution
+from pyro.distributions import Delta, Empirical, MaskedDistribution
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
@@ -164,9 +164,7 @@ def _point_masses(guide_trace: Trace) -> dict[str, str]:
     for name, site in guide_trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
             continue
-        fn = site["fn"]
-        while getattr(fn, "base_dist", None) is not None:
-            fn = fn.base_dist
+        fn = _layers(site)[-1]
         if isinstance(fn, (Delta, Empirical)):
             found[name] = type(fn).__name__
     return found
@@ -199,12 +197,15 @@ def _warn_of_point_masses(guide_trace: Trace) -> None:
 def _masks(site: dict) -> list:
     """A sample site's masks: ``poutine.mask``'s, and ``.mask()``'s in its distribution."""
     masks = [] if site["mask"] is None else [site["mask"]]
-    fn = site["fn"]
-    while isinstance(fn, (Independent, MaskedDistribution)):
-        if isinstance(fn, MaskedDistribution):
-            masks.append(fn._mask)
-        fn = fn.base_dist
-    return masks
+    return masks + [fn._mask for fn in _layers(site) if isinstance(fn, MaskedDistribution)]
+
+
+def _layers(site: dict) -> list:
+    """A site's distribution and each one it wraps (``.base_dist``: masked, independent, …)."""
+    layers = [site["fn"]]
+    while getattr(layers[-1], "base_dist", None) is not None:
+        layers.append(layers[-1].base_dist)
+    return layers
 
 
 def _scorer(layout: PairLayout, data_plate: str) -> Callable[[Trace], Tensor]:
