@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from float_rounding import RELATIVE
@@ -72,21 +70,39 @@ def test_ais_reads_auto_as_the_default_pass_size_and_moves_the_data_to_the_devic
     assert placed.device.type == "meta" and kwargs["ys"].device.type == "meta" and kwargs["k"] == 3
 
 
-def test_a_chunked_evaluation_hands_freed_memory_back_at_most_once_a_second(monkeypatch):
+def test_a_chunked_evaluation_asks_once_per_chunk_to_hand_freed_memory_back(monkeypatch):
     # The fix for a resident set that grew by a chunk per chunk (glibc kept the freed
-    # pages; benchmarks/resident_memory.py): every chunk asks, and a trim happens when
-    # TRIM_INTERVAL_SECONDS have passed since the last. A fake clock advancing 0.3 s per
-    # reading makes the count exact: readings 1, 5, 9 trim (0.3 s, 1.5 s, 2.7 s).
-    trims, readings = [], []
-
-    def clock():
-        readings.append(0.3 * (len(readings) + 1))
-        return readings[-1]
-
-    monkeypatch.setattr(execution, "_MALLOC_TRIM", trims.append)
-    monkeypatch.setattr(execution, "_clock", clock)
-    monkeypatch.setattr(execution, "_last_trim", [-math.inf])
+    # pages; benchmarks/resident_memory.py): every chunk of importance sampling asks.
+    readings = []
+    monkeypatch.setattr(execution, "_MALLOC_TRIM", lambda pad: 0)
+    monkeypatch.setattr(execution, "_resident_bytes", lambda: readings.append(1) or 0)
     x = X.repeat(4, 1)
     log_marginal_likelihood(VAE_4.model, VAE_4.guide, x, 50, chunk_size=50)
     assert len(readings) == x.shape[0]  # one chunk per point at chunk_size = K
-    assert trims == [0] * math.ceil(x.shape[0] / 4)
+
+
+def test_freed_memory_is_handed_back_when_the_resident_set_has_grown_by_the_threshold(
+    monkeypatch,
+):
+    # a trim costs the pages the next chunks fault back in: it runs only after the
+    # resident set grew by TRIM_GROWTH_BYTES since the last one (none where nothing grows)
+    megabyte, resident, trims = 2**20, [0], []
+
+    def trim(pad):
+        trims.append(pad)
+        resident[0] = 10 * megabyte  # what the trim gave back
+
+    monkeypatch.setattr(execution, "_MALLOC_TRIM", trim)
+    monkeypatch.setattr(execution, "_resident_bytes", lambda: resident[0])
+    monkeypatch.setattr(execution, "_after_last_trim", [0])
+    threshold = execution.TRIM_GROWTH_BYTES
+    for value, trimmed in [
+        (threshold - 1, 0),
+        (threshold, 1),  # the trim: resident 10 MB after it
+        (threshold + 9 * megabyte, 1),  # grown by threshold - 1 since
+        (threshold + 10 * megabyte, 2),
+    ]:
+        resident[0] = value
+        execution.release_freed_memory()
+        assert len(trims) == trimmed
+    assert trims == [0, 0]
