@@ -23,6 +23,7 @@ import ctypes
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -117,11 +118,11 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def _resident_bytes() -> int:
     """This process's resident set, from ``/proc/self/statm`` (Linux, where glibc is)."""
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[1]) * _PAGE_BYTES
+    return int(_STATM.read_bytes().split()[1]) * _PAGE_BYTES
 
 
 _MALLOC_TRIM = _malloc_trim()
+_STATM = Path("/proc/self/statm")
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: growth of the resident set since the last trim that makes the next one: each trim
 #: returns pages the next chunks fault back in, so a trim once a second made a K = 5000
