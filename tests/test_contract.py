@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional
 
 from vi_vae import VAE, log_marginal_likelihood
-from vi_vae.contract import PairLayout, per_point_keywords, rows_of
+from vi_vae.contract import PairLayout, check_pair, per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.estimators import (
     CIWAE,
@@ -562,6 +562,20 @@ def no_sites(x):
     pass
 
 
+def factor_guide(x):
+    # Pyro's Trace_ELBO subtracts a guide's factor (here: an ELBO 3 nats lower), vi_vae's
+    # weights took q at the latent sites alone: the two gave different numbers silently
+    with pyro.plate("data", len(x)):
+        pyro.sample("z", dist.Normal(x @ _ENCODER, 0.8).to_event(1))
+        pyro.factor("shift", x.new_full((len(x),), 3.0), has_rsample=True)
+
+
+def deterministic_guide(x):
+    with pyro.plate("data", len(x)):
+        pyro.sample("z", dist.Normal(x @ _ENCODER, 0.8).to_event(1))
+        pyro.deterministic("norm", x.norm(dim=-1))
+
+
 def global_scale_model(x):
     # a Bayesian model's global latent beside the data plate (Pyro's tutorials' shape)
     scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
@@ -605,6 +619,13 @@ BROKEN_CHECKS = {
         gaussian_x(),
         r"site 'scale' is outside pyro.plate\('data'\).*other sites are in it: sample 'scale' "
         r"once per data point .* or make it a parameter",
+    ),
+    "a factor in the guide": (
+        gaussian_model,
+        factor_guide,
+        gaussian_x(),
+        r"the guide observes site\(s\) \['shift'\] \(pyro.factor, or obs=\).*put the factor in "
+        r"the model",
     ),
     "no sample sites": (no_sites, no_sites, gaussian_x(), r"the model has no sample sites"),
     "a plate of another size than x, on which the pair fails": (
@@ -876,3 +897,11 @@ def test_a_transformed_guide_is_judged_by_its_draws_not_its_declared_support():
     with pyro.validation_enabled(False):
         with pytest.raises(InputError, match=r"wider than the prior's at latent site\(s\) 'z'"):
             log_marginal_likelihood(model, below, x, 10, seed=0)
+
+
+def test_a_guide_may_record_a_value_with_pyro_deterministic():
+    # the control of "a factor in the guide": a deterministic site is observed too, with
+    # log density 0, and stays allowed
+    check_pair(gaussian_model, deterministic_guide, (gaussian_x(),), {})
+    estimate = log_marginal_likelihood(gaussian_model, deterministic_guide, gaussian_x(), 10)
+    assert estimate.log_likelihood.isfinite().all()

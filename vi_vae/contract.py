@@ -277,6 +277,19 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
 
     Cheap enough for every trace: the evaluators' passes run it too.
     """
+    observed = [
+        name
+        for name, site in _sample_sites(guide_trace)
+        if site["is_observed"] and not site["infer"].get("_deterministic")
+    ]
+    if observed:
+        raise InputError(
+            f"the guide observes site(s) {observed} (pyro.factor, or obs=): Pyro's Trace_ELBO "
+            "counts such a site in log q, which is then no density that the guide's draws "
+            "come from, and vi_vae's log weights take q at the latent sites alone, so the "
+            "two would give different numbers; put the factor in the model, or make it part "
+            "of the distribution the guide samples from (pyro.deterministic stays allowed)"
+        )
     model_latents, guide_latents = _latents(model_trace), _latents(guide_trace)
     missing = [name for name in model_latents if name not in guide_latents]
     if missing:
