@@ -374,12 +374,12 @@ def _data_plate_size(
 ) -> tuple[int, int]:
     """(points per pass, full size) of the data plate; refuses a pair that breaks clause 2."""
     sites = [site for trace in (model_trace, guide_trace) for _, site in _sample_sites(trace)]
-    every_frame = [frame for site in sites for frame in site["cond_indep_stack"]]
     frames = []
     for site in sites:
         frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
         if frame is None or not frame.vectorized:
-            raise InputError(outside_data_plate(site["name"], data_plate, every_frame))
+            message = outside_data_plate(site["name"], data_plate, (model_trace, guide_trace))
+            raise InputError(message)
         frames.append((site, frame))
     if not frames:
         raise InputError("the model has no sample sites")
@@ -405,15 +405,20 @@ def _frame_size(site: dict, frame: Any) -> int:
     return batch_shape[frame.dim] if len(batch_shape) >= -frame.dim else 1
 
 
-def outside_data_plate(site: str, data_plate: str, frames: Iterable[Any]) -> str:
+def outside_data_plate(site: str, data_plate: str, traces: Iterable[Trace]) -> str:
     """What to change when sample site ``site`` is not in the vectorized data plate (clause 2).
 
     Args:
         site: the site's name.
         data_plate: the data plate's name.
-        frames: the plates (``CondIndepStackFrame``) the pair's sites are in, to name them.
+        traces: the pair's traces, whose sites' plates the message names.
     """
-    frames = list(frames)
+    frames = [
+        frame
+        for trace in traces
+        for _, other in _sample_sites(trace)
+        for frame in other["cond_indep_stack"]
+    ]
     if any(frame.name == data_plate and not frame.vectorized for frame in frames):
         return (
             f"pyro.plate({data_plate!r}) is used as a sequential loop (for i in "

@@ -241,13 +241,7 @@ def sum_per_point(
             continue
         frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
         if frame is None or not frame.vectorized:
-            every_frame = [
-                frame
-                for other in trace.nodes.values()
-                if other["type"] == "sample"
-                for frame in other["cond_indep_stack"]
-            ]
-            raise InputError(outside_data_plate(name, data_plate, every_frame))
+            raise InputError(outside_data_plate(name, data_plate, (trace,)))
         value = log_prob(site)
         value = scale_and_mask(value, site["scale"] if scaled else 1.0, site["mask"])
         if value.dim() > num_dims:
