@@ -150,7 +150,7 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
 
 
 def _point_masses(guide_trace: Trace) -> dict[str, str]:
-    """The guide's latent sites drawn from a point mass (``Delta``, ``Empirical``): its name.
+    """The guide's latent sites drawn from a point mass: ``{site: "Delta" or "Empirical"}``.
 
     The evaluators divide by the guide's density: a point mass q(z|x) = δ(z − f(x)) (a
     deterministic encoder, Pyro's ``AutoDelta``) has log q = 0 at its one point, so
@@ -171,7 +171,9 @@ def _point_masses(guide_trace: Trace) -> dict[str, str]:
 
 
 def _refuse_point_masses(guide_trace: Trace) -> None:
-    for name, kind in _point_masses(guide_trace).items():
+    masses = _point_masses(guide_trace)
+    if masses:
+        name, kind = next(iter(masses.items()))
         raise InputError(
             f"the guide draws latent site {name!r} from a point mass ({kind}): the "
             "evaluators divide by the guide's density, and a point mass has none, so the "

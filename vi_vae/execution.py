@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,21 +110,21 @@ class ExecutionOptions(Settings):
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    """The C library's ``malloc_trim`` (glibc), or None where it has none (macOS, musl)."""
+    """The C library's ``malloc_trim`` on Linux (glibc's), or None: elsewhere, or without one."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         return getattr(ctypes.CDLL(None), "malloc_trim", None)
-    except OSError:  # pragma: no cover - a platform without a loadable C library
+    except OSError:  # pragma: no cover - a Linux without a loadable C library
         return None
 
 
 def _resident_bytes() -> int:
-    """This process's resident set, from ``/proc/self/statm`` (Linux, where glibc is)."""
-    return int(_STATM.read_bytes().split()[1]) * _PAGE_BYTES
+    """This process's resident set, from ``/proc/self/statm`` (Linux)."""
+    return int(Path("/proc/self/statm").read_bytes().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 _MALLOC_TRIM = _malloc_trim()
-_STATM = Path("/proc/self/statm")
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: growth of the resident set since the last trim that makes the next one: each trim
 #: returns pages the next chunks fault back in, so a trim once a second made a K = 5000
 #: evaluation 6-12% slower, and one per chunk a third; where nothing grows, none runs
