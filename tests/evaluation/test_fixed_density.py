@@ -181,7 +181,7 @@ def test_every_evaluator_that_uses_the_guide_refuses_a_point_mass_guide(evaluato
         EVALUATORS[evaluator](LG.model, guide, X)
 
 
-def test_ais_from_the_prior_and_fit_take_a_model_trained_with_a_point_mass_guide():
+def test_ais_from_the_prior_and_fit_take_a_pair_whose_guide_is_a_point_mass():
     # the guide is not evaluated in either: AIS from the prior never calls it, and fit
     # with a point mass is MAP training (an autoencoder's), which stays allowed
     estimate = annealed_importance_sampling(LG.model, None, X, initial="prior", **SMALL_AIS)
