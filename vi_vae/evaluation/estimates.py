@@ -321,7 +321,7 @@ def pareto_tail_size(num_particles: int) -> int:
 def _too_few_particles(num_particles: int) -> str:
     return (
         f"Pareto k̂ needs at least {MIN_PARTICLES_FOR_PARETO_K} weights per point "
-        f"(the tail fit uses the largest ⌈min(K/5, 3√K)⌉ > 4); K = {num_particles}"
+        f"(the tail fit uses the largest ⌈min(K/5, 3√K)⌉ > 4); there are {num_particles}"
     )
 
 
