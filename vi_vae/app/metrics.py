@@ -457,6 +457,11 @@ class Comparison:
     histories: dict[str, tuple[EpochRecord, ...]]
     command: str | None = None
 
+    @property
+    def unsettled(self) -> bool:
+        """Whether a row's log p(x) failed its convergence check (the tables star it)."""
+        return any(row.log_marginal_likelihood.converged is False for row in self.rows)
+
     def __post_init__(self) -> None:
         # the report reads the rows as paired: the same test points and K in every row
         estimates = {row.estimator: row.log_marginal_likelihood for row in self.rows}

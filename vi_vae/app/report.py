@@ -284,7 +284,7 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "rows are paired (same points), so they are more precise than the SEs suggest.",
         *(
             [f"- *\\**: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise num_particles."]
-            if any(row.log_marginal_likelihood.converged is False for row in rows)
+            if comparison.unsettled
             else []
         ),
         "- *mean ESS*, *k̂ > 0.7*: reliability of the importance weights; a large share of "

@@ -234,7 +234,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"{estimate.standard_error:>6.2f} {_share_text(estimate.share_pareto_k_above):>9} "
             f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
-    if any(row.log_marginal_likelihood.converged is False for row in comparison.rows):
+    if comparison.unsettled:
         flag = flag_of_field("evaluation.num_particles", "compare")
         print(f"*: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise {flag}")
     if any(row.log_marginal_likelihood.share_pareto_k_above > 0 for row in comparison.rows):
