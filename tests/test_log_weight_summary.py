@@ -31,6 +31,21 @@ def test_pareto_k_from_the_tail_is_arviz_on_all_weights(num_particles):
     assert "all equal" in reason
 
 
+def test_float32_rounding_of_equal_weights_is_no_tail_but_the_same_spread_in_float64_is():
+    # an exact posterior's log weights in float32 differ by a few epsilons of their size
+    # (1e-6 nats at -5): k̂ fitted to that noise came out inf for some points. Within
+    # EQUAL_WEIGHTS_EPSILONS epsilons the weights are equal; computed in float64, the
+    # same spread is 1e10 epsilons, a spread to fit.
+    generator = torch.Generator().manual_seed(2)
+    noise = torch.randint(-8, 9, (100, 6), generator=generator).float()
+    log_weights = -5.0 + noise * torch.finfo(torch.float32).eps * 4  # ±8 ulps of 5
+    assert (log_weights.amax(0) - log_weights.amin(0)).min() > 1e-6
+    k32, reason = pareto_k(log_weights)
+    assert torch.isnan(k32).all() and "all equal" in reason
+    k64, reason = pareto_k(log_weights.double())
+    assert torch.isfinite(k64).all() and reason is None
+
+
 def test_chunked_summary_equals_one_summary_with_one_pareto_fit(monkeypatch):
     calls = []
     psislw = arviz.psislw

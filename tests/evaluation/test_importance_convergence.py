@@ -104,6 +104,28 @@ def test_an_exact_guide_converges_and_one_particle_never_does():
     assert not single.convergence.converged
 
 
+def test_an_exact_guide_in_float32_converges():
+    """float32 rounds the exact posterior's equal weights apart by ~1e-6 nats: no tail for
+    k̂ to fit (it fitted that noise, and 3 of 20 points came out k̂ = inf: "not converged")."""
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def exact_guide(x):  # p(z | x) = N(x / 2, 1/2)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x / 2, 0.5**0.5).to_event(1))
+
+    x = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        estimate = log_marginal_likelihood(model, exact_guide, x, num_particles=100, seed=0)
+    assert estimate.convergence.converged and torch.isnan(estimate.pareto_k).all()
+    exact = dist.Normal(0.0, 2**0.5).log_prob(x.double()).sum(-1)
+    assert torch.allclose(estimate.log_likelihood, exact, atol=1e-5)  # float32 rounding
+
+
 def test_the_verdict_is_the_same_whatever_the_pass_size_and_bounds_do_not_warn():
     small = quietly(num_particles=64, chunk_size=30)  # a pass holds part of a point's K
     whole = quietly(num_particles=64, chunk_size=10**6)

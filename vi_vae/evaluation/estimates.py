@@ -63,8 +63,15 @@ NARROWER_GUIDE_SUPPORT = (
 #: ArviZ fits the generalized Pareto distribution to the largest ⌈min(K/5, 3√K)⌉
 #: weights and needs more than 4 of them, so K ≥ 21.
 MIN_PARTICLES_FOR_PARETO_K = 21
-#: log weights that differ by less than this (nats) are equal: float rounding of an
-#: exact posterior's weights is ~1e-12 nats, far below any real spread
+#: a point's log weights are equal, and its estimate exact, when they differ by at most
+#: this many machine epsilons of the dtype they were computed in, times their size (at
+#: least 1), and never less than :data:`EQUAL_WEIGHTS_TOLERANCE`. An exact posterior's
+#: weights in float32 differ by float rounding alone, a few epsilons (1e-6 nats at
+#: log w = -5), where k̂ would fit that noise and call the estimate unreliable; weights
+#: that close also make an estimate within that distance of each of them.
+EQUAL_WEIGHTS_EPSILONS = 256
+#: the least spread of log weights (nats) that counts as a spread: float64 rounding of an
+#: exact posterior's weights is ~1e-12 nats
 EQUAL_WEIGHTS_TOLERANCE = 1e-8
 
 
@@ -256,12 +263,16 @@ class LogWeightSummary:
         self.compute_pareto_k = compute_pareto_k and num_particles >= MIN_PARTICLES_FOR_PARETO_K
         self._requested_pareto_k = compute_pareto_k
         self._tail_size = pareto_tail_size(num_particles) + 1
+        #: the machine epsilon of the coarsest dtype the log weights came in
+        self._epsilon = 0.0
         self._parts: dict[str, list[Tensor]] = {
             name: [] for name in ("total", "ess", "error", "half", "tail", "smallest")
         }
 
     def add(self, log_weights: Tensor) -> None:
         """Reduce ``log_weights: [num_particles, n]`` (on any device) and keep the result there."""
+        if log_weights.is_floating_point():
+            self._epsilon = max(self._epsilon, torch.finfo(log_weights.dtype).eps)
         log_weights = log_weights.detach().double()
         if log_weights.shape[0] != self.num_particles:
             raise ValueError(
@@ -286,7 +297,7 @@ class LogWeightSummary:
         parts = {name: torch.cat(values, -1) for name, values in self._parts.items() if values}
         if self.compute_pareto_k:
             k, reason = _pareto_k_from_tails(
-                parts["tail"].cpu(), parts["smallest"].cpu(), self.num_particles
+                parts["tail"].cpu(), parts["smallest"].cpu(), self.num_particles, self._epsilon
             )
         else:
             num_points = parts["total"].numel()
@@ -354,9 +365,12 @@ def _import_arviz():
 
 
 def _pareto_k_from_tails(
-    tail: Tensor, smallest: Tensor, num_particles: int
+    tail: Tensor, smallest: Tensor, num_particles: int, epsilon: float
 ) -> tuple[Tensor, str | None]:
-    """k̂ from each point's M + 1 largest log weights ``[M + 1, N]`` (descending) and smallest."""
+    """k̂ from each point's M + 1 largest log weights ``[M + 1, N]`` (descending) and smallest.
+
+    ``epsilon``: the machine epsilon of the dtype the log weights were computed in.
+    """
     arviz = _import_arviz()
 
     num_points = tail.shape[1]
@@ -372,7 +386,8 @@ def _pareto_k_from_tails(
             _, block_k = arviz.psislw(rows)
         k[columns] = torch.as_tensor(np.atleast_1d(block_k), dtype=torch.float64)
     # weights equal to float precision (the guide is the exact posterior of the point)
-    constant = (tail[0] - smallest) <= EQUAL_WEIGHTS_TOLERANCE
+    rounding = EQUAL_WEIGHTS_EPSILONS * epsilon * tail[0].abs().clamp(min=1)
+    constant = (tail[0] - smallest) <= rounding.clamp(min=EQUAL_WEIGHTS_TOLERANCE)
     if constant.any():
         k[constant] = math.nan
         return k, "a point whose weights are all equal (an exact estimate) has no tail to fit"

@@ -319,8 +319,8 @@ def importance_sampling(
             compile=execution.compile,
             **rows_kwargs,
         ):
+            summary.add(log_weights)  # in the pair's dtype: k̂ tells its rounding from a spread
             log_weights = log_weights.double()
-            summary.add(log_weights)
             if on_points is not None:
                 on_points(done.stop, rows_x.shape[0])
             for k in ks:
