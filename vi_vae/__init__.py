@@ -14,6 +14,7 @@ from vi_vae.errors import (
     InputError,
     LocalOptimizationWarning,
     TrainingError,
+    UnobservedPointsWarning,
 )
 from vi_vae.estimators import (
     CIWAE,
@@ -95,6 +96,7 @@ __all__ = [
     "RenyiVR",
     "TrainSettings",
     "TrainingError",
+    "UnobservedPointsWarning",
     "active_units",
     "annealed_importance_sampling",
     "auto_annealed_importance_sampling",

@@ -8,6 +8,7 @@ __all__ = [
     "InputError",
     "LocalOptimizationWarning",
     "TrainingError",
+    "UnobservedPointsWarning",
     "UnverifiedCheckpointWarning",
     "UnverifiedFileWarning",
 ]
@@ -64,6 +65,15 @@ class GuideSupportWarning(UserWarning):
     the estimate's ``narrower_guide_sites`` names the sites. ``fit`` warns with it, too,
     of a guide that draws a site from a point mass: its ELBO is log p(x, z) at the
     point, not a lower bound on log p(x) (the evaluators refuse such a guide).
+    """
+
+
+class UnobservedPointsWarning(UserWarning):
+    """Some data points have every observed entry masked: the model observes nothing of them.
+
+    An evaluator's log p(x_n) of such a point is the log probability of observing
+    nothing, 0, whatever the model; the mean over points counts those zeros. Leave the
+    points out of ``x``, or check the mask.
     """
 
 

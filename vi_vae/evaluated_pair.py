@@ -44,7 +44,7 @@ from vi_vae.contract import (
     per_point_keywords,
     rows_of,
 )
-from vi_vae.errors import GuideSupportWarning, InputError
+from vi_vae.errors import GuideSupportWarning, InputError, UnobservedPointsWarning
 from vi_vae.keys import forked
 from vi_vae.support import check_observed_support
 from vi_vae.weights import sum_per_point
@@ -84,6 +84,12 @@ def check_evaluated_pair(
     Raises:
         InputError: naming what breaks the contract and what to change.
     """
+    model_traces = []  # the check's model trace, on all of x
+
+    def inspect(model_trace: Trace, guide_trace: Trace) -> None:
+        model_traces.append(model_trace)
+        (_inspect_traces if fixed_density else _inspect_data)(model_trace, guide_trace)
+
     layout = check_pair(
         model,
         guide,
@@ -91,9 +97,11 @@ def check_evaluated_pair(
         kwargs,
         data_plate=data_plate,
         subsampling_refusal=EVALUATOR_SUBSAMPLING,
-        inspect=_inspect_traces if fixed_density else _inspect_data,
+        inspect=inspect,
         match_latents=match_latents,
     )
+    if fixed_density:
+        _warn_of_unobserved_points(model_traces[0], data_plate, x.shape[0])
     per_point = per_point_keywords(kwargs, x.shape[0])
     rows, row_kwargs = rows_of(x, kwargs, slice(0, FIXED_DENSITY_ROWS), per_point)
     with forked(x.device), torch.no_grad(), poutine.block():
@@ -147,6 +155,61 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
                     "leave latent sites whole: a latent of a step without data keeps its prior "
                     "and guide densities, whose ratio averages to 1"
                 )
+
+
+def _warn_of_unobserved_points(model_trace: Trace, data_plate: str, size: int) -> None:
+    """Warn of data points whose every observed entry is masked (their log p(x_n) is 0).
+
+    ``size``: the data points, the rows of x.
+    """
+    observed: Tensor | None = None  # per row of the data plate: does any site observe it?
+    for site in model_trace.nodes.values():
+        if site["type"] != "sample" or not site["is_observed"] or site_is_subsample(site):
+            continue
+        frame = next(f for f in site["cond_indep_stack"] if f.name == data_plate)
+        rows = _rows_observed(site, frame.dim, size)
+        observed = rows if observed is None else observed | rows
+    unobserved = size if observed is None else int((~observed).sum())
+    if unobserved:
+        warnings.warn(
+            f"data points with every observed entry masked: {unobserved} of {size}; the "
+            "model observes nothing of them, so their log p(x) is 0 whatever the "
+            "model, and the mean over points counts those zeros; leave such points out "
+            "of x, or check the mask",
+            UnobservedPointsWarning,
+            stacklevel=2,
+        )
+
+
+def _rows_observed(site: dict, dim: int, size: int) -> Tensor:
+    """Per row of the data plate (``dim`` of the site's batch shape), whether any entry is kept.
+
+    A mask belongs to one layer of the site's distribution (``poutine.mask``'s to the
+    outermost) and lines up, from the right, with that layer's batch shape, whose dims
+    beyond the site's batch shape are event dims of the site (``.mask(m).to_event(1)``).
+    A mask this reading cannot place counts as keeping every entry.
+    """
+    layers = _layers(site)
+    outer = len(layers[0].batch_shape)
+    placed = [(site["mask"], 0)] if site["mask"] is not None else []
+    placed += [
+        (fn._mask, max(0, len(fn.batch_shape) - outer))
+        for fn in layers
+        if isinstance(fn, MaskedDistribution)
+    ]
+    extra = max((inner for _, inner in placed), default=0)
+    kept = torch.ones((1,) * (outer + extra), dtype=torch.bool)
+    for mask, inner in placed:
+        mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
+        mask = mask.reshape(mask.shape + (1,) * (extra - inner))
+        try:
+            kept = kept & mask
+        except RuntimeError:  # a shape that does not broadcast so
+            continue
+    data_dim = kept.dim() - extra + dim
+    if data_dim < 0 or kept.shape[data_dim] != size:  # the same for every row
+        return kept.any().expand(size)
+    return kept.movedim(data_dim, 0).reshape(size, -1).any(1)
 
 
 def _point_masses(guide_trace: Trace) -> dict[str, str]:

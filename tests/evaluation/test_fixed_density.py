@@ -13,6 +13,8 @@ Each evaluator now refuses both, saying what to change; the same networks in eva
 (or the statistic computed outside the model) are accepted and give the exact value.
 """
 
+import warnings
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -21,7 +23,7 @@ from linear_gaussian import LinearGaussian
 from torch import nn
 
 from vi_vae import fit, log_marginal_likelihood
-from vi_vae.errors import GuideSupportWarning, InputError
+from vi_vae.errors import GuideSupportWarning, InputError, UnobservedPointsWarning
 from vi_vae.evaluation import annealed_importance_sampling, bdmc, bounds, inference_gaps
 from vi_vae.evaluation.passes import log_weight_chunks
 
@@ -191,3 +193,63 @@ def test_ais_from_the_prior_and_fit_take_a_pair_whose_guide_is_a_point_mass():
     # the validation "ELBO" is log p(x, z) at the point: here above the exact log p(x)
     # (the posterior mean is the posterior's mode), which no lower bound can be
     assert result.history[0].validation_elbo > LG.log_marginal(X).mean().item()
+
+
+#: rows 2 and 5 observe nothing; row 7 only its first coordinate
+OBSERVED = torch.ones(X.shape, dtype=torch.bool)
+OBSERVED[2] = OBSERVED[5] = False
+OBSERVED[7, 1:] = False
+
+
+def entry_masked_model(x, observed):
+    """The linear Gaussian model, each missing coordinate masked inside the likelihood."""
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(x.new_zeros(LG.latent_dim), 1.0).to_event(1))
+        loc = z @ LG.weight.T + LG.bias
+        pyro.sample("x", dist.Normal(loc, LG.noise).mask(observed).to_event(1), obs=x)
+
+
+def row_masked_model(x, observed):
+    """The same, each point's observation kept or dropped whole by poutine.mask."""
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(x.new_zeros(LG.latent_dim), 1.0).to_event(1))
+        with pyro.poutine.mask(mask=observed.any(-1)):
+            pyro.sample("x", dist.Normal(z @ LG.weight.T + LG.bias, LG.noise).to_event(1), obs=x)
+
+
+def mean_field_guide(x, observed):
+    """LG's mean-field guide, with a learnable shift (0) for the inference gaps' q*."""
+    shift = pyro.param("shift", torch.zeros(LG.latent_dim, dtype=x.dtype))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(LG.posterior_mean(x) + shift, LG.mean_field_scale).to_event(1))
+
+
+@pytest.mark.parametrize("model", [entry_masked_model, row_masked_model])
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_every_evaluator_warns_of_points_whose_every_observed_entry_is_masked(evaluator, model):
+    # before: those points' log p(x) came out near 0 (the probability of observing
+    # nothing), raising the mean over points, with nothing said
+    def pair(function):
+        return lambda x, **kwargs: function(x, OBSERVED[: x.shape[0]])
+
+    with pytest.warns(UnobservedPointsWarning, match=r"masked: [12] of (40|4); .*log p\(x\) is 0"):
+        EVALUATORS[evaluator](pair(model), pair(mean_field_guide), X)
+
+
+def test_the_points_warned_of_score_0_and_a_partly_observed_point_is_no_warning():
+    def exact_guide(x, observed):  # the posterior: the prior where nothing is observed
+        seen = observed.any(-1, keepdim=True)
+        mean = torch.where(seen, LG.posterior_mean(x), 0.0)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(mean, torch.where(seen, LG.mean_field_scale, 1.0)).to_event(1))
+
+    with pytest.warns(UnobservedPointsWarning):
+        estimate = log_marginal_likelihood(
+            entry_masked_model, exact_guide, X, 50, seed=0, observed=OBSERVED
+        )
+    assert estimate.log_likelihood[[2, 5]].abs().max() < 1e-12  # every weight p(z)/q(z) = 1
+    partly = OBSERVED.clone()
+    partly[2, 0] = partly[5, 2] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnobservedPointsWarning)
+        log_marginal_likelihood(entry_masked_model, mean_field_guide, X, 20, seed=0, observed=partly)
