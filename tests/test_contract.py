@@ -21,7 +21,7 @@ from torch.nn import functional
 
 from vi_vae import VAE, log_marginal_likelihood
 from vi_vae.contract import PairLayout, check_pair, per_point_keywords, rows_of
-from vi_vae.errors import InputError, UnobservedPointsWarning
+from vi_vae.errors import GuideSupportWarning, InputError, UnobservedPointsWarning
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -869,7 +869,8 @@ def test_a_point_mass_guide_in_the_prior_s_support_is_accepted():
     model, _ = _wider_guide_pair()
     x = torch.rand(8, 1, generator=torch.Generator().manual_seed(0))
     pyro.clear_param_store()
-    result = fit(model, AutoDelta(model), x, epochs=1, batch_size=8)
+    with pytest.warns(GuideSupportWarning, match=r"\['z'\] from a point mass \(Delta\)"):
+        result = fit(model, AutoDelta(model), x, epochs=1, batch_size=8)
     assert len(result.history) == 1
 
 

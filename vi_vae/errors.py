@@ -62,9 +62,10 @@ class GuideSupportWarning(UserWarning):
     """The guide cannot propose all of the prior's support at some latent site.
 
     Importance sampling from it estimates only the part of p(x) on the guide's support;
-    the estimate's ``narrower_guide_sites`` names the sites. ``fit`` warns with it, too,
-    of a guide that draws a site from a point mass: its ELBO is log p(x, z) at the
-    point, not a lower bound on log p(x) (the evaluators refuse such a guide).
+    the estimate's ``narrower_guide_sites`` names the sites. The estimators (and so
+    ``fit``) warn with it, too, at their first call of a guide that draws a site from a
+    point mass: its ELBO is log p(x, z) at the point, not a lower bound on log p(x) (the
+    evaluators refuse such a guide).
     """
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pyro.poutine as poutine
 import torch
-from pyro.distributions import Delta, Empirical, MaskedDistribution
+from pyro.distributions import MaskedDistribution
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
@@ -44,9 +44,14 @@ from vi_vae.contract import (
     per_point_keywords,
     rows_of,
 )
-from vi_vae.errors import GuideSupportWarning, InputError, UnobservedPointsWarning
+from vi_vae.errors import InputError, UnobservedPointsWarning
 from vi_vae.keys import forked
-from vi_vae.support import check_observed_support
+from vi_vae.support import (
+    check_observed_support,
+    point_masses,
+    site_layers,
+    warn_of_point_masses,
+)
 from vi_vae.weights import sum_per_point
 
 __all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair"]
@@ -131,7 +136,7 @@ def check_evaluated_pair(
 
 def _inspect_data(model_trace: Trace, guide_trace: Trace) -> None:
     check_observed_support(model_trace)
-    _warn_of_point_masses(guide_trace)
+    warn_of_point_masses(guide_trace)
 
 
 def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
@@ -189,7 +194,7 @@ def _rows_observed(site: dict, dim: int, size: int) -> Tensor:
     beyond the site's batch shape are event dims of the site (``.mask(m).to_event(1)``).
     A mask this reading cannot place counts as keeping every entry.
     """
-    layers = _layers(site)
+    layers = site_layers(site)
     outer = len(layers[0].batch_shape)
     placed = [(site["mask"], 0)] if site["mask"] is not None else []
     placed += [
@@ -212,29 +217,8 @@ def _rows_observed(site: dict, dim: int, size: int) -> Tensor:
     return kept.movedim(data_dim, 0).reshape(size, -1).any(1)
 
 
-def _point_masses(guide_trace: Trace) -> dict[str, str]:
-    """The guide's latent sites drawn from a point mass: ``{site: "Delta" or "Empirical"}``.
-
-    The evaluators divide by the guide's density: a point mass q(z|x) = δ(z − f(x)) (a
-    deterministic encoder, Pyro's ``AutoDelta``) has log q = 0 at its one point, so
-    importance sampling returned log p(x, f(x)) with a standard error of the points'
-    spread and a verdict of "converged" (on the linear Gaussian model with its point at
-    z = 0.1: 16 nats below log p(x)); AIS from it failed with torch's raw autograd error.
-    The evaluators refuse it; ``fit`` trains with it (MAP, an autoencoder) and warns that
-    its ELBO is log p(x, z) at the point, not a bound on log p(x).
-    """
-    found = {}
-    for name, site in guide_trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
-        fn = _layers(site)[-1]
-        if isinstance(fn, (Delta, Empirical)):
-            found[name] = type(fn).__name__
-    return found
-
-
 def _refuse_point_masses(guide_trace: Trace) -> None:
-    masses = _point_masses(guide_trace)
+    masses = point_masses(guide_trace)
     if masses:
         name, kind = next(iter(masses.items()))
         raise InputError(
@@ -246,31 +230,10 @@ def _refuse_point_masses(guide_trace: Trace) -> None:
         )
 
 
-def _warn_of_point_masses(guide_trace: Trace) -> None:
-    sites = _point_masses(guide_trace)
-    if sites:
-        warnings.warn(
-            f"the guide draws latent site(s) {list(sites)} from a point mass "
-            f"({', '.join(sorted(set(sites.values())))}): training maximizes log p(x, z) at "
-            "the point (MAP), and its ELBO is that value, not a lower bound on log p(x); "
-            "compare it with no guide's ELBO that has a density",
-            GuideSupportWarning,
-            stacklevel=2,
-        )
-
-
 def _masks(site: dict) -> list:
     """A sample site's masks: ``poutine.mask``'s, and ``.mask()``'s in its distribution."""
     masks = [] if site["mask"] is None else [site["mask"]]
-    return masks + [fn._mask for fn in _layers(site) if isinstance(fn, MaskedDistribution)]
-
-
-def _layers(site: dict) -> list:
-    """A site's distribution and each one it wraps (``.base_dist``: masked, independent, …)."""
-    layers = [site["fn"]]
-    while getattr(layers[-1], "base_dist", None) is not None:
-        layers.append(layers[-1].base_dist)
-    return layers
+    return masks + [fn._mask for fn in site_layers(site) if isinstance(fn, MaskedDistribution)]
 
 
 def _scorer(layout: PairLayout, data_plate: str) -> Callable[[Trace], Tensor]:

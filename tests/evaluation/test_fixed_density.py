@@ -253,3 +253,21 @@ def test_the_points_warned_of_score_0_and_a_partly_observed_point_is_no_warning(
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnobservedPointsWarning)
         log_marginal_likelihood(entry_masked_model, mean_field_guide, X, 20, seed=0, observed=partly)
+
+
+def test_an_estimator_warns_of_a_point_mass_guide_at_its_first_call():
+    # before: only fit's validation warned, so fit without validation data and SVI with
+    # vi_vae's estimators called log p(x, z) at the point an ELBO without a word
+    from pyro.infer import SVI
+    from pyro.optim import Adam
+
+    from vi_vae import IWAE
+
+    with pytest.warns(GuideSupportWarning, match=r"\['z'\] from a point mass .*not a lower bound"):
+        fit(LG.model, point_mass_guide, X, epochs=1, batch_size=20)
+    svi = SVI(LG.model, point_mass_guide, Adam({"lr": 1e-3}), IWAE(num_particles=5))
+    with pytest.warns(GuideSupportWarning, match=r"\['z'\] from a point mass"):
+        svi.step(X)
+    with warnings.catch_warnings():  # a guide with a density: no warning
+        warnings.simplefilter("error", GuideSupportWarning)
+        SVI(LG.model, LG.mean_field_guide, Adam({"lr": 1e-3}), IWAE(num_particles=5)).step(X)

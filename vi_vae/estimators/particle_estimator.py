@@ -58,6 +58,7 @@ from torch import Tensor
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.contract import biased_under_subsampling, check_pair
+from vi_vae.support import warn_of_point_masses
 from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes
 from vi_vae.estimators.compiled_passes import PassCall
@@ -295,6 +296,7 @@ class ParticleEstimator(PyroELBO):
             subsampling_refusal=self._subsampling_refusal(),
             parameters=True,
             fork=self._batch_size is not None,
+            inspect=lambda model_trace, guide_trace: warn_of_point_masses(guide_trace),
         )
         if self.max_plate_nesting == math.inf:
             self.max_plate_nesting = layout.plate_nesting
