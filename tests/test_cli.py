@@ -24,7 +24,7 @@ from vi_vae.app.assessment import evaluate
 from vi_vae.app.config import EvaluationConfig
 from vi_vae.app.runs import AISNotKeptWarning, load_run
 from vi_vae.checkpoint import load_checkpoint
-from vi_vae.cli.commands import _print_metrics as print_metrics
+from vi_vae.cli.printing import print_metrics
 from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD
 from vi_vae.latents import FAMILIES
 

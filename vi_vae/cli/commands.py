@@ -1,30 +1,38 @@
-"""What each ``vi-vae`` subcommand does, given its parsed arguments; printing lives here."""
+"""What each ``vi-vae`` subcommand does, given its parsed arguments.
+
+:mod:`vi_vae.cli.printing` words what they print.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
-import math
 import shlex
-import sys
 from pathlib import Path
 
 from vi_vae.app.assessment import GapRequest
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import AISSummary, BDMCSummary, EstimateSummary, GapSummary, RunMetrics
 from vi_vae.cli.flags import config_from_arguments, flag_of_field, given_flags
+from vi_vae.cli.printing import (
+    ais_settings_text,
+    print_metrics,
+    print_table,
+    share_text,
+    unsettled_mark,
+    warn_unless_converged,
+    warn_unless_gaps_converged,
+)
 from vi_vae.cli.progress import ProgressBar
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.evaluation import (
     ABOVE_PARETO_K_THRESHOLD,
     NARROWER_GUIDE_SUPPORT,
-    AISRound,
     AISSettings,
     AutoAISSettings,
     GapSettings,
 )
-from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING, advice
+from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
@@ -32,124 +40,6 @@ __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 DEFAULT_NUM_SAMPLES_SHOWN = 64
 #: the only flags ``train --resume`` accepts besides the output ones
 RESUME_FLAGS = ("--epochs", "--device")
-
-
-def _print_metrics(metrics: RunMetrics, command: str) -> None:
-    estimate = metrics.log_marginal_likelihood
-    if estimate is None:
-        return
-    share = estimate.share_pareto_k_above
-    reason = f"; {estimate.pareto_k_reason}" if estimate.pareto_k_reason else ""
-    pareto = _share_text(share) + (reason if share != share else "")
-    if share > 0:  # the estimate of those points has not converged in K: say what it is
-        pareto += f", where log p(x) is {ABOVE_PARETO_K_THRESHOLD}"
-    narrower = estimate.narrower_guide_sites
-    support = (
-        f"; the guide's support at {list(narrower)} is narrower than the prior's, so this "
-        f"is {NARROWER_GUIDE_SUPPORT} (vi-vae evaluate RUN_DIR --method ais)"
-        if narrower
-        else ""
-    )
-    flag = flag_of_field("evaluation.num_particles", command)
-    verdict = "; not converged: raise " + flag if estimate.converged is False else ""
-    print(
-        f"test log p(x) = {estimate.log_likelihood:.2f} ± {estimate.standard_error:.2f} nats "
-        f"(K = {estimate.num_particles}, {estimate.num_points} points, mean ESS "
-        f"{estimate.mean_effective_sample_size:.1f}, share k̂ > 0.7: {pareto}{support}{verdict})"
-    )
-    if estimate.converged is False:
-        print(
-            "vi-vae: warning: importance sampling has not converged, its log p(x) is too low: "
-            f"{estimate.convergence.findings}. Raise {flag} (now K = {estimate.num_particles}), "
-            "or estimate by AIS (vi-vae evaluate RUN_DIR --method ais).",
-            file=sys.stderr,
-        )
-    for bound in metrics.bounds:
-        print(f"  {bound.name:>10}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
-    if metrics.ais is not None:
-        ais = metrics.ais
-        print(
-            f"AIS log p(x) = {ais.estimate.log_likelihood:.2f} ± {ais.estimate.standard_error:.2f}"
-            f" nats ({_settings(ais.settings)}, "
-            f"{ais.estimate.num_points} points, Monte Carlo SE "
-            f"{ais.estimate.monte_carlo_standard_error:.3f}, acceptance "
-            f"{ais.mean_acceptance_rate:.2f}); importance sampling on the same points "
-            f"{ais.importance_sampling.log_likelihood:.2f}; AIS − IS = {ais.gap:.2f} ± "
-            f"{ais.gap_standard_error:.2f} (max {ais.max_gap:.2f})"
-        )
-        _print_ais_cost(ais)
-        _warn_unless_converged(ais, "AIS")
-
-
-def _unsettled_mark(estimate: EstimateSummary) -> str:
-    """``*`` after an importance-sampling log p(x) that failed its convergence check."""
-    return "*" if estimate.converged is False else " "
-
-
-def _share_text(share: float) -> str:
-    """The share of points with k̂ > 0.7, or ``undefined`` (NaN: no point has a k̂)."""
-    return "undefined" if share != share else f"{share:.2f}"
-
-
-def _print_ais_cost(ais: AISSummary) -> None:
-    """The rounds of an automatic T, and the cost, beside a fixed-settings run if known."""
-    if ais.auto is not None:
-        rounds = ", ".join(_round(r) for r in ais.auto.rounds)
-        verdict = "converged" if ais.converged else "not converged"
-        print(f"  T chosen by doubling: {rounds}; {verdict} at T = {ais.settings.num_steps}")
-    if ais.cpu_seconds is None:
-        return
-    rounds = len(ais.auto.rounds) if ais.auto else 0
-    print(f"  cost: {_cost(ais)}" + (f" over {rounds} round{'s' * (rounds > 1)}" if rounds else ""))
-    fixed = ais.auto.fixed if ais.auto is not None else None
-    if fixed is None:
-        return
-    difference = ais.estimate.log_likelihood - fixed.estimate.log_likelihood
-    error = math.hypot(
-        ais.estimate.monte_carlo_standard_error, fixed.estimate.monte_carlo_standard_error
-    )
-    print(
-        f"  beside the fixed settings ({_settings(fixed.settings)}, from metrics.json): "
-        f"AIS log p(x) = {fixed.estimate.log_likelihood:.2f} ± {fixed.estimate.standard_error:.2f}"
-        f" (Monte Carlo SE {fixed.estimate.monte_carlo_standard_error:.3f}), cost {_cost(fixed)}; "
-        f"auto − fixed = {difference:+.3f} ± {error:.3f} (Monte Carlo)"
-        + (
-            f", {ais.cpu_seconds / fixed.cpu_seconds:.2f}× its CPU time"
-            if fixed.cpu_seconds
-            else ""
-        )
-    )
-
-
-def _round(trail: AISRound) -> str:
-    text = f"T = {trail.num_steps} ({trail.mean:.2f} ± {trail.monte_carlo_standard_error:.3f}"
-    if trail.bdmc_mean_gap is not None:
-        text += f", BDMC gap {trail.bdmc_mean_gap:.2f} ± {trail.bdmc_gap_standard_error:.2f}"
-    return text + ")"
-
-
-def _cost(ais: AISSummary) -> str:
-    if ais.cpu_seconds is None:
-        return "unknown"
-    evaluations = "" if ais.gradient_evaluations is None else f", {ais.gradient_evaluations:,}"
-    return f"{ais.cpu_seconds:.1f} CPU s{evaluations} gradient evaluations"
-
-
-def _warn_unless_converged(summary: AISSummary | BDMCSummary, what: str) -> None:
-    """One line on stderr when an AIS or BDMC result failed a convergence check."""
-    if summary.convergence is None or summary.converged:
-        return
-    convergence = summary.convergence
-    flags = " and ".join("--ais-" + name.replace("_", "-") for name in convergence.remedies)
-    print(
-        f"vi-vae: warning: {what} has not converged, not a number to quote: "
-        f"{convergence.findings}. Raise {flags} (now {_settings(summary.settings)}).",
-        file=sys.stderr,
-    )
-
-
-def _settings(settings: AISSettings) -> str:
-    return f"T = {settings.num_steps}, C = {settings.num_chains}, L = {settings.leapfrog_steps}"
 
 
 def _progress(args: argparse.Namespace) -> ProgressBar:
@@ -190,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
             run_dir = Path(args.run_dir or Path("runs") / _default_run_name(config))
             run = train_run(config, run_dir, overwrite=args.overwrite, **shared)
     print(f"run directory: {run_dir}")
-    _print_metrics(run.metrics, "train")
+    print_metrics(run.metrics, "train")
     print(f"report: {run.directory.report_path}")
     return 0
 
@@ -230,8 +120,8 @@ def _compare(args: argparse.Namespace) -> int:
     for row in comparison.rows:
         estimate, elbo = row.log_marginal_likelihood, row.bound(1)
         print(
-            f"{row.estimator:<14} {estimate.log_likelihood:>10.2f}{_unsettled_mark(estimate)} "
-            f"{estimate.standard_error:>6.2f} {_share_text(estimate.share_pareto_k_above):>9} "
+            f"{row.estimator:<14} {estimate.log_likelihood:>10.2f}{unsettled_mark(estimate)} "
+            f"{estimate.standard_error:>6.2f} {share_text(estimate.share_pareto_k_above):>9} "
             f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
     if comparison.unsettled:
@@ -247,9 +137,9 @@ def _compare(args: argparse.Namespace) -> int:
         )
     for row in comparison.rows:
         if row.ais is not None:
-            _warn_unless_converged(row.ais, f"{row.estimator}: AIS")
+            warn_unless_converged(row.ais, f"{row.estimator}: AIS")
         if row.gaps is not None:
-            _warn_unless_gaps_converged(row.gaps, row.estimator)
+            warn_unless_gaps_converged(row.gaps, row.estimator)
     print(f"report: {out_dir / 'report.md'}")
     return 0
 
@@ -276,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             on_evaluation=progress.evaluation,
             auto=auto,
         )
-    _print_metrics(run.metrics, "evaluate")
+    print_metrics(run.metrics, "evaluate")
     print(f"metrics: {run.directory.metrics_path}")
     print(f"report: {run.directory.report_path}")
     return 0
@@ -314,12 +204,12 @@ def _bdmc(args: argparse.Namespace) -> int:
     result = run.metrics.bdmc
     print(
         f"BDMC on {result.num_points} points simulated from the model "
-        f"({_settings(result.settings)}): lower bound "
+        f"({ais_settings_text(result.settings)}): lower bound "
         f"{result.lower.log_likelihood:.2f}, upper bound {result.upper.log_likelihood:.2f} nats "
         f"per point; gap {result.mean_gap:.3f} ± {result.mean_gap_standard_error:.3f} "
         f"(max {result.max_gap:.2f})"
     )
-    _warn_unless_converged(result, "AIS (checked by BDMC)")
+    warn_unless_converged(result, "AIS (checked by BDMC)")
     print(f"report: {run.directory.report_path}")
     return 0
 
@@ -342,7 +232,7 @@ def _gaps(args: argparse.Namespace) -> int:
     gaps = run.metrics.gaps
     for name, term in (
         (
-            f"log p(x) by AIS ({_settings(settings.ais)}, {gaps.num_points} points)",
+            f"log p(x) by AIS ({ais_settings_text(settings.ais)}, {gaps.num_points} points)",
             gaps.log_likelihood,
         ),
         ("approximation gap log p(x) − ELBO(q*)", gaps.approximation_gap),
@@ -360,25 +250,9 @@ def _gaps(args: argparse.Namespace) -> int:
         # names its settings, not the flags)
         verdict = convergence.summary if convergence.converged else convergence.findings
         print(f"{what}: {'' if convergence.converged else 'not converged: '}{verdict}")
-    _warn_unless_gaps_converged(gaps)
+    warn_unless_gaps_converged(gaps)
     print(f"report: {run.directory.report_path}")
     return 0
-
-
-def _warn_unless_gaps_converged(gaps: GapSummary, estimator: str = "") -> None:
-    """One line on stderr per failed verdict of a gaps result (AIS's, the local one's)."""
-    where = f"{estimator}: " if estimator else ""
-    for what, convergence, prefix in (
-        ("AIS", gaps.ais_convergence, "--ais-"),
-        ("the local optimization of q*", gaps.local_convergence, "--"),
-    ):
-        if not convergence.converged:
-            flags = advice(convergence.remedies, lambda name, p=prefix: p + name.replace("_", "-"))
-            print(
-                f"vi-vae: warning: {where}{what} has not converged, the gaps are not numbers to "
-                f"quote; {flags}",
-                file=sys.stderr,
-            )
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -414,17 +288,10 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
-    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
-
-
 def _families(args: argparse.Namespace) -> int:
     from vi_vae.latents import FAMILIES
 
-    _table(
+    print_table(
         [family.summary() for family in FAMILIES.values()],
         ("name", "category", "support", "prior", "kl"),
     )
@@ -434,7 +301,7 @@ def _families(args: argparse.Namespace) -> int:
 def _estimators(args: argparse.Namespace) -> int:
     from vi_vae.estimators import ESTIMATOR_SPECS
 
-    _table(
+    print_table(
         [
             {"spelling": spec.usage(name), "example": spec.example, "summary": spec.summary}
             for name, spec in ESTIMATOR_SPECS.items()
