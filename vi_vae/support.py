@@ -176,6 +176,7 @@ def warn_of_point_masses(guide_trace: Trace) -> None:
             "the point (MAP), and its ELBO is that value, not a lower bound on log p(x); "
             "compare it with no guide's ELBO that has a density",
             GuideSupportWarning,
+            stacklevel=1,  # one place whoever calls: Python's filters show it once
         )
 
 

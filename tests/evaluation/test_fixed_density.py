@@ -241,7 +241,9 @@ def test_the_points_warned_of_score_0_and_a_partly_observed_point_is_no_warning(
         seen = observed.any(-1, keepdim=True)
         mean = torch.where(seen, LG.posterior_mean(x), 0.0)
         with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Normal(mean, torch.where(seen, LG.mean_field_scale, 1.0)).to_event(1))
+            pyro.sample(
+                "z", dist.Normal(mean, torch.where(seen, LG.mean_field_scale, 1.0)).to_event(1)
+            )
 
     with pytest.warns(UnobservedPointsWarning):
         estimate = log_marginal_likelihood(
@@ -252,7 +254,9 @@ def test_the_points_warned_of_score_0_and_a_partly_observed_point_is_no_warning(
     partly[2, 0] = partly[5, 2] = True
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnobservedPointsWarning)
-        log_marginal_likelihood(entry_masked_model, mean_field_guide, X, 20, seed=0, observed=partly)
+        log_marginal_likelihood(
+            entry_masked_model, mean_field_guide, X, 20, seed=0, observed=partly
+        )
 
 
 def test_an_estimator_warns_of_a_point_mass_guide_at_its_first_call():

@@ -58,7 +58,6 @@ from torch import Tensor
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
 from vi_vae.contract import biased_under_subsampling, check_pair
-from vi_vae.support import warn_of_point_masses
 from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes
 from vi_vae.estimators.compiled_passes import PassCall
@@ -70,6 +69,7 @@ from vi_vae.estimators.gradient_terms import (
     group_parameters,
 )
 from vi_vae.keys import get_rng_state, set_rng_state
+from vi_vae.support import warn_of_point_masses
 from vi_vae.weights import WeightedTraces, trace_log_weights
 
 __all__ = [
