@@ -235,6 +235,7 @@ def bounds(
     Returns:
         One :class:`Bound` per k, in the order given.
     """
+    execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
     settings = ImportanceSettings.build(
         settings,
         passed({"bound_particles": bound_particles, "num_particles": num_particles}),
@@ -242,24 +243,9 @@ def bounds(
     )
     if not settings.bound_particles:
         raise InputError("bound_particles must list at least one k, e.g. [1, 5, 50]")
-    with warnings.catch_warnings():
-        # a bound is a lower bound whatever the guide's support; the log p(x) it is not
-        # is not returned here, so its warning would be about nothing the caller sees
-        warnings.simplefilter("ignore", GuideSupportWarning)
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        _, table = importance_sampling(
-            model,
-            guide,
-            x,
-            settings=settings,
-            data_plate=data_plate,
-            compute_pareto_k=False,
-            seed=seed,
-            execution=execution,
-            chunk_size=chunk_size,
-            compile=compile,
-            **kwargs,
-        )
+    # a bound is a lower bound whatever the guide's support or K: no verdict on the log
+    # p(x) estimate of the same draws, which is not returned
+    _, table = _sampled(model, guide, x, settings, data_plate, False, seed, None, execution, kwargs)
     return table
 
 
@@ -295,6 +281,25 @@ def importance_sampling(
         passed({"num_particles": num_particles, "bound_particles": bound_particles}),
         owner="importance_sampling",
     )
+    estimate, table = _sampled(
+        model, guide, x, settings, data_plate, compute_pareto_k, seed, on_points, execution, kwargs
+    )
+    return _judged(estimate, model, guide, x, kwargs), table
+
+
+def _sampled(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    settings: ImportanceSettings,
+    data_plate: str,
+    compute_pareto_k: bool,
+    seed: int | None,
+    on_points: Callable[[int, int], None] | None,
+    execution: ExecutionOptions,
+    kwargs: dict[str, Any],
+) -> tuple[LogLikelihoodEstimate, list[Bound]]:
+    """:func:`importance_sampling`'s estimate (not yet judged) and bound table."""
     num_particles, ks = settings.num_particles, _table_particles(settings)
     x, kwargs = execution.place(check_points(x), kwargs)
 
@@ -342,7 +347,7 @@ def importance_sampling(
         block=key_block_size(num_particles) if seed is not None else 1,
         fingerprint=data_fingerprint(x) if is_distributed() else None,
     )
-    return _judged(estimate, model, guide, x, kwargs), table
+    return estimate, table
 
 
 def _judged(
