@@ -377,7 +377,11 @@ def summarize_annealing(
     """
     log_weights = torch.cat([part.log_weights for part in parts], dim=1).cpu()
     half_log_weights = torch.cat([part.half_log_weights for part in parts], dim=1).cpu()
-    estimate = summarize_log_weights(log_weights, method="ais-reverse" if reverse else "ais")
+    estimate = summarize_log_weights(
+        log_weights,
+        method="ais-reverse" if reverse else "ais",
+        computed_in=parts[0].position.dtype,  # the density's: its increments' rounding
+    )
     sign = -1.0 if reverse else 1.0
     log_likelihood = sign * estimate.log_likelihood
     half = sign * log_mean_exp(half_log_weights, 0)

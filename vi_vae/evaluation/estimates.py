@@ -225,14 +225,17 @@ def summarize_log_weights(
     *,
     compute_pareto_k: bool = True,
     method: str = "importance-sampling",
+    computed_in: torch.dtype | None = None,
 ) -> LogLikelihoodEstimate:
     """Reduce ``log_weights: [num_particles, N]`` to a :class:`LogLikelihoodEstimate`.
 
     The reductions (module docstring) run in float64 on the weights' device; only
     the Pareto k̂ fit moves anything to the host, once (:class:`LogWeightSummary`).
+    ``computed_in``: the dtype the weights' terms were computed in, when they were
+    summed in a finer one (AIS), as in :meth:`LogWeightSummary.add`.
     """
     summary = LogWeightSummary(log_weights.shape[0], compute_pareto_k=compute_pareto_k)
-    summary.add(log_weights)
+    summary.add(log_weights, computed_in=computed_in)
     return summary.estimate(method)
 
 
@@ -269,10 +272,15 @@ class LogWeightSummary:
             name: [] for name in ("total", "ess", "error", "half", "tail", "smallest")
         }
 
-    def add(self, log_weights: Tensor) -> None:
-        """Reduce ``log_weights: [num_particles, n]`` (on any device) and keep the result there."""
-        if log_weights.is_floating_point():
-            self._epsilon = max(self._epsilon, torch.finfo(log_weights.dtype).eps)
+    def add(self, log_weights: Tensor, computed_in: torch.dtype | None = None) -> None:
+        """Reduce ``log_weights: [num_particles, n]`` (on any device) and keep the result there.
+
+        ``computed_in``: the dtype their terms were computed in, if coarser than theirs;
+        its rounding tells equal weights from a spread (:data:`EQUAL_WEIGHTS_EPSILONS`).
+        """
+        dtype = computed_in or log_weights.dtype
+        if dtype.is_floating_point:
+            self._epsilon = max(self._epsilon, torch.finfo(dtype).eps)
         log_weights = log_weights.detach().double()
         if log_weights.shape[0] != self.num_particles:
             raise ValueError(
