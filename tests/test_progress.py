@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from vi_vae.cli.progress import LOG_INTERVAL, PhaseProgress, ProgressBar
+from vi_vae.train import EpochRecord
 
 VI_VAE = str(Path(sys.executable).parent / "vi-vae")
 
@@ -76,14 +77,22 @@ def test_the_command_s_phases_switch_and_epoch_lines_stay():
     assert started.phase == "epoch 1" and started.total == 3 and started.done == 0
     progress.step(1, 1, 3, 10.0)
     assert progress.phase is started and progress.phase.done == 1
+    progress.step(1, 3, 3, 9.0)  # the last step: validation and the checkpoint follow
+    after = progress.phase
+    assert after.phase == "epoch 1: validation and checkpoint" and after.done == 0
+    assert after._heart.is_alive()  # a line every interval while it lasts, when piped
+    progress.epoch(EpochRecord(1, 9.0, -10.0, 0.1, 1.0, 0.5))
+    assert progress.phase is None and not after._heart.is_alive()
+    assert stream.getvalue().endswith("epoch 1: train loss 9.00, validation ELBO -10.00 (0.5 s)\n")
     progress.evaluation("log p(x)", 1, 50)
     assert progress.phase.phase == "log p(x)" and progress.phase.total == 50
     progress.evaluation("log p(x)", 50, 50)
     assert progress.phase is None  # a finished phase closes
     progress.close()
-    quiet = ProgressBar(disable=True, stream=stream)
+    silent = io.StringIO()
+    quiet = ProgressBar(disable=True, stream=silent)
     quiet.snr_draw(1, 10)
-    assert quiet.phase is None and stream.getvalue() == ""
+    assert quiet.phase is None and silent.getvalue() == ""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -156,8 +156,15 @@ class ProgressBar(ComparisonProgress):
         self._advance(f"epoch {epoch}", 0, steps, "steps")
 
     def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
-        """Advance through an epoch's steps (``fit``'s ``on_step``)."""
+        """Advance through an epoch's steps (``fit``'s ``on_step``).
+
+        After the last step the epoch's validation pass and checkpoint run, with no step
+        to report: a phase of their own until :meth:`epoch`, whose heartbeat keeps a
+        long validation (a large held-out set, a conv net on CPU) from running silent.
+        """
         self._advance(f"epoch {epoch}", step, steps, "steps", loss=f"{loss:.2f}")
+        if step >= steps:
+            self._advance(f"epoch {epoch}: validation and checkpoint", 0, 1, "passes")
 
     def epoch(self, record: EpochRecord) -> None:
         """Print the epoch's summary (``fit``'s ``on_epoch``)."""
