@@ -12,7 +12,7 @@ from linear_gaussian import LinearGaussian
 
 from vi_vae import importance_sampling
 from vi_vae.evaluation import LogWeightSummary, pareto_k, summarize_log_weights
-from vi_vae.evaluation import estimates as estimates_module
+from vi_vae.evaluation import pareto as pareto_module
 
 
 @pytest.mark.parametrize("num_particles", [21, 200, 5000])
@@ -81,7 +81,7 @@ def test_the_pareto_fit_runs_in_blocks_of_bounded_memory(monkeypatch):
     assert calls == [(40, 50)]
     calls.clear()
     # 7 points of 50 float64 weights per block
-    monkeypatch.setattr(estimates_module, "PARETO_K_BLOCK_BYTES", 7 * 50 * 8)
+    monkeypatch.setattr(pareto_module, "PARETO_K_BLOCK_BYTES", 7 * 50 * 8)
     estimate, _ = importance_sampling(lg.model, lg.mean_field_guide, x, **run)
     assert calls == [(7, 50)] * 5 + [(5, 50)]
     assert torch.equal(estimate.pareto_k, expected.pareto_k)

@@ -51,7 +51,6 @@ from vi_vae.evaluation.diagnostics import (
 )
 from vi_vae.evaluation.estimates import (
     ABOVE_PARETO_K_THRESHOLD,
-    MIN_PARTICLES_FOR_PARETO_K,
     NARROWER_GUIDE_SUPPORT,
     PARETO_K_THRESHOLD,
     Bound,
@@ -75,6 +74,7 @@ from vi_vae.evaluation.importance_sampling import (
     log_weight_chunks,
 )
 from vi_vae.evaluation.inference_data import to_inference_data
+from vi_vae.evaluation.pareto import MIN_PARTICLES_FOR_PARETO_K
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",

@@ -12,7 +12,8 @@ bias. :func:`summarize_log_weights` turns them into a :class:`LogLikelihoodEstim
 
 the last being the delta-method Monte Carlo standard error of
 :math:`\log \hat p(x_n)`, and the Pareto k̂ of each point's weights (Vehtari et al.):
-above 0.7 the estimate of that point cannot be trusted.
+above 0.7 the estimate of that point cannot be trusted (the fit:
+:mod:`vi_vae.evaluation.pareto`).
 
 References:
     [1] Pareto Smoothed Importance Sampling, Vehtari, Simpson, Gelman, Yao & Gabry, 2015.
@@ -22,30 +23,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from vi_vae.evaluation.convergence import Convergence, half_particles_check, pareto_k_check
+from vi_vae.evaluation.pareto import (
+    MIN_PARTICLES_FOR_PARETO_K,
+    pareto_k_from_tails,
+    pareto_tail_size,
+    too_few_particles,
+)
 
 __all__ = [
     "ABOVE_PARETO_K_THRESHOLD",
-    "MIN_PARTICLES_FOR_PARETO_K",
     "NARROWER_GUIDE_SUPPORT",
     "standard_error_over_points",
     "PARETO_K_THRESHOLD",
-    "PARETO_K_BLOCK_BYTES",
     "Bound",
     "LogLikelihoodEstimate",
     "LogWeightSummary",
     "concatenate_bounds",
     "concatenate_estimates",
     "pareto_k",
-    "pareto_tail_size",
     "summarize_log_weights",
 ]
 
@@ -60,19 +62,6 @@ NARROWER_GUIDE_SUPPORT = (
     "particles raises and that its errors and k̂ do not show; AIS, which starts such a run "
     "from the prior, estimates all of p(x)"
 )
-#: ArviZ fits the generalized Pareto distribution to the largest ⌈min(K/5, 3√K)⌉
-#: weights and needs more than 4 of them, so K ≥ 21.
-MIN_PARTICLES_FOR_PARETO_K = 21
-#: a point's log weights are equal, and its estimate exact, when they differ by at most
-#: this many machine epsilons of the dtype they were computed in, times their size (at
-#: least 1), and never less than :data:`EQUAL_WEIGHTS_TOLERANCE`. An exact posterior's
-#: weights in float32 differ by float rounding alone, a few epsilons (1e-6 nats at
-#: log w = -5), where k̂ would fit that noise and call the estimate unreliable; weights
-#: that close also make an estimate within that distance of each of them.
-EQUAL_WEIGHTS_EPSILONS = 256
-#: the least spread of log weights (nats) that counts as a spread: float64 rounding of an
-#: exact posterior's weights is ~1e-12 nats
-EQUAL_WEIGHTS_TOLERANCE = 1e-8
 
 
 def standard_error_over_points(values: Tensor) -> float:
@@ -304,14 +293,14 @@ class LogWeightSummary:
         """The :class:`LogLikelihoodEstimate` of every point added, in order."""
         parts = {name: torch.cat(values, -1) for name, values in self._parts.items() if values}
         if self.compute_pareto_k:
-            k, reason = _pareto_k_from_tails(
+            k, reason = pareto_k_from_tails(
                 parts["tail"].cpu(), parts["smallest"].cpu(), self.num_particles, self._epsilon
             )
         else:
             num_points = parts["total"].numel()
             k = torch.full((num_points,), math.nan, dtype=torch.float64)
             reason = (
-                _too_few_particles(self.num_particles)
+                too_few_particles(self.num_particles)
                 if self._requested_pareto_k
                 else "not computed (compute_pareto_k=False)"
             )
@@ -325,23 +314,6 @@ class LogWeightSummary:
             pareto_k_reason=reason,
             half_particles_log_likelihood=parts["half"].cpu() if "half" in parts else None,
         )
-
-
-#: float64 bytes of the rebuilt rows handed to ArviZ per call (ArviZ copies them
-#: twice more), bounding the k̂ fit's host memory
-PARETO_K_BLOCK_BYTES = 64 * 2**20
-
-
-def pareto_tail_size(num_particles: int) -> int:
-    """M = ⌈min(K/5, 3√K)⌉, the number of largest weights PSIS fits (ArviZ, r_eff = 1)."""
-    return math.ceil(min(num_particles / 5, 3 * math.sqrt(num_particles)))
-
-
-def _too_few_particles(num_particles: int) -> str:
-    return (
-        f"Pareto k̂ needs at least {MIN_PARTICLES_FOR_PARETO_K} weights per point "
-        f"(the tail fit uses the largest ⌈min(K/5, 3√K)⌉ > 4); there are {num_particles}"
-    )
 
 
 def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
@@ -358,48 +330,6 @@ def pareto_k(log_weights: Tensor) -> tuple[Tensor, str | None]:
     """
     estimate = summarize_log_weights(log_weights)
     return estimate.pareto_k, estimate.pareto_k_reason
-
-
-def _import_arviz():
-    """``arviz``, imported at the first k̂ (it is slow to import), without its daily notice.
-
-    That notice (a ``FutureWarning`` at import) says its API will change: vi_vae calls its
-    k̂ fit alone, at a version the package pins.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"\s*ArviZ is undergoing a major refactor", FutureWarning)
-        import arviz
-    return arviz
-
-
-def _pareto_k_from_tails(
-    tail: Tensor, smallest: Tensor, num_particles: int, epsilon: float
-) -> tuple[Tensor, str | None]:
-    """k̂ from each point's M + 1 largest log weights ``[M + 1, N]`` (descending) and smallest.
-
-    ``epsilon``: the machine epsilon of the dtype the log weights were computed in.
-    """
-    arviz = _import_arviz()
-
-    num_points = tail.shape[1]
-    block = max(1, PARETO_K_BLOCK_BYTES // (8 * num_particles))
-    k = torch.empty(num_points, dtype=torch.float64)
-    for start in range(0, num_points, block):
-        columns = slice(start, min(start + block, num_points))
-        top = tail[:, columns].T.numpy()
-        # the rest of each row at the cutoff (the (M+1)-th largest): outside the fitted tail
-        rows = np.repeat(top[:, -1:], num_particles, axis=1)
-        rows[:, : top.shape[1]] = top
-        with np.errstate(all="ignore"):
-            _, block_k = arviz.psislw(rows)
-        k[columns] = torch.as_tensor(np.atleast_1d(block_k), dtype=torch.float64)
-    # weights equal to float precision (the guide is the exact posterior of the point)
-    rounding = EQUAL_WEIGHTS_EPSILONS * epsilon * tail[0].abs().clamp(min=1)
-    constant = (tail[0] - smallest) <= rounding.clamp(min=EQUAL_WEIGHTS_TOLERANCE)
-    if constant.any():
-        k[constant] = math.nan
-        return k, "a point whose weights are all equal (an exact estimate) has no tail to fit"
-    return k, None
 
 
 def concatenate_estimates(parts: Sequence[LogLikelihoodEstimate]) -> LogLikelihoodEstimate:
