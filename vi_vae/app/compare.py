@@ -5,13 +5,13 @@ with :func:`vi_vae.app.runs.train_run` — the same seed gives every run the sam
 initial weights and the same shuffling — evaluates each on the same test points
 with the same K, measures gradient signal-to-noise ratios and active units on
 the model in memory, and writes ``report.md``, ``comparison.json`` and figures
-into one directory, with each run in a subdirectory of its own.
+into one directory, with each run in a subdirectory of its own. How each run is
+trained, resumed or kept is :mod:`vi_vae.app.compare_runs`.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,29 +21,24 @@ from pyro.infer.elbo import ELBO as PyroELBO
 
 from vi_vae._validation import check_positive_int
 from vi_vae.app import plots
-from vi_vae.app.assessment import (
-    GapRequest,
-    evaluated_bound_particles,
-    evaluation_points,
-    gaps_summary,
+from vi_vae.app.assessment import GapRequest, evaluation_points, gaps_summary
+from vi_vae.app.compare_runs import (
+    ComparisonProgress,
+    EvaluatedAgainWarning,
+    SettingsChanged,
+    check_unchanged,
+    train_or_reuse,
 )
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.app.runs import (
-    AISNotKeptWarning,
-    Run,
-    evaluate_run,
-    load_run,
-    resume_run,
-    train_run,
-)
+from vi_vae.app.runs import Run
 from vi_vae.errors import InputError
 from vi_vae.estimators import parse_estimator, with_num_particles
 from vi_vae.evaluation import GradientSNR, active_units, gradient_snr
 from vi_vae.model import VAE
-from vi_vae.train import EpochRecord, fit
+from vi_vae.train import fit
 
 __all__ = [
     "CURVE_PARTICLES",
@@ -81,28 +76,6 @@ def run_name(spelling: str) -> str:
 def bound_curve_particles(num_particles: int) -> list[int]:
     """The k of the bound-versus-k curves: 1, 2, 5, 10, ... up to ``num_particles``."""
     return [k for k in CURVE_PARTICLES if k <= num_particles]
-
-
-class ComparisonProgress:
-    """What :func:`compare` reports as it goes; each method does nothing unless overridden."""
-
-    def run(self, spelling: str) -> None:
-        """The run of estimator ``spelling`` starts."""
-
-    def epoch_start(self, epoch: int, steps: int) -> None:
-        """A training epoch of ``steps`` steps of the current run starts."""
-
-    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
-        """A training step of the current run (``fit``'s ``on_step``)."""
-
-    def epoch(self, record: EpochRecord) -> None:
-        """A training epoch of the current run ended."""
-
-    def evaluation(self, phase: str, done: int, total: int) -> None:
-        """The current run's evaluation: ``done`` of ``total`` in ``phase`` (log p(x), AIS)."""
-
-    def snr_draw(self, done: int, total: int) -> None:
-        """The gradient-SNR measurements of the current run: ``done`` of ``total`` draws."""
 
 
 def compare(
@@ -165,12 +138,10 @@ def compare(
     directory.check_creatable()
     if resume:
         for spelling in estimators:
-            _check_unchanged(
+            check_unchanged(
                 base.replace("training", estimator=spelling), directory.path / run_name(spelling)
             )
-    train = functools.partial(
-        _train_or_reuse, resume=resume, overwrite=overwrite, progress=progress
-    )
+    train = functools.partial(train_or_reuse, resume=resume, overwrite=overwrite, progress=progress)
     with directory.locked(create=True):
         return _compare(
             base,
@@ -233,155 +204,6 @@ def _warm_up(estimators: Sequence[str]) -> None:
     for spelling in estimators:
         vae = VAE(input_dim=8, latent_dim=2, hidden_sizes=[4])
         fit(vae.model, vae.guide, x, loss=parse_estimator(spelling), epochs=1, batch_size=4)
-
-
-def _train_or_reuse(
-    config: RunConfig,
-    run_dir: Path,
-    *,
-    resume: bool,
-    overwrite: bool,
-    progress: ComparisonProgress,
-) -> Run:
-    directory = RunDirectory(run_dir)
-    callbacks = {
-        "on_epoch_start": progress.epoch_start,
-        "on_step": progress.step,
-        "on_epoch": progress.epoch,
-        "on_evaluation": progress.evaluation,
-    }
-    if resume and directory.has_checkpoint():
-        finished = directory.completed_epochs() >= config.training.epochs
-        if finished and directory.metrics_path.is_file():
-            run = load_run(run_dir)
-            if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:
-                differences = _evaluated_otherwise(run, config)
-                if not differences:
-                    return run
-                warnings.warn(EvaluatedAgainWarning(run_dir, differences), stacklevel=2)
-                with warnings.catch_warnings():
-                    # the warning above names an AIS estimate that is not kept
-                    warnings.simplefilter("ignore", AISNotKeptWarning)
-                    return evaluate_run(
-                        run_dir,
-                        config.evaluation,
-                        ais=config.ais,
-                        device=config.training.device,
-                        on_evaluation=progress.evaluation,
-                    )
-        return resume_run(run_dir, epochs=config.training.epochs, **callbacks)
-    return train_run(config, run_dir, overwrite=overwrite or resume, **callbacks)
-
-
-class EvaluatedAgainWarning(UserWarning):
-    """``compare(resume=True)`` found a finished run evaluated with other settings.
-
-    Its ``metrics.json`` was rewritten since training (a re-evaluation with other test
-    points, K, bounds or AIS); the comparison evaluated it again with its own settings,
-    the numbers its training would have written, and replaced those metrics.
-
-    Attributes:
-        differences: what the run's metrics held against what the comparison asks for.
-    """
-
-    def __init__(self, run_dir: Path, differences: Sequence[str]) -> None:
-        super().__init__(
-            f"{run_dir} was evaluated with other settings than the comparison's "
-            f"({'; '.join(differences)}); evaluated it again with the comparison's, "
-            "replacing its metrics"
-        )
-        self.differences = tuple(differences)
-
-
-def _evaluated_otherwise(run: Run, config: RunConfig) -> list[str]:
-    """How ``run``'s metrics differ from what ``config``'s evaluation and AIS compute.
-
-    Rows of one comparison must come from the same test points, K, bounds and AIS
-    settings: its report reads them as paired.
-    """
-    metrics, evaluation, ais = run.metrics, config.evaluation, config.ais
-    _, points = evaluation_points(run.dataset, evaluation.num_points)
-    estimate = metrics.log_marginal_likelihood
-    differences = []
-    if (
-        metrics.points != points
-        or estimate.method != "importance-sampling"
-        or estimate.num_particles != evaluation.num_particles
-    ):
-        differences.append(
-            f"log p(x) by {estimate.method} on {estimate.num_points} test points with "
-            f"K = {estimate.num_particles}, the comparison's on {points.num_points} with "
-            f"K = {evaluation.num_particles}"
-        )
-    have = tuple(bound.num_particles for bound in metrics.bounds)
-    want = evaluated_bound_particles(evaluation)
-    if have != want:
-        differences.append(f"bounds for k = {list(have)}, the comparison's for k = {list(want)}")
-    annealed = metrics.ais
-    if ais.num_points is None:
-        if annealed is not None:
-            differences.append(
-                f"AIS on {annealed.estimate.num_points} test points, the comparison's none"
-            )
-        return differences
-    _, ais_points = evaluation_points(run.dataset, ais.num_points)
-    if (
-        annealed is None
-        or annealed.auto is not None
-        or annealed.settings != ais.settings
-        or annealed.estimate.num_points != ais_points.num_points
-    ):
-        found = "no AIS" if annealed is None else f"AIS with other settings ({annealed.settings})"
-        differences.append(
-            f"{found}, the comparison's AIS on {ais_points.num_points} test points ({ais.settings})"
-        )
-    return differences
-
-
-class SettingsChanged(InputError):
-    """``compare(resume=True)`` was asked for settings other than its runs were made with.
-
-    Attributes:
-        fields: the changed settings, ``section.name``.
-    """
-
-    def __init__(self, run_dir: Path, changes: dict[str, tuple[Any, Any]]) -> None:
-        listed = "; ".join(f"{field} {old!r} -> {new!r}" for field, (old, new) in changes.items())
-        super().__init__(
-            f"{run_dir} was made with other settings than asked for ({listed}); resume it "
-            "with its own settings, or overwrite it"
-        )
-        self.fields = tuple(changes)
-
-
-def _check_unchanged(config: RunConfig, run_dir: Path) -> None:
-    """Refuse to resume or reuse a run whose stored settings differ from ``config``.
-
-    Only ``training.device`` may differ, and ``training.epochs`` may be raised (the run
-    then trains on).
-    """
-    directory = RunDirectory(run_dir)
-    if not directory.config_path.is_file():
-        return
-    stored = _flat(directory.read_config().to_json())
-    wanted = _flat(config.to_json())
-    changes = {
-        field: (stored.get(field), wanted.get(field))
-        for field in sorted(set(stored) | set(wanted))
-        if stored.get(field) != wanted.get(field)
-        and field != "training.device"
-        and not (field == "training.epochs" and wanted[field] > stored[field])
-    }
-    if changes:
-        raise SettingsChanged(run_dir, changes)
-
-
-def _flat(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        f"{section}.{name}": value
-        for section, fields in sections.items()
-        for name, value in fields.items()
-    }
 
 
 def _draw_counter(progress: ComparisonProgress, total: int) -> Callable[[int, int], None]:
