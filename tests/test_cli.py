@@ -22,7 +22,8 @@ from vi_vae import _sources as data_module
 from vi_vae import cli
 from vi_vae.app.assessment import evaluate
 from vi_vae.app.config import EvaluationConfig
-from vi_vae.app.runs import AISNotKeptWarning, load_run
+from vi_vae.app.run_evaluation import AISNotKeptWarning
+from vi_vae.app.runs import load_run
 from vi_vae.checkpoint import load_checkpoint
 from vi_vae.cli.printing import print_metrics
 from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD

@@ -28,7 +28,8 @@ from vi_vae.app.config import (
     TrainingConfig,
 )
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
-from vi_vae.app.runs import evaluate_run, load_run
+from vi_vae.app.run_evaluation import evaluate_run
+from vi_vae.app.runs import load_run
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD, NARROWER_GUIDE_SUPPORT
 

@@ -26,14 +26,8 @@ from vi_vae.app.run_directory import (
     RunDirectoryInUse,
     RunDirectoryNotEmpty,
 )
-from vi_vae.app.runs import (
-    AISNotKeptWarning,
-    EvaluationFailed,
-    evaluate_run,
-    load_run,
-    resume_run,
-    train_run,
-)
+from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
+from vi_vae.app.runs import EvaluationFailed, load_run, resume_run, train_run
 from vi_vae.checkpoint import load_checkpoint
 from vi_vae.errors import AISConvergenceWarning, InputError
 

@@ -104,7 +104,7 @@ def compare(
         resume: keep finished runs, resume unfinished ones. Their stored settings must
             be the ones asked for, except the device and a raised number of epochs
             (the run then trains on). A finished run evaluated since with other
-            settings (:func:`~vi_vae.app.runs.evaluate_run`) is evaluated again with
+            settings (:func:`~vi_vae.app.run_evaluation.evaluate_run`) is evaluated again with
             the comparison's, with an :class:`EvaluatedAgainWarning`, so that every
             row has the same points, K and AIS.
         overwrite: replace an existing comparison directory's runs.

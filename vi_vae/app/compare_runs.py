@@ -17,14 +17,8 @@ from typing import Any
 from vi_vae.app.assessment import evaluated_bound_particles, evaluation_points
 from vi_vae.app.config import RunConfig
 from vi_vae.app.run_directory import RunDirectory
-from vi_vae.app.runs import (
-    AISNotKeptWarning,
-    Run,
-    evaluate_run,
-    load_run,
-    resume_run,
-    train_run,
-)
+from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
+from vi_vae.app.runs import Run, load_run, resume_run, train_run
 from vi_vae.errors import InputError
 from vi_vae.train import EpochRecord
 

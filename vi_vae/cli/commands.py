@@ -152,7 +152,7 @@ def _gap_request(num_points: int | None, config: RunConfig) -> GapRequest | None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vi_vae.app.runs import evaluate_run
+    from vi_vae.app.run_evaluation import evaluate_run
 
     config = config_from_arguments(args, "evaluate")
     auto = _auto(args, config.ais)
@@ -189,7 +189,7 @@ def _auto(args: argparse.Namespace, ais: AISSettings) -> AutoAISSettings | None:
 
 
 def _bdmc(args: argparse.Namespace) -> int:
-    from vi_vae.app.runs import bdmc_run
+    from vi_vae.app.run_evaluation import bdmc_run
     from vi_vae.execution import ExecutionOptions
 
     config = config_from_arguments(args, "bdmc")
@@ -215,7 +215,7 @@ def _bdmc(args: argparse.Namespace) -> int:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-    from vi_vae.app.runs import gaps_run
+    from vi_vae.app.run_evaluation import gaps_run
 
     config = config_from_arguments(args, "gaps")
     options = ("local_steps", "local_learning_rate", "local_particles", "num_particles")
@@ -272,7 +272,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from vi_vae.app.runs import redraw_figures
+    from vi_vae.app.run_evaluation import redraw_figures
 
     run = redraw_figures(args.run_dir)
     for name in run.metrics.figures:
