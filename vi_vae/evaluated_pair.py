@@ -148,7 +148,7 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
             if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
                 continue
             masked = sum(
-                int((~torch.as_tensor(mask, dtype=torch.bool)).sum()) for mask in _masks(site)
+                int((~torch.as_tensor(mask, dtype=torch.bool)).sum()) for mask, _ in _masks(site)
             )
             if masked:
                 raise InputError(
@@ -189,19 +189,10 @@ def _warn_of_unobserved_points(model_trace: Trace, data_plate: str, size: int) -
 def _rows_observed(site: dict, dim: int, size: int) -> Tensor:
     """Per row of the data plate (``dim`` of the site's batch shape), whether any entry is kept.
 
-    A mask belongs to one layer of the site's distribution (``poutine.mask``'s to the
-    outermost) and lines up, from the right, with that layer's batch shape, whose dims
-    beyond the site's batch shape are event dims of the site (``.mask(m).to_event(1)``).
-    A mask this reading cannot place counts as keeping every entry.
+    A mask this reading cannot place (:func:`_masks`) counts as keeping every entry.
     """
-    layers = site_layers(site)
-    outer = len(layers[0].batch_shape)
-    placed = [(site["mask"], 0)] if site["mask"] is not None else []
-    placed += [
-        (fn._mask, max(0, len(fn.batch_shape) - outer))
-        for fn in layers
-        if isinstance(fn, MaskedDistribution)
-    ]
+    placed = _masks(site)
+    outer = len(site["fn"].batch_shape)
     extra = max((inner for _, inner in placed), default=0)
     kept = torch.ones((1,) * (outer + extra), dtype=torch.bool)
     for mask, inner in placed:
@@ -230,10 +221,21 @@ def _refuse_point_masses(guide_trace: Trace) -> None:
         )
 
 
-def _masks(site: dict) -> list:
-    """A sample site's masks: ``poutine.mask``'s, and ``.mask()``'s in its distribution."""
-    masks = [] if site["mask"] is None else [site["mask"]]
-    return masks + [fn._mask for fn in site_layers(site) if isinstance(fn, MaskedDistribution)]
+def _masks(site: dict) -> list[tuple[Any, int]]:
+    """A sample site's masks, each with how many event dims of the site it also covers.
+
+    ``poutine.mask``'s lines up with the site's batch shape; a ``.mask()`` with its
+    layer's, whose dims beyond the site's batch shape are event dims of the site
+    (``.mask(m).to_event(1)``).
+    """
+    layers = site_layers(site)
+    outer = len(layers[0].batch_shape)
+    masks = [] if site["mask"] is None else [(site["mask"], 0)]
+    return masks + [
+        (fn._mask, max(0, len(fn.batch_shape) - outer))
+        for fn in layers
+        if isinstance(fn, MaskedDistribution)
+    ]
 
 
 def _scorer(layout: PairLayout, data_plate: str) -> Callable[[Trace], Tensor]:
