@@ -37,7 +37,7 @@ of ``x``, a plate that indexes rows ``x`` does not have) into an
 :class:`PairLayout` the callers cache. :func:`particle_dimension_error` explains a
 failure under the particle dimension (clause 4), and :func:`check_latent_sites`
 (clause 3) is cheap enough to run on every trace. The plates and shapes (clause 2,
-clause 3's shapes) are checked in :mod:`vi_vae._pair_shapes`.
+clause 3's shapes) are checked in ``vi_vae._pair_shapes``.
 """
 
 from __future__ import annotations

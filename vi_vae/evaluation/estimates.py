@@ -265,7 +265,8 @@ class LogWeightSummary:
         """Reduce ``log_weights: [num_particles, n]`` (on any device) and keep the result there.
 
         ``computed_in``: the dtype their terms were computed in, if coarser than theirs;
-        its rounding tells equal weights from a spread (:data:`EQUAL_WEIGHTS_EPSILONS`).
+        its rounding tells equal weights from a spread
+        (:data:`~vi_vae.evaluation.pareto.EQUAL_WEIGHTS_EPSILONS`).
         """
         dtype = computed_in or log_weights.dtype
         if dtype.is_floating_point:
