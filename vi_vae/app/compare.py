@@ -29,8 +29,9 @@ from vi_vae.app.compare_runs import (
     check_unchanged,
     train_or_reuse,
 )
+from vi_vae.app.comparison_metrics import Comparison, ComparisonRow, SNRPoint
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import BoundSummary, Comparison, ComparisonRow, SNRPoint
+from vi_vae.app.metrics import BoundSummary
 from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run
@@ -116,7 +117,7 @@ def compare(
             ``gaps.num_points`` test points with ``gaps.settings`` (default: not computed).
 
     Returns:
-        The :class:`~vi_vae.app.metrics.Comparison` written to ``comparison.json``.
+        The :class:`~vi_vae.app.comparison_metrics.Comparison` written to ``comparison.json``.
 
     Raises:
         SettingsChanged: with ``resume``, when a run was made with other settings.

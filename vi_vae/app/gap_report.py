@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vi_vae.app.metrics import ComparisonRow, GapSummary, GapTermSummary
+from vi_vae.app.comparison_metrics import ComparisonRow
+from vi_vae.app.metrics import GapSummary, GapTermSummary
 
 __all__ = ["comparison_gap_lines", "gap_settings_sentence", "run_gap_lines"]
 

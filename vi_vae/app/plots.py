@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vi_vae.app.metrics import BoundSummary, GapSummary, SNRPoint
+from vi_vae.app.comparison_metrics import SNRPoint
+from vi_vae.app.metrics import BoundSummary, GapSummary
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord
 

@@ -6,16 +6,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from vi_vae.app.comparison_metrics import Comparison, ComparisonRow
 from vi_vae.app.config import RunConfig
 from vi_vae.app.gap_report import comparison_gap_lines, run_gap_lines
-from vi_vae.app.metrics import (
-    AISSummary,
-    BDMCSummary,
-    Comparison,
-    ComparisonRow,
-    EstimateSummary,
-    RunMetrics,
-)
+from vi_vae.app.metrics import AISSummary, BDMCSummary, EstimateSummary, RunMetrics
 from vi_vae.evaluation import (
     ABOVE_PARETO_K_THRESHOLD,
     NARROWER_GUIDE_SUPPORT,

@@ -9,7 +9,8 @@ A run directory holds
   names are the library's, :mod:`vi_vae.checkpoint`);
 - ``metrics.json``: :class:`~vi_vae.app.metrics.RunMetrics`;
 - the PNG figures of :data:`FIGURE_FILES` and ``report.md``;
-- in a comparison directory, ``comparison.json``: :class:`~vi_vae.app.metrics.Comparison`.
+- in a comparison directory, ``comparison.json``:
+  :class:`~vi_vae.app.comparison_metrics.Comparison`.
 
 Every write is atomic (temporary file and rename: a symbolic link is replaced,
 never written through), taking a directory's lock removes the temporaries a
@@ -49,10 +50,11 @@ from typing import Any
 
 from torch import Tensor
 
+from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.config import RunConfig
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
 from vi_vae.app.fingerprint import changed_setting
-from vi_vae.app.metrics import Comparison, RunMetrics
+from vi_vae.app.metrics import RunMetrics
 from vi_vae.app.schema import from_json, to_json
 from vi_vae.callbacks import TrainingCheckpoint
 from vi_vae.checkpoint import (
