@@ -245,7 +245,18 @@ def bounds(
         raise InputError("bound_particles must list at least one k, e.g. [1, 5, 50]")
     # a bound is a lower bound whatever the guide's support or K: no verdict on the log
     # p(x) estimate of the same draws, which is not returned
-    _, table = _sampled(model, guide, x, settings, data_plate, False, seed, None, execution, kwargs)
+    _, table = _sampled(
+        model,
+        guide,
+        x,
+        settings,
+        data_plate,
+        compute_pareto_k=False,
+        seed=seed,
+        on_points=None,
+        execution=execution,
+        kwargs=kwargs,
+    )
     return table
 
 
@@ -282,7 +293,16 @@ def importance_sampling(
         owner="importance_sampling",
     )
     estimate, table = _sampled(
-        model, guide, x, settings, data_plate, compute_pareto_k, seed, on_points, execution, kwargs
+        model,
+        guide,
+        x,
+        settings,
+        data_plate,
+        compute_pareto_k=compute_pareto_k,
+        seed=seed,
+        on_points=on_points,
+        execution=execution,
+        kwargs=kwargs,
     )
     return _judged(estimate, model, guide, x, kwargs), table
 
@@ -293,6 +313,7 @@ def _sampled(
     x: Tensor,
     settings: ImportanceSettings,
     data_plate: str,
+    *,
     compute_pareto_k: bool,
     seed: int | None,
     on_points: Callable[[int, int], None] | None,
@@ -324,8 +345,8 @@ def _sampled(
             compile=execution.compile,
             **rows_kwargs,
         ):
-            summary.add(log_weights)  # in the pair's dtype: k̂ tells its rounding from a spread
-            log_weights = log_weights.double()
+            computed_in, log_weights = log_weights.dtype, log_weights.double()
+            summary.add(log_weights, computed_in)  # k̂ tells the pair's rounding from a spread
             if on_points is not None:
                 on_points(done.stop, rows_x.shape[0])
             for k in ks:
