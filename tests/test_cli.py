@@ -194,6 +194,24 @@ def test_the_printed_share_of_pareto_k_says_what_the_estimate_of_those_points_is
     assert f"share k̂ > 0.7: {share:.2f}, where log p(x) is {ABOVE_PARETO_K_THRESHOLD}" in line
 
 
+def test_more_points_than_the_split_holds_evaluates_all_and_says_so(trained_run, capsys):
+    run_dir, _ = trained_run
+    available = len(load_run(run_dir).dataset.test)
+    argv = ["evaluate", str(run_dir), "--num-particles", "2", "--num-points", "100000"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr()
+    assert f"K = 2, {available} points" in printed.out
+    note = f"--num-points 100000 is more than the test split holds; all its {available} points"
+    assert note in printed.err and "--ais-num-points" not in printed.err
+    ais = ["--method", "ais", "--ais-num-points", "100000", "--ais-num-steps", "2"]
+    assert cli.main([*argv[:3], "2", "--num-points", "3", *ais, "--ais-num-chains", "2"]) == 0
+    printed = capsys.readouterr().err
+    assert (
+        f"--ais-num-points 100000 is more than the test split holds; all its {available}" in printed
+    )
+    assert "note: --num-points" not in printed  # 3 points were asked for, and evaluated
+
+
 def test_figures_replace_symbolic_links_instead_of_writing_through_them(trained_run, tmp_path):
     run_dir, _ = trained_run
     outside = tmp_path / "outside.png"

@@ -16,6 +16,7 @@ from vi_vae.cli.flags import config_from_arguments, flag_of_field, given_flags
 from vi_vae.cli.printing import (
     ais_settings_text,
     print_metrics,
+    print_points_asked,
     print_table,
     share_text,
     unsettled_mark,
@@ -81,6 +82,8 @@ def _train(args: argparse.Namespace) -> int:
             run = train_run(config, run_dir, overwrite=args.overwrite, **shared)
     print(f"run directory: {run_dir}")
     print_metrics(run.metrics, "train")
+    stored = run.config
+    print_points_asked(run.metrics, stored.evaluation.num_points, stored.ais.num_points, "train")
     print(f"report: {run.directory.report_path}")
     return 0
 
@@ -167,6 +170,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             auto=auto,
         )
     print_metrics(run.metrics, "evaluate")
+    ais_points = config.ais.num_points or (
+        config.evaluation.num_points if args.method == "ais" else None
+    )
+    print_points_asked(run.metrics, config.evaluation.num_points, ais_points, "evaluate")
     print(f"metrics: {run.directory.metrics_path}")
     print(f"report: {run.directory.report_path}")
     return 0

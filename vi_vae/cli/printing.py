@@ -25,6 +25,7 @@ __all__ = [
     "ais_settings_text",
     "print_ais_cost",
     "print_metrics",
+    "print_points_asked",
     "print_table",
     "share_text",
     "unsettled_mark",
@@ -82,6 +83,26 @@ def print_metrics(metrics: RunMetrics, command: str) -> None:
         )
         print_ais_cost(ais)
         warn_unless_converged(ais, "AIS")
+
+
+def print_points_asked(
+    metrics: RunMetrics, evaluation_points: int | None, ais_points: int | None, command: str
+) -> None:
+    """A note on stderr for each estimate that had fewer test points than were asked for.
+
+    The split decides: asking for more points than it holds evaluates all of them.
+    """
+    used = (
+        ("evaluation.num_points", evaluation_points, metrics.points and metrics.points.num_points),
+        ("ais.num_points", ais_points, metrics.ais and metrics.ais.estimate.num_points),
+    )
+    for field, asked, num_points in used:
+        if asked is not None and num_points and num_points < asked:
+            print(
+                f"vi-vae: note: {flag_of_field(field, command)} {asked} is more than the test "
+                f"split holds; all its {num_points} points were evaluated",
+                file=sys.stderr,
+            )
 
 
 def unsettled_mark(estimate: EstimateSummary) -> str:
