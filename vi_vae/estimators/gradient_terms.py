@@ -1,6 +1,6 @@
-"""How an estimator's gradient is written: terms Σ c ∇ log w routed to parameter groups.
+"""How an estimator's gradient is written, terms Σ c ∇ log w, and how each reaches its parameters.
 
-See :mod:`vi_vae.estimators.particle_estimator` for how the terms are used.
+See :mod:`vi_vae.estimators.particle_estimator` for where the terms come from.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from vi_vae.weights import WeightedTraces
 __all__ = [
     "GradientTerm",
     "ParameterGroup",
+    "accumulate",
     "bound_coefficients",
     "check_reparameterized",
+    "group_gradients",
     "group_parameters",
+    "group_surrogates",
     "trace_parameters",
 ]
 
@@ -91,3 +94,67 @@ def check_reparameterized(guide_trace: Trace) -> None:
                 "estimators differentiate through reparameterized draws z = g(ε, φ). Use "
                 "pyro.infer.TraceGraph_ELBO for score-function gradients"
             )
+
+
+def group_surrogates(
+    traces: WeightedTraces,
+    terms: list[GradientTerm],
+    particle_values: Callable[[WeightedTraces, bool], Tensor],
+) -> dict[ParameterGroup, Tensor]:
+    """Σ c log w of each parameter group, for the groups whose sum has a gradient.
+
+    ``particle_values(traces, path_derivative)`` gives the values the coefficients
+    multiply: the estimator's log weights, or their path derivative.
+    """
+    check_reparameterized(traces.guide_trace)
+    values: dict[bool, Tensor] = {}
+    sums: dict[ParameterGroup, Tensor] = {}
+    for term in terms:
+        if term.path_derivative not in values:
+            values[term.path_derivative] = particle_values(traces, term.path_derivative)
+        part = (term.coefficients * values[term.path_derivative]).sum()
+        group = term.parameters
+        sums[group] = sums[group] + part if group in sums else part
+    return {group: s for group, s in sums.items() if s.requires_grad}
+
+
+def group_gradients(
+    traces: WeightedTraces,
+    group: ParameterGroup,
+    surrogate: Tensor,
+    guide_names: frozenset[str] | None,
+    *,
+    retain: bool,
+) -> list[tuple[Tensor, Tensor]]:
+    """``(parameter, −∇ surrogate)`` for each trainable parameter of ``group`` it reaches.
+
+    ``guide_names`` as in :func:`group_parameters`.
+    """
+    leaves = [p for p in group_parameters(traces, group, guide_names) if p.requires_grad]
+    if not leaves:
+        return []
+    found = torch.autograd.grad(-surrogate, leaves, retain_graph=retain, allow_unused=True)
+    return [(p, g) for p, g in zip(leaves, found, strict=True) if g is not None]
+
+
+def accumulate(
+    traces: WeightedTraces,
+    surrogates: dict[ParameterGroup, Tensor],
+    guide_names: frozenset[str] | None,
+    *,
+    retain_graph: bool,
+) -> None:
+    """Accumulate −∇ of each group's surrogate into the ``.grad`` of its parameters.
+
+    ``retain_graph`` keeps the graph after the last group (Pyro's ``ELBO.retain_graph``).
+    """
+    pending = list(surrogates.items())
+    for index, (group, surrogate) in enumerate(pending):
+        retain = index < len(pending) - 1 or retain_graph
+        if group == "all":
+            (-surrogate).backward(retain_graph=retain)
+            continue
+        for parameter, gradient in group_gradients(
+            traces, group, surrogate, guide_names, retain=retain
+        ):
+            parameter.grad = gradient if parameter.grad is None else parameter.grad + gradient

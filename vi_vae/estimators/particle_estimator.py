@@ -64,9 +64,11 @@ from vi_vae.estimators.compiled_passes import PassCall
 from vi_vae.estimators.gradient_terms import (
     GradientTerm,
     ParameterGroup,
+    accumulate,
     bound_coefficients,
     check_reparameterized,
-    group_parameters,
+    group_gradients,
+    group_surrogates,
 )
 from vi_vae.keys import get_rng_state, set_rng_state
 from vi_vae.support import warn_of_point_masses
@@ -398,17 +400,11 @@ class ParticleEstimator(PyroELBO):
     def _surrogates(
         self, traces: WeightedTraces, terms: list[GradientTerm]
     ) -> dict[ParameterGroup, Tensor]:
-        """Σ c log w of each parameter group, for the groups whose sum has a gradient."""
-        check_reparameterized(traces.guide_trace)
-        values: dict[bool, Tensor] = {}
-        surrogates: dict[ParameterGroup, Tensor] = {}
-        for term in terms:
-            if term.path_derivative not in values:
-                values[term.path_derivative] = self._particle_values(traces, term.path_derivative)
-            part = (term.coefficients * values[term.path_derivative]).sum()
-            group = term.parameters
-            surrogates[group] = surrogates[group] + part if group in surrogates else part
-        return {group: s for group, s in surrogates.items() if s.requires_grad}
+        """Σ c log w of each parameter group, for the groups whose sum has a gradient.
+
+        :func:`~vi_vae.estimators.gradient_terms.group_surrogates` of this estimator's values.
+        """
+        return group_surrogates(traces, terms, self._particle_values)
 
     def _step_surrogates(
         self, traces: WeightedTraces
@@ -430,24 +426,14 @@ class ParticleEstimator(PyroELBO):
         What :meth:`_accumulate` adds to ``.grad``, returned instead (for a traced
         pass); a parameter may appear once per group.
         """
-        parameters, gradients = [], []
-        for group, surrogate in surrogates.items():
-            for parameter, gradient in self._group_gradients(traces, group, surrogate, retain=True):
-                parameters.append(parameter)
-                gradients.append(gradient)
-        return parameters, gradients
-
-    def _group_gradients(
-        self, traces: WeightedTraces, group: ParameterGroup, surrogate: Tensor, *, retain: bool
-    ) -> list[tuple[Tensor, Tensor]]:
-        """``(parameter, −∇ surrogate)`` for each trainable parameter of ``group`` it reaches."""
-        leaves = [
-            p for p in group_parameters(traces, group, self._guide_parameters) if p.requires_grad
+        pairs = [
+            pair
+            for group, surrogate in surrogates.items()
+            for pair in group_gradients(
+                traces, group, surrogate, self._guide_parameters, retain=True
+            )
         ]
-        if not leaves:
-            return []
-        found = torch.autograd.grad(-surrogate, leaves, retain_graph=retain, allow_unused=True)
-        return [(p, g) for p, g in zip(leaves, found, strict=True) if g is not None]
+        return [parameter for parameter, _ in pairs], [gradient for _, gradient in pairs]
 
     def _backward(self, traces: WeightedTraces, terms: list[GradientTerm]) -> None:
         """Accumulate Σ c ∇ log w of each term into the ``.grad`` of its parameters."""
@@ -455,13 +441,4 @@ class ParticleEstimator(PyroELBO):
 
     def _accumulate(self, traces: WeightedTraces, surrogates: dict[ParameterGroup, Tensor]) -> None:
         """Accumulate −∇ of each group's surrogate into the ``.grad`` of its parameters."""
-        pending = list(surrogates.items())
-        for index, (group, surrogate) in enumerate(pending):
-            retain = index < len(pending) - 1 or bool(self.retain_graph)
-            if group == "all":
-                (-surrogate).backward(retain_graph=retain)
-                continue
-            for parameter, gradient in self._group_gradients(
-                traces, group, surrogate, retain=retain
-            ):
-                parameter.grad = gradient if parameter.grad is None else parameter.grad + gradient
+        accumulate(traces, surrogates, self._guide_parameters, retain_graph=bool(self.retain_graph))
