@@ -12,7 +12,7 @@ from torch.testing import assert_close
 
 from vi_vae import VAE, InputError
 from vi_vae.estimators import IWAE, STL, DReG
-from vi_vae.evaluation import active_units, gradient_snr, to_inference_data
+from vi_vae.evaluation import active_units, gradient_snr, snr_noise_floor, to_inference_data
 
 #: one observation x = 2 under z ~ N(0, 1), x | z ~ N(z + b, 1), guide q(z) = N(μ, 1)
 X, B, MU = 2.0, 0.3, 0.2
@@ -84,6 +84,35 @@ def test_gradient_snr_splits_encoder_and_decoder_and_leaves_state_alone():
         "snr_model_mean",
         "snr_model_median",
     }
+
+
+def test_a_gradient_with_mean_zero_reads_the_noise_floor():
+    # One guide parameter μ_n per point, at μ_n = (x − b)/2, where STL's gradient
+    # x − b − 2μ_n − ε_n = −ε_n has mean 0 (see above): every element measures noise
+    # alone. The mean over N = 4000 elements of |t₉|/√10 has standard error
+    # √((9/70 − floor²)/N) ≈ 0.0036; 0.015 is 4 of them, and the Gaussian approximation
+    # √(2/(πR)) = 0.252 lies 6.6 of them away from the t-based floor 0.276.
+    num_points, num_draws = 4000, 10
+
+    def guide(x):
+        mu = pyro.param("mu", torch.full((x.shape[0],), (X - B) / 2))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(mu, 1.0))
+
+    x = torch.full((num_points,), X)
+    result = gradient_snr(shift_model, guide, STL(1), x, num_draws=num_draws, seed=0)
+    assert result.noise_floor == snr_noise_floor(num_draws)
+    assert result.guide == pytest.approx(snr_noise_floor(num_draws), abs=0.015)
+    assert abs(result.guide - math.sqrt(2 / (math.pi * num_draws))) > 0.015
+
+
+def test_the_noise_floor_is_the_mean_of_t_over_root_r_and_infinite_at_two_draws():
+    # E|t_ν| for ν = 2 is √2 (closed form), so the floor at R = 3 is √2/√3
+    assert snr_noise_floor(3) == pytest.approx(math.sqrt(2 / 3), rel=1e-12)
+    assert snr_noise_floor(2) == math.inf  # t with one degree of freedom has no mean
+    assert snr_noise_floor(10**6) == pytest.approx(math.sqrt(2 / (math.pi * 10**6)), rel=1e-5)
+    with pytest.raises(InputError, match="num_draws"):
+        snr_noise_floor(1)
 
 
 def test_gradient_snr_needs_two_draws():

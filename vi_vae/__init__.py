@@ -47,6 +47,7 @@ from vi_vae.evaluation import (
     importance_sampling,
     inference_gaps,
     log_marginal_likelihood,
+    snr_noise_floor,
     to_inference_data,
 )
 from vi_vae.execution import ExecutionOptions
@@ -116,5 +117,6 @@ __all__ = [
     "parse_prior",
     "register_family",
     "seed_everything",
+    "snr_noise_floor",
     "to_inference_data",
 ]

@@ -121,6 +121,8 @@ def test_compare_writes_report_table_and_figures(comparison):
         "| dreg:3 |",
         "![bounds_versus_k]",
         "the same 30 test points",
+        # snr_num_draws=3: E|t₂|/√3 = √(2/3), what a gradient with mean 0 reads
+        "reads 0.816 at 3 draws (the dashed line of the SNR figure)",
     ):
         assert expected in report, expected
     for name in ("bounds_versus_k.png", "training_curves.png", "snr_versus_k.png"):

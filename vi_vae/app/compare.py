@@ -306,6 +306,7 @@ def _comparison_figures(comparison: Comparison, directory: RunDirectory) -> tupl
             "training_curves", plots.plot_training_curves_overlaid(comparison.histories)
         ),
         directory.write_figure(
-            "snr_versus_k", plots.plot_snr_versus_particles(comparison.snr_curves)
+            "snr_versus_k",
+            plots.plot_snr_versus_particles(comparison.snr_curves, comparison.snr_num_draws),
         ),
     ) + extra

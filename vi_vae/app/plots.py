@@ -19,6 +19,7 @@ from torch import Tensor
 
 from vi_vae.app.comparison_metrics import SNRPoint
 from vi_vae.app.metrics import BoundSummary, GapSummary
+from vi_vae.evaluation.diagnostics import snr_noise_floor
 from vi_vae.model import VAE
 from vi_vae.train import EpochRecord
 
@@ -246,8 +247,14 @@ def plot_training_curves_overlaid(histories: dict[str, Sequence[EpochRecord]]) -
     return _curves_png(figure, axis, "epoch", "validation ELBO, nats per point")
 
 
-def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:
-    """Gradient SNR of encoder (left) and decoder (right) parameters against K."""
+def plot_snr_versus_particles(
+    curves: dict[str, Sequence[SNRPoint]], num_draws: int | None = None
+) -> bytes:
+    """Gradient SNR of encoder (left) and decoder (right) parameters against K.
+
+    With ``num_draws`` (R), a dashed line at :func:`~vi_vae.evaluation.snr_noise_floor`:
+    what a gradient with mean 0 reads at R draws.
+    """
     figure, axes = _pyplot().subplots(1, 2, figsize=(10, 4), sharex=True)
     for label, points in curves.items():
         for axis, group in zip(axes, ("guide", "model"), strict=True):
@@ -261,6 +268,14 @@ def plot_snr_versus_particles(curves: dict[str, Sequence[SNRPoint]]) -> bytes:
         axis.set_xscale("log")
         if axis.lines:
             axis.set_yscale("log")
+            if num_draws is not None and math.isfinite(snr_noise_floor(num_draws)):
+                axis.axhline(
+                    snr_noise_floor(num_draws),
+                    color="0.5",
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"mean 0 at {num_draws} draws",
+                )
         axis.set_xlabel("K (particles per gradient)")
         axis.set_title(title)
         axis.grid(alpha=0.3)

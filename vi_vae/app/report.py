@@ -14,6 +14,7 @@ from vi_vae.evaluation import (
     ABOVE_PARETO_K_THRESHOLD,
     NARROWER_GUIDE_SUPPORT,
     PARETO_K_THRESHOLD,
+    snr_noise_floor,
 )
 from vi_vae.evaluation.convergence import BDMC_GAP_TOLERANCE, UNSETTLED_IMPORTANCE_SAMPLING
 
@@ -290,7 +291,10 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "- *active units*: latent dimensions with Cov_x(E_q[z_i]) > 0.01 (Burda et al.).",
         f"- *SNR*: |E g| / sd(g) of each estimator's own gradient over "
         f"{comparison.snr_num_draws} draws on {comparison.snr_batch_size} test points, "
-        "averaged over encoder or decoder parameters (Rainforth et al. 2018).",
+        "averaged over encoder or decoder parameters (Rainforth et al. 2018). A parameter "
+        f"whose gradient has mean 0 reads {snr_noise_floor(comparison.snr_num_draws):.3f} "
+        f"at {comparison.snr_num_draws} draws (the dashed line of the SNR figure): "
+        "SNRs near it are noise.",
         "",
     ]
     lines += _comparison_ais_section(rows)

@@ -48,6 +48,7 @@ from vi_vae.evaluation.diagnostics import (
     GradientSNR,
     active_units,
     gradient_snr,
+    snr_noise_floor,
 )
 from vi_vae.evaluation.estimates import (
     ABOVE_PARETO_K_THRESHOLD,
@@ -117,6 +118,7 @@ __all__ = [
     "auto_chunk_size",
     "bounds",
     "gradient_snr",
+    "snr_noise_floor",
     "hmc_transition",
     "importance_sampling",
     "inference_gaps",

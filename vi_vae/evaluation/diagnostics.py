@@ -3,7 +3,8 @@ r"""Diagnostics of estimators and fitted models: gradient SNR and active units.
 - :func:`gradient_snr`: the signal-to-noise ratio of an estimator's gradient,
   :math:`|\mathbb{E}[g]| / \mathrm{std}(g)` per parameter element, summarized
   separately for the guide's (encoder's) and the model's (decoder's) parameters
-  (Rainforth et al. 2018).
+  (Rainforth et al. 2018), and :func:`snr_noise_floor`, what an element whose
+  gradient has mean 0 reads at R draws.
 - :func:`active_units`: latent dimensions whose posterior mean varies across data
   points, :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z|x)}[z_i]) > 0.01` (Burda et al. 2016).
 
@@ -41,6 +42,7 @@ __all__ = [
     "GradientSNR",
     "active_units",
     "gradient_snr",
+    "snr_noise_floor",
 ]
 
 #: Burda et al. (2016, §5.2): a unit is active when Cov_x(E_q[z_i]) exceeds 10⁻².
@@ -75,6 +77,11 @@ class GradientSNR:
     model_names: list[str]
     num_draws: int
 
+    @property
+    def noise_floor(self) -> float:
+        """:func:`snr_noise_floor` of ``num_draws``: SNRs near it do not differ from 0."""
+        return snr_noise_floor(self.num_draws)
+
     def summary(self) -> dict[str, float]:
         """Mean and median SNR of each group, as plain floats."""
         return {
@@ -83,6 +90,32 @@ class GradientSNR:
             "snr_model_mean": self.model,
             "snr_model_median": self.model_elements.nanmedian().item(),
         }
+
+
+def snr_noise_floor(num_draws: int) -> float:
+    r"""The SNR a gradient element with mean 0 reads on average at R draws.
+
+    For Gaussian draws with mean 0, :math:`\sqrt{R}\,\bar g / s` follows Student's t
+    with ν = R − 1 degrees of freedom, so the measured SNR :math:`|\bar g| / s` has mean
+
+    .. math::
+        \frac{\mathbb{E}|t_ν|}{\sqrt{R}}
+        = \frac{2\sqrt{ν}\,Γ(\tfrac{ν + 1}{2})}{\sqrt{π R}\,(ν - 1)\,Γ(\tfrac{ν}{2})}
+        \approx \sqrt{\frac{2}{π R}},
+
+    0.081 at R = 100: an SNR this small is noise, not a measured signal (infinite at
+    R = 2, where t has one degree of freedom and no mean).
+    """
+    check_positive_int("num_draws", num_draws, minimum=2)
+    nu = num_draws - 1
+    if nu == 1:
+        return math.inf
+    log_mean = (
+        math.log(2 * math.sqrt(nu) / (math.sqrt(math.pi) * (nu - 1)))
+        + math.lgamma((nu + 1) / 2)
+        - math.lgamma(nu / 2)
+    )
+    return math.exp(log_mean) / math.sqrt(num_draws)
 
 
 def gradient_snr(
