@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -163,6 +164,12 @@ def test_evaluate_rewrites_metrics_and_report_sample_and_plot(trained_run, tmp_p
     assert "K = 7, 10 points" in capsys.readouterr().out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["log_marginal_likelihood"]["num_particles"] == 7
+    # each point's log p(x), kept so that runs on the same points compare point by point
+    per_point = metrics["log_marginal_likelihood"]["per_point"]
+    assert len(per_point) == 10
+    assert math.fsum(per_point) / 10 == pytest.approx(
+        metrics["log_marginal_likelihood"]["log_likelihood"], abs=1e-9
+    )
     assert metrics["training"]["epochs_completed"] == 2
     report = (run_dir / "report.md").read_text()
     assert "K = 7 on the first 10" in report and "K = 30" not in report
@@ -194,8 +201,9 @@ def test_the_printed_share_of_pareto_k_says_what_the_estimate_of_those_points_is
     assert f"share k̂ > 0.7: {share:.2f}, where log p(x) is {ABOVE_PARETO_K_THRESHOLD}" in line
 
 
-def test_more_points_than_the_split_holds_evaluates_all_and_says_so(trained_run, capsys):
-    run_dir, _ = trained_run
+def test_more_points_than_the_split_holds_evaluates_all_and_says_so(trained_run, capsys, tmp_path):
+    run_dir = tmp_path / "run"  # a copy: AIS stays in its metrics.json
+    shutil.copytree(trained_run[0], run_dir)
     available = len(load_run(run_dir).dataset.test)
     argv = ["evaluate", str(run_dir), "--num-particles", "2", "--num-points", "100000"]
     assert cli.main(argv) == 0

@@ -3,6 +3,7 @@
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from vi_vae.app.compare import (
     compare,
     run_name,
 )
+from vi_vae.app.comparison_metrics import PairedDifference
 from vi_vae.app.config import (
     AISConfig,
     DataConfig,
@@ -27,6 +29,7 @@ from vi_vae.app.config import (
     RunConfig,
     TrainingConfig,
 )
+from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.run_evaluation import evaluate_run
 from vi_vae.app.runs import load_run
@@ -129,6 +132,55 @@ def test_compare_writes_report_table_and_figures(comparison):
         assert (out_dir / name).is_file()
     for run in ("elbo", "iwae-3", "dreg-3"):
         assert (out_dir / run / "checkpoint.pt").is_file()
+
+
+def test_rows_differ_point_by_point_with_a_paired_standard_error(comparison):
+    out_dir, result = comparison
+    first = result.rows[0].log_marginal_likelihood
+    differences = result.paired_differences()
+    assert list(differences) == ESTIMATORS[1:]
+    for row in result.rows[1:]:
+        estimate, difference = row.log_marginal_likelihood, differences[row.estimator]
+        assert len(estimate.per_point) == estimate.num_points == difference.num_points == 30
+        # the paired mean is the difference of the rows' means (float rounding apart)
+        assert difference.mean == pytest.approx(
+            estimate.log_likelihood - first.log_likelihood, abs=1e-9
+        )
+        # the points' spread is shared by the rows of one model family and cancels: the
+        # paired SE is a fraction of what the rows' own SEs would give unpaired
+        unpaired = math.hypot(estimate.standard_error, first.standard_error)
+        assert 0 < difference.standard_error < unpaired / 2
+        line = (
+            f"| {row.estimator} | {difference.mean:+.3f} | {difference.standard_error:.3f} "
+            f"| {unpaired:.3f} |"
+        )
+        assert line in (out_dir / "report.md").read_text()
+    report = (out_dir / "report.md").read_text()
+    assert "Paired differences: log p(x) minus elbo's" in report
+    assert "far more precise than these SEs suggest: the paired differences give its SE" in report
+
+
+def test_a_comparison_without_per_point_values_reports_no_paired_differences(comparison):
+    # comparison.json of vi_vae 0.3.0 and earlier: its rows' estimates kept no per_point
+    _, result = comparison
+    rows = tuple(
+        dataclasses.replace(
+            row,
+            log_marginal_likelihood=dataclasses.replace(row.log_marginal_likelihood, per_point=()),
+        )
+        for row in result.rows
+    )
+    older = dataclasses.replace(result, rows=rows)
+    assert older.paired_differences() == {}
+    report = comparison_report(older, ())
+    assert "Paired differences" not in report
+    assert "these runs kept no per-point values to pair" in report
+
+
+def test_the_paired_standard_error_is_the_spread_of_the_differences_over_root_n():
+    # d = (1, 2, 2, 3): mean 2, sd √(2/3) with Bessel's correction, SE sd/√4
+    difference = PairedDifference.between((1.0, 2.0, 3.0, 4.0), (0.0, 0.0, 1.0, 1.0), "elbo")
+    assert difference == PairedDifference("elbo", 2.0, math.sqrt(2 / 3) / 2, 4)
 
 
 def test_comparison_json_reads_back_as_the_typed_result(comparison):
@@ -275,6 +327,10 @@ def test_the_command_line_prints_the_table(tmp_path, capsys):
     assert "- *\\**: log p(x) is not converged in K" in report
     assert "vi-vae compare --estimators elbo" in report
     assert "## AIS on 2 of the test points" in report and "| elbo | " in report
+    # one estimator: nothing to pair; two SNR draws: no finite floor, which the legend says
+    assert "paired over" not in out and "Paired differences" not in report
+    assert "Rows share their points" not in report
+    assert "At 2 draws a gradient with mean 0 has no finite expected SNR" in report
 
 
 def test_the_command_line_table_shows_each_row_s_share_of_pareto_k_and_what_it_means(
@@ -296,6 +352,11 @@ def test_the_command_line_table_shows_each_row_s_share_of_pareto_k_and_what_it_m
         assert printed[row.estimator][3] == f"{share:.2f}"
     assert max(shares) > 0  # the legend's case is exercised
     assert f"k̂ > 0.7: the share of test points where log p(x) is {ABOVE_PARETO_K_THRESHOLD}" in out
+    paired = "; ".join(
+        f"{name} {d.mean:+.2f} ± {d.standard_error:.2f}"
+        for name, d in comparison[1].paired_differences().items()
+    )
+    assert f"log p(x) − elbo's, paired over the same 30 points: {paired}\n" in out
     assert "narrower than the prior's" not in out  # the normal family's guide reaches it all
 
 

@@ -136,7 +136,7 @@ def evaluate(
     metrics = RunMetrics(
         data_kind="discrete" if vae.likelihood.discrete else "continuous",
         points=points,
-        log_marginal_likelihood=EstimateSummary.of(estimate),
+        log_marginal_likelihood=EstimateSummary.of(estimate, per_point=True),
         bounds=tuple(BoundSummary.of(bound) for bound in table),
         training=training,
         figures=figures,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import (
     AISSummary,
@@ -17,9 +19,10 @@ from vi_vae.app.metrics import (
     GapSummary,
 )
 from vi_vae.errors import InputError
+from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.train import EpochRecord
 
-__all__ = ["Comparison", "ComparisonRow", "SNRPoint"]
+__all__ = ["Comparison", "ComparisonRow", "PairedDifference", "SNRPoint"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,46 @@ class ComparisonRow(BoundTable):
 
 
 @dataclass(frozen=True)
+class PairedDifference:
+    r"""One row's log p(x) minus a reference row's, point by point on the same test points.
+
+    .. math::
+        \bar d = \frac{1}{N}\sum_n \big(\log \hat p_a(x_n) - \log \hat p_b(x_n)\big),
+        \qquad \mathrm{SE} = \frac{\mathrm{sd}(d)}{\sqrt{N}}.
+
+    The spread of the points' log p(x) is shared by both rows and cancels in d, so this
+    SE is far smaller than either row's; it includes both estimates' Monte Carlo noise,
+    which is independent from point to point.
+
+    Attributes:
+        reference: the estimator whose log p(x) is subtracted.
+        mean: :math:`\bar d`, nats per point.
+        standard_error: the SE of :math:`\bar d` over the points.
+        num_points: N.
+    """
+
+    reference: str
+    mean: float
+    standard_error: float
+    num_points: int
+
+    @classmethod
+    def between(
+        cls, values: tuple[float, ...], reference: tuple[float, ...], name: str
+    ) -> PairedDifference:
+        """The paired difference of per-point values against ``reference``'s (named ``name``)."""
+        differences = torch.tensor(values, dtype=torch.float64) - torch.tensor(
+            reference, dtype=torch.float64
+        )
+        return cls(
+            name,
+            differences.mean().item(),
+            standard_error_over_points(differences),
+            differences.numel(),
+        )
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What ``comparison.json`` holds: the shared settings, one row per estimator, curves.
 
@@ -76,6 +119,24 @@ class Comparison:
     snr_curves: dict[str, tuple[SNRPoint, ...]]
     histories: dict[str, tuple[EpochRecord, ...]]
     command: str | None = None
+
+    def paired_differences(self) -> dict[str, PairedDifference]:
+        """Each later row's log p(x) minus the first row's, paired over the same points.
+
+        Rows whose per-point values were not kept (files of vi_vae 0.3.0 and earlier) are
+        left out, and so is every row when the first one lacks them.
+        """
+        if not self.rows or not self.rows[0].log_marginal_likelihood.per_point:
+            return {}
+        first = self.rows[0]
+        reference = first.log_marginal_likelihood.per_point
+        return {
+            row.estimator: PairedDifference.between(
+                row.log_marginal_likelihood.per_point, reference, first.estimator
+            )
+            for row in self.rows[1:]
+            if len(row.log_marginal_likelihood.per_point) == len(reference)
+        }
 
     @property
     def unsettled(self) -> bool:

@@ -47,10 +47,14 @@ class _Summary:
         "monte_carlo_standard_error": "mean_monte_carlo_standard_error"
     }
 
+    #: fields the summary does not read from the result (they keep their defaults)
+    not_read: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def of(cls, result: Any) -> Any:
         """Summarize a library estimate, bound or gap term."""
-        names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        names = [field.name for field in fields if field.name not in cls.not_read]
         return cls(**{name: getattr(result, cls.renamed.get(name, name)) for name in names})
 
 
@@ -73,6 +77,10 @@ class EstimateSummary(_Summary):
             :data:`~vi_vae.evaluation.NARROWER_GUIDE_SUPPORT`.
         convergence: the estimate's verdict (importance sampling: the half-particles
             check; ``None`` in files of vi_vae 0.3.0 and earlier, which had none).
+        per_point: log p̂(x_n) of each point, in the points' order, where it was kept
+            (:meth:`of` with ``per_point=True``: a run's own evaluation), so that two runs
+            evaluated on the same points compare point by point; empty otherwise and in
+            files of vi_vae 0.3.0 and earlier.
     """
 
     method: str
@@ -86,6 +94,17 @@ class EstimateSummary(_Summary):
     num_points: int
     narrower_guide_sites: tuple[str, ...] = ()
     convergence: Convergence | None = None
+    per_point: tuple[float, ...] = ()
+
+    not_read: ClassVar[tuple[str, ...]] = ("per_point",)
+
+    @classmethod
+    def of(cls, result: Any, *, per_point: bool = False) -> EstimateSummary:
+        """Summarize a log p(x) estimate; with ``per_point``, keep each point's value too."""
+        summary = super().of(result)
+        if not per_point:
+            return summary
+        return dataclasses.replace(summary, per_point=tuple(result.log_likelihood.tolist()))
 
     @property
     def converged(self) -> bool | None:

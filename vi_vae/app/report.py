@@ -267,7 +267,22 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
             f" | {number(estimate.share_pareto_k_above, 2)} | {row.active_units}/{row.latent_units}"
             f" | {number(row.snr_guide, 3)} | {number(row.snr_model, 3)} |"
         )
-    lines += [
+    lines += _paired_difference_lines(comparison)
+    lines += _comparison_legend(comparison)
+    lines += _comparison_ais_section(rows)
+    gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
+    lines += comparison_gap_lines(rows, gap_figure)
+    others = [name for name in figures if name != gap_figure]  # that one is beside its table
+    lines += _figure_lines(others)
+    if comparison.command:
+        lines += ["## Reproduce", "", f"    {comparison.command}", ""]
+    return "\n".join(lines)
+
+
+def _comparison_legend(comparison: Comparison) -> list[str]:
+    """How to read the comparison's table: one line per column (and the starred rows)."""
+    first = comparison.rows[0].log_marginal_likelihood if comparison.rows else None
+    return [
         "",
         "How to read it:",
         "",
@@ -275,8 +290,8 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "jobs on a shared machine inflate it); runs share the number of epochs, not the cost "
         "per step.",
         "- *log p(x) ± SE*: importance-sampled estimate (IWAE-K); SE is over test points "
-        "(the Monte Carlo SE of each mean is in `comparison.json`). Differences between "
-        "rows are paired (same points), so they are more precise than the SEs suggest.",
+        "(the Monte Carlo SE of each mean is in `comparison.json`)."
+        + _pairing_sentence(comparison),
         *(
             [f"- *\\**: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise num_particles."]
             if comparison.unsettled
@@ -291,20 +306,76 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         "- *active units*: latent dimensions with Cov_x(E_q[z_i]) > 0.01 (Burda et al.).",
         f"- *SNR*: |E g| / sd(g) of each estimator's own gradient over "
         f"{comparison.snr_num_draws} draws on {comparison.snr_batch_size} test points, "
-        "averaged over encoder or decoder parameters (Rainforth et al. 2018). A parameter "
-        f"whose gradient has mean 0 reads {snr_noise_floor(comparison.snr_num_draws):.3f} "
-        f"at {comparison.snr_num_draws} draws (the dashed line of the SNR figure): "
-        "SNRs near it are noise.",
+        "averaged over encoder or decoder parameters (Rainforth et al. 2018). "
+        + _snr_floor_sentence(comparison.snr_num_draws),
         "",
     ]
-    lines += _comparison_ais_section(rows)
-    gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
-    lines += comparison_gap_lines(rows, gap_figure)
-    others = [name for name in figures if name != gap_figure]  # that one is beside its table
-    lines += _figure_lines(others)
-    if comparison.command:
-        lines += ["## Reproduce", "", f"    {comparison.command}", ""]
-    return "\n".join(lines)
+
+
+def _pairing_sentence(comparison: Comparison) -> str:
+    """Why rows' differences are more precise than their SEs, and where their SE is."""
+    if len(comparison.rows) < 2:
+        return ""
+    where = (
+        ": the paired differences give its SE."
+        if comparison.paired_differences()
+        else "; these runs kept no per-point values to pair (vi_vae 0.3.0 or earlier)."
+    )
+    return (
+        " Rows share their points, so a difference between rows is far more precise than "
+        "these SEs suggest" + where
+    )
+
+
+def _snr_floor_sentence(num_draws: int) -> str:
+    """What a gradient with mean 0 reads at ``num_draws`` draws (:func:`snr_noise_floor`)."""
+    floor = snr_noise_floor(num_draws)
+    if math.isinf(floor):
+        return (
+            f"At {num_draws} draws a gradient with mean 0 has no finite expected SNR, so "
+            "these SNRs cannot tell signal from noise: raise snr_num_draws."
+        )
+    return (
+        f"A parameter whose gradient has mean 0 reads {floor:.3f} at {num_draws} draws (the "
+        "dashed line of the SNR figure): SNRs near it are noise."
+    )
+
+
+def _paired_difference_lines(comparison: Comparison) -> list[str]:
+    """Each row's log p(x) minus the first row's, paired over the same points, as a table.
+
+    Nothing for a comparison whose runs did not keep their per-point values.
+    """
+    differences = comparison.paired_differences()
+    if not differences:
+        return []
+    first = comparison.rows[0]
+    reference = first.log_marginal_likelihood
+    lines = [
+        "",
+        f"Paired differences: log p(x) minus {first.estimator}'s, point by point on the same "
+        f"{reference.num_points} test points (nats per point; positive is better than "
+        f"{first.estimator}).",
+        "",
+        "| estimator | difference | paired SE | SE if unpaired |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in comparison.rows[1:]:
+        difference = differences.get(row.estimator)
+        if difference is None:
+            continue
+        unpaired = math.hypot(row.log_marginal_likelihood.standard_error, reference.standard_error)
+        lines.append(
+            f"| {row.estimator} | {difference.mean:+.3f} | "
+            f"{number(difference.standard_error, 3)} | {number(unpaired, 3)} |"
+        )
+    if comparison.unsettled:
+        lines += [
+            "",
+            "Starred rows' log p(x) are not converged in K: their differences compare the "
+            "estimates, which lie below log p(x) by amounts that can differ between rows.",
+        ]
+    return lines
 
 
 def _comparison_ais_section(rows: Sequence[ComparisonRow]) -> list[str]:
