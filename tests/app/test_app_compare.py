@@ -174,7 +174,7 @@ def test_a_comparison_without_per_point_values_reports_no_paired_differences(com
     assert older.paired_differences() == {}
     report = comparison_report(older, ())
     assert "Paired differences" not in report
-    assert "these runs kept no per-point values to pair" in report
+    assert "these runs were evaluated before vi_vae kept per-point values" in report
 
 
 def test_the_paired_standard_error_is_the_spread_of_the_differences_over_root_n():

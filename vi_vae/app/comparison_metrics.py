@@ -123,7 +123,7 @@ class Comparison:
     def paired_differences(self) -> dict[str, PairedDifference]:
         """Each later row's log p(x) minus the first row's, paired over the same points.
 
-        Rows whose per-point values were not kept (files of vi_vae 0.3.0 and earlier) are
+        Rows whose per-point values were not kept (files written before vi_vae kept them) are
         left out, and so is every row when the first one lacks them.
         """
         if not self.rows or not self.rows[0].log_marginal_likelihood.per_point:

@@ -80,7 +80,7 @@ class EstimateSummary(_Summary):
         per_point: log p̂(x_n) of each point, in the points' order, where it was kept
             (:meth:`of` with ``per_point=True``: a run's own evaluation), so that two runs
             evaluated on the same points compare point by point; empty otherwise and in
-            files of vi_vae 0.3.0 and earlier.
+            files written before vi_vae kept them.
     """
 
     method: str

@@ -319,7 +319,7 @@ def _pairing_sentence(comparison: Comparison) -> str:
     where = (
         ": the paired differences give its SE."
         if comparison.paired_differences()
-        else "; these runs kept no per-point values to pair (vi_vae 0.3.0 or earlier)."
+        else "; these runs were evaluated before vi_vae kept per-point values, so none are paired."
     )
     return (
         " Rows share their points, so a difference between rows is far more precise than "
