@@ -21,6 +21,7 @@ from vi_vae.app.compare import (
     run_name,
 )
 from vi_vae.app.comparison_metrics import PairedDifference
+from vi_vae.app.comparison_report import comparison_report
 from vi_vae.app.config import (
     AISConfig,
     DataConfig,
@@ -29,7 +30,6 @@ from vi_vae.app.config import (
     RunConfig,
     TrainingConfig,
 )
-from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.run_evaluation import evaluate_run
 from vi_vae.app.runs import load_run

@@ -30,9 +30,9 @@ from vi_vae.app.compare_runs import (
     train_or_reuse,
 )
 from vi_vae.app.comparison_metrics import Comparison, ComparisonRow, SNRPoint
+from vi_vae.app.comparison_report import comparison_report
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import BoundSummary
-from vi_vae.app.report import comparison_report
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run
 from vi_vae.errors import InputError
