@@ -33,6 +33,7 @@ from vi_vae.app.config import (
 from vi_vae.app.run_directory import LOCK_FILE, RunDirectory, RunDirectoryInUse
 from vi_vae.app.run_evaluation import evaluate_run
 from vi_vae.app.runs import load_run
+from vi_vae.cli.printing import print_paired_differences
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluation import ABOVE_PARETO_K_THRESHOLD, NARROWER_GUIDE_SUPPORT
 
@@ -234,6 +235,28 @@ def test_resume_keeps_a_finished_run_s_ais_when_it_is_the_comparison_s(tmp_path)
             with_ais, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True
         )
     assert first.rows[0].ais is not None and repr(again.rows[0].ais) == repr(first.rows[0].ais)
+
+
+def test_rows_ais_differ_point_by_point_too(tmp_path, capsys):
+    with_ais = dataclasses.replace(BASE, ais=AISConfig(num_steps=3, num_chains=2, num_points=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AISConvergenceWarning)  # 3 steps: not converged
+        result = compare(
+            with_ais, ["elbo", "iwae:3"], tmp_path, snr_particles=(1,), snr_num_draws=2
+        )
+    first, second = (row.ais.estimate for row in result.rows)
+    (difference,) = result.paired_differences(ais=True).values()
+    assert len(first.per_point) == len(second.per_point) == difference.num_points == 4
+    assert difference.mean == pytest.approx(second.log_likelihood - first.log_likelihood, abs=1e-9)
+    cell = f"{difference.mean:+.3f} ± {difference.standard_error:.3f}"
+    report = (tmp_path / "report.md").read_text()
+    assert "| AIS − elbo's (paired) |" in report and f"| {cell} |" in report
+    print_paired_differences(result)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == (
+        f"AIS log p(x) − elbo's, paired over the same 4 points: iwae:3 {difference.mean:+.2f} "
+        f"± {difference.standard_error:.2f}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -246,7 +246,7 @@ def _ais_summary_of(
     """The summary of an AIS estimate checked against importance sampling of its points."""
     gap = annealed.log_likelihood - importance.log_likelihood
     return AISSummary(
-        estimate=EstimateSummary.of(annealed),
+        estimate=EstimateSummary.of(annealed, per_point=True),
         importance_sampling=EstimateSummary.of(importance),
         gap=gap.mean().item(),
         gap_standard_error=standard_error_over_points(gap),

@@ -120,22 +120,27 @@ class Comparison:
     histories: dict[str, tuple[EpochRecord, ...]]
     command: str | None = None
 
-    def paired_differences(self) -> dict[str, PairedDifference]:
+    def paired_differences(self, *, ais: bool = False) -> dict[str, PairedDifference]:
         """Each later row's log p(x) minus the first row's, paired over the same points.
 
-        Rows whose per-point values were not kept (files written before vi_vae kept them) are
-        left out, and so is every row when the first one lacks them.
+        ``ais``: the rows' AIS estimates (on their common first test points) in place of
+        importance sampling's. Rows whose per-point values were not kept (files written
+        before vi_vae kept them, or no AIS) are left out, and so is every row when the
+        first one lacks them.
         """
-        if not self.rows or not self.rows[0].log_marginal_likelihood.per_point:
+
+        def values(row: ComparisonRow) -> tuple[float, ...]:
+            if not ais:
+                return row.log_marginal_likelihood.per_point
+            return row.ais.estimate.per_point if row.ais is not None else ()
+
+        if not self.rows or not values(self.rows[0]):
             return {}
-        first = self.rows[0]
-        reference = first.log_marginal_likelihood.per_point
+        first, reference = self.rows[0], values(self.rows[0])
         return {
-            row.estimator: PairedDifference.between(
-                row.log_marginal_likelihood.per_point, reference, first.estimator
-            )
+            row.estimator: PairedDifference.between(values(row), reference, first.estimator)
             for row in self.rows[1:]
-            if len(row.log_marginal_likelihood.per_point) == len(reference)
+            if len(values(row)) == len(reference)
         }
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from vi_vae.app.comparison_metrics import Comparison, ComparisonRow
+from vi_vae.app.comparison_metrics import Comparison, PairedDifference
 from vi_vae.app.gap_report import comparison_gap_lines
 from vi_vae.app.report import ais_settings_sentence, figure_lines, number, support_lines
 from vi_vae.evaluation import snr_noise_floor
@@ -62,7 +62,7 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
         )
     lines += _paired_difference_lines(comparison)
     lines += _comparison_legend(comparison)
-    lines += _comparison_ais_section(rows)
+    lines += _comparison_ais_section(comparison)
     gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
     lines += comparison_gap_lines(rows, gap_figure)
     others = [name for name in figures if name != gap_figure]  # that one is beside its table
@@ -171,36 +171,53 @@ def _paired_difference_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _comparison_ais_section(rows: Sequence[ComparisonRow]) -> list[str]:
-    """The comparison report's AIS table, when its runs ran AIS (else nothing)."""
-    with_ais = [row for row in rows if row.ais is not None]
+def _comparison_ais_section(comparison: Comparison) -> list[str]:
+    """The comparison report's AIS table, when its runs ran AIS (else nothing).
+
+    With the rows' per-point AIS values, a column of each row's AIS minus the first row's,
+    paired over the same points.
+    """
+    with_ais = [row for row in comparison.rows if row.ais is not None]
     if not with_ais:
         return []
-    lines: list[str] = []
+    paired = comparison.paired_differences(ais=True)
+    reference = comparison.rows[0].estimator
     quote = (
         "AIS is the number to quote"
         if all(row.ais.converged for row in with_ais)
         else "AIS is the number to quote only where it converged (last column)"
     )
-    lines += [
+    pairing = f" | AIS − {reference}'s (paired)" if paired else ""
+    lines = [
         f"## AIS on {with_ais[0].ais.estimate.num_points} of the test points",
         "",
         f"{ais_settings_sentence(with_ais[0].ais)}; the same points for every run. {quote}; "
         "AIS − IS is how far importance sampling from the guide falls short on these "
         "points (paired, nats per point).",
         "",
-        "| estimator | AIS log p(x) ± SE | IS on the same points | AIS − IS | acceptance "
-        "| converged |",
-        "|---|---:|---:|---:|---:|---|",
+        f"| estimator | AIS log p(x) ± SE{pairing} | IS on the same points | AIS − IS "
+        "| acceptance | converged |",
+        "|---|---:|" + ("---:|" if paired else "") + "---:|---:|---:|---|",
     ]
     for row in with_ais:
         ais = row.ais
         lines.append(
             f"| {row.estimator} | {number(ais.estimate.log_likelihood)} ± "
-            f"{number(ais.estimate.standard_error)} | "
+            f"{number(ais.estimate.standard_error)}{_paired_cell(row.estimator, paired)} | "
             f"{number(ais.importance_sampling.log_likelihood)} | {number(ais.gap)} ± "
             f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} | "
             f"{'yes' if ais.converged else 'no'} |"
         )
     lines.append("")
     return lines
+
+
+def _paired_cell(estimator: str, paired: dict[str, PairedDifference]) -> str:
+    """A row's cell of the paired column (nothing without one; — for the reference row)."""
+    if not paired:
+        return ""
+    difference = paired.get(estimator)
+    if difference is None:
+        reference = next(iter(paired.values())).reference
+        return " | —" if estimator == reference else " | n/a"
+    return f" | {difference.mean:+.3f} ± {number(difference.standard_error, 3)}"

@@ -16,6 +16,7 @@ from vi_vae.cli.flags import config_from_arguments, flag_of_field, given_flags
 from vi_vae.cli.printing import (
     ais_settings_text,
     print_metrics,
+    print_paired_differences,
     print_points_asked,
     print_table,
     share_text,
@@ -127,17 +128,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"{estimate.standard_error:>6.2f} {share_text(estimate.share_pareto_k_above):>9} "
             f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
-    differences = comparison.paired_differences()
-    if differences:
-        first = comparison.rows[0]
-        listed = "; ".join(
-            f"{name} {difference.mean:+.2f} ± {difference.standard_error:.2f}"
-            for name, difference in differences.items()
-        )
-        print(
-            f"log p(x) − {first.estimator}'s, paired over the same "
-            f"{first.log_marginal_likelihood.num_points} points: {listed}"
-        )
+    print_paired_differences(comparison)
     if comparison.unsettled:
         flag = flag_of_field("evaluation.num_particles", "compare")
         print(f"*: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise {flag}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 
+from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.metrics import AISSummary, BDMCSummary, EstimateSummary, GapSummary, RunMetrics
 from vi_vae.cli.flags import flag_of_field
 from vi_vae.evaluation import (
@@ -25,6 +26,7 @@ __all__ = [
     "ais_settings_text",
     "print_ais_cost",
     "print_metrics",
+    "print_paired_differences",
     "print_points_asked",
     "print_table",
     "share_text",
@@ -83,6 +85,24 @@ def print_metrics(metrics: RunMetrics, command: str) -> None:
         )
         print_ais_cost(ais)
         warn_unless_converged(ais, "AIS")
+
+
+def print_paired_differences(comparison: Comparison) -> None:
+    """Each row's log p(x) minus the first row's, paired over the same points: IS, then AIS."""
+    first = comparison.rows[0].estimator if comparison.rows else ""
+    for ais in (False, True):
+        differences = comparison.paired_differences(ais=ais)
+        if not differences:
+            continue
+        listed = "; ".join(
+            f"{name} {difference.mean:+.2f} ± {difference.standard_error:.2f}"
+            for name, difference in differences.items()
+        )
+        num_points = next(iter(differences.values())).num_points
+        print(
+            f"{'AIS ' if ais else ''}log p(x) − {first}'s, paired over the same {num_points} "
+            f"points: {listed}"
+        )
 
 
 def print_points_asked(
