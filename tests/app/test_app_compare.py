@@ -286,6 +286,23 @@ def test_resume_evaluates_again_a_finished_run_evaluated_since_with_other_settin
     assert load_run(tmp_path / "elbo").metrics.log_marginal_likelihood.num_points == 30
 
 
+def test_resume_evaluates_again_a_finished_run_that_kept_no_per_point_values(comparison, tmp_path):
+    # a run evaluated before vi_vae kept per-point log p(x): reused, its row would have
+    # dropped out of the paired differences
+    out_dir, result = comparison
+    shutil.copytree(out_dir / "elbo", tmp_path / "elbo")
+    directory = RunDirectory(tmp_path / "elbo")
+    metrics = directory.read_metrics()
+    older = dataclasses.replace(metrics.log_marginal_likelihood, per_point=())
+    directory.write_metrics(dataclasses.replace(metrics, log_marginal_likelihood=older))
+    with pytest.warns(EvaluatedAgainWarning, match="no per-point log p"):
+        resumed = compare(
+            BASE, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True
+        )
+    # the same evaluation again, to the bit, with the values it had dropped
+    assert resumed.rows[0].log_marginal_likelihood == result.rows[0].log_marginal_likelihood
+
+
 def test_a_comparison_whose_rows_were_evaluated_on_other_points_or_k_is_refused(comparison):
     # a comparison.json written before compare evaluated reused runs alike could hold one
     _, result = comparison

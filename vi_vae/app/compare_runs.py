@@ -102,8 +102,9 @@ class EvaluatedAgainWarning(UserWarning):
     """``compare(resume=True)`` found a finished run evaluated with other settings.
 
     Its ``metrics.json`` was rewritten since training (a re-evaluation with other test
-    points, K, bounds or AIS); the comparison evaluated it again with its own settings,
-    the numbers its training would have written, and replaced those metrics.
+    points, K, bounds or AIS), or keeps no per-point log p(x) (written before vi_vae kept
+    them); the comparison evaluated it again with its own settings, the numbers its
+    training would have written, and replaced those metrics.
 
     Attributes:
         differences: what the run's metrics held against what the comparison asks for.
@@ -122,7 +123,7 @@ def _evaluated_otherwise(run: Run, config: RunConfig) -> list[str]:
     """How ``run``'s metrics differ from what ``config``'s evaluation and AIS compute.
 
     Rows of one comparison must come from the same test points, K, bounds and AIS
-    settings: its report reads them as paired.
+    settings, with each point's log p(x) kept: its report reads them as paired.
     """
     metrics, evaluation, ais = run.metrics, config.evaluation, config.ais
     _, points = evaluation_points(run.dataset, evaluation.num_points)
@@ -138,6 +139,8 @@ def _evaluated_otherwise(run: Run, config: RunConfig) -> list[str]:
             f"K = {estimate.num_particles}, the comparison's on {points.num_points} with "
             f"K = {evaluation.num_particles}"
         )
+    if not estimate.per_point:  # evaluated before vi_vae kept them
+        differences.append("no per-point log p(x), which the comparison pairs between rows")
     have = tuple(bound.num_particles for bound in metrics.bounds)
     want = evaluated_bound_particles(evaluation)
     if have != want:
