@@ -176,6 +176,10 @@ def test_a_comparison_without_per_point_values_reports_no_paired_differences(com
     report = comparison_report(older, ())
     assert "Paired differences" not in report
     assert "these runs were evaluated before vi_vae kept per-point values" in report
+    # one row without them among rows with them: its row says n/a, it does not vanish
+    mixed = dataclasses.replace(result, rows=(result.rows[0], rows[1], *result.rows[2:]))
+    assert list(mixed.paired_differences()) == ESTIMATORS[2:]
+    assert "| iwae:3 | n/a | n/a | " in comparison_report(mixed, ())
 
 
 def test_the_paired_standard_error_is_the_spread_of_the_differences_over_root_n():

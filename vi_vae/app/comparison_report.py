@@ -154,14 +154,14 @@ def _paired_difference_lines(comparison: Comparison) -> list[str]:
         "|---|---:|---:|---:|",
     ]
     for row in comparison.rows[1:]:
-        difference = differences.get(row.estimator)
-        if difference is None:
-            continue
+        difference = differences.get(row.estimator)  # None: the row kept no per-point values
         unpaired = math.hypot(row.log_marginal_likelihood.standard_error, reference.standard_error)
-        lines.append(
-            f"| {row.estimator} | {difference.mean:+.3f} | "
-            f"{number(difference.standard_error, 3)} | {number(unpaired, 3)} |"
+        paired = (
+            "n/a | n/a"
+            if difference is None
+            else f"{difference.mean:+.3f} | {number(difference.standard_error, 3)}"
         )
+        lines.append(f"| {row.estimator} | {paired} | {number(unpaired, 3)} |")
     if comparison.unsettled:
         lines += [
             "",
