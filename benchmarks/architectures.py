@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -40,6 +39,7 @@ from vi_vae import (
     load_dataset,
     parse_estimator,
 )
+from vi_vae.app.comparison_metrics import PairedDifference
 from vi_vae.evaluation import importance_sampling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,9 +149,12 @@ def settings(args) -> dict:
 
 
 def paired_difference(first: list[float], second: list[float]) -> tuple[float, float]:
-    """Mean per-point difference ``first - second`` over the same points, and its SE."""
-    difference = torch.tensor(first) - torch.tensor(second)
-    return difference.mean().item(), difference.std().item() / math.sqrt(difference.numel())
+    """Mean per-point difference ``first - second`` over the same points, and its SE.
+
+    ``compare``'s paired differences (in float64).
+    """
+    difference = PairedDifference.between(tuple(first), tuple(second), "")
+    return difference.mean, difference.standard_error
 
 
 def results_table(rows: list[dict], args) -> list[str]:
