@@ -255,6 +255,7 @@ def plot_snr_versus_particles(
     With ``num_draws`` (R), a dashed line at :func:`~vi_vae.evaluation.snr_noise_floor`:
     what a gradient with mean 0 reads at R draws.
     """
+    floor = math.inf if num_draws is None else snr_noise_floor(num_draws)
     figure, axes = _pyplot().subplots(1, 2, figsize=(10, 4), sharex=True)
     for label, points in curves.items():
         for axis, group in zip(axes, ("guide", "model"), strict=True):
@@ -268,9 +269,9 @@ def plot_snr_versus_particles(
         axis.set_xscale("log")
         if axis.lines:
             axis.set_yscale("log")
-            if num_draws is not None and math.isfinite(snr_noise_floor(num_draws)):
+            if math.isfinite(floor):
                 axis.axhline(
-                    snr_noise_floor(num_draws),
+                    floor,
                     color="0.5",
                     linestyle="--",
                     linewidth=1,
