@@ -148,7 +148,9 @@ def _paired_difference_lines(comparison: Comparison) -> list[str]:
         "",
         f"Paired differences: log p(x) minus {first.estimator}'s, point by point on the same "
         f"{reference.num_points} test points (nats per point; positive is better than "
-        f"{first.estimator}).",
+        f"{first.estimator}). The paired SE is that of these trained models on test points "
+        "like these; it leaves out training's run-to-run spread (another seed trains other "
+        "models), which only runs with several seeds measure.",
         "",
         "| estimator | difference | paired SE | SE if unpaired |",
         "|---|---:|---:|---:|",
