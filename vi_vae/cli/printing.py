@@ -101,7 +101,7 @@ def print_paired_differences(comparison: Comparison) -> None:
         num_points = next(iter(differences.values())).num_points
         print(
             f"{'AIS ' if ais else ''}log p(x) − {first}'s, paired over the same {num_points} "
-            f"points: {listed}"
+            f"points: {listed} (± for these trained models, not another training seed)"
         )
 
 
