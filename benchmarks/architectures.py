@@ -39,8 +39,7 @@ from vi_vae import (
     load_dataset,
     parse_estimator,
 )
-from vi_vae.app.comparison_metrics import PairedDifference
-from vi_vae.evaluation import importance_sampling
+from vi_vae.evaluation import PairedDifference, importance_sampling
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "architectures.md"
@@ -151,9 +150,9 @@ def settings(args) -> dict:
 def paired_difference(first: list[float], second: list[float]) -> tuple[float, float]:
     """Mean per-point difference ``first - second`` over the same points, and its SE.
 
-    ``compare``'s paired differences (in float64).
+    :class:`vi_vae.evaluation.PairedDifference` (in float64).
     """
-    difference = PairedDifference.between(tuple(first), tuple(second), "")
+    difference = PairedDifference.between(first, second)
     return difference.mean, difference.standard_error
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from linear_gaussian import LinearGaussian
 
-from vi_vae import InputError, bounds, log_marginal_likelihood
+from vi_vae import InputError, PairedDifference, bounds, log_marginal_likelihood
 
 
 @pytest.fixture
@@ -211,3 +211,27 @@ def test_importance_sampling_reports_its_progress_by_points(problem, seed, num_p
     assert len(reports) > 2 and reports[-1] == (x.shape[0], x.shape[0])
     assert reports[0] == (0, x.shape[0])  # the start: a display's clock starts with the work
     assert [done for done, _ in reports] == sorted({done for done, _ in reports})
+
+
+def test_the_paired_standard_error_is_the_spread_of_the_differences_over_root_n():
+    # d = (1, 2, 2, 3): mean 2, sd √(2/3) with Bessel's correction, SE sd/√4
+    difference = PairedDifference.between([1.0, 2.0, 3.0, 4.0], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    assert difference == PairedDifference(2.0, math.sqrt(2 / 3) / 2, 4)
+    with pytest.raises(InputError, match="the same points: 4 values against 3"):
+        PairedDifference.between([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0])
+
+
+def test_two_guides_differ_point_by_point_with_a_smaller_se_than_unpaired(problem):
+    # the same model, its exact-posterior guide against a mean-field one, on the same
+    # points: the points' own spread cancels in the differences, so the paired SE is a
+    # fraction of either estimate's SE over points, and the mean difference is the
+    # difference of the means
+    lg, x = problem
+    exact = log_marginal_likelihood(lg.model, lg.exact_guide, x, 100, seed=0)
+    mean_field = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 100, seed=0)
+    difference = exact.paired_difference(mean_field)
+    assert difference.num_points == 40
+    assert difference.mean == pytest.approx(
+        exact.log_likelihood.mean().item() - mean_field.log_likelihood.mean().item(), abs=1e-9
+    )
+    assert difference.standard_error < exact.standard_error / 5

@@ -20,7 +20,6 @@ from vi_vae.app.compare import (
     compare,
     run_name,
 )
-from vi_vae.app.comparison_metrics import PairedDifference
 from vi_vae.app.comparison_report import comparison_report
 from vi_vae.app.config import (
     AISConfig,
@@ -180,12 +179,6 @@ def test_a_comparison_without_per_point_values_reports_no_paired_differences(com
     mixed = dataclasses.replace(result, rows=(result.rows[0], rows[1], *result.rows[2:]))
     assert list(mixed.paired_differences()) == ESTIMATORS[2:]
     assert "| iwae:3 | n/a | n/a | " in comparison_report(mixed, ())
-
-
-def test_the_paired_standard_error_is_the_spread_of_the_differences_over_root_n():
-    # d = (1, 2, 2, 3): mean 2, sd √(2/3) with Bessel's correction, SE sd/√4
-    difference = PairedDifference.between((1.0, 2.0, 3.0, 4.0), (0.0, 0.0, 1.0, 1.0), "elbo")
-    assert difference == PairedDifference("elbo", 2.0, math.sqrt(2 / 3) / 2, 4)
 
 
 def test_comparison_json_reads_back_as_the_typed_result(comparison):

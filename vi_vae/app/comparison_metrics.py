@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from vi_vae.app.config import RunConfig
 from vi_vae.app.metrics import (
     AISSummary,
@@ -19,10 +17,10 @@ from vi_vae.app.metrics import (
     GapSummary,
 )
 from vi_vae.errors import InputError
-from vi_vae.evaluation.estimates import standard_error_over_points
+from vi_vae.evaluation import PairedDifference
 from vi_vae.train import EpochRecord
 
-__all__ = ["Comparison", "ComparisonRow", "PairedDifference", "SNRPoint"]
+__all__ = ["Comparison", "ComparisonRow", "SNRPoint"]
 
 
 @dataclass(frozen=True)
@@ -52,46 +50,6 @@ class ComparisonRow(BoundTable):
     snr_model: float
     ais: AISSummary | None = None
     gaps: GapSummary | None = None
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    r"""One row's log p(x) minus a reference row's, point by point on the same test points.
-
-    .. math::
-        \bar d = \frac{1}{N}\sum_n \big(\log \hat p_a(x_n) - \log \hat p_b(x_n)\big),
-        \qquad \mathrm{SE} = \frac{\mathrm{sd}(d)}{\sqrt{N}}.
-
-    The spread of the points' log p(x) is shared by both rows and cancels in d, so this
-    SE is far smaller than either row's; it includes both estimates' Monte Carlo noise,
-    which is independent from point to point.
-
-    Attributes:
-        reference: the estimator whose log p(x) is subtracted.
-        mean: :math:`\bar d`, nats per point.
-        standard_error: the SE of :math:`\bar d` over the points.
-        num_points: N.
-    """
-
-    reference: str
-    mean: float
-    standard_error: float
-    num_points: int
-
-    @classmethod
-    def between(
-        cls, values: tuple[float, ...], reference: tuple[float, ...], name: str
-    ) -> PairedDifference:
-        """The paired difference of per-point values against ``reference``'s (named ``name``)."""
-        differences = torch.tensor(values, dtype=torch.float64) - torch.tensor(
-            reference, dtype=torch.float64
-        )
-        return cls(
-            name,
-            differences.mean().item(),
-            standard_error_over_points(differences),
-            differences.numel(),
-        )
 
 
 @dataclass(frozen=True)
@@ -136,9 +94,9 @@ class Comparison:
 
         if not self.rows or not values(self.rows[0]):
             return {}
-        first, reference = self.rows[0], values(self.rows[0])
+        reference = values(self.rows[0])
         return {
-            row.estimator: PairedDifference.between(values(row), reference, first.estimator)
+            row.estimator: PairedDifference.between(values(row), reference)
             for row in self.rows[1:]
             if len(values(row)) == len(reference)
         }

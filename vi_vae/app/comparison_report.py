@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from vi_vae.app.comparison_metrics import Comparison, PairedDifference
+from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.gap_report import comparison_gap_lines
 from vi_vae.app.report import ais_settings_sentence, figure_lines, number, support_lines
-from vi_vae.evaluation import snr_noise_floor
+from vi_vae.evaluation import PairedDifference, snr_noise_floor
 from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING
 
 __all__ = ["COMPARISON_BOUND_COLUMNS", "comparison_report"]
@@ -202,10 +202,10 @@ def _comparison_ais_section(comparison: Comparison) -> list[str]:
         "|---|---:|" + ("---:|" if paired else "") + "---:|---:|---:|---|",
     ]
     for row in with_ais:
-        ais = row.ais
+        ais, cell = row.ais, _paired_cell(row.estimator, paired, reference)
         lines.append(
             f"| {row.estimator} | {number(ais.estimate.log_likelihood)} ± "
-            f"{number(ais.estimate.standard_error)}{_paired_cell(row.estimator, paired)} | "
+            f"{number(ais.estimate.standard_error)}{cell} | "
             f"{number(ais.importance_sampling.log_likelihood)} | {number(ais.gap)} ± "
             f"{number(ais.gap_standard_error)} | {number(ais.mean_acceptance_rate)} | "
             f"{'yes' if ais.converged else 'no'} |"
@@ -214,12 +214,11 @@ def _comparison_ais_section(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _paired_cell(estimator: str, paired: dict[str, PairedDifference]) -> str:
+def _paired_cell(estimator: str, paired: dict[str, PairedDifference], reference: str) -> str:
     """A row's cell of the paired column (nothing without one; — for the reference row)."""
     if not paired:
         return ""
     difference = paired.get(estimator)
     if difference is None:
-        reference = next(iter(paired.values())).reference
         return " | —" if estimator == reference else " | n/a"
     return f" | {difference.mean:+.3f} ± {number(difference.standard_error, 3)}"

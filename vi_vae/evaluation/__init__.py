@@ -57,6 +57,7 @@ from vi_vae.evaluation.estimates import (
     Bound,
     LogLikelihoodEstimate,
     LogWeightSummary,
+    PairedDifference,
     pareto_k,
     summarize_log_weights,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "ImportanceSettings",
     "InferenceGaps",
     "LogLikelihoodEstimate",
+    "PairedDifference",
     "LogWeightSummary",
     "active_units",
     "annealed_importance_sampling",
