@@ -229,7 +229,7 @@ def test_two_guides_differ_point_by_point_with_a_smaller_se_than_unpaired(proble
     lg, x = problem
     exact = log_marginal_likelihood(lg.model, lg.exact_guide, x, 100, seed=0)
     mean_field = log_marginal_likelihood(lg.model, lg.mean_field_guide, x, 100, seed=0)
-    difference = exact.paired_difference(mean_field)
+    difference = PairedDifference.of(exact, mean_field)
     assert difference.num_points == 40
     assert difference.mean == pytest.approx(
         exact.log_likelihood.mean().item() - mean_field.log_likelihood.mean().item(), abs=1e-9

@@ -57,7 +57,6 @@ from vi_vae.evaluation.estimates import (
     Bound,
     LogLikelihoodEstimate,
     LogWeightSummary,
-    PairedDifference,
     pareto_k,
     summarize_log_weights,
 )
@@ -76,6 +75,7 @@ from vi_vae.evaluation.importance_sampling import (
     log_weight_chunks,
 )
 from vi_vae.evaluation.inference_data import to_inference_data
+from vi_vae.evaluation.paired import PairedDifference
 from vi_vae.evaluation.pareto import MIN_PARTICLES_FOR_PARETO_K
 
 __all__ = [

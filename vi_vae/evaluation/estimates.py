@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from vi_vae.errors import InputError
 from vi_vae.evaluation.convergence import Convergence, half_particles_check, pareto_k_check
 from vi_vae.evaluation.pareto import (
     MIN_PARTICLES_FOR_PARETO_K,
@@ -46,7 +45,6 @@ __all__ = [
     "Bound",
     "LogLikelihoodEstimate",
     "LogWeightSummary",
-    "PairedDifference",
     "concatenate_bounds",
     "concatenate_estimates",
     "pareto_k",
@@ -97,54 +95,6 @@ class _MeansOverPoints:
         """Monte Carlo standard error of :attr:`mean` for these fixed points, √Σse²/N."""
         errors = self.monte_carlo_standard_error
         return errors.pow(2).sum().sqrt().item() / errors.numel()
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    r"""One estimate's log p(x) minus another's, point by point on the same points.
-
-    .. math::
-        \bar d = \frac{1}{N}\sum_n \big(\log \hat p_a(x_n) - \log \hat p_b(x_n)\big),
-        \qquad \mathrm{SE} = \frac{\mathrm{sd}(d)}{\sqrt{N}}.
-
-    The spread of the points' log p(x), shared by two models evaluated on the same
-    points, cancels in d, so this SE is far smaller than either estimate's own; it
-    includes both estimates' Monte Carlo noise, independent from point to point. It
-    is the SE of these two models' difference, not of the methods that trained them:
-    another training seed gives other models.
-
-    Attributes:
-        mean: :math:`\bar d`, nats per point.
-        standard_error: the SE of :math:`\bar d` over the points.
-        num_points: N.
-    """
-
-    mean: float
-    standard_error: float
-    num_points: int
-
-    @classmethod
-    def between(
-        cls, values: Tensor | Sequence[float], reference: Tensor | Sequence[float]
-    ) -> PairedDifference:
-        """``values − reference`` per point (float64), summarized; both of the same points.
-
-        Raises:
-            InputError: when the two hold different numbers of points.
-        """
-        first = torch.as_tensor(values, dtype=torch.float64).flatten()
-        second = torch.as_tensor(reference, dtype=torch.float64).flatten().to(first.device)
-        if first.numel() != second.numel():
-            raise InputError(
-                f"a paired difference needs the same points: {first.numel()} values against "
-                f"{second.numel()}"
-            )
-        differences = first - second
-        return cls(
-            differences.mean().item(),
-            standard_error_over_points(differences),
-            differences.numel(),
-        )
 
 
 @dataclass
@@ -206,17 +156,6 @@ class LogLikelihoodEstimate(_MeansOverPoints):
 
     def _per_point(self) -> Tensor:
         return self.log_likelihood
-
-    def paired_difference(self, reference: LogLikelihoodEstimate) -> PairedDifference:
-        """This estimate minus ``reference``, point by point: both must be of the same points.
-
-        Example:
-            >>> a = LogLikelihoodEstimate(torch.tensor([-3.0, -5.0]), *[torch.zeros(2)] * 3, 10)
-            >>> b = LogLikelihoodEstimate(torch.tensor([-4.0, -5.5]), *[torch.zeros(2)] * 3, 10)
-            >>> a.paired_difference(b)
-            PairedDifference(mean=0.75, standard_error=0.25, num_points=2)
-        """
-        return PairedDifference.between(self.log_likelihood, reference.log_likelihood)
 
     @property
     def mean_effective_sample_size(self) -> float:
