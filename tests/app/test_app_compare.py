@@ -161,7 +161,7 @@ def test_rows_differ_point_by_point_with_a_paired_standard_error(comparison):
 
 
 def test_a_comparison_without_per_point_values_reports_no_paired_differences(comparison):
-    # comparison.json of vi_vae 0.3.0 and earlier: its rows' estimates kept no per_point
+    # a comparison.json written before vi_vae kept per-point values: its rows have none
     _, result = comparison
     rows = tuple(
         dataclasses.replace(

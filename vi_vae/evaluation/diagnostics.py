@@ -103,7 +103,7 @@ def snr_noise_floor(num_draws: int) -> float:
         = \frac{2\sqrt{ν}\,Γ(\tfrac{ν + 1}{2})}{\sqrt{π R}\,(ν - 1)\,Γ(\tfrac{ν}{2})}
         \approx \sqrt{\frac{2}{π R}},
 
-    0.081 at R = 100: an SNR this small is noise, not a measured signal (infinite at
+    0.080 at R = 100: an SNR this small is noise, not a measured signal (infinite at
     R = 2, where t has one degree of freedom and no mean).
     """
     check_positive_int("num_draws", num_draws, minimum=2)
