@@ -44,6 +44,9 @@ class PairedDifference:
     ) -> PairedDifference:
         """``estimate`` minus ``reference``, point by point: both must be of the same points.
 
+        In the same order, too: an estimate does not record its points, so only their
+        number is checked.
+
         Example:
             >>> a = LogLikelihoodEstimate(torch.tensor([-3.0, -5.0]), *[torch.zeros(2)] * 3, 10)
             >>> b = LogLikelihoodEstimate(torch.tensor([-4.0, -5.5]), *[torch.zeros(2)] * 3, 10)
@@ -57,6 +60,8 @@ class PairedDifference:
         cls, values: Tensor | Sequence[float], reference: Tensor | Sequence[float]
     ) -> PairedDifference:
         """``values − reference`` per point (float64), summarized; both of the same points.
+
+        In the same order; only their number is checked.
 
         Raises:
             InputError: when the two hold different numbers of points.
