@@ -46,3 +46,8 @@ def test_benchmark_writes_the_table(tmp_path, capsys):
     # K = 8 is too few weights to fit k̂: each log p(x) is starred, and the star explained
     assert all(not row["converged"] for row in rows)
     assert f"| {rows[0]['log_px']:.2f}* |" in page and "\\* log p(x) is not converged in K" in page
+    # logistic against normal, point by point on the same 20 test points
+    normal, logistic = (row["per_point"] for row in rows)
+    differences = [a - b for a, b in zip(logistic, normal, strict=True)]
+    mean = sum(differences) / 20
+    assert f"| {mean:+.2f} ± " in page and "| Δ vs normal ± paired SE |" in page
