@@ -60,8 +60,9 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
             f" | {number(estimate.share_pareto_k_above, 2)} | {row.active_units}/{row.latent_units}"
             f" | {number(row.snr_guide, 3)} | {number(row.snr_model, 3)} |"
         )
-    lines += _paired_difference_lines(comparison)
-    lines += _comparison_legend(comparison)
+    paired = comparison.paired_differences()
+    lines += _paired_difference_lines(comparison, paired)
+    lines += _comparison_legend(comparison, paired)
     lines += _comparison_ais_section(comparison)
     gap_figure = "inference_gaps.png" if "inference_gaps.png" in figures else None
     lines += comparison_gap_lines(rows, gap_figure)
@@ -72,7 +73,7 @@ def comparison_report(comparison: Comparison, figures: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _comparison_legend(comparison: Comparison) -> list[str]:
+def _comparison_legend(comparison: Comparison, paired: dict[str, PairedDifference]) -> list[str]:
     """How to read the comparison's table: one line per column (and the starred rows)."""
     first = comparison.rows[0].log_marginal_likelihood if comparison.rows else None
     return [
@@ -84,7 +85,7 @@ def _comparison_legend(comparison: Comparison) -> list[str]:
         "per step.",
         "- *log p(x) ± SE*: importance-sampled estimate (IWAE-K); SE is over test points "
         "(the Monte Carlo SE of each mean is in `comparison.json`)."
-        + _pairing_sentence(comparison),
+        + _pairing_sentence(comparison, paired),
         *(
             [f"- *\\**: log p(x) is {UNSETTLED_IMPORTANCE_SAMPLING}; raise num_particles."]
             if comparison.unsettled
@@ -105,13 +106,13 @@ def _comparison_legend(comparison: Comparison) -> list[str]:
     ]
 
 
-def _pairing_sentence(comparison: Comparison) -> str:
+def _pairing_sentence(comparison: Comparison, paired: dict[str, PairedDifference]) -> str:
     """Why rows' differences are more precise than their SEs, and where their SE is."""
     if len(comparison.rows) < 2:
         return ""
     where = (
         ": the paired differences give its SE."
-        if comparison.paired_differences()
+        if paired
         else "; these runs were evaluated before vi_vae kept per-point values, so none are paired."
     )
     return (
@@ -134,12 +135,13 @@ def _snr_floor_sentence(num_draws: int) -> str:
     )
 
 
-def _paired_difference_lines(comparison: Comparison) -> list[str]:
+def _paired_difference_lines(
+    comparison: Comparison, differences: dict[str, PairedDifference]
+) -> list[str]:
     """Each row's log p(x) minus the first row's, paired over the same points, as a table.
 
     Nothing for a comparison whose runs did not keep their per-point values.
     """
-    differences = comparison.paired_differences()
     if not differences:
         return []
     first = comparison.rows[0]
