@@ -79,6 +79,7 @@ __all__ = [
     "particle_dimension_error",
     "per_point_keywords",
     "rows_of",
+    "subsampling_refusal",
 ]
 
 #: why the evaluators refuse a data plate that subsamples
@@ -229,6 +230,27 @@ def biased_under_subsampling(
         gradient_coefficients(2 * log_weights), gradient_coefficients(log_weights), strict=True
     )
     return not all(torch.allclose(scaled, plain) for scaled, plain in pairs)
+
+
+def subsampling_refusal(
+    label: str,
+    num_particles: int,
+    bound: Callable[[Tensor], Tensor],
+    gradient_coefficients: Callable[[Tensor], list[Tensor]],
+) -> str | None:
+    """Why estimator ``label`` refuses a data plate that subsamples; ``None`` if it need not.
+
+    It must when it is :func:`biased_under_subsampling`.
+    """
+    if not biased_under_subsampling(bound, gradient_coefficients, num_particles):
+        return None
+    return (
+        f"{label} with num_particles={num_particles} would be biased: the plate scales each "
+        "log weight by (plate size / subsample size) inside the bound's log-mean-exp, which "
+        "is not that multiple of the bound. Pick the mini-batch outside the model, with the "
+        "data plate over all rows of x (pyro.plate(data_plate, x.shape[0]), as vi_vae.fit "
+        "does), or use ELBO or STL, which are unbiased under subsampling"
+    )
 
 
 def _obs_mask_hint(missing: list[str], model_trace: Trace) -> str:

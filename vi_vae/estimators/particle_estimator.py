@@ -19,13 +19,9 @@ An estimator is two small functions of the per-point log weights
   gradient of the bound itself.
 
 Every gradient is therefore linear in ∇ log w with coefficients fixed by the values,
-which is what makes the chunked fallback exact: when ``num_particles × batch``
-exceeds ``chunk_size``, a first pass without gradients draws the particles
-chunk by chunk, keeping only the log weights and the random-number state before
-each chunk; the coefficients are computed from all of them; a second pass redraws
-each chunk from its saved state (the very same z) and back-propagates
-:math:`\sum c \log w` over that chunk alone. Memory is then bounded by one chunk,
-at the price of one extra forward pass without gradients.
+which is what makes the chunked fallback exact when ``num_particles × batch``
+exceeds ``chunk_size`` (:mod:`vi_vae.estimators.chunking`): memory is then bounded
+by one chunk, at the price of one extra forward pass without gradients.
 
 Guide parameters are those the guide's distributions depend on, found by autograd
 at the first call (:func:`vi_vae.contract.check_pair`), whether ``pyro.param`` or
@@ -44,7 +40,6 @@ as the eager path, and values and gradients equal to floating-point rounding.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
@@ -57,9 +52,9 @@ from torch import Tensor
 
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import biased_under_subsampling, check_pair
+from vi_vae.contract import check_pair, subsampling_refusal
 from vi_vae.estimators import compiled_passes
-from vi_vae.estimators.chunking import chunk_sizes
+from vi_vae.estimators.chunking import chunk_sizes, draw_values, redraw_gradients
 from vi_vae.estimators.compiled_passes import PassCall
 from vi_vae.estimators.gradient_terms import (
     GradientTerm,
@@ -70,7 +65,6 @@ from vi_vae.estimators.gradient_terms import (
     group_gradients,
     group_surrogates,
 )
-from vi_vae.keys import get_rng_state, set_rng_state
 from vi_vae.support import warn_of_point_masses
 from vi_vae.weights import WeightedTraces, trace_log_weights
 
@@ -176,10 +170,9 @@ class ParticleEstimator(PyroELBO):
         β-weighted objective, not the bound of the unscaled model.
         """
         self._prepare(model, guide, args, kwargs)
+        call = PassCall(model, guide, args, kwargs, self.num_particles)
+        log_weights, _ = self._draw_values(call, self._chunk_sizes())
         with torch.no_grad():
-            log_weights, _ = self._draw_without_gradients(
-                model, guide, args, kwargs, self._chunk_sizes()
-            )
             return self._bound(log_weights)
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
@@ -203,25 +196,11 @@ class ParticleEstimator(PyroELBO):
             surrogates, log_weights = self._step_surrogates(traces)
             self._accumulate(traces, surrogates)
         else:
-            log_weights, states = self._draw_without_gradients(model, guide, args, kwargs, chunks)
+            log_weights, states = self._draw_values(call, chunks)
             terms = self._gradient_terms(log_weights)
-            state_after = get_rng_state()
-            start = 0
-            for count, state in zip(chunks, states, strict=True):
-                set_rng_state(state)
-                rows = slice(start, start + count)
-                chunk_terms = [
-                    dataclasses.replace(term, coefficients=term.coefficients[rows])
-                    for term in terms
-                ]
-                start += count
-                if self.compile and compiled_passes.chunk_gradients(
-                    self._passes(), PassCall(model, guide, args, kwargs, count), chunk_terms
-                ):
-                    continue
-                set_rng_state(state)
-                self._backward(self._trace(model, guide, args, kwargs, count), chunk_terms)
-            set_rng_state(state_after)
+            redraw_gradients(
+                self._passes(), call, chunks, states, terms, self.compile, self._backward
+            )
         loss = -self._bound(log_weights).sum().item()
         warn_if_nan(loss, "loss")
         return loss
@@ -321,19 +300,11 @@ class ParticleEstimator(PyroELBO):
 
     def _subsampling_refusal(self) -> str | None:
         """Why this estimator refuses a data plate that subsamples, or ``None`` if it need not."""
-
-        def coefficients(log_weights: Tensor) -> list[Tensor]:
-            return [term.coefficients for term in self._gradient_terms(log_weights)]
-
-        if not biased_under_subsampling(self._bound, coefficients, self.num_particles):
-            return None
-        return (
-            f"{type(self).__name__} with num_particles={self.num_particles} would be biased: "
-            "the plate scales each log weight by (plate size / subsample size) inside the "
-            "bound's log-mean-exp, which is not that multiple of the bound. Pick the "
-            "mini-batch outside the model, with the data plate over all rows of x "
-            "(pyro.plate(data_plate, x.shape[0]), as vi_vae.fit does), or use ELBO or STL, "
-            "which are unbiased under subsampling"
+        return subsampling_refusal(
+            type(self).__name__,
+            self.num_particles,
+            self._bound,
+            lambda log_weights: [term.coefficients for term in self._gradient_terms(log_weights)],
         )
 
     def _chunk_sizes(self) -> list[int]:
@@ -376,26 +347,11 @@ class ParticleEstimator(PyroELBO):
         self._batch_size = traces.log_guide.shape[-1]
         return traces
 
-    def _draw_without_gradients(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict, chunks: list[int]
-    ) -> tuple[Tensor, list[tuple]]:
-        """All particles' values ``[num_particles, batch]``, drawn chunk by chunk.
-
-        Also returns the random-number state before each chunk, to redraw it exactly.
-        """
-        parts, states = [], []
-        with torch.no_grad():
-            for count in chunks:
-                states.append(get_rng_state())
-                call = PassCall(model, guide, args, kwargs, count)
-                compiled = compiled_passes.values(self._passes(), call) if self.compile else None
-                if compiled is not None:
-                    values, self._batch_size = compiled
-                else:
-                    set_rng_state(states[-1])
-                    values = self._particle_values(self._trace(model, guide, args, kwargs, count))
-                parts.append(values)
-        return torch.cat(parts), states
+    def _draw_values(self, call: PassCall, chunks: list[int]) -> tuple[Tensor, list[tuple]]:
+        """:func:`~vi_vae.estimators.chunking.draw_values` of this estimator's passes."""
+        values, states = draw_values(self._passes(), call, chunks, self.compile)
+        self._batch_size = values.shape[-1]
+        return values, states
 
     def _surrogates(
         self, traces: WeightedTraces, terms: list[GradientTerm]
