@@ -38,9 +38,6 @@ refused with :class:`RunDirectoryInUse`.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,13 +47,13 @@ from typing import Any
 
 from torch import Tensor
 
+from vi_vae.app.checkpoint_sink import RunCheckpointSink
 from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.config import RunConfig
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
 from vi_vae.app.fingerprint import changed_setting
 from vi_vae.app.metrics import RunMetrics
 from vi_vae.app.schema import from_json, to_json
-from vi_vae.callbacks import TrainingCheckpoint
 from vi_vae.checkpoint import (
     CHECKPOINT_FILE,
     CHECKSUM_FIELD,
@@ -68,7 +65,6 @@ from vi_vae.checkpoint import (
     load_checkpoint,
     read_json,
     remove_stale_temporaries,
-    save_checkpoint,
 )
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
@@ -84,7 +80,6 @@ __all__ = [
     "METRICS_FILE",
     "REPORT_FILE",
     "RunDirectory",
-    "RunCheckpointSink",
     "RunDirectoryInUse",
     "RunDirectoryNotEmpty",
     "TrainedState",
@@ -261,12 +256,9 @@ class RunDirectory:
         self, config: RunConfig, dataset: dict[str, Any], environment: dict[str, str]
     ) -> None:
         """Write ``config.json``."""
-        if not self.writer:
-            return
-        atomic_write_json(
-            self.config_path,
-            {"config": config.to_json(), "dataset": dataset, "environment": environment},
-        )
+        if self.writer:
+            stored = {"config": config.to_json(), "dataset": dataset, "environment": environment}
+            atomic_write_json(self.config_path, stored)
 
     def read_config(self) -> RunConfig:
         """Read and check ``config.json``'s config."""
@@ -359,9 +351,8 @@ class RunDirectory:
 
     def write_report(self, text: str) -> None:
         """Write ``report.md``."""
-        if not self.writer:
-            return
-        atomic_write_text(self.report_path, text)
+        if self.writer:
+            atomic_write_text(self.report_path, text)
 
     def write_figure(self, name: str, png: bytes | None) -> str | None:
         """Write figure ``name`` (a key of :data:`FIGURE_FILES`); return its file name.
@@ -405,45 +396,3 @@ class RunDirectory:
         stored = check_json_checksum(path, read_json(path), _COMPARISON_REMEDY)
         with _naming(path):
             return from_json(Comparison, stored, "comparison")
-
-
-class RunCheckpointSink:
-    """A run directory as :func:`vi_vae.fit`'s checkpoint sink (:mod:`vi_vae.callbacks`).
-
-    After every epoch it writes ``checkpoint.pt`` (the checkpoint and ``metadata``)
-    first and ``history.csv`` second, both atomically, so the history never runs
-    ahead of the checkpoint; it hands ``fit`` the stored checkpoint to resume from.
-    On a rank that is not the directory's writer it only reads.
-    """
-
-    def __init__(self, directory: RunDirectory, metadata: dict[str, Any]) -> None:
-        self.directory = directory
-        self.metadata = metadata
-
-    def __str__(self) -> str:
-        return str(self.directory.path)
-
-    def write_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
-        """Write ``checkpoint.pt``, then ``history.csv``."""
-        if not self.directory.writer:
-            return
-        state = {**checkpoint.to_state(), "metadata": self.metadata}
-        save_checkpoint(self.directory.checkpoint_path, state)
-        atomic_write_text(self.directory.history_path, history_csv(checkpoint.history))
-
-    def read_checkpoint(self) -> TrainingCheckpoint | None:
-        """The stored checkpoint, or ``None`` when training has not completed an epoch here."""
-        if not self.directory.has_checkpoint():
-            return None
-        return TrainingCheckpoint.from_state(load_checkpoint(self.directory.checkpoint_path))
-
-
-def history_csv(history: list[EpochRecord]) -> str:
-    """``history.csv``: a header of :class:`EpochRecord`'s fields, one row per epoch."""
-    buffer = io.StringIO()
-    columns = [field.name for field in dataclasses.fields(EpochRecord)]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for record in history:
-        writer.writerow(record.to_dict())
-    return buffer.getvalue()
