@@ -41,18 +41,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
-from vi_vae.app.checkpoint_sink import RunCheckpointSink
 from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.config import RunConfig
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
 from vi_vae.app.fingerprint import changed_setting
 from vi_vae.app.metrics import RunMetrics
+from vi_vae.app.run_checkpoint import RunCheckpointSink, TrainedState, history_csv
 from vi_vae.app.schema import from_json, to_json
 from vi_vae.checkpoint import (
     CHECKPOINT_FILE,
@@ -65,6 +62,7 @@ from vi_vae.checkpoint import (
     load_checkpoint,
     read_json,
     remove_stale_temporaries,
+    save_checkpoint,
 )
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
@@ -82,7 +80,6 @@ __all__ = [
     "RunDirectory",
     "RunDirectoryInUse",
     "RunDirectoryNotEmpty",
-    "TrainedState",
 ]
 
 CONFIG_FILE = "config.json"
@@ -108,15 +105,6 @@ FIGURE_FILES = {
     "snr_versus_k": "snr_versus_k.png",
     "inference_gaps": "inference_gaps.png",
 }
-
-
-@dataclass
-class TrainedState:
-    """What a run's checkpoint holds for evaluation: the best parameters and the history."""
-
-    epoch: int
-    parameters: dict[str, Tensor]
-    history: list[EpochRecord]
 
 
 class RunDirectoryNotEmpty(InputError):
@@ -316,6 +304,12 @@ class RunDirectory:
                 f"trained with {trained!r}; the config was changed after training (restore "
                 "it, or train a new run)"
             )
+
+    def write_checkpoint(self, state: dict[str, Any], history: list[EpochRecord]) -> None:
+        """Write ``checkpoint.pt``, then ``history.csv``: the history never runs ahead of it."""
+        if self.writer:
+            save_checkpoint(self.checkpoint_path, state)
+            atomic_write_text(self.history_path, history_csv(history))
 
     def completed_epochs(self) -> int:
         """The last epoch the checkpoint holds (0 without a checkpoint)."""

@@ -1,8 +1,11 @@
-"""A run directory as :func:`vi_vae.fit`'s checkpoint sink: ``checkpoint.pt`` and ``history.csv``.
+"""A run's checkpoint: the sink :func:`vi_vae.fit` writes it through, and what evaluation reads.
 
-:meth:`vi_vae.app.run_directory.RunDirectory.checkpoint_sink` makes one; the files'
-names are the library's (:mod:`vi_vae.checkpoint`), and every write goes through its
-atomic writers.
+``checkpoint.pt`` and ``history.csv`` (their names are the library's,
+:mod:`vi_vae.checkpoint`) are written by the run directory
+(:meth:`vi_vae.app.run_directory.RunDirectory.write_checkpoint`), through the sink its
+:meth:`~vi_vae.app.run_directory.RunDirectory.checkpoint_sink` makes, and read back as
+a :class:`TrainedState` by its
+:meth:`~vi_vae.app.run_directory.RunDirectory.load_trained`.
 """
 
 from __future__ import annotations
@@ -12,14 +15,25 @@ import dataclasses
 import io
 from typing import TYPE_CHECKING, Any
 
+from torch import Tensor
+
 from vi_vae.callbacks import TrainingCheckpoint
-from vi_vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from vi_vae.checkpoint import load_checkpoint
 from vi_vae.train import EpochRecord
 
 if TYPE_CHECKING:
     from vi_vae.app.run_directory import RunDirectory
 
-__all__ = ["RunCheckpointSink", "history_csv"]
+__all__ = ["RunCheckpointSink", "TrainedState", "history_csv"]
+
+
+@dataclasses.dataclass
+class TrainedState:
+    """What a run's checkpoint holds for evaluation: the best parameters and the history."""
+
+    epoch: int
+    parameters: dict[str, Tensor]
+    history: list[EpochRecord]
 
 
 class RunCheckpointSink:
@@ -39,12 +53,10 @@ class RunCheckpointSink:
         return str(self.directory.path)
 
     def write_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
-        """Write ``checkpoint.pt``, then ``history.csv``."""
-        if not self.directory.writer:
-            return
-        state = {**checkpoint.to_state(), "metadata": self.metadata}
-        save_checkpoint(self.directory.checkpoint_path, state)
-        atomic_write_text(self.directory.history_path, history_csv(checkpoint.history))
+        """Write ``checkpoint.pt`` (with ``metadata``), then ``history.csv``."""
+        if self.directory.writer:
+            state = {**checkpoint.to_state(), "metadata": self.metadata}
+            self.directory.write_checkpoint(state, checkpoint.history)
 
     def read_checkpoint(self) -> TrainingCheckpoint | None:
         """The stored checkpoint, or ``None`` when training has not completed an epoch here."""
