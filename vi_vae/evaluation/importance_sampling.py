@@ -36,14 +36,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_positive_int
 from vi_vae.bounds import iwae_groups
 from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
@@ -57,6 +55,11 @@ from vi_vae.evaluation.estimates import (
     concatenate_bounds,
     concatenate_estimates,
 )
+from vi_vae.evaluation.importance_settings import (
+    DEFAULT_BOUND_PARTICLES,
+    DEFAULT_NUM_PARTICLES,
+    ImportanceSettings,
+)
 from vi_vae.evaluation.latent_sites import narrower_guide_sites
 from vi_vae.evaluation.passes import (
     DEFAULT_CHUNK_SIZE,
@@ -65,7 +68,7 @@ from vi_vae.evaluation.passes import (
 )
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import key_block_size
-from vi_vae.settings import Settings, passed
+from vi_vae.settings import passed
 from vi_vae.support import check_points
 
 __all__ = [
@@ -79,50 +82,6 @@ __all__ = [
     "log_marginal_likelihood",
     "log_weight_chunks",
 ]
-
-#: K = 5000 importance samples per point, the evaluation setting of Burda et al. (2016), §5.
-DEFAULT_NUM_PARTICLES = 5000
-#: the k of the IWAE-k bounds in a bound table (k = 1 is the ELBO)
-DEFAULT_BOUND_PARTICLES = (1, 5, 50)
-
-
-@dataclass(frozen=True)
-class ImportanceSettings(Settings):
-    """What importance sampling from the guide does: K and the bound table's k, checked once here.
-
-    The one declaration of importance sampling's settings: :func:`log_marginal_likelihood`,
-    :func:`bounds` and :func:`importance_sampling` take one (or build one from keyword
-    shortcuts, :func:`vi_vae.settings.merge`), and the application's config embeds it.
-    How the work is split (``chunk_size``), where it runs and whether it is compiled are
-    execution options of those functions, not settings: they do not change the numbers.
-
-    Attributes:
-        num_particles: K, importance samples per point (default 5000, as Burda et al.).
-        bound_particles: the k of the IWAE-k bounds in a bound table (k = 1 is the ELBO),
-            in the order given, stored as a tuple; ``()`` makes no table
-            (:func:`log_marginal_likelihood`). A table needs every k <= K, which the
-            functions that make one check.
-
-    Raises:
-        InputError: naming the first bad setting and its accepted values.
-    """
-
-    num_particles: int = DEFAULT_NUM_PARTICLES
-    bound_particles: tuple[int, ...] = DEFAULT_BOUND_PARTICLES
-
-    def __post_init__(self) -> None:
-        where = self._where  # the prefix of the names in errors (vi_vae.settings.Settings)
-        check_positive_int(where + "num_particles", self.num_particles)
-        ks = self.bound_particles
-        if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
-            raise InputError(
-                f"{where}bound_particles must be a sequence of integers >= 1, e.g. (1, 5, 50); "
-                f"got {ks!r}"
-            )
-        ks = tuple(ks)
-        for k in ks:
-            check_positive_int(where + "bound_particles", k)
-        object.__setattr__(self, "bound_particles", ks)
 
 
 def log_marginal_likelihood(
@@ -321,7 +280,7 @@ def _sampled(
     kwargs: dict[str, Any],
 ) -> tuple[LogLikelihoodEstimate, list[Bound]]:
     """:func:`importance_sampling`'s estimate (not yet judged) and bound table."""
-    num_particles, ks = settings.num_particles, _table_particles(settings)
+    num_particles, ks = settings.num_particles, settings.table_particles()
     x, kwargs = execution.place(check_points(x), kwargs)
 
     def evaluate(rows: slice) -> tuple[LogLikelihoodEstimate, list[Bound]]:
@@ -390,17 +349,6 @@ def _judged(
             stacklevel=4,
         )
     return dataclasses.replace(estimate, narrower_guide_sites=narrower)
-
-
-def _table_particles(settings: ImportanceSettings) -> tuple[int, ...]:
-    """The k of the bound table, refused when one is above K (its groups of k cannot be drawn)."""
-    ks = settings.bound_particles
-    if ks and max(ks) > settings.num_particles:
-        raise InputError(
-            f"num_particles ({settings.num_particles}) must be at least the largest k in "
-            f"bound_particles ({max(ks)})"
-        )
-    return ks
 
 
 def _combine(
