@@ -56,6 +56,18 @@ def test_a_shortcut_replaces_its_field_and_is_checked_again(name):
 
 
 @pytest.mark.parametrize("name", CLASSES)
+def test_split_takes_the_shortcuts_out_of_the_model_keywords(name):
+    # an entry point whose **kwargs hold both (annealed_importance_sampling's)
+    base, field, value, bad = CLASSES[name]
+    built, rest = type(base).split(base, {field: value, "ys": 1})
+    assert built == dataclasses.replace(base, **{field: value})
+    assert rest == {"ys": 1}
+    assert type(base).split(base, {"ys": 1}) == (base, {"ys": 1})
+    with pytest.raises(InputError, match=field):
+        type(base).split(base, {field: bad})
+
+
+@pytest.mark.parametrize("name", CLASSES)
 def test_an_unknown_name_is_a_type_error_naming_the_function_and_the_fields(name):
     base, *_ = CLASSES[name]
     kind = type(base)

@@ -34,12 +34,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 from vi_vae.errors import InputError
 
-__all__ = ["Settings", "merge", "passed"]
+__all__ = ["Settings", "merge", "passed", "split_keywords"]
 
 
 def merge(
@@ -93,6 +93,16 @@ def passed(shortcuts: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in shortcuts.items() if value is not None}
 
 
+def split_keywords(
+    kwargs: Mapping[str, Any], names: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(the kwargs named in names, the others)``: the shortcuts apart from model keywords."""
+    names = set(names)
+    shortcuts = {name: value for name, value in kwargs.items() if name in names}
+    rest = {name: value for name, value in kwargs.items() if name not in names}
+    return shortcuts, rest
+
+
 class Settings:
     """Base of a frozen settings dataclass: :meth:`names` and :meth:`build` by :func:`merge`.
 
@@ -118,6 +128,16 @@ class Settings:
         ``owner``: the function that took them, named by the error for an unknown name.
         """
         return merge(cls, settings, shortcuts, owner=owner)
+
+    @classmethod
+    def split(cls, settings: Self | None, kwargs: Mapping[str, Any]) -> tuple[Self, dict[str, Any]]:
+        """``(settings with the shortcuts among kwargs applied, the other kwargs)``.
+
+        For an entry point whose ``**kwargs`` gather both these settings' shortcuts and
+        the model's keywords (:func:`vi_vae.annealed_importance_sampling`).
+        """
+        shortcuts, rest = split_keywords(kwargs, cls.names())
+        return cls.build(settings, shortcuts), rest
 
 
 def _names(kind: type) -> tuple[str, ...]:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,8 +87,6 @@ __all__ = [
     "checked_start",
     "reachable_start",
     "run_options",
-    "split_keywords",
-    "split_settings",
     "summarize_annealing",
 ]
 
@@ -278,24 +276,6 @@ def annealed_importance_sampling(
     return estimate
 
 
-def split_settings(
-    settings: AISSettings | None, kwargs: dict[str, Any]
-) -> tuple[AISSettings, dict[str, Any]]:
-    """``(settings with the shortcuts in kwargs applied, the other kwargs)``."""
-    shortcuts, rest = split_keywords(kwargs, AISSettings.names())
-    return AISSettings.build(settings, shortcuts), rest
-
-
-def split_keywords(
-    kwargs: dict[str, Any], names: Iterable[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(the kwargs named in names, the others)``: the shortcuts apart from model keywords."""
-    names = set(names)
-    shortcuts = {name: value for name, value in kwargs.items() if name in names}
-    rest = {name: value for name, value in kwargs.items() if name not in names}
-    return shortcuts, rest
-
-
 def run_options(
     guide: Callable | None,
     settings: AISSettings | None,
@@ -305,10 +285,10 @@ def run_options(
 ) -> tuple[AISSettings, ExecutionOptions, dict[str, Any]]:
     """``(settings, execution, model keywords)`` of an AIS run, the shortcuts applied and checked.
 
-    The settings' shortcuts are taken from ``kwargs`` (:func:`split_settings`); a
-    run from the guide needs one.
+    The settings' shortcuts are taken from ``kwargs`` (:meth:`AISSettings.split
+    <vi_vae.settings.Settings.split>`); a run from the guide needs one.
     """
-    settings, kwargs = split_settings(settings, kwargs)
+    settings, kwargs = AISSettings.split(settings, kwargs)
     execution = ExecutionOptions.build(execution, execution_shortcuts)
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")

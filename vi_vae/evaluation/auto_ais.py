@@ -70,7 +70,7 @@ from torch import Tensor
 from vi_vae._validation import check_positive_int
 from vi_vae.contract import rows_of
 from vi_vae.errors import AISConvergenceWarning, InputError
-from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, split_settings
+from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import MAX_SIZES, AISSettings, phase_callback
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import (
@@ -268,7 +268,7 @@ def auto_annealed_importance_sampling(
         InputError: a bad argument (as :func:`annealed_importance_sampling`), bad
             ``auto`` settings, or ``importance`` of other points.
     """
-    settings, kwargs = split_settings(settings, kwargs)
+    settings, kwargs = AISSettings.split(settings, kwargs)
     x = check_points(x)
     auto = merge(AutoAISSettings, auto, {}, argument="auto")
     if importance is not None and importance.num_points != x.shape[0]:

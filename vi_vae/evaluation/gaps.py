@@ -58,7 +58,7 @@ from torch import Tensor
 from vi_vae.contract import rows_of
 from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluated_pair import check_evaluated_pair
-from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling, split_keywords
+from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings, Progress, phase_callback
 from vi_vae.evaluation.convergence import (
     NUM_STANDARD_ERRORS,
@@ -75,6 +75,7 @@ from vi_vae.evaluation.local_guide import (
 )
 from vi_vae.execution import ExecutionOptions
 from vi_vae.keys import resolve_seed, seeded
+from vi_vae.settings import split_keywords
 from vi_vae.support import check_points
 from vi_vae.weights import guess_plates, trace_log_weights
 
