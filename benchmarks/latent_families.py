@@ -28,7 +28,7 @@ import torch
 
 from vi_vae import VAE, ConvergenceWarning, TrainingError, fit, load_dataset
 from vi_vae.evaluation import NARROWER_GUIDE_SUPPORT, PairedDifference, importance_sampling
-from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING
+from vi_vae.evaluation.importance_convergence import UNSETTLED_IMPORTANCE_SAMPLING
 from vi_vae.latents import FAMILIES
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "latent_families.md"

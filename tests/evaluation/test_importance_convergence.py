@@ -20,7 +20,10 @@ from linear_gaussian import LinearGaussian
 
 from vi_vae import ConvergenceWarning, annealed_importance_sampling, log_marginal_likelihood
 from vi_vae.evaluation import bounds
-from vi_vae.evaluation.convergence import PARETO_K_SHARE_TOLERANCE, half_particles_check
+from vi_vae.evaluation.importance_convergence import (
+    PARETO_K_SHARE_TOLERANCE,
+    half_particles_check,
+)
 
 LG = LinearGaussian(latent_dim=2, data_dim=3, noise=0.5, seed=0)
 X = LG.sample(100, seed=1)

@@ -9,7 +9,7 @@ from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.gap_report import comparison_gap_lines
 from vi_vae.app.report import ais_settings_sentence, figure_lines, number, support_lines
 from vi_vae.evaluation import PairedDifference, snr_noise_floor
-from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING
+from vi_vae.evaluation.importance_convergence import UNSETTLED_IMPORTANCE_SAMPLING
 
 __all__ = ["COMPARISON_BOUND_COLUMNS", "comparison_report"]
 

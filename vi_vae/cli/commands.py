@@ -34,7 +34,7 @@ from vi_vae.evaluation import (
     AutoAISSettings,
     GapSettings,
 )
-from vi_vae.evaluation.convergence import UNSETTLED_IMPORTANCE_SAMPLING
+from vi_vae.evaluation.importance_convergence import UNSETTLED_IMPORTANCE_SAMPLING
 
 __all__ = ["COMMANDS", "DEFAULT_NUM_SAMPLES_SHOWN"]
 
