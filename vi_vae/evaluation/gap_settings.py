@@ -1,8 +1,8 @@
 """What :func:`~vi_vae.evaluation.gaps.inference_gaps` takes and returns, term by term.
 
-Its settings, one frozen object checked once (:class:`GapSettings`), and the type of
-each term of its result (:class:`GapTerm`): per-point values with their Monte Carlo
-standard errors.
+Its settings, one frozen object checked once (:class:`GapSettings`), its result
+(:class:`InferenceGaps`), and the type of each term of it (:class:`GapTerm`): per-point
+values with their Monte Carlo standard errors.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from torch import Tensor
 
 from vi_vae._validation import check_bool, check_positive_float, check_positive_int
 from vi_vae.errors import InputError
+from vi_vae.evaluation.ais import AISEstimate
 from vi_vae.evaluation.annealing import AISSettings
+from vi_vae.evaluation.convergence import Convergence
 from vi_vae.evaluation.estimates import _MeansOverPoints
 from vi_vae.settings import Settings
 
@@ -25,6 +27,7 @@ __all__ = [
     "DEFAULT_LOCAL_TOLERANCE",
     "GapSettings",
     "GapTerm",
+    "InferenceGaps",
 ]
 
 #: steps of the per-point optimization of q*; from the encoder's output the demo's
@@ -106,3 +109,68 @@ class GapTerm(_MeansOverPoints):
         """``self − other`` per point; their draws are independent, so the errors add in squares."""
         error = self.monte_carlo_standard_error.pow(2) + other.monte_carlo_standard_error.pow(2)
         return GapTerm(self.per_point - other.per_point, error.sqrt())
+
+
+@dataclass(frozen=True)
+class InferenceGaps:
+    """log p(x), the ELBOs of q_φ and q*, and the gaps between them, per data point.
+
+    Attributes:
+        settings: the :class:`GapSettings` of the run.
+        log_likelihood: log p(x) by AIS, with its settings and convergence verdict.
+        amortized_elbo: ELBO(q_φ), the guide as trained.
+        local_elbo: ELBO(q*), the guide's family optimized per point.
+        local_trajectory: q*'s ELBO estimate at each step, averaged over points, ``[steps]``.
+        local_convergence: the local optimization's verdict (check
+            ``"local-optimization"``, ``"local-points"``, and
+            ``"full-covariance-optimization"``).
+        substitutes: how q*'s family differs from the guide's (flows, several sites).
+        full_covariance_elbo: ELBO of a full-covariance Gaussian q per point, or ``None``.
+        full_covariance_trajectory: its trajectory, or ``None``.
+    """
+
+    settings: GapSettings
+    log_likelihood: AISEstimate
+    amortized_elbo: GapTerm
+    local_elbo: GapTerm
+    local_trajectory: Tensor
+    local_convergence: Convergence
+    substitutes: tuple[str, ...] = ()
+    full_covariance_elbo: GapTerm | None = None
+    full_covariance_trajectory: Tensor | None = None
+
+    @property
+    def log_likelihood_term(self) -> GapTerm:
+        """The AIS estimate of log p(x) as a :class:`GapTerm`."""
+        estimate = self.log_likelihood
+        return GapTerm(estimate.log_likelihood, estimate.monte_carlo_standard_error)
+
+    @property
+    def approximation_gap(self) -> GapTerm:
+        """The approximation gap log p(x) − ELBO(q*): what the family cannot do for the point."""
+        return self.log_likelihood_term.minus(self.local_elbo)
+
+    @property
+    def amortization_gap(self) -> GapTerm:
+        """The amortization gap ELBO(q*) − ELBO(q_φ): the price of one encoder for all points."""
+        return self.local_elbo.minus(self.amortized_elbo)
+
+    @property
+    def total_gap(self) -> GapTerm:
+        """The whole gap log p(x) − ELBO(q_φ), the sum of the two gaps."""
+        return self.log_likelihood_term.minus(self.amortized_elbo)
+
+    @property
+    def full_covariance_gain(self) -> GapTerm | None:
+        """ELBO(full-covariance q) − ELBO(q*), or ``None`` without ``full_covariance``.
+
+        The part of the approximation gap that is the diagonal family's.
+        """
+        if self.full_covariance_elbo is None:
+            return None
+        return self.full_covariance_elbo.minus(self.local_elbo)
+
+    @property
+    def converged(self) -> bool:
+        """Whether AIS and the local optimization both passed their checks."""
+        return self.log_likelihood.convergence.converged and self.local_convergence.converged

@@ -49,7 +49,6 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -58,7 +57,7 @@ from torch import Tensor
 from vi_vae.contract import rows_of
 from vi_vae.errors import LocalOptimizationWarning
 from vi_vae.evaluated_pair import check_evaluated_pair
-from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
+from vi_vae.evaluation.ais import annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings, Progress, phase_callback
 from vi_vae.evaluation.convergence import (
     NUM_STANDARD_ERRORS,
@@ -66,7 +65,7 @@ from vi_vae.evaluation.convergence import (
     ConvergenceCheck,
     warn_unless_converged,
 )
-from vi_vae.evaluation.gap_settings import GapSettings, GapTerm
+from vi_vae.evaluation.gap_settings import GapSettings, GapTerm, InferenceGaps
 from vi_vae.evaluation.local_convergence import local_optimization_check, local_points_check
 from vi_vae.evaluation.local_guide import (
     LocalGuide,
@@ -85,71 +84,6 @@ __all__ = [
     "InferenceGaps",
     "inference_gaps",
 ]
-
-
-@dataclass(frozen=True)
-class InferenceGaps:
-    """log p(x), the ELBOs of q_φ and q*, and the gaps between them, per data point.
-
-    Attributes:
-        settings: the :class:`GapSettings` of the run.
-        log_likelihood: log p(x) by AIS, with its settings and convergence verdict.
-        amortized_elbo: ELBO(q_φ), the guide as trained.
-        local_elbo: ELBO(q*), the guide's family optimized per point.
-        local_trajectory: q*'s ELBO estimate at each step, averaged over points, ``[steps]``.
-        local_convergence: the local optimization's verdict (check
-            ``"local-optimization"``, ``"local-points"``, and
-            ``"full-covariance-optimization"``).
-        substitutes: how q*'s family differs from the guide's (flows, several sites).
-        full_covariance_elbo: ELBO of a full-covariance Gaussian q per point, or ``None``.
-        full_covariance_trajectory: its trajectory, or ``None``.
-    """
-
-    settings: GapSettings
-    log_likelihood: AISEstimate
-    amortized_elbo: GapTerm
-    local_elbo: GapTerm
-    local_trajectory: Tensor
-    local_convergence: Convergence
-    substitutes: tuple[str, ...] = ()
-    full_covariance_elbo: GapTerm | None = None
-    full_covariance_trajectory: Tensor | None = None
-
-    @property
-    def log_likelihood_term(self) -> GapTerm:
-        """The AIS estimate of log p(x) as a :class:`GapTerm`."""
-        estimate = self.log_likelihood
-        return GapTerm(estimate.log_likelihood, estimate.monte_carlo_standard_error)
-
-    @property
-    def approximation_gap(self) -> GapTerm:
-        """The approximation gap log p(x) − ELBO(q*): what the family cannot do for the point."""
-        return self.log_likelihood_term.minus(self.local_elbo)
-
-    @property
-    def amortization_gap(self) -> GapTerm:
-        """The amortization gap ELBO(q*) − ELBO(q_φ): the price of one encoder for all points."""
-        return self.local_elbo.minus(self.amortized_elbo)
-
-    @property
-    def total_gap(self) -> GapTerm:
-        """The whole gap log p(x) − ELBO(q_φ), the sum of the two gaps."""
-        return self.log_likelihood_term.minus(self.amortized_elbo)
-
-    @property
-    def full_covariance_gain(self) -> GapTerm | None:
-        """ELBO(full-covariance q) − ELBO(q*), or ``None`` without ``full_covariance``.
-
-        The part of the approximation gap that is the diagonal family's.
-        """
-        if self.full_covariance_elbo is None:
-            return None
-        return self.full_covariance_elbo.minus(self.local_elbo)
-
-    @property
-    def converged(self) -> bool:
-        """Whether AIS and the local optimization both passed their checks."""
-        return self.log_likelihood.convergence.converged and self.local_convergence.converged
 
 
 def inference_gaps(
