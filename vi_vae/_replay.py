@@ -39,9 +39,10 @@ import torch
 from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
+from vi_vae._param_names import module_dicts
 from vi_vae.compiled import CompiledCache
 from vi_vae.estimators.particle_estimator import ParticleEstimator
-from vi_vae.model import VAE, module_dicts
+from vi_vae.model import VAE
 
 __all__ = ["OWN_CODE", "REPLAY_AFTER_STEPS", "python_state", "replayable", "replaying"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyro
@@ -12,6 +12,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
+from vi_vae._param_names import claim_parameter_names
 from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.flows import (
@@ -27,7 +28,7 @@ from vi_vae.nets.top_down import TopDownDecoder
 from vi_vae.priors import PRIORS, VampPrior
 from vi_vae.templates import Template, resolve_latent_dims
 
-__all__ = ["VAE", "module_dicts"]
+__all__ = ["VAE"]
 
 
 class VAE(PyroModule):
@@ -241,7 +242,7 @@ class VAE(PyroModule):
 
     def model(self, x: Tensor) -> None:
         """p(z_L) ∏ p_θ(z_l|z_{l+1}) p_θ(x|z_1) for ``x: [batch, input_dim]``."""
-        self._own_parameter_names()
+        claim_parameter_names(self)
         sites = self.latent_sites
         with pyro.plate(self.data_plate, x.shape[0]):
             z = pyro.sample(sites[-1], self._model_prior(x.device, x.dtype))
@@ -263,35 +264,11 @@ class VAE(PyroModule):
 
     def guide(self, x: Tensor) -> None:
         """q_φ(z_1|x) ∏ q_φ(z_l|z_{l-1}) for ``x: [batch, input_dim]``."""
-        self._own_parameter_names()
+        claim_parameter_names(self)
         with pyro.plate(self.data_plate, x.shape[0]):
             h = x
             for layer, site in enumerate(self.latent_sites):
                 h = pyro.sample(site, self.layer_posterior(layer, h))
-
-    def _own_parameter_names(self) -> None:
-        """Make Pyro's param store hold this VAE's parameters under their names.
-
-        The store keeps one tensor per name, the first registered: a second VAE with
-        the same names (another run loaded in the same process) would have its
-        ``param`` sites record the first one's tensors while its networks compute with
-        its own, so whatever reads parameters from a trace (gradient SNRs, Pyro's
-        optimizers) would see tensors the loss does not depend on. The VAE whose
-        model or guide runs takes its names back; with one VAE nothing changes.
-        """
-        store = pyro.get_param_store()
-        for state in module_dicts(self):
-            prefix = state.get("_pyro_name")
-            if prefix is None:  # not a PyroModule: Pyro names its parameters otherwise
-                continue
-            for name, parameter in state["_parameters"].items():
-                fullname = f"{prefix}.{name}" if prefix else name
-                held = store._params.get(fullname)
-                if held is None or held is parameter or parameter is None:
-                    continue
-                store._param_to_name.pop(held, None)
-                store._params[fullname] = parameter
-                store._param_to_name[parameter] = fullname
 
     # -- the pieces ----------------------------------------------------------------
 
@@ -382,20 +359,6 @@ class VAE(PyroModule):
             raise InputError(f"{name} must be a floating point tensor; got {x.dtype}")
         self.likelihood.validate(x, name)
         return x
-
-
-def module_dicts(root: nn.Module) -> Iterator[dict[str, Any]]:
-    """The ``__dict__`` of ``root`` and of every module below it.
-
-    The module tree by hand: ``root.modules()`` costs more than a step's sampling,
-    and the per-step callers (``VAE._own_parameter_names``, the replayed step's
-    state) read only the dicts.
-    """
-    pending = [root]
-    while pending:
-        state = pending.pop().__dict__
-        pending.extend(child for child in state["_modules"].values() if child is not None)
-        yield state
 
 
 def _pyro(module: nn.Module) -> nn.Module:
