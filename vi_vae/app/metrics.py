@@ -20,7 +20,7 @@ from vi_vae.evaluation import (
     GapSettings,
     InferenceGaps,
 )
-from vi_vae.evaluation.auto_ais import AISRound, AutoAISSettings
+from vi_vae.evaluation.auto_ais_settings import AISRound, AutoAISSettings
 from vi_vae.train import FitResult
 
 __all__ = [
@@ -173,7 +173,7 @@ class AutoAISSummary:
     """How :func:`~vi_vae.evaluation.auto_ais.auto_annealed_importance_sampling` chose T.
 
     Attributes:
-        settings: its :class:`~vi_vae.evaluation.auto_ais.AutoAISSettings`.
+        settings: its :class:`~vi_vae.AutoAISSettings`.
         rounds: every round (T, mean, Monte Carlo SE, verdict, CPU seconds, gradient
             evaluations, BDMC's gap where it ran), in order.
         bdmc: the final round's BDMC check (``None``: it did not run).

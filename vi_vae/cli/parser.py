@@ -24,7 +24,7 @@ from vi_vae.cli.commands import COMMANDS, DEFAULT_NUM_SAMPLES_SHOWN
 from vi_vae.cli.flags import add_config_flags, flag_of_field, int_list, positive_int, seed
 from vi_vae.cli.launch import add_launch_flags, distributed_session, program, relaunch
 from vi_vae.errors import InputError, TrainingError
-from vi_vae.evaluation.auto_ais import DEFAULT_MAX_NUM_STEPS
+from vi_vae.evaluation.auto_ais_settings import DEFAULT_MAX_NUM_STEPS
 
 __all__ = ["build_parser", "main"]
 

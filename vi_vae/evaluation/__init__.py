@@ -34,12 +34,8 @@ from vi_vae.evaluation.annealing import (
     AISSettings,
     annealing_schedule,
 )
-from vi_vae.evaluation.auto_ais import (
-    AISRound,
-    AutoAISResult,
-    AutoAISSettings,
-    auto_annealed_importance_sampling,
-)
+from vi_vae.evaluation.auto_ais import auto_annealed_importance_sampling
+from vi_vae.evaluation.auto_ais_settings import AISRound, AutoAISResult, AutoAISSettings
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import Convergence, ConvergenceCheck
 from vi_vae.evaluation.diagnostics import (

@@ -71,14 +71,7 @@ from vi_vae.contract import rows_of
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluation.ais import AISEstimate, annealed_importance_sampling
 from vi_vae.evaluation.annealing import AISSettings, phase_callback
-from vi_vae.evaluation.auto_ais_settings import (
-    DEFAULT_AUTO_BDMC_NUM_POINTS,
-    DEFAULT_MAX_NUM_STEPS,
-    DEFAULT_START_NUM_STEPS,
-    AISRound,
-    AutoAISResult,
-    AutoAISSettings,
-)
+from vi_vae.evaluation.auto_ais_settings import AISRound, AutoAISResult, AutoAISSettings
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import (
     bdmc_gap_check,
@@ -91,12 +84,6 @@ from vi_vae.settings import merge
 from vi_vae.support import check_points
 
 __all__ = [
-    "DEFAULT_AUTO_BDMC_NUM_POINTS",
-    "DEFAULT_MAX_NUM_STEPS",
-    "DEFAULT_START_NUM_STEPS",
-    "AISRound",
-    "AutoAISResult",
-    "AutoAISSettings",
     "auto_annealed_importance_sampling",
     "gradient_evaluations",
 ]
@@ -142,7 +129,7 @@ def auto_annealed_importance_sampling(
         x: data, ``[N, ...]``.
         settings: the :class:`AISSettings` of every round but T (its ``num_steps`` is
             not used: the rounds set it).
-        auto: the :class:`AutoAISSettings` (default ``AutoAISSettings()``).
+        auto: the :class:`~vi_vae.AutoAISSettings` (default ``AutoAISSettings()``).
         importance: an importance-sampling estimate of the same points; with it, a round
             below it (beyond 2 SE) has not converged.
         seed: seed of every round (the same for all); ``None``: one from torch's.
@@ -156,7 +143,7 @@ def auto_annealed_importance_sampling(
             keywords, as in :func:`~vi_vae.evaluation.ais.annealed_importance_sampling`.
 
     Returns:
-        :class:`AutoAISResult`; warns (:class:`~vi_vae.errors.AISConvergenceWarning`)
+        :class:`~vi_vae.AutoAISResult`; warns (:class:`~vi_vae.errors.AISConvergenceWarning`)
         when the maximum T was reached without a verdict.
 
     Raises:
