@@ -133,6 +133,12 @@ def test_posterior_outside_the_family_approximation_gap_is_the_best_diagonal_kl(
         gaps.approximation_gap.mean_monte_carlo_standard_error,
         gaps.amortization_gap.mean_monte_carlo_standard_error,
     )
+    # total_gap is that whole, point by point, with its own error
+    torch.testing.assert_close(
+        gaps.total_gap.per_point,
+        gaps.approximation_gap.per_point + gaps.amortization_gap.per_point,
+    )
+    _within(gaps.total_gap, problem["amortized_kl"].mean().item(), "total gap")
 
 
 @pytest.mark.filterwarnings("ignore::vi_vae.AISConvergenceWarning")
