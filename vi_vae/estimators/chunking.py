@@ -52,10 +52,11 @@ def draw_values(
             states.append(get_rng_state())
             chunk = dataclasses.replace(call, num_particles=count)
             drawn = compiled_passes.values(passes, chunk) if compiled else None
-            if drawn is None:
+            if drawn is None:  # eagerly
                 set_rng_state(states[-1])
-                drawn = passes.particle_values(chunk.trace(passes, call.args, call.kwargs)), None
-            parts.append(drawn[0])
+                parts.append(passes.particle_values(chunk.trace(passes, call.args, call.kwargs)))
+            else:
+                parts.append(drawn[0])
     return torch.cat(parts), states
 
 
