@@ -39,10 +39,12 @@ class TrainedState:
 class RunCheckpointSink:
     """A run directory as :func:`vi_vae.fit`'s checkpoint sink (:mod:`vi_vae.callbacks`).
 
-    After every epoch it writes ``checkpoint.pt`` (the checkpoint and ``metadata``)
-    first and ``history.csv`` second, both atomically, so the history never runs
-    ahead of the checkpoint; it hands ``fit`` the stored checkpoint to resume from.
-    On a rank that is not the directory's writer it only reads.
+    After every epoch it hands the checkpoint (with ``metadata``) to the directory,
+    which writes ``checkpoint.pt`` first and ``history.csv`` second, both atomically, so
+    the history never runs ahead of the checkpoint
+    (:meth:`~vi_vae.app.run_directory.RunDirectory.write_checkpoint`); it hands ``fit``
+    the stored checkpoint to resume from. On a rank that is not the directory's writer
+    it only reads.
     """
 
     def __init__(self, directory: RunDirectory, metadata: dict[str, Any]) -> None:
