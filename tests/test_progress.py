@@ -72,26 +72,26 @@ def test_a_phase_blocked_before_its_first_update_still_prints_a_line_per_interva
 def test_the_command_s_phases_switch_and_epoch_lines_stay():
     stream = io.StringIO()
     progress = ProgressBar(disable=False, stream=stream)
-    progress.epoch_start(1, 3)  # before the first step: the phase's clock runs from here
+    progress.on_epoch_start(1, 3)  # before the first step: the phase's clock runs from here
     started = progress.phase
     assert started.phase == "epoch 1" and started.total == 3 and started.done == 0
-    progress.step(1, 1, 3, 10.0)
+    progress.on_step(1, 1, 3, 10.0)
     assert progress.phase is started and progress.phase.done == 1
-    progress.step(1, 3, 3, 9.0)  # the last step: validation and the checkpoint follow
+    progress.on_step(1, 3, 3, 9.0)  # the last step: validation and the checkpoint follow
     after = progress.phase
     assert after.phase == "epoch 1: validation and checkpoint" and after.done == 0
     assert after._heart.is_alive()  # a line every interval while it lasts, when piped
-    progress.epoch(EpochRecord(1, 9.0, -10.0, 0.1, 1.0, 0.5))
+    progress.on_epoch(EpochRecord(1, 9.0, -10.0, 0.1, 1.0, 0.5))
     assert progress.phase is None and not after._heart.is_alive()
     assert stream.getvalue().endswith("epoch 1: train loss 9.00, validation ELBO -10.00 (0.5 s)\n")
-    progress.evaluation("log p(x)", 1, 50)
+    progress.on_evaluation("log p(x)", 1, 50)
     assert progress.phase.phase == "log p(x)" and progress.phase.total == 50
-    progress.evaluation("log p(x)", 50, 50)
+    progress.on_evaluation("log p(x)", 50, 50)
     assert progress.phase is None  # a finished phase closes
     progress.close()
     silent = io.StringIO()
     quiet = ProgressBar(disable=True, stream=silent)
-    quiet.snr_draw(1, 10)
+    quiet.on_snr_draw(1, 10)
     assert quiet.phase is None and silent.getvalue() == ""
 
 

@@ -36,6 +36,11 @@ class Callback:
             epoch's first step, which can be slow (a compile, a GPU's first kernels).
     """
 
+    # a subclass whose __init__ does not call this one's still has every hook
+    _on_step: StepFunction | None = None
+    _on_epoch: EpochFunction | None = None
+    _on_epoch_start: EpochStartFunction | None = None
+
     def __init__(
         self,
         on_step: StepFunction | None = None,

@@ -51,13 +51,13 @@ class Recorder(ComparisonProgress):
     def __init__(self):
         self.events = []
 
-    def run(self, spelling):
+    def on_run(self, spelling):
         self.events.append(("run", spelling))
 
-    def epoch(self, record):
+    def on_epoch(self, record):
         self.events.append(("epoch", record.epoch))
 
-    def snr_draw(self, done, total):
+    def on_snr_draw(self, done, total):
         self.events.append(("snr", done, total))
 
 

@@ -171,7 +171,7 @@ def _compare(
     _warm_up(estimators)
     rows, bound_curves, snr_curves, histories = [], {}, {}, {}
     for spelling in estimators:
-        progress.run(spelling)
+        progress.on_run(spelling)
         config = base.replace("training", estimator=spelling)
         run = train(config, directory.path / run_name(spelling))
         snr, snr_curves[spelling] = _snrs(spelling, run, snr_particles, snr_num_draws, progress)
@@ -214,7 +214,7 @@ def _draw_counter(progress: ComparisonProgress, total: int) -> Callable[[int, in
     def on_draw(_: int, __: int) -> None:
         nonlocal done
         done += 1
-        progress.snr_draw(done, total)
+        progress.on_snr_draw(done, total)
 
     return on_draw
 
@@ -243,7 +243,11 @@ def _row(
         gaps=None
         if gaps is None
         else gaps_summary(
-            run.vae, run.dataset, gaps.num_points, gaps.settings, on_evaluation=progress.evaluation
+            run.vae,
+            run.dataset,
+            gaps.num_points,
+            gaps.settings,
+            on_evaluation=progress.on_evaluation,
         ),
     )
 

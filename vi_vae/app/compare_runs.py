@@ -18,9 +18,8 @@ from vi_vae.app.assessment import evaluated_bound_particles, evaluation_points
 from vi_vae.app.config import RunConfig
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
-from vi_vae.app.runs import Run, load_run, resume_run, train_run
+from vi_vae.app.runs import Run, RunProgress, load_run, resume_run, train_run
 from vi_vae.errors import InputError
-from vi_vae.train import EpochRecord
 
 __all__ = [
     "ComparisonProgress",
@@ -31,25 +30,16 @@ __all__ = [
 ]
 
 
-class ComparisonProgress:
-    """What :func:`compare` reports as it goes; each method does nothing unless overridden."""
+class ComparisonProgress(RunProgress):
+    """What :func:`compare` reports as it goes: each run's progress, and its own phases.
 
-    def run(self, spelling: str) -> None:
+    Each hook does nothing unless overridden.
+    """
+
+    def on_run(self, spelling: str) -> None:
         """The run of estimator ``spelling`` starts."""
 
-    def epoch_start(self, epoch: int, steps: int) -> None:
-        """A training epoch of ``steps`` steps of the current run starts."""
-
-    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
-        """A training step of the current run (``fit``'s ``on_step``)."""
-
-    def epoch(self, record: EpochRecord) -> None:
-        """A training epoch of the current run ended."""
-
-    def evaluation(self, phase: str, done: int, total: int) -> None:
-        """The current run's evaluation: ``done`` of ``total`` in ``phase`` (log p(x), AIS)."""
-
-    def snr_draw(self, done: int, total: int) -> None:
+    def on_snr_draw(self, done: int, total: int) -> None:
         """The gradient-SNR measurements of the current run: ``done`` of ``total`` draws."""
 
 
@@ -69,12 +59,6 @@ def train_or_reuse(
     is trained (over a run there only with ``overwrite``).
     """
     directory = RunDirectory(run_dir)
-    callbacks = {
-        "on_epoch_start": progress.epoch_start,
-        "on_step": progress.step,
-        "on_epoch": progress.epoch,
-        "on_evaluation": progress.evaluation,
-    }
     if resume and directory.has_checkpoint():
         finished = directory.completed_epochs() >= config.training.epochs
         if finished and directory.metrics_path.is_file():
@@ -92,10 +76,10 @@ def train_or_reuse(
                         config.evaluation,
                         ais=config.ais,
                         device=config.training.device,
-                        on_evaluation=progress.evaluation,
+                        on_evaluation=progress.on_evaluation,
                     )
-        return resume_run(run_dir, epochs=config.training.epochs, **callbacks)
-    return train_run(config, run_dir, overwrite=overwrite or resume, **callbacks)
+        return resume_run(run_dir, epochs=config.training.epochs, progress=progress)
+    return train_run(config, run_dir, overwrite=overwrite or resume, progress=progress)
 
 
 class EvaluatedAgainWarning(UserWarning):

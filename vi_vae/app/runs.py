@@ -38,6 +38,7 @@ from vi_vae.train import EpochRecord, fit
 __all__ = [
     "EvaluationFailed",
     "Run",
+    "RunProgress",
     "load_run",
     "resume_run",
     "train_run",
@@ -50,9 +51,15 @@ logger = logging.getLogger(__name__)
 EvaluationCallback = Callable[[str, int, int], None]
 
 
-StepCallback = Callable[[int, int, int, float], None]
-EpochCallback = Callable[[EpochRecord], None]
-EpochStartCallback = Callable[[int, int], None]
+class RunProgress(Callback):
+    """What a run reports as it goes: ``fit``'s hooks, and its evaluation's phases.
+
+    Each hook does nothing unless overridden; ``fit``'s three may also be given as
+    functions, as :class:`~vi_vae.callbacks.Callback` takes them.
+    """
+
+    def on_evaluation(self, phase: str, done: int, total: int) -> None:
+        """The evaluation: ``done`` of ``total`` in ``phase`` ("log p(x)", "AIS", "BDMC")."""
 
 
 class EvaluationFailed(TrainingError):
@@ -88,18 +95,14 @@ def train_run(
     run_dir: str | Path,
     *,
     overwrite: bool = False,
-    on_step: StepCallback | None = None,
-    on_epoch: EpochCallback | None = None,
+    progress: RunProgress | None = None,
     figures: bool = True,
-    on_evaluation: EvaluationCallback | None = None,
-    on_epoch_start: EpochStartCallback | None = None,
 ) -> Run:
     """Train, evaluate and write a new run directory; return the run.
 
     The evaluation is ``config.evaluation``'s importance sampling and, when
-    ``config.ais.num_points`` is set, AIS beside it (``on_evaluation`` reports its
-    progress). ``on_epoch_start``, ``on_step`` and ``on_epoch`` are ``fit``'s
-    (:class:`~vi_vae.callbacks.Callback`).
+    ``config.ais.num_points`` is set, AIS beside it. ``progress`` is told of each
+    epoch and step (it is ``fit``'s callback) and of the evaluation's phases.
 
     Raises:
         RunDirectoryNotEmpty: when ``run_dir`` holds files and ``overwrite`` is false.
@@ -108,8 +111,7 @@ def train_run(
     """
     directory = RunDirectory(run_dir)
     directory.check_creatable()
-    callback = Callback(on_step, on_epoch, on_epoch_start)
-    return _train(config.validated(), directory, False, overwrite, callback, figures, on_evaluation)
+    return _train(config.validated(), directory, False, overwrite, progress, figures)
 
 
 def resume_run(
@@ -117,11 +119,8 @@ def resume_run(
     *,
     epochs: int | None = None,
     device: str | None = None,
-    on_step: StepCallback | None = None,
-    on_epoch: EpochCallback | None = None,
+    progress: RunProgress | None = None,
     figures: bool = True,
-    on_evaluation: EvaluationCallback | None = None,
-    on_epoch_start: EpochStartCallback | None = None,
 ) -> Run:
     """Continue the run in ``run_dir`` from its last completed epoch, with its stored settings.
 
@@ -136,8 +135,7 @@ def resume_run(
         config = config.replace("training", epochs=max(config.training.epochs, epochs))
     if device is not None:
         config = config.replace("training", device=device)
-    callback = Callback(on_step, on_epoch, on_epoch_start)
-    return _train(config.validated(), directory, True, False, callback, figures, on_evaluation)
+    return _train(config.validated(), directory, True, False, progress, figures)
 
 
 def _train(
@@ -145,9 +143,8 @@ def _train(
     directory: RunDirectory,
     resume: bool,
     overwrite: bool,
-    callback: Callback,
+    progress: RunProgress | None,
     figures: bool,
-    on_evaluation: EvaluationCallback | None,
 ) -> Run:
     # Everything that can refuse the input runs before the run directory is touched,
     # so bad input neither leaves a half-made run nor destroys the one it would replace.
@@ -171,9 +168,8 @@ def _train(
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             device,
-            callback,
+            progress or RunProgress(),
             figures,
-            on_evaluation,
         )
 
 
@@ -190,9 +186,8 @@ def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tupl
 def _fit_and_evaluate(
     run: Run,
     device: torch.device,
-    callback: Callback,
+    progress: RunProgress,
     figures: bool,
-    on_evaluation: EvaluationCallback | None,
 ) -> Run:
     config, directory, dataset = run.config, run.directory, run.dataset
     started = time.perf_counter()
@@ -204,7 +199,7 @@ def _fit_and_evaluate(
         dataclasses.replace(config.training, device=str(device)),
         validation=dataset.validation,
         batch_transform=dataset.batch_transform(),
-        callbacks=[callback],
+        callbacks=[progress],
         # a new run's directory was just created empty: only a resumed one holds a checkpoint
         sink=directory.checkpoint_sink({"fingerprint": fingerprint(config, dataset.input_dim)}),
     )
@@ -220,7 +215,7 @@ def _fit_and_evaluate(
             summary,
             kept,
             ais=config.ais,
-            on_evaluation=on_evaluation,
+            on_evaluation=progress.on_evaluation,
         )
     except (InputError, RuntimeError, ValueError) as error:
         run.metrics = dataclasses.replace(run.metrics, evaluation_error=str(error))

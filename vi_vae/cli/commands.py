@@ -53,13 +53,7 @@ def _train(args: argparse.Namespace) -> int:
     from vi_vae.app.runs import resume_run, train_run
 
     with _progress(args) as progress:
-        shared = {
-            "on_epoch_start": progress.epoch_start,
-            "on_step": progress.step,
-            "on_epoch": progress.epoch,
-            "figures": not args.no_figures,
-            "on_evaluation": progress.evaluation,
-        }
+        shared = {"progress": progress, "figures": not args.no_figures}
         if args.resume:
             ignored = [f for f in given_flags(args, "train") if f not in RESUME_FLAGS]
             if ignored or args.run_dir:
@@ -168,7 +162,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             ais=config.ais,
             method=args.method,
             device=args.device,
-            on_evaluation=progress.evaluation,
+            on_evaluation=progress.on_evaluation,
             auto=auto,
         )
     print_metrics(run.metrics, "evaluate")
@@ -208,7 +202,7 @@ def _bdmc(args: argparse.Namespace) -> int:
             args.num_points,
             config.ais,
             execution=ExecutionOptions(device=args.device, compile=config.evaluation.compile),
-            on_step=functools.partial(progress.evaluation, "BDMC"),
+            on_step=functools.partial(progress.on_evaluation, "BDMC"),
         )
     result = run.metrics.bdmc
     print(
@@ -236,7 +230,7 @@ def _gaps(args: argparse.Namespace) -> int:
             args.num_points,
             settings,
             device=args.device,
-            on_evaluation=progress.evaluation,
+            on_evaluation=progress.on_evaluation,
         )
     gaps = run.metrics.gaps
     for name, term in (

@@ -151,22 +151,22 @@ class ProgressBar(ComparisonProgress):
         if done >= total:
             self.close()
 
-    def epoch_start(self, epoch: int, steps: int) -> None:
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
         """Start an epoch's display before its first step (``fit``'s ``on_epoch_start``)."""
         self._advance(f"epoch {epoch}", 0, steps, "steps")
 
-    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+    def on_step(self, epoch: int, step: int, steps: int, loss: float) -> None:
         """Advance through an epoch's steps (``fit``'s ``on_step``).
 
         After the last step the epoch's validation pass and checkpoint run, with no step
-        to report: a phase of their own until :meth:`epoch`, whose heartbeat keeps a
+        to report: a phase of their own until :meth:`on_epoch`, whose heartbeat keeps a
         long validation (a large held-out set, a conv net on CPU) from running silent.
         """
         self._advance(f"epoch {epoch}", step, steps, "steps", loss=f"{loss:.2f}")
         if step >= steps:
             self._advance(f"epoch {epoch}: validation and checkpoint", 0, 1, "passes")
 
-    def epoch(self, record: EpochRecord) -> None:
+    def on_epoch(self, record: EpochRecord) -> None:
         """Print the epoch's summary (``fit``'s ``on_epoch``)."""
         if self.disable:
             return
@@ -177,16 +177,16 @@ class ProgressBar(ComparisonProgress):
             file=self.stream or sys.stderr,
         )
 
-    def evaluation(self, phase: str, done: int, total: int) -> None:
+    def on_evaluation(self, phase: str, done: int, total: int) -> None:
         """Advance an evaluation phase: ``"log p(x)"`` over points, ``"AIS"``/``"BDMC"`` steps."""
         unit = "points" if phase == "log p(x)" else "annealing steps"
         self._advance(phase, done, total, unit)
 
-    def snr_draw(self, done: int, total: int) -> None:
+    def on_snr_draw(self, done: int, total: int) -> None:
         """Advance the gradient-SNR phase (``on_draw``: gradient draws done)."""
         self._advance("gradient SNR", done, total, "gradient draws")
 
-    def run(self, spelling: str) -> None:
+    def on_run(self, spelling: str) -> None:
         """Say which estimator's run starts (``compare``)."""
         if not self.disable:
             self.close()
