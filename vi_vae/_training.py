@@ -63,8 +63,6 @@ class EpochRecord:
         """Rebuild from :meth:`to_dict` (or a ``history.csv`` row of strings)."""
         names = {f.name: f.type for f in fields(cls)}
         values = {name: row[name] for name in names if name in row}
-        if "validation_elbo_se" in row:  # the history of vi_vae 0.1
-            values["validation_elbo_standard_error"] = row["validation_elbo_se"]
         return cls(
             epoch=int(float(values.pop("epoch"))),
             **{name: float(value) for name, value in values.items()},

@@ -28,7 +28,7 @@ from vi_vae.app.run_directory import (
 )
 from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
 from vi_vae.app.runs import EvaluationFailed, load_run, resume_run, train_run
-from vi_vae.checkpoint import load_checkpoint
+from vi_vae.checkpoint import load_checkpoint, save_checkpoint
 from vi_vae.errors import AISConvergenceWarning, InputError
 
 TINY = RunConfig(
@@ -158,6 +158,21 @@ def test_an_edited_training_setting_is_refused_not_reported(trained, tmp_path, f
     stored["config"]["training"][field] = value
     (run_dir / "config.json").write_text(json.dumps(stored))
     message = f"says training.{field} = {value!r} but .* was trained with"
+    with pytest.raises(InputError, match=message):
+        load_run(run_dir)
+    with pytest.raises(InputError, match=message):
+        resume_run(run_dir, epochs=2, figures=False)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1  # nothing trained
+
+
+def test_a_checkpoint_without_its_fingerprint_is_refused_not_trusted(trained, tmp_path):
+    # a checkpoint written with its checksum but no fingerprint (a sink of one's own) was
+    # accepted as the config's: load and resume checked it against nothing
+    run_dir = _copy(trained.directory.path, tmp_path / "unprinted")
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    del checkpoint["metadata"]["fingerprint"]
+    save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+    message = "holds no fingerprint of the settings it was trained with"
     with pytest.raises(InputError, match=message):
         load_run(run_dir)
     with pytest.raises(InputError, match=message):

@@ -53,7 +53,6 @@ from vi_vae.app.run_checkpoint import RunCheckpointSink, TrainedState, history_c
 from vi_vae.app.schema import from_json, to_json
 from vi_vae.checkpoint import (
     CHECKPOINT_FILE,
-    CHECKSUM_FIELD,
     HISTORY_FILE,
     atomic_write_bytes,
     atomic_write_json,
@@ -294,8 +293,12 @@ class RunDirectory:
         if checkpoint is None:
             checkpoint = load_checkpoint(self.checkpoint_path)
         stored = checkpoint.get("metadata", {}).get("fingerprint")
-        if stored is None:  # vi_vae 0.1 checkpoints carry no fingerprint
-            return
+        if stored is None:
+            raise InputError(
+                f"{self.checkpoint_path} holds no fingerprint of the settings it was trained "
+                "with (a run directory's checkpoint always does), so it cannot be checked "
+                "against the config; train a new run"
+            )
         changed = changed_setting(config, input_dim, stored)
         if changed is not None:
             name, value, trained = changed
@@ -323,7 +326,7 @@ class RunDirectory:
             atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
 
     def read_metrics(self) -> RunMetrics | None:
-        """Read and check ``metrics.json``; ``None`` when there is none (or it predates 0.2).
+        """Read and check ``metrics.json``; ``None`` when there is none.
 
         Raises:
             InputError: when it does not match its checksum (module docstring) or its
@@ -331,15 +334,9 @@ class RunDirectory:
         """
         if not self.metrics_path.is_file():
             return None
-        stored = read_json(self.metrics_path)
-        if (
-            isinstance(stored, dict)
-            and "log_marginal_likelihood" in stored
-            and "points" not in stored
-            and CHECKSUM_FIELD not in stored
-        ):
-            return None  # vi_vae 0.1 metrics: re-evaluate to get typed ones
-        stored = check_json_checksum(self.metrics_path, stored, _METRICS_REMEDY)
+        stored = check_json_checksum(
+            self.metrics_path, read_json(self.metrics_path), _METRICS_REMEDY
+        )
         with _naming(self.metrics_path):
             return from_json(RunMetrics, stored, "metrics")
 
