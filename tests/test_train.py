@@ -271,6 +271,66 @@ def test_bad_data_are_named_before_training(train, validation, message):
         fit(vae.model, vae.guide, train, validation=validation, epochs=1)
 
 
+def test_data_outside_the_support_past_the_first_batch_are_refused_naming_the_point():
+    # fit runs the model on the first batch only; a grey point in a later batch used to
+    # train on a meaningless Bernoulli cross-entropy without a word (one epoch: the
+    # validated first step of each epoch never saw it)
+    vae, x = small_vae(), binary_data()
+    x[45, 3] = 0.5
+    says = r"train data: .*site 'x' .*\(values 0 or 1\), the first at point 45; binarize"
+    with pytest.raises(InputError, match=says):
+        fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
+
+
+def test_a_per_point_argument_observed_past_the_first_batch_is_checked_too():
+    x = binary_data(40)
+    labels = (x[:, 0] + x[:, 1]).long()  # 0, 1 or 2: the model observes one of 3 classes
+
+    def model(batch, ys):
+        weight = pyro.param("weight", torch.zeros(3))
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("y", dist.Categorical(logits=weight + z.unsqueeze(-1)), obs=ys)
+
+    def guide(batch, ys):
+        loc = pyro.param("loc", torch.zeros(()))
+        with pyro.plate("data", len(batch)):
+            pyro.sample("z", dist.Normal(loc, 1.0))
+
+    fit(model, guide, x, model_kwargs={"ys": labels}, epochs=1, batch_size=8)
+    labels[33] = 3
+    with pytest.raises(InputError, match=r"site 'y' .*, the first at point 33; transform the data"):
+        fit(model, guide, x, model_kwargs={"ys": labels}, epochs=1, batch_size=8)
+
+
+def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):
+    # "validity checks once per dataset, not per call": a fit per epoch checks its data once
+    vae, x = small_vae(), binary_data()  # 64 points, in batches of 16
+    whole_checks = []
+    boolean = type(torch.distributions.constraints.boolean)
+    check = boolean.check
+
+    def counted(self, value):
+        whole_checks.extend([1] if len(value) == len(x) else [])
+        return check(self, value)
+
+    monkeypatch.setattr(boolean, "check", counted)
+    for _ in range(3):
+        fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
+    assert len(whole_checks) == 1
+    x[50, 0] = 0.5  # a write: the data are checked again
+    with pytest.raises(InputError, match="the first at point 50"):
+        fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
+    assert len(whole_checks) == 2
+
+
+def test_data_a_batch_transform_binarizes_are_checked_as_transformed():
+    vae, x = small_vae(), torch.rand(48, 12, generator=torch.Generator().manual_seed(0))
+    binarize = lambda batch, generator: torch.bernoulli(batch, generator=generator)  # noqa: E731
+    result = fit(vae.model, vae.guide, x, epochs=1, batch_size=16, batch_transform=binarize)
+    assert math.isfinite(result.history[-1].train_loss)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 def test_one_non_finite_value_anywhere_is_found_as_isfinite_finds_it(dtype):
     # all_finite checks fit's data by their smallest and largest values (aminmax)

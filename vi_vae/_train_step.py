@@ -22,7 +22,7 @@ from torch import Tensor
 
 from vi_vae._training import TrainingState, parameters_finite
 from vi_vae.errors import InputError
-from vi_vae.support import check_data_support
+from vi_vae.support import check_data_support, check_whole_support
 
 __all__ = ["Diverged", "Points", "diverged_message", "train_step"]
 
@@ -86,10 +86,23 @@ class Points:
         x, kwargs = validation if isinstance(validation, tuple) else (validation, None)
         return cls.checked("validation", x, kwargs, device)
 
-    def check_support(self, model: Callable, guide: Callable, name: str) -> None:
-        """Refuse points outside the support of the model's observed sites (naming ``name``)."""
+    def check_support(
+        self, model: Callable, guide: Callable, name: str, whole: Points | None = None
+    ) -> None:
+        """Refuse points outside the support of the model's observed sites (naming ``name``).
+
+        With ``whole``, the points whose first rows these are: model and guide run on
+        these only, and the data and per-point arguments they observe as they are
+        are checked on every row of ``whole`` (:func:`vi_vae.support.check_whole_support`;
+        data a ``batch_transform`` changes are checked as transformed, in these rows).
+        """
         try:
-            check_data_support(model, guide, (self.x,), self.kwargs)
+            trace = check_data_support(model, guide, (self.x,), self.kwargs)
+            if whole is not None:
+                rows_of = [(self.kwargs[key], whole.kwargs[key]) for key in whole.per_point]
+                if whole.batch_transform is None:
+                    rows_of.append((self.x, whole.x))
+                check_whole_support(trace, rows_of)
         except InputError as error:
             raise InputError(f"{name} data: {error}") from None
 

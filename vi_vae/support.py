@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyro.distributions as dist
@@ -30,6 +31,7 @@ from vi_vae.errors import BINARIZE_HINT, GuideSupportWarning, InputError
 __all__ = [
     "check_data_support",
     "check_observed_support",
+    "check_whole_support",
     "check_points",
     "point_masses",
     "proposes_outside",
@@ -54,7 +56,7 @@ def check_points(x: Any, name: str = "x") -> Tensor:
 
 def check_data_support(
     model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any] | None = None
-) -> None:
+) -> Trace:
     """Refuse data outside the support of the distributions that observe them.
 
     A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless
@@ -62,6 +64,9 @@ def check_data_support(
     so the evaluators and :func:`vi_vae.fit` check the data once, before drawing.
     The guide and model run once on all of ``args`` under a forked random stream:
     the caller's draws are the same with or without the check.
+
+    Returns:
+        The model's trace, for :func:`check_whole_support`.
 
     Raises:
         InputError: naming the observed site and its support.
@@ -74,6 +79,7 @@ def check_data_support(
             *args, **kwargs
         )
     check_observed_support(model_trace)
+    return model_trace
 
 
 def check_observed_support(model_trace: Trace) -> None:
@@ -88,13 +94,89 @@ def check_observed_support(model_trace: Trace) -> None:
         value = site["value"]
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise InputError(f"the data observed at site {name!r} contain NaN or infinite values")
-        support = _base_constraint(site["fn"].support)
         if not bool(site["fn"].support.check(value).all()):
-            hint = BINARIZE_HINT if support is constraints.boolean else "transform the data"
-            raise InputError(
-                f"the data observed at site {name!r} lie outside the support of its "
-                f"distribution ({_SUPPORT_NAMES.get(support, str(support))}); {hint}"
-            )
+            raise _outside(name, site["fn"].support)
+
+
+def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tensor]]) -> None:
+    """Refuse any row of a whole tensor that a trace of its first rows would refuse.
+
+    ``fit`` runs the model on one batch (:func:`check_data_support`); the rest of
+    the training set is checked here without running it. ``rows_of`` holds pairs
+    ``(rows, whole)``: a tensor the model was called with and the tensor whose first
+    rows it is. Each observed site whose value is ``rows`` (equal, in any shape with
+    one row per point) and whose support is fixed (no parameter in it: values 0 or 1,
+    a category range, positive values, ...) is checked on every row of ``whole``.
+    A (tensor, support) pair that passed is not checked again until the tensor is
+    written to, so that a ``fit`` per epoch checks its data once.
+
+    Raises:
+        InputError: naming the observed site, its support and the first row outside it.
+    """
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or not site["is_observed"]:
+            continue
+        value, support = site["value"], site["fn"].support
+        if not _fixed(support):
+            continue
+        for rows, whole in rows_of:
+            if not _observes(value, rows):
+                continue
+            key = (repr(support), tuple(value.shape[1:]))
+            if _passed(whole, key):
+                continue
+            points = whole.reshape(len(whole), *value.shape[1:])
+            for start in range(0, len(points), _CHECK_ROWS):
+                chunk = points[start : start + _CHECK_ROWS].to(value.device, value.dtype)
+                inside = support.check(chunk).reshape(len(chunk), -1).all(1)
+                if not bool(inside.all()):
+                    raise _outside(name, support, start + int((~inside).nonzero()[0]))
+            _PASSED.setdefault(id(whole), set()).add((whole._version, key))
+            if len(_PASSED[id(whole)]) == 1:  # forget the tensor when it is freed
+                weakref.finalize(whole, _PASSED.pop, id(whole), None)
+
+
+def _outside(name: str, support: constraints.Constraint, point: int | None = None) -> InputError:
+    """The error for data observed at site ``name`` outside ``support`` (first at ``point``)."""
+    base = _base_constraint(support)
+    where = "" if point is None else f", the first at point {point}"
+    hint = BINARIZE_HINT if base is constraints.boolean else "transform the data"
+    return InputError(
+        f"the data observed at site {name!r} lie outside the support of its distribution "
+        f"({_SUPPORT_NAMES.get(base, str(base))}){where}; {hint}"
+    )
+
+
+#: rows of a whole tensor checked at once by :func:`check_whole_support` (bounds its memory)
+_CHECK_ROWS = 8192
+#: ``id(tensor) -> {(its version, (support, row shape))}`` that passed :func:`check_whole_support`
+_PASSED: dict[int, set[tuple[int, tuple]]] = {}
+
+
+def _passed(whole: Tensor, key: tuple) -> bool:
+    return (whole._version, key) in _PASSED.get(id(whole), ())
+
+
+def _fixed(support: constraints.Constraint) -> bool:
+    """Whether ``support`` holds no tensor: the same for every point and every parameter."""
+    while True:
+        if constraints.is_dependent(support) or any(
+            isinstance(value, Tensor) for value in vars(support).values()
+        ):
+            return False
+        if not isinstance(support, constraints.independent):
+            return True
+        support = support.base_constraint
+
+
+def _observes(value: Tensor, rows: Tensor) -> bool:
+    """Whether the observed ``value`` is ``rows``, one row per point in any shape."""
+    return (
+        value.dim() >= 1
+        and len(value) == len(rows)
+        and value.numel() == rows.numel()
+        and torch.equal(value.reshape(rows.shape), rows.to(value.device, value.dtype))
+    )
 
 
 def support_reach(guide: Any, prior: Any) -> tuple[bool, bool]:

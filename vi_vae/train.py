@@ -220,7 +220,7 @@ class _Run:
         svi = parallel.svi(*weighted, optimizer, loss, point_kwargs=data.per_point)
         first = slice(0, min(settings.batch_size, len(data)))
         first_batch = data.rows(first, torch.Generator().manual_seed(settings.seed))
-        first_batch.check_support(model, guide, "train")
+        first_batch.check_support(model, guide, "train", whole=data)
         if held_out is not None:
             held_out.rows(slice(None)).check_support(model, guide, "validation")
         parallel.start(svi, settings.seed)
