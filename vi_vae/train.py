@@ -133,7 +133,10 @@ def fit(
         :class:`FitResult`; the best validation epoch's parameters are loaded at the end.
 
     Raises:
-        InputError: for bad settings or data, naming the argument.
+        InputError: for bad settings or data, naming the argument: data that are not
+            finite, or outside the support of the site that observes them (every row of
+            ``train`` and of its per-point arguments that the model observes as given,
+            the first point outside named; all of ``validation``).
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
     settings = TrainSettings.build(settings, shortcuts, owner="fit")
