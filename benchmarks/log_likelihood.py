@@ -199,14 +199,23 @@ def main(args):
     return results
 
 
+#: what ``code_version`` checks for uncommitted changes (git's top-level pathspecs)
+CODE = (":/vi_vae", ":/benchmarks", ":/pyproject.toml")
+
+
 def code_version():
-    """Today's date and the checkout's commit (``+changes`` if it has uncommitted ones)."""
+    """Today's date and the checkout's commit (``+changes`` if its code has uncommitted ones).
+
+    Only the code that computes the numbers counts (``vi_vae/``, ``benchmarks/``,
+    ``pyproject.toml``): the page, figure and ``results.json`` this script writes as
+    it goes are not changes to it.
+    """
     commit = None
     try:
         run = lambda *argv: subprocess.run(  # noqa: E731
             ["git", *argv], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
         ).stdout.strip()
-        dirty = "+changes" if run("status", "--porcelain") else ""
+        dirty = "+changes" if run("status", "--porcelain", "--", *CODE) else ""
         commit = run("rev-parse", "--short", "HEAD") + dirty
     except (OSError, subprocess.CalledProcessError):
         pass  # not a git checkout: the page says so
