@@ -324,6 +324,55 @@ def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):
     assert len(whole_checks) == 2
 
 
+def sliced_pair(calls=None):
+    """A pair whose likelihood observes the first 6 of x's 12 columns: not x as given."""
+
+    def model(batch):
+        weight = pyro.param("weight", torch.zeros(6))
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            logits = weight + z.unsqueeze(-1)
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=batch[:, :6])
+
+    def guide(batch):
+        if calls is not None:
+            calls.append(len(batch))
+        loc = pyro.param("loc", torch.zeros(()))
+        with pyro.plate("data", len(batch)):
+            pyro.sample("z", dist.Normal(loc, 1.0))
+
+    return model, guide
+
+
+def test_a_site_observing_a_function_of_the_data_is_checked_by_running_the_model():
+    # the slice x[:, :6] is not x as given: the model runs on every batch once, before training
+    x = binary_data()  # 64 points, in batches of 16
+    x[40, 8] = 0.5  # a column the model does not observe: not its business
+    fit(*sliced_pair(), x, epochs=1, batch_size=16)
+    x[40, 2] = 0.5
+    says = r"train data: .*site 'x' .*\(values 0 or 1\); binarize .* \(in points 32 to 47\)"
+    with pytest.raises(InputError, match=says):
+        fit(*sliced_pair(), x, epochs=1, batch_size=16)
+
+
+def test_running_the_model_over_the_data_is_done_once_per_pair_and_data():
+    x = binary_data()  # 64 points: the first batch of 16, then 3 more run for the check
+
+    def guide_calls_of_a_fit(pair, calls):
+        calls.clear()
+        fit(*pair, x, epochs=1, batch_size=16)
+        return len(calls)
+
+    calls = []
+    pair = sliced_pair(calls)
+    first = guide_calls_of_a_fit(pair, calls)
+    assert guide_calls_of_a_fit(pair, calls) == first - 3  # the same pair and data: done
+    x[3, 0] = 1 - x[3, 0]  # a write (still binary): checked again
+    assert guide_calls_of_a_fit(pair, calls) == first
+    other = []
+    assert guide_calls_of_a_fit(sliced_pair(other), other) == first  # another pair: again
+
+
 def test_data_a_batch_transform_binarizes_are_checked_as_transformed():
     vae, x = small_vae(), torch.rand(48, 12, generator=torch.Generator().manual_seed(0))
     binarize = lambda batch, generator: torch.bernoulli(batch, generator=generator)  # noqa: E731

@@ -9,9 +9,11 @@ of it travels with row n of the data. Any other keyword argument is passed as it
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,12 @@ from torch import Tensor
 
 from vi_vae._training import TrainingState, parameters_finite
 from vi_vae.errors import InputError
-from vi_vae.support import check_data_support, check_whole_support
+from vi_vae.support import (
+    check_data_support,
+    check_whole_support,
+    checked_before,
+    mark_checked,
+)
 
 __all__ = ["Diverged", "Points", "diverged_message", "train_step"]
 
@@ -91,20 +98,46 @@ class Points:
     ) -> None:
         """Refuse points outside the support of the model's observed sites (naming ``name``).
 
-        With ``whole``, the points whose first rows these are: model and guide run on
-        these only, and the data and per-point arguments they observe as they are
-        are checked on every row of ``whole`` (:func:`vi_vae.support.check_whole_support`;
-        data a ``batch_transform`` changes are checked as transformed, in these rows).
+        With ``whole``, the points whose first rows these are, every row of ``whole``
+        is checked, at the cost of one batch where it can be: model and guide run on
+        these rows, and each site that observes the data or a per-point argument as it
+        is given is checked against its support on every row
+        (:func:`vi_vae.support.check_whole_support`). Where a site observes something
+        else (a slice or a function of the data, or has a support that depends on the
+        parameters), model and guide run on the other rows too, batch by batch, once
+        per data and pair until the data are written to. Data a ``batch_transform``
+        changes are checked as transformed, in these rows only.
         """
         try:
             trace = check_data_support(model, guide, (self.x,), self.kwargs)
-            if whole is not None:
-                rows_of = [(self.kwargs[key], whole.kwargs[key]) for key in whole.per_point]
-                if whole.batch_transform is None:
-                    rows_of.append((self.x, whole.x))
-                check_whole_support(trace, rows_of)
+            if whole is None or len(whole) <= len(self):
+                return
+            tensors = {key: whole.kwargs[key] for key in whole.per_point}
+            if whole.batch_transform is None:
+                tensors["x"] = whole.x
+            rows = {key: self.x if key == "x" else self.kwargs[key] for key in tensors}
+            unchecked = check_whole_support(trace, [(rows[key], tensors[key]) for key in tensors])
+            if unchecked and whole.batch_transform is None:
+                whole._check_by_running(model, guide, len(self), tuple(unchecked))
         except InputError as error:
             raise InputError(f"{name} data: {error}") from None
+
+    def _check_by_running(
+        self, model: Callable, guide: Callable, start: int, sites: tuple[str, ...]
+    ) -> None:
+        """Run model and guide on the points from ``start`` on, ``start`` at a time."""
+        arguments = tuple((key, _Same.key(value)) for key, value in sorted(self.kwargs.items()))
+        check = ("run", _Same(model), _Same(guide), arguments, sites, start)
+        if checked_before(self.x, check):
+            return
+        for first in range(start, len(self), start):
+            batch = self.rows(slice(first, first + start))
+            try:
+                check_data_support(model, guide, (batch.x,), batch.kwargs)
+            except InputError as error:
+                last = first + len(batch) - 1
+                raise InputError(f"{error} (in points {first} to {last})") from None
+        mark_checked(self.x, check)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -140,6 +173,38 @@ def all_finite(x: Tensor) -> bool:
         return True
     smallest, largest = torch.aminmax(x)
     return bool(torch.isfinite(smallest) & torch.isfinite(largest))
+
+
+class _Same:
+    """An object in a check's key: equal to another while both refer to one live object.
+
+    It holds a weak reference (a ``WeakMethod`` for a bound method, which Python makes
+    anew at each attribute access), so that a key neither keeps a model alive nor
+    matches a new object that a freed one's address was reused for.
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.id = id(getattr(value, "__self__", value)), id(getattr(value, "__func__", value))
+        try:
+            self.ref = weakref.WeakMethod(value) if inspect.ismethod(value) else weakref.ref(value)
+        except TypeError:  # not weakly referable: never the same as another key
+            self.ref = lambda: None
+
+    @staticmethod
+    def key(value: Any) -> Hashable:
+        """A plain value as it is, a tensor as itself at its version, anything else a ``_Same``."""
+        if isinstance(value, (bool, int, float, str, type(None))):
+            return value
+        return (_Same(value), value._version) if isinstance(value, Tensor) else _Same(value)
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Same) or self.id != other.id:
+            return False
+        mine, theirs = self.ref(), other.ref()
+        return mine is not None and theirs is not None and (mine is theirs or mine == theirs)
 
 
 def _rows(value: Tensor, x: Tensor) -> bool:

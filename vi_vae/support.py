@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import pyro.distributions as dist
@@ -31,8 +31,10 @@ from vi_vae.errors import BINARIZE_HINT, GuideSupportWarning, InputError
 __all__ = [
     "check_data_support",
     "check_observed_support",
-    "check_whole_support",
     "check_points",
+    "check_whole_support",
+    "checked_before",
+    "mark_checked",
     "point_masses",
     "proposes_outside",
     "site_layers",
@@ -98,7 +100,7 @@ def check_observed_support(model_trace: Trace) -> None:
             raise _outside(name, site["fn"].support)
 
 
-def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tensor]]) -> None:
+def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tensor]]) -> list[str]:
     """Refuse any row of a whole tensor that a trace of its first rows would refuse.
 
     ``fit`` runs the model on one batch (:func:`check_data_support`); the rest of
@@ -110,30 +112,48 @@ def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tens
     A (tensor, support) pair that passed is not checked again until the tensor is
     written to, so that a ``fit`` per epoch checks its data once.
 
+    Returns:
+        The observed sites this could not check: their value is not one of the
+        tensors as given (a slice or a function of the data) or their support
+        depends on parameters. Only running the model on the other rows checks them.
+
     Raises:
         InputError: naming the observed site, its support and the first row outside it.
     """
+    unchecked = []
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample" or not site["is_observed"]:
             continue
         value, support = site["value"], site["fn"].support
-        if not _fixed(support):
+        observed = [whole for rows, whole in rows_of if _observes(value, rows)]
+        if not observed or not _fixed(support):
+            unchecked.append(name)
             continue
-        for rows, whole in rows_of:
-            if not _observes(value, rows):
-                continue
-            key = (repr(support), tuple(value.shape[1:]))
-            if _passed(whole, key):
-                continue
-            points = whole.reshape(len(whole), *value.shape[1:])
-            for start in range(0, len(points), _CHECK_ROWS):
-                chunk = points[start : start + _CHECK_ROWS].to(value.device, value.dtype)
-                inside = support.check(chunk).reshape(len(chunk), -1).all(1)
-                if not bool(inside.all()):
-                    raise _outside(name, support, start + int((~inside).nonzero()[0]))
-            _PASSED.setdefault(id(whole), set()).add((whole._version, key))
-            if len(_PASSED[id(whole)]) == 1:  # forget the tensor when it is freed
-                weakref.finalize(whole, _PASSED.pop, id(whole), None)
+        whole = observed[0]
+        key = (repr(support), tuple(value.shape[1:]))
+        if checked_before(whole, key):
+            continue
+        points = whole.reshape(len(whole), *value.shape[1:])
+        for start in range(0, len(points), _CHECK_ROWS):
+            chunk = points[start : start + _CHECK_ROWS].to(value.device, value.dtype)
+            inside = support.check(chunk).reshape(len(chunk), -1).all(1)
+            if not bool(inside.all()):
+                raise _outside(name, support, start + int((~inside).nonzero()[0]))
+        mark_checked(whole, key)
+    return unchecked
+
+
+def checked_before(tensor: Tensor, key: Hashable) -> bool:
+    """Whether ``tensor``, as it is now, passed the check ``key`` names (:func:`mark_checked`)."""
+    return (tensor._version, key) in _PASSED.get(id(tensor), ())
+
+
+def mark_checked(tensor: Tensor, key: Hashable) -> None:
+    """Remember that ``tensor`` passed the check ``key`` names, until it is written to or freed."""
+    if id(tensor) not in _PASSED:
+        _PASSED[id(tensor)] = set()
+        weakref.finalize(tensor, _PASSED.pop, id(tensor), None)
+    _PASSED[id(tensor)].add((tensor._version, key))
 
 
 def _outside(name: str, support: constraints.Constraint, point: int | None = None) -> InputError:
@@ -149,12 +169,8 @@ def _outside(name: str, support: constraints.Constraint, point: int | None = Non
 
 #: rows of a whole tensor checked at once by :func:`check_whole_support` (bounds its memory)
 _CHECK_ROWS = 8192
-#: ``id(tensor) -> {(its version, (support, row shape))}`` that passed :func:`check_whole_support`
-_PASSED: dict[int, set[tuple[int, tuple]]] = {}
-
-
-def _passed(whole: Tensor, key: tuple) -> bool:
-    return (whole._version, key) in _PASSED.get(id(whole), ())
+#: ``id(tensor) -> {(its version, check)}``: the checks a tensor passed (:func:`mark_checked`)
+_PASSED: dict[int, set[tuple[int, Hashable]]] = {}
 
 
 def _fixed(support: constraints.Constraint) -> bool:

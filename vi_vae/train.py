@@ -134,9 +134,11 @@ def fit(
 
     Raises:
         InputError: for bad settings or data, naming the argument: data that are not
-            finite, or outside the support of the site that observes them (every row of
-            ``train`` and of its per-point arguments that the model observes as given,
-            the first point outside named; all of ``validation``).
+            finite, or outside the support of the site that observes them, in any row of
+            ``train`` or ``validation`` (the rows of ``train`` that ``batch_transform``
+            changes: the first batch, as transformed). Checked once per data tensor and
+            pair until the data are written to: at the cost of one batch when the model
+            observes the data as given, of one pass over them otherwise.
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
     settings = TrainSettings.build(settings, shortcuts, owner="fit")
