@@ -355,8 +355,9 @@ def test_a_site_observing_a_function_of_the_data_is_checked_by_running_the_model
         fit(*sliced_pair(), x, epochs=1, batch_size=16)
 
 
-def test_running_the_model_over_the_data_is_done_once_per_pair_and_data():
+def test_running_the_model_over_the_data_is_done_once_per_pair_and_data(caplog):
     x = binary_data()  # 64 points: the first batch of 16, then 3 more run for the check
+    caplog.set_level("INFO", logger="vi_vae._train_step")
 
     def guide_calls_of_a_fit(pair, calls):
         calls.clear()
@@ -366,6 +367,8 @@ def test_running_the_model_over_the_data_is_done_once_per_pair_and_data():
     calls = []
     pair = sliced_pair(calls)
     first = guide_calls_of_a_fit(pair, calls)
+    says = "checking the support of points 16 to 63 by running the model on them (what site(s) x"
+    assert [record.getMessage().startswith(says) for record in caplog.records] == [True]
     assert guide_calls_of_a_fit(pair, calls) == first - 3  # the same pair and data: done
     x[3, 0] = 1 - x[3, 0]  # a write (still binary): checked again
     assert guide_calls_of_a_fit(pair, calls) == first

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 import warnings
 import weakref
@@ -32,6 +33,8 @@ from vi_vae.support import (
 )
 
 __all__ = ["Diverged", "Points", "diverged_message", "train_step"]
+
+logger = logging.getLogger(__name__)
 
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -130,6 +133,13 @@ class Points:
         check = ("run", _Same(model), _Same(guide), arguments, sites, start)
         if checked_before(self.x, check):
             return
+        logger.info(
+            "checking the support of points %d to %d by running the model on them (what "
+            "site(s) %s observe is not the data as given)",
+            start,
+            len(self) - 1,
+            ", ".join(sites),
+        )
         for first in range(start, len(self), start):
             batch = self.rows(slice(first, first + start))
             try:
