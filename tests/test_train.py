@@ -324,6 +324,30 @@ def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):
     assert len(whole_checks) == 2
 
 
+def test_one_hot_labels_past_the_first_batch_are_checked_as_pyros_ss_vae_observes_them():
+    # Pyro's examples/vae/ss_vae_M2.py observes one-hot ys at site 'y'
+    x = binary_data(48)
+    ys = torch.nn.functional.one_hot(x[:, 0].long() + x[:, 1].long(), 3).float()
+
+    def model(batch, ys):
+        weight = pyro.param("weight", torch.zeros(3))
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("y", dist.OneHotCategorical(logits=weight + z.unsqueeze(-1)), obs=ys)
+
+    def guide(batch, ys):
+        loc = pyro.param("loc", torch.zeros(()))
+        with pyro.plate("data", len(batch)):
+            pyro.sample("z", dist.Normal(loc, 1.0))
+
+    result = fit(model, guide, x, model_kwargs={"ys": ys}, epochs=1, batch_size=16)
+    assert math.isfinite(result.history[-1].train_loss)
+    ys[40] = torch.tensor([0.5, 0.5, 0.0])
+    says = r"train data: .*site 'y' .*\(one-hot vectors\), the first at point 40; transform"
+    with pytest.raises(InputError, match=says):
+        fit(model, guide, x, model_kwargs={"ys": ys}, epochs=1, batch_size=16)
+
+
 def sliced_pair(calls=None):
     """A pair whose likelihood observes the first 6 of x's 12 columns: not x as given."""
 

@@ -299,4 +299,6 @@ _SUPPORT_NAMES = {
     constraints.real: "finite real values",
     constraints.positive: "positive values",
     constraints.nonnegative_integer: "non-negative integers",
+    constraints.one_hot: "one-hot vectors",
+    constraints.simplex: "vectors of probabilities",
 }
