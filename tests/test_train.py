@@ -400,6 +400,21 @@ def test_running_the_model_over_the_data_is_done_once_per_pair_and_data(caplog):
     assert guide_calls_of_a_fit(sliced_pair(other), other) == first  # another pair: again
 
 
+def test_a_model_that_binarizes_the_data_itself_is_not_refused_for_grey_points():
+    # x > 0.5 equals x on binary rows: the support of x alone would refuse the grey ones
+    vae, x = small_vae(), binary_data()
+    x[40:] = 0.3 + 0.4 * x[40:]  # grey from point 40 on (0.3 and 0.7)
+
+    def model(batch):
+        vae.model((batch > 0.5).float())
+
+    def guide(batch):
+        vae.guide((batch > 0.5).float())
+
+    result = fit(model, guide, x, epochs=1, batch_size=16)
+    assert math.isfinite(result.history[-1].train_loss)
+
+
 def test_data_a_batch_transform_binarizes_are_checked_as_transformed():
     vae, x = small_vae(), torch.rand(48, 12, generator=torch.Generator().manual_seed(0))
     binarize = lambda batch, generator: torch.bernoulli(batch, generator=generator)  # noqa: E731

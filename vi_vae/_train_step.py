@@ -26,6 +26,7 @@ from torch import Tensor
 from vi_vae._training import TrainingState, parameters_finite
 from vi_vae.errors import InputError
 from vi_vae.support import (
+    DataOutsideSupport,
     check_data_support,
     check_whole_support,
     checked_before,
@@ -119,7 +120,17 @@ class Points:
             if whole.batch_transform is None:
                 tensors["x"] = whole.x
             rows = {key: self.x if key == "x" else self.kwargs[key] for key in tensors}
-            unchecked = check_whole_support(trace, [(rows[key], tensors[key]) for key in tensors])
+            try:
+                unchecked = check_whole_support(trace, [(rows[k], tensors[k]) for k in tensors])
+            except DataOutsideSupport as error:
+                # equal to the data on these rows, the site may observe a function of them
+                # (x.round()): the model, run on the point's rows, has the last word
+                batch = whole.rows(slice(error.point, error.point + len(self)))
+                try:
+                    check_data_support(model, guide, (batch.x,), batch.kwargs)
+                except InputError:
+                    raise error from None
+                unchecked = [error.site]
             if unchecked and whole.batch_transform is None:
                 whole._check_by_running(model, guide, len(self), tuple(unchecked))
         except InputError as error:

@@ -34,6 +34,7 @@ __all__ = [
     "check_points",
     "check_whole_support",
     "checked_before",
+    "DataOutsideSupport",
     "mark_checked",
     "point_masses",
     "proposes_outside",
@@ -97,7 +98,7 @@ def check_observed_support(model_trace: Trace) -> None:
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise InputError(f"the data observed at site {name!r} contain NaN or infinite values")
         if not bool(site["fn"].support.check(value).all()):
-            raise _outside(name, site["fn"].support)
+            raise InputError(_outside(name, site["fn"].support))
 
 
 def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tensor]]) -> list[str]:
@@ -118,7 +119,9 @@ def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tens
         depends on parameters. Only running the model on the other rows checks them.
 
     Raises:
-        InputError: naming the observed site, its support and the first row outside it.
+        DataOutsideSupport: naming the observed site, its support and the first row
+            outside it. A value equal to the data on the first rows may still be a
+            function of them (``x.round()``): running the model on that row decides.
     """
     unchecked = []
     for name, site in model_trace.nodes.items():
@@ -138,9 +141,18 @@ def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tens
             chunk = points[start : start + _CHECK_ROWS].to(value.device, value.dtype)
             inside = support.check(chunk).reshape(len(chunk), -1).all(1)
             if not bool(inside.all()):
-                raise _outside(name, support, start + int((~inside).nonzero()[0]))
+                point = start + int((~inside).nonzero()[0])
+                raise DataOutsideSupport(_outside(name, support, point), name, point)
         mark_checked(whole, key)
     return unchecked
+
+
+class DataOutsideSupport(InputError):
+    """:func:`check_whole_support` found the data of ``site`` outside its support at ``point``."""
+
+    def __init__(self, message: str, site: str, point: int) -> None:
+        super().__init__(message)
+        self.site, self.point = site, point
 
 
 def checked_before(tensor: Tensor, key: Hashable) -> bool:
@@ -156,12 +168,12 @@ def mark_checked(tensor: Tensor, key: Hashable) -> None:
     _PASSED[id(tensor)].add((tensor._version, key))
 
 
-def _outside(name: str, support: constraints.Constraint, point: int | None = None) -> InputError:
-    """The error for data observed at site ``name`` outside ``support`` (first at ``point``)."""
+def _outside(name: str, support: constraints.Constraint, point: int | None = None) -> str:
+    """What to say of data observed at site ``name`` outside ``support`` (first at ``point``)."""
     base = _base_constraint(support)
     where = "" if point is None else f", the first at point {point}"
     hint = BINARIZE_HINT if base is constraints.boolean else "transform the data"
-    return InputError(
+    return (
         f"the data observed at site {name!r} lie outside the support of its distribution "
         f"({_SUPPORT_NAMES.get(base, str(base))}){where}; {hint}"
     )
