@@ -136,9 +136,9 @@ def fit(
         InputError: for bad settings or data, naming the argument: data that are not
             finite, or outside the support of the site that observes them, in any row of
             ``train`` or ``validation`` (the rows of ``train`` that ``batch_transform``
-            changes: the first batch, as transformed). Checked once per data tensor and
-            pair until the data are written to: at the cost of one batch when the model
-            observes the data as given, of one pass over them otherwise.
+            changes: the first batch, as transformed). ``train`` is checked once per
+            tensor and pair until it is written to, at the cost of one batch when the
+            model observes the data as given and of one pass over them otherwise.
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
     settings = TrainSettings.build(settings, shortcuts, owner="fit")
