@@ -282,21 +282,27 @@ def test_data_outside_the_support_past_the_first_batch_are_refused_naming_the_po
         fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
 
 
-def test_a_per_point_argument_observed_past_the_first_batch_is_checked_too():
-    x = binary_data(40)
-    labels = (x[:, 0] + x[:, 1]).long()  # 0, 1 or 2: the model observes one of 3 classes
+def labelled_pair(label_distribution):
+    """A pair that observes per-point labels ``ys`` (3 classes) at site 'y', one z per point."""
 
     def model(batch, ys):
         weight = pyro.param("weight", torch.zeros(3))
         with pyro.plate("data", len(batch)):
             z = pyro.sample("z", dist.Normal(0.0, 1.0))
-            pyro.sample("y", dist.Categorical(logits=weight + z.unsqueeze(-1)), obs=ys)
+            pyro.sample("y", label_distribution(logits=weight + z.unsqueeze(-1)), obs=ys)
 
     def guide(batch, ys):
         loc = pyro.param("loc", torch.zeros(()))
         with pyro.plate("data", len(batch)):
             pyro.sample("z", dist.Normal(loc, 1.0))
 
+    return model, guide
+
+
+def test_a_per_point_argument_observed_past_the_first_batch_is_checked_too():
+    x = binary_data(40)
+    labels = (x[:, 0] + x[:, 1]).long()  # 0, 1 or 2: the model observes one of 3 classes
+    model, guide = labelled_pair(dist.Categorical)
     fit(model, guide, x, model_kwargs={"ys": labels}, epochs=1, batch_size=8)
     labels[33] = 3
     with pytest.raises(InputError, match=r"site 'y' .*, the first at point 33; transform the data"):
@@ -328,18 +334,7 @@ def test_one_hot_labels_past_the_first_batch_are_checked_as_pyros_ss_vae_observe
     # Pyro's examples/vae/ss_vae_M2.py observes one-hot ys at site 'y'
     x = binary_data(48)
     ys = torch.nn.functional.one_hot(x[:, 0].long() + x[:, 1].long(), 3).float()
-
-    def model(batch, ys):
-        weight = pyro.param("weight", torch.zeros(3))
-        with pyro.plate("data", len(batch)):
-            z = pyro.sample("z", dist.Normal(0.0, 1.0))
-            pyro.sample("y", dist.OneHotCategorical(logits=weight + z.unsqueeze(-1)), obs=ys)
-
-    def guide(batch, ys):
-        loc = pyro.param("loc", torch.zeros(()))
-        with pyro.plate("data", len(batch)):
-            pyro.sample("z", dist.Normal(loc, 1.0))
-
+    model, guide = labelled_pair(dist.OneHotCategorical)
     result = fit(model, guide, x, model_kwargs={"ys": ys}, epochs=1, batch_size=16)
     assert math.isfinite(result.history[-1].train_loss)
     ys[40] = torch.tensor([0.5, 0.5, 0.0])
