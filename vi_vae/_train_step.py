@@ -116,12 +116,11 @@ class Points:
             trace = check_data_support(model, guide, (self.x,), self.kwargs)
             if whole is None or len(whole) <= len(self):
                 return
-            tensors = {key: whole.kwargs[key] for key in whole.per_point}
-            if whole.batch_transform is None:
-                tensors["x"] = whole.x
-            rows = {key: self.x if key == "x" else self.kwargs[key] for key in tensors}
+            transformed = whole.batch_transform is not None
+            rows_of = [(self.kwargs[key], whole.kwargs[key]) for key in whole.per_point]
+            rows_of += [] if transformed else [(self.x, whole.x)]
             try:
-                unchecked = check_whole_support(trace, [(rows[k], tensors[k]) for k in tensors])
+                unchecked = check_whole_support(trace, rows_of)
             except DataOutsideSupport as error:
                 # equal to the data on these rows, the site may observe a function of them
                 # (x.round()): the model, run on the point's rows, has the last word
@@ -131,7 +130,7 @@ class Points:
                 except InputError:
                     raise error from None
                 unchecked = [error.site]
-            if unchecked and whole.batch_transform is None:
+            if unchecked and not transformed:
                 whole._check_by_running(model, guide, len(self), tuple(unchecked))
         except InputError as error:
             raise InputError(f"{name} data: {error}") from None
