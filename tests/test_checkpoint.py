@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -164,9 +165,12 @@ def test_a_write_replaces_a_symbolic_link_instead_of_following_it(tmp_path):
     assert not link.is_symlink() and read_json(link) == {"a": 1}
 
 
-def test_json_writes_nan_as_null(tmp_path):
-    atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")]})
-    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None]}
+def test_json_writes_nan_and_infinities_as_strings_strict_json_readers_accept(tmp_path):
+    # null would read back as NaN whatever was written: a -inf log-likelihood came back NaN
+    atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, -math.inf, math.inf]})
+    text = (tmp_path / "x.json").read_text()
+    assert json.loads(text) == {"a": "nan", "b": [1.0, "-inf", "inf"]}
+    assert "NaN" not in text and "Infinity" not in text  # Python's non-standard spellings
 
 
 def _flip_a_weight(data: bytearray, weights: torch.Tensor) -> None:
@@ -260,14 +264,14 @@ def test_writing_over_a_directory_is_an_input_error(tmp_path):
 
 
 def test_a_checksummed_json_reads_back_as_written_and_refuses_a_change(tmp_path):
-    # int keys, tuples and NaN come back as strings, lists and null: the checksum is over
+    # int keys, tuples and NaN come back as strings, lists and "nan": the checksum is over
     # the content as it reads back, so an untouched file matches
     data = {"mean": -91.25, "points": 3, "by_k": {1: (0.1, float("nan"))}, "name": "elbo"}
     atomic_write_json(tmp_path / "m.json", data, checksum=True)
     stored = read_json(tmp_path / "m.json")
     assert list(stored) == [*data, CHECKSUM_FIELD]
     content = check_json_checksum(tmp_path / "m.json", stored, "write it again")
-    assert content == {"mean": -91.25, "points": 3, "by_k": {"1": [0.1, None]}, "name": "elbo"}
+    assert content == {"mean": -91.25, "points": 3, "by_k": {"1": [0.1, "nan"]}, "name": "elbo"}
     assert stored[CHECKSUM_FIELD] == content_checksum(content)  # the checkpoints' checksum
     for key, value in [("mean", -91.2500001), ("points", 3.0), ("name", "iwae")]:
         with pytest.raises(InputError, match=r"m\.json does not match its checksum.*write it"):

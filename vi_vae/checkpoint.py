@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -43,6 +44,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKSUM_FIELD",
     "HISTORY_FILE",
+    "NON_FINITE",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -64,6 +66,9 @@ _TENSOR_CHECKSUM_FORMAT = "vi_vae-checkpoint-2"
 _UNCHECKSUMMED_FORMAT = "vi_vae-checkpoint-1"
 #: the field of a checkpoint, and of a checksummed JSON object, that holds the checksum
 CHECKSUM_FIELD = "checksum"
+#: how :func:`atomic_write_json` writes the floats JSON has no number for (JSON null would
+#: read back as neither: a -inf log-likelihood must not come back as NaN)
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: the temporary files of :func:`atomic_write_bytes`: ``.<name>.<8 random chars>.tmp``
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
@@ -109,7 +114,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any, *, checksum: bool = False) -> None:
-    """Write ``data`` as indented JSON atomically (NaN and infinity are written as null).
+    """Write ``data`` as indented JSON atomically (NaN and ±infinity: :data:`NON_FINITE`).
 
     Args:
         path: the file.
@@ -119,7 +124,7 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, checksum: bool = Fa
             tuples as lists, each float by the ``repr`` the file holds.
             :func:`check_json_checksum` checks it.
     """
-    content = _finite(data)
+    content = _json_safe(data)
     if checksum:
         if not isinstance(content, dict) or CHECKSUM_FIELD in content:
             raise ValueError(f"a checksummed JSON file holds a dict without {CHECKSUM_FIELD!r}")
@@ -128,13 +133,13 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, checksum: bool = Fa
     atomic_write_text(path, json.dumps(content, indent=2, allow_nan=False) + "\n")
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: _json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [_json_safe(item) for item in value]
     return value
 
 

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from vi_vae.app.config import RunConfig
-from vi_vae.app.metrics import RunMetrics
+from vi_vae.app.metrics import AISSummary, RunMetrics
+from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.schema import SchemaError, from_json, to_json
+from vi_vae.app.summaries import EstimateSummary
+from vi_vae.evaluation import AISSettings
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,38 @@ def test_round_trip_of_nested_dataclasses():
     assert from_json(Outer, to_json(value), "x") == value
 
 
-def test_null_reads_as_nan_for_floats():
+def test_null_reads_as_nan_for_floats():  # as files before vi_vae 0.3 held NaN
     value = from_json(Inner, {"k": 1, "weight": None}, "x")
     assert math.isnan(value.weight)
+
+
+def test_non_finite_numbers_read_back_as_written_from_a_run_directory(tmp_path):
+    # Written as null, a -inf log p(x) read back as NaN and an optional NaN as None.
+    estimate = EstimateSummary(
+        method="importance_sampling",
+        log_likelihood=-math.inf,
+        standard_error=math.nan,
+        monte_carlo_standard_error=math.inf,
+        mean_effective_sample_size=1.0,
+        share_pareto_k_above=math.nan,
+        pareto_k_reason="one particle",
+        num_particles=1,
+        num_points=3,
+        per_point=(-math.inf, -90.5, -math.inf),
+    )
+    ais = AISSummary(estimate, estimate, 0.0, 0.0, 0.0, 0.9, AISSettings(), cpu_seconds=math.nan)
+    directory = RunDirectory(tmp_path / "run")
+    directory.create()
+    directory.write_metrics(RunMetrics(log_marginal_likelihood=estimate, ais=ais))
+    read = directory.read_metrics()
+    assert read.log_marginal_likelihood.per_point == (-math.inf, -90.5, -math.inf)
+    assert read.log_marginal_likelihood.log_likelihood == -math.inf
+    assert read.log_marginal_likelihood.monte_carlo_standard_error == math.inf
+    assert math.isnan(read.log_marginal_likelihood.share_pareto_k_above)
+    assert read.ais.cpu_seconds is not None  # a float | None field: NaN, not None
+    assert math.isnan(read.ais.cpu_seconds)
+    with pytest.raises(SchemaError, match="x.weight must be a number; got 'infinity'"):
+        from_json(Inner, {"k": 1, "weight": "infinity"}, "x")  # only the strings written
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ names the offending field (``config.training.learning_rate must be a number;
 got '1e-3'``). So a renamed or retyped field breaks in the tests or at load
 time with one clear line, never as a ``KeyError`` in a report.
 
-Supported field types: ``bool``, ``int``, ``float`` (JSON ``null`` reads as NaN,
-since JSON has no NaN), ``str``, ``X | None``, ``list[X]`` / ``tuple[X, ...]``,
-``Sequence[X]`` (read as a tuple), ``dict[str, X]``, ``Literal[...]`` and nested
+Supported field types: ``bool``, ``int``, ``float`` (NaN and ±infinity, which JSON
+has no number for, as the strings of :data:`vi_vae.checkpoint.NON_FINITE`; ``null``,
+as older files held them, reads as NaN), ``str``, ``X | None``, ``list[X]`` /
+``tuple[X, ...]``, ``Sequence[X]`` (read as a tuple), ``dict[str, X]``, ``Literal[...]`` and nested
 dataclasses. A dataclass stores the fields :func:`stored_fields` lists.
 """
 
@@ -22,6 +23,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Union
 
+from vi_vae.checkpoint import NON_FINITE
 from vi_vae.errors import InputError
 
 __all__ = ["SchemaError", "from_json", "stored_fields", "to_json"]
@@ -116,6 +118,8 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
     if kind is float:
         if value is None:
             return math.nan
+        if isinstance(value, str) and value in NON_FINITE:
+            return NON_FINITE[value]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SchemaError(where, f"{where} must be a number; got {value!r}")
         return float(value)
