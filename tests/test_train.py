@@ -11,6 +11,7 @@ from linear_gaussian import LinearGaussian
 
 from vi_vae import VAE, InputError, TrainingError, fit
 from vi_vae._train_step import all_finite
+from vi_vae._training import validation_elbo
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.checkpoint import load_checkpoint
@@ -627,3 +628,64 @@ def test_validity_checks_run_in_the_first_step_of_each_epoch_only(monkeypatch):
     assert one_step_epochs > checks_in_fit(1, 64)  # a step checks something
     assert checks_in_fit(2, 16) == one_step_epochs
     assert pyro.infer.util.is_validation_enabled()  # the user's setting is back after fit
+
+
+class NormalizedPair(torch.nn.Module):
+    """A Gaussian-data pair whose encoder has BatchNorm and whose decoder has dropout.
+
+    Both are the networks of many a conv VAE (Pythae's included); the evaluators take
+    them in eval mode only.
+    """
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = torch.nn.Sequential(
+            torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 4)
+        )
+        self.decoder = torch.nn.Sequential(
+            torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(8, 6)
+        )
+
+    def model(self, x):
+        pyro.module("decoder", self.decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(self.decoder(z), 1.0).to_event(1), obs=x)
+
+    def guide(self, x):
+        pyro.module("encoder", self.encoder)
+        with pyro.plate("data", x.shape[0]):
+            raw = self.encoder(x)
+            scale = torch.nn.functional.softplus(raw[:, 2:]) + 1e-3
+            pyro.sample("z", dist.Normal(raw[:, :2], scale).to_event(1))
+
+
+def test_validation_scores_batchnorm_and_dropout_networks_in_eval_mode_and_leaves_them_as_found():
+    # fit refused this pair with validation data (BatchNorm in training mode on one row);
+    # scored in training mode, dropout made the validation ELBO random and BatchNorm folded
+    # the validation data into the running statistics the evaluators then normalize with
+    train = torch.randn(96, 6, generator=torch.Generator().manual_seed(1))
+    validation = torch.randn(32, 6, generator=torch.Generator().manual_seed(2)) + 3.0
+    plain, validated = NormalizedPair(), NormalizedPair()
+    fit(plain.model, plain.guide, train, epochs=1, batch_size=32)
+    result = fit(
+        validated.model, validated.guide, train, validation=validation, epochs=1, batch_size=32
+    )
+    assert validated.training and all(module.training for module in validated.modules())
+    # three steps, and the estimator's contract trial at its first call (a training pass,
+    # on the caller's random stream); not fit's data checks, nor the validation
+    assert int(plain.encoder[1].num_batches_tracked) == 3 + 1
+    batch_norm = dict(plain.encoder[1].named_buffers())
+    for name, value in validated.encoder[1].named_buffers():
+        assert torch.equal(value, batch_norm[name]), name  # training's batches alone
+    validated.eval()  # one epoch: the parameters it validated are the final ones
+    elbo, _ = validation_elbo(
+        validated.model,
+        validated.guide,
+        validation,
+        TrainSettings().validation_num_particles,
+        TrainSettings().seed + 1,
+        "data",
+    )
+    assert result.history[0].validation_elbo == elbo

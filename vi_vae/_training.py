@@ -7,9 +7,10 @@ checkpoint goes to the sink passed to ``fit`` (:mod:`vi_vae.callbacks`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "KLWeight",
     "TrainingCheckpoint",
     "TrainingState",
+    "networks_in_eval_mode",
     "validation_elbo",
 ]
 
@@ -113,8 +115,21 @@ def validation_elbo(
 
     The draws come from a stream seeded by ``seed`` (the caller's stream is left
     alone), so validation does not change the training draws. ``kwargs`` go to
-    model and guide.
+    model and guide. The networks are scored in eval mode (:func:`networks_in_eval_mode`).
     """
+    with networks_in_eval_mode():
+        return _validation_elbo(model, guide, x, num_particles, seed, data_plate, kwargs)
+
+
+def _validation_elbo(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    num_particles: int,
+    seed: int,
+    data_plate: str,
+    kwargs: dict[str, Any] | None,
+) -> tuple[float, float]:
     per_point = torch.cat(
         [
             log_weights.double().mean(0).cpu()
@@ -131,6 +146,34 @@ def validation_elbo(
         ]
     )
     return per_point.mean().item(), standard_error_over_points(per_point)
+
+
+@contextlib.contextmanager
+def networks_in_eval_mode() -> Iterator[None]:
+    """Run every torch module called inside in eval mode, and leave each as it was found.
+
+    ``fit``'s validation measures the model as the evaluators score it (they refuse
+    dropout and BatchNorm in training mode): in training mode dropout would make the
+    validation ELBO random, and BatchNorm would normalize by the batch (failing on one
+    row) and fold the validation data into the running statistics that the evaluators
+    then normalize with. The modules are whichever the pair calls, through a global
+    forward pre-hook, wherever they are held (a ``PyroModule``, ``pyro.module``, a
+    closure); each is switched on its first call and switched back on leaving.
+    """
+    modes: dict[torch.nn.Module, bool] = {}
+
+    def to_eval_mode(module: torch.nn.Module, _: Any) -> None:
+        if module not in modes:
+            modes[module] = module.training
+            module.training = False
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(to_eval_mode)
+    try:
+        yield
+    finally:
+        hook.remove()
+        for module, mode in modes.items():
+            module.training = mode
 
 
 def params_state() -> dict[str, Tensor]:

@@ -84,7 +84,7 @@ def check_evaluated_pair(
     row, alone (module docstring). ``fixed_guide`` also requires the guide's log
     density fixed (AIS);
     ``fixed_density`` false runs the first row alone but compares no scores and takes
-    masked latents (a validation ELBO, of networks in training mode).
+    masked latents (``fit``'s validation ELBO).
 
     Raises:
         InputError: naming what breaks the contract and what to change.

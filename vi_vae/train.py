@@ -63,6 +63,7 @@ from vi_vae._training import (
     TrainingCheckpoint,
     TrainingState,
     load_params,
+    networks_in_eval_mode,
     validation_elbo,
 )
 from vi_vae.callbacks import Callback, CheckpointSink
@@ -118,7 +119,9 @@ def fit(
         guide: Pyro guide with the same signature.
         train: training data ``[N, ...]``.
         settings: :class:`TrainSettings` (default: its defaults).
-        validation: data for the validation ELBO and early stopping, or ``(data, model_kwargs)``.
+        validation: data for the validation ELBO and early stopping, or ``(data, model_kwargs)``;
+            scored with every module the pair calls in eval mode (no dropout, BatchNorm by
+            its running statistics, which the validation data leave alone).
         optimizer: a Pyro optimizer; default :meth:`~vi_vae.TrainSettings.optimizer`, Adam at the
             learning rate.
         batch_transform: applied to each training batch with the shuffling generator.
@@ -225,9 +228,13 @@ class _Run:
         svi = parallel.svi(*weighted, optimizer, loss, point_kwargs=data.per_point)
         first = slice(0, min(settings.batch_size, len(data)))
         first_batch = data.rows(first, torch.Generator().manual_seed(settings.seed))
-        first_batch.check_support(model, guide, "train", whole=data)
-        if held_out is not None:
-            held_out.rows(slice(None)).check_support(model, guide, "validation")
+        # The checks run on a forked random stream, with the networks in eval mode, as
+        # the validation ELBO scores them: neither the draws nor BatchNorm's running
+        # statistics of training see them.
+        with networks_in_eval_mode():
+            first_batch.check_support(model, guide, "train", whole=data)
+            if held_out is not None:
+                held_out.rows(slice(None)).check_support(model, guide, "validation")
         parallel.start(svi, settings.seed)
         return cls(
             model,

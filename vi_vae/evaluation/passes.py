@@ -155,11 +155,11 @@ def log_weight_chunks(
     is traced and compiled once (:func:`pass_log_weights`).
     The pair's contract, and the data against the support of every observed site, are
     checked first (:func:`vi_vae.evaluated_pair.check_evaluated_pair`; ``fixed_density``
-    false leaves out clause 8, for ``fit``'s validation ELBO, which scores the networks
-    in their training mode, dropout included). The log weights stay on the data's device. With
-    ``seed`` the draws are keyed by (seed, global point index; ``x[0]`` has index
-    ``first_index``), so a point's log weights depend neither on ``chunk_size`` nor on
-    the shard it is in (:mod:`vi_vae.keys`), and the global RNG is left alone.
+    false leaves out clause 8, for ``fit``'s validation ELBO). The log weights stay on the
+    data's device. With ``seed`` the draws are keyed by (seed, global point index;
+    ``x[0]`` has index ``first_index``), so a point's log weights depend neither on
+    ``chunk_size`` nor on the shard it is in (:mod:`vi_vae.keys`), and the global RNG is
+    left alone.
     """
     check_positive_int("num_particles", num_particles)
     ExecutionOptions(compile=compile, chunk_size=chunk_size)
