@@ -689,3 +689,55 @@ def test_validation_scores_batchnorm_and_dropout_networks_in_eval_mode_and_leave
         "data",
     )
     assert result.history[0].validation_elbo == elbo
+
+
+class BufferLog(Callback):
+    """The BatchNorm buffers of ``pair`` after every epoch."""
+
+    def __init__(self, pair):
+        self.pair, self.epochs = pair, []
+
+    def on_step(self, *_):
+        pass
+
+    def on_epoch(self, record):
+        self.epochs.append({k: v.clone() for k, v in self.pair.encoder[1].named_buffers()})
+
+
+def test_the_best_epoch_is_loaded_with_its_batchnorm_statistics():
+    # its parameters were loaded with the last epoch's running statistics, which normalize
+    # the activations of other weights; eval mode then scored a model no epoch had
+    train = torch.randn(96, 6, generator=torch.Generator().manual_seed(1))
+    validation = torch.randn(32, 6, generator=torch.Generator().manual_seed(2)) * 3.0 + 4.0
+    pair = NormalizedPair()
+    log = BufferLog(pair)
+    result = fit(
+        pair.model,
+        pair.guide,
+        train,
+        validation=validation,
+        epochs=6,
+        batch_size=32,
+        learning_rate=0.05,
+        callbacks=[log],
+    )
+    assert result.best_epoch < len(result.history)  # else this would check nothing
+    best = log.epochs[result.best_epoch - 1]
+    for name, value in pair.encoder[1].named_buffers():
+        assert torch.equal(value, best[name]), name
+
+
+def test_a_resumed_run_continues_with_the_batchnorm_statistics_it_stopped_with(tmp_path):
+    train = torch.randn(96, 6, generator=torch.Generator().manual_seed(1))
+    straight = NormalizedPair()
+    fit(straight.model, straight.guide, train, epochs=2, batch_size=32, sink=InMemory())
+    sink = InMemory()
+    first = NormalizedPair()
+    fit(first.model, first.guide, train, epochs=1, batch_size=32, sink=sink)
+    assert [name.split(".")[0] for name in sink.checkpoints[0].buffers][:1] == ["2:BatchNorm1d"]
+    resumed = NormalizedPair()  # a new process: BatchNorm's statistics start afresh
+    fit(resumed.model, resumed.guide, train, epochs=2, batch_size=32, sink=sink)
+    for (name, value), (_, expected) in zip(
+        resumed.state_dict().items(), straight.state_dict().items(), strict=True
+    ):
+        assert torch.equal(value, expected), name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -30,6 +30,8 @@ __all__ = [
     "KLWeight",
     "TrainingCheckpoint",
     "TrainingState",
+    "buffers_state",
+    "load_buffers",
     "networks_in_eval_mode",
     "validation_elbo",
 ]
@@ -149,7 +151,7 @@ def _validation_elbo(
 
 
 @contextlib.contextmanager
-def networks_in_eval_mode() -> Iterator[None]:
+def networks_in_eval_mode() -> Iterator[dict[torch.nn.Module, bool]]:
     """Run every torch module called inside in eval mode, and leave each as it was found.
 
     ``fit``'s validation measures the model as the evaluators score it (they refuse
@@ -159,6 +161,9 @@ def networks_in_eval_mode() -> Iterator[None]:
     then normalize with. The modules are whichever the pair calls, through a global
     forward pre-hook, wherever they are held (a ``PyroModule``, ``pyro.module``, a
     closure); each is switched on its first call and switched back on leaving.
+
+    Yields:
+        The modules called so far, in the order of their first call, each with its mode.
     """
     modes: dict[torch.nn.Module, bool] = {}
 
@@ -169,7 +174,7 @@ def networks_in_eval_mode() -> Iterator[None]:
 
     hook = torch.nn.modules.module.register_module_forward_pre_hook(to_eval_mode)
     try:
-        yield
+        yield modes
     finally:
         hook.remove()
         for module, mode in modes.items():
@@ -203,6 +208,40 @@ def load_params(params: dict[str, Tensor]) -> None:
             store[name].copy_(value)
 
 
+def buffers_state(modules: Sequence[torch.nn.Module]) -> dict[str, Tensor]:
+    """A copy of the buffers of ``modules`` (BatchNorm's running statistics), on the host.
+
+    Pyro's param store holds parameters only. A buffer is named by its module's place
+    among ``modules``, the modules the pair calls in the order of their first call
+    (``"2:BatchNorm1d.running_mean"``), which the same code gives again in another
+    process.
+    """
+    return {name: value.detach().cpu().clone() for name, value in _buffers(modules).items()}
+
+
+def load_buffers(modules: Sequence[torch.nn.Module], buffers: dict[str, Tensor]) -> None:
+    """Copy ``buffers`` (from :func:`buffers_state`) into the buffers of ``modules``."""
+    current = _buffers(modules)
+    if set(buffers) != set(current) or any(
+        current[name].shape != value.shape for name, value in buffers.items()
+    ):
+        raise InputError(
+            f"the checkpoint has module buffers {sorted(buffers)[:5]} and this model "
+            f"{sorted(current)[:5]}; it was written by a different model"
+        )
+    with torch.no_grad():
+        for name, value in buffers.items():
+            current[name].copy_(value)
+
+
+def _buffers(modules: Sequence[torch.nn.Module]) -> dict[str, Tensor]:
+    return {
+        f"{index}:{type(module).__name__}.{name}": buffer
+        for index, module in enumerate(modules)
+        for name, buffer in module.named_buffers(recurse=False)
+    }
+
+
 def parameters_finite() -> bool:
     """Whether every parameter in Pyro's param store is finite."""
     return all(torch.isfinite(value).all() for _, value in pyro.get_param_store().items())
@@ -220,12 +259,20 @@ class EarlyStopping:
     best_score: float = -math.inf
     best_epoch: int = 0
     best_params: dict[str, Tensor] | None = None
+    best_buffers: dict[str, Tensor] | None = None
 
-    def update(self, record: EpochRecord, score: float, full_weight: bool) -> None:
-        """Record ``score`` of ``record``'s epoch; keep the parameters if it is the best."""
+    def update(
+        self,
+        record: EpochRecord,
+        score: float,
+        full_weight: bool,
+        modules: Sequence[torch.nn.Module] = (),
+    ) -> None:
+        """Record ``score`` of ``record``'s epoch; keep its parameters (and buffers) if the best."""
         if full_weight and score > self.best_score:
             self.best_score, self.best_epoch = score, record.epoch
             self.best_params = params_state()
+            self.best_buffers = buffers_state(modules)
 
     def should_stop(self, last_epoch: int) -> bool:
         """Whether ``patience`` epochs have passed since the best one."""
@@ -249,6 +296,9 @@ class TrainingCheckpoint:
         best_params: its parameters (``None`` before it).
         rank_rng: every rank's random streams under torch.distributed (``None`` in
             one process).
+        buffers: the buffers of the modules the pair calls (:func:`buffers_state`;
+            empty where they have none).
+        best_buffers: those of the best epoch (``None`` before it).
     """
 
     epoch: int
@@ -260,10 +310,14 @@ class TrainingCheckpoint:
     best_score: float
     best_params: dict[str, Tensor] | None
     rank_rng: list[dict[str, Tensor]] | None = None
+    buffers: dict[str, Tensor] = field(default_factory=dict)
+    best_buffers: dict[str, Tensor] | None = None
 
     def to_state(self) -> dict[str, Any]:
         """Plain containers of tensors, numbers and strings (what ``checkpoint.pt`` holds)."""
         extra = {"rank_rng": self.rank_rng} if self.rank_rng else {}
+        if self.buffers:  # a model without buffers writes the checkpoint it always did
+            extra.update(buffers=self.buffers, best_buffers=self.best_buffers)
         return {
             **extra,
             "epoch": self.epoch,
@@ -289,6 +343,8 @@ class TrainingCheckpoint:
             best_score=float(state["best_score"]),
             best_params=state["best_params"],
             rank_rng=state.get("rank_rng"),
+            buffers=state.get("buffers", {}),
+            best_buffers=state.get("best_buffers"),
         )
 
 
@@ -305,9 +361,13 @@ class TrainingState:
         return self.history[-1].epoch if self.history else 0
 
     def checkpoint(
-        self, optimizer: Any, generator: torch.Generator, rank_rng: list | None
+        self,
+        optimizer: Any,
+        generator: torch.Generator,
+        rank_rng: list | None,
+        modules: Sequence[torch.nn.Module] = (),
     ) -> TrainingCheckpoint:
-        """A snapshot of the parameters, optimizer, random streams and this state."""
+        """A snapshot of the parameters, buffers, optimizer, random streams and this state."""
         return TrainingCheckpoint(
             epoch=self.last_epoch,
             params=params_state(),
@@ -319,6 +379,8 @@ class TrainingState:
             best_score=self.stopping.best_score,
             best_params=self.stopping.best_params,
             rank_rng=rank_rng,
+            buffers=buffers_state(modules),
+            best_buffers=self.stopping.best_buffers,
         )
 
     @classmethod
@@ -328,9 +390,12 @@ class TrainingState:
         optimizer: Any,
         generator: torch.Generator,
         patience: int | None,
+        modules: Sequence[torch.nn.Module] = (),
     ) -> TrainingState:
-        """Load ``checkpoint`` into the param store, the optimizer and the random streams."""
+        """Load ``checkpoint`` into the param store, buffers, optimizer and random streams."""
         load_params(checkpoint.params)
+        if checkpoint.buffers:  # a checkpoint of an older vi_vae has none
+            load_buffers(modules, checkpoint.buffers)
         optimizer.set_state(checkpoint.optimizer)
         set_rng_state(checkpoint.rng, generator)
         stopping = EarlyStopping(
@@ -338,5 +403,6 @@ class TrainingState:
             best_score=checkpoint.best_score,
             best_epoch=checkpoint.best_epoch,
             best_params=checkpoint.best_params,
+            best_buffers=checkpoint.best_buffers,
         )
         return cls(list(checkpoint.history), stopping)

@@ -62,6 +62,7 @@ from vi_vae._training import (
     KLWeight,
     TrainingCheckpoint,
     TrainingState,
+    load_buffers,
     load_params,
     networks_in_eval_mode,
     validation_elbo,
@@ -156,7 +157,8 @@ def fit(
             break
         record = run.epoch(epoch, state, callbacks, sink)
         score = record.validation_elbo if run.held_out is not None else -record.train_loss
-        state.stopping.update(record, score, full_weight=record.kl_weight == settings.kl_weight)
+        full_weight = record.kl_weight == settings.kl_weight
+        state.stopping.update(record, score, full_weight, run.modules)
         state.history.append(record)
         if sink is not None:
             sink.write_checkpoint(run.checkpoint(state))
@@ -164,6 +166,8 @@ def fit(
             callback.on_epoch(record)
     if state.stopping.best_params is not None and run.held_out is not None:
         load_params(state.stopping.best_params)
+        if state.stopping.best_buffers:  # none from a checkpoint of an older vi_vae
+            load_buffers(run.modules, state.stopping.best_buffers)
     return dataclasses.replace(result, history=state.history, best_epoch=state.stopping.best_epoch)
 
 
@@ -187,7 +191,11 @@ def _checked_hooks(callbacks: Any, sink: Any) -> tuple[Callback, ...]:
 
 @dataclass
 class _Run:
-    """What the loop steps with: the SVI, the KL weight, the optimizer and the streams."""
+    """What the loop steps with: the SVI, the KL weight, the optimizer and the streams.
+
+    ``modules`` are the torch modules the pair calls, in the order of their first call:
+    their buffers (BatchNorm's running statistics) are kept with the parameters.
+    """
 
     model: Callable
     guide: Callable
@@ -200,6 +208,7 @@ class _Run:
     optimizer: Any
     generator: torch.Generator
     loss: PyroELBO
+    modules: tuple[torch.nn.Module, ...]
 
     @classmethod
     def start(
@@ -231,7 +240,7 @@ class _Run:
         # The checks run on a forked random stream, with the networks in eval mode, as
         # the validation ELBO scores them: neither the draws nor BatchNorm's running
         # statistics of training see them.
-        with networks_in_eval_mode():
+        with networks_in_eval_mode() as modules:
             first_batch.check_support(model, guide, "train", whole=data)
             if held_out is not None:
                 held_out.rows(slice(None)).check_support(model, guide, "validation")
@@ -248,6 +257,7 @@ class _Run:
             optimizer,
             generator,
             loss,
+            tuple(modules),
         )
 
     def resume(self, sink: CheckpointSink | None) -> TrainingState:
@@ -261,7 +271,9 @@ class _Run:
         probe = self.data.rows(slice(0, 2))
         with torch.no_grad(), poutine.block():
             with_compile(self.loss, False).loss(self.model, self.guide, probe.x, **probe.kwargs)
-        state = TrainingState.restore(stored, self.optimizer, self.generator, patience)
+        state = TrainingState.restore(
+            stored, self.optimizer, self.generator, patience, self.modules
+        )
         self.parallel.restore_rng(stored.rank_rng, self.settings.seed, state.last_epoch)
         logger.info("resuming from %s after epoch %d", sink, state.last_epoch)
         return state
@@ -316,4 +328,6 @@ class _Run:
 
     def checkpoint(self, state: TrainingState) -> TrainingCheckpoint:
         """The state after the last completed epoch, for the sink."""
-        return state.checkpoint(self.optimizer, self.generator, self.parallel.rng_states())
+        return state.checkpoint(
+            self.optimizer, self.generator, self.parallel.rng_states(), self.modules
+        )
