@@ -120,33 +120,21 @@ def validation_elbo(
     model and guide. The networks are scored in eval mode (:func:`networks_in_eval_mode`).
     """
     with networks_in_eval_mode():
-        return _validation_elbo(model, guide, x, num_particles, seed, data_plate, kwargs)
-
-
-def _validation_elbo(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    num_particles: int,
-    seed: int,
-    data_plate: str,
-    kwargs: dict[str, Any] | None,
-) -> tuple[float, float]:
-    per_point = torch.cat(
-        [
-            log_weights.double().mean(0).cpu()
-            for _, log_weights in log_weight_chunks(
-                model,
-                guide,
-                x,
-                num_particles,
-                data_plate=data_plate,
-                seed=seed,
-                fixed_density=False,
-                **(kwargs or {}),
-            )
-        ]
-    )
+        per_point = torch.cat(
+            [
+                log_weights.double().mean(0).cpu()
+                for _, log_weights in log_weight_chunks(
+                    model,
+                    guide,
+                    x,
+                    num_particles,
+                    data_plate=data_plate,
+                    seed=seed,
+                    fixed_density=False,
+                    **(kwargs or {}),
+                )
+            ]
+        )
     return per_point.mean().item(), standard_error_over_points(per_point)
 
 
