@@ -331,6 +331,23 @@ def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):
     assert len(whole_checks) == 2
 
 
+@pytest.mark.parametrize("write", ["numpy", "data"])
+def test_a_write_the_version_counter_misses_is_seen_too(write):
+    # through a numpy array or .data, a write leaves the tensor's version as it was: the
+    # check remembered as passed let grey data train without a word
+    vae, array = small_vae(), binary_data().numpy()
+    x = torch.from_numpy(array)
+    fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
+    version = x._version
+    if write == "numpy":
+        array[50, 0] = 0.5
+    else:
+        x.data[50, 0] = 0.5
+    assert x._version == version
+    with pytest.raises(InputError, match="the first at point 50"):
+        fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
+
+
 def test_one_hot_labels_past_the_first_batch_are_checked_as_pyros_ss_vae_observes_them():
     # Pyro's examples/vae/ss_vae_M2.py observes one-hot ys at site 'y'
     x = binary_data(48)

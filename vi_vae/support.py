@@ -157,15 +157,29 @@ class DataOutsideSupport(InputError):
 
 def checked_before(tensor: Tensor, key: Hashable) -> bool:
     """Whether ``tensor``, as it is now, passed the check ``key`` names (:func:`mark_checked`)."""
-    return (tensor._version, key) in _PASSED.get(id(tensor), ())
+    sums, passed = _PASSED.get(id(tensor), (None, ()))
+    return (tensor._version, key) in passed and torch.equal(sums, _row_sums(tensor))
 
 
 def mark_checked(tensor: Tensor, key: Hashable) -> None:
-    """Remember that ``tensor`` passed the check ``key`` names, until it is written to or freed."""
+    """Remember that ``tensor`` passed the check ``key`` names, until it is written to or freed.
+
+    A write is seen by the tensor's version counter, and by the sum of each row: the
+    counter misses a write through a numpy array that shares the memory, or through
+    ``.data``, which changes a row's sum (unless it swaps values within the row).
+    """
+    sums = _row_sums(tensor)
     if id(tensor) not in _PASSED:
-        _PASSED[id(tensor)] = set()
         weakref.finalize(tensor, _PASSED.pop, id(tensor), None)
-    _PASSED[id(tensor)].add((tensor._version, key))
+    elif not torch.equal(_PASSED[id(tensor)][0], sums):
+        del _PASSED[id(tensor)]  # changed since: what it passed then does not count
+    _PASSED.setdefault(id(tensor), (sums, set()))[1].add((tensor._version, key))
+
+
+def _row_sums(tensor: Tensor) -> Tensor:
+    """The sum of each row of ``tensor`` (one pass, a number a row)."""
+    rows = tensor.detach()
+    return rows.flatten(1).sum(1) if rows.dim() > 1 else rows.clone()
 
 
 def _outside(name: str, support: constraints.Constraint, point: int | None = None) -> str:
@@ -181,8 +195,9 @@ def _outside(name: str, support: constraints.Constraint, point: int | None = Non
 
 #: rows of a whole tensor checked at once by :func:`check_whole_support` (bounds its memory)
 _CHECK_ROWS = 8192
-#: ``id(tensor) -> {(its version, check)}``: the checks a tensor passed (:func:`mark_checked`)
-_PASSED: dict[int, set[tuple[int, Hashable]]] = {}
+#: ``id(tensor) -> (its row sums, {(its version, check)})``: the checks a tensor passed
+#: (:func:`mark_checked`)
+_PASSED: dict[int, tuple[Tensor, set[tuple[int, Hashable]]]] = {}
 
 
 def _fixed(support: constraints.Constraint) -> bool:
