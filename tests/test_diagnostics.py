@@ -175,6 +175,25 @@ def test_active_units_of_a_vae_use_its_encoder_means():
         active_units(vae, torch.zeros(1, 6))
 
 
+@pytest.mark.parametrize("layer", [torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(2)])
+def test_active_units_refuse_an_encoder_in_training_mode_and_count_it_in_eval_mode(layer):
+    # unit 0 follows x, unit 1 is constant (inactive); in training mode dropout's masks
+    # gave the constant unit a variance of 1.0 and counted it active, and BatchNorm
+    # made every mean depend on the rows of its batch
+    x = torch.randn(400, 1, generator=torch.Generator().manual_seed(0))
+    encoder = torch.nn.Sequential(layer)
+
+    def encode(batch):
+        return encoder(torch.cat([batch, torch.ones_like(batch)], -1))
+
+    says = rf"active_units: the encoder calls {type(layer).__name__} in training mode.*eval\(\)"
+    with pytest.raises(InputError, match=says):
+        active_units(encode, x)
+    encoder.eval()
+    assert active_units(encode, x).active.tolist() == [True, False]
+    assert encoder[0].training is False  # left as the caller put it
+
+
 def test_inference_data_holds_guide_draws_and_their_log_weights():
     import arviz
 

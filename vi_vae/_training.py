@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from pyro.poutine.messenger import Messenger
 from torch import Tensor
 
+from vi_vae._modules import modules_called
 from vi_vae.errors import InputError
 from vi_vae.evaluation.estimates import standard_error_over_points
 from vi_vae.evaluation.passes import log_weight_chunks
@@ -138,35 +139,18 @@ def validation_elbo(
     return per_point.mean().item(), standard_error_over_points(per_point)
 
 
-@contextlib.contextmanager
-def networks_in_eval_mode() -> Iterator[dict[torch.nn.Module, bool]]:
+def networks_in_eval_mode() -> contextlib.AbstractContextManager[dict[torch.nn.Module, bool]]:
     """Run every torch module called inside in eval mode, and leave each as it was found.
 
     ``fit``'s validation measures the model as the evaluators score it (they refuse
     dropout and BatchNorm in training mode): in training mode dropout would make the
     validation ELBO random, and BatchNorm would normalize by the batch (failing on one
     row) and fold the validation data into the running statistics that the evaluators
-    then normalize with. The modules are whichever the pair calls, through a global
-    forward pre-hook, wherever they are held (a ``PyroModule``, ``pyro.module``, a
-    closure); each is switched on its first call and switched back on leaving.
-
-    Yields:
-        The modules called so far, in the order of their first call, each with its mode.
+    then normalize with. The modules are whichever the pair calls, wherever they are
+    held (:func:`vi_vae._modules.modules_called`); it yields them, in the order of their
+    first call.
     """
-    modes: dict[torch.nn.Module, bool] = {}
-
-    def to_eval_mode(module: torch.nn.Module, _: Any) -> None:
-        if module not in modes:
-            modes[module] = module.training
-            module.training = False
-
-    hook = torch.nn.modules.module.register_module_forward_pre_hook(to_eval_mode)
-    try:
-        yield modes
-    finally:
-        hook.remove()
-        for module, mode in modes.items():
-            module.training = mode
+    return modules_called(eval_mode=True)
 
 
 def params_state() -> dict[str, Tensor]:

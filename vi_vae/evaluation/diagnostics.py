@@ -30,6 +30,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vi_vae._modules import RANDOM_OR_BATCHWISE, modules_called
 from vi_vae._validation import check_positive_int
 from vi_vae.contract import check_pair
 from vi_vae.errors import InputError
@@ -260,6 +261,11 @@ def active_units(
     Returns:
         :class:`ActiveUnits` with the per-unit variances across data points
         (Bessel-corrected).
+
+    Raises:
+        InputError: for an encoder that runs dropout or batch normalization in
+            training mode (random means, or means that depend on the batch): call
+            ``.eval()`` first.
     """
     encode = encoder.encode if hasattr(encoder, "encode") else encoder
     if not callable(encode):
@@ -270,7 +276,7 @@ def active_units(
     check_positive_int("num_mean_draws", num_mean_draws)
     layered = getattr(encoder, "num_layers", 1) > 1
     means = []
-    with torch.no_grad():
+    with torch.no_grad(), modules_called() as modes:
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
             if layered:
@@ -278,9 +284,28 @@ def active_units(
             else:
                 q = encode(batch)
                 means.append(_posterior_mean(q, num_mean_draws).reshape(len(batch), -1))
+    _refuse_training_mode(modes)
     variances = torch.cat(means).double().var(0).cpu()
     sizes = tuple(encoder.latent_dims) if layered else (len(variances),)
     return ActiveUnits(int((variances > threshold).sum()), variances, float(threshold), sizes)
+
+
+def _refuse_training_mode(modes: dict[torch.nn.Module, bool]) -> None:
+    """Refuse an encoder that ran dropout or batch normalization in training mode."""
+    layers = sorted(
+        {
+            type(module).__name__
+            for module, training in modes.items()
+            if training and isinstance(module, RANDOM_OR_BATCHWISE)
+        }
+    )
+    if layers:
+        raise InputError(
+            f"active_units: the encoder calls {' and '.join(layers)} in training mode, so "
+            "its posterior means are random or depend on the other rows of their batch, and "
+            "their variance across points would count units as active that are not; call "
+            ".eval() on the networks first"
+        )
 
 
 def _split_parameters(
