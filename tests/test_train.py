@@ -381,6 +381,29 @@ def sliced_pair(calls=None):
     return model, guide
 
 
+def test_a_per_point_argument_written_through_numpy_is_run_again():
+    # the site observes ys.flip(-1), not ys as given: fit runs the model over the batches
+    # and remembers that; a write through numpy left ys's version as it was, and the pass
+    # was skipped for ys that had changed
+    x = binary_data(48)
+    array = torch.nn.functional.one_hot(x[:, 0].long() + x[:, 1].long(), 3).float().numpy()
+    ys = torch.from_numpy(array)
+
+    def model(batch, ys):
+        weight = pyro.param("weight", torch.zeros(3))
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            logits = weight + z.unsqueeze(-1)
+            pyro.sample("y", dist.OneHotCategorical(logits=logits), obs=ys.flip(-1))
+
+    _, guide = labelled_pair(dist.OneHotCategorical)
+    fit(model, guide, x, model_kwargs={"ys": ys}, epochs=1, batch_size=16)
+    array[40] = [0.5, 0.5, 0.0]
+    says = r"train data: .*site 'y' .*\(one-hot vectors\).* \(in points 32 to 47\)"
+    with pytest.raises(InputError, match=says):
+        fit(model, guide, x, model_kwargs={"ys": ys}, epochs=1, batch_size=16)
+
+
 def test_a_site_observing_a_function_of_the_data_is_checked_by_running_the_model():
     # the slice x[:, :6] is not x as given: the model runs on every batch once, before training
     x = binary_data()  # 64 points, in batches of 16

@@ -141,7 +141,9 @@ class Points:
         """Run model and guide on the points from ``start`` on, ``start`` at a time."""
         arguments = tuple((key, _Same.key(value)) for key, value in sorted(self.kwargs.items()))
         check = ("run", _Same(model), _Same(guide), arguments, sites, start)
-        if checked_before(self.x, check):
+        # the data and the per-point arguments, each as it is now (support.mark_checked)
+        tensors = [self.x, *(self.kwargs[key] for key in self.per_point)]
+        if all(checked_before(tensor, check) for tensor in tensors):
             return
         logger.info(
             "checking the support of points %d to %d by running the model on them (what "
@@ -157,7 +159,8 @@ class Points:
             except InputError as error:
                 last = first + len(batch) - 1
                 raise InputError(f"{error} (in points {first} to {last})") from None
-        mark_checked(self.x, check)
+        for tensor in tensors:
+            mark_checked(tensor, check)
 
     def __len__(self) -> int:
         return len(self.x)

@@ -164,9 +164,9 @@ def checked_before(tensor: Tensor, key: Hashable) -> bool:
 def mark_checked(tensor: Tensor, key: Hashable) -> None:
     """Remember that ``tensor`` passed the check ``key`` names, until it is written to or freed.
 
-    A write is seen by the tensor's version counter, and by the sum of each row: the
-    counter misses a write through a numpy array that shares the memory, or through
-    ``.data``, which changes a row's sum (unless it swaps values within the row).
+    A write is seen by the tensor's version counter, and by a weighted sum of each row
+    (:func:`_row_sums`): the counter misses a write through a numpy array that shares
+    the memory, or through ``.data``.
     """
     sums = _row_sums(tensor)
     if id(tensor) not in _PASSED:
@@ -177,9 +177,17 @@ def mark_checked(tensor: Tensor, key: Hashable) -> None:
 
 
 def _row_sums(tensor: Tensor) -> Tensor:
-    """The sum of each row of ``tensor`` (one pass, a number a row)."""
+    """Each row of ``tensor`` summed with weights from 1 to 2 across it (one pass).
+
+    A change of one entry changes its row's sum, and so does moving a value to another
+    column: a plain sum would miss a one-hot row made [0.5, 0.5, 0] (still summing to 1).
+    """
     rows = tensor.detach()
-    return rows.flatten(1).sum(1) if rows.dim() > 1 else rows.clone()
+    if rows.dim() == 1:
+        return rows.clone()
+    rows = rows.flatten(1)
+    rows = rows if rows.is_floating_point() else rows.double()
+    return rows @ torch.linspace(1.0, 2.0, rows.shape[1], dtype=rows.dtype, device=rows.device)
 
 
 def _outside(name: str, support: constraints.Constraint, point: int | None = None) -> str:
