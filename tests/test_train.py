@@ -283,14 +283,14 @@ def test_data_outside_the_support_past_the_first_batch_are_refused_naming_the_po
         fit(vae.model, vae.guide, x, epochs=1, batch_size=16)
 
 
-def labelled_pair(label_distribution):
-    """A pair that observes per-point labels ``ys`` (3 classes) at site 'y', one z per point."""
+def labelled_pair(label_distribution, observe=lambda ys: ys):
+    """A pair that observes per-point labels ``observe(ys)`` (3 classes) at site 'y'."""
 
     def model(batch, ys):
         weight = pyro.param("weight", torch.zeros(3))
         with pyro.plate("data", len(batch)):
             z = pyro.sample("z", dist.Normal(0.0, 1.0))
-            pyro.sample("y", label_distribution(logits=weight + z.unsqueeze(-1)), obs=ys)
+            pyro.sample("y", label_distribution(logits=weight + z.unsqueeze(-1)), obs=observe(ys))
 
     def guide(batch, ys):
         loc = pyro.param("loc", torch.zeros(()))
@@ -388,15 +388,7 @@ def test_a_per_point_argument_written_through_numpy_is_run_again():
     x = binary_data(48)
     array = torch.nn.functional.one_hot(x[:, 0].long() + x[:, 1].long(), 3).float().numpy()
     ys = torch.from_numpy(array)
-
-    def model(batch, ys):
-        weight = pyro.param("weight", torch.zeros(3))
-        with pyro.plate("data", len(batch)):
-            z = pyro.sample("z", dist.Normal(0.0, 1.0))
-            logits = weight + z.unsqueeze(-1)
-            pyro.sample("y", dist.OneHotCategorical(logits=logits), obs=ys.flip(-1))
-
-    _, guide = labelled_pair(dist.OneHotCategorical)
+    model, guide = labelled_pair(dist.OneHotCategorical, lambda ys: ys.flip(-1))
     fit(model, guide, x, model_kwargs={"ys": ys}, epochs=1, batch_size=16)
     array[40] = [0.5, 0.5, 0.0]
     says = r"train data: .*site 'y' .*\(one-hot vectors\).* \(in points 32 to 47\)"
