@@ -46,5 +46,5 @@ def modules_called(eval_mode: bool = False) -> Iterator[dict[nn.Module, bool]]:
         yield modes
     finally:
         hook.remove()
-        for module, mode in modes.items():
+        for module, mode in modes.items() if eval_mode else ():
             module.training = mode
