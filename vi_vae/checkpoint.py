@@ -66,9 +66,10 @@ _TENSOR_CHECKSUM_FORMAT = "vi_vae-checkpoint-2"
 _UNCHECKSUMMED_FORMAT = "vi_vae-checkpoint-1"
 #: the field of a checkpoint, and of a checksummed JSON object, that holds the checksum
 CHECKSUM_FIELD = "checksum"
-#: how :func:`atomic_write_json` writes the floats JSON has no number for (JSON null would
-#: read back as neither: a -inf log-likelihood must not come back as NaN)
-NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: how :func:`atomic_write_json` writes the floats JSON has no number for: their ``repr``,
+#: which ``float`` reads back (JSON null would read back as neither: a -inf log-likelihood
+#: must not come back as NaN)
+NON_FINITE = frozenset({"nan", "inf", "-inf"})
 #: the temporary files of :func:`atomic_write_bytes`: ``.<name>.<8 random chars>.tmp``
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
@@ -135,7 +136,7 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, checksum: bool = Fa
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
     if isinstance(value, dict):
         return {key: _json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -119,7 +119,7 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
         if value is None:
             return math.nan
         if isinstance(value, str) and value in NON_FINITE:
-            return NON_FINITE[value]
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SchemaError(where, f"{where} must be a number; got {value!r}")
         return float(value)
