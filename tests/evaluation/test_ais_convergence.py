@@ -12,6 +12,7 @@ from vi_vae.evaluation import Convergence
 from vi_vae.evaluation.convergence import (
     BDMC_GAP_TOLERANCE,
     HALF_SCHEDULE_TOLERANCE,
+    equal_weights_check,
     half_schedule_check,
 )
 
@@ -70,6 +71,52 @@ def test_enough_steps_converge_without_a_warning():
     # the same chains along half the schedule agree with T within the tolerance
     half = estimate.half_schedule_log_likelihood
     assert abs((estimate.log_likelihood - half).mean()) < HALF_SCHEDULE_TOLERANCE
+
+
+@pytest.mark.parametrize("run", [annealed_importance_sampling, bdmc])
+def test_an_exact_guide_converges_at_any_t_by_its_equal_weights(run):
+    # from the exact posterior every increment is log p(x): the estimate is exact at T = 3,
+    # where the step sizes cannot adapt (acceptance ~1); the verdict is then "converged",
+    # and the same T from the mean-field guide still fails the acceptance check
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AISConvergenceWarning)
+        result = run(LG.model, LG.exact_guide, X, num_steps=3, num_chains=8, seed=0)
+    # BDMC's data are simulated: its exact bounds meet, where AIS's estimate is log p(X)
+    lower, exact = (
+        (result, LG.log_marginal(X))
+        if run is annealed_importance_sampling
+        else (
+            result.lower,
+            result.upper.log_likelihood,
+        )
+    )
+    assert torch.allclose(lower.log_likelihood, exact, rtol=0, atol=1e-10)
+    assert result.convergence.converged, result.convergence.summary
+    assert "equal-weights" in {check.name for check in result.convergence.checks}
+    assert "acceptance" not in {check.name for check in result.convergence.checks}
+    with pytest.warns(AISConvergenceWarning, match="acceptance"):
+        result = run(LG.model, LG.mean_field_guide, X, num_steps=3, num_chains=8, seed=0)
+    assert "acceptance" in failed(result.convergence)
+    assert "equal-weights" not in {check.name for check in result.convergence.checks}
+
+
+@pytest.mark.parametrize(
+    ("spread", "size", "dtype", "equal"),
+    [
+        (0.0, 5.0, DOUBLE, True),
+        (1e-12, 5.0, DOUBLE, True),  # float64 rounding
+        (1e-6, 5.0, DOUBLE, False),  # a spread, however small, that rounding does not make
+        (1e-5, 100.0, torch.float32, True),  # 256 float32 epsilons of |log w| = 100: 3e-3
+        (1e-2, 100.0, torch.float32, False),
+    ],
+)
+def test_equal_weights_are_equal_to_the_rounding_of_the_density_s_dtype(spread, size, dtype, equal):
+    log_weights = torch.full((8, 3), -size, dtype=DOUBLE)
+    log_weights[0, 1] += spread
+    check = equal_weights_check(log_weights, torch.finfo(dtype).eps)
+    assert (check is not None) == equal
+    assert check is None or (check.passed and check.value == pytest.approx(spread, rel=1e-3))
+    assert equal_weights_check(log_weights[:1], torch.finfo(dtype).eps) is None  # one chain
 
 
 def test_an_estimate_still_moving_with_t_fails_the_half_schedule_check():

@@ -68,6 +68,7 @@ from vi_vae.evaluation.annealing import (
 from vi_vae.evaluation.convergence import (
     Convergence,
     acceptance_check,
+    equal_weights_check,
     half_schedule_check,
     importance_sampling_check,
     unchecked,
@@ -367,9 +368,10 @@ def summarize_annealing(
     half = sign * log_mean_exp(half_log_weights, 0)
     error = annealed_standard_error(log_weights)
     acceptance = torch.cat([part.acceptance_rate.mean(0) for part in parts]).cpu()
+    exact = equal_weights_check(log_weights, torch.finfo(parts[0].position.dtype).eps)
     convergence = (
         Convergence()
-        .with_check(acceptance_check(acceptance, settings.target_acceptance))
+        .with_check(exact or acceptance_check(acceptance, settings.target_acceptance))
         .with_check(half_schedule_check(log_weights, half_log_weights))
     )
     if not convergence.checks:

@@ -10,6 +10,12 @@ does not apply):
   adaptation needs ~35–65 transitions to find its scale
   (:data:`~vi_vae.evaluation.hmc.STEP_SIZE_ADAPTATION_RATE`); a run too short for
   that moves its chains with step sizes far from useful ones.
+- **equal weights**, in place of acceptance: every point's chains ended with equal log
+  weights, to float precision (:func:`~vi_vae.evaluation.pareto.weights_all_equal`).
+  Then the initial distribution is each point's posterior (an exact guide, or a prior
+  the likelihood does not depend on), every increment of every chain is log p(x), and
+  the estimate is exact whatever T and the step sizes: the acceptance, which only says
+  whether the transitions were tuned, does not apply. It takes two chains or more.
 - **half schedule**: the estimate from the same chains along every other β
   (β_0, β_2, …, β_T: AIS with T/2 steps) differs from the estimate at T by more
   than :data:`HALF_SCHEDULE_TOLERANCE` + 2 standard errors, nats per point. AIS's
@@ -55,6 +61,7 @@ import torch
 from torch import Tensor
 
 from vi_vae.errors import AISConvergenceWarning, ConvergenceWarning
+from vi_vae.evaluation.pareto import weights_all_equal
 
 __all__ = [
     "ACCEPTANCE_TOLERANCE",
@@ -67,6 +74,7 @@ __all__ = [
     "acceptance_check",
     "advice",
     "bdmc_gap_check",
+    "equal_weights_check",
     "half_schedule_check",
     "importance_sampling_check",
     "warn_unless_converged",
@@ -93,7 +101,7 @@ class ConvergenceCheck:
     """One check of a run.
 
     Attributes:
-        name: ``"acceptance"``, ``"half-schedule"``, ``"importance-sampling"``,
+        name: ``"acceptance"``, ``"equal-weights"``, ``"half-schedule"``, ``"importance-sampling"``,
             ``"bdmc-gap"``, ``"previous-round"`` (the automatic search of
             :mod:`vi_vae.evaluation.auto_ais`: T against the round before), or those of
             :func:`~vi_vae.evaluation.gaps.inference_gaps` (``"local-elbo"``,
@@ -183,6 +191,30 @@ def acceptance_check(acceptance_rate: Tensor, target: float | None) -> Convergen
         if passed
         else f"mean HMC acceptance {mean:.2f} is more than {ACCEPTANCE_TOLERANCE} from its "
         f"target {target}: the step sizes had too few transitions to adapt",
+    )
+
+
+def equal_weights_check(log_weights: Tensor, epsilon: float) -> ConvergenceCheck | None:
+    """A passed check when every point's chains ended with equal log weights (module docstring).
+
+    ``log_weights``: ``[C, N]``; ``epsilon``: the machine epsilon of the dtype the
+    density was computed in. ``None`` (the check does not apply) with one chain, or
+    where some point's weights differ.
+    """
+    if log_weights.shape[0] < 2:
+        return None
+    largest, smallest = log_weights.amax(0), log_weights.amin(0)
+    if not weights_all_equal(largest, smallest, epsilon).all():
+        return None
+    spread = (largest - smallest).max().item()
+    return ConvergenceCheck(
+        "equal-weights",
+        True,
+        spread,
+        0.0,
+        f"every point's {log_weights.shape[0]} chains ended with the same log weight (spread "
+        f"{spread:.1e} nats, float rounding): the initial distribution is each point's "
+        "posterior, so the estimate is exact whatever T and the step sizes",
     )
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "pareto_k_from_tails",
     "pareto_tail_size",
     "too_few_particles",
+    "weights_all_equal",
 ]
 
 #: ArviZ fits the generalized Pareto distribution to the largest ⌈min(K/5, 3√K)⌉
@@ -75,6 +76,19 @@ def import_arviz():
     return arviz
 
 
+def weights_all_equal(largest: Tensor, smallest: Tensor, epsilon: float) -> Tensor:
+    """Per point, whether its log weights are equal to float precision (an exact estimate).
+
+    ``largest`` and ``smallest``: each point's largest and smallest log weight ``[N]``;
+    ``epsilon``: the machine epsilon of the dtype they were computed in. Equal within
+    :data:`EQUAL_WEIGHTS_EPSILONS` epsilons of their size, or
+    :data:`EQUAL_WEIGHTS_TOLERANCE`: the guide (or AIS's initial distribution) is the
+    point's exact posterior, and the estimate is exact whatever K, T or the transitions.
+    """
+    rounding = EQUAL_WEIGHTS_EPSILONS * epsilon * largest.abs().clamp(min=1)
+    return (largest - smallest) <= rounding.clamp(min=EQUAL_WEIGHTS_TOLERANCE)
+
+
 def pareto_k_from_tails(
     tail: Tensor, smallest: Tensor, num_particles: int, epsilon: float
 ) -> tuple[Tensor, str | None]:
@@ -96,9 +110,7 @@ def pareto_k_from_tails(
         with np.errstate(all="ignore"):
             _, block_k = arviz.psislw(rows)
         k[columns] = torch.as_tensor(np.atleast_1d(block_k), dtype=torch.float64)
-    # weights equal to float precision (the guide is the exact posterior of the point)
-    rounding = EQUAL_WEIGHTS_EPSILONS * epsilon * tail[0].abs().clamp(min=1)
-    constant = (tail[0] - smallest) <= rounding.clamp(min=EQUAL_WEIGHTS_TOLERANCE)
+    constant = weights_all_equal(tail[0], smallest, epsilon)
     if constant.any():
         k[constant] = math.nan
         return k, "a point whose weights are all equal (an exact estimate) has no tail to fit"
