@@ -15,7 +15,8 @@ does not apply):
   Then the initial distribution is each point's posterior (an exact guide, or a prior
   the likelihood does not depend on), every increment of every chain is log p(x), and
   the estimate is exact whatever T and the step sizes: the acceptance, which only says
-  whether the transitions were tuned, does not apply. It takes two chains or more.
+  whether the transitions were tuned, does not apply. It takes
+  :data:`EQUAL_WEIGHTS_MIN_CHAINS` chains or more.
 - **half schedule**: the estimate from the same chains along every other β
   (β_0, β_2, …, β_T: AIS with T/2 steps) differs from the estimate at T by more
   than :data:`HALF_SCHEDULE_TOLERANCE` + 2 standard errors, nats per point. AIS's
@@ -66,6 +67,7 @@ from vi_vae.evaluation.pareto import weights_all_equal
 __all__ = [
     "ACCEPTANCE_TOLERANCE",
     "BDMC_GAP_TOLERANCE",
+    "EQUAL_WEIGHTS_MIN_CHAINS",
     "HALF_SCHEDULE_TOLERANCE",
     "LOWERED_REMEDIES",
     "NUM_STANDARD_ERRORS",
@@ -90,6 +92,11 @@ HALF_SCHEDULE_TOLERANCE = 0.1
 #: bounds AIS's error, and beyond a nat it exceeds the differences between the
 #: estimators vi_vae compares (docs/compare-mnist-5k)
 BDMC_GAP_TOLERANCE = 1.0
+#: the fewest chains whose equal log weights stand in for the acceptance check: weights
+#: equal to float rounding (256 epsilons of their size: 0.016 nats at log w = -540 in
+#: float32) can meet by chance on two chains; on eight, all within that band by chance
+#: would take a spread near it, where the estimate is that close anyway
+EQUAL_WEIGHTS_MIN_CHAINS = 8
 #: standard errors a difference must exceed its tolerance by to fail a check
 NUM_STANDARD_ERRORS = 2.0
 #: remedies that are settings to lower, not to raise (a diverged local optimization)
@@ -198,10 +205,10 @@ def equal_weights_check(log_weights: Tensor, epsilon: float) -> ConvergenceCheck
     """A passed check when every point's chains ended with equal log weights (module docstring).
 
     ``log_weights``: ``[C, N]``; ``epsilon``: the machine epsilon of the dtype the
-    density was computed in. ``None`` (the check does not apply) with one chain, or
-    where some point's weights differ.
+    density was computed in. ``None`` (the check does not apply) with fewer than
+    :data:`EQUAL_WEIGHTS_MIN_CHAINS` chains, or where some point's weights differ.
     """
-    if log_weights.shape[0] < 2:
+    if log_weights.shape[0] < EQUAL_WEIGHTS_MIN_CHAINS:
         return None
     largest, smallest = log_weights.amax(0), log_weights.amin(0)
     if not weights_all_equal(largest, smallest, epsilon).all():
