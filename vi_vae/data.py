@@ -19,6 +19,7 @@ changes a Bernoulli model's NLL by ~100 nats:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from vi_vae.errors import InputError
 
 __all__ = [
     "BINARIZATIONS",
+    "SPLITS",
     "DATASETS",
     "Dataset",
     "binarize",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 BINARIZATIONS = ("none", "dynamic", "static", "threshold")
+#: the splits of a :class:`Dataset`, in order
+SPLITS = ("train", "validation", "test")
 #: seed of the train/validation/test split and of static binarization: fixed, so
 #: every run sees the same test points whatever its training seed.
 SPLIT_SEED = 20140101
@@ -90,6 +94,21 @@ class Dataset:
             return torch.bernoulli(x, generator=generator)
 
         return resample
+
+    def digests(self) -> dict[str, dict[str, Any]]:
+        """Each split's number of points and SHA-256 of its values (dtype, shape, bytes).
+
+        What a run's checkpoint keeps of its data, so that an evaluation or a resume on
+        other data (a dataset file rewritten since) is refused, not reported as the
+        run's. Full MNIST takes about 0.15 s.
+        """
+        digests = {}
+        for split in SPLITS:
+            values = getattr(self, split).detach().cpu().contiguous()
+            digest = hashlib.sha256(f"{values.dtype} {list(values.shape)}".encode())
+            digest.update(memoryview(values.numpy()).cast("B"))
+            digests[split] = {"points": len(values), "sha256": digest.hexdigest()}
+        return digests
 
     def describe(self) -> dict[str, object]:
         """Where the data came from and how they were split: what a run directory records."""

@@ -29,6 +29,7 @@ from vi_vae.app.run_directory import (
 from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
 from vi_vae.app.runs import EvaluationFailed, load_run, resume_run, train_run
 from vi_vae.checkpoint import load_checkpoint, save_checkpoint
+from vi_vae.data import SPLITS
 from vi_vae.errors import AISConvergenceWarning, InputError
 
 TINY = RunConfig(
@@ -132,6 +133,39 @@ def test_reports_word_the_units_by_likelihood(tmp_path):
     assert "log probability (≤ 0)" not in report
     stored = json.loads(run.directory.config_path.read_text())
     assert stored["dataset"]["source"].endswith("grey.npy")
+
+
+def test_data_changed_since_training_are_refused_naming_the_splits(tmp_path):
+    # a --dataset file rewritten after training was evaluated, and resumed, as the run's
+    # data: log p(x) of other test points, reported as the run's without a word
+    x = np.random.default_rng(0).random((40, 6)).astype(np.float32)
+    path = tmp_path / "grey.npy"
+    np.save(path, x)
+    config = TINY.replace("data", dataset=str(path), max_train=None)
+    run = train_run(config, tmp_path / "run", figures=False)
+    run_dir = run.directory.path
+    sizes = [len(split) for split in (run.dataset.train, run.dataset.validation, run.dataset.test)]
+    np.save(path, 1 - x)  # the same shape, other values
+    every_split = "its train, validation and test splits hold other points"
+    then_and_now = "; ".join(
+        f"{split}: {n} points then, {n} now" for split, n in zip(SPLITS, sizes, strict=True)
+    )
+    with pytest.raises(InputError, match=rf"not the data .*{every_split} \({then_and_now}\)"):
+        load_run(run_dir)
+    with pytest.raises(InputError, match=every_split):
+        resume_run(run_dir, epochs=2, figures=False)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1  # nothing trained
+    np.save(path, np.concatenate([x, x[:10]]))  # ten more points: other splits, other sizes
+    with pytest.raises(InputError, match=f"train: {sizes[0]} points then, {sizes[0] + 8} now"):
+        load_run(run_dir)
+    np.save(path, x)  # restored
+    assert load_run(run_dir).dataset.test.shape[0] == sizes[2]
+    # a checkpoint of an earlier vi_vae holds no digests: its data cannot be checked
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    del checkpoint["metadata"]["data"]
+    save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+    np.save(path, 1 - x)
+    load_run(run_dir)
 
 
 def test_figures_cope_with_a_single_test_point_in_many_dimensions(trained):

@@ -23,7 +23,8 @@ does: one changed after it was written, by hand or by damage, is refused instead
 reported; one of an older vi_vae, which has none, is read with an
 :class:`~vi_vae.errors.UnverifiedFileWarning`. ``config.json`` has none: the settings
 that shape the weights and the report are checked against the fingerprint the
-checkpoint stores (:meth:`RunDirectory.check_fingerprint`).
+checkpoint stores, and the data against the digests of the splits it was trained on
+(:meth:`RunDirectory.check_fingerprint`).
 
 Under ``torchrun`` every rank opens the run directory and reads it (so on several
 machines it lies on a shared filesystem), but only the *writer*, rank 0, creates,
@@ -63,6 +64,7 @@ from vi_vae.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
+from vi_vae.data import SPLITS, Dataset
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.train import EpochRecord
@@ -257,14 +259,15 @@ class RunDirectory:
 
     # -- checkpoint.pt and history ------------------------------------------------
 
-    def load_trained(self, config: RunConfig, input_dim: int) -> TrainedState:
+    def load_trained(self, config: RunConfig, dataset: Dataset) -> TrainedState:
         """The trained parameters and history in ``checkpoint.pt``, checked against the config.
 
-        An edited ``config.json`` that would evaluate or report the weights as another
-        run's is refused (:meth:`check_fingerprint`).
+        An edited ``config.json``, or data other than those it was trained on, that would
+        evaluate or report the weights as another run's are refused
+        (:meth:`check_fingerprint`).
         """
         checkpoint = load_checkpoint(self.checkpoint_path)
-        self.check_fingerprint(config, input_dim, checkpoint)
+        self.check_fingerprint(config, dataset, checkpoint)
         return TrainedState(
             epoch=int(checkpoint["epoch"]),
             parameters=checkpoint.get("best_params") or checkpoint["params"],
@@ -281,14 +284,17 @@ class RunDirectory:
         return RunCheckpointSink(self, metadata or {})
 
     def check_fingerprint(
-        self, config: RunConfig, input_dim: int, checkpoint: dict[str, Any] | None = None
+        self, config: RunConfig, dataset: Dataset, checkpoint: dict[str, Any] | None = None
     ) -> None:
-        """Refuse a config that differs from the fingerprint the checkpoint stores.
+        """Refuse a config, or data, that differ from those the checkpoint was trained with.
 
-        The comparison is :func:`~vi_vae.app.fingerprint.changed_setting`'s.
+        The config's comparison is :func:`~vi_vae.app.fingerprint.changed_setting`'s;
+        the data's, that of each split's :meth:`~vi_vae.data.Dataset.digests` with those
+        stored as the checkpoint's ``metadata["data"]`` (a checkpoint of an earlier
+        vi_vae has none, and its data are not checked).
 
         Raises:
-            InputError: naming the first field that differs.
+            InputError: naming the first field, or the splits, that differ.
         """
         if checkpoint is None:
             checkpoint = load_checkpoint(self.checkpoint_path)
@@ -299,13 +305,35 @@ class RunDirectory:
                 "with (a run directory's checkpoint always does), so it cannot be checked "
                 "against the config; train a new run"
             )
-        changed = changed_setting(config, input_dim, stored)
+        changed = changed_setting(config, dataset.input_dim, stored)
         if changed is not None:
             name, value, trained = changed
             raise InputError(
                 f"{self.config_path} says {name} = {value!r} but {self.checkpoint_path} was "
                 f"trained with {trained!r}; the config was changed after training (restore "
                 "it, or train a new run)"
+            )
+        trained_on = checkpoint["metadata"].get("data")
+        if trained_on is not None:
+            self._check_data(dataset, trained_on)
+
+    def _check_data(self, dataset: Dataset, trained_on: dict[str, Any]) -> None:
+        now = dataset.digests()
+        changed = [split for split in SPLITS if trained_on.get(split) != now[split]]
+        if changed:
+            splits = " and ".join(
+                [", ".join(changed[:-1]), changed[-1]] if changed[:-1] else changed
+            )
+            points = "; ".join(
+                f"{split}: {trained_on.get(split, {}).get('points')} points then, "
+                f"{now[split]['points']} now"
+                for split in changed
+            )
+            raise InputError(
+                f"dataset {dataset.name!r} is not the data {self.checkpoint_path} was "
+                f"trained on: its {splits} {'splits hold' if changed[1:] else 'split holds'} "
+                f"other points ({points}); the data were changed after training (restore "
+                "those its config.json names, or train a new run)"
             )
 
     def write_checkpoint(self, state: dict[str, Any], history: list[EpochRecord]) -> None:

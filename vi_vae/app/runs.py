@@ -162,7 +162,7 @@ def _train(
         if not resume:
             directory.create(overwrite=overwrite)
         elif directory.has_checkpoint():
-            directory.check_fingerprint(config, dataset.input_dim)
+            directory.check_fingerprint(config, dataset)
         kept = _figures_to_keep(directory, resume, config.training.epochs)
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
@@ -201,7 +201,9 @@ def _fit_and_evaluate(
         batch_transform=dataset.batch_transform(),
         callbacks=[progress],
         # a new run's directory was just created empty: only a resumed one holds a checkpoint
-        sink=directory.checkpoint_sink({"fingerprint": fingerprint(config, dataset.input_dim)}),
+        sink=directory.checkpoint_sink(
+            {"fingerprint": fingerprint(config, dataset.input_dim), "data": dataset.digests()}
+        ),
     )
     summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
     kept = run.metrics.figures  # the figures of unchanged weights (a finished run resumed)
@@ -252,7 +254,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Run:
     dataset = load_data(config.data)
     check_model_size(config, dataset.input_dim, resolve_device(config.training.device))
     vae = build_vae(config, dataset)
-    trained = directory.load_trained(config, dataset.input_dim)
+    trained = directory.load_trained(config, dataset)
     # The checkpoint holds Pyro's param store: every parameter, no buffer (a flow's
     # masks and orders, which the architecture fixes).
     buffers = {name for name, _ in vae.named_buffers()}
