@@ -5,6 +5,7 @@ import os
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import pytest
 import torch
 from linear_gaussian import LinearGaussian
@@ -599,6 +600,93 @@ def test_callbacks_see_every_step_and_every_epoch():
     )
     assert steps == [(epoch, step, 4, True) for epoch in (1, 2) for step in (1, 2, 3, 4)]
     assert epochs == result.history
+
+
+def plated_pair(num_points=None, global_share=None):
+    """A linear Gaussian pair whose data plate has the batch's size, or scales it to num_points.
+
+    With ``num_points`` the plate is ``pyro.plate("data", num_points, subsample=rows)``
+    (``rows`` a per-point argument); with ``global_share`` the model has a global
+    offset outside the plate, its site scaled by that share.
+    """
+    weight = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, 0.3]])
+
+    def plate(batch, rows):
+        return pyro.plate("data", num_points or len(batch), subsample=rows)
+
+    def model(batch, rows=None):
+        offset = 0.0
+        if global_share is not None:
+            with poutine.scale(scale=global_share):
+                offset = pyro.sample("offset", dist.Normal(0.0, 1.0))
+        with plate(batch, rows):
+            z = pyro.sample("z", dist.Normal(batch.new_zeros(len(batch), 2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ weight.T + offset, 0.5).to_event(1), obs=batch)
+
+    def guide(batch, rows=None):
+        if global_share is not None:
+            with poutine.scale(scale=global_share):
+                pyro.sample("offset", dist.Normal(pyro.param("offset_loc", torch.tensor(0.0)), 0.1))
+        loc_weight = pyro.param("loc_weight", torch.zeros(3, 2))
+        with plate(batch, rows):
+            pyro.sample("z", dist.Normal(batch @ loc_weight, 0.5).to_event(1))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("loss", ["elbo", "pyro-trace-elbo"])
+def test_a_plate_that_scales_its_batch_to_the_data_reports_the_loss_per_point_of_the_data(loss):
+    # pyro.plate("data", N, subsample=rows) makes each step's loss stand for all N points;
+    # fit divided it by the batch's B rows, a training loss N/B = 4 times too large. With
+    # no step taken (lr 0) and the same draws, it must equal the batch-sized plate's.
+    x = LinearGaussian().sample(40).float()
+
+    def losses(pair, model_kwargs):
+        steps = []
+        result = fit(
+            *pair,
+            x,
+            epochs=1,
+            batch_size=10,
+            loss=loss,
+            optimizer=pyro.optim.SGD({"lr": 0.0}),
+            model_kwargs=model_kwargs,
+            callbacks=[Callback(on_step=lambda *args: steps.append(args[-1]))],
+        )
+        return steps, result.history[0].train_loss
+
+    plain_steps, plain = losses(plated_pair(), None)
+    scaled_steps, scaled = losses(plated_pair(40), {"rows": torch.arange(40)})
+    assert len(scaled_steps) == 4
+    assert scaled_steps == pytest.approx(plain_steps, rel=1e-6)
+    assert scaled == pytest.approx(plain, rel=1e-6)
+
+
+def test_a_global_site_each_batch_would_count_as_all_the_data_s_is_refused_saying_how_to_weigh_it():
+    # Pyro's ELBOs take a site outside the data plate (a global latent); with the plate
+    # the batch's size, every step counted its prior once per batch, N/B times too much
+    x = LinearGaussian().sample(40).float()
+
+    def train(pair, batch_size=10, model_kwargs=None):
+        return fit(
+            *pair,
+            x,
+            epochs=1,
+            batch_size=batch_size,
+            loss="pyro-trace-elbo",
+            model_kwargs=model_kwargs,
+        )
+
+    message = (
+        r"\['offset'\] lie outside pyro.plate\('data'\), whose size is the batch's \(10 of "
+        r"the 40 points\).* 4 times too much"
+    )
+    with pytest.raises(InputError, match=message):
+        train(plated_pair(global_share=1.0))
+    # each of the three ways the message names trains
+    train(plated_pair(40, global_share=1.0), model_kwargs={"rows": torch.arange(40)})
+    train(plated_pair(global_share=10 / 40))
+    train(plated_pair(global_share=1.0), batch_size=40)
 
 
 def test_an_epoch_s_start_comes_before_its_first_step_and_a_callback_may_lack_the_hook():

@@ -8,6 +8,7 @@ calls these on its trial traces; the messages say what to change.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,12 +21,14 @@ from vi_vae._pair_trial import ROWS_RULE
 from vi_vae.errors import InputError
 
 __all__ = [
+    "check_batch_scaling",
     "check_observed_shapes",
     "check_shapes",
     "data_plate_size",
     "outside_data_plate",
     "plate_nesting_of",
     "sample_sites",
+    "scaled_plate_size",
 ]
 
 
@@ -152,6 +155,66 @@ def outside_data_plate(site: str, data_plate: str, traces: Iterable[Trace]) -> s
         "need every sample site inside the data plate (a global latent variable cannot be "
         f"split across data points); {where}"
     )
+
+
+def scaled_plate_size(model_trace: Trace, data_plate: str) -> int | None:
+    """N where the data plate scales its batch up to N points, else ``None``.
+
+    ``pyro.plate(data_plate, N, subsample=rows)`` weighs each of the batch's sites by
+    N / B: a loss over the batch then stands for all N points, not for the B rows.
+    """
+    sizes = [
+        frame.full_size
+        for _, site in sample_sites(model_trace)
+        for frame in site["cond_indep_stack"]
+        if frame.name == data_plate and frame.full_size not in (None, -1, frame.size)
+    ]
+    return max(sizes, default=None)
+
+
+def check_batch_scaling(
+    model_trace: Trace, data_plate: str, batch_size: int, num_points: int
+) -> None:
+    """Refuse sample sites outside the data plate that a batch would weigh as all the data.
+
+    A training step on ``batch_size`` of ``num_points`` points estimates the ELBO of all
+    of them only if the sites in the data plate weigh N/B times those outside it (a
+    global latent variable's): Pyro scales the plate's sites so when the plate has the
+    data's size and the batch as its subsample, and a site scaled by B/N
+    (``poutine.scale``) gets that weight too. A plate the size of the batch leaves
+    both at 1, and each step then counts the global sites once per batch, as if the
+    batch were all the data. ``model_trace``: the model's trace on the first batch.
+
+    Raises:
+        InputError: naming the sites and the three ways to weigh them right.
+    """
+    if batch_size >= num_points:
+        return
+    in_plate = [
+        name
+        for name, site in sample_sites(model_trace)
+        if any(frame.name == data_plate for frame in site["cond_indep_stack"])
+    ]
+    if not in_plate or scaled_plate_size(model_trace, data_plate) == num_points:
+        return  # no site is in the data plate (the contract's to refuse), or it is scaled
+    share = batch_size / num_points
+    unscaled = [
+        name
+        for name, site in sample_sites(model_trace)
+        if all(frame.name != data_plate for frame in site["cond_indep_stack"])
+        and not math.isclose(float(torch.as_tensor(site["scale"]).mean()), share, rel_tol=1e-6)
+    ]
+    if unscaled:
+        raise InputError(
+            f"sample site(s) {unscaled} lie outside pyro.plate({data_plate!r}), whose size is "
+            f"the batch's ({batch_size} of the {num_points} points): each step would count "
+            f"them once per batch, as if the batch were all the data, {1 / share:.3g} times "
+            "too much against the data's sites. Give the plate the data's size and the "
+            f"batch's rows (model_kwargs={{'rows': torch.arange({num_points})}} and "
+            f"pyro.plate({data_plate!r}, {num_points}, subsample=rows)), scale those sites "
+            f"by batch_size / N (pyro.poutine.scale), or train on all the points at once "
+            f"(batch_size >= {num_points})"
+        )
 
 
 def check_observed_shapes(model_trace: Trace) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import pyro
 import torch
 from pyro.infer import SVI
+from pyro.poutine.trace_struct import Trace
 from torch import Tensor
 
 from vi_vae._training import TrainingState, parameters_finite
@@ -99,7 +100,7 @@ class Points:
 
     def check_support(
         self, model: Callable, guide: Callable, name: str, whole: Points | None = None
-    ) -> None:
+    ) -> Trace:
         """Refuse points outside the support of the model's observed sites (naming ``name``).
 
         With ``whole``, the points whose first rows these are, every row of ``whole``
@@ -111,11 +112,14 @@ class Points:
         parameters), model and guide run on the other rows too, batch by batch, once
         per data and pair until the data are written to. Data a ``batch_transform``
         changes are checked as transformed, in these rows only.
+
+        Returns:
+            the model's trace on these rows.
         """
         try:
             trace = check_data_support(model, guide, (self.x,), self.kwargs)
             if whole is None or len(whole) <= len(self):
-                return
+                return trace
             transformed = whole.batch_transform is not None
             rows_of = [(self.kwargs[key], whole.kwargs[key]) for key in whole.per_point]
             rows_of += [] if transformed else [(self.x, whole.x)]
@@ -134,6 +138,7 @@ class Points:
                 whole._check_by_running(model, guide, len(self), tuple(unchecked))
         except InputError as error:
             raise InputError(f"{name} data: {error}") from None
+        return trace
 
     def _check_by_running(
         self, model: Callable, guide: Callable, start: int, sites: tuple[str, ...]

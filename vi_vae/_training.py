@@ -46,6 +46,9 @@ class EpochRecord:
         epoch: 1-based epoch number.
         train_loss: the estimator's loss per training point, averaged over the epoch
             (nats; the negative of the bound it reports, under the epoch's KL weight).
+            Where the data plate scales each batch to the N points
+            (``pyro.plate(name, N, subsample=rows)``), each step's loss stands for
+            all N, and is divided by N.
         validation_elbo: ELBO per validation point (NaN without validation data).
         validation_elbo_standard_error: its standard error over validation points.
         kl_weight: the KL weight β used in this epoch.

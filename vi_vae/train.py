@@ -54,6 +54,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
 from vi_vae._data_parallel import Local, data_parallel
+from vi_vae._pair_shapes import check_batch_scaling, scaled_plate_size
 from vi_vae._replay import replaying
 from vi_vae._train_step import BatchTransform, Diverged, Points, diverged_message, train_step
 from vi_vae._training import (
@@ -70,6 +71,7 @@ from vi_vae._training import (
 from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
+from vi_vae.estimators.particle_estimator import ParticleEstimator
 from vi_vae.keys import seed_everything
 from vi_vae.train_settings import TrainSettings
 
@@ -142,7 +144,10 @@ def fit(
             ``train`` or ``validation`` (the rows of ``train`` that ``batch_transform``
             changes: the first batch, as transformed). ``train`` is checked once per
             tensor and pair until it is written to, at the cost of one batch when the
-            model observes the data as given and of one pass over them otherwise.
+            model observes the data as given and of one pass over them otherwise. Also
+            a site outside the data plate (which Pyro's own ELBOs take) that each batch
+            would weigh as if it were all the data (the plate the batch's size, the
+            site unscaled).
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
     settings = TrainSettings.build(settings, shortcuts, owner="fit")
@@ -195,6 +200,9 @@ class _Run:
 
     ``modules`` are the torch modules the pair calls, in the order of their first call:
     their buffers (BatchNorm's running statistics) are kept with the parameters.
+    ``points_per_loss``: N where the data plate scales each batch up to N points
+    (``pyro.plate(name, N, subsample=rows)``: a step's loss stands for all of them),
+    else ``None`` (a step's loss is its batch's).
     """
 
     model: Callable
@@ -209,6 +217,7 @@ class _Run:
     generator: torch.Generator
     loss: PyroELBO
     modules: tuple[torch.nn.Module, ...]
+    points_per_loss: int | None
 
     @classmethod
     def start(
@@ -241,9 +250,11 @@ class _Run:
         # the validation ELBO scores them: neither the draws nor BatchNorm's running
         # statistics of training see them.
         with networks_in_eval_mode() as modules:
-            first_batch.check_support(model, guide, "train", whole=data)
+            trace = first_batch.check_support(model, guide, "train", whole=data)
             if held_out is not None:
                 held_out.rows(slice(None)).check_support(model, guide, "validation")
+        if not isinstance(loss, ParticleEstimator):  # Pyro's own ELBOs take global sites
+            check_batch_scaling(trace, settings.data_plate, len(first_batch), len(data))
         parallel.start(svi, settings.seed)
         return cls(
             model,
@@ -258,6 +269,7 @@ class _Run:
             generator,
             loss,
             tuple(modules),
+            scaled_plate_size(trace, settings.data_plate),
         )
 
     def resume(self, sink: CheckpointSink | None) -> TrainingState:
@@ -293,7 +305,7 @@ class _Run:
         for callback in callbacks:
             if (start := getattr(callback, "on_epoch_start", None)) is not None:
                 start(epoch, steps)
-        total = 0.0
+        total, points = 0.0, 0
         for step, batch in self.data.batches(order, self.settings.batch_size, self.generator):
             try:
                 value = train_step(self.svi, batch, validate=step == 0)
@@ -301,13 +313,14 @@ class _Run:
                 message = diverged_message(str(error), epoch, step, steps, state, sink)
                 raise TrainingError(message) from error.__cause__
             total += value
+            points += self.points_per_loss or len(batch)
             for callback in callbacks:
-                callback.on_step(epoch, step + 1, steps, value / len(batch))
+                callback.on_step(
+                    epoch, step + 1, steps, value / (self.points_per_loss or len(batch))
+                )
         seconds = time.perf_counter() - started
         mean, standard_error = self._validate(epoch)
-        return EpochRecord(
-            epoch, total / len(self.data), mean, standard_error, self.weight.weight, seconds
-        )
+        return EpochRecord(epoch, total / points, mean, standard_error, self.weight.weight, seconds)
 
     def _validate(self, epoch: int) -> tuple[float, float]:
         if self.held_out is None:
