@@ -251,7 +251,54 @@ def all_checks(directory, evaluations):
         "evaluations": [evaluate(*settings) for settings in evaluations],
         "ais": annealed(AIS_POINTS, chunk_size=8),
         "failing_shard": failing_shard(10),
+        "shard_scaling": shard_scaling_refusals(),
     }
+
+
+def shard_scaling_refusals():
+    """fit on every rank: a plate that scales each share to the data, a global site.
+
+    Each rank's loss would count such sites once per rank; both must be refused (the
+    messages, or None where fit trained).
+    """
+    x = torch.linspace(-1.0, 1.0, 16).unsqueeze(-1)
+
+    def pair(scaled, outside):
+        def plate(batch, rows):
+            return pyro.plate("data", 16 if scaled else len(batch), subsample=rows)
+
+        def model(batch, rows=None):
+            offset = pyro.sample("offset", dist.Normal(0.0, 1.0)) if outside else 0.0
+            with plate(batch, rows):
+                z = pyro.sample("z", dist.Normal(batch.new_zeros(len(batch)), 1.0))
+                pyro.sample(
+                    "x", dist.Normal((z + offset).unsqueeze(-1), 0.5).to_event(1), obs=batch
+                )
+
+        def guide(batch, rows=None):
+            if outside:
+                pyro.sample("offset", dist.Normal(pyro.param("offset_loc", torch.tensor(0.0)), 0.1))
+            with plate(batch, rows):
+                pyro.sample("z", dist.Normal(batch[:, 0] / 2, 0.7))
+
+        return model, guide
+
+    def message(scaled, outside, loss, batch_size):
+        try:
+            kwargs = {"rows": torch.arange(16)} if scaled else None
+            pair_ = pair(scaled, outside)
+            fit(*pair_, x, epochs=1, batch_size=batch_size, loss=loss, model_kwargs=kwargs)
+        except InputError as error:
+            return str(error)
+        return None
+
+    # batches of 8 of the 16 points: the plate scales them (in one process too); the global
+    # site with one batch of all 16 points, which one process would weigh right
+    return [
+        message(True, False, "elbo", 8),
+        message(False, True, "pyro-trace-elbo", 16),
+        message(False, False, "pyro-trace-elbo", 8),
+    ]
 
 
 def failing_shard(num_points):

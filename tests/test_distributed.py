@@ -125,6 +125,17 @@ def test_a_failing_shard_raises_on_every_rank_instead_of_hanging(two_ranks):
     ]
 
 
+def test_sites_the_sum_over_ranks_would_count_once_per_rank_are_refused(two_ranks):
+    # a plate scaling each rank's share to all the data, or a site outside the plate
+    # (Pyro's ELBO takes it): the ranks' summed gradients counted them twice
+    for rank_result in two_ranks:
+        scaled, outside, plain = rank_result["shard_scaling"]
+        assert "pyro.plate('data') scales each share to all 16 points" in scaled
+        assert "sample site(s) ['offset'] lie outside pyro.plate('data')" in outside
+        assert "which the sum would count 2 times" in scaled and outside
+        assert plain is None  # the same pair in a plate of the share's size trains
+
+
 def test_three_ranks_evaluate_bitwise_as_one_and_a_failing_rank_ends_the_job(tmp_path, one_process):
     # torchrun starts 3 ranks: each evaluates (uneven and empty shards), then rank 1
     # raises during training while ranks 0 and 2 wait for it in the gradient all-reduce

@@ -22,6 +22,7 @@ from vi_vae.errors import InputError
 
 __all__ = [
     "check_batch_scaling",
+    "check_shard_scaling",
     "check_observed_shapes",
     "check_shapes",
     "data_plate_size",
@@ -215,6 +216,44 @@ def check_batch_scaling(
             f"by batch_size / N (pyro.poutine.scale), or train on all the points at once "
             f"(batch_size >= {num_points})"
         )
+
+
+def check_shard_scaling(
+    model_trace: Trace, data_plate: str, world_size: int, global_sites: bool = True
+) -> None:
+    """Refuse, on several ranks, sites a sum over the ranks' shares would count once per rank.
+
+    Data-parallel training sums the gradients of the ranks' shares of each batch
+    (:mod:`vi_vae._data_parallel`): exact for sites in a data plate of the share's size,
+    but a site outside the plate, and a plate that scales each share to all the points,
+    count once per rank, ``world_size`` times. ``model_trace``: the model's trace on the
+    first batch; ``global_sites``: whether the loss takes sites outside the data plate
+    (Pyro's own ELBOs; vi_vae's estimators refuse them themselves).
+
+    Raises:
+        InputError: naming the sites or the plate.
+    """
+    if world_size < 2:
+        return
+    scaled = scaled_plate_size(model_trace, data_plate)
+    outside = [
+        name
+        for name, site in sample_sites(model_trace)
+        if global_sites and all(frame.name != data_plate for frame in site["cond_indep_stack"])
+    ]
+    if scaled is None and not outside:
+        return
+    what = (
+        f"sample site(s) {outside} lie outside pyro.plate({data_plate!r})"
+        if outside
+        else f"pyro.plate({data_plate!r}) scales each share to all {scaled} points"
+    )
+    raise InputError(
+        f"on {world_size} ranks each trains on its share of the batch and their gradients "
+        f"are summed; {what}, which the sum would count {world_size} times: train this "
+        f"pair in one process, or with every site in a pyro.plate({data_plate!r}) of the "
+        "share's size"
+    )
 
 
 def check_observed_shapes(model_trace: Trace) -> None:

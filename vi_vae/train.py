@@ -54,7 +54,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from torch import Tensor
 
 from vi_vae._data_parallel import Local, data_parallel
-from vi_vae._pair_shapes import check_batch_scaling, scaled_plate_size
+from vi_vae._pair_shapes import check_batch_scaling, check_shard_scaling, scaled_plate_size
 from vi_vae._replay import replaying
 from vi_vae._train_step import BatchTransform, Diverged, Points, diverged_message, train_step
 from vi_vae._training import (
@@ -69,6 +69,7 @@ from vi_vae._training import (
     validation_elbo,
 )
 from vi_vae.callbacks import Callback, CheckpointSink
+from vi_vae.distributed import world_size
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
 from vi_vae.estimators.particle_estimator import ParticleEstimator
@@ -253,8 +254,10 @@ class _Run:
             trace = first_batch.check_support(model, guide, "train", whole=data)
             if held_out is not None:
                 held_out.rows(slice(None)).check_support(model, guide, "validation")
-        if not isinstance(loss, ParticleEstimator):  # Pyro's own ELBOs take global sites
+        global_sites = not isinstance(loss, ParticleEstimator)  # Pyro's own ELBOs take them
+        if global_sites:
             check_batch_scaling(trace, settings.data_plate, len(first_batch), len(data))
+        check_shard_scaling(trace, settings.data_plate, world_size(), global_sites)
         parallel.start(svi, settings.seed)
         return cls(
             model,
