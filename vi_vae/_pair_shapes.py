@@ -189,21 +189,18 @@ def check_batch_scaling(
     Raises:
         InputError: naming the sites and the three ways to weigh them right.
     """
-    if batch_size >= num_points:
+    outside = _sites_outside(model_trace, data_plate)
+    if batch_size >= num_points or len(outside) == len(sample_sites(model_trace)):
+        return  # all the data at once, or no site in the data plate (the contract's to refuse)
+    if scaled_plate_size(model_trace, data_plate) == num_points:
         return
-    in_plate = [
-        name
-        for name, site in sample_sites(model_trace)
-        if any(frame.name == data_plate for frame in site["cond_indep_stack"])
-    ]
-    if not in_plate or scaled_plate_size(model_trace, data_plate) == num_points:
-        return  # no site is in the data plate (the contract's to refuse), or it is scaled
     share = batch_size / num_points
     unscaled = [
         name
-        for name, site in sample_sites(model_trace)
-        if all(frame.name != data_plate for frame in site["cond_indep_stack"])
-        and not math.isclose(float(torch.as_tensor(site["scale"]).mean()), share, rel_tol=1e-6)
+        for name in outside
+        if not math.isclose(
+            float(torch.as_tensor(model_trace.nodes[name]["scale"]).mean()), share, rel_tol=1e-6
+        )
     ]
     if unscaled:
         raise InputError(
@@ -236,11 +233,7 @@ def check_shard_scaling(
     if world_size < 2:
         return
     scaled = scaled_plate_size(model_trace, data_plate)
-    outside = [
-        name
-        for name, site in sample_sites(model_trace)
-        if global_sites and all(frame.name != data_plate for frame in site["cond_indep_stack"])
-    ]
+    outside = _sites_outside(model_trace, data_plate) if global_sites else []
     if scaled is None and not outside:
         return
     what = (
@@ -254,6 +247,15 @@ def check_shard_scaling(
         f"pair in one process, or with every site in a pyro.plate({data_plate!r}) of the "
         "share's size"
     )
+
+
+def _sites_outside(model_trace: Trace, data_plate: str) -> list[str]:
+    """The names of the sample sites outside the data plate."""
+    return [
+        name
+        for name, site in sample_sites(model_trace)
+        if all(frame.name != data_plate for frame in site["cond_indep_stack"])
+    ]
 
 
 def check_observed_shapes(model_trace: Trace) -> None:
