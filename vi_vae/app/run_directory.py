@@ -332,8 +332,9 @@ class RunDirectory:
             raise InputError(
                 f"dataset {dataset.name!r} is not the data {self.checkpoint_path} was "
                 f"trained on: its {splits} {'splits hold' if changed[1:] else 'split holds'} "
-                f"other points ({points}); the data were changed after training (restore "
-                "those its config.json names, or train a new run)"
+                f"other points ({points}); the data, or their binarization, changed after "
+                "training (restore the data its config.json names, with the versions of its "
+                "environment, or train a new run)"
             )
 
     def write_checkpoint(self, state: dict[str, Any], history: list[EpochRecord]) -> None:
