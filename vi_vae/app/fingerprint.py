@@ -1,9 +1,10 @@
-"""Which settings a run's weights were trained with, and whether its config still says so.
+"""Which settings and data a run's weights were trained with, and whether they still are.
 
-Each checkpoint stores the :func:`fingerprint` of its run's config;
+Each checkpoint stores the :func:`fingerprint` of its run's config and the digests of
+its data's splits (:meth:`~vi_vae.data.Dataset.digests`);
 :meth:`~vi_vae.app.run_directory.RunDirectory.check_fingerprint` refuses a config that
-:func:`changed_setting` finds edited since, so that the weights are never evaluated or
-reported as another run's.
+:func:`changed_setting` finds edited since, and data :func:`changed_data` finds other,
+so that the weights are never evaluated or reported as another run's.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from vi_vae.app.config import RunConfig
+from vi_vae.data import SPLITS, Dataset
 
-__all__ = ["FINGERPRINT_TRAINING_FIELDS", "changed_setting", "fingerprint"]
+__all__ = ["FINGERPRINT_TRAINING_FIELDS", "changed_data", "changed_setting", "fingerprint"]
 
 #: the training settings that shape the trained weights, stored in the checkpoint's
 #: fingerprint beside the model's; not ``epochs`` (resuming raises it, and the epochs
@@ -64,6 +66,26 @@ def changed_setting(
             if _comparable(trained) != _comparable(value):
                 return f"{section}.{name}", value, trained
     return None
+
+
+def changed_data(dataset: Dataset, trained_on: dict[str, Any]) -> str | None:
+    """Which of ``dataset``'s splits differ from those a checkpoint was trained on.
+
+    ``trained_on``: the checkpoint's digests. Returns a clause naming the splits and
+    their sizes then and now, or ``None`` when every split is the same.
+    """
+    now = dataset.digests()
+    changed = [split for split in SPLITS if trained_on.get(split) != now[split]]
+    if not changed:
+        return None
+    splits = " and ".join([", ".join(changed[:-1]), changed[-1]] if changed[:-1] else changed)
+    points = "; ".join(
+        f"{split}: {trained_on.get(split, {}).get('points')} points then, "
+        f"{now[split]['points']} now"
+        for split in changed
+    )
+    hold = "splits hold" if changed[1:] else "split holds"
+    return f"its {splits} {hold} other points ({points})"
 
 
 def _comparable(value: Any) -> Any:

@@ -48,7 +48,7 @@ from typing import Any
 from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.config import RunConfig
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
-from vi_vae.app.fingerprint import changed_setting
+from vi_vae.app.fingerprint import changed_data, changed_setting
 from vi_vae.app.metrics import RunMetrics
 from vi_vae.app.run_checkpoint import RunCheckpointSink, TrainedState, history_csv
 from vi_vae.app.schema import from_json, to_json
@@ -64,7 +64,7 @@ from vi_vae.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from vi_vae.data import SPLITS, Dataset
+from vi_vae.data import Dataset
 from vi_vae.distributed import is_main_process
 from vi_vae.errors import InputError
 from vi_vae.train import EpochRecord
@@ -314,25 +314,11 @@ class RunDirectory:
                 "it, or train a new run)"
             )
         trained_on = checkpoint["metadata"].get("data")
-        if trained_on is not None:
-            self._check_data(dataset, trained_on)
-
-    def _check_data(self, dataset: Dataset, trained_on: dict[str, Any]) -> None:
-        now = dataset.digests()
-        changed = [split for split in SPLITS if trained_on.get(split) != now[split]]
-        if changed:
-            splits = " and ".join(
-                [", ".join(changed[:-1]), changed[-1]] if changed[:-1] else changed
-            )
-            points = "; ".join(
-                f"{split}: {trained_on.get(split, {}).get('points')} points then, "
-                f"{now[split]['points']} now"
-                for split in changed
-            )
+        changed = None if trained_on is None else changed_data(dataset, trained_on)
+        if changed is not None:
             raise InputError(
                 f"dataset {dataset.name!r} is not the data {self.checkpoint_path} was "
-                f"trained on: its {splits} {'splits hold' if changed[1:] else 'split holds'} "
-                f"other points ({points}); the data, or their binarization, changed after "
+                f"trained on: {changed}; the data, or their binarization, changed after "
                 "training (restore the data its config.json names, with the versions of its "
                 "environment, or train a new run)"
             )
