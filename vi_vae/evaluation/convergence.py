@@ -108,9 +108,10 @@ class ConvergenceCheck:
     """One check of a run.
 
     Attributes:
-        name: ``"acceptance"``, ``"equal-weights"``, ``"half-schedule"``, ``"importance-sampling"``,
-            ``"bdmc-gap"``, ``"previous-round"`` (the automatic search of
-            :mod:`vi_vae.evaluation.auto_ais`: T against the round before), or those of
+        name: ``"acceptance"``, ``"equal-weights"``, ``"half-schedule"``,
+            ``"importance-sampling"``, ``"bdmc-gap"``, ``"previous-round"`` (the
+            automatic search of :mod:`vi_vae.evaluation.auto_ais`: T against the round
+            before), or those of
             :func:`~vi_vae.evaluation.gaps.inference_gaps` (``"local-elbo"``,
             ``"local-optimization"``, ``"local-points"``, ``"amortized-elbo"``).
         passed: whether the run passed it.
