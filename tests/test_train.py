@@ -2,6 +2,7 @@ import copy
 import csv
 import math
 import os
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -10,7 +11,7 @@ import pytest
 import torch
 from linear_gaussian import LinearGaussian
 
-from vi_vae import VAE, InputError, TrainingError, fit
+from vi_vae import VAE, InputError, RandomDensityWarning, TrainingError, fit
 from vi_vae._train_step import all_finite
 from vi_vae._training import validation_elbo
 from vi_vae.app.run_directory import RunDirectory
@@ -687,6 +688,35 @@ def test_a_global_site_each_batch_would_count_as_all_the_data_s_is_refused_sayin
     train(plated_pair(40, global_share=1.0), model_kwargs={"rows": torch.arange(40)})
     train(plated_pair(global_share=10 / 40))
     train(plated_pair(global_share=1.0), batch_size=40)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_a_validation_elbo_of_a_model_random_beyond_its_sites_says_so(noise):
+    # a model that draws inside itself (here noise on what it observes; a binarization,
+    # obs=torch.bernoulli(x), alike) was validated without a word, where the evaluators
+    # refuse it: the validation ELBO averaged over that randomness
+    x = LinearGaussian().sample(40).float()
+    weight = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, 0.3]])
+
+    def model(batch):
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(batch.new_zeros(len(batch), 2), 1.0).to_event(1))
+            observed = batch + noise * torch.randn_like(batch)
+            pyro.sample("x", dist.Normal(z @ weight.T, 0.5).to_event(1), obs=observed)
+
+    def guide(batch):
+        loc_weight = pyro.param("loc_weight", torch.zeros(3, 2))
+        with pyro.plate("data", len(batch)):
+            pyro.sample("z", dist.Normal(batch @ loc_weight, 0.5).to_event(1))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, guide, x[:30], validation=x[30:], epochs=1, batch_size=10)
+    random = [w for w in caught if issubclass(w.category, RandomDensityWarning)]
+    assert len(random) == (1 if noise else 0)
+    assert not random or "the validation ELBO averages over that randomness" in str(
+        random[0].message
+    )
 
 
 def test_an_epoch_s_start_comes_before_its_first_step_and_a_callback_may_lack_the_hook():

@@ -13,6 +13,7 @@ from vi_vae.errors import (
     GuideSupportWarning,
     InputError,
     LocalOptimizationWarning,
+    RandomDensityWarning,
     TrainingError,
     UnobservedPointsWarning,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "InputError",
     "LatentFamily",
     "LocalOptimizationWarning",
+    "RandomDensityWarning",
     "Likelihood",
     "LogLikelihoodEstimate",
     "PairedDifference",

@@ -7,6 +7,7 @@ __all__ = [
     "CompileWarning",
     "InputError",
     "LocalOptimizationWarning",
+    "RandomDensityWarning",
     "TrainingError",
     "UnobservedPointsWarning",
     "UnverifiedCheckpointWarning",
@@ -82,4 +83,15 @@ class LocalOptimizationWarning(UserWarning):
     """The per-point optimization of q* (:func:`vi_vae.inference_gaps`) has not converged.
 
     The result's ``local_convergence`` says by how much its ELBO was still rising.
+    """
+
+
+class RandomDensityWarning(UserWarning):
+    """The model's log density of the same x and z changes between calls.
+
+    Something in the model draws beyond its sample sites (e.g. ``obs=torch.bernoulli(x)``,
+    a binarization inside the model). :func:`vi_vae.fit`'s validation ELBO, scored with
+    the networks in eval mode, then averages over that randomness; the evaluators refuse
+    such a pair, since its log p(x) is not that of one model. Keep the randomness in
+    sample sites, or binarize outside the model (``fit``'s ``batch_transform``).
     """

@@ -44,7 +44,7 @@ from vi_vae.contract import (
     per_point_keywords,
     rows_of,
 )
-from vi_vae.errors import InputError, UnobservedPointsWarning
+from vi_vae.errors import InputError, RandomDensityWarning, UnobservedPointsWarning
 from vi_vae.keys import forked
 from vi_vae.support import (
     check_observed_support,
@@ -59,6 +59,14 @@ __all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair"]
 #: rows of x the density check runs on (the first ones): enough for a dependence on the
 #: other rows to show, few enough to cost one small pass
 FIXED_DENSITY_ROWS = 64
+#: the warning of a validation ELBO whose model density is random (one text, so shown once)
+RANDOM_VALIDATION = (
+    "the model's log density of the same x and z changes between calls, with the "
+    "networks in eval mode: it is random beyond its sample sites (a draw inside the "
+    "model, such as obs=torch.bernoulli(x)), so the validation ELBO averages over that "
+    "randomness, and the evaluators will refuse the pair; keep randomness in sample "
+    "sites, and binarize outside the model (fit's batch_transform)"
+)
 #: how far two scores of the same (x_n, z_n) may differ, in nats: float rounding of a
 #: pass over other rows (a matrix product blocked differently) stays far below it
 _TOLERANCE = 1e-3
@@ -84,7 +92,8 @@ def check_evaluated_pair(
     row, alone (module docstring). ``fixed_guide`` also requires the guide's log
     density fixed (AIS);
     ``fixed_density`` false runs the first row alone but compares no scores and takes
-    masked latents (``fit``'s validation ELBO).
+    masked latents (``fit``'s validation ELBO), and warns
+    (:class:`~vi_vae.errors.RandomDensityWarning`) where the model's scores differ.
 
     Raises:
         InputError: naming what breaks the contract and what to change.
@@ -118,9 +127,12 @@ def check_evaluated_pair(
             raise _part_failure(error, x.shape[0], rows.shape[0]) from error
         score = _scorer(layout, data_plate)
         first = score(model_trace)
-        if fixed_density:  # replayed on its own trace: a guide may draw no site (AIS's prior)
-            again = score(_replayed(model, model_trace, rows, row_kwargs))
+        # replayed on its own trace: a guide may draw no site (AIS's prior)
+        again = score(_replayed(model, model_trace, rows, row_kwargs))
+        if fixed_density:
             _refuse_unless_equal("the model", first, again)
+        elif _differ(first, again):
+            warnings.warn(RANDOM_VALIDATION, RandomDensityWarning, stacklevel=2)
         if fixed_density and fixed_guide:
             replayed_guide = _replayed(guide, guide_trace, rows, row_kwargs)
             _refuse_unless_equal("the guide", score(guide_trace), score(replayed_guide))
