@@ -19,7 +19,7 @@ from linear_gaussian import LinearGaussian
 from torch import nn
 from torch.nn import functional
 
-from vi_vae import VAE, log_marginal_likelihood
+from vi_vae import VAE, annealed_importance_sampling, log_marginal_likelihood
 from vi_vae.contract import PairLayout, check_pair, per_point_keywords, rows_of
 from vi_vae.errors import GuideSupportWarning, InputError, UnobservedPointsWarning
 from vi_vae.estimators import (
@@ -403,13 +403,20 @@ def test_the_per_point_rule_is_a_tensor_whose_first_dimension_is_the_rows_of_x()
 # -- item 6: the particle dimension -------------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo"])
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo", "ais"])
 def test_a_pair_that_fails_under_the_particle_dimension_is_told_what_to_change(call):
-    """Pyro's SS-VAE concatenates z (with the particle dim) and ys (without): a raw torch error."""
+    """Pyro's SS-VAE concatenates z (with the particle dim) and ys (without): a raw torch error.
+
+    AIS's chains are the same leading dimension; it raised the raw error.
+    """
     x, ys = data()
     pair = PyroStyleSSVAE(expand_labels=False)
+    calls = evaluators(pair.model, pair.guide, x, ys=ys)
+    calls["ais"] = lambda: annealed_importance_sampling(
+        pair.model, pair.guide, x, num_steps=2, num_chains=2, seed=0, ys=ys
+    )
     with pytest.raises(InputError, match=r"leading particle dimension.*expand") as caught:
-        evaluators(pair.model, pair.guide, x, ys=ys)[call]()
+        calls[call]()
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 

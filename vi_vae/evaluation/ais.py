@@ -58,6 +58,7 @@ from vi_vae.contract import rows_of
 from vi_vae.distributed import data_fingerprint, is_distributed, map_shards
 from vi_vae.errors import AISConvergenceWarning, InputError
 from vi_vae.evaluated_pair import check_evaluated_pair
+from vi_vae.evaluation.annealed_density import no_guide
 from vi_vae.evaluation.annealing import (
     AISSettings,
     Annealing,
@@ -251,7 +252,7 @@ def annealed_importance_sampling(
     settings = checked_start(model, guide, x, settings, kwargs, data_plate)
     seed = resolve_seed(seed)
     with seeded(seed, x.device):
-        plate_nesting, _ = guess_plates(model, guide or _no_guide, (x,), kwargs, data_plate)
+        plate_nesting, _ = guess_plates(model, guide or no_guide, (x,), kwargs, data_plate)
     options = dict(plate_nesting=plate_nesting, data_plate=data_plate, compile=execution.compile)
 
     def anneal_rows(rows: slice, progress: Progress) -> Annealing:
@@ -311,7 +312,7 @@ def checked_start(
     """
     from_guide = guide is not None and settings.initial == "guide"
     check_evaluated_pair(
-        model, guide or _no_guide, x, kwargs, data_plate, guide is not None, from_guide
+        model, guide or no_guide, x, kwargs, data_plate, guide is not None, from_guide
     )
     return reachable_start(model, guide, x, settings, kwargs)
 
@@ -391,7 +392,3 @@ def summarize_annealing(
         half_schedule_log_likelihood=half,
         convergence=convergence,
     )
-
-
-def _no_guide(*args: Any, **kwargs: Any) -> None:
-    """The guide of ``initial="prior"``: no sample sites."""

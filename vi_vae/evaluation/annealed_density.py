@@ -51,14 +51,14 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import rows_of
+from vi_vae.contract import particle_dimension_error, rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluation.hmc import HMCState
 from vi_vae.evaluation.latent_sites import Constrain, Fix, LatentSite, latent_sites
 from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, sum_per_point
 
-__all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity"]
+__all__ = ["INITIAL_DISTRIBUTIONS", "AnnealedDensity", "no_guide"]
 
 #: where the annealing path starts: the guide q(z|x), or the model's prior p(z)
 INITIAL_DISTRIBUTIONS = ("guide", "prior")
@@ -105,10 +105,17 @@ class AnnealedDensity:
         self.kwargs = kwargs or {}
         self.base = guide if initial == "guide" else model
         with seeded(0, x.device), torch.no_grad(), pyro.validation_enabled(False):
-            base_trace = self._trace(self.base)
-            latents = latent_sites(base_trace)
-            values = {name: site["value"] for name, site in latents.items()}
-            model_latents = latent_sites(self._trace(self.model, Fix(values)))
+            try:
+                base_trace = self._trace(self.base)
+                latents = latent_sites(base_trace)
+                values = {name: site["value"] for name, site in latents.items()}
+                model_latents = latent_sites(self._trace(self.model, Fix(values)))
+            except Exception as error:  # the chains are a leading batch dimension
+                pair_guide = guide or no_guide
+                explained = particle_dimension_error(model, pair_guide, (x,), self.kwargs, error)
+                if explained is None:
+                    raise
+                raise explained from error
         self._check_latents(latents, model_latents)
         self.sites: list[LatentSite] = []
         offset = 0
@@ -321,3 +328,7 @@ class AnnealedDensity:
                 f"{sorted(model_latents)}; AIS from the guide needs q for exactly the "
                 "model's latent variables (or use initial='prior')"
             )
+
+
+def no_guide(*args: Any, **kwargs: Any) -> None:
+    """The guide of a run from the prior without one (``guide=None``): no sample sites."""
