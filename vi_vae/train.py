@@ -315,12 +315,10 @@ class _Run:
             except Diverged as error:
                 message = diverged_message(str(error), epoch, step, steps, state, sink)
                 raise TrainingError(message) from error.__cause__
-            total += value
-            points += self.points_per_loss or len(batch)
+            stands_for = self.points_per_loss or len(batch)  # the points the loss is of
+            total, points = total + value, points + stands_for
             for callback in callbacks:
-                callback.on_step(
-                    epoch, step + 1, steps, value / (self.points_per_loss or len(batch))
-                )
+                callback.on_step(epoch, step + 1, steps, value / stands_for)
         seconds = time.perf_counter() - started
         mean, standard_error = self._validate(epoch)
         return EpochRecord(epoch, total / points, mean, standard_error, self.weight.weight, seconds)
