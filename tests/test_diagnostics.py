@@ -265,6 +265,87 @@ def test_inference_data_refuses_bad_requests(kwargs, message):
         to_inference_data(truth.model, truth.exact_guide, truth.sample(10), **kwargs)
 
 
+def test_inference_data_takes_per_point_keywords_at_the_chosen_points():
+    # a model of x - offset_n: the export of points [3, 0] must see offsets 3 and 0, the
+    # same draws (one seed) as a model with those offsets built in; it raised torch's
+    # shape error, passing all 6 offsets with 2 points
+    truth = LinearGaussian()
+    x = truth.sample(6)
+    offsets = torch.arange(18, dtype=x.dtype).reshape(6, 3)
+
+    def shifted(fn):
+        return lambda x, offset: fn(x - offset)
+
+    built_in = offsets[[3, 0]]
+    idata = to_inference_data(
+        shifted(truth.model),
+        shifted(truth.mean_field_guide),
+        x + offsets,
+        [3, 0],
+        16,
+        seed=0,
+        offset=offsets,
+    )
+    expected = to_inference_data(
+        lambda x: truth.model(x - built_in),
+        lambda x: truth.mean_field_guide(x - built_in),
+        x[[3, 0]] + built_in,
+        [0, 1],
+        16,
+        seed=0,
+    )
+    for group in ("posterior", "sample_stats"):
+        for name, values in getattr(expected, group).items():
+            assert (getattr(idata, group)[name].values == values.values).all(), name
+
+
+def dropout_pair():
+    """A decoder with dropout in training mode, and a guide that draws from a point mass."""
+    decoder = torch.nn.Sequential(
+        torch.nn.Linear(2, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3)
+    )
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(decoder(z), 1.0).to_event(1), obs=x)
+
+    def normal_guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x[:, :2], 1.0).to_event(1))
+
+    def delta_guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Delta(x[:, :2], event_dim=1))
+
+    return decoder, model, {"normal_guide": normal_guide, "delta_guide": delta_guide}
+
+
+@pytest.mark.parametrize(
+    ("guide", "training", "message"),
+    [
+        ("normal_guide", True, "random beyond its sample sites"),
+        ("delta_guide", False, "point mass"),
+    ],
+    ids=["dropout-in-training-mode", "point-mass-guide"],
+)
+def test_inference_data_refuses_what_the_evaluators_refuse(guide, training, message):
+    # the export's log weights were written as if importance weights of p(z|x): log q = 0
+    # for the point mass, a fresh dropout mask per score for the decoder in training mode
+    decoder, model, guides = dropout_pair()
+    guide = guides[guide]
+    decoder.train(training)
+    x = torch.randn(5, 3)
+    with pytest.raises(InputError, match=message):
+        to_inference_data(model, guide, x, [0, 2], 16, seed=0)
+    decoder.eval()
+    if not training:  # the point mass stays refused; the model in eval mode is exported
+        return
+    idata = to_inference_data(model, guide, x, [0, 2], 16, seed=0)
+    assert idata.sample_stats["log_weight"].shape == (4, 4, 2)
+
+
 def test_snr_refuses_a_pair_whose_param_sites_hold_other_tensors():
     # two networks registered under one name: Pyro's param store keeps the first one's
     # tensors, which the second pair's param sites then record while it computes with its

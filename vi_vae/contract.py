@@ -183,14 +183,17 @@ def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:
 
 
 def rows_of(
-    x: Tensor, kwargs: dict[str, Any], rows: slice, per_point: frozenset[str] | None = None
+    x: Tensor,
+    kwargs: dict[str, Any],
+    rows: slice | list[int],
+    per_point: frozenset[str] | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
     """``x[rows]`` and the keyword arguments of those rows (clause 5).
 
     Args:
         x: the data, ``[N, ...]``.
         kwargs: the keyword arguments of model and guide for all of ``x``.
-        rows: the rows to take.
+        rows: the rows to take: a slice, or a list of row indices.
         per_point: the names to slice; default :func:`per_point_keywords` of
             ``kwargs`` for ``N`` rows (pass it when ``x`` is itself a slice, so that a
             shared tensor whose first dimension happens to equal the slice's length

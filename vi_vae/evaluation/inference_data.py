@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int
+from vi_vae.contract import per_point_keywords, rows_of
 from vi_vae.errors import InputError
+from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE, DEFAULT_NUM_PARTICLES
 from vi_vae.keys import seeded
 from vi_vae.weights import PARTICLE_PLATE, guess_plates, trace_log_weights
@@ -55,7 +57,13 @@ def to_inference_data(
           turn expectations under q into estimates under p(z|x_n);
           ``az.psislw(log_weight)`` smooths them (Pareto-smoothed importance sampling).
 
-    The ``point`` coordinate holds ``point_indices``.
+    The ``point`` coordinate holds ``point_indices``. Per-point keyword arguments (a
+    tensor with one row per row of ``x``) are taken at the same rows. The pair is
+    checked on those points as the evaluators check it
+    (:func:`~vi_vae.evaluated_pair.check_evaluated_pair`): a guide that draws from a
+    point mass, or a model whose log density of the same (x, z) is random (a network
+    in training mode with dropout), is refused, as its log weights would be no
+    importance weights of p(z|x).
 
     Args:
         model: Pyro model ``model(x, **kwargs)``.
@@ -67,7 +75,7 @@ def to_inference_data(
         chunk_size: (particle, point) pairs per vectorized pass; bounds memory.
         data_plate: name of the data plate.
         seed: seed for reproducible draws (the global RNG is left untouched).
-        **kwargs: passed to model and guide.
+        **kwargs: passed to model and guide; a per-point tensor at ``point_indices``.
 
     Returns:
         An ``arviz.InferenceData``.
@@ -75,10 +83,13 @@ def to_inference_data(
     import arviz  # imported here: it is slow to import
 
     indices = _checked_indices(x, point_indices, num_particles, num_chains, chunk_size)
+    per_point = per_point_keywords(kwargs, x.shape[0])
+    points, point_kwargs = rows_of(x, kwargs, indices, per_point)
+    check_evaluated_pair(model, guide, points, point_kwargs, data_plate, per_point=per_point)
     per_pass = max(1, chunk_size // len(indices))
     with torch.no_grad(), seeded(seed, x.device):
         posterior, stats, dims = _guide_draws(
-            model, guide, x[indices], kwargs, num_particles, per_pass, data_plate
+            model, guide, points, point_kwargs, num_particles, per_pass, data_plate
         )
 
     def by_chain(parts: list[Tensor]) -> Any:
