@@ -1,8 +1,9 @@
 """The evaluators' check of a pair: the contract, and a log density fixed per point (clause 8).
 
-An evaluator (importance sampling, the bounds, AIS, BDMC, the inference gaps) turns
-log p(x_n, z) into a number about the model. That number is one of the model only if
-log p(x_n, z) is a fixed function of the point's own row and its own z:
+An evaluator (importance sampling, the bounds, AIS, BDMC, the inference gaps, the ArviZ
+export's log weights) turns log p(x_n, z) into a number about the model. That number is
+one of the model only if log p(x_n, z) is a fixed function of the point's own row and its
+own z:
 
 - not random beyond the sample sites: a network in training mode with dropout scores
   the same (x, z) differently at every call, and importance sampling then estimates
