@@ -36,7 +36,7 @@ from vi_vae.estimators import (
     parse_estimator,
 )
 from vi_vae.evaluated_pair import check_evaluated_pair
-from vi_vae.evaluation import bounds
+from vi_vae.evaluation import bounds, to_inference_data
 
 FEATURES, LATENT, HIDDEN, CLASSES = 6, 2, 8, 3
 
@@ -164,6 +164,9 @@ def evaluators(model, guide, x, **kwargs):
     calls = {
         "log_marginal_likelihood": lambda: log_marginal_likelihood(model, guide, x, 20, **kwargs),
         "bounds": lambda: bounds(model, guide, x, (1, 5), 10, **kwargs),
+        "to_inference_data": lambda: to_inference_data(
+            model, guide, x, [0, len(x) - 1], 8, num_chains=2, **kwargs
+        ),
     }
     for name in OWN_ESTIMATORS:
         estimator = parse_estimator(ESTIMATOR_SPECS[name].example)
@@ -177,6 +180,8 @@ def numbers(result):
         return torch.tensor([result])
     if isinstance(result, list):
         return torch.cat([bound.per_point for bound in result])
+    if hasattr(result, "sample_stats"):  # the ArviZ export
+        return torch.as_tensor(result.sample_stats["log_weight"].values)
     return result.log_likelihood
 
 
@@ -191,7 +196,9 @@ def test_the_pyro_style_pairs_keep_the_contract():
 # -- item 1: a guide site the model lacks ------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", *OWN_ESTIMATORS])
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", *OWN_ESTIMATORS]
+)
 def test_a_guide_site_the_model_lacks_is_refused(call):
     pair = PyroStyleVAE("extra_site")
     with pytest.raises(InputError, match=r"guide samples site\(s\) \['extra'\]"):
@@ -199,7 +206,9 @@ def test_a_guide_site_the_model_lacks_is_refused(call):
 
 
 @pytest.mark.parametrize("autoguide", ["AutoNormal", "AutoDiagonalNormal"])
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", *OWN_ESTIMATORS])
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", *OWN_ESTIMATORS]
+)
 def test_pyro_s_autoguides_are_refused_naming_their_auxiliary_site(autoguide, call):
     # Pyro's own guides (code we did not write): an auxiliary draw and a Delta at "z"
     x = torch.randn(6, 3)
@@ -233,7 +242,7 @@ def test_a_guide_sized_by_the_whole_data_set_is_refused_saying_how_to_pass_it_by
             pyro.sample("z", dist.Normal(loc, 0.5**0.5).to_event(1))  # the exact posterior
 
     pyro.clear_param_store()
-    for call in ("log_marginal_likelihood", "bounds"):
+    for call in ("log_marginal_likelihood", "bounds", "to_inference_data"):
         with pytest.raises(InputError, match=r"run on all 8 rows of x but fail on its first row"):
             evaluators(model, guide, x)[call]()
     # what the message says to do: the per-point values as a keyword argument, split with x
@@ -267,7 +276,9 @@ def test_a_guide_whose_network_needs_several_rows_is_refused_until_put_in_eval_m
 # -- item 2: one site, two shapes ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "dreg", "elbo"])
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", "iwae", "dreg", "elbo"]
+)
 def test_a_site_shaped_differently_by_model_and_guide_is_refused(call):
     pair = PyroStyleVAE("shapes")
     with pytest.raises(InputError, match=r"'latent'.*\(1, 2\) in the model.*\(2, 1\) in the guide"):
@@ -277,14 +288,16 @@ def test_a_site_shaped_differently_by_model_and_guide_is_refused(call):
 # -- item 3: the data plate is the rows of x ----------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds"])
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "to_inference_data"])
 def test_the_evaluators_refuse_a_subsampled_data_plate_saying_what_to_change(call):
     pair = PyroStyleVAE("subsampled")
     with pytest.raises(InputError, match=r"subsamples 5 of its 10 points.*without subsample_size"):
         evaluators(pair.model, pair.guide, data()[0])[call]()
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo"])
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", "iwae", "elbo"]
+)
 def test_a_sequential_data_plate_is_refused_saying_what_to_change(call):
     pair = PyroStyleVAE("sequential")
     with pytest.raises(
@@ -293,7 +306,9 @@ def test_a_sequential_data_plate_is_refused_saying_what_to_change(call):
         evaluators(pair.model, pair.guide, data()[0])[call]()
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo"])
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", "iwae", "elbo"]
+)
 def test_a_data_plate_of_another_name_is_refused_naming_it_and_data_plate(call):
     pair = PyroStyleVAE("other_name")
     x = data()[0]
@@ -403,7 +418,9 @@ def test_the_per_point_rule_is_a_tensor_whose_first_dimension_is_the_rows_of_x()
 # -- item 6: the particle dimension -------------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "iwae", "elbo", "ais"])
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", "iwae", "elbo", "ais"]
+)
 def test_a_pair_that_fails_under_the_particle_dimension_is_told_what_to_change(call):
     """Pyro's SS-VAE concatenates z (with the particle dim) and ys (without): a raw torch error.
 

@@ -83,7 +83,6 @@ def check_evaluated_pair(
     match_latents: bool = True,
     fixed_guide: bool = False,
     fixed_density: bool = True,
-    per_point: frozenset[str] | None = None,
 ) -> PairLayout:
     """The evaluators' check: the contract on all of ``x``, then clause 8 on its first rows.
 
@@ -96,9 +95,6 @@ def check_evaluated_pair(
     ``fixed_density`` false runs the first row alone but compares no scores and takes
     masked latents (``fit``'s validation ELBO), and warns
     (:class:`~vi_vae.errors.RandomDensityWarning`) where the model's scores differ.
-    ``per_point`` names the per-point keyword arguments when ``x`` is itself a
-    selection of the data's rows (default: :func:`~vi_vae.contract.per_point_keywords`
-    of ``kwargs`` for the rows of ``x``).
 
     Raises:
         InputError: naming what breaks the contract and what to change.
@@ -121,8 +117,7 @@ def check_evaluated_pair(
     )
     if fixed_density:
         _warn_of_unobserved_points(model_traces[0], data_plate, x.shape[0])
-    if per_point is None:
-        per_point = per_point_keywords(kwargs, x.shape[0])
+    per_point = per_point_keywords(kwargs, x.shape[0])
     rows, row_kwargs = rows_of(x, kwargs, slice(0, FIXED_DENSITY_ROWS), per_point)
     with forked(x.device), torch.no_grad(), poutine.block():
         try:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int
-from vi_vae.contract import per_point_keywords, rows_of
+from vi_vae.contract import rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.evaluation.importance_sampling import DEFAULT_CHUNK_SIZE, DEFAULT_NUM_PARTICLES
@@ -59,7 +59,7 @@ def to_inference_data(
 
     The ``point`` coordinate holds ``point_indices``. Per-point keyword arguments (a
     tensor with one row per row of ``x``) are taken at the same rows. The pair is
-    checked on those points as the evaluators check it
+    checked on ``x`` as the evaluators check it
     (:func:`~vi_vae.evaluated_pair.check_evaluated_pair`): a guide that draws from a
     point mass, or a model whose log density of the same (x, z) is random (a network
     in training mode with dropout), is refused, as its log weights would be no
@@ -83,9 +83,8 @@ def to_inference_data(
     import arviz  # imported here: it is slow to import
 
     indices = _checked_indices(x, point_indices, num_particles, num_chains, chunk_size)
-    per_point = per_point_keywords(kwargs, x.shape[0])
-    points, point_kwargs = rows_of(x, kwargs, indices, per_point)
-    check_evaluated_pair(model, guide, points, point_kwargs, data_plate, per_point=per_point)
+    check_evaluated_pair(model, guide, x, kwargs, data_plate)
+    points, point_kwargs = rows_of(x, kwargs, indices)
     per_pass = max(1, chunk_size // len(indices))
     with torch.no_grad(), seeded(seed, x.device):
         posterior, stats, dims = _guide_draws(
