@@ -252,6 +252,7 @@ def all_checks(directory, evaluations):
         "ais": annealed(AIS_POINTS, chunk_size=8),
         "failing_shard": failing_shard(10),
         "shard_scaling": shard_scaling_refusals(),
+        "reordered": reordered_data(),
     }
 
 
@@ -299,6 +300,63 @@ def shard_scaling_refusals():
         message(False, True, "pyro-trace-elbo", 16),
         message(False, False, "pyro-trace-elbo", 8),
     ]
+
+
+def reordered_data():
+    """Rank 1 passes the same points as rank 0 in another order (its own shuffle).
+
+    The shards, cut by position, would hold other points on each rank: some evaluated
+    (or trained on) twice, some never. The evaluators and ``fit`` must refuse (the
+    messages, or None); ``fit`` also per-point labels paired with other points.
+    """
+    vae = tiny_vae()
+    x = binary_data(12)
+    if torch.distributed.get_rank() == 1:
+        x = x.flip(0)
+    calls = {
+        "importance sampling": lambda: importance_sampling(
+            vae.model,
+            vae.guide,
+            x,
+            num_particles=4,
+            bound_particles=(),
+            compute_pareto_k=False,
+            seed=3,
+        ),
+        "ais": lambda: annealed_importance_sampling(
+            vae.model, vae.guide, x, num_steps=2, num_chains=2, leapfrog_steps=1, seed=3
+        ),
+    }
+    labels = torch.arange(12)
+    if torch.distributed.get_rank() == 1:  # the same points and labels, another pairing
+        labels = labels.flip(0)
+
+    def labelled_model(x, labels):
+        vae.model(x)
+
+    def labelled_guide(x, labels):
+        vae.guide(x)
+
+    calls["fit"] = lambda: fit(vae.model, vae.guide, x, epochs=1, batch_size=4)
+    calls["fit labels"] = lambda: fit(
+        labelled_model,
+        labelled_guide,
+        binary_data(12),
+        model_kwargs={"labels": labels},
+        epochs=1,
+        batch_size=4,
+    )
+    messages = {}
+    for name, call in calls.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a 2-step AIS has not converged
+                call()
+        except InputError as error:
+            messages[name] = str(error)
+        else:
+            messages[name] = None
+    return messages
 
 
 def failing_shard(num_points):

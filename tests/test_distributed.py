@@ -136,6 +136,19 @@ def test_sites_the_sum_over_ranks_would_count_once_per_rank_are_refused(two_rank
         assert plain is None  # the same pair in a plate of the share's size trains
 
 
+def test_ranks_passing_the_same_points_in_another_order_are_refused(two_ranks):
+    # the shards are cut by position: rank 1's reversed rows would give each rank other
+    # points, some evaluated (or trained on) twice and some never; the evaluators'
+    # order-free checksum let them pass, and fit compared nothing
+    for rank_result in two_ranks:
+        messages = rank_result["reordered"]
+        assert set(messages) == {"importance sampling", "ais", "fit", "fit labels"}
+        for name, message in messages.items():
+            assert message is not None, name
+            assert "the ranks passed different data points" in message, name
+            assert "rank 0: 12 points, rank 1: 12 points" in message, name
+
+
 def test_three_ranks_evaluate_bitwise_as_one_and_a_failing_rank_ends_the_job(tmp_path, one_process):
     # torchrun starts 3 ranks: each evaluates (uneven and empty shards), then rank 1
     # raises during training while ranks 0 and 2 wait for it in the gradient all-reduce

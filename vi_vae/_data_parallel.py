@@ -34,7 +34,7 @@ distribution, not draw by draw.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyro
 import torch
@@ -45,6 +45,9 @@ from torch import Tensor
 from vi_vae import distributed
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.keys import RandomKey, seed_everything
+
+if TYPE_CHECKING:
+    from vi_vae._train_step import Points
 
 __all__ = ["DataParallel", "DataParallelSVI", "Local"]
 
@@ -62,15 +65,26 @@ class DataParallelSVI(SVI):
     #: the keyword arguments with one row per point, sharded with the batch
     point_kwargs: frozenset[str] = frozenset()
 
-    def synchronize(self) -> None:
-        """Copy rank 0's parameters to every rank; refuse ranks whose parameters differ."""
+    def synchronize(self, data: Points) -> None:
+        """Copy rank 0's parameters to every rank; refuse ranks whose parameters or data differ.
+
+        Each global batch is sharded by position, so ranks must pass the same points, and
+        per-point keyword arguments, in the same order: a rank that shuffled its own
+        would train on shares of other batches, some points twice and some never.
+        """
         names = sorted(name for name, _ in pyro.get_param_store().named_parameters())
-        everyone = distributed.all_gather_objects(names)
-        if any(other != names for other in everyone):
+        fingerprint = [distributed.data_fingerprint(data.x)] + [
+            (name, distributed.data_fingerprint(data.kwargs[name]))
+            for name in sorted(data.per_point)
+        ]
+        everyone = distributed.all_gather_objects((names, len(data.x), fingerprint))
+        if any(other != names for other, _, _ in everyone):
             raise InputError(
                 "the ranks' models have different parameters; every rank must build the "
                 "same model, with every parameter created by one call of model and guide"
             )
+        if any(other != fingerprint for _, _, other in everyone):
+            raise distributed.different_data([n for _, n, _ in everyone], "data to fit")
         self.names = names
         distributed.broadcast_tensors(self._parameters())
 
@@ -156,7 +170,7 @@ class Local:
             svi.point_kwargs = point_kwargs
         return svi
 
-    def start(self, svi: SVI, seed: int) -> None:
+    def start(self, svi: SVI, seed: int, data: Points) -> None:
         """Nothing to synchronize."""
 
     def main_value(self, compute: Callable[[], T]) -> T:
@@ -176,10 +190,10 @@ class DataParallel(Local):
 
     svi_type = DataParallelSVI
 
-    def start(self, svi: SVI, seed: int) -> None:
+    def start(self, svi: SVI, seed: int, data: Points) -> None:
         """Rank 0's initial parameters everywhere; a stream of its own for each rank's draws."""
         assert isinstance(svi, DataParallelSVI)
-        svi.synchronize()
+        svi.synchronize(data)
         _seed_rank(seed, 0)
 
     def main_value(self, compute: Callable[[], T]) -> T:

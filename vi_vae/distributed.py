@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from vi_vae._digest import tensor_sha256
 from vi_vae._validation import check_positive_int
 from vi_vae.errors import InputError
 
@@ -46,6 +47,7 @@ __all__ = [
     "broadcast_object",
     "broadcast_tensors",
     "data_fingerprint",
+    "different_data",
     "init_from_environment",
     "is_distributed",
     "is_main_process",
@@ -186,13 +188,14 @@ def shard(
 
 
 def data_fingerprint(x: Tensor) -> tuple:
-    """Shape, dtype and an exact, order-free checksum (integer sum of the bytes) of ``x``.
+    """Shape, dtype and the SHA-256 of the values of ``x``, in their order.
 
     Sharded evaluators pass it to :func:`map_shards`, which refuses ranks that were
-    given different data.
+    given different data. The order counts: ranks that shuffled the same points
+    differently (a generator seeded by rank) would cut shards of other points, some
+    evaluated twice and some never.
     """
-    checksum = x.detach().contiguous().view(torch.uint8).sum(dtype=torch.int64).item()
-    return tuple(x.shape), str(x.dtype), checksum
+    return tuple(x.shape), str(x.dtype), tensor_sha256(x)
 
 
 def map_shards(
@@ -246,12 +249,17 @@ def map_shards(
             kind = InputError if is_input_error else ShardFailed
             raise kind(f"rank {other} of {len(gathered)} failed: {message}")
     if any((n, f) != (num_points, fingerprint) for n, f, _, _ in gathered):
-        raise InputError(
-            "the ranks passed different data points (numbers of points or contents); under "
-            "torch.distributed every rank must pass the same x, which is then sharded: "
-            + ", ".join(f"rank {r}: {n} points" for r, (n, _, _, _) in enumerate(gathered))
-        )
+        raise different_data([n for n, _, _, _ in gathered], "x")
     return combine([part for _, _, _, part in gathered if part is not None])
+
+
+def different_data(points: Sequence[int], what: str) -> InputError:
+    """The error of ranks that passed different data; ``points``: each rank's count."""
+    return InputError(
+        "the ranks passed different data points (numbers of points, contents or order); "
+        f"under torch.distributed every rank must pass the same {what}, which is then "
+        "sharded by position: " + ", ".join(f"rank {r}: {n} points" for r, n in enumerate(points))
+    )
 
 
 def all_gather_objects(value: Any) -> list[Any]:

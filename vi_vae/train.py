@@ -258,7 +258,7 @@ class _Run:
         if global_sites:
             check_batch_scaling(trace, settings.data_plate, len(first_batch), len(data))
         check_shard_scaling(trace, settings.data_plate, world_size(), global_sites)
-        parallel.start(svi, settings.seed)
+        parallel.start(svi, settings.seed, data)
         return cls(
             model,
             guide,

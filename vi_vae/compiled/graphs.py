@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
 from torch import fx
 
+from vi_vae._digest import tensor_sha256
 from vi_vae.compiled.purify import PureFunction
 
 __all__ = [
@@ -174,8 +174,7 @@ def _literals(module: fx.GraphModule) -> tuple:
         if not isinstance(value, torch.Tensor):
             found.append((node.target, type(value).__qualname__, id(value)))  # never equal
             continue
-        data = value.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
-        digest = hashlib.sha256(data.numpy().tobytes()).hexdigest()
+        digest = tensor_sha256(value)
         found.append((node.target, tuple(value.shape), value.dtype, str(value.device), digest))
     return tuple(found)
 

@@ -1,0 +1,33 @@
+"""The SHA-256 of a tensor's values: its dtype, its shape and its bytes in order.
+
+One digest for every caller that must tell data apart: a run's splits
+(:meth:`vi_vae.data.Dataset.digests`), the data each rank passes under torchrun
+(:func:`vi_vae.distributed.data_fingerprint`), the constants a compiled graph holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import Tensor
+
+__all__ = ["tensor_sha256"]
+
+
+def tensor_sha256(values: Tensor) -> str:
+    """The hex SHA-256 of ``values``' dtype, shape and bytes (copied to the CPU first).
+
+    Any change of a value, of the order of the values, of the shape or of the dtype
+    changes it.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> digest = tensor_sha256(x)
+        >>> digest == tensor_sha256(x.clone()), digest == tensor_sha256(x.flip(0))
+        (True, False)
+    """
+    values = values.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{values.dtype} {list(values.shape)}".encode())
+    digest.update(values.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
