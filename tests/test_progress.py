@@ -149,6 +149,35 @@ def test_a_warning_is_one_line_on_stderr(capsys):
     assert capsys.readouterr().err == "vi-vae: warning: old checkpoint format\n"
 
 
+def test_a_command_computes_products_and_convolutions_in_float32_and_restores_torch_s_flags(
+    monkeypatch,
+):
+    # cuDNN's convolutions may use TF32 by default on a GPU (torch.backends.cudnn.allow_tf32
+    # is true): a conv run's log p(x) carried that rounding while the docs said float32
+    import torch
+
+    from vi_vae.cli import commands, parser
+
+    seen = {}
+
+    def families(args):
+        seen["cudnn"] = torch.backends.cudnn.allow_tf32
+        seen["precision"] = torch.get_float32_matmul_precision()
+        return 0
+
+    monkeypatch.setitem(commands.COMMANDS, "families", families)
+    before = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    torch.set_float32_matmul_precision("high")
+    try:
+        assert parser.main(["families"]) == 0
+        assert seen == {"cudnn": False, "precision": "highest"}
+        assert torch.backends.cudnn.allow_tf32 is True
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before[1])
+
+
 def test_the_command_shows_a_library_s_warning_on_one_line_and_not_torch_s_tf32_advice(capsys):
     # a warning written over several lines (arviz's starts with a newline) is one line, and
     # inductor's advice to use TF32 on a GPU is not shown: the command keeps float32 products

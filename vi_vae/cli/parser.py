@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import torch
 
 from vi_vae import __version__
 from vi_vae.app.assessment import DEFAULT_BDMC_NUM_POINTS, DEFAULT_GAPS_NUM_POINTS, METHODS
@@ -292,6 +295,25 @@ def show_warnings_as_messages() -> None:
     warnings.filterwarnings("ignore", "TensorFloat32 tensor cores", UserWarning)
 
 
+@contextlib.contextmanager
+def float32_products() -> Iterator[None]:
+    """Matrix products and convolutions in full float32 for the command, then as they were.
+
+    torch's matrix products are float32 by default, but cuDNN's convolutions may use
+    TF32 (10 bits of mantissa) on a GPU with tensor cores unless told not to
+    (``torch.backends.cudnn.allow_tf32``, true by default): a conv model's log p(x) would
+    carry that rounding where an MLP's does not. The command turns both off.
+    """
+    cudnn, precision = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = cudnn
+        torch.set_float32_matmul_precision(precision)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vi-vae``; returns the exit status (2 for bad input, 1 for a failed run)."""
     parser = build_parser()
@@ -309,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "nproc", None):
             return relaunch(args.nproc, argv)
-        with distributed_session(args.command):
+        with distributed_session(args.command), float32_products():
             return COMMANDS[args.command](args)
     except InputError as error:
         print(f"{name}: error: {_message(error, args.command)}", file=sys.stderr)
