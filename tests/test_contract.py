@@ -551,6 +551,27 @@ def test_x_of_a_dtype_the_pair_cannot_take_is_refused_naming_x(pair, dtype):
             call()
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "float16", "autocast"])
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds", "to_inference_data", "ais"])
+def test_a_pair_whose_log_densities_come_in_half_precision_is_refused(precision, call):
+    # in bfloat16 a 784-pixel Bernoulli near -1074 nats is stored as a multiple of 8: the
+    # estimate came out with a standard error of hundredths and digits off by nats
+    vae = VAE(input_dim=FEATURES, latent_dim=LATENT, hidden_sizes=(HIDDEN,), seed=0)
+    x = data()[0]
+    dtype = torch.bfloat16 if precision == "autocast" else getattr(torch, precision)
+    context = torch.autocast("cpu", dtype=dtype)
+    if precision != "autocast":
+        vae.to(dtype)
+        x = x.to(dtype)
+        context = contextlib.nullcontext()
+    calls = evaluators(vae.model, vae.guide, x)
+    calls["ais"] = lambda: annealed_importance_sampling(
+        vae.model, vae.guide, x, num_steps=2, num_chains=2, seed=0
+    )
+    with context, pytest.raises(InputError, match=rf"computed in {dtype}.*float32 or float64"):
+        calls[call]()
+
+
 @pytest.mark.parametrize("pair", ["template", "pyro-style"])
 @pytest.mark.parametrize(
     "shape", [(FEATURES,), (10, 2, 3), (10, FEATURES + 1)], ids=["1-D", "3-D", "wide"]

@@ -153,9 +153,10 @@ def _inspect_data(model_trace: Trace, guide_trace: Trace) -> None:
 
 
 def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
-    """The observed sites' data in their supports, latent sites unmasked, a guide density."""
+    """Data in their supports, latents unmasked, a guide density, float32 or wider."""
     check_observed_support(model_trace)
     _refuse_point_masses(guide_trace)
+    _refuse_low_precision(model_trace, guide_trace)
     for trace, which in ((model_trace, "model"), (guide_trace, "guide")):
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
@@ -172,6 +173,33 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
                     "likelihood's .mask() or pyro.poutine.mask around the observation), and "
                     "leave latent sites whole: a latent of a step without data keeps its prior "
                     "and guide densities, whose ratio averages to 1"
+                )
+
+
+#: float dtypes too narrow for a log density, with their bits of precision
+LOW_PRECISION = {torch.bfloat16: 8, torch.float16: 11}
+
+
+def _refuse_low_precision(model_trace: Trace, guide_trace: Trace) -> None:
+    """Refuse a site whose log density comes in a half-precision dtype.
+
+    log p(x, z) sums hundreds of terms (one per pixel): in bfloat16 a Bernoulli
+    likelihood of 784 pixels near -1074 nats is stored to the nearest multiple of 8,
+    its sum off by several nats, far beyond any standard error the estimate reports.
+    """
+    for trace, which in ((model_trace, "model"), (guide_trace, "guide")):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            dtype = site["fn"].log_prob(site["value"]).dtype
+            if dtype in LOW_PRECISION:
+                raise InputError(
+                    f"the {which}'s log density at site {name!r} is computed in {dtype}, whose "
+                    f"{LOW_PRECISION[dtype]} bits of precision round a log density of "
+                    "hundreds of terms by nats (a 784-pixel Bernoulli near -1074 nats is "
+                    "stored in bfloat16 as a multiple of 8), far beyond the estimate's "
+                    "standard error; evaluate in float32 or float64: the networks and x in "
+                    "float32 (module.float(), x.float()), outside torch.autocast"
                 )
 
 
