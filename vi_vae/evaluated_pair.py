@@ -90,7 +90,8 @@ def check_evaluated_pair(
     evaluators split ``x`` by rows themselves), ``x`` in the support of every observed
     site and no latent site masked; then the model's log density of each of the first
     :data:`FIXED_DENSITY_ROWS` points, scored twice at the same draw and, for the first
-    row, alone (module docstring). ``fixed_guide`` also requires the guide's log
+    row, alone (module docstring), each site's log density in float32 or wider
+    (:data:`LOW_PRECISION`). ``fixed_guide`` also requires the guide's log
     density fixed (AIS);
     ``fixed_density`` false runs the first row alone but compares no scores and takes
     masked latents (``fit``'s validation ELBO), and warns
@@ -126,6 +127,8 @@ def check_evaluated_pair(
             )
         except Exception as error:
             raise _part_failure(error, x.shape[0], rows.shape[0]) from error
+        if fixed_density:
+            _refuse_low_precision(model_trace, guide_trace)
         score = _scorer(layout, data_plate)
         first = score(model_trace)
         # replayed on its own trace: a guide may draw no site (AIS's prior)
@@ -153,10 +156,9 @@ def _inspect_data(model_trace: Trace, guide_trace: Trace) -> None:
 
 
 def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
-    """Data in their supports, latents unmasked, a guide density, float32 or wider."""
+    """The observed sites' data in their supports, latent sites unmasked, a guide density."""
     check_observed_support(model_trace)
     _refuse_point_masses(guide_trace)
-    _refuse_low_precision(model_trace, guide_trace)
     for trace, which in ((model_trace, "model"), (guide_trace, "guide")):
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
