@@ -99,9 +99,20 @@ def print_paired_differences(comparison: Comparison) -> None:
             for name, difference in differences.items()
         )
         num_points = next(iter(differences.values())).num_points
+        unsettled = (
+            any(row.ais is not None and row.ais.converged is False for row in comparison.rows)
+            if ais
+            else comparison.unsettled
+        )
+        caveat = (
+            "; some rows are not converged, and their estimates lie below log p(x) by amounts "
+            "that can differ between rows, which these differences include"
+            if unsettled
+            else ""
+        )
         print(
             f"{'AIS ' if ais else ''}log p(x) − {first}'s, paired over the same {num_points} "
-            f"points: {listed} (± for these trained models, not another training seed)"
+            f"points: {listed} (± for these trained models, not another training seed{caveat})"
         )
 
 
