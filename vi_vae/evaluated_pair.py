@@ -131,6 +131,8 @@ def check_evaluated_pair(
             _refuse_low_precision(model_trace, guide_trace)
         score = _scorer(layout, data_plate)
         first = score(model_trace)
+        if fixed_density:
+            _refuse_nan("the model", first, model_trace)
         # replayed on its own trace: a guide may draw no site (AIS's prior)
         again = score(_replayed(model, model_trace, rows, row_kwargs))
         if fixed_density:
@@ -355,10 +357,38 @@ def _first_point(site: dict, data_plate: str) -> Tensor:
 
 
 def _differ(first: Tensor, second: Tensor) -> float:
-    """The largest difference of two scores of the same points, if beyond float rounding; else 0."""
-    difference = (first - second).abs().max().item()
-    scale = first.abs().max().item()
+    """The largest difference of two scores of the same points, if beyond float rounding; else 0.
+
+    Equal infinities do not differ: a draw where the density is 0 (log density -inf)
+    scores so every time.
+    """
+    difference = torch.where(first == second, 0.0, (first - second).abs()).max().item()
+    finite = first[torch.isfinite(first)]
+    scale = finite.abs().max().item() if finite.numel() else 0.0
     return 0.0 if difference <= _TOLERANCE + _RELATIVE_TOLERANCE * scale else difference
+
+
+def _refuse_nan(what: str, score: Tensor, trace: Trace) -> None:
+    """Refuse a log density that is NaN at some of the check's rows, naming them and the sites.
+
+    Compared with a second score, NaN would read as a density that changes between calls.
+    """
+    points = torch.isnan(score).reshape(-1).nonzero().flatten().tolist()
+    if not points:
+        return
+    sites = [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and not site_is_subsample(site)
+        and torch.isnan(site["fn"].log_prob(site["value"])).any()
+    ]
+    raise InputError(
+        f"{what}'s log density is NaN at point(s) {points[:5]} of x (site(s) {sites}): a "
+        "network output that overflowed, or a distribution given parameters outside its "
+        "domain (with validate_args=False), so log p(x) has no estimate there; find what "
+        "turns NaN at those points"
+    )
 
 
 def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:

@@ -5,7 +5,8 @@ its bias: from a guide too narrow for the posterior, importance sampling sits fa
 log p(x) with a small error bar. The verdict (``estimate.convergence``) has two checks,
 each naming ``num_particles``: Pareto k̂ (more than a tenth of the points above 0.7, or
 K too small to fit k̂) and half particles (the estimate at K against the mean of the
-estimates from each half of the weights, more than 0.1 nats per point + 2 SEs apart).
+estimates from each half of the weights, more than 0.1 nats per point + 2 SEs apart),
+and a third, finite points, where a point has no finite estimate.
 
 The model is the linear Gaussian of tests/linear_gaussian.py, whose log p(x) is exact.
 """
@@ -18,7 +19,12 @@ import pytest
 import torch
 from linear_gaussian import LinearGaussian
 
-from vi_vae import ConvergenceWarning, annealed_importance_sampling, log_marginal_likelihood
+from vi_vae import (
+    ConvergenceWarning,
+    InputError,
+    annealed_importance_sampling,
+    log_marginal_likelihood,
+)
 from vi_vae.evaluation import bounds
 from vi_vae.evaluation.importance_convergence import (
     PARETO_K_SHARE_TOLERANCE,
@@ -163,3 +169,46 @@ def test_the_verdict_is_the_same_whatever_the_pass_size_and_bounds_do_not_warn()
 def test_half_particles_check_of_one_point_has_no_standard_error():
     check = half_particles_check(torch.tensor([-1.0]), torch.tensor([-1.3]), 8)
     assert not check.passed and check.value == pytest.approx(0.3)
+
+
+def overflowing_model(nan=False):
+    """The linear Gaussian whose likelihood scale overflows to inf where |x| > 40.
+
+    Its density of such a point is 0 (log density -inf) at every z; with ``nan`` the
+    location is NaN there instead.
+    """
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            loc = z @ LG.weight.T + LG.bias
+            if nan:
+                loc = torch.where(x.abs() > 40, torch.nan, loc)
+            scale = torch.exp(x.abs() * 20) * 1e-300 + LG.noise  # inf where |x| > 40
+            likelihood = dist.Normal(loc, scale, validate_args=False)
+            pyro.sample("x", likelihood.to_event(1), obs=x)
+
+    return model
+
+
+def test_a_point_with_no_finite_estimate_fails_the_verdict_naming_it():
+    # every log weight of point 3 is -inf: the mean over the points is -inf, and the
+    # half-particles check read "+nan ± nan" where it now judges the other points; the
+    # density check read the equal -inf scores as a density that changes between calls
+    x = X[:20].clone()
+    x[3, 0] = 50.0
+    with pytest.warns(ConvergenceWarning, match="1 point"):
+        estimate = log_marginal_likelihood(overflowing_model(), LG.mean_field_guide, x, 200, seed=0)
+    assert torch.isneginf(estimate.log_likelihood[3])
+    assert torch.isfinite(estimate.log_likelihood[torch.arange(20) != 3]).all()
+    checks = {check.name: check for check in estimate.convergence.checks}
+    assert not checks["finite-points"].passed and checks["finite-points"].value == 1 / 20
+    assert "the first at point 3 (-inf)" in checks["finite-points"].message
+    assert torch.isfinite(torch.tensor(checks["half-particles"].value))
+
+
+def test_a_nan_log_density_is_refused_as_nan_and_not_as_a_random_one():
+    x = X[:20].clone()
+    x[3, 0] = 50.0
+    with pytest.raises(InputError, match=r"log density is NaN at point\(s\) \[3\] of x \(site"):
+        log_marginal_likelihood(overflowing_model(nan=True), LG.mean_field_guide, x, 20, seed=0)

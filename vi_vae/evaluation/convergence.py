@@ -113,7 +113,9 @@ class ConvergenceCheck:
             automatic search of :mod:`vi_vae.evaluation.auto_ais`: T against the round
             before), or those of
             :func:`~vi_vae.evaluation.gaps.inference_gaps` (``"local-elbo"``,
-            ``"local-optimization"``, ``"local-points"``, ``"amortized-elbo"``).
+            ``"local-optimization"``, ``"local-points"``, ``"amortized-elbo"``), or
+            importance sampling's (``"pareto-k"``, ``"half-particles"``,
+            ``"finite-points"``).
         passed: whether the run passed it.
         value: what was measured (acceptance; nats per point for the others).
         limit: the value beyond which it fails (for the differences, before the

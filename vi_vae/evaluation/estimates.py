@@ -30,7 +30,11 @@ import torch
 from torch import Tensor
 
 from vi_vae.evaluation.convergence import Convergence
-from vi_vae.evaluation.importance_convergence import half_particles_check, pareto_k_check
+from vi_vae.evaluation.importance_convergence import (
+    finite_points_check,
+    half_particles_check,
+    pareto_k_check,
+)
 from vi_vae.evaluation.pareto import (
     MIN_PARTICLES_FOR_PARETO_K,
     pareto_k_from_tails,
@@ -136,10 +140,14 @@ class LogLikelihoodEstimate(_MeansOverPoints):
     convergence: Convergence | None = None
 
     def judged(self) -> LogLikelihoodEstimate:
-        """This estimate with its importance-sampling verdict (Pareto k̂, half particles)."""
+        """This estimate with its importance-sampling verdict (Pareto k̂, half particles).
+
+        A point with no finite estimate fails a third check, ``finite-points``.
+        """
         half = self.half_particles_log_likelihood
         too_few = self.num_particles < MIN_PARTICLES_FOR_PARETO_K
         checks = (
+            finite_points_check(self.log_likelihood),
             pareto_k_check(self.pareto_k, PARETO_K_THRESHOLD, self.num_particles, too_few),
             half_particles_check(
                 self.log_likelihood,
