@@ -1,18 +1,21 @@
-"""The SHA-256 of a tensor's values: its dtype, its shape and its bytes in order.
+"""SHA-256 digests: of a tensor's values (dtype, shape and bytes in order), of a file.
 
 One digest for every caller that must tell data apart: a run's splits
 (:meth:`vi_vae.data.Dataset.digests`), the data each rank passes under torchrun
-(:func:`vi_vae.distributed.data_fingerprint`), the constants a compiled graph holds.
+(:func:`vi_vae.distributed.data_fingerprint`), the constants a compiled graph holds,
+the checkpoint a run's ``metrics.json`` was computed from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["tensor_sha256"]
+__all__ = ["file_sha256", "tensor_sha256"]
 
 
 def tensor_sha256(values: Tensor) -> str:
@@ -30,4 +33,13 @@ def tensor_sha256(values: Tensor) -> str:
     values = values.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{values.dtype} {list(values.shape)}".encode())
     digest.update(values.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()

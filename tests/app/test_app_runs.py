@@ -22,6 +22,7 @@ from vi_vae.app.config import (
 from vi_vae.app.run_directory import (
     FIGURE_FILES,
     LOCK_FILE,
+    MetricsOfAnotherCheckpoint,
     RunDirectory,
     RunDirectoryInUse,
     RunDirectoryNotEmpty,
@@ -164,6 +165,7 @@ def test_data_changed_since_training_are_refused_naming_the_splits(tmp_path):
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
     del checkpoint["metadata"]["data"]
     save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+    (run_dir / "metrics.json").unlink()  # the numbers of the checkpoint it replaced
     np.save(path, 1 - x)
     load_run(run_dir)
 
@@ -212,6 +214,39 @@ def test_a_checkpoint_without_its_fingerprint_is_refused_not_trusted(trained, tm
     with pytest.raises(InputError, match=message):
         resume_run(run_dir, epochs=2, figures=False)
     assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1  # nothing trained
+
+
+def test_metrics_of_another_checkpoint_are_refused_not_reported(trained, tmp_path):
+    # another run's metrics.json (its checksum intact) copied beside this run's checkpoint:
+    # plot and evaluate reported its log p(x) as this run's
+    other = train_run(TINY.replace("training", seed=7), tmp_path / "other", figures=False)
+    run_dir = _copy(trained.directory.path, tmp_path / "copied")
+    shutil.copy(other.directory.metrics_path, run_dir / "metrics.json")
+    message = r"metrics.json holds the numbers of another checkpoint than .*checkpoint.pt"
+    with pytest.raises(MetricsOfAnotherCheckpoint, match=message):
+        load_run(run_dir)
+    shutil.copy(trained.directory.metrics_path, run_dir / "metrics.json")  # its own
+    assert repr(load_run(run_dir).metrics) == repr(trained.metrics)
+
+
+def test_a_resume_that_stopped_before_its_evaluation_leaves_no_number_of_the_old_weights(
+    tmp_path,
+):
+    # a resume killed after training on, before its evaluation, left the metrics and the
+    # figures of the old weights beside the new checkpoint: reported as the run's
+    run = train_run(TINY, tmp_path / "run")
+    earlier = run.directory.metrics_path.read_bytes()
+    resume_run(run.directory.path, epochs=2, figures=False)
+    run.directory.metrics_path.write_bytes(earlier)  # as the stopped resume left it
+    for name in run.metrics.figures:
+        (run.directory.path / name).write_bytes(b"a figure of the old weights")
+    with pytest.raises(MetricsOfAnotherCheckpoint):
+        load_run(run.directory.path)
+    # resuming finishes it: evaluated anew, the old figures removed
+    finished = resume_run(run.directory.path, epochs=2, figures=False)
+    assert finished.metrics.figures == ()
+    assert not any(run.directory.figure_path(name).exists() for name in FIGURE_FILES)
+    assert repr(load_run(run.directory.path).metrics) == repr(finished.metrics)
 
 
 def test_a_second_writer_is_refused_and_the_first_run_stays_whole(trained, tmp_path):

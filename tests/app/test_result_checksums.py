@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vi_vae._digest import file_sha256
 from vi_vae.app.config import (
     AISConfig,
     DataConfig,
@@ -16,7 +17,7 @@ from vi_vae.app.config import (
     TrainingConfig,
 )
 from vi_vae.app.metrics import RunMetrics
-from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.run_directory import CHECKPOINT_FIELD, RunDirectory
 from vi_vae.app.runs import train_run
 from vi_vae.checkpoint import CHECKSUM_FIELD
 from vi_vae.errors import InputError, UnverifiedFileWarning
@@ -40,9 +41,10 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def directory(trained, tmp_path):
-    """A copy of the trained run's metrics.json, to edit."""
+    """A copy of the trained run's metrics.json, to edit, beside the checkpoint it is of."""
     copy = RunDirectory(tmp_path, writer=True)
     shutil.copyfile(trained.directory.metrics_path, copy.metrics_path)
+    shutil.copyfile(trained.directory.checkpoint_path, copy.checkpoint_path)
     return copy
 
 
@@ -62,7 +64,8 @@ def test_metrics_json_round_trips_every_field(trained, directory):
     assert metrics.ais is not None and metrics.training is not None  # the premise: all filled
     assert repr(directory.read_metrics()) == repr(metrics)  # repr: NaN equals NaN
     stored = stored_json(directory.metrics_path)
-    assert list(stored) == [*RunMetrics.__dataclass_fields__, CHECKSUM_FIELD]
+    assert list(stored) == [*RunMetrics.__dataclass_fields__, CHECKPOINT_FIELD, CHECKSUM_FIELD]
+    assert stored[CHECKPOINT_FIELD] == file_sha256(trained.directory.checkpoint_path)
     # written again from what was read: the same bytes, checksum included
     directory.write_metrics(directory.read_metrics())
     assert directory.metrics_path.read_bytes() == trained.directory.metrics_path.read_bytes()

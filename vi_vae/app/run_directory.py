@@ -21,7 +21,11 @@ The files of results, ``metrics.json`` and ``comparison.json``, carry a checksum
 their content (:func:`vi_vae.checkpoint.check_json_checksum`), as ``checkpoint.pt``
 does: one changed after it was written, by hand or by damage, is refused instead of
 reported; one of an older vi_vae, which has none, is read with an
-:class:`~vi_vae.errors.UnverifiedFileWarning`. ``config.json`` has none: the settings
+:class:`~vi_vae.errors.UnverifiedFileWarning`. ``metrics.json`` also names the
+``checkpoint.pt`` its numbers were computed from (:data:`CHECKPOINT_FIELD`, the SHA-256
+of its bytes): one beside another checkpoint (copied from another run, or left by a
+resume that trained on and stopped before its evaluation) is refused, not reported as
+this run's. ``config.json`` has none: the settings
 that shape the weights and the report are checked against the fingerprint the
 checkpoint stores, and the data against the digests of the splits it was trained on
 (:meth:`RunDirectory.check_fingerprint`).
@@ -45,6 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vi_vae._digest import file_sha256
 from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.config import RunConfig
 from vi_vae.app.directory_lock import LOCK_FILE, RunDirectoryInUse, directory_lock
@@ -70,6 +75,7 @@ from vi_vae.errors import InputError
 from vi_vae.train import EpochRecord
 
 __all__ = [
+    "CHECKPOINT_FIELD",
     "CHECKPOINT_FILE",
     "COMPARISON_FILE",
     "CONFIG_FILE",
@@ -77,6 +83,7 @@ __all__ = [
     "HISTORY_FILE",
     "LOCK_FILE",
     "METRICS_FILE",
+    "MetricsOfAnotherCheckpoint",
     "REPORT_FILE",
     "RunDirectory",
     "RunDirectoryInUse",
@@ -87,6 +94,8 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 COMPARISON_FILE = "comparison.json"
+#: the field of ``metrics.json`` naming the checkpoint its numbers are of (its file's SHA-256)
+CHECKPOINT_FIELD = "checkpoint_sha256"
 #: what to do with a ``metrics.json`` that does not match its checksum: every command
 #: that writes it reads it first, so it has to go; a new one lacks what it held
 _METRICS_REMEDY = (
@@ -106,6 +115,18 @@ FIGURE_FILES = {
     "snr_versus_k": "snr_versus_k.png",
     "inference_gaps": "inference_gaps.png",
 }
+
+
+class MetricsOfAnotherCheckpoint(InputError):
+    """``metrics.json`` was computed from another ``checkpoint.pt`` than the directory's."""
+
+    def __init__(self, directory: RunDirectory) -> None:
+        super().__init__(
+            f"{directory.metrics_path} holds the numbers of another checkpoint than "
+            f"{directory.checkpoint_path} (one copied in since, or trained on by a resume "
+            "that stopped before its evaluation), so they are not this run's; resume the "
+            "run to finish it, or " + _METRICS_REMEDY
+        )
 
 
 class RunDirectoryNotEmpty(InputError):
@@ -336,24 +357,32 @@ class RunDirectory:
     # -- metrics.json, report.md, figures ---------------------------------------
 
     def write_metrics(self, metrics: RunMetrics) -> None:
-        """Write ``metrics.json``."""
+        """Write ``metrics.json``, naming the checkpoint its numbers are of."""
         if self.writer:
-            atomic_write_json(self.metrics_path, to_json(metrics), checksum=True)
+            content = {**to_json(metrics), CHECKPOINT_FIELD: self._checkpoint_sha256()}
+            atomic_write_json(self.metrics_path, content, checksum=True)
 
     def read_metrics(self) -> RunMetrics | None:
         """Read and check ``metrics.json``; ``None`` when there is none.
 
         Raises:
-            InputError: when it does not match its checksum (module docstring) or its
-                schema.
+            InputError: when it does not match its checksum, was computed from another
+                checkpoint than the directory's (module docstring), or breaks its schema.
         """
         if not self.metrics_path.is_file():
             return None
         stored = check_json_checksum(
             self.metrics_path, read_json(self.metrics_path), _METRICS_REMEDY
         )
+        made_from = stored.pop(CHECKPOINT_FIELD, None)  # None: an older vi_vae wrote it
+        if made_from is not None and made_from != self._checkpoint_sha256():
+            raise MetricsOfAnotherCheckpoint(self)
         with _naming(self.metrics_path):
             return from_json(RunMetrics, stored, "metrics")
+
+    def _checkpoint_sha256(self) -> str | None:
+        """The SHA-256 of ``checkpoint.pt``'s bytes (``None`` without one)."""
+        return file_sha256(self.checkpoint_path) if self.has_checkpoint() else None
 
     def write_report(self, text: str) -> None:
         """Write ``report.md``."""

@@ -28,7 +28,7 @@ from vi_vae.app.figures import make_run_figures
 from vi_vae.app.fingerprint import fingerprint
 from vi_vae.app.metrics import RunMetrics, TrainingSummary
 from vi_vae.app.report import run_report
-from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.run_directory import MetricsOfAnotherCheckpoint, RunDirectory
 from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset
 from vi_vae.errors import InputError, TrainingError
@@ -174,13 +174,20 @@ def _train(
 
 
 def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tuple[str, ...]:
-    """The figures still true after training: a resume that trains on deletes them."""
+    """The figures still true after training: a resume that trains on deletes them.
+
+    So does one that finds the metrics, and so the figures, of an earlier checkpoint (a
+    resume that trained on and stopped before its evaluation): it evaluates anew.
+    """
     if not resume:
         return ()
-    if directory.completed_epochs() < epochs:
-        directory.remove_figures()  # they show the weights training is about to change
-        return ()
-    return (directory.read_metrics() or RunMetrics()).figures
+    try:
+        if directory.completed_epochs() >= epochs:
+            return (directory.read_metrics() or RunMetrics()).figures
+    except MetricsOfAnotherCheckpoint:
+        pass
+    directory.remove_figures()  # they show other weights than those the run ends with
+    return ()
 
 
 def _fit_and_evaluate(
