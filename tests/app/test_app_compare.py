@@ -312,6 +312,22 @@ def test_a_comparison_whose_rows_were_evaluated_on_other_points_or_k_is_refused(
         dataclasses.replace(result, rows=rows)
 
 
+def test_resume_evaluates_a_finished_run_whose_metrics_are_another_checkpoint_s(
+    comparison, tmp_path
+):
+    # iwae:3's metrics.json (its checksum intact) beside elbo's checkpoint, as a resume
+    # stopped before its evaluation leaves its old one: reused, its row was another model's
+    out_dir, result = comparison
+    shutil.copytree(out_dir / "elbo", tmp_path / "elbo")
+    shutil.copy(out_dir / "iwae-3" / "metrics.json", tmp_path / "elbo" / "metrics.json")
+    resumed = compare(BASE, ["elbo"], tmp_path, snr_particles=(1,), snr_num_draws=2, resume=True)
+    # the comparison's own evaluation of elbo's weights, to the bit
+    assert resumed.rows[0].log_marginal_likelihood == result.rows[0].log_marginal_likelihood
+    assert repr(load_run(tmp_path / "elbo").metrics.log_marginal_likelihood) == repr(
+        result.rows[0].log_marginal_likelihood
+    )
+
+
 def test_resume_refuses_a_finished_run_whose_metrics_were_edited(comparison, tmp_path):
     # reused as it is, its edited log p(x) would be the comparison's row
     out_dir, _ = comparison

@@ -16,7 +16,7 @@ from typing import Any
 
 from vi_vae.app.assessment import evaluated_bound_particles, evaluation_points
 from vi_vae.app.config import RunConfig
-from vi_vae.app.run_directory import RunDirectory
+from vi_vae.app.run_directory import MetricsOfAnotherCheckpoint, RunDirectory
 from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
 from vi_vae.app.runs import Run, RunProgress, load_run, resume_run, train_run
 from vi_vae.errors import InputError
@@ -55,14 +55,18 @@ def train_or_reuse(
 
     With ``resume``, a finished run whose metrics hold the comparison's evaluation is
     kept; one evaluated since with other settings is evaluated again
-    (:class:`EvaluatedAgainWarning`); an unfinished one trains on. Otherwise the run
-    is trained (over a run there only with ``overwrite``).
+    (:class:`EvaluatedAgainWarning`); an unfinished one trains on, and so does one whose
+    metrics are another checkpoint's (evaluated anew). Otherwise the run is trained
+    (over a run there only with ``overwrite``).
     """
     directory = RunDirectory(run_dir)
     if resume and directory.has_checkpoint():
         finished = directory.completed_epochs() >= config.training.epochs
         if finished and directory.metrics_path.is_file():
-            run = load_run(run_dir)
+            try:
+                run = load_run(run_dir)
+            except MetricsOfAnotherCheckpoint:  # a resume stopped before its evaluation
+                return resume_run(run_dir, epochs=config.training.epochs, progress=progress)
             if run.metrics is not None and run.metrics.log_marginal_likelihood is not None:
                 differences = _evaluated_otherwise(run, config)
                 if not differences:
