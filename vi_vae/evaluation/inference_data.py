@@ -57,13 +57,10 @@ def to_inference_data(
           turn expectations under q into estimates under p(z|x_n);
           ``az.psislw(log_weight)`` smooths them (Pareto-smoothed importance sampling).
 
-    The ``point`` coordinate holds ``point_indices``. Per-point keyword arguments (a
-    tensor with one row per row of ``x``) are taken at the same rows. The pair is
-    checked on ``x`` as the evaluators check it
-    (:func:`~vi_vae.evaluated_pair.check_evaluated_pair`): a guide that draws from a
-    point mass, or a model whose log density of the same (x, z) is random (a network
-    in training mode with dropout), is refused, as its log weights would be no
-    importance weights of p(z|x).
+    The ``point`` coordinate holds ``point_indices``. The pair is checked on ``x`` as
+    the evaluators check it (:func:`~vi_vae.evaluated_pair.check_evaluated_pair`): a
+    point-mass guide, or a model whose density is random (dropout in training mode),
+    is refused.
 
     Args:
         model: Pyro model ``model(x, **kwargs)``.
@@ -95,8 +92,6 @@ def to_inference_data(
         values = torch.cat(parts).double().cpu().numpy()
         return values.reshape(num_chains, num_particles // num_chains, *values.shape[1:])
 
-    for name in stats:
-        dims[name] = ["point"]
     return arviz.from_dict(
         posterior={name: by_chain(parts) for name, parts in posterior.items()},
         sample_stats={name: by_chain(parts) for name, parts in stats.items()},
@@ -145,7 +140,7 @@ def _guide_draws(
     """``(posterior, sample_stats, dims)``: the latent sites' draws and log weights, by pass."""
     posterior: dict[str, list[Tensor]] = {}
     stats: dict[str, list[Tensor]] = {"log_weight": [], "lp": [], "log_guide": []}
-    dims: dict[str, list[str]] = {}
+    dims: dict[str, list[str]] = {name: ["point"] for name in stats}
     plate_nesting, _ = guess_plates(model, guide, (points,), kwargs, data_plate)
     for start in range(0, num_particles, per_pass):
         traces = trace_log_weights(
