@@ -6,7 +6,15 @@ import pytest
 import torch
 from linear_gaussian import LinearGaussian
 
-from vi_vae import InputError, PairedDifference, bounds, log_marginal_likelihood
+from vi_vae import (
+    InputError,
+    PairedDifference,
+    bounds,
+    importance_sampling,
+    log_marginal_likelihood,
+)
+from vi_vae.app.metrics import EstimateSummary, RunMetrics
+from vi_vae.cli.printing import print_metrics
 
 
 @pytest.fixture
@@ -219,6 +227,22 @@ def test_the_paired_standard_error_is_the_spread_of_the_differences_over_root_n(
     assert difference == PairedDifference(2.0, math.sqrt(2 / 3) / 2, 4)
     with pytest.raises(InputError, match="the same points: 4 values against 3"):
         PairedDifference.between([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0])
+
+
+def test_one_point_has_no_standard_error_over_points(problem, capsys):
+    # it read 0, so `vi-vae evaluate --num-points 1` printed "log p(x) = -290.93 ± 0.00",
+    # an exact-looking mean of one point; two points have one
+    lg, x = problem
+    estimate, table = importance_sampling(
+        lg.model, lg.mean_field_guide, x[:1], num_particles=20, bound_particles=(1, 5), seed=0
+    )
+    assert math.isnan(estimate.standard_error)
+    assert all(math.isnan(bound.standard_error) for bound in table)
+    assert math.isnan(PairedDifference.between([1.0], [0.5]).standard_error)
+    two = log_marginal_likelihood(lg.model, lg.mean_field_guide, x[:2], 20, seed=0)
+    assert two.standard_error == pytest.approx(two.log_likelihood.std().item() / math.sqrt(2))
+    print_metrics(RunMetrics(log_marginal_likelihood=EstimateSummary.of(estimate)), "evaluate")
+    assert f"test log p(x) = {estimate.mean:.2f} ± n/a nats" in capsys.readouterr().out
 
 
 def test_two_guides_differ_point_by_point_with_a_smaller_se_than_unpaired(problem):

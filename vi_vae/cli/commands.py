@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vi_vae.app.assessment import GapRequest
 from vi_vae.app.config import RunConfig
+from vi_vae.app.report import number
 from vi_vae.cli.flags import config_from_arguments, flag_of_field, given_flags
 from vi_vae.cli.printing import (
     ais_settings_text,
@@ -119,7 +120,7 @@ def _compare(args: argparse.Namespace) -> int:
         estimate, elbo = row.log_marginal_likelihood, row.bound(1)
         print(
             f"{row.estimator:<14} {estimate.log_likelihood:>10.2f}{unsettled_mark(estimate)} "
-            f"{estimate.standard_error:>6.2f} {share_text(estimate.share_pareto_k_above):>9} "
+            f"{number(estimate.standard_error):>6} {share_text(estimate.share_pareto_k_above):>9} "
             f"{elbo.mean if elbo else float('nan'):>9.2f} {row.seconds:>8.0f}"
         )
     print_paired_differences(comparison)
@@ -209,7 +210,7 @@ def _bdmc(args: argparse.Namespace) -> int:
         f"BDMC on {result.num_points} points simulated from the model "
         f"({ais_settings_text(result.settings)}): lower bound "
         f"{result.lower.log_likelihood:.2f}, upper bound {result.upper.log_likelihood:.2f} nats "
-        f"per point; gap {result.mean_gap:.3f} ± {result.mean_gap_standard_error:.3f} "
+        f"per point; gap {result.mean_gap:.3f} ± {number(result.mean_gap_standard_error, 3)} "
         f"(max {result.max_gap:.2f})"
     )
     warn_unless_converged(result, "AIS (checked by BDMC)")
@@ -244,7 +245,7 @@ def _gaps(args: argparse.Namespace) -> int:
         # ± is the standard error over points, as evaluate prints it; the Monte Carlo
         # SE is that of these points' numbers
         print(
-            f"{name} = {term.mean:.2f} ± {term.standard_error:.2f} nats "
+            f"{name} = {term.mean:.2f} ± {number(term.standard_error)} nats "
             f"(Monte Carlo SE {term.monte_carlo_standard_error:.2f})"
         )
     verdicts = (("AIS", gaps.ais_convergence), ("local optimization", gaps.local_convergence))

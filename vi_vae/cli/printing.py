@@ -13,6 +13,7 @@ import sys
 
 from vi_vae.app.comparison_metrics import Comparison
 from vi_vae.app.metrics import AISSummary, BDMCSummary, EstimateSummary, GapSummary, RunMetrics
+from vi_vae.app.report import number
 from vi_vae.cli.flags import flag_of_field
 from vi_vae.evaluation import (
     ABOVE_PARETO_K_THRESHOLD,
@@ -59,7 +60,7 @@ def print_metrics(metrics: RunMetrics, command: str) -> None:
     flag = flag_of_field("evaluation.num_particles", command)
     verdict = "; not converged: raise " + flag if estimate.converged is False else ""
     print(
-        f"test log p(x) = {estimate.log_likelihood:.2f} ± {estimate.standard_error:.2f} nats "
+        f"test log p(x) = {estimate.log_likelihood:.2f} ± {number(estimate.standard_error)} nats "
         f"(K = {estimate.num_particles}, {estimate.num_points} points, mean ESS "
         f"{estimate.mean_effective_sample_size:.1f}, share k̂ > 0.7: {pareto}{support}{verdict})"
     )
@@ -71,17 +72,17 @@ def print_metrics(metrics: RunMetrics, command: str) -> None:
             file=sys.stderr,
         )
     for bound in metrics.bounds:
-        print(f"  {bound.name:>10}: {bound.mean:.2f} ± {bound.standard_error:.2f}")
+        print(f"  {bound.name:>10}: {bound.mean:.2f} ± {number(bound.standard_error)}")
     if metrics.ais is not None:
         ais = metrics.ais
         print(
-            f"AIS log p(x) = {ais.estimate.log_likelihood:.2f} ± {ais.estimate.standard_error:.2f}"
-            f" nats ({ais_settings_text(ais.settings)}, "
+            f"AIS log p(x) = {ais.estimate.log_likelihood:.2f} ± "
+            f"{number(ais.estimate.standard_error)} nats ({ais_settings_text(ais.settings)}, "
             f"{ais.estimate.num_points} points, Monte Carlo SE "
             f"{ais.estimate.monte_carlo_standard_error:.3f}, acceptance "
             f"{ais.mean_acceptance_rate:.2f}); importance sampling on the same points "
             f"{ais.importance_sampling.log_likelihood:.2f}; AIS − IS = {ais.gap:.2f} ± "
-            f"{ais.gap_standard_error:.2f} (max {ais.max_gap:.2f})"
+            f"{number(ais.gap_standard_error)} (max {ais.max_gap:.2f})"
         )
         print_ais_cost(ais)
         warn_unless_converged(ais, "AIS")
@@ -95,7 +96,7 @@ def print_paired_differences(comparison: Comparison) -> None:
         if not differences:
             continue
         listed = "; ".join(
-            f"{name} {difference.mean:+.2f} ± {difference.standard_error:.2f}"
+            f"{name} {difference.mean:+.2f} ± {number(difference.standard_error)}"
             for name, difference in differences.items()
         )
         num_points = next(iter(differences.values())).num_points
@@ -165,8 +166,9 @@ def print_ais_cost(ais: AISSummary) -> None:
     )
     print(
         f"  beside the fixed settings ({ais_settings_text(fixed.settings)}, from metrics.json): "
-        f"AIS log p(x) = {fixed.estimate.log_likelihood:.2f} ± {fixed.estimate.standard_error:.2f}"
-        f" (Monte Carlo SE {fixed.estimate.monte_carlo_standard_error:.3f}), cost {_cost(fixed)}; "
+        f"AIS log p(x) = {fixed.estimate.log_likelihood:.2f} ± "
+        f"{number(fixed.estimate.standard_error)} (Monte Carlo SE "
+        f"{fixed.estimate.monte_carlo_standard_error:.3f}), cost {_cost(fixed)}; "
         f"auto − fixed = {difference:+.3f} ± {error:.3f} (Monte Carlo)"
         + (
             f", {ais.cpu_seconds / fixed.cpu_seconds:.2f}× its CPU time"
@@ -179,7 +181,7 @@ def print_ais_cost(ais: AISSummary) -> None:
 def _round(trail: AISRound) -> str:
     text = f"T = {trail.num_steps} ({trail.mean:.2f} ± {trail.monte_carlo_standard_error:.3f}"
     if trail.bdmc_mean_gap is not None:
-        text += f", BDMC gap {trail.bdmc_mean_gap:.2f} ± {trail.bdmc_gap_standard_error:.2f}"
+        text += f", BDMC gap {trail.bdmc_mean_gap:.2f} ± {number(trail.bdmc_gap_standard_error)}"
     return text + ")"
 
 

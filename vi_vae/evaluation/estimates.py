@@ -70,9 +70,13 @@ NARROWER_GUIDE_SUPPORT = (
 
 
 def standard_error_over_points(values: Tensor) -> float:
-    """Standard error of a mean over points: standard deviation / √N (0 for one point)."""
+    """Standard error of a mean over points: standard deviation / √N.
+
+    NaN for one point, whose spread says nothing of the points it stands for (not 0,
+    which would read as an exact mean).
+    """
     n = values.numel()
-    return values.std().item() / math.sqrt(n) if n > 1 else 0.0
+    return values.std().item() / math.sqrt(n) if n > 1 else math.nan
 
 
 class _MeansOverPoints:
@@ -92,7 +96,7 @@ class _MeansOverPoints:
 
     @property
     def standard_error(self) -> float:
-        """Standard error of :attr:`mean` over data points, std/√N (0 for one point)."""
+        """Standard error of :attr:`mean` over data points, std/√N (NaN for one point)."""
         return standard_error_over_points(self._per_point())
 
     @property
