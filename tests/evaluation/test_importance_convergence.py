@@ -20,6 +20,7 @@ import torch
 from linear_gaussian import LinearGaussian
 
 from vi_vae import (
+    AISConvergenceWarning,
     ConvergenceWarning,
     InputError,
     annealed_importance_sampling,
@@ -212,3 +213,18 @@ def test_a_nan_log_density_is_refused_as_nan_and_not_as_a_random_one():
     x[3, 0] = 50.0
     with pytest.raises(InputError, match=r"log density is NaN at point\(s\) \[3\] of x \(site"):
         log_marginal_likelihood(overflowing_model(nan=True), LG.mean_field_guide, x, 20, seed=0)
+
+
+def test_ais_names_a_point_with_no_finite_estimate_and_judges_the_others():
+    # as importance sampling above: the half-schedule check read "+nan ± nan"
+    x = X[:20].clone()
+    x[3, 0] = 50.0
+    with pytest.warns(AISConvergenceWarning, match="1 point"):
+        estimate = annealed_importance_sampling(
+            overflowing_model(), LG.mean_field_guide, x, num_steps=20, num_chains=4, seed=0
+        )
+    assert torch.isneginf(estimate.log_likelihood[3])
+    checks = {check.name: check for check in estimate.convergence.checks}
+    assert not checks["finite-points"].passed and checks["finite-points"].remedy == "num_chains"
+    assert "the first at point 3 (-inf)" in checks["finite-points"].message
+    assert torch.isfinite(torch.tensor(checks["half-schedule"].value))

@@ -70,6 +70,7 @@ from vi_vae.evaluation.convergence import (
     Convergence,
     acceptance_check,
     equal_weights_check,
+    finite_points_check,
     half_schedule_check,
     importance_sampling_check,
     unchecked,
@@ -374,6 +375,7 @@ def summarize_annealing(
         Convergence()
         .with_check(exact or acceptance_check(acceptance, settings.target_acceptance))
         .with_check(half_schedule_check(log_weights, half_log_weights))
+        .with_check(finite_points_check(log_likelihood, "num_chains"))
     )
     if not convergence.checks:
         convergence = convergence.with_check(unchecked(log_weights.shape[0], settings.num_steps))

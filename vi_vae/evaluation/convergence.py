@@ -77,6 +77,7 @@ __all__ = [
     "advice",
     "bdmc_gap_check",
     "equal_weights_check",
+    "finite_points_check",
     "half_schedule_check",
     "importance_sampling_check",
     "warn_unless_converged",
@@ -257,6 +258,32 @@ def _joint(first: Tensor, second: Tensor) -> float:
     return errors.pow(2).sum().sqrt().item() / first.numel()
 
 
+def finite_points_check(
+    log_likelihood: Tensor, remedy: str = "num_particles"
+) -> ConvergenceCheck | None:
+    """A failed check naming the points whose estimate is not finite (``None``: all are).
+
+    ``remedy``: the setting whose raise may find draws of positive density there
+    (importance sampling's ``num_particles``, AIS's ``num_chains``).
+    """
+    missing = (~torch.isfinite(log_likelihood)).nonzero().flatten()
+    if not missing.numel():
+        return None
+    first = int(missing[0])
+    return ConvergenceCheck(
+        "finite-points",
+        False,
+        missing.numel() / log_likelihood.numel(),
+        0.0,
+        f"{missing.numel()} point(s) have no finite estimate, the first at point {first} "
+        f"({log_likelihood[first].item()}): every log weight there is -inf, no draw "
+        "reaching where the model gives that x a positive density (or the model's density "
+        "overflows at that x), so the mean over the points is not finite; more draws or a "
+        "guide that reaches further may find such draws",
+        remedy,
+    )
+
+
 def half_schedule_check(log_weights: Tensor, half_log_weights: Tensor) -> ConvergenceCheck | None:
     """The estimate at T against the same chains' estimate along half the schedule.
 
@@ -264,12 +291,18 @@ def half_schedule_check(log_weights: Tensor, half_log_weights: Tensor) -> Conver
     along every other β. The difference of the two log-mean-exps is paired chain by
     chain: its standard error per point is the delta method's,
     √(s²(w/w̄ − w'/w̄')/C), and that of its mean over points √Σse²/N. ``None`` when
-    there is no half schedule (T = 1) or one chain.
+    there is no half schedule (T = 1) or one chain. Points with no finite estimate are
+    left out (:func:`finite_points_check` names them).
     """
     num_chains = log_weights.shape[0]
     if num_chains < 2 or torch.equal(log_weights, half_log_weights):
         return None
     log_weights, half_log_weights = log_weights.double(), half_log_weights.double()
+    finite = (log_weights.logsumexp(0) + half_log_weights.logsumexp(0)).isfinite()
+    if not finite.all():  # points with no estimate: finite_points_check's to report
+        if not finite.any():
+            return None
+        log_weights, half_log_weights = log_weights[:, finite], half_log_weights[:, finite]
     difference = (log_weights.logsumexp(0) - half_log_weights.logsumexp(0)).mean().item()
     paired = (log_weights - log_weights.logsumexp(0)).exp() - (
         half_log_weights - half_log_weights.logsumexp(0)

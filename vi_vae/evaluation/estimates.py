@@ -29,12 +29,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from vi_vae.evaluation.convergence import Convergence
-from vi_vae.evaluation.importance_convergence import (
-    finite_points_check,
-    half_particles_check,
-    pareto_k_check,
-)
+from vi_vae.evaluation.convergence import Convergence, finite_points_check
+from vi_vae.evaluation.importance_convergence import half_particles_check, pareto_k_check
 from vi_vae.evaluation.pareto import (
     MIN_PARTICLES_FOR_PARETO_K,
     pareto_k_from_tails,

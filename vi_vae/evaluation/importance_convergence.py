@@ -14,9 +14,9 @@ guide too poor for them, give one that lies below log p(x). Its
   or less of it. The Monte Carlo standard error √(1/ESS − 1/K) does not: it measures
   the spread of the estimate, not how far below log p(x) it lies, and at K = 10 on an
   MNIST VAE it read 0.03 nats while the estimate sat 2 nats low.
-- **finite points** (:func:`finite_points_check`, only where it fails): a point whose
-  every log weight is -inf (or NaN) has no estimate; the mean over the points is then
-  -inf, and the other checks say nothing of it.
+- **finite points** (:func:`vi_vae.evaluation.convergence.finite_points_check`, only
+  where it fails): a point whose every log weight is -inf (or NaN) has no estimate; the
+  mean over the points is then -inf, and the other checks judge the other points.
 - **Pareto k̂** (:func:`pareto_k_check`): more than
   :data:`PARETO_K_SHARE_TOLERANCE` of the points have k̂ > 0.7, where the weights are
   too heavy-tailed for the estimate to be reliable (Vehtari et al. 2024), or K is too
@@ -43,7 +43,6 @@ __all__ = [
     "HALF_PARTICLES_TOLERANCE",
     "PARETO_K_SHARE_TOLERANCE",
     "UNSETTLED_IMPORTANCE_SAMPLING",
-    "finite_points_check",
     "half_particles_check",
     "pareto_k_check",
 ]
@@ -105,26 +104,6 @@ def half_particles_check(
             else f"(more than {HALF_PARTICLES_TOLERANCE}): it has not settled, and lies "
             "below log p(x) by about as much or more"
         ),
-        "num_particles",
-    )
-
-
-def finite_points_check(log_likelihood: Tensor) -> ConvergenceCheck | None:
-    """A failed check naming the points whose estimate is not finite (``None``: all are)."""
-    missing = (~torch.isfinite(log_likelihood)).nonzero().flatten()
-    if not missing.numel():
-        return None
-    first = int(missing[0])
-    return ConvergenceCheck(
-        "finite-points",
-        False,
-        missing.numel() / log_likelihood.numel(),
-        0.0,
-        f"{missing.numel()} point(s) have no finite estimate, the first at point {first} "
-        f"({log_likelihood[first].item()}): every log weight there is -inf, no draw of the "
-        "guide reaching where the model gives that x a positive density (or the model's "
-        "density overflows at that x), so the mean over the points is not finite; more "
-        "particles or a guide that reaches further may find such draws",
         "num_particles",
     )
 
