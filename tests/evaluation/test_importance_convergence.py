@@ -24,6 +24,7 @@ from vi_vae import (
     ConvergenceWarning,
     InputError,
     annealed_importance_sampling,
+    auto_annealed_importance_sampling,
     log_marginal_likelihood,
 )
 from vi_vae.evaluation import bounds
@@ -228,3 +229,16 @@ def test_ais_names_a_point_with_no_finite_estimate_and_judges_the_others():
     assert not checks["finite-points"].passed and checks["finite-points"].remedy == "num_chains"
     assert "the first at point 3 (-inf)" in checks["finite-points"].message
     assert torch.isfinite(torch.tensor(checks["half-schedule"].value))
+
+
+def test_auto_ais_stops_at_a_point_with_no_finite_estimate_saying_more_steps_cannot_help():
+    # it doubled T up to max_num_steps (10,000) for a point whose chains all have log
+    # weight -inf, which no T changes, and then advised raising max_num_steps
+    x = X[:20].clone()
+    x[3, 0] = 50.0
+    with pytest.warns(AISConvergenceWarning, match="stopped at T = 64: .*more steps cannot"):
+        result = auto_annealed_importance_sampling(
+            overflowing_model(), LG.mean_field_guide, x, num_chains=4, seed=0
+        )
+    assert [round_.num_steps for round_ in result.rounds] == [64]
+    assert not result.converged

@@ -161,7 +161,15 @@ def auto_annealed_importance_sampling(
     options = {"seed": resolve_seed(seed), "data_plate": data_plate, "execution": execution}
     rounds = _Rounds(model, guide, x, kwargs, options, on_step)
     result = rounds.run(settings, auto, importance)
-    if not result.converged:
+    last = result.rounds[-1].num_steps
+    if not result.converged and last < auto.max_num_steps:  # a point with no finite estimate
+        warnings.warn(
+            f"AIS has not converged, and stopped at T = {last:,}: "
+            f"{result.estimate.convergence.findings}; more steps cannot change that",
+            AISConvergenceWarning,
+            stacklevel=2,
+        )
+    elif not result.converged:
         warnings.warn(
             f"AIS has not converged by the largest T = {auto.max_num_steps:,} "
             f"(max_num_steps): {result.estimate.convergence.findings}; raise max_num_steps",
@@ -188,7 +196,11 @@ class _Rounds:
         auto: AutoAISSettings,
         importance: LogLikelihoodEstimate | None,
     ) -> AutoAISResult:
-        """Double T until a round's verdict holds or the largest T has run."""
+        """Double T until a round's verdict holds or the largest T has run.
+
+        A round with a point of no finite estimate ends it too: its chains all sit where
+        the model gives that x no density, which more steps do not change.
+        """
         trail: list[AISRound] = []
         estimate, checked = None, None
         for num_steps in auto.num_steps():
@@ -215,6 +227,8 @@ class _Rounds:
             trail.append(round_)
             if ready and estimate.convergence.converged:
                 break
+            if any(check.name == "finite-points" for check in estimate.convergence.failed):
+                break  # a point with no finite estimate: more steps cannot give it one
         return AutoAISResult(estimate, tuple(trail), checked, auto)
 
     def annealed(
