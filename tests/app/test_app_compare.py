@@ -328,6 +328,13 @@ def test_resume_evaluates_a_finished_run_whose_metrics_are_another_checkpoint_s(
     )
 
 
+def test_two_spellings_of_one_estimator_are_one_row(tmp_path):
+    # "iwae:03" beside "iwae:3" trained the same model twice, as two estimators
+    result = compare(BASE, ["iwae:03", "iwae:3"], tmp_path, snr_particles=(1,), snr_num_draws=2)
+    assert [row.estimator for row in result.rows] == ["iwae:3"]
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_dir()) == ["iwae-3"]
+
+
 def test_resume_refuses_a_finished_run_whose_metrics_were_edited(comparison, tmp_path):
     # reused as it is, its edited log p(x) would be the comparison's row
     out_dir, _ = comparison

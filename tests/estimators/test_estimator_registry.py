@@ -17,6 +17,7 @@ from vi_vae.estimators import (
     STL,
     DReG,
     RenyiVR,
+    canonical_spelling,
     parse_estimator,
     with_num_particles,
 )
@@ -32,6 +33,17 @@ def test_every_registered_spelling_builds_a_pyro_elbo(name):
     assert isinstance(parse_estimator(spelling), PyroELBO)
     assert isinstance(parse_estimator(spec.example), PyroELBO)
     assert spec.example.split(":")[0] == name
+
+
+@pytest.mark.parametrize("name", ESTIMATOR_SPECS)
+def test_every_spelling_of_an_estimator_has_one_canonical_form(name):
+    # compare trained "iwae:05" beside "iwae:5" as two estimators, in two rows
+    spec = ESTIMATOR_SPECS[name]
+    padded = {int: "02", float: "0.50"}
+    other = ":".join([f" {name}"] + [padded[kind] for _, kind in spec.arguments])
+    plain = ":".join([name] + [EXAMPLE_VALUES[kind] for _, kind in spec.arguments])
+    assert canonical_spelling(other) == canonical_spelling(plain) == plain
+    assert canonical_spelling(spec.example) == spec.example
 
 
 @pytest.mark.parametrize("name", ESTIMATOR_SPECS)

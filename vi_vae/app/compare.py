@@ -36,7 +36,7 @@ from vi_vae.app.metrics import BoundSummary
 from vi_vae.app.run_directory import RunDirectory
 from vi_vae.app.runs import Run
 from vi_vae.errors import InputError
-from vi_vae.estimators import parse_estimator, with_num_particles
+from vi_vae.estimators import canonical_spelling, parse_estimator, with_num_particles
 from vi_vae.evaluation import GradientSNR, active_units, gradient_snr
 from vi_vae.model import VAE
 from vi_vae.train import fit
@@ -124,7 +124,8 @@ def compare(
         RunDirectoryInUse: when another process writes ``out_dir`` or one of its runs.
     """
     progress = progress or ComparisonProgress()
-    estimators = list(dict.fromkeys(s.strip() for s in estimators if s.strip()))
+    # one row per estimator: "iwae:05" is "iwae:5", and a name given twice is one row
+    estimators = list(dict.fromkeys(canonical_spelling(s) for s in estimators if s.strip()))
     if not estimators:
         raise InputError("estimators must name at least one estimator, e.g. elbo,iwae:5")
     for spelling in estimators:

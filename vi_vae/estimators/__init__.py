@@ -10,6 +10,7 @@ from vi_vae.estimators.piwae import PIWAE
 from vi_vae.estimators.registry import (
     ESTIMATOR_SPECS,
     EstimatorSpec,
+    canonical_spelling,
     parse_estimator,
     with_compile,
     with_num_particles,
@@ -30,6 +31,7 @@ __all__ = [
     "GradientTerm",
     "ParticleEstimator",
     "RenyiVR",
+    "canonical_spelling",
     "parse_estimator",
     "with_compile",
     "with_num_particles",

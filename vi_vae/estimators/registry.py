@@ -32,6 +32,7 @@ from vi_vae.estimators.stl import STL
 __all__ = [
     "ESTIMATOR_SPECS",
     "EstimatorSpec",
+    "canonical_spelling",
     "parse_estimator",
     "with_compile",
     "with_num_particles",
@@ -184,6 +185,17 @@ def parse_estimator(spelling: str, *, compile: bool = False) -> PyroELBO:
     _, spec, kwargs = _split(spelling)
     estimator = _build(spelling, spec, kwargs)
     return with_compile(estimator) if compile else estimator
+
+
+def canonical_spelling(spelling: str) -> str:
+    """The one spelling of the estimator ``spelling`` names, its numbers written plainly.
+
+    Example:
+        >>> canonical_spelling(" iwae:05"), canonical_spelling("vr:0.50:5")
+        ('iwae:5', 'vr:0.5:5')
+    """
+    name, _, kwargs = _split(spelling)
+    return ":".join([name, *(str(value) for value in kwargs.values())])
 
 
 def with_compile(loss: PyroELBO | None = None, compile: bool = True) -> PyroELBO:
