@@ -9,6 +9,7 @@ guide) and the semi-supervised VAE of ``examples/vae/ss_vae_M2.py``
 """
 
 import contextlib
+import warnings
 from functools import partial
 
 import pyro
@@ -21,7 +22,7 @@ from torch.nn import functional
 
 from vi_vae import VAE, annealed_importance_sampling, log_marginal_likelihood
 from vi_vae.contract import PairLayout, check_pair, per_point_keywords, rows_of
-from vi_vae.errors import GuideSupportWarning, InputError, UnobservedPointsWarning
+from vi_vae.errors import GuideSupportWarning, InputError, TF32Warning, UnobservedPointsWarning
 from vi_vae.estimators import (
     CIWAE,
     ELBO,
@@ -35,7 +36,7 @@ from vi_vae.estimators import (
     RenyiVR,
     parse_estimator,
 )
-from vi_vae.evaluated_pair import check_evaluated_pair
+from vi_vae.evaluated_pair import check_evaluated_pair, warn_of_tf32
 from vi_vae.evaluation import bounds, to_inference_data
 
 FEATURES, LATENT, HIDDEN, CLASSES = 6, 2, 8, 3
@@ -570,6 +571,36 @@ def test_a_pair_whose_log_densities_come_in_half_precision_is_refused(precision,
     )
     with context, pytest.raises(InputError, match=rf"computed in {dtype}.*float32 or float64"):
         calls[call]()
+
+
+@pytest.mark.parametrize(
+    ("device", "cudnn", "precision", "layers", "message"),
+    [
+        ("cuda", True, "highest", "conv", "the pair's convolutions run in TF32"),
+        ("cuda", False, "highest", "conv", None),
+        ("cuda", True, "highest", "mlp", None),
+        ("cuda", False, "high", "mlp", "the pair's matrix products run in TF32"),
+        ("cuda", True, "high", "conv", "matrix products and convolutions run in TF32"),
+        ("cpu", True, "high", "conv", None),
+    ],
+)
+def test_the_evaluators_warn_where_a_gpu_would_compute_the_pair_in_tf32(
+    monkeypatch, device, cudnn, precision, layers, message
+):
+    # torch lets cuDNN convolve in TF32 by default: a conv model's log p(x) on a GPU
+    # carried 10-bit rounding without a word (no GPU here: the check reads flags and layers)
+    modules = {"conv": [nn.Conv2d(1, 2, 3), nn.Linear(4, 2)], "mlp": [nn.Linear(4, 2)]}[layers]
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", cudnn)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warn_of_tf32(torch.device(device), modules)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    found = [str(w.message) for w in caught if issubclass(w.category, TF32Warning)]
+    assert found == [] if message is None else (len(found) == 1 and message in found[0])
 
 
 @pytest.mark.parametrize("pair", ["template", "pyro-style"])

@@ -14,6 +14,7 @@ from vi_vae.errors import (
     InputError,
     LocalOptimizationWarning,
     RandomDensityWarning,
+    TF32Warning,
     TrainingError,
     UnobservedPointsWarning,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "LatentFamily",
     "LocalOptimizationWarning",
     "RandomDensityWarning",
+    "TF32Warning",
     "Likelihood",
     "LogLikelihoodEstimate",
     "PairedDifference",

@@ -8,6 +8,7 @@ __all__ = [
     "InputError",
     "LocalOptimizationWarning",
     "RandomDensityWarning",
+    "TF32Warning",
     "TrainingError",
     "UnobservedPointsWarning",
     "UnverifiedCheckpointWarning",
@@ -94,4 +95,15 @@ class RandomDensityWarning(UserWarning):
     the networks in eval mode, then averages over that randomness; the evaluators refuse
     such a pair, since its log p(x) is not that of one model. Keep the randomness in
     sample sites, or binarize outside the model (``fit``'s ``batch_transform``).
+    """
+
+
+class TF32Warning(UserWarning):
+    """An evaluator's products or convolutions run in TF32 on the GPU (10 bits of mantissa).
+
+    ``torch.backends.cudnn.allow_tf32`` is true by default, so a convolutional pair's
+    convolutions round their inputs to TF32 on a GPU with tensor cores; matrix products
+    do when ``torch.backends.cuda.matmul.allow_tf32`` is set or the float32 matmul
+    precision is not ``"highest"``. A log p(x) sums hundreds of terms computed from
+    them, and carries their rounding. The ``vi-vae`` commands turn both off.
     """

@@ -35,8 +35,9 @@ import torch
 from pyro.distributions import MaskedDistribution
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from torch import Tensor
+from torch import Tensor, nn
 
+from vi_vae._modules import modules_called
 from vi_vae._pair_trial import first_line, run_without_particles
 from vi_vae.contract import (
     EVALUATOR_SUBSAMPLING,
@@ -45,7 +46,12 @@ from vi_vae.contract import (
     per_point_keywords,
     rows_of,
 )
-from vi_vae.errors import InputError, RandomDensityWarning, UnobservedPointsWarning
+from vi_vae.errors import (
+    InputError,
+    RandomDensityWarning,
+    TF32Warning,
+    UnobservedPointsWarning,
+)
 from vi_vae.keys import forked
 from vi_vae.support import (
     check_observed_support,
@@ -55,7 +61,7 @@ from vi_vae.support import (
 )
 from vi_vae.weights import sum_per_point
 
-__all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair"]
+__all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair", "warn_of_tf32"]
 
 #: rows of x the density check runs on (the first ones): enough for a dependence on the
 #: other rows to show, few enough to cost one small pass
@@ -120,7 +126,7 @@ def check_evaluated_pair(
         _warn_of_unobserved_points(model_traces[0], data_plate, x.shape[0])
     per_point = per_point_keywords(kwargs, x.shape[0])
     rows, row_kwargs = rows_of(x, kwargs, slice(0, FIXED_DENSITY_ROWS), per_point)
-    with forked(x.device), torch.no_grad(), poutine.block():
+    with forked(x.device), torch.no_grad(), poutine.block(), modules_called() as modules:
         try:
             model_trace, guide_trace = run_without_particles(
                 model, guide, (rows,), row_kwargs, None, data_plate, False, False
@@ -129,6 +135,7 @@ def check_evaluated_pair(
             raise _part_failure(error, x.shape[0], rows.shape[0]) from error
         if fixed_density:
             _refuse_low_precision(model_trace, guide_trace)
+            warn_of_tf32(x.device, list(modules))
         score = _scorer(layout, data_plate)
         first = score(model_trace)
         if fixed_density:
@@ -182,6 +189,42 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
 
 #: float dtypes too narrow for a log density, with their bits of precision
 LOW_PRECISION = {torch.bfloat16: 8, torch.float16: 11}
+
+
+def warn_of_tf32(device: torch.device, modules: list[nn.Module]) -> None:
+    """Warn (:class:`~vi_vae.errors.TF32Warning`) where a GPU would compute the pair in TF32.
+
+    ``modules``: those the pair called; a convolution among them runs in TF32 under
+    cuDNN's default (``torch.backends.cudnn.allow_tf32``), and every matrix product does
+    where torch was told to allow it.
+    """
+    if device.type != "cuda":
+        return
+    products = (
+        torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+    )
+    convolutions = torch.backends.cudnn.allow_tf32 and any(
+        isinstance(module, nn.modules.conv._ConvNd) for module in modules
+    )
+    if products or convolutions:
+        what = " and ".join(
+            name
+            for name, used in (("matrix products", products), ("convolutions", convolutions))
+            if used
+        )
+        flags = "torch.backends.cudnn.allow_tf32 = False" if convolutions else ""
+        if products:
+            flags += (" and " if flags else "") + (
+                "torch.backends.cuda.matmul.allow_tf32 = False with "
+                "torch.set_float32_matmul_precision('highest')"
+            )
+        warnings.warn(
+            f"the pair's {what} run in TF32 on this GPU (10 bits of mantissa): a log p(x) "
+            f"sums hundreds of terms computed from them and carries their rounding; set "
+            f"{flags} for float32",
+            TF32Warning,
+            stacklevel=4,
+        )
 
 
 def _refuse_low_precision(model_trace: Trace, guide_trace: Trace) -> None:
