@@ -36,8 +36,9 @@ from vi_vae.estimators import (
     RenyiVR,
     parse_estimator,
 )
-from vi_vae.evaluated_pair import check_evaluated_pair, warn_of_tf32
+from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.evaluation import bounds, to_inference_data
+from vi_vae.precision import warn_of_tf32
 
 FEATURES, LATENT, HIDDEN, CLASSES = 6, 2, 8, 3
 

@@ -35,7 +35,7 @@ import torch
 from pyro.distributions import MaskedDistribution
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from torch import Tensor, nn
+from torch import Tensor
 
 from vi_vae._modules import modules_called
 from vi_vae._pair_trial import first_line, run_without_particles
@@ -46,13 +46,9 @@ from vi_vae.contract import (
     per_point_keywords,
     rows_of,
 )
-from vi_vae.errors import (
-    InputError,
-    RandomDensityWarning,
-    TF32Warning,
-    UnobservedPointsWarning,
-)
+from vi_vae.errors import InputError, RandomDensityWarning, UnobservedPointsWarning
 from vi_vae.keys import forked
+from vi_vae.precision import refuse_low_precision, warn_of_tf32
 from vi_vae.support import (
     check_observed_support,
     point_masses,
@@ -61,7 +57,7 @@ from vi_vae.support import (
 )
 from vi_vae.weights import sum_per_point
 
-__all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair", "warn_of_tf32"]
+__all__ = ["FIXED_DENSITY_ROWS", "check_evaluated_pair"]
 
 #: rows of x the density check runs on (the first ones): enough for a dependence on the
 #: other rows to show, few enough to cost one small pass
@@ -97,8 +93,9 @@ def check_evaluated_pair(
     site and no latent site masked; then the model's log density of each of the first
     :data:`FIXED_DENSITY_ROWS` points, scored twice at the same draw and, for the first
     row, alone (module docstring), each site's log density in float32 or wider
-    (:data:`LOW_PRECISION`). ``fixed_guide`` also requires the guide's log
-    density fixed (AIS);
+    (:func:`~vi_vae.precision.refuse_low_precision`), and a warning where a GPU would
+    compute it in TF32 (:func:`~vi_vae.precision.warn_of_tf32`). ``fixed_guide`` also
+    requires the guide's log density fixed (AIS);
     ``fixed_density`` false runs the first row alone but compares no scores and takes
     masked latents (``fit``'s validation ELBO), and warns
     (:class:`~vi_vae.errors.RandomDensityWarning`) where the model's scores differ.
@@ -134,7 +131,7 @@ def check_evaluated_pair(
         except Exception as error:
             raise _part_failure(error, x.shape[0], rows.shape[0]) from error
         if fixed_density:
-            _refuse_low_precision(model_trace, guide_trace)
+            refuse_low_precision(model_trace, guide_trace)
             warn_of_tf32(x.device, list(modules))
         score = _scorer(layout, data_plate)
         first = score(model_trace)
@@ -184,69 +181,6 @@ def _inspect_traces(model_trace: Trace, guide_trace: Trace) -> None:
                     "likelihood's .mask() or pyro.poutine.mask around the observation), and "
                     "leave latent sites whole: a latent of a step without data keeps its prior "
                     "and guide densities, whose ratio averages to 1"
-                )
-
-
-#: float dtypes too narrow for a log density, with their bits of precision
-LOW_PRECISION = {torch.bfloat16: 8, torch.float16: 11}
-
-
-def warn_of_tf32(device: torch.device, modules: list[nn.Module]) -> None:
-    """Warn (:class:`~vi_vae.errors.TF32Warning`) where a GPU would compute the pair in TF32.
-
-    ``modules``: those the pair called; a convolution among them runs in TF32 under
-    cuDNN's default (``torch.backends.cudnn.allow_tf32``), and every matrix product does
-    where torch was told to allow it.
-    """
-    if device.type != "cuda":
-        return
-    products = (
-        torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
-    )
-    convolutions = torch.backends.cudnn.allow_tf32 and any(
-        isinstance(module, nn.modules.conv._ConvNd) for module in modules
-    )
-    if products or convolutions:
-        what = " and ".join(
-            name
-            for name, used in (("matrix products", products), ("convolutions", convolutions))
-            if used
-        )
-        flags = "torch.backends.cudnn.allow_tf32 = False" if convolutions else ""
-        if products:
-            flags += (" and " if flags else "") + (
-                "torch.backends.cuda.matmul.allow_tf32 = False with "
-                "torch.set_float32_matmul_precision('highest')"
-            )
-        warnings.warn(
-            f"the pair's {what} run in TF32 on this GPU (10 bits of mantissa): a log p(x) "
-            f"sums hundreds of terms computed from them and carries their rounding; set "
-            f"{flags} for float32",
-            TF32Warning,
-            stacklevel=4,
-        )
-
-
-def _refuse_low_precision(model_trace: Trace, guide_trace: Trace) -> None:
-    """Refuse a site whose log density comes in a half-precision dtype.
-
-    log p(x, z) sums hundreds of terms (one per pixel): in bfloat16 a Bernoulli
-    likelihood of 784 pixels near -1074 nats is stored to the nearest multiple of 8,
-    its sum off by several nats, far beyond any standard error the estimate reports.
-    """
-    for trace, which in ((model_trace, "model"), (guide_trace, "guide")):
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            dtype = site["fn"].log_prob(site["value"]).dtype
-            if dtype in LOW_PRECISION:
-                raise InputError(
-                    f"the {which}'s log density at site {name!r} is computed in {dtype}, whose "
-                    f"{LOW_PRECISION[dtype]} bits of precision round a log density of "
-                    "hundreds of terms by nats (a 784-pixel Bernoulli near -1074 nats is "
-                    "stored in bfloat16 as a multiple of 8), far beyond the estimate's "
-                    "standard error; evaluate in float32 or float64: the networks and x in "
-                    "float32 (module.float(), x.float()), outside torch.autocast"
                 )
 
 
