@@ -236,7 +236,9 @@ def test_auto_ais_stops_at_a_point_with_no_finite_estimate_saying_more_steps_can
     # weight -inf, which no T changes, and then advised raising max_num_steps
     x = X[:20].clone()
     x[3, 0] = 50.0
-    with pytest.warns(AISConvergenceWarning, match="stopped at T = 64: .*more steps cannot"):
+    with pytest.warns(
+        AISConvergenceWarning, match="stopped at T = 64: .*more steps cannot .*, raise num_chains"
+    ):
         result = auto_annealed_importance_sampling(
             overflowing_model(), LG.mean_field_guide, x, num_chains=4, seed=0
         )

@@ -74,6 +74,7 @@ from vi_vae.evaluation.annealing import AISSettings, phase_callback
 from vi_vae.evaluation.auto_ais_settings import AISRound, AutoAISResult, AutoAISSettings
 from vi_vae.evaluation.bdmc import BDMCResult, bdmc
 from vi_vae.evaluation.convergence import (
+    advice,
     bdmc_gap_check,
     half_schedule_check,
 )
@@ -162,10 +163,12 @@ def auto_annealed_importance_sampling(
     rounds = _Rounds(model, guide, x, kwargs, options, on_step)
     result = rounds.run(settings, auto, importance)
     last = result.rounds[-1].num_steps
-    if not result.converged and last < auto.max_num_steps:  # a point with no finite estimate
+    if not result.converged and last < auto.max_num_steps:  # a failure T cannot mend
+        remedies = tuple(set(result.estimate.convergence.remedies) - {"num_steps"})
         warnings.warn(
             f"AIS has not converged, and stopped at T = {last:,}: "
-            f"{result.estimate.convergence.findings}; more steps cannot change that",
+            f"{result.estimate.convergence.findings}; more steps cannot change that, "
+            f"{advice(remedies)}",
             AISConvergenceWarning,
             stacklevel=2,
         )
@@ -198,8 +201,9 @@ class _Rounds:
     ) -> AutoAISResult:
         """Double T until a round's verdict holds or the largest T has run.
 
-        A round with a point of no finite estimate ends it too: its chains all sit where
-        the model gives that x no density, which more steps do not change.
+        A round that fails a check more steps cannot mend (its remedy is not
+        ``num_steps``: a point with no finite estimate, whose chains all sit where the
+        model gives that x no density) ends it too.
         """
         trail: list[AISRound] = []
         estimate, checked = None, None
@@ -227,8 +231,8 @@ class _Rounds:
             trail.append(round_)
             if ready and estimate.convergence.converged:
                 break
-            if any(check.name == "finite-points" for check in estimate.convergence.failed):
-                break  # a point with no finite estimate: more steps cannot give it one
+            if set(estimate.convergence.remedies) - {"num_steps"}:
+                break  # a failure more steps cannot mend (a point with no finite estimate)
         return AutoAISResult(estimate, tuple(trail), checked, auto)
 
     def annealed(
