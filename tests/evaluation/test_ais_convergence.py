@@ -38,13 +38,17 @@ def test_too_few_steps_fail_the_acceptance_check_and_warn_what_to_raise():
     assert "acceptance" in failed(estimate.convergence)
 
 
+@pytest.mark.parametrize("target_acceptance", [None, 0.65])
 @pytest.mark.parametrize(
-    ("num_steps", "num_chains", "remedy"), [(1, 8, "num_steps"), (50, 1, "num_chains")]
+    ("num_steps", "num_chains", "remedy"), [(1, 8, "num_steps"), (200, 1, "num_chains")]
 )
-def test_a_run_no_check_applies_to_is_not_called_converged(num_steps, num_chains, remedy):
-    # T = 1 (no half schedule) or one chain (no paired SE), and no target acceptance:
-    # with no check that could fail, the verdict must not read "converged"
-    with pytest.warns(AISConvergenceWarning, match=f"no convergence check applies.*{remedy}"):
+def test_a_run_nothing_checks_in_t_is_not_called_converged(
+    num_steps, num_chains, remedy, target_acceptance
+):
+    # T = 1 (no half schedule) or one chain (no paired SE): with nothing to check whether
+    # T was enough, the verdict must not read "converged". With a target acceptance it
+    # did: one chain at T = 200 read "converged (acceptance check passed)"
+    with pytest.warns(AISConvergenceWarning, match=f"settled in T applies.*{remedy}"):
         estimate = annealed_importance_sampling(
             LG.model,
             poor_guide(LG),
@@ -52,12 +56,12 @@ def test_a_run_no_check_applies_to_is_not_called_converged(num_steps, num_chains
             num_steps=num_steps,
             num_chains=num_chains,
             leapfrog_steps=2,
-            target_acceptance=None,
+            target_acceptance=target_acceptance,
             seed=0,
         )
     assert not estimate.convergence.converged
-    assert failed(estimate.convergence) == {"checkable"}
-    assert estimate.convergence.remedies == (remedy,)
+    assert "checkable" in failed(estimate.convergence)
+    assert remedy in estimate.convergence.remedies
 
 
 def test_enough_steps_converge_without_a_warning():

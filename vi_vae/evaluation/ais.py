@@ -371,13 +371,14 @@ def summarize_annealing(
     error = annealed_standard_error(log_weights)
     acceptance = torch.cat([part.acceptance_rate.mean(0) for part in parts]).cpu()
     exact = equal_weights_check(log_weights, torch.finfo(parts[0].position.dtype).eps)
+    settled = half_schedule_check(log_weights, half_log_weights)
     convergence = (
         Convergence()
         .with_check(exact or acceptance_check(acceptance, settings.target_acceptance))
-        .with_check(half_schedule_check(log_weights, half_log_weights))
+        .with_check(settled)
         .with_check(finite_points_check(log_likelihood, "num_chains"))
     )
-    if not convergence.checks:
+    if settled is None and exact is None:  # nothing says whether T steps were enough
         convergence = convergence.with_check(unchecked(log_weights.shape[0], settings.num_steps))
     return AISEstimate(
         log_likelihood=log_likelihood,

@@ -230,11 +230,12 @@ def equal_weights_check(log_weights: Tensor, epsilon: float) -> ConvergenceCheck
 
 
 def unchecked(num_chains: int, num_steps: int) -> ConvergenceCheck:
-    """The failed check of a run that no other check applies to.
+    """The failed check of a run that nothing checks for having settled in T.
 
-    One chain or T = 1 leaves no half schedule to compare, and without a target
-    acceptance there is none to meet: such a run is not known to have converged, so it
-    is not called converged.
+    One chain or T = 1 leaves no half schedule to compare (and one chain no Monte Carlo
+    standard error): such a run is not known to have converged, so it is not called
+    converged, whatever its acceptance (which says the step sizes were tuned, not that
+    T steps were enough). A run whose chains end with equal weights needs no such check.
     """
     remedy = "num_chains" if num_chains < 2 else "num_steps"
     return ConvergenceCheck(
@@ -242,9 +243,8 @@ def unchecked(num_chains: int, num_steps: int) -> ConvergenceCheck:
         False,
         float(num_chains),
         2.0,
-        f"no convergence check applies to T = {num_steps} with {num_chains} "
-        "chain(s) and no target acceptance (the half-schedule check needs T ≥ 2 and two "
-        "chains)",
+        f"no check of whether the estimate has settled in T applies to T = {num_steps} "
+        f"with {num_chains} chain(s) (the half-schedule check needs T ≥ 2 and two chains)",
         remedy,
     )
 
