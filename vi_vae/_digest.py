@@ -12,10 +12,21 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["file_sha256", "tensor_sha256"]
+__all__ = ["file_sha256", "tensor_bytes", "tensor_sha256"]
+
+
+def tensor_bytes(values: Tensor) -> np.ndarray:
+    """``values``' bytes in order, as a flat ``uint8`` array (copied to the CPU first).
+
+    What every digest of a tensor in vi_vae reads: :func:`tensor_sha256` and the
+    checkpoint's checksums (:mod:`vi_vae.checkpoint`), each with its own header of
+    dtype and shape.
+    """
+    return values.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 def tensor_sha256(values: Tensor) -> str:
@@ -30,9 +41,8 @@ def tensor_sha256(values: Tensor) -> str:
         >>> digest == tensor_sha256(x.clone()), digest == tensor_sha256(x.flip(0))
         (True, False)
     """
-    values = values.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{values.dtype} {list(values.shape)}".encode())
-    digest.update(values.reshape(-1).view(torch.uint8).numpy())
+    digest.update(tensor_bytes(values))
     return digest.hexdigest()
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from vi_vae._digest import tensor_bytes
 from vi_vae.errors import InputError, UnverifiedCheckpointWarning, UnverifiedFileWarning
 
 __all__ = [
@@ -214,9 +215,8 @@ def tensor_checksum(state: Any) -> str:
     """
     digest = hashlib.sha256()
     for name, tensor in _tensors(state, ""):
-        tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor_bytes(tensor))
     return digest.hexdigest()
 
 
@@ -242,9 +242,8 @@ def content_checksum(state: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     for name, value in _leaves(state, ""):
         if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu().contiguous()
-            digest.update(f"{name}|tensor|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(f"{name}|tensor|{value.dtype}|{tuple(value.shape)}|".encode())
+            digest.update(tensor_bytes(value))
         else:
             digest.update(f"{name}|{type(value).__name__}|{value!r}\n".encode())
     return digest.hexdigest()
