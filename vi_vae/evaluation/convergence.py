@@ -298,15 +298,15 @@ def half_schedule_check(log_weights: Tensor, half_log_weights: Tensor) -> Conver
     if num_chains < 2 or torch.equal(log_weights, half_log_weights):
         return None
     log_weights, half_log_weights = log_weights.double(), half_log_weights.double()
-    finite = (log_weights.logsumexp(0) + half_log_weights.logsumexp(0)).isfinite()
+    total, half_total = log_weights.logsumexp(0), half_log_weights.logsumexp(0)
+    finite = (total + half_total).isfinite()
     if not finite.all():  # points with no estimate: finite_points_check's to report
         if not finite.any():
             return None
         log_weights, half_log_weights = log_weights[:, finite], half_log_weights[:, finite]
-    difference = (log_weights.logsumexp(0) - half_log_weights.logsumexp(0)).mean().item()
-    paired = (log_weights - log_weights.logsumexp(0)).exp() - (
-        half_log_weights - half_log_weights.logsumexp(0)
-    ).exp()
+        total, half_total = total[finite], half_total[finite]
+    difference = (total - half_total).mean().item()
+    paired = (log_weights - total).exp() - (half_log_weights - half_total).exp()
     errors = (paired * num_chains).var(0) / num_chains
     error = errors.sum().sqrt().item() / log_weights.shape[1]
     passed = abs(difference) <= HALF_SCHEDULE_TOLERANCE + NUM_STANDARD_ERRORS * error
