@@ -19,6 +19,7 @@ from vi_vae.app.config import (
     RunConfig,
     TrainingConfig,
 )
+from vi_vae.app.report import number
 from vi_vae.app.run_directory import (
     FIGURE_FILES,
     LOCK_FILE,
@@ -28,7 +29,7 @@ from vi_vae.app.run_directory import (
     RunDirectoryNotEmpty,
 )
 from vi_vae.app.run_evaluation import AISNotKeptWarning, evaluate_run
-from vi_vae.app.runs import EvaluationFailed, load_run, resume_run, train_run
+from vi_vae.app.runs import EvaluationFailed, RunProgress, load_run, resume_run, train_run
 from vi_vae.checkpoint import load_checkpoint, save_checkpoint
 from vi_vae.data import SPLITS
 from vi_vae.errors import AISConvergenceWarning, InputError
@@ -247,6 +248,29 @@ def test_a_resume_that_stopped_before_its_evaluation_leaves_no_number_of_the_old
     assert finished.metrics.figures == ()
     assert not any(run.directory.figure_path(name).exists() for name in FIGURE_FILES)
     assert repr(load_run(run.directory.path).metrics) == repr(finished.metrics)
+
+
+class _StopInEpoch(RunProgress):
+    def on_epoch_start(self, epoch, steps_per_epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt  # Ctrl-C while training on: epoch 2 is saved
+
+
+def test_a_resume_stopped_before_its_evaluation_leaves_no_report_of_the_old_weights(tmp_path):
+    # report.md, unlike metrics.json, has no checksum to refuse: a resume stopped after
+    # training on left the old weights' log p(x) in it as the run's
+    run = train_run(TINY, tmp_path / "run", figures=False)
+    old_number = f"**{number(run.metrics.log_marginal_likelihood.log_likelihood)}**"
+    assert old_number in run.directory.report_path.read_text()
+    with pytest.raises(KeyboardInterrupt):
+        resume_run(run.directory.path, epochs=3, figures=False, progress=_StopInEpoch())
+    assert load_checkpoint(run.directory.checkpoint_path)["epoch"] == 2
+    report = run.directory.report_path.read_text()
+    assert old_number not in report and "log p(x)" not in report
+    assert "resumed after epoch 1 to train on to epoch 3" in report
+    finished = resume_run(run.directory.path, figures=False)  # finishing it writes the numbers
+    new_number = f"**{number(finished.metrics.log_marginal_likelihood.log_likelihood)}**"
+    assert new_number in run.directory.report_path.read_text()
 
 
 def test_a_second_writer_is_refused_and_the_first_run_stays_whole(trained, tmp_path):

@@ -23,6 +23,7 @@ __all__ = [
     "ais_settings_sentence",
     "figure_lines",
     "number",
+    "resumed_report",
     "run_report",
     "support_lines",
     "units_sentence",
@@ -72,10 +73,9 @@ def support_lines(estimate: EstimateSummary) -> list[str]:
 
 def run_report(config: RunConfig, metrics: RunMetrics) -> str:
     """The report of one run: settings, log p(x) with its errors, bounds, figures."""
-    model, training = config.model, metrics.training
+    training = metrics.training
     lines = [
-        f"# vi_vae run: {config.data.dataset}, latent {model.latent_family} "
-        f"({model.latent_dim}-D), {model.likelihood}, estimator {config.training.estimator}",
+        _title(config),
         "",
         f"Binarization: **{config.data.binarization}**. Seed {config.training.seed}. "
         f"Epochs completed: {training.epochs_completed if training else 'n/a'} "
@@ -126,6 +126,36 @@ def run_report(config: RunConfig, metrics: RunMetrics) -> str:
     if metrics.gaps is not None:
         lines += run_gap_lines(metrics.gaps)
     return "\n".join(lines + figure_lines(metrics.figures))
+
+
+def _title(config: RunConfig) -> str:
+    model = config.model
+    return (
+        f"# vi_vae run: {config.data.dataset}, latent {model.latent_family} "
+        f"({model.latent_dim}-D), {model.likelihood}, estimator {config.training.estimator}"
+    )
+
+
+def resumed_report(config: RunConfig, completed_epochs: int) -> str:
+    """The report of a run training on: its old numbers withdrawn until it is evaluated.
+
+    A resume that trains on changes the weights the old report's numbers and figures
+    are of; left in place, a resume stopped before its evaluation would show them as
+    the run's.
+    """
+    return "\n".join(
+        [
+            _title(config),
+            "",
+            "## Training, not yet evaluated",
+            "",
+            f"This run was resumed after epoch {completed_epochs} to train on to epoch "
+            f"{config.training.epochs}. Its numbers and figures are written here when it "
+            "has finished training and been evaluated; those of the earlier weights were "
+            "withdrawn, since the weights change. If it was stopped, resume it to finish it.",
+            "",
+        ]
+    )
 
 
 def figure_lines(names: Sequence[str]) -> list[str]:

@@ -27,7 +27,7 @@ from vi_vae.app.config import RunConfig, environment
 from vi_vae.app.figures import make_run_figures
 from vi_vae.app.fingerprint import fingerprint
 from vi_vae.app.metrics import RunMetrics, TrainingSummary
-from vi_vae.app.report import run_report
+from vi_vae.app.report import resumed_report, run_report
 from vi_vae.app.run_directory import MetricsOfAnotherCheckpoint, RunDirectory
 from vi_vae.callbacks import Callback
 from vi_vae.data import Dataset
@@ -163,7 +163,7 @@ def _train(
             directory.create(overwrite=overwrite)
         elif directory.has_checkpoint():
             directory.check_fingerprint(config, dataset)
-        kept = _figures_to_keep(directory, resume, config.training.epochs)
+        kept = _figures_to_keep(directory, resume, config)
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
@@ -173,20 +173,24 @@ def _train(
         )
 
 
-def _figures_to_keep(directory: RunDirectory, resume: bool, epochs: int) -> tuple[str, ...]:
+def _figures_to_keep(directory: RunDirectory, resume: bool, config: RunConfig) -> tuple[str, ...]:
     """The figures still true after training: a resume that trains on deletes them.
 
     So does one that finds the metrics, and so the figures, of an earlier checkpoint (a
-    resume that trained on and stopped before its evaluation): it evaluates anew.
+    resume that trained on and stopped before its evaluation): it evaluates anew. Either
+    way ``report.md`` says that the run is training on in place of the old numbers, which
+    a resume stopped before its evaluation would leave beside other weights.
     """
     if not resume:
         return ()
+    completed = directory.completed_epochs()
     try:
-        if directory.completed_epochs() >= epochs:
+        if completed >= config.training.epochs:
             return (directory.read_metrics() or RunMetrics()).figures
     except MetricsOfAnotherCheckpoint:
         pass
     directory.remove_figures()  # they show other weights than those the run ends with
+    directory.write_report(resumed_report(config, completed))
     return ()
 
 
