@@ -87,6 +87,20 @@ def test_changed_setting_names_the_first_edited_setting_and_skips_unrecorded_one
     assert changed_setting(edited, 784, stored) is None
 
 
+def test_an_estimator_is_stored_in_its_one_spelling_and_checked_against_any_spelling():
+    # `train --estimator iwae:05` kept "iwae:05" in config.json and the report, where
+    # `compare` calls the same estimator "iwae:5"
+    config = RunConfig().replace("training", estimator=" iwae:05")
+    assert config.training.estimator == "iwae:5"
+    assert json.loads(json.dumps(config.to_json()))["training"]["estimator"] == "iwae:5"
+    assert RunConfig().replace("training", estimator="vr:0.50:5").training.estimator == "vr:0.5:5"
+    stored = fingerprint(config, 784)
+    stored["training"]["estimator"] = "iwae:05"  # a checkpoint that kept it as typed
+    assert changed_setting(config, 784, stored) is None
+    stored["training"]["estimator"] = "iwae:6"
+    assert changed_setting(config, 784, stored) == ("training.estimator", "iwae:5", "iwae:6")
+
+
 def _tiny_fit(settings):
     """Train a small VAE on fixed random bits with ``settings``: its loss per epoch."""
     generator = torch.Generator().manual_seed(0)

@@ -28,7 +28,7 @@ from vi_vae._validation import check_choice, check_positive_int
 from vi_vae.app.schema import SchemaError, from_json, to_json
 from vi_vae.data import BINARIZATIONS, DATASETS
 from vi_vae.errors import InputError
-from vi_vae.estimators import parse_estimator
+from vi_vae.estimators import canonical_spelling, parse_estimator
 from vi_vae.evaluation import AISSettings, ImportanceSettings
 from vi_vae.execution import ExecutionOptions
 from vi_vae.latents import get_family
@@ -129,6 +129,9 @@ class TrainingConfig(TrainSettings):
         object.__setattr__(self, "loss", self.estimator)
         # the spelling is the section's own field: its errors name it, not the loss
         _check("training.estimator", parse_estimator, self.estimator)
+        # one spelling per estimator ("iwae:05" is "iwae:5") in config.json, the report
+        # and a comparison's rows
+        object.__setattr__(self, "estimator", canonical_spelling(self.estimator))
         _library_checks(self, super().__post_init__, {"loss": "estimator"})
         _check("training.device", check_choice, "device", str(self.device).split(":")[0], DEVICES)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from vi_vae.app.config import RunConfig
 from vi_vae.data import SPLITS, Dataset
+from vi_vae.estimators import canonical_spelling
 
 __all__ = ["FINGERPRINT_TRAINING_FIELDS", "changed_data", "changed_setting", "fingerprint"]
 
@@ -63,6 +64,8 @@ def changed_setting(
                 trained = defaults[section][name]
             else:
                 continue
+            if name == "estimator":  # a checkpoint of 0.3.0's first days kept it as typed
+                trained = canonical_spelling(trained)
             if _comparable(trained) != _comparable(value):
                 return f"{section}.{name}", value, trained
     return None
