@@ -11,7 +11,14 @@ import pytest
 import torch
 from linear_gaussian import LinearGaussian
 
-from vi_vae import VAE, InputError, RandomDensityWarning, TrainingError, fit
+from vi_vae import (
+    VAE,
+    InputError,
+    LowPrecisionWarning,
+    RandomDensityWarning,
+    TrainingError,
+    fit,
+)
 from vi_vae._train_step import all_finite
 from vi_vae._training import validation_elbo
 from vi_vae.app.run_directory import RunDirectory
@@ -891,3 +898,27 @@ def test_a_resumed_run_continues_with_the_batchnorm_statistics_it_stopped_with(t
         resumed.state_dict().items(), straight.state_dict().items(), strict=True
     ):
         assert torch.equal(value, expected), name
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "autocast"])
+def test_fit_warns_where_its_validation_elbo_comes_in_half_precision(precision):
+    # training in half precision is the user's choice, but early stopping and the best
+    # epoch then compare validation ELBOs rounded by nats: fit said nothing
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(48, 6, generator=generator) > 0.5).float()
+    vae = VAE(input_dim=6, latent_dim=2, hidden_sizes=[4], seed=0)
+    if precision == "bfloat16":
+        vae, x = vae.to(torch.bfloat16), x.to(torch.bfloat16)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast")
+    with warnings.catch_warnings(record=True) as caught, autocast:
+        warnings.simplefilter("always")
+        fit(vae.model, vae.guide, x[:32], validation=x[32:], epochs=1, batch_size=16)
+    warned = [w for w in caught if issubclass(w.category, LowPrecisionWarning)]
+    if precision == "float32":
+        assert warned == []
+    else:
+        assert len(warned) == 1 and warned[0].filename == __file__
+        assert "computed in torch.bfloat16" in str(warned[0].message)
+        assert "validation ELBO that early stopping and the best epoch compare" in str(
+            warned[0].message
+        )

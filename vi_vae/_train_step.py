@@ -100,7 +100,7 @@ class Points:
 
     def check_support(
         self, model: Callable, guide: Callable, name: str, whole: Points | None = None
-    ) -> Trace:
+    ) -> tuple[Trace, Trace]:
         """Refuse points outside the support of the model's observed sites (naming ``name``).
 
         With ``whole``, the points whose first rows these are, every row of ``whole``
@@ -114,12 +114,13 @@ class Points:
         changes are checked as transformed, in these rows only.
 
         Returns:
-            the model's trace on these rows.
+            the model's and the guide's traces on these rows.
         """
         try:
-            trace = check_data_support(model, guide, (self.x,), self.kwargs)
+            traces = check_data_support(model, guide, (self.x,), self.kwargs)
+            trace = traces[0]
             if whole is None or len(whole) <= len(self):
-                return trace
+                return traces
             transformed = whole.batch_transform is not None
             rows_of = [(self.kwargs[key], whole.kwargs[key]) for key in whole.per_point]
             rows_of += [] if transformed else [(self.x, whole.x)]
@@ -138,7 +139,7 @@ class Points:
                 whole._check_by_running(model, guide, len(self), tuple(unchecked))
         except InputError as error:
             raise InputError(f"{name} data: {error}") from None
-        return trace
+        return traces
 
     def _check_by_running(
         self, model: Callable, guide: Callable, start: int, sites: tuple[str, ...]

@@ -7,6 +7,7 @@ __all__ = [
     "CompileWarning",
     "InputError",
     "LocalOptimizationWarning",
+    "LowPrecisionWarning",
     "RandomDensityWarning",
     "TF32Warning",
     "TrainingError",
@@ -95,6 +96,15 @@ class RandomDensityWarning(UserWarning):
     the networks in eval mode, then averages over that randomness; the evaluators refuse
     such a pair, since its log p(x) is not that of one model. Keep the randomness in
     sample sites, or binarize outside the model (``fit``'s ``batch_transform``).
+    """
+
+
+class LowPrecisionWarning(UserWarning):
+    """``fit``'s validation ELBO comes from log densities in half precision.
+
+    A model in ``bfloat16`` or ``float16`` (or run under ``torch.autocast``) computes a
+    log density of hundreds of terms rounded by nats; early stopping and the best epoch
+    compare validation ELBOs so rounded. The evaluators refuse such a pair outright.
     """
 
 

@@ -59,7 +59,7 @@ def check_points(x: Any, name: str = "x") -> Tensor:
 
 def check_data_support(
     model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any] | None = None
-) -> Trace:
+) -> tuple[Trace, Trace]:
     """Refuse data outside the support of the distributions that observe them.
 
     A Bernoulli likelihood on grey pixels evaluates to a finite, meaningless
@@ -69,7 +69,7 @@ def check_data_support(
     the caller's draws are the same with or without the check.
 
     Returns:
-        The model's trace, for :func:`check_whole_support`.
+        The model's trace, for :func:`check_whole_support`, and the guide's.
 
     Raises:
         InputError: naming the observed site and its support.
@@ -82,7 +82,7 @@ def check_data_support(
             *args, **kwargs
         )
     check_observed_support(model_trace)
-    return model_trace
+    return model_trace, guide_trace
 
 
 def check_observed_support(model_trace: Trace) -> None:

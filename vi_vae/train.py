@@ -74,6 +74,7 @@ from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
 from vi_vae.estimators.particle_estimator import ParticleEstimator
 from vi_vae.keys import seed_everything
+from vi_vae.precision import warn_of_low_precision_validation
 from vi_vae.train_settings import TrainSettings
 
 __all__ = ["EpochRecord", "FitResult", "KLWeight", "TrainSettings", "fit"]
@@ -251,9 +252,10 @@ class _Run:
         # the validation ELBO scores them: neither the draws nor BatchNorm's running
         # statistics of training see them.
         with networks_in_eval_mode() as modules:
-            trace = first_batch.check_support(model, guide, "train", whole=data)
+            trace, _ = first_batch.check_support(model, guide, "train", whole=data)
             if held_out is not None:
-                held_out.rows(slice(None)).check_support(model, guide, "validation")
+                scored = held_out.rows(slice(None)).check_support(model, guide, "validation")
+                warn_of_low_precision_validation(*scored)
         global_sites = not isinstance(loss, ParticleEstimator)  # Pyro's own ELBOs take them
         if global_sites:
             check_batch_scaling(trace, settings.data_plate, len(first_batch), len(data))
