@@ -137,9 +137,12 @@ def check_whole_support(model_trace: Trace, rows_of: Iterable[tuple[Tensor, Tens
         if checked_before(whole, key):
             continue
         points = whole.reshape(len(whole), *value.shape[1:])
+        # element by element: an event over the rows too (no data plate, ``.to_event(2)``)
+        # would fold them into one verdict
+        elements = _base(support)
         for start in range(0, len(points), _CHECK_ROWS):
             chunk = points[start : start + _CHECK_ROWS].to(value.device, value.dtype)
-            inside = support.check(chunk).reshape(len(chunk), -1).all(1)
+            inside = elements.check(chunk).reshape(len(chunk), -1).all(1)
             if not bool(inside.all()):
                 point = start + int((~inside).nonzero()[0])
                 raise DataOutsideSupport(_outside(name, support, point), name, point)
@@ -206,6 +209,13 @@ _CHECK_ROWS = 8192
 #: ``id(tensor) -> (its row sums, {(its version, check)})``: the checks a tensor passed
 #: (:func:`mark_checked`)
 _PASSED: dict[int, tuple[Tensor, set[tuple[int, Hashable]]]] = {}
+
+
+def _base(support: constraints.Constraint) -> constraints.Constraint:
+    """``support`` without its ``independent`` wrappers: checked per element, not per event."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support
 
 
 def _fixed(support: constraints.Constraint) -> bool:
