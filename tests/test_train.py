@@ -254,6 +254,11 @@ def test_user_model_with_pyro_params_trains():
             "loss: unknown estimator 'nope:3'; accepted values: elbo, .*iwae:NUM_PARTICLES",
         ),
         ({"loss": 3}, "loss must be a pyro.infer.ELBO or an estimator spelling"),
+        # its loss is inf by design: fit called that a divergence and blamed the data
+        (
+            {"loss": pyro.infer.TraceTailAdaptive_ELBO(num_particles=3, vectorize_particles=True)},
+            "TraceTailAdaptive_ELBO computes no loss value .*; train it with pyro.infer.SVI",
+        ),
         ({"callbacks": Callback()}, "callbacks must be a list of vi_vae.callbacks.Callback"),
         ({"callbacks": [print]}, "callbacks must be a list of vi_vae.callbacks.Callback"),
         ({"sink": "runs/x"}, "sink must have write_checkpoint and read_checkpoint methods"),

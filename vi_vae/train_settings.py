@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from pyro.infer import TraceTailAdaptive_ELBO
 from pyro.infer.elbo import ELBO as PyroELBO
 
 from vi_vae._validation import (
@@ -107,6 +108,13 @@ class TrainSettings(Settings):
             raise InputError(
                 "loss must be a pyro.infer.ELBO or an estimator spelling such as 'iwae:5' "
                 f"(see vi_vae.parse_estimator); got {self.loss!r}"
+            )
+        if isinstance(self.loss, TraceTailAdaptive_ELBO):
+            raise InputError(
+                "loss: pyro.infer.TraceTailAdaptive_ELBO computes no loss value (Pyro returns "
+                "inf by design: it gives gradients only), so fit could neither report the "
+                "training loss nor tell a step that diverged; train it with pyro.infer.SVI, "
+                "or use a loss with a value (vi_vae.RenyiVR, spelled 'vr:ALPHA:K')"
             )
         if self.compile or self.loss is None:
             return with_compile(self.loss, self.compile)
