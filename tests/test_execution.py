@@ -10,9 +10,11 @@ from tiny_pair import VAE_4, X
 from vi_vae import (
     ExecutionOptions,
     InputError,
+    TrainSettings,
     annealed_importance_sampling,
     bdmc,
     execution,
+    fit,
     log_marginal_likelihood,
 )
 
@@ -30,6 +32,32 @@ from vi_vae import (
 def test_bad_options_name_the_field_and_what_it_accepts(options, message):
     with pytest.raises(InputError, match=message):
         ExecutionOptions(**options)
+
+
+@pytest.mark.parametrize(
+    ("cuda_devices", "device", "message"),
+    [
+        (0, "cuda", r"'cuda' was asked for but no CUDA device is available; accepted here: cpu"),
+        (1, "cuda:3", r"'cuda:3' was asked for but this machine has 1 CUDA device\(s\); "
+         r"accepted here: cpu, cuda, cuda:0"),
+    ],
+)  # fmt: skip
+def test_a_cuda_device_the_machine_lacks_is_refused_where_it_is_used(
+    monkeypatch, cuda_devices, device, message
+):
+    # fit and the evaluators took the device as declared and failed inside torch ("Found
+    # no NVIDIA driver on your system"); the settings themselves stay valid, so that a run
+    # trained on a GPU is still read on a machine without one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_devices)
+    options = ExecutionOptions(device=device)
+    with pytest.raises(InputError, match="execution.device " + message):
+        log_marginal_likelihood(VAE_4.model, VAE_4.guide, X, 10, execution=options)
+    with pytest.raises(InputError, match="execution.device " + message):
+        annealed_importance_sampling(VAE_4.model, VAE_4.guide, X, execution=options)
+    settings = TrainSettings(epochs=1, device=device)
+    with pytest.raises(InputError, match="^device " + message):
+        fit(VAE_4.model, VAE_4.guide, X, settings)
 
 
 def test_options_of_another_type_are_refused():

@@ -25,6 +25,7 @@ from pyro.poutine.trace_struct import Trace
 from torch import Tensor
 
 from vi_vae._training import TrainingState, parameters_finite
+from vi_vae._validation import available_device
 from vi_vae.errors import InputError
 from vi_vae.support import (
     DataOutsideSupport,
@@ -86,7 +87,7 @@ class Points:
         per_point = frozenset(
             key for key, value in kwargs.items() if isinstance(value, Tensor) and _rows(value, x)
         )
-        device = torch.device(device) if device is not None else x.device
+        device = available_device(device) if device is not None else x.device
         moved = {key: kwargs[key].to(device) if key in per_point else kwargs[key] for key in kwargs}
         return cls(x, moved, per_point, device, batch_transform)
 

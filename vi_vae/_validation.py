@@ -6,10 +6,13 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from vi_vae.errors import InputError
 
 __all__ = [
     "MAX_SEED",
+    "available_device",
     "check_bool",
     "check_choice",
     "check_nonnegative_float",
@@ -21,6 +24,30 @@ __all__ = [
 
 #: seeds are what every generator accepts: numpy takes 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
+
+
+def available_device(value: str | torch.device, name: str = "device") -> torch.device:
+    """``torch.device(value)``, refusing a CUDA device this machine does not have.
+
+    Checked where the device is used, not where a setting is declared: a run trained on
+    a GPU is still read, and evaluated on the CPU, on a machine without one.
+    """
+    device = torch.device(value)
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InputError(
+            f"{name} {str(value)!r} was asked for but no CUDA device is available; accepted "
+            "here: cpu"
+        )
+    if device.index is not None and device.index >= count:
+        accepted = ", ".join(["cpu", "cuda", *(f"cuda:{i}" for i in range(count))])
+        raise InputError(
+            f"{name} {str(value)!r} was asked for but this machine has {count} CUDA "
+            f"device(s); accepted here: {accepted}"
+        )
+    return device
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vi_vae._validation import check_bool
+from vi_vae._validation import available_device, check_bool
 from vi_vae.errors import InputError
 from vi_vae.settings import Settings, merge, passed
 from vi_vae.weights import DEFAULT_CHUNK_SIZE
@@ -104,7 +104,7 @@ class ExecutionOptions(Settings):
         """``x`` and the tensors among ``kwargs`` on :attr:`device` (unchanged when ``None``)."""
         if self.device is None:
             return x, kwargs
-        device = torch.device(self.device)
+        device = available_device(self.device, "execution.device")
         moved = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
         return x.to(device), moved
 

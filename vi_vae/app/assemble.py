@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from vi_vae._validation import available_device
 from vi_vae.app.config import DataConfig, RunConfig
 from vi_vae.app.schema import SchemaError
 from vi_vae.data import Dataset, load_dataset
@@ -31,13 +32,10 @@ def resolve_device(name: str) -> torch.device:
 
     Under ``torchrun``, ``cuda`` is this rank's GPU (``cuda:LOCAL_RANK``).
     """
-    device = local_device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SchemaError(
-            "training.device",
-            f"device {name!r} was asked for but no CUDA device is available; accepted here: cpu",
-        )
-    return device
+    try:
+        return available_device(local_device(name))
+    except InputError as error:
+        raise SchemaError("training.device", str(error)) from None
 
 
 def load_data(data: DataConfig) -> Dataset:
