@@ -20,7 +20,7 @@ from linear_gaussian import LinearGaussian
 from torch import nn
 from torch.nn import functional
 
-from vi_vae import VAE, annealed_importance_sampling, log_marginal_likelihood
+from vi_vae import VAE, annealed_importance_sampling, fit, log_marginal_likelihood
 from vi_vae.contract import PairLayout, check_pair, per_point_keywords, rows_of
 from vi_vae.errors import GuideSupportWarning, InputError, TF32Warning, UnobservedPointsWarning
 from vi_vae.estimators import (
@@ -205,6 +205,26 @@ def test_a_guide_site_the_model_lacks_is_refused(call):
     pair = PyroStyleVAE("extra_site")
     with pytest.raises(InputError, match=r"guide samples site\(s\) \['extra'\]"):
         evaluators(pair.model, pair.guide, data()[0])[call]()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "got"),
+    [("model", "None"), ("guide", "'guide'"), ("model", r"a tensor of shape \[10, 6\]")],
+    ids=["model-None", "guide-a-string", "model-the-data"],
+)
+@pytest.mark.parametrize(
+    "call", ["log_marginal_likelihood", "bounds", "to_inference_data", *OWN_ESTIMATORS, "fit"]
+)
+def test_a_model_or_guide_that_is_not_a_function_is_refused_naming_it(call, wrong, got):
+    # Pyro's "... is not callable, did you mean to pass it as a keyword arg?" printed the
+    # whole data tensor, not which argument was wrong
+    pair, x = PyroStyleVAE(), data()[0]
+    value = {"None": None, "'guide'": "guide"}.get(got, x)
+    model = value if wrong == "model" else pair.model
+    guide = value if wrong == "guide" else pair.guide
+    calls = {**evaluators(model, guide, x), "fit": lambda: fit(model, guide, x, epochs=1)}
+    with pytest.raises(InputError, match=rf"^{wrong} must be a Pyro {wrong} function.*got {got}"):
+        calls[call]()
 
 
 @pytest.mark.parametrize("autoguide", ["AutoNormal", "AutoDiagonalNormal"])

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_SEED",
     "available_device",
     "check_bool",
+    "check_callables",
     "check_choice",
     "check_nonnegative_float",
     "check_positive_float",
@@ -48,6 +49,22 @@ def available_device(value: str | torch.device, name: str = "device") -> torch.d
             f"device(s); accepted here: {accepted}"
         )
     return device
+
+
+def check_callables(model: Any, guide: Any) -> None:
+    """Refuse a model or guide that is not a function (Pyro's error prints the data).
+
+    ``model`` first: ``f(x, model, guide)`` is caught there, naming the tensor it got.
+    """
+    for name, value in (("model", model), ("guide", guide)):
+        if not callable(value):
+            got = repr(value)
+            if torch.is_tensor(value):
+                got = f"a tensor of shape {list(value.shape)}"
+            raise InputError(
+                f"{name} must be a Pyro {name} function, called as {name}(x, **kwargs); got "
+                f"{got} (the arguments are model, guide, x, in that order)"
+            )
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -64,6 +64,7 @@ from vi_vae._pair_trial import (
     particle_dimension_error,
     run_without_particles,
 )
+from vi_vae._validation import check_callables
 from vi_vae.errors import InputError
 from vi_vae.support import proposes_outside
 
@@ -146,6 +147,7 @@ def check_pair(
     Raises:
         InputError: naming what breaks the contract and what to change.
     """
+    check_callables(model, guide)
     kwargs = kwargs or {}
     x = args[0] if args and isinstance(args[0], Tensor) else None
     model_trace, guide_trace = run_without_particles(

@@ -68,6 +68,7 @@ from vi_vae._training import (
     networks_in_eval_mode,
     validation_elbo,
 )
+from vi_vae._validation import check_callables
 from vi_vae.callbacks import Callback, CheckpointSink
 from vi_vae.distributed import world_size
 from vi_vae.errors import InputError, TrainingError
@@ -152,6 +153,7 @@ def fit(
             site unscaled).
         TrainingError: on a non-finite loss, naming the epoch and step.
     """
+    check_callables(model, guide)
     settings = TrainSettings.build(settings, shortcuts, owner="fit")
     callbacks = _checked_hooks(callbacks, sink)
     data = Points.checked("train", train, model_kwargs, settings.device, batch_transform)
