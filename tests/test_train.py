@@ -286,6 +286,24 @@ def test_bad_data_are_named_before_training(train, validation, message):
         fit(vae.model, vae.guide, train, validation=validation, epochs=1)
 
 
+@pytest.mark.parametrize(
+    ("split", "data", "message"),
+    [
+        ("train", lambda x: x[:, :7], r"x has shape \[64, 7\] .* with a shape error"),
+        ("validation", lambda x: x[:8, :7], r"x has shape \[8, 7\] .* with a shape error"),
+        ("train", lambda x: x.double(), r"x has dtype torch.float64 .* of the parameters' dtype"),
+        ("validation", lambda x: x[:8].double(), r"x has dtype torch.float64 .* parameters'"),
+    ],
+)  # fmt: skip
+def test_data_the_pair_cannot_take_are_refused_as_the_evaluators_refuse_them(split, data, message):
+    # fit's first call of the pair let torch's "mat1 and mat2 shapes cannot be
+    # multiplied" through, with Pyro's trace table, where the evaluators say what to change
+    vae, x = small_vae(), binary_data()
+    train, validation = (data(x), None) if split == "train" else (x, data(x))
+    with pytest.raises(InputError, match=rf"^{split} data: {message}"):
+        fit(vae.model, vae.guide, train, validation=validation, epochs=1, batch_size=64)
+
+
 def test_data_outside_the_support_past_the_first_batch_are_refused_naming_the_point():
     # fit runs the model on the first batch only; a grey point in a later batch used to
     # train on a meaningless Bernoulli cross-entropy without a word (one epoch: the

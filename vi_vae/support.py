@@ -19,13 +19,13 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import pyro.distributions as dist
-import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 from torch.distributions import constraints
 
+from vi_vae._pair_trial import run_without_particles
 from vi_vae.errors import BINARIZE_HINT, GuideSupportWarning, InputError
 
 __all__ = [
@@ -58,7 +58,11 @@ def check_points(x: Any, name: str = "x") -> Tensor:
 
 
 def check_data_support(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any] | None = None
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict[str, Any] | None = None,
+    data_plate: str = "data",
 ) -> tuple[Trace, Trace]:
     """Refuse data outside the support of the distributions that observe them.
 
@@ -74,13 +78,11 @@ def check_data_support(
     Raises:
         InputError: naming the observed site and its support.
     """
-    kwargs = kwargs or {}
-    devices = [arg.device for arg in args if isinstance(arg, Tensor) and arg.device.type == "cuda"]
-    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=devices[:1]):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
+    x = args[0] if args and isinstance(args[0], Tensor) else None
+    # a failure on the data (their width, their dtype) is explained as the contract does
+    model_trace, guide_trace = run_without_particles(
+        model, guide, args, kwargs or {}, x, data_plate, fork=True, gradients=False
+    )
     check_observed_support(model_trace)
     return model_trace, guide_trace
 
