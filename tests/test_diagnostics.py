@@ -120,6 +120,27 @@ def test_gradient_snr_needs_two_draws():
         gradient_snr(shift_model, shift_guide, STL(1), torch.tensor([X]), num_draws=1)
 
 
+def test_gradient_snr_takes_an_estimator_spelling_as_fit_does_and_refuses_other_losses():
+    # a spelling, or None, failed with "'str' object has no attribute 'loss'"
+    x = torch.tensor([X])
+    spelled = gradient_snr(shift_model, shift_guide, "iwae:5", x, num_draws=4, seed=0)
+    built = gradient_snr(shift_model, shift_guide, IWAE(5), x, num_draws=4, seed=0)
+    assert spelled.guide == built.guide and spelled.model == built.model
+    with pytest.raises(InputError, match="loss must be a pyro.infer.ELBO or an estimator spelling"):
+        gradient_snr(shift_model, shift_guide, None, x, num_draws=4)
+    with pytest.raises(InputError, match="loss: unknown estimator 'nope'"):
+        gradient_snr(shift_model, shift_guide, "nope", x, num_draws=4)
+
+
+def test_active_units_refuse_an_encoder_that_returns_no_distribution_and_a_negative_threshold():
+    # a Pyro guide passed as the encoder returns None: AttributeError from inside
+    x = torch.randn(6, 2)
+    with pytest.raises(InputError, match="the encoder returned NoneType, not q"):
+        active_units(lambda batch: None, x)
+    with pytest.raises(InputError, match="threshold must be a finite number >= 0"):
+        active_units(lambda batch: batch, x, threshold=-1.0)
+
+
 def test_active_units_counts_dimensions_whose_mean_varies():
     # E_q[z] = (x₀, 0.05 x₁, 1): variances ≈ 1, 0.0025 and 0 across points.
     x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
@@ -257,6 +278,11 @@ def test_inference_data_names_inner_plates_and_keeps_the_global_rng():
         ({"point_indices": [0], "num_particles": 10, "num_chains": 4}, "multiple of num_chains"),
         ({"point_indices": [12], "num_particles": 8}, "must index the 10 rows"),
         ({"point_indices": [], "num_particles": 8}, "at least one data point"),
+        # int() took 1.5 and True as row 1, and a repeat was exported twice
+        ({"point_indices": [1.5], "num_particles": 8}, "sequence of integer row numbers"),
+        ({"point_indices": [True], "num_particles": 8}, "sequence of integer row numbers"),
+        ({"point_indices": [3, 3], "num_particles": 8}, r"names row\(s\) \[3\] more than once"),
+        ({"point_indices": [9, -1], "num_particles": 8}, r"names row\(s\) \[9\] more than once"),
     ],
 )
 def test_inference_data_refuses_bad_requests(kwargs, message):

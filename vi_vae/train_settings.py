@@ -21,7 +21,7 @@ from vi_vae._validation import (
     check_seed,
 )
 from vi_vae.errors import InputError
-from vi_vae.estimators import parse_estimator, with_compile
+from vi_vae.estimators import as_loss, with_compile
 from vi_vae.optim import Adam, SingleOptimizer
 from vi_vae.settings import Settings
 
@@ -100,15 +100,9 @@ class TrainSettings(Settings):
     def make_loss(self) -> PyroELBO:
         """The loss to train with: :attr:`loss` built from its spelling, compiled if asked."""
         if isinstance(self.loss, str):
-            try:
-                return parse_estimator(self.loss, compile=self.compile)
-            except InputError as error:
-                raise InputError(f"loss: {error}") from None
-        if self.loss is not None and not isinstance(self.loss, PyroELBO):
-            raise InputError(
-                "loss must be a pyro.infer.ELBO or an estimator spelling such as 'iwae:5' "
-                f"(see vi_vae.parse_estimator); got {self.loss!r}"
-            )
+            return as_loss(self.loss, compile=self.compile)
+        if self.loss is not None:
+            as_loss(self.loss)  # refuses what is not an ELBO
         if isinstance(self.loss, TraceTailAdaptive_ELBO):
             raise InputError(
                 "loss: pyro.infer.TraceTailAdaptive_ELBO computes no loss value (Pyro returns "

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vi_vae.errors import InputError
-from vi_vae.latents import CATEGORIES, FAMILIES, LatentFamily, get_family
+from vi_vae.latents import CATEGORIES, FAMILIES, LatentFamily, get_family, register_family
 
 #: Kingma & Welling (2014, §2.4), as the issue lists them; logistic is in two categories.
 EXPECTED_CATEGORIES = {
@@ -70,6 +70,15 @@ def test_families_are_listed_in_kingma_order():
 def test_analytic_kl_flags():
     analytic = {name for name, family in FAMILIES.items() if family.has_analytic_kl}
     assert analytic == EXPECTED_ANALYTIC_KL
+
+
+def test_register_family_refuses_what_it_cannot_register_naming_why():
+    # anything but a LatentFamily failed with "'object' object has no attribute 'name'"
+    with pytest.raises(InputError, match="family must be a vi_vae.LatentFamily; got <object"):
+        register_family(object())
+    with pytest.raises(InputError, match="latent family 'normal' is already registered"):
+        register_family(FAMILIES["normal"])
+    assert FAMILIES["normal"] is get_family("normal")
 
 
 def test_get_family():

@@ -10,6 +10,7 @@ from vi_vae.estimators.piwae import PIWAE
 from vi_vae.estimators.registry import (
     ESTIMATOR_SPECS,
     EstimatorSpec,
+    as_loss,
     canonical_spelling,
     parse_estimator,
     with_compile,
@@ -31,6 +32,7 @@ __all__ = [
     "GradientTerm",
     "ParticleEstimator",
     "RenyiVR",
+    "as_loss",
     "canonical_spelling",
     "parse_estimator",
     "with_compile",

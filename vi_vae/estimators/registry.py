@@ -32,6 +32,7 @@ from vi_vae.estimators.stl import STL
 __all__ = [
     "ESTIMATOR_SPECS",
     "EstimatorSpec",
+    "as_loss",
     "canonical_spelling",
     "parse_estimator",
     "with_compile",
@@ -185,6 +186,30 @@ def parse_estimator(spelling: str, *, compile: bool = False) -> PyroELBO:
     _, spec, kwargs = _split(spelling)
     estimator = _build(spelling, spec, kwargs)
     return with_compile(estimator) if compile else estimator
+
+
+def as_loss(loss: PyroELBO | str, *, compile: bool = False) -> PyroELBO:
+    """``loss`` as an ELBO: a spelling is built (:func:`parse_estimator`), an ELBO kept.
+
+    Raises:
+        InputError: for anything else, or a spelling that names no estimator (naming
+            the argument ``loss``).
+
+    Example:
+        >>> as_loss("iwae:5").num_particles
+        5
+    """
+    if isinstance(loss, str):
+        try:
+            return parse_estimator(loss, compile=compile)
+        except InputError as error:
+            raise InputError(f"loss: {error}") from None
+    if not isinstance(loss, PyroELBO):
+        raise InputError(
+            "loss must be a pyro.infer.ELBO or an estimator spelling such as 'iwae:5' "
+            f"(see vi_vae.parse_estimator); got {loss!r}"
+        )
+    return loss
 
 
 def canonical_spelling(spelling: str) -> str:

@@ -31,9 +31,10 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vi_vae._modules import RANDOM_OR_BATCHWISE, modules_called
-from vi_vae._validation import check_positive_int
+from vi_vae._validation import check_nonnegative_float, check_positive_int
 from vi_vae.contract import check_pair
 from vi_vae.errors import InputError
+from vi_vae.estimators import as_loss
 from vi_vae.estimators.gradient_terms import trace_parameters
 from vi_vae.keys import seeded
 
@@ -122,7 +123,7 @@ def snr_noise_floor(num_draws: int) -> float:
 def gradient_snr(
     model: Callable,
     guide: Callable,
-    loss: PyroELBO,
+    loss: PyroELBO | str,
     x: Tensor,
     *,
     num_draws: int = 100,
@@ -147,7 +148,8 @@ def gradient_snr(
     Args:
         model: Pyro model ``model(x, **kwargs)``.
         guide: Pyro guide with the same signature.
-        loss: any ``pyro.infer.ELBO`` (vi_vae's estimators or Pyro's).
+        loss: any ``pyro.infer.ELBO`` (vi_vae's estimators or Pyro's), or an estimator
+            spelling such as ``"iwae:5"`` (:func:`vi_vae.parse_estimator`).
         x: the fixed batch.
         num_draws: R, gradient draws (at least 2).
         seed: seed for reproducible draws (the global RNG is left untouched).
@@ -159,6 +161,7 @@ def gradient_snr(
         ``.model`` the decoder's.
     """
     check_positive_int("num_draws", num_draws, minimum=2)
+    loss = as_loss(loss)
     with seeded(seed, x.device):
         parameters, guide_names, model_names = _split_parameters(model, guide, loss, x, kwargs)
         names = guide_names + model_names
@@ -274,6 +277,7 @@ def active_units(
         raise InputError("x must be a tensor with at least 2 data points along dimension 0")
     check_positive_int("batch_size", batch_size)
     check_positive_int("num_mean_draws", num_mean_draws)
+    check_nonnegative_float("threshold", threshold)
     layered = getattr(encoder, "num_layers", 1) > 1
     means = []
     with torch.no_grad(), modules_called() as modes:
@@ -380,6 +384,12 @@ def _posterior_mean(q: Distribution | Tensor, num_mean_draws: int) -> Tensor:
     """E_q[z], ``[batch, ...]``: the mean where finite, else from draws (median if heavy-tailed)."""
     if isinstance(q, Tensor):
         return q
+    if not isinstance(q, Distribution):
+        raise InputError(
+            f"the encoder returned {type(q).__name__}, not q(z|x): it must return a torch "
+            "Distribution or a tensor of posterior means (a Pyro guide returns nothing: pass "
+            "the VAE, or a function x -> q(z|x))"
+        )
     try:
         mean = q.mean
     except NotImplementedError:

@@ -7,6 +7,7 @@ work on them, with the log importance weights alongside.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -120,11 +121,25 @@ def _checked_indices(
         raise InputError(
             f"num_particles ({num_particles}) must be a multiple of num_chains ({num_chains})"
         )
-    indices = [int(i) for i in point_indices]
+    try:  # int() would take 1.5 as row 1 and True as row 1
+        indices = [operator.index(i) for i in point_indices if not isinstance(i, bool)]
+        if len(indices) != len(point_indices):
+            raise TypeError
+    except TypeError:
+        raise InputError(
+            f"point_indices must be a sequence of integer row numbers; got {point_indices!r}"
+        ) from None
     if not indices:
         raise InputError("point_indices must name at least one data point")
     if not isinstance(x, Tensor) or not all(-len(x) <= i < len(x) for i in indices):
         raise InputError(f"point_indices must index the {len(x)} rows of x; got {indices}")
+    rows = [i % len(x) for i in indices]
+    repeated = sorted({i for i in rows if rows.count(i) > 1})
+    if repeated:
+        raise InputError(
+            f"point_indices names row(s) {repeated} more than once; each point is exported "
+            "once (a repeat would count its weights twice over the points)"
+        )
     return indices
 
 

@@ -310,12 +310,19 @@ FAMILIES: dict[str, LatentFamily] = {}
 
 
 def register_family(family: LatentFamily) -> LatentFamily:
-    """Add ``family`` to :data:`FAMILIES` under ``family.name`` and return it."""
+    """Add ``family`` to :data:`FAMILIES` under ``family.name`` and return it.
+
+    Raises:
+        InputError: for what is not a :class:`LatentFamily`, a name already taken, or
+            categories outside :data:`CATEGORIES`.
+    """
+    if not isinstance(family, LatentFamily):
+        raise InputError(f"family must be a vi_vae.LatentFamily; got {family!r}")
     if family.name in FAMILIES:
-        raise ValueError(f"latent family {family.name!r} is already registered")
+        raise InputError(f"latent family {family.name!r} is already registered")
     unknown = set(family.categories) - set(CATEGORIES)
     if unknown or not family.categories:
-        raise ValueError(f"family {family.name!r}: categories must be among {CATEGORIES}")
+        raise InputError(f"family {family.name!r}: categories must be among {CATEGORIES}")
     FAMILIES[family.name] = family
     return family
 
