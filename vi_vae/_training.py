@@ -48,8 +48,12 @@ class EpochRecord:
             (nats; the negative of the bound it reports, under the epoch's KL weight).
             Where the data plate scales each batch to the N points
             (``pyro.plate(name, N, subsample=rows)``), each step's loss stands for
-            all N, and is divided by N.
-        validation_elbo: ELBO per validation point (NaN without validation data).
+            all N, and is divided by N. A scale of the pair's own (``poutine.scale``
+            over the model, as a "mean loss") stays in it.
+        validation_elbo: ELBO per validation point (NaN without validation data), of
+            the unscaled model, as the evaluators score it. Under a pair's own
+            ``poutine.scale(scale=s)``, ``train_loss`` is s times the unscaled loss and
+            so not on this number's scale.
         validation_elbo_standard_error: its standard error over validation points.
         kl_weight: the KL weight β used in this epoch.
         seconds: wall-clock seconds of the epoch's training steps (validation excluded).
