@@ -294,11 +294,13 @@ def shard_scaling_refusals():
         return None
 
     # batches of 8 of the 16 points: the plate scales them (in one process too); the global
-    # site with one batch of all 16 points, which one process would weigh right
+    # site with one batch of all 16 points, which one process would weigh right; the
+    # plate with one batch of all 16 points: unscaled there, but each share of 8 is scaled
     return [
         message(True, False, "elbo", 8),
         message(False, True, "pyro-trace-elbo", 16),
         message(False, False, "pyro-trace-elbo", 8),
+        message(True, False, "elbo", 16),
     ]
 
 

@@ -129,11 +129,15 @@ def test_sites_the_sum_over_ranks_would_count_once_per_rank_are_refused(two_rank
     # a plate scaling each rank's share to all the data, or a site outside the plate
     # (Pyro's ELBO takes it): the ranks' summed gradients counted them twice
     for rank_result in two_ranks:
-        scaled, outside, plain = rank_result["shard_scaling"]
+        scaled, outside, plain, scaled_shares = rank_result["shard_scaling"]
         assert "pyro.plate('data') scales each share to all 16 points" in scaled
         assert "sample site(s) ['offset'] lie outside pyro.plate('data')" in outside
         assert "which the sum would count 2 times" in scaled and outside
         assert plain is None  # the same pair in a plate of the share's size trains
+        # one batch of all the points: the check saw the global batch, unscaled, and let
+        # the shares' gradients through twice their weight
+        assert scaled_shares is not None
+        assert "pyro.plate('data') scales each share to all 16 points" in scaled_shares
 
 
 def test_ranks_passing_the_same_points_in_another_order_are_refused(two_ranks):

@@ -70,7 +70,7 @@ from vi_vae._training import (
 )
 from vi_vae._validation import check_callables
 from vi_vae.callbacks import Callback, CheckpointSink
-from vi_vae.distributed import world_size
+from vi_vae.distributed import shard, world_size
 from vi_vae.errors import InputError, TrainingError
 from vi_vae.estimators import with_compile
 from vi_vae.estimators.particle_estimator import ParticleEstimator
@@ -258,10 +258,15 @@ class _Run:
             if held_out is not None:
                 scored = held_out.rows(slice(None)).check_support(model, guide, "validation")
                 warn_of_low_precision_validation(*scored)
+            # each rank steps on its share: a plate that scales the share (and not a
+            # batch of all the points) shows only there
+            share, share_trace = first_batch.rows(shard(len(first_batch))), trace
+            if world_size() > 1 and len(share):
+                share_trace = share.check_support(model, guide, "train")[0]
         global_sites = not isinstance(loss, ParticleEstimator)  # Pyro's own ELBOs take them
         if global_sites:
             check_batch_scaling(trace, settings.data_plate, len(first_batch), len(data))
-        check_shard_scaling(trace, settings.data_plate, world_size(), global_sites)
+        check_shard_scaling(share_trace, settings.data_plate, world_size(), global_sites)
         parallel.start(svi, settings.seed, data)
         return cls(
             model,
