@@ -304,6 +304,25 @@ def test_data_the_pair_cannot_take_are_refused_as_the_evaluators_refuse_them(spl
         fit(vae.model, vae.guide, train, validation=validation, epochs=1, batch_size=64)
 
 
+@pytest.mark.parametrize(
+    ("transform", "message"),
+    [
+        (lambda batch, generator: None, "must return a tensor with the batch's 16 rows .*NoneType"),
+        (lambda batch, generator: batch[:2], r"must return .* 16 rows .*returned shape \[2, 12\]"),
+        (lambda batch, generator: batch * math.inf, "returned NaN or infinite values"),
+        (lambda batch: batch, r"must be a function called as batch_transform\(batch, generator\)"),
+        (3, r"must be a function called as batch_transform\(batch, generator\)"),
+    ],
+    ids=["none", "fewer-rows", "infinite", "one-argument", "not-a-function"],
+)  # fmt: skip
+def test_a_batch_transform_that_breaks_its_contract_is_refused_naming_it(transform, message):
+    # it failed inside: "'NoneType' object has no attribute 'to'", a distribution's
+    # constraint error on NaN, Python's TypeError of a one-argument function
+    vae, x = small_vae(), binary_data()
+    with pytest.raises(InputError, match=f"^batch_transform {message}"):
+        fit(vae.model, vae.guide, x, epochs=1, batch_size=16, batch_transform=transform)
+
+
 def test_data_outside_the_support_past_the_first_batch_are_refused_naming_the_point():
     # fit runs the model on the first batch only; a grey point in a later batch used to
     # train on a meaningless Bernoulli cross-entropy without a word (one epoch: the

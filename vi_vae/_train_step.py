@@ -89,6 +89,8 @@ class Points:
         )
         device = available_device(device) if device is not None else x.device
         moved = {key: kwargs[key].to(device) if key in per_point else kwargs[key] for key in kwargs}
+        if batch_transform is not None:
+            _check_transform(batch_transform, x)
         return cls(x, moved, per_point, device, batch_transform)
 
     @classmethod
@@ -176,7 +178,7 @@ class Points:
         """The points ``index`` picks (transformed with ``generator``), on the device."""
         x = self.x[index]
         if self.batch_transform is not None and generator is not None:
-            x = self.batch_transform(x, generator)
+            x = _transformed(self.batch_transform, x, generator)
         kwargs = {
             key: value[index] if key in self.per_point else value
             for key, value in self.kwargs.items()
@@ -189,6 +191,33 @@ class Points:
         """``(step, batch)`` over the points in the shuffled ``order``."""
         for step, start in enumerate(range(0, len(order), batch_size)):
             yield step, self.rows(order[start : start + batch_size], generator)
+
+
+def _check_transform(transform: Any, x: Tensor) -> None:
+    """Refuse a ``batch_transform`` that cannot be called as ``transform(batch, generator)``."""
+    try:
+        inspect.signature(transform).bind(x[:1], torch.Generator())
+    except TypeError:
+        raise InputError(
+            "batch_transform must be a function called as batch_transform(batch, generator) "
+            f"that returns the transformed batch; got {transform!r}"
+        ) from None
+    except ValueError:  # a builtin without a signature: its first call says
+        pass
+
+
+def _transformed(transform: BatchTransform, x: Tensor, generator: torch.Generator) -> Tensor:
+    """``transform(x, generator)``, refused unless it is a finite tensor of the batch's rows."""
+    batch = transform(x, generator)
+    if not isinstance(batch, Tensor) or batch.dim() < 1 or len(batch) != len(x):
+        got = f"shape {list(batch.shape)}" if isinstance(batch, Tensor) else type(batch).__name__
+        raise InputError(
+            f"batch_transform must return a tensor with the batch's {len(x)} rows along "
+            f"dimension 0; it returned {got}"
+        )
+    if batch.is_floating_point() and not all_finite(batch):
+        raise InputError("batch_transform returned NaN or infinite values; all must be finite")
+    return batch
 
 
 def all_finite(x: Tensor) -> bool:
