@@ -287,7 +287,7 @@ BAD_INPUTS = [
     (["train", "--hidden-sizes", ""], "expected at least one integer"),
     (
         ["train", "--dataset", "{tmp}/bytes.npy"],
-        r"values in [255, 255]; pixel data must lie in [0, 1]",
+        r"values in [255, 255]; binarization 'dynamic' reads each value as the probability",
     ),
     (["train", "--dataset", "{tmp}/nan.npy"], "contains NaN or infinite values"),
     (["train", "--dataset", "{tmp}/flat.npy"], "data must have shape [N, D]"),
@@ -559,6 +559,24 @@ def test_a_huge_kl_weight_names_the_setting_not_the_learning_rate(tmp_path, caps
     err = capsys.readouterr().err
     assert status == 1
     assert "initial parameters" in err and "kl_weight" in err and "learning_rate" not in err
+
+
+def test_a_file_of_real_values_trains_with_a_gaussian_likelihood(tmp_path, capsys):
+    # "pixel data must lie in [0, 1]" refused such a file whatever the likelihood
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(60, 2)) @ rng.normal(size=(2, 5)) * 10
+    values += 0.3 * rng.normal(size=(60, 5))
+    np.save(tmp_path / "real.npy", values.astype(np.float32))
+    argv = ["train", "--dataset", str(tmp_path / "real.npy"), "--likelihood", "gaussian-learned"]
+    run_dir = tmp_path / "run"
+    argv += ["--epochs", "1", "--hidden-sizes", "8", "--latent-dim", "2", "--run-dir", str(run_dir)]
+    assert cli.main([*argv, "--eval-num-particles", "20", "--no-figures"]) == 0
+    assert "test log p(x) = " in capsys.readouterr().out
+    report = (run_dir / "report.md").read_text()
+    assert "Binarization: **none**" in report and "log density of continuous data" in report
+    status = cli.main([*argv[:3], "--epochs", "1", "--run-dir", str(tmp_path / "bernoulli")])
+    assert status == 2  # the default Bernoulli binarizes: real values are no probabilities
+    assert "binarization 'dynamic' reads each value as the probability" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

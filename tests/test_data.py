@@ -108,7 +108,6 @@ def test_user_npz_and_csv_with_labels(tmp_path):
 @pytest.mark.parametrize(
     ("writer", "message"),
     [
-        (lambda p: np.save(p / "d.npy", np.full((20, 3), 255.0)), r"values in \[255, 255\]"),
         (lambda p: np.save(p / "d.npy", np.full((20, 3), np.nan)), "NaN or infinite"),
         (
             lambda p: np.save(
@@ -136,6 +135,22 @@ def test_bad_user_files(tmp_path, writer, message):
     path = next(p for p in tmp_path.iterdir())
     with pytest.raises(InputError, match=message):
         load_dataset(str(path))
+
+
+@pytest.mark.parametrize("binarization", ["none", "dynamic", "static", "threshold"])
+def test_real_values_are_taken_unbinarized_and_refused_as_probabilities(tmp_path, binarization):
+    # a file of real values (standardized features) was refused whatever the likelihood,
+    # "pixel data must lie in [0, 1]", though a Gaussian likelihood takes them
+    values = np.random.default_rng(0).normal(size=(40, 3)) * 100
+    np.save(tmp_path / "real.npy", values)
+    if binarization == "none":
+        data = load_dataset(str(tmp_path / "real.npy"))
+        together = torch.cat([data.train, data.validation, data.test]).double()
+        assert torch.allclose(together.sort(0).values, torch.as_tensor(np.sort(values, 0)))
+        return
+    says = rf"values in \[-.*\]; binarization '{binarization}' reads each value as the probability"
+    with pytest.raises(InputError, match=says):
+        load_dataset(str(tmp_path / "real.npy"), binarization=binarization)
 
 
 def test_unknown_names_list_the_accepted_values():

@@ -172,7 +172,10 @@ def load_dataset(
 
     Args:
         name: a key of :data:`DATASETS` or a path to a data file.
-        binarization: one of :data:`BINARIZATIONS`.
+        binarization: one of :data:`BINARIZATIONS`. A binarization reads each value
+            as the probability of a 1, so the data must lie in [0, 1]; with ``"none"``
+            any finite values are taken, and the likelihood decides (a Gaussian takes
+            real values, the Bernoulli ones refuse what is not in their support).
         data_dir: directory with the dataset's IDX files (MNIST, Fashion-MNIST).
         validation_fraction: share of a user file held out for validation.
         test_fraction: share of a user file held out for testing.
@@ -186,6 +189,13 @@ def load_dataset(
     """
     check_choice("binarization", binarization, BINARIZATIONS)
     (x, y, x_test, y_test), image_shape, source = _read(name, data_dir)
+    if binarization != "none" and (x.min() < 0 or x.max() > 1):
+        raise InputError(
+            f"dataset {name} has values in [{x.min():g}, {x.max():g}]; binarization "
+            f"{binarization!r} reads each value as the probability of a 1, so they must lie "
+            "in [0, 1] (divide 8-bit images by 255), or use binarization 'none' with a "
+            "likelihood for real values (gaussian)"
+        )
     generator = np.random.default_rng(SPLIT_SEED)
     if x_test is None:
         if name == "mnist-5k":
@@ -228,8 +238,8 @@ def load_dataset(
 def _read(name: str, data_dir: str | os.PathLike | None) -> tuple[tuple, Any, str]:
     """``((x, y, x_test, y_test), image_shape, source)`` of a named dataset or a user file.
 
-    ``x`` is checked to be finite and in [0, 1]; ``x_test`` is ``None`` where the
-    dataset has no test split of its own.
+    ``x`` is checked to be finite; ``x_test`` is ``None`` where the dataset has no test
+    split of its own.
     """
     data_path = Path(data_dir) if data_dir is not None else None
     if name in DATASETS:
@@ -242,11 +252,6 @@ def _read(name: str, data_dir: str | os.PathLike | None) -> tuple[tuple, Any, st
     x = arrays[0]
     if not np.isfinite(x).all():
         raise InputError(f"dataset {name} contains NaN or infinite values")
-    if x.min() < 0 or x.max() > 1:
-        raise InputError(
-            f"dataset {name} has values in [{x.min():g}, {x.max():g}]; pixel data must lie in "
-            "[0, 1] (divide 8-bit images by 255)"
-        )
     return arrays, image_shape, source
 
 
