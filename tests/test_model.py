@@ -85,6 +85,9 @@ def test_check_data(x, message):
         ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
         ({"latent_dim": 0}, "latent_dim must be an integer >= 1"),
         ({"activation": "sigmoidal"}, "unknown activation 'sigmoidal'; accepted values: relu"),
+        # a VAE with pyro.plate(3) or pyro.plate(None) was built, and refused at its first use
+        ({"data_plate": 3}, "data_plate must be a plate name, a non-empty string; got 3"),
+        ({"data_plate": ""}, "data_plate must be a plate name, a non-empty string; got ''"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):

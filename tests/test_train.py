@@ -248,6 +248,7 @@ def test_user_model_with_pyro_params_trains():
         ({"kl_weight": -1.0}, "kl_weight must be a finite number >= 0"),
         ({"seed": -1}, "seed must be an integer in"),
         ({"device": "nowhere"}, "device must name a torch device"),
+        ({"data_plate": ""}, "data_plate must be a plate name, a non-empty string"),
         ({"loss": "iwae:x"}, "loss: estimator 'iwae:x': num_particles must be int"),
         (
             {"loss": "nope:3"},

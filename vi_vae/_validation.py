@@ -17,6 +17,7 @@ __all__ = [
     "check_callables",
     "check_choice",
     "check_nonnegative_float",
+    "check_plate_name",
     "check_positive_float",
     "check_positive_int",
     "check_seed",
@@ -80,6 +81,13 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     if value not in choices:
         accepted = ", ".join(str(c) for c in choices)
         raise InputError(f"unknown {name} {value!r}; accepted values: {accepted}")
+    return value
+
+
+def check_plate_name(name: str, value: Any) -> str:
+    """Return ``value`` if it can name a ``pyro.plate`` (a non-empty string), else raise."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} must be a plate name, a non-empty string; got {value!r}")
     return value
 
 

@@ -13,7 +13,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from vi_vae._param_names import claim_parameter_names
-from vi_vae._validation import check_choice, check_positive_int
+from vi_vae._validation import check_choice, check_plate_name, check_positive_int
 from vi_vae.errors import InputError
 from vi_vae.flows import (
     ConditionalIAF,
@@ -134,6 +134,7 @@ class VAE(PyroModule):
     ) -> None:
         super().__init__()
         check_positive_int("input_dim", input_dim)
+        check_plate_name("data_plate", data_plate)
         shortcuts = {
             "hidden_sizes": hidden_sizes, "activation": activation, "architecture": architecture,
             "image_shape": image_shape, "latent_dims": latent_dims, "flow": flow,

@@ -16,6 +16,7 @@ from pyro.infer.elbo import ELBO as PyroELBO
 from vi_vae._validation import (
     check_bool,
     check_nonnegative_float,
+    check_plate_name,
     check_positive_float,
     check_positive_int,
     check_seed,
@@ -84,8 +85,7 @@ class TrainSettings(Settings):
         check_positive_int(where + "kl_warmup_epochs", self.kl_warmup_epochs, minimum=0)
         if self.patience is not None:
             check_positive_int(where + "patience", self.patience)
-        if not isinstance(self.data_plate, str):
-            raise InputError(f"{where}data_plate must be a plate name; got {self.data_plate!r}")
+        check_plate_name(where + "data_plate", self.data_plate)
         if self.device is not None:
             try:
                 torch.device(self.device)
