@@ -46,6 +46,12 @@ def test_every_spelling_of_an_estimator_has_one_canonical_form(name):
     assert canonical_spelling(spec.example) == spec.example
 
 
+def test_vr_at_minus_infinity_is_spelled_vrmax():
+    # compare trained "vr:-inf:5" beside "vrmax:5", the same estimator, as two
+    assert canonical_spelling("vr:-inf:5") == canonical_spelling("vrmax:05") == "vrmax:5"
+    assert canonical_spelling("vr:-1:5") == "vr:-1.0:5"
+
+
 @pytest.mark.parametrize("name", ESTIMATOR_SPECS)
 def test_with_num_particles_sets_the_inner_k(name):
     estimator = with_num_particles(ESTIMATOR_SPECS[name].example, 7)

@@ -215,11 +215,17 @@ def as_loss(loss: PyroELBO | str, *, compile: bool = False) -> PyroELBO:
 def canonical_spelling(spelling: str) -> str:
     """The one spelling of the estimator ``spelling`` names, its numbers written plainly.
 
+    VR at α = −∞ is spelled ``vrmax``, the name it has of its own.
+
     Example:
         >>> canonical_spelling(" iwae:05"), canonical_spelling("vr:0.50:5")
         ('iwae:5', 'vr:0.5:5')
+        >>> canonical_spelling("vr:-inf:5")
+        'vrmax:5'
     """
     name, _, kwargs = _split(spelling)
+    if name == "vr" and kwargs["alpha"] == -math.inf:
+        name, kwargs = "vrmax", {"num_particles": kwargs["num_particles"]}
     return ":".join([name, *(str(value) for value in kwargs.values())])
 
 
