@@ -72,14 +72,16 @@ def check_data_support(
     The guide and model run once on all of ``args`` under a forked random stream:
     the caller's draws are the same with or without the check.
 
+    A failure of the pair on the data (their width, their dtype, a ``data_plate`` of
+    another size) is explained as :func:`vi_vae.contract.check_pair` explains it.
+
     Returns:
         The model's trace, for :func:`check_whole_support`, and the guide's.
 
     Raises:
-        InputError: naming the observed site and its support.
+        InputError: naming the observed site and its support, or what to change.
     """
     x = args[0] if args and isinstance(args[0], Tensor) else None
-    # a failure on the data (their width, their dtype) is explained as the contract does
     model_trace, guide_trace = run_without_particles(
         model, guide, args, kwargs or {}, x, data_plate, fork=True, gradients=False
     )
