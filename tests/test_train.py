@@ -382,6 +382,26 @@ def test_a_per_point_argument_observed_past_the_first_batch_is_checked_too():
         fit(model, guide, x, model_kwargs={"ys": labels}, epochs=1, batch_size=8)
 
 
+def test_validation_points_without_the_labels_the_pair_requires_are_refused_saying_how():
+    # fit(..., model_kwargs={"ys": labels}, validation=x_val) failed inside the guide with
+    # "guide() missing 1 required positional argument: 'ys'"
+    x = binary_data(40)
+    labels = (x[:, 0] + x[:, 1]).long()
+    model, guide = labelled_pair(dist.Categorical)
+    kwargs = {"model_kwargs": {"ys": labels[:32]}, "epochs": 1, "batch_size": 8}
+    says = r"model_kwargs give \['ys'\] per training point, .* validation=\(x, \{'ys': ...\}\)"
+    for validation in (x[32:], (x[32:], {})):
+        with pytest.raises(InputError, match=says):
+            fit(model, guide, x[:32], validation=validation, **kwargs)
+    fit(model, guide, x[:32], validation=(x[32:], {"ys": labels[32:]}), **kwargs)
+
+    def unlabelled(function):  # a pair that also scores unlabelled points (ys=None)
+        return lambda batch, ys=None: function(batch, labels[: len(batch)] if ys is None else ys)
+
+    result = fit(unlabelled(model), unlabelled(guide), x[:32], validation=x[32:], **kwargs)
+    assert math.isfinite(result.history[0].validation_elbo)
+
+
 def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):
     # "validity checks once per dataset, not per call": a fit per epoch checks its data once
     vae, x = small_vae(), binary_data()  # 64 points, in batches of 16

@@ -94,12 +94,30 @@ class Points:
         return cls(x, moved, per_point, device, batch_transform)
 
     @classmethod
-    def validation(cls, validation: Any, device: torch.device) -> Points | None:
-        """``fit``'s ``validation``: data, ``(data, kwargs)`` or ``None``."""
+    def validation(
+        cls, validation: Any, train: Points, pair: tuple[Callable, ...]
+    ) -> Points | None:
+        """``fit``'s ``validation``: data, ``(data, kwargs)`` or ``None``.
+
+        Raises:
+            InputError: where the training points have per-point keyword arguments
+                (labels) that the validation points lack and model or guide requires
+                (one with a default, ``ys=None``, scores unlabelled points).
+        """
         if validation is None:
             return None
         x, kwargs = validation if isinstance(validation, tuple) else (validation, None)
-        return cls.checked("validation", x, kwargs, device)
+        held_out = cls.checked("validation", x, kwargs, train.device)
+        required = set().union(*(_required_keywords(function) for function in pair))
+        missing = sorted((train.per_point - held_out.kwargs.keys()) & required)
+        if missing:
+            named = ", ".join(f"{key!r}: ..." for key in missing)
+            raise InputError(
+                f"model_kwargs give {missing} per training point, and the validation data "
+                f"have no such keyword argument; pass validation=(x, {{{named}}}) with the "
+                "validation points' own"
+            )
+        return held_out
 
     def check_support(
         self, model: Callable, guide: Callable, name: str, whole: Points | None = None
@@ -191,6 +209,16 @@ class Points:
         """``(step, batch)`` over the points in the shuffled ``order``."""
         for step, start in enumerate(range(0, len(order), batch_size)):
             yield step, self.rows(order[start : start + batch_size], generator)
+
+
+def _required_keywords(function: Callable) -> set[str]:
+    """The parameters of ``function`` after its first that have no default."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):  # no signature to read: its call says
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in kinds and p.default is inspect.Parameter.empty}
 
 
 def _check_transform(transform: Any, x: Tensor) -> None:

@@ -234,7 +234,7 @@ class _Run:
         optimizer: Any,
     ) -> _Run:
         """Check the validation data, clear the param store, seed every stream, build the SVI."""
-        held_out = Points.validation(validation, data.device)
+        held_out = Points.validation(validation, data, (model, guide))
         parallel = data_parallel()  # a no-op in one process
         pyro.clear_param_store()
         seed_everything(settings.seed)
