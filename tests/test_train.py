@@ -4,6 +4,7 @@ import math
 import os
 import warnings
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -18,6 +19,7 @@ from vi_vae import (
     RandomDensityWarning,
     TrainingError,
     fit,
+    log_marginal_likelihood,
 )
 from vi_vae._train_step import all_finite
 from vi_vae._training import validation_elbo
@@ -400,6 +402,43 @@ def test_validation_points_without_the_labels_the_pair_requires_are_refused_sayi
 
     result = fit(unlabelled(model), unlabelled(guide), x[:32], validation=x[32:], **kwargs)
     assert math.isfinite(result.history[0].validation_elbo)
+
+
+def labelled_prior():
+    """A pair whose prior of z is set by a per-point label ``ys`` (3 classes)."""
+    means = torch.tensor([-1.0, 0.0, 1.0])
+
+    def model(batch, ys):
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(means[ys], 1.0))
+            pyro.sample("x", dist.Bernoulli(logits=z.unsqueeze(-1)).to_event(1), obs=batch)
+
+    def guide(batch, ys):
+        with pyro.plate("data", len(batch)):
+            pyro.sample("z", dist.Normal(batch.new_zeros(len(batch)), 1.0))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("sequence", [list, np.asarray], ids=["list", "array"])
+def test_labels_that_are_no_tensor_are_named_where_the_pair_fails_on_a_part(sequence):
+    # only tensors are split by rows: a list of labels reached every batch whole, and the
+    # error blamed x's width; the evaluators blamed something sized by the whole data
+    x = binary_data(40)
+    labels = sequence((x[:, 0] + x[:, 1]).long().tolist())
+    model, guide = labelled_pair(dist.Categorical, observe=torch.as_tensor)
+    says = r"model_kwargs \['ys'\] hold 40 values, one per training point, but are not tensors"
+    with pytest.raises(InputError, match=says):
+        fit(model, guide, x, model_kwargs={"ys": labels}, epochs=1, batch_size=8)
+    says = r"keyword argument\(s\) \['ys'\] hold 40 values, one per row of x, but are not tensors"
+    prior_of = labelled_prior()
+    with pytest.raises(InputError, match=says):
+        log_marginal_likelihood(*prior_of, x, 10, ys=labels)
+    # observed as they are, in one pass, they failed inside the support check ("'list'
+    # object has no attribute 'is_floating_point'")
+    model, guide = labelled_pair(dist.Categorical)
+    with pytest.raises(InputError, match=r"data observed at site 'y' are a \w+, not a tensor"):
+        log_marginal_likelihood(model, guide, x, 10, ys=labels)
 
 
 def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):

@@ -99,6 +99,11 @@ def check_observed_support(model_trace: Trace) -> None:
         if site["type"] != "sample" or not site["is_observed"]:
             continue
         value = site["value"]
+        if not isinstance(value, Tensor):
+            raise InputError(
+                f"the data observed at site {name!r} are a {type(value).__name__}, not a "
+                "tensor; observe tensors (torch.as_tensor)"
+            )
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise InputError(f"the data observed at site {name!r} contain NaN or infinite values")
         if not bool(site["fn"].support.check(value).all()):
