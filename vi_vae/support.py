@@ -58,11 +58,7 @@ def check_points(x: Any, name: str = "x") -> Tensor:
 
 
 def check_data_support(
-    model: Callable,
-    guide: Callable,
-    args: tuple,
-    kwargs: dict[str, Any] | None = None,
-    data_plate: str = "data",
+    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any] | None = None
 ) -> tuple[Trace, Trace]:
     """Refuse data outside the support of the distributions that observe them.
 
@@ -72,7 +68,7 @@ def check_data_support(
     The guide and model run once on all of ``args`` under a forked random stream:
     the caller's draws are the same with or without the check.
 
-    A failure of the pair on the data (their width, their dtype, a ``data_plate`` of
+    A failure of the pair on the data (their width, their dtype, a plate ``"data"`` of
     another size) is explained as :func:`vi_vae.contract.check_pair` explains it.
 
     Returns:
@@ -83,7 +79,7 @@ def check_data_support(
     """
     x = args[0] if args and isinstance(args[0], Tensor) else None
     model_trace, guide_trace = run_without_particles(
-        model, guide, args, kwargs or {}, x, data_plate, fork=True, gradients=False
+        model, guide, args, kwargs or {}, x, "data", fork=True, gradients=False
     )
     check_observed_support(model_trace)
     return model_trace, guide_trace
