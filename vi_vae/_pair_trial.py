@@ -118,8 +118,10 @@ def unsplit_sequences(kwargs: dict[str, Any], num_rows: int) -> str:
     Only tensors are split by rows (clause 5); a list or an array of labels is passed
     whole to every part, and the pair then fails on a part of the rows.
     """
+    if num_rows < 2:
+        return ""
     names = [name for name, value in kwargs.items() if one_value_per_row(value, num_rows)]
-    if not names or num_rows < 2:
+    if not names:
         return ""
     return (
         f"; keyword argument(s) {names} hold {num_rows} values, one per row of x, but are "

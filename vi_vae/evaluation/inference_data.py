@@ -122,9 +122,9 @@ def _checked_indices(
             f"num_particles ({num_particles}) must be a multiple of num_chains ({num_chains})"
         )
     try:  # int() would take 1.5 as row 1 and True as row 1
-        indices = [operator.index(i) for i in point_indices if not isinstance(i, bool)]
-        if len(indices) != len(point_indices):
+        if any(isinstance(i, bool) for i in point_indices):
             raise TypeError
+        indices = [operator.index(i) for i in point_indices]
     except TypeError:
         raise InputError(
             f"point_indices must be a sequence of integer row numbers; got {point_indices!r}"
