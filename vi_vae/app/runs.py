@@ -163,7 +163,7 @@ def _train(
             directory.create(overwrite=overwrite)
         elif directory.has_checkpoint():
             directory.check_fingerprint(config, dataset)
-        kept = _figures_to_keep(directory, resume, config)
+        kept = _withdraw_old_results(directory, resume, config)
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
@@ -173,13 +173,16 @@ def _train(
         )
 
 
-def _figures_to_keep(directory: RunDirectory, resume: bool, config: RunConfig) -> tuple[str, ...]:
-    """The figures still true after training: a resume that trains on deletes them.
+def _withdraw_old_results(
+    directory: RunDirectory, resume: bool, config: RunConfig
+) -> tuple[str, ...]:
+    """The figures still true after training; a resume that trains on withdraws the rest.
 
-    So does one that finds the metrics, and so the figures, of an earlier checkpoint (a
-    resume that trained on and stopped before its evaluation): it evaluates anew. Either
-    way ``report.md`` says that the run is training on in place of the old numbers, which
-    a resume stopped before its evaluation would leave beside other weights.
+    It deletes the figures, and ``report.md`` then says that the run is training on, in
+    place of the old numbers, which a resume stopped before its evaluation would leave
+    beside other weights. So does a resume that finds the metrics, and so the figures, of
+    an earlier checkpoint (one that trained on and stopped before its evaluation): it
+    evaluates anew.
     """
     if not resume:
         return ()
