@@ -427,18 +427,27 @@ def test_labels_that_are_no_tensor_are_named_where_the_pair_fails_on_a_part(sequ
     x = binary_data(40)
     labels = sequence((x[:, 0] + x[:, 1]).long().tolist())
     model, guide = labelled_pair(dist.Categorical, observe=torch.as_tensor)
-    says = r"model_kwargs \['ys'\] hold 40 values, one per training point, but are not tensors"
+    says = r"model_kwargs \[.ys.\] hold 40 values, one per row of x, but are not tensors"
     with pytest.raises(InputError, match=says):
         fit(model, guide, x, model_kwargs={"ys": labels}, epochs=1, batch_size=8)
     says = r"keyword argument\(s\) \['ys'\] hold 40 values, one per row of x, but are not tensors"
     prior_of = labelled_prior()
     with pytest.raises(InputError, match=says):
         log_marginal_likelihood(*prior_of, x, 10, ys=labels)
-    # observed as they are, in one pass, they failed inside the support check ("'list'
-    # object has no attribute 'is_floating_point'")
+    # observed through torch.as_tensor, the evaluators' first-rows check passed them and
+    # one pass gave the number, but passes of 10 pairs failed with torch's broadcast
+    # error: whether they worked hung on the memory the evaluators may use
+    for chunk_size in (None, 10):
+        with pytest.raises(InputError, match=says):
+            log_marginal_likelihood(model, guide, x, 10, ys=labels, chunk_size=chunk_size)
+    tensors = torch.as_tensor(labels)
+    with pytest.raises(InputError, match=r"the validation keyword arguments \['ys'\] hold 40"):
+        fit(model, guide, x, model_kwargs={"ys": tensors}, validation=(x, {"ys": labels}))
+    # observed as they are, they failed inside the support check ("'list' object has no
+    # attribute 'is_floating_point'")
     model, guide = labelled_pair(dist.Categorical)
     with pytest.raises(InputError, match=r"data observed at site 'y' are a \w+, not a tensor"):
-        log_marginal_likelihood(model, guide, x, 10, ys=labels)
+        log_marginal_likelihood(model, guide, x[:1], 10, ys=labels[:1])
 
 
 def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):

@@ -103,33 +103,6 @@ def run_without_particles(
     return model_trace, guide_trace
 
 
-def one_value_per_row(value: Any, num_rows: int) -> bool:
-    """Whether ``value`` is a sequence of ``num_rows`` values that is not a tensor."""
-    return (
-        not isinstance(value, (Tensor, str, bytes, dict))
-        and hasattr(value, "__len__")
-        and len(value) == num_rows
-    )
-
-
-def unsplit_sequences(kwargs: dict[str, Any], num_rows: int) -> str:
-    """A hint for keyword arguments that hold one value per row of x but are no tensors.
-
-    Only tensors are split by rows (clause 5); a list or an array of labels is passed
-    whole to every part, and the pair then fails on a part of the rows.
-    """
-    if num_rows < 2:
-        return ""
-    names = [name for name, value in kwargs.items() if one_value_per_row(value, num_rows)]
-    if not names:
-        return ""
-    return (
-        f"; keyword argument(s) {names} hold {num_rows} values, one per row of x, but are "
-        "not tensors, so they are passed whole and not split by rows: pass them as "
-        "tensors (torch.as_tensor)"
-    )
-
-
 def _forked(args: tuple) -> contextlib.AbstractContextManager:
     devices = [a.device for a in args if isinstance(a, Tensor) and a.device.type == "cuda"]
     return torch.random.fork_rng(devices=devices[:1])

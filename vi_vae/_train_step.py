@@ -24,9 +24,9 @@ from pyro.infer import SVI
 from pyro.poutine.trace_struct import Trace
 from torch import Tensor
 
-from vi_vae._pair_trial import one_value_per_row
 from vi_vae._training import TrainingState, parameters_finite
 from vi_vae._validation import available_device
+from vi_vae.contract import refuse_unsplit_sequences
 from vi_vae.errors import InputError
 from vi_vae.support import (
     DataOutsideSupport,
@@ -88,15 +88,8 @@ class Points:
         per_point = frozenset(
             key for key, value in kwargs.items() if isinstance(value, Tensor) and _rows(value, x)
         )
-        if name == "train" and len(x) > 1:  # batches take a part of them
-            unsplit = [key for key, value in kwargs.items() if one_value_per_row(value, len(x))]
-            if unsplit:
-                raise InputError(
-                    f"model_kwargs {unsplit} hold {len(x)} values, one per training point, "
-                    "but are not tensors: only tensors are split by rows with the batches. "
-                    "Pass them as tensors (torch.as_tensor), or a value shared by every "
-                    "batch through a closure of model and guide"
-                )
+        what = "model_kwargs" if name == "train" else f"the {name} keyword arguments"
+        refuse_unsplit_sequences(kwargs, len(x), what)
         device = available_device(device) if device is not None else x.device
         moved = {key: kwargs[key].to(device) if key in per_point else kwargs[key] for key in kwargs}
         if batch_transform is not None:

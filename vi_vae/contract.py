@@ -17,7 +17,8 @@ with the error each breach gets, is ``docs/howto/custom-model.md``):
    of the pair's plates, even at K = 1.
 5. **Keyword arguments** reach model and guide unchanged, except *per-point* ones: a
    tensor whose first dimension equals ``x.shape[0]`` is split by rows with ``x``
-   (:func:`rows_of`).
+   (:func:`rows_of`); a list or array of ``x.shape[0]`` values is refused, since it
+   would reach every part of the rows whole (:func:`refuse_unsplit_sequences`).
 6. **Scales**: a site's scale multiplies its log density inside the log weight, so an
    estimator whose bound is not linear in the log weights refuses a data plate that
    subsamples (:func:`biased_under_subsampling`).
@@ -182,6 +183,32 @@ def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:
         for name, value in kwargs.items()
         if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == num_rows
     )
+
+
+def refuse_unsplit_sequences(kwargs: dict[str, Any], num_rows: int, what: str) -> None:
+    """Refuse keyword arguments that hold one value per row of x but are no tensors (clause 5).
+
+    Only tensors are split by rows: a list or an array of labels would reach every part
+    of the rows whole (``fit``'s batches, the evaluators' passes of ``chunk_size`` pairs
+    and shards), where it fails or, read as ``ys[:len(x)]``, pairs rows with the wrong
+    labels. Whether the evaluators split x depends on the memory they may use, so the
+    refusal does not wait for a split. ``what`` names the arguments (``"model_kwargs"``).
+    """
+    names = [
+        name
+        for name, value in kwargs.items()
+        if not isinstance(value, (Tensor, str, bytes, dict))
+        and hasattr(value, "__len__")
+        and len(value) == num_rows
+    ]
+    if num_rows > 1 and names:
+        raise InputError(
+            f"{what} {names} hold {num_rows} values, one per row of x, but are not "
+            "tensors: only tensors are split by rows with x (fit's batches, the "
+            "evaluators' passes and shards), so these would reach every part whole; "
+            "pass them as tensors (torch.as_tensor), or a value shared by every row "
+            "through a closure of model and guide"
+        )
 
 
 def rows_of(

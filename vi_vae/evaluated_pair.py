@@ -38,12 +38,13 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from vi_vae._modules import modules_called
-from vi_vae._pair_trial import first_line, run_without_particles, unsplit_sequences
+from vi_vae._pair_trial import first_line, run_without_particles
 from vi_vae.contract import (
     EVALUATOR_SUBSAMPLING,
     PairLayout,
     check_pair,
     per_point_keywords,
+    refuse_unsplit_sequences,
     rows_of,
 )
 from vi_vae.errors import InputError, RandomDensityWarning, UnobservedPointsWarning
@@ -103,6 +104,7 @@ def check_evaluated_pair(
     Raises:
         InputError: naming what breaks the contract and what to change.
     """
+    refuse_unsplit_sequences(kwargs, x.shape[0], "keyword argument(s)")
     model_traces = []  # the check's model trace, on all of x
 
     def inspect(model_trace: Trace, guide_trace: Trace) -> None:
@@ -129,7 +131,7 @@ def check_evaluated_pair(
                 model, guide, (rows,), row_kwargs, None, data_plate, False, False
             )
         except Exception as error:
-            raise _part_failure(error, x.shape[0], rows.shape[0], kwargs) from error
+            raise _part_failure(error, x.shape[0], rows.shape[0]) from error
         if fixed_density:
             refuse_low_precision(model_trace, guide_trace)
             warn_of_tf32(x.device, list(modules))
@@ -300,10 +302,10 @@ def _score_first_row_alone(
         guide(row, **kwargs)  # the guide too must run on part of the rows
         return score(_replayed(model, first_draws, row, kwargs))
     except Exception as error:
-        raise _part_failure(error, num_rows, 1, kwargs) from error
+        raise _part_failure(error, num_rows, 1) from error
 
 
-def _part_failure(error: Exception, num_rows: int, part: int, kwargs: dict[str, Any]) -> InputError:
+def _part_failure(error: Exception, num_rows: int, part: int) -> InputError:
     """Why a pair that runs on all rows of x must run on a part of them too (clause 1)."""
     # the pair's own error, not the explanation for a pair that fails on all of x
     cause = error.__cause__ if isinstance(error, InputError) and error.__cause__ else error
@@ -317,7 +319,7 @@ def _part_failure(error: Exception, num_rows: int, part: int, kwargs: dict[str, 
         "length: compute such values from x, or pass them as keyword arguments whose "
         "first dimension is x.shape[0], which are split by rows with x (a network "
         "that needs several rows, such as BatchNorm in training mode, must be put "
-        f"in eval mode){unsplit_sequences(kwargs, num_rows)}"
+        "in eval mode)"
     )
 
 
