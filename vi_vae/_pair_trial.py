@@ -35,8 +35,10 @@ PARTICLE_HINT = (
     "sample site gets a leading particle dimension (even at num_particles=1). Write the "
     "pair for any leading batch dimensions: index and concatenate from the right "
     "(x[..., i], torch.cat(..., dim=-1)), expand tensors that lack the particle dimension "
-    "to the draws' shape (e.g. y.expand(z.shape[:-1] + y.shape[-1:])), and declare batch "
-    "dimensions with pyro.plate instead of fixed sizes (docs/howto/custom-model.md)"
+    "to the draws' shape (e.g. y.expand(z.shape[:-1] + y.shape[-1:])), flatten the "
+    "leading dimensions around a layer that reads dimension 1 as features (BatchNorm1d: "
+    "h.reshape(-1, h.shape[-1]) in, and back), and declare batch dimensions with "
+    "pyro.plate instead of fixed sizes (docs/howto/custom-model.md)"
 )
 
 #: what to change when the data plate is not the rows of x (clause 2)
@@ -45,7 +47,7 @@ ROWS_RULE = (
     "pyro.plate(data_plate, x.shape[0])"
 )
 #: words of torch's messages for tensors whose shapes do not fit together
-_SHAPE_WORDS = ("shape", "size", "dimension", "mat1 and mat2", "out of bounds")
+_SHAPE_WORDS = ("shape", "size", "dimension", "mat1 and mat2", "out of bounds", "elements")
 
 
 def particle_dimension_error(

@@ -349,8 +349,10 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
             f"the guide observes site(s) {observed} (pyro.factor, or obs=): Pyro's Trace_ELBO "
             "counts such a site in log q, which is then no density that the guide's draws "
             "come from, and vi_vae's log weights take q at the latent sites alone, so the "
-            "two would give different numbers; put the factor in the model, or make it part "
-            "of the distribution the guide samples from (pyro.deterministic stays allowed)"
+            "two would give different numbers; to train, put the factor in the model (its "
+            "sign flipped), or make it part of the distribution the guide samples from "
+            "(pyro.deterministic stays allowed); to estimate log p(x), leave a term that only "
+            "trains (such as a classification loss) out of the pair: it changes no draw"
         )
     model_latents, guide_latents = _latents(model_trace), _latents(guide_trace)
     missing = [name for name in model_latents if name not in guide_latents]
