@@ -357,6 +357,26 @@ def test_the_whole_data_are_checked_point_by_point_where_an_event_spans_the_rows
         fit(model, guide, x, epochs=1, batch_size=16, loss=loss)
 
 
+@pytest.mark.parametrize("loss", [None, "iwae:3"])
+def test_a_data_plate_of_another_name_trains_with_the_loss_fit_builds(loss):
+    # fit built its default loss, and a spelled one, over the plate "data" whatever its
+    # data_plate said: the pair of a plate named "batch" was refused as having sites
+    # outside pyro.plate('data')
+    x = binary_data()
+    trained = {}
+    for plate in ("data", "batch"):
+        vae = VAE(input_dim=12, latent_dim=2, hidden_sizes=[16], data_plate=plate, seed=0)
+        result = fit(vae.model, vae.guide, x, epochs=2, batch_size=16, loss=loss, data_plate=plate)
+        trained[plate] = (result.history[-1].train_loss, params_of(vae))
+    # the plate's name changes no draw and no number
+    assert trained["batch"][0] == trained["data"][0]
+    assert all(torch.equal(trained["batch"][1][k], v) for k, v in trained["data"][1].items())
+    vae = VAE(input_dim=12, latent_dim=2, hidden_sizes=[16], data_plate="batch")
+    says = r"loss takes the data plate 'batch' but data_plate is 'data': name the same plate"
+    with pytest.raises(InputError, match=says):
+        fit(vae.model, vae.guide, x, loss=IWAE(3, data_plate="batch"))
+
+
 def labelled_pair(label_distribution, observe=lambda ys: ys):
     """A pair that observes per-point labels ``observe(ys)`` (3 classes) at site 'y'."""
 

@@ -22,7 +22,7 @@ from vi_vae._validation import (
     check_seed,
 )
 from vi_vae.errors import InputError
-from vi_vae.estimators import as_loss, with_compile
+from vi_vae.estimators import ParticleEstimator, as_loss, with_compile
 from vi_vae.optim import Adam, SingleOptimizer
 from vi_vae.settings import Settings
 
@@ -47,7 +47,8 @@ class TrainSettings(Settings):
             this many epochs.
         patience: stop when the validation ELBO has not improved for this many epochs.
         validation_num_particles: draws per validation point for the validation ELBO.
-        data_plate: name of the data plate.
+        data_plate: name of the data plate; the loss built from :attr:`loss` takes it,
+            and one of vi_vae's estimators passed in must name the same.
         device: device of the batches (default: the training data's; move the
             networks there yourself).
         compile: run the loss's passes compiled by ``torch.compile``
@@ -98,11 +99,20 @@ class TrainSettings(Settings):
         self.make_loss()
 
     def make_loss(self) -> PyroELBO:
-        """The loss to train with: :attr:`loss` built from its spelling, compiled if asked."""
-        if isinstance(self.loss, str):
-            return as_loss(self.loss, compile=self.compile)
-        if self.loss is not None:
-            as_loss(self.loss)  # refuses what is not an ELBO
+        """The loss to train with: :attr:`loss` built from its spelling, compiled if asked.
+
+        A loss built here (from a spelling, or the default) takes :attr:`data_plate`; one
+        of vi_vae's estimators passed in must already name the same plate.
+        """
+        if self.loss is None or isinstance(self.loss, str):
+            if self.loss is None:
+                built = with_compile(None, self.compile)
+            else:
+                built = as_loss(self.loss, compile=self.compile)
+            if isinstance(built, ParticleEstimator):
+                built.data_plate = self.data_plate
+            return built
+        as_loss(self.loss)  # refuses what is not an ELBO
         if isinstance(self.loss, TraceTailAdaptive_ELBO):
             raise InputError(
                 "loss: pyro.infer.TraceTailAdaptive_ELBO computes no loss value (Pyro returns "
@@ -110,9 +120,14 @@ class TrainSettings(Settings):
                 "training loss nor tell a step that diverged; train it with pyro.infer.SVI, "
                 "or use a loss with a value (vi_vae.RenyiVR, spelled 'vr:ALPHA:K')"
             )
-        if self.compile or self.loss is None:
-            return with_compile(self.loss, self.compile)
-        return self.loss
+        if isinstance(self.loss, ParticleEstimator) and self.loss.data_plate != self.data_plate:
+            where, plate = self._where, self.loss.data_plate
+            raise InputError(
+                f"{where}loss takes the data plate {plate!r} but {where}data_plate is "
+                f"{self.data_plate!r}: name the same plate in both (data_plate={plate!r}, "
+                f"or build the loss with data_plate={self.data_plate!r})"
+            )
+        return with_compile(self.loss, self.compile) if self.compile else self.loss
 
     def optimizer(self) -> SingleOptimizer:
         """The optimizer ``fit`` steps with when it is given none: Adam at :attr:`learning_rate`.
