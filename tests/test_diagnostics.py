@@ -132,6 +132,29 @@ def test_gradient_snr_takes_an_estimator_spelling_as_fit_does_and_refuses_other_
         gradient_snr(shift_model, shift_guide, "nope", x, num_draws=4)
 
 
+def test_gradient_snr_of_a_data_plate_of_another_name():
+    # gradient_snr checked the pair over the plate "data" and built a spelled loss over
+    # it: a pair whose plate is named "batch" was refused, even with an estimator built
+    # over "batch", and data_plate= reached the model as a keyword argument
+    x = (torch.rand(32, 12, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    snrs = {}
+    for plate in ("data", "batch"):
+        vae = VAE(input_dim=12, latent_dim=2, hidden_sizes=[16], data_plate=plate, seed=0)
+        for loss in ("iwae:3", IWAE(3, data_plate=plate)):
+            result = gradient_snr(
+                vae.model, vae.guide, loss, x, num_draws=4, seed=0, data_plate=plate
+            )
+            snrs.setdefault(plate, []).append(
+                torch.cat([result.guide_elements, result.model_elements])
+            )
+    # the plate's name changes no draw and no number
+    for data, batch in zip(snrs["data"], snrs["batch"], strict=True):
+        assert torch.equal(data.nan_to_num(-1.0), batch.nan_to_num(-1.0))
+    says = r"loss takes the data plate 'batch' but data_plate is 'data': name the same plate"
+    with pytest.raises(InputError, match=says):
+        gradient_snr(vae.model, vae.guide, IWAE(3, data_plate="batch"), x, num_draws=4)
+
+
 def test_active_units_refuse_an_encoder_that_returns_no_distribution_and_a_negative_threshold():
     # a Pyro guide passed as the encoder returns None: AttributeError from inside
     x = torch.randn(6, 2)

@@ -22,7 +22,7 @@ from vi_vae._validation import (
     check_seed,
 )
 from vi_vae.errors import InputError
-from vi_vae.estimators import ParticleEstimator, as_loss, with_compile
+from vi_vae.estimators import as_loss, with_compile
 from vi_vae.optim import Adam, SingleOptimizer
 from vi_vae.settings import Settings
 
@@ -104,28 +104,22 @@ class TrainSettings(Settings):
         A loss built here (from a spelling, or the default) takes :attr:`data_plate`; one
         of vi_vae's estimators passed in must already name the same plate.
         """
-        if self.loss is None or isinstance(self.loss, str):
-            if self.loss is None:
-                built = with_compile(None, self.compile)
-            else:
-                built = as_loss(self.loss, compile=self.compile)
-            if isinstance(built, ParticleEstimator):
-                built.data_plate = self.data_plate
+        if self.loss is None:
+            built = with_compile(None, self.compile)
+            built.data_plate = self.data_plate
             return built
-        as_loss(self.loss)  # refuses what is not an ELBO
+        if isinstance(self.loss, str):
+            return as_loss(self.loss, compile=self.compile, data_plate=self.data_plate)
+        try:  # refuses what is not an ELBO, or one of vi_vae's over another plate
+            as_loss(self.loss, data_plate=self.data_plate)
+        except InputError as error:
+            raise InputError(f"{self._where}{error}") from None
         if isinstance(self.loss, TraceTailAdaptive_ELBO):
             raise InputError(
                 "loss: pyro.infer.TraceTailAdaptive_ELBO computes no loss value (Pyro returns "
                 "inf by design: it gives gradients only), so fit could neither report the "
                 "training loss nor tell a step that diverged; train it with pyro.infer.SVI, "
                 "or use a loss with a value (vi_vae.RenyiVR, spelled 'vr:ALPHA:K')"
-            )
-        if isinstance(self.loss, ParticleEstimator) and self.loss.data_plate != self.data_plate:
-            where, plate = self._where, self.loss.data_plate
-            raise InputError(
-                f"{where}loss takes the data plate {plate!r} but {where}data_plate is "
-                f"{self.data_plate!r}: name the same plate in both (data_plate={plate!r}, "
-                f"or build the loss with data_plate={self.data_plate!r})"
             )
         return with_compile(self.loss, self.compile) if self.compile else self.loss
 

@@ -188,26 +188,38 @@ def parse_estimator(spelling: str, *, compile: bool = False) -> PyroELBO:
     return with_compile(estimator) if compile else estimator
 
 
-def as_loss(loss: PyroELBO | str, *, compile: bool = False) -> PyroELBO:
-    """``loss`` as an ELBO: a spelling is built (:func:`parse_estimator`), an ELBO kept.
+def as_loss(loss: PyroELBO | str, *, compile: bool = False, data_plate: str = "data") -> PyroELBO:
+    """``loss`` as an ELBO over ``data_plate``: a spelling is built (:func:`parse_estimator`).
+
+    An ELBO is kept; one of vi_vae's estimators must already take ``data_plate`` (Pyro's
+    own ELBOs name no plate).
 
     Raises:
-        InputError: for anything else, or a spelling that names no estimator (naming
-            the argument ``loss``).
+        InputError: for anything else, a spelling that names no estimator (naming
+            the argument ``loss``), or an estimator over another data plate.
 
     Example:
-        >>> as_loss("iwae:5").num_particles
-        5
+        >>> as_loss("iwae:5", data_plate="batch").data_plate
+        'batch'
     """
     if isinstance(loss, str):
         try:
-            return parse_estimator(loss, compile=compile)
+            built = parse_estimator(loss, compile=compile)
         except InputError as error:
             raise InputError(f"loss: {error}") from None
+        if isinstance(built, ParticleEstimator):
+            built.data_plate = data_plate
+        return built
     if not isinstance(loss, PyroELBO):
         raise InputError(
             "loss must be a pyro.infer.ELBO or an estimator spelling such as 'iwae:5' "
             f"(see vi_vae.parse_estimator); got {loss!r}"
+        )
+    if isinstance(loss, ParticleEstimator) and loss.data_plate != data_plate:
+        raise InputError(
+            f"loss takes the data plate {loss.data_plate!r} but data_plate is {data_plate!r}: "
+            f"name the same plate in both (data_plate={loss.data_plate!r}, or build the loss "
+            f"with data_plate={data_plate!r})"
         )
     return loss
 

@@ -129,6 +129,7 @@ def gradient_snr(
     num_draws: int = 100,
     seed: int | None = None,
     on_draw: Callable[[int, int], None] | None = None,
+    data_plate: str = "data",
     **kwargs: Any,
 ) -> GradientSNR:
     r"""Signal-to-noise ratio of ``loss``'s gradient on the fixed batch ``x`` [2].
@@ -154,6 +155,8 @@ def gradient_snr(
         num_draws: R, gradient draws (at least 2).
         seed: seed for reproducible draws (the global RNG is left untouched).
         on_draw: called as ``on_draw(done, num_draws)`` after every draw (progress).
+        data_plate: name of the data plate (a spelled ``loss`` takes it; one of
+            vi_vae's estimators must name the same).
         **kwargs: passed to model and guide.
 
     Returns:
@@ -161,9 +164,11 @@ def gradient_snr(
         ``.model`` the decoder's.
     """
     check_positive_int("num_draws", num_draws, minimum=2)
-    loss = as_loss(loss)
+    loss = as_loss(loss, data_plate=data_plate)
     with seeded(seed, x.device):
-        parameters, guide_names, model_names = _split_parameters(model, guide, loss, x, kwargs)
+        parameters, guide_names, model_names = _split_parameters(
+            model, guide, loss, (x, kwargs), data_plate
+        )
         names = guide_names + model_names
         saved = {name: leaf.grad for name, leaf in parameters.items()}
         try:
@@ -313,9 +318,10 @@ def _refuse_training_mode(modes: dict[torch.nn.Module, bool]) -> None:
 
 
 def _split_parameters(
-    model: Callable, guide: Callable, loss: PyroELBO, x: Tensor, kwargs: dict[str, Any]
+    model: Callable, guide: Callable, loss: PyroELBO, data: tuple, data_plate: str
 ) -> tuple[dict[str, Tensor], list[str], list[str]]:
     """``(parameters, guide_names, model_names)``: what ``loss`` touches, the guide's first."""
+    x, kwargs = data
     with poutine.trace(param_only=True) as capture, torch.no_grad():
         loss.loss(model, guide, x, **kwargs)
     parameters = trace_parameters(capture.trace)
@@ -324,7 +330,8 @@ def _split_parameters(
     # the guide's parameters are those its distributions depend on (the contract's
     # rule, as DReG's): an encoder registered in the model only (Pyro's SS-VAE) is
     # the guide's too
-    owned = check_pair(model, guide, (x,), kwargs, parameters=True).guide_parameters
+    layout = check_pair(model, guide, (x,), kwargs, data_plate=data_plate, parameters=True)
+    owned = layout.guide_parameters
     guide_names = [name for name in trace_parameters(guide_trace) if name in parameters]
     guide_names += [name for name in parameters if name in owned and name not in guide_names]
     model_names = [name for name in parameters if name not in guide_names]
