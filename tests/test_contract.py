@@ -9,6 +9,7 @@ guide) and the semi-supervised VAE of ``examples/vae/ss_vae_M2.py``
 """
 
 import contextlib
+import math
 import warnings
 from functools import partial
 
@@ -489,6 +490,55 @@ def test_a_batchnorm_that_takes_the_particles_for_channels_is_told_what_to_chang
     with pytest.raises(InputError, match=r"leading particle dimension.*elements not") as caught:
         calls[call]()
     assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def cevae_pair():
+    """Pyro's CEVAE (pyro.contrib.cevae): its guide observes t and y as an auxiliary model."""
+    from pyro.contrib.cevae import Guide, Model
+
+    torch.manual_seed(0)
+    config = dict(
+        feature_dim=FEATURES,
+        latent_dim=2,
+        hidden_dim=8,
+        num_layers=2,
+        num_samples=4,
+        outcome_dist="normal",
+    )
+    x = torch.randn(12, FEATURES, generator=torch.Generator().manual_seed(0))
+    labels = {"t": (x[:, 0] > 0).float(), "y": x[:, 1] + x[:, 2]}
+    return Model(config), Guide(config), x, labels
+
+
+def test_a_guides_auxiliary_model_is_left_out_of_q_by_the_evaluators():
+    # the guide's observed sites were refused everywhere; those marked is_auxiliary are
+    # no part of q: the evaluators' log weights equal those of the guide without them
+    model, guide, x, labels = cevae_pair()
+    without = pyro.poutine.block(guide, hide=["t", "y"])
+    for evaluate in (
+        lambda pair_guide: log_marginal_likelihood(model, pair_guide, x, 20, seed=0, **labels),
+        lambda pair_guide: annealed_importance_sampling(
+            model, pair_guide, x, num_steps=3, num_chains=2, seed=0, **labels
+        ),
+    ):
+        kept, left_out = evaluate(guide), evaluate(without)
+        assert torch.equal(kept.log_likelihood, left_out.log_likelihood)
+        assert torch.isfinite(kept.log_likelihood).all()
+
+
+def test_a_guides_auxiliary_model_is_refused_by_the_estimators_and_trained_by_its_own_loss():
+    from pyro.contrib.cevae import TraceCausalEffect_ELBO
+
+    model, guide, x, labels = cevae_pair()
+    says = (
+        r"the guide observes site\(s\) \['t', 'y'\] as an auxiliary model .*TraceCausalEffect_ELBO"
+    )
+    with pytest.raises(InputError, match=says):
+        fit(model, guide, x, model_kwargs=labels, epochs=1)
+    with pytest.raises(InputError, match=says):
+        IWAE(3).loss(model, guide, x, **labels)
+    result = fit(model, guide, x, model_kwargs=labels, epochs=1, loss=TraceCausalEffect_ELBO())
+    assert math.isfinite(result.history[0].train_loss)
 
 
 def test_a_failure_that_is_not_the_particle_dimension_is_left_as_it_is():

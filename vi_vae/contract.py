@@ -11,7 +11,9 @@ with the error each breach gets, is ``docs/howto/custom-model.md``):
    subsamples.
 3. **Model and guide sample the same latent sites, with the same shapes**: a log
    weight is log p(x, z) − log q(z|x) over the same z; the guide's support is not
-   wider than the prior's (:func:`check_guide_support`).
+   wider than the prior's (:func:`check_guide_support`). The guide observes nothing,
+   but an auxiliary model (``infer={"is_auxiliary": True}``), no part of q, which the
+   evaluators leave out and the estimators refuse (:func:`refuse_auxiliary_models`).
 4. **Particles are a leading batch dimension**: all K particles of every point are
    drawn in one vectorized pass, inside ``pyro.plate(PARTICLE_PLATE, K)`` to the left
    of the pair's plates, even at K = 1.
@@ -47,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyro.distributions as dist
 import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
@@ -79,6 +82,8 @@ __all__ = [
     "check_pair",
     "outside_data_plate",
     "particle_dimension_error",
+    "refuse_auxiliary_models",
+    "refuse_unsplit_sequences",
     "per_point_keywords",
     "rows_of",
     "subsampling_refusal",
@@ -334,15 +339,51 @@ def check_guide_support(model_trace: Trace, guide_trace: Trace) -> None:
         )
 
 
+def refuse_auxiliary_models(guide_trace: Trace) -> None:
+    """Refuse guide sites observed as an auxiliary model: vi_vae's estimators would drop them.
+
+    Their log densities are no part of q, so the log weights leave them out (clause 3);
+    a loss trains them only where it adds them itself (``pyro.contrib.cevae``'s
+    ``TraceCausalEffect_ELBO``), and Pyro's ``Trace_ELBO`` counts them in log q.
+    """
+    auxiliary = [name for name, site in sample_sites(guide_trace) if _auxiliary_model(site)]
+    if auxiliary:
+        raise InputError(
+            f"the guide observes site(s) {auxiliary} as an auxiliary model (is_auxiliary): "
+            "they are no part of q, so vi_vae's estimators leave them out and would not "
+            "train them; train with a loss that adds their log density (for "
+            "pyro.contrib.cevae, its TraceCausalEffect_ELBO), and estimate log p(x) with "
+            "vi_vae's evaluators, which take such a guide"
+        )
+
+
+def _auxiliary_model(site: dict) -> bool:
+    """A guide site that observes a value as an auxiliary model (``is_auxiliary``).
+
+    ``pyro.factor``'s ``Unit`` site is marked auxiliary too, but is a term of the loss,
+    not a model of a value: not one of these.
+    """
+    return (
+        site["is_observed"]
+        and bool(site["infer"].get("is_auxiliary"))
+        and not isinstance(site["fn"], dist.Unit)
+    )
+
+
 def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
     """Refuse a pair whose model and guide do not sample the same latent sites (clause 3).
 
-    Cheap enough for every trace: the evaluators' passes run it too.
+    Cheap enough for every trace: the evaluators' passes run it too. A guide site
+    observed with ``infer={"is_auxiliary": True}`` (an auxiliary model of observed
+    values, as ``pyro.contrib.cevae``'s guide has) is no part of q: the log weights
+    leave it out, and vi_vae's estimators refuse it (:func:`refuse_auxiliary_models`).
     """
     observed = [
         name
         for name, site in sample_sites(guide_trace)
-        if site["is_observed"] and not site["infer"].get("_deterministic")
+        if site["is_observed"]
+        and not site["infer"].get("_deterministic")
+        and not _auxiliary_model(site)
     ]
     if observed:
         raise InputError(

@@ -52,7 +52,7 @@ from torch import Tensor
 
 from vi_vae._validation import check_bool, check_positive_int
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import check_pair, subsampling_refusal
+from vi_vae.contract import check_pair, refuse_auxiliary_models, subsampling_refusal
 from vi_vae.estimators import compiled_passes
 from vi_vae.estimators.chunking import chunk_sizes, draw_values, redraw_gradients
 from vi_vae.estimators.compiled_passes import PassCall
@@ -277,7 +277,7 @@ class ParticleEstimator(PyroELBO):
             subsampling_refusal=self._subsampling_refusal(),
             parameters=True,
             fork=self._batch_size is not None,
-            inspect=lambda model_trace, guide_trace: warn_of_point_masses(guide_trace),
+            inspect=lambda model_trace, guide_trace: _inspect_guide(guide_trace),
         )
         if self.max_plate_nesting == math.inf:
             self.max_plate_nesting = layout.plate_nesting
@@ -398,3 +398,9 @@ class ParticleEstimator(PyroELBO):
     def _accumulate(self, traces: WeightedTraces, surrogates: dict[ParameterGroup, Tensor]) -> None:
         """Accumulate −∇ of each group's surrogate into the ``.grad`` of its parameters."""
         accumulate(traces, surrogates, self._guide_parameters, retain_graph=bool(self.retain_graph))
+
+
+def _inspect_guide(guide_trace: Trace) -> None:
+    """The estimators' checks of the trial's guide: no auxiliary model, point masses warned of."""
+    refuse_auxiliary_models(guide_trace)
+    warn_of_point_masses(guide_trace)
