@@ -251,8 +251,12 @@ def test_a_resume_that_stopped_before_its_evaluation_leaves_no_number_of_the_old
 
 
 class _StopInEpoch(RunProgress):
+    def __init__(self, epoch=3):
+        super().__init__()
+        self.epoch = epoch
+
     def on_epoch_start(self, epoch, steps_per_epoch):
-        if epoch == 3:
+        if epoch == self.epoch:
             raise KeyboardInterrupt  # Ctrl-C while training on: epoch 2 is saved
 
 
@@ -271,6 +275,20 @@ def test_a_resume_stopped_before_its_evaluation_leaves_no_report_of_the_old_weig
     finished = resume_run(run.directory.path, figures=False)  # finishing it writes the numbers
     new_number = f"**{number(finished.metrics.log_marginal_likelihood.log_likelihood)}**"
     assert new_number in run.directory.report_path.read_text()
+
+
+def test_a_resume_stopped_before_it_saves_an_epoch_leaves_the_run_as_it_was(tmp_path):
+    # the resume withdrew the figures and the report when it started: stopped in its
+    # first epoch, it left the same weights without them
+    run_dir = train_run(TINY, tmp_path / "run").directory.path
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    assert {"report.md", "metrics.json"} <= set(before) and any(n.endswith(".png") for n in before)
+    with pytest.raises(KeyboardInterrupt):
+        resume_run(run_dir, epochs=3, figures=False, progress=_StopInEpoch(epoch=2))
+    after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.name != LOCK_FILE}
+    changed = {name for name in before if after.get(name) != before[name]}
+    assert changed <= {"config.json"}  # rewritten, with the new number of epochs
+    assert set(after) == set(before) - {LOCK_FILE}
 
 
 def test_a_second_writer_is_refused_and_the_first_run_stays_whole(trained, tmp_path):

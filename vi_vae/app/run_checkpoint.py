@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -47,9 +48,15 @@ class RunCheckpointSink:
     it only reads.
     """
 
-    def __init__(self, directory: RunDirectory, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        directory: RunDirectory,
+        metadata: dict[str, Any],
+        before_first_write: Callable[[], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.metadata = metadata
+        self._before_first_write = before_first_write
 
     def __str__(self) -> str:
         return str(self.directory.path)
@@ -57,6 +64,9 @@ class RunCheckpointSink:
     def write_checkpoint(self, checkpoint: TrainingCheckpoint) -> None:
         """Write ``checkpoint.pt`` (with ``metadata``), then ``history.csv``."""
         if self.directory.writer:
+            if self._before_first_write is not None:
+                self._before_first_write()
+                self._before_first_write = None
             state = {**checkpoint.to_state(), "metadata": self.metadata}
             self.directory.write_checkpoint(state, checkpoint.history)
 

@@ -44,7 +44,7 @@ refused with :class:`RunDirectoryInUse`.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -295,14 +295,19 @@ class RunDirectory:
             history=[EpochRecord.from_dict(row) for row in checkpoint.get("history", [])],
         )
 
-    def checkpoint_sink(self, metadata: dict[str, Any] | None = None) -> RunCheckpointSink:
+    def checkpoint_sink(
+        self,
+        metadata: dict[str, Any] | None = None,
+        before_first_write: Callable[[], None] | None = None,
+    ) -> RunCheckpointSink:
         """The sink :func:`vi_vae.fit` writes ``checkpoint.pt`` and ``history.csv`` through.
 
         ``metadata`` (plain values) is stored in every checkpoint, e.g. the
         fingerprint of the model's settings, so that a loader can refuse weights of
-        another model.
+        another model. ``before_first_write`` is called once, before the first
+        checkpoint the sink writes (a resume withdraws the old results then).
         """
-        return RunCheckpointSink(self, metadata or {})
+        return RunCheckpointSink(self, metadata or {}, before_first_write)
 
     def check_fingerprint(
         self, config: RunConfig, dataset: Dataset, checkpoint: dict[str, Any] | None = None

@@ -163,38 +163,45 @@ def _train(
             directory.create(overwrite=overwrite)
         elif directory.has_checkpoint():
             directory.check_fingerprint(config, dataset)
-        kept = _withdraw_old_results(directory, resume, config)
+        kept, withdraw = _old_results(directory, resume, config)
         directory.write_config(config, dataset.describe(), environment())
         return _fit_and_evaluate(
             Run(directory, config, dataset, vae, [], RunMetrics(figures=kept)),
             device,
             progress or RunProgress(),
             figures,
+            withdraw,
         )
 
 
-def _withdraw_old_results(
+def _old_results(
     directory: RunDirectory, resume: bool, config: RunConfig
-) -> tuple[str, ...]:
-    """The figures still true after training; a resume that trains on withdraws the rest.
+) -> tuple[tuple[str, ...], Callable[[], None] | None]:
+    """The figures still true after training, and what withdraws the rest.
 
-    It deletes the figures, and ``report.md`` then says that the run is training on, in
-    place of the old numbers, which a resume stopped before its evaluation would leave
-    beside other weights. So does a resume that finds the metrics, and so the figures, of
-    an earlier checkpoint (one that trained on and stopped before its evaluation): it
-    evaluates anew.
+    A resume that trains on withdraws the figures, and ``report.md`` then says that the
+    run is training on, in place of the old numbers, which a resume stopped before its
+    evaluation would leave beside other weights. That happens just before its first
+    checkpoint is written (the returned callable), so a resume stopped earlier leaves the
+    run as it was. A resume that finds the metrics, and so the figures, of an earlier
+    checkpoint (one that trained on and stopped before its evaluation) withdraws them at
+    once: it evaluates anew.
     """
     if not resume:
-        return ()
+        return (), None
     completed = directory.completed_epochs()
+
+    def withdraw() -> None:
+        directory.remove_figures()  # they show other weights than those the run ends with
+        directory.write_report(resumed_report(config, completed))
+
+    if completed < config.training.epochs:
+        return (), withdraw
     try:
-        if completed >= config.training.epochs:
-            return (directory.read_metrics() or RunMetrics()).figures
+        return (directory.read_metrics() or RunMetrics()).figures, None
     except MetricsOfAnotherCheckpoint:
-        pass
-    directory.remove_figures()  # they show other weights than those the run ends with
-    directory.write_report(resumed_report(config, completed))
-    return ()
+        withdraw()
+        return (), None
 
 
 def _fit_and_evaluate(
@@ -202,6 +209,7 @@ def _fit_and_evaluate(
     device: torch.device,
     progress: RunProgress,
     figures: bool,
+    withdraw: Callable[[], None] | None = None,
 ) -> Run:
     config, directory, dataset = run.config, run.directory, run.dataset
     started = time.perf_counter()
@@ -216,7 +224,8 @@ def _fit_and_evaluate(
         callbacks=[progress],
         # a new run's directory was just created empty: only a resumed one holds a checkpoint
         sink=directory.checkpoint_sink(
-            {"fingerprint": fingerprint(config, dataset.input_dim), "data": dataset.digests()}
+            {"fingerprint": fingerprint(config, dataset.input_dim), "data": dataset.digests()},
+            before_first_write=withdraw,
         ),
     )
     summary = TrainingSummary.from_fit(result, time.perf_counter() - started)
