@@ -282,6 +282,15 @@ BAD_INPUTS = [
     ),
     (["train", "--estimator", "magic"], "unknown estimator 'magic'; accepted values: elbo"),
     (["train", "--activation", "sigmoidal"], "unknown activation 'sigmoidal'"),
+    # a bad likelihood option named the --likelihood flag
+    (
+        ["train", "--likelihood", "gaussian", "--likelihood-scale", "0"],
+        "--likelihood-scale: gaussian likelihood scale must be a positive number",
+    ),
+    (
+        ["train", "--likelihood-scale", "1"],
+        "--likelihood-scale: likelihood 'bernoulli' got options",
+    ),
     (["train", "--seed", "-1"], "--seed: expected a seed in [0, 4294967295], got -1"),
     (["train", "--seed", "99999999999999999999999"], "expected a seed in [0, 4294967295]"),
     (["train", "--hidden-sizes", ""], "expected at least one integer"),

@@ -36,7 +36,7 @@ def test_binarization_is_resolved_and_recorded():
         ("model", {"latent_family": "hyperbolic"}, "model.latent_family"),
         ("model", {"latent_dim": 0}, "model.latent_dim"),
         ("model", {"hidden_sizes": ()}, "model.hidden_sizes"),
-        ("model", {"likelihood_options": {"sigma": 0.1}}, "model.likelihood"),
+        ("model", {"likelihood_options": {"sigma": 0.1}}, "model.likelihood_options"),
         ("training", {"estimator": "iwae:x"}, "training.estimator"),
         ("training", {"epochs": -5}, "training.epochs"),
         ("training", {"learning_rate": 0.0}, "training.learning_rate"),

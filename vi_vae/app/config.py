@@ -92,9 +92,14 @@ class ModelConfig(Template):
     def __post_init__(self) -> None:
         _library_checks(self, super().__post_init__)
         _check("model.latent_family", get_family, self.latent_family)
-        _check(
-            "model.likelihood", get_likelihood, self.likelihood, **(self.likelihood_options or {})
-        )
+        _check("model.likelihood", get_likelihood, self.likelihood)
+        if self.likelihood_options:  # a bad option is the option's error, not the name's
+            _check(
+                "model.likelihood_options",
+                get_likelihood,
+                self.likelihood,
+                **self.likelihood_options,
+            )
         _number("model.latent_dim", self.latent_dim)
         if not self.hidden_sizes:
             raise SchemaError(
