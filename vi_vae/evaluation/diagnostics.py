@@ -172,25 +172,14 @@ def gradient_snr(
         names = guide_names + model_names
         saved = {name: leaf.grad for name, leaf in parameters.items()}
         try:
-            count, mean, m2 = 0, None, None
-            for _ in range(num_draws):
-                draw = _gradient_draw(loss, (model, guide, x, kwargs), parameters, names)
-                # Welford's running mean and sum of squared deviations, in float64
-                count += 1
-                if mean is None:
-                    mean, m2 = draw.clone(), torch.zeros_like(draw)
-                else:
-                    delta = draw - mean
-                    mean += delta / count
-                    m2 += delta * (draw - mean)
-                if on_draw is not None:
-                    on_draw(count, num_draws)
+            snr = _signal_to_noise(
+                lambda: _gradient_draw(loss, (model, guide, x, kwargs), parameters, names),
+                num_draws,
+                on_draw,
+            )
         finally:
             for name, leaf in parameters.items():
                 leaf.grad = saved[name]
-    std = (m2 / (count - 1)).sqrt()
-    snr = mean.abs() / std
-    snr[(mean == 0) & (std == 0)] = math.nan
     split = sum(parameters[name].numel() for name in guide_names)
     guide_elements, model_elements = snr[:split].cpu(), snr[split:].cpu()
     return GradientSNR(
@@ -315,6 +304,29 @@ def _refuse_training_mode(modes: dict[torch.nn.Module, bool]) -> None:
             "their variance across points would count units as active that are not; call "
             ".eval() on the networks first"
         )
+
+
+def _signal_to_noise(
+    draw: Callable[[], Tensor], num_draws: int, on_draw: Callable[[int, int], None] | None
+) -> Tensor:
+    """|mean| / sd of each element over ``num_draws`` calls of ``draw`` (NaN where both are 0).
+
+    Welford's running mean and sum of squared deviations, in the draws' dtype (float64).
+    """
+    report = on_draw or (lambda done, total: None)
+    mean = draw().clone()
+    m2 = torch.zeros_like(mean)
+    report(1, num_draws)
+    for count in range(2, num_draws + 1):
+        value = draw()
+        delta = value - mean
+        mean += delta / count
+        m2 += delta * (value - mean)
+        report(count, num_draws)
+    std = (m2 / (num_draws - 1)).sqrt()
+    snr = mean.abs() / std
+    snr[(mean == 0) & (std == 0)] = math.nan
+    return snr
 
 
 def _split_parameters(
