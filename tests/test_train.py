@@ -470,6 +470,29 @@ def test_labels_that_are_no_tensor_are_named_where_the_pair_fails_on_a_part(sequ
         log_marginal_likelihood(model, guide, x[:1], 10, ys=labels[:1])
 
 
+def test_a_packed_sequence_of_one_sequence_per_row_is_refused_with_the_remedy():
+    # Pyro's deep Markov model passes its reversed sequences packed: not split by rows,
+    # fit blamed x's width ("x's width [5, 6] ... does not fit the model")
+    x = binary_data(40)
+    sequences = [torch.ones(1 + i % 3, 2) for i in range(40)]
+    packed = torch.nn.utils.rnn.pack_sequence(sequences, enforce_sorted=False)
+
+    def model(batch, packed):
+        with pyro.plate("data", len(batch)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Bernoulli(logits=z.unsqueeze(-1)).to_event(1), obs=batch)
+
+    def guide(batch, packed):
+        with pyro.plate("data", len(batch)):
+            pyro.sample("z", dist.Normal(packed.data.new_zeros(len(batch)), 1.0))
+
+    says = r"\['packed'\] hold 40 values, one per row of x, .*a PackedSequence as its padded"
+    with pytest.raises(InputError, match="model_kwargs " + says):
+        fit(model, guide, x, model_kwargs={"packed": packed}, epochs=1, batch_size=8)
+    with pytest.raises(InputError, match=r"keyword argument\(s\) " + says):
+        log_marginal_likelihood(model, guide, x, 10, packed=packed)
+
+
 def test_the_whole_data_are_checked_once_until_written_to(monkeypatch):
     # "validity checks once per dataset, not per call": a fit per epoch checks its data once
     vae, x = small_vae(), binary_data()  # 64 points, in batches of 16

@@ -54,6 +54,7 @@ import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
 
 from vi_vae._pair_shapes import (
     check_observed_shapes,
@@ -193,27 +194,32 @@ def per_point_keywords(kwargs: dict[str, Any], num_rows: int) -> frozenset[str]:
 def refuse_unsplit_sequences(kwargs: dict[str, Any], num_rows: int, what: str) -> None:
     """Refuse keyword arguments that hold one value per row of x but are no tensors (clause 5).
 
-    Only tensors are split by rows: a list or an array of labels would reach every part
-    of the rows whole (``fit``'s batches, the evaluators' passes of ``chunk_size`` pairs
-    and shards), where it fails or, read as ``ys[:len(x)]``, pairs rows with the wrong
-    labels. Whether the evaluators split x depends on the memory they may use, so the
-    refusal does not wait for a split. ``what`` names the arguments (``"model_kwargs"``).
+    Only tensors are split by rows: a list or an array of labels, or a ``PackedSequence``
+    of one sequence per row (Pyro's deep Markov model example), would reach every part of
+    the rows whole (``fit``'s batches, the evaluators' passes of ``chunk_size`` pairs and
+    shards), where it fails or, read as ``ys[:len(x)]``, pairs rows with the wrong labels.
+    Whether the evaluators split x depends on the memory they may use, so the refusal
+    does not wait for a split. ``what`` names the arguments (``"model_kwargs"``).
     """
-    names = [
-        name
-        for name, value in kwargs.items()
-        if not isinstance(value, (Tensor, str, bytes, dict))
-        and hasattr(value, "__len__")
-        and len(value) == num_rows
-    ]
+    names = [name for name, value in kwargs.items() if _rows_held(value) == num_rows]
     if num_rows > 1 and names:
         raise InputError(
             f"{what} {names} hold {num_rows} values, one per row of x, but are not "
             "tensors: only tensors are split by rows with x (fit's batches, the "
             "evaluators' passes and shards), so these would reach every part whole; "
-            "pass them as tensors (torch.as_tensor), or a value shared by every row "
-            "through a closure of model and guide"
+            "pass them as tensors (torch.as_tensor; a PackedSequence as its padded tensor, "
+            "packed inside the pair), or a value shared by every row through a closure of "
+            "model and guide"
         )
+
+
+def _rows_held(value: Any) -> int | None:
+    """How many values, one per row, a keyword argument that is no tensor holds."""
+    if isinstance(value, PackedSequence):
+        return int(value.batch_sizes[0]) if len(value.batch_sizes) else 0
+    if isinstance(value, (Tensor, str, bytes, dict)) or not hasattr(value, "__len__"):
+        return None
+    return len(value)
 
 
 def rows_of(
