@@ -79,6 +79,7 @@ def rows_of(
             stays whole).
 
     Example:
+        >>> import torch
         >>> x, ys = torch.zeros(4, 3), torch.arange(4)
         >>> part, kwargs = rows_of(x, {"ys": ys, "scale": 2.0}, slice(1, 3))
         >>> part.shape[0], kwargs["ys"].tolist(), kwargs["scale"]
