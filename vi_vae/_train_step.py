@@ -26,7 +26,7 @@ from torch import Tensor
 
 from vi_vae._training import TrainingState, parameters_finite
 from vi_vae._validation import available_device
-from vi_vae.contract import refuse_unsplit_sequences
+from vi_vae.contract import per_point_keywords, refuse_unsplit_sequences
 from vi_vae.errors import InputError
 from vi_vae.support import (
     DataOutsideSupport,
@@ -85,9 +85,7 @@ class Points:
                 f"the keyword arguments of {name} must be a dict of argument name -> value"
             )
         kwargs = dict(kwargs or {})
-        per_point = frozenset(
-            key for key, value in kwargs.items() if isinstance(value, Tensor) and _rows(value, x)
-        )
+        per_point = per_point_keywords(kwargs, len(x))
         what = "model_kwargs" if name == "train" else f"the {name} keyword arguments"
         refuse_unsplit_sequences(kwargs, len(x), what)
         device = available_device(device) if device is not None else x.device
@@ -295,10 +293,6 @@ class _Same:
             return False
         mine, theirs = self.ref(), other.ref()
         return mine is not None and theirs is not None and (mine is theirs or mine == theirs)
-
-
-def _rows(value: Tensor, x: Tensor) -> bool:
-    return value.dim() >= 1 and len(value) == len(x)
 
 
 class Diverged(Exception):
