@@ -492,6 +492,73 @@ def test_a_batchnorm_that_takes_the_particles_for_channels_is_told_what_to_chang
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
+def prodlda_pair(softmax_dim):
+    """The shape of Pyro's ProdLDA tutorial: word counts, topics from a softmax over z, and a
+    decoder whose softmax normalizes over ``dim=1`` (its words, for a batch of documents).
+    """
+    torch.manual_seed(0)
+    decoder = nn.Linear(LATENT, FEATURES, bias=False)
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+            probs = functional.softmax(decoder(functional.softmax(z, -1)), dim=softmax_dim)
+            pyro.sample("x", dist.Multinomial(int(x.sum(-1).max()), probs), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(x[..., :LATENT] / 10, 1.0).to_event(1))
+
+    counts = torch.randint(4, (10, FEATURES), generator=torch.Generator().manual_seed(0))
+    return model, guide, counts.float()
+
+
+CALLS = ["log_marginal_likelihood", "bounds", "to_inference_data", "iwae", "elbo", "ais", "fit"]
+
+
+def all_calls(model, guide, x):
+    """The evaluators, the estimators' losses, AIS and ``fit``, as calls of no arguments."""
+    calls = evaluators(model, guide, x)
+    calls["ais"] = lambda: annealed_importance_sampling(
+        model, guide, x, num_steps=2, num_chains=2, seed=0
+    )
+    calls["fit"] = lambda: fit(model, guide, x, epochs=1, batch_size=5)
+    return calls
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_a_pair_that_computes_otherwise_under_the_particle_dimension_is_refused(call):
+    """ProdLDA's softmax(dim=1) runs under the particle dimension, over the points: no error,
+    and every number was of another model (log p(x) changed with chunk_size).
+    """
+    model, guide, x = prodlda_pair(softmax_dim=1)
+    with pytest.raises(InputError, match=r"site 'x' has log density .* at point \d+ .*dim=-1"):
+        all_calls(model, guide, x)[call]()
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_the_same_pair_counting_dimensions_from_the_right_runs(call):
+    """The check's other side: softmax(dim=-1) scores each draw alike with particles."""
+    model, guide, x = prodlda_pair(softmax_dim=-1)
+    all_calls(model, guide, x)[call]()
+
+
+def test_the_particle_check_is_no_verdict_on_a_pair_random_beyond_its_sample_sites():
+    """A model that draws outside its sample sites trains (it is refused for evaluation by
+    clause 8, not here): its second score without particles differs from its first.
+    """
+    model, guide, x = prodlda_pair(softmax_dim=-1)
+
+    def noisy(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.sum(-1) + torch.randn(()), 1.0), obs=x[:, 0])
+
+    assert fit(noisy, guide, x, epochs=1, batch_size=5).history
+    with pytest.raises(InputError, match="random beyond its sample sites"):
+        log_marginal_likelihood(noisy, guide, x, 20)
+
+
 def cevae_pair():
     """Pyro's CEVAE (pyro.contrib.cevae): its guide observes t and y as an auxiliary model."""
     from pyro.contrib.cevae import Guide, Model
@@ -851,7 +918,11 @@ def test_a_pair_breaking_one_check_is_refused_naming_it(check):
 
 
 def test_the_contract_is_checked_at_the_first_call_only():
-    """After the first call, a step runs the guide and the model once each (one vectorized pass)."""
+    """After the first call, a step runs the guide and the model once each (one vectorized pass).
+
+    The first runs each four times: the trial, the particle check's run without particles
+    and its run with two, and the pass.
+    """
     pair = PyroStyleVAE()
     calls = {"model": 0, "guide": 0}
 
@@ -868,7 +939,7 @@ def test_the_contract_is_checked_at_the_first_call_only():
     estimator.loss_and_grads(model, guide, x)
     first = dict(calls)
     estimator.loss_and_grads(model, guide, x)
-    assert first == {"model": 2, "guide": 2}
+    assert first == {"model": 4, "guide": 4}
     assert {name: calls[name] - first[name] for name in calls} == {"model": 1, "guide": 1}
 
 

@@ -34,7 +34,9 @@ with the error each breach gets, is ``docs/howto/custom-model.md``):
    (:func:`vi_vae.evaluated_pair.check_evaluated_pair`).
 
 :func:`check_pair` runs the pair once, without the particle dimension, and checks
-clauses 1-3, 6 and 7 there, turning a failure inside the pair (a wrong dtype or width
+clauses 1-3, 6 and 7 there, and clause 4 by value on the first rows
+(``vi_vae._particle_trial.check_particle_dimension``: the same draws score the same
+with a particle dimension), turning a failure inside the pair (a wrong dtype or width
 of ``x``, a plate that indexes rows ``x`` does not have) into an
 :class:`~vi_vae.errors.InputError` that says what to change; it returns the
 :class:`PairLayout` the callers cache. :func:`particle_dimension_error` explains a
@@ -69,6 +71,7 @@ from vi_vae._pair_trial import (
     particle_dimension_error,
     run_without_particles,
 )
+from vi_vae._particle_trial import check_particle_dimension
 from vi_vae._point_keywords import per_point_keywords, refuse_unsplit_sequences, rows_of
 from vi_vae._validation import check_callables
 from vi_vae.errors import InputError
@@ -91,6 +94,8 @@ __all__ = [
     "subsampling_refusal",
 ]
 
+#: rows of x on which the particle dimension is checked (clause 4, by value)
+PARTICLE_CHECK_ROWS = 8
 #: why the evaluators refuse a data plate that subsamples
 EVALUATOR_SUBSAMPLING = (
     "the evaluators split x by rows into passes themselves and need every row of x in the "
@@ -175,6 +180,8 @@ def check_pair(
             f"{subsampling_refusal}"
         )
     check_observed_shapes(model_trace)
+    rows, row_kwargs = _first_rows(args, kwargs, subsampled=batch_size < plate_size)
+    check_particle_dimension(model, guide, rows, row_kwargs, plate_nesting, data_plate)
     guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
     return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
 
@@ -357,6 +364,20 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
 
 
 # -- the clauses ----------------------------------------------------------------------
+
+
+def _first_rows(args: tuple, kwargs: dict[str, Any], subsampled: bool) -> tuple[tuple, dict]:
+    """The first rows of ``x`` (``args[0]``) and of the per-point keyword arguments.
+
+    All of them where ``x`` is no tensor or the data plate subsamples (its indices
+    may reach any row).
+    """
+    x = args[0] if args and isinstance(args[0], Tensor) else None
+    if x is None or subsampled:
+        return args, kwargs
+    per_point = per_point_keywords(kwargs, x.shape[0])
+    rows, row_kwargs = rows_of(x, kwargs, slice(0, PARTICLE_CHECK_ROWS), per_point)
+    return (rows, *args[1:]), row_kwargs
 
 
 def _latents(trace: Trace) -> list[str]:

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from vi_vae._modules import modules_called
 from vi_vae._pair_trial import first_line, run_without_particles
+from vi_vae._particle_trial import differ
 from vi_vae.contract import (
     EVALUATOR_SUBSAMPLING,
     PairLayout,
@@ -71,10 +72,6 @@ RANDOM_VALIDATION = (
     "randomness, and the evaluators will refuse the pair; keep randomness in sample "
     "sites, and binarize outside the model (fit's batch_transform)"
 )
-#: how far two scores of the same (x_n, z_n) may differ, in nats: float rounding of a
-#: pass over other rows (a matrix product blocked differently) stays far below it
-_TOLERANCE = 1e-3
-_RELATIVE_TOLERANCE = 1e-4
 
 
 def check_evaluated_pair(
@@ -143,7 +140,7 @@ def check_evaluated_pair(
         again = score(_replayed(model, model_trace, rows, row_kwargs))
         if fixed_density:
             _refuse_unless_equal("the model", first, again)
-        elif _differ(first, again):
+        elif differ(first, again):
             warnings.warn(RANDOM_VALIDATION, RandomDensityWarning, stacklevel=2)
         if fixed_density and fixed_guide:
             replayed_guide = _replayed(guide, guide_trace, rows, row_kwargs)
@@ -335,18 +332,6 @@ def _first_point(site: dict, data_plate: str) -> Tensor:
     return value.narrow(dim, 0, 1)
 
 
-def _differ(first: Tensor, second: Tensor) -> float:
-    """The largest difference of two scores of the same points, if beyond float rounding; else 0.
-
-    Equal infinities do not differ: a draw where the density is 0 (log density -inf)
-    scores so every time.
-    """
-    difference = torch.where(first == second, 0.0, (first - second).abs()).max().item()
-    finite = first[torch.isfinite(first)]
-    scale = finite.abs().max().item() if finite.numel() else 0.0
-    return 0.0 if difference <= _TOLERANCE + _RELATIVE_TOLERANCE * scale else difference
-
-
 def _refuse_nan(what: str, score: Tensor, trace: Trace) -> None:
     """Refuse a log density that is NaN at some of the check's rows, naming them and the sites.
 
@@ -371,7 +356,7 @@ def _refuse_nan(what: str, score: Tensor, trace: Trace) -> None:
 
 
 def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:
-    difference = _differ(first, again)
+    difference = differ(first, again)
     if difference:
         raise InputError(
             f"{what}'s log density of the same x and z changed between two calls (by "
@@ -383,7 +368,7 @@ def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:
 
 
 def _refuse_unless_alike(in_batch: Tensor, alone: Tensor, num_rows: int) -> None:
-    if _differ(in_batch, alone):
+    if differ(in_batch, alone):
         raise InputError(
             f"the model's log density of the first row of x at the same z is "
             f"{in_batch.item():.6g} with {num_rows} rows and {alone.item():.6g} alone: it "

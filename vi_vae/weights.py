@@ -26,6 +26,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
+from vi_vae._particle_trial import PARTICLE_PLATE
 from vi_vae.contract import check_latent_sites, outside_data_plate, particle_dimension_error
 from vi_vae.errors import InputError
 
@@ -42,8 +43,6 @@ __all__ = [
 #: validation; the evaluators' ``chunk_size="auto"`` on CPU): about 73 MB above baseline
 #: for the 784-400-20 MLP VAE, 37 MB compiled (docs/evaluation_memory.md)
 DEFAULT_CHUNK_SIZE = 8192
-#: name of the outermost plate that vectorizes particles
-PARTICLE_PLATE = "num_particles_vectorized"
 
 
 def guess_plates(
