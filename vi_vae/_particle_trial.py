@@ -12,10 +12,10 @@ follows is of another model; importance sampling's even changes with ``chunk_siz
 particle dimension, then again with two particles that carry those same draws, and
 compares each site's log density: it refuses a pair whose scores differ beyond float
 rounding, naming the site and the point. The runs fork the random stream, run outside
-``torch.autocast`` and put every network in eval mode (dropout and batch statistics are clause 8's concern, not this
-one's); a pair that scores the same draw differently even without particles (random
-beyond its sample sites) gets no verdict here, nor does one that fails under the
-particle dimension (the pass itself explains that:
+``torch.autocast`` and put every network in eval mode (dropout and batch statistics are
+clause 8's concern, not this one's); a pair that scores the same draw differently even
+without particles (random beyond its sample sites) gets no verdict here, nor does one
+that fails under the particle dimension (the pass itself explains that:
 :func:`~vi_vae._pair_trial.particle_dimension_error`).
 """
 
