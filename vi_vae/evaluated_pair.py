@@ -9,15 +9,17 @@ own z:
   the same (x, z) differently at every call, and importance sampling then estimates
   the log of an average over dropout masks, about a nat above the model's log p(x)
   on a small decoder, with a standard error and k̂ that look fine;
-- not a function of the other rows: BatchNorm in training mode, or data normalized by
-  statistics of the batch, make a point's number depend on which rows share its pass
+- not a function of the other rows: BatchNorm in training mode, data normalized by
+  statistics of the batch, or a value computed from the row's place among them
+  (``torch.arange(len(x))``), make a point's number depend on which rows share its pass
   (``chunk_size``, the shard);
 - whole: a mask on a latent site (Pyro's deep Markov model masks the steps a sequence
   lacks) leaves that density out of the log weight, which is then log p(x) only where
   the masked latents affect nothing observed.
 
 :func:`check_evaluated_pair` runs the pair on the first rows of ``x``, scores the same
-draws again, and then the first row alone at its own draw; a pair whose model scores
+draws again, and then the first and the last of those rows alone, each at its own draw
+(the first row's place is 0 in any pass); a pair whose model scores
 differ, or that masks a latent site, is refused, saying what to change. AIS's
 transitions also need the guide's log density fixed (it is part of the annealed
 target); importance sampling does not (a random proposal with its own density in the
@@ -90,7 +92,7 @@ def check_evaluated_pair(
     evaluators split ``x`` by rows themselves), ``x`` in the support of every observed
     site and no latent site masked; then the model's log density of each of the first
     :data:`FIXED_DENSITY_ROWS` points, scored twice at the same draw and, for the first
-    row, alone (module docstring), each site's log density in float32 or wider
+    and the last of them, alone (module docstring), each site's log density in float32 or wider
     (:func:`~vi_vae.precision.refuse_low_precision`), and a warning where a GPU would
     compute it in TF32 (:func:`~vi_vae.precision.warn_of_tf32`). ``fixed_guide`` also
     requires the guide's log density fixed (AIS);
@@ -145,13 +147,16 @@ def check_evaluated_pair(
         if fixed_density and fixed_guide:
             replayed_guide = _replayed(guide, guide_trace, rows, row_kwargs)
             _refuse_unless_equal("the guide", score(guide_trace), score(replayed_guide))
-        if rows.shape[0] > 1:
-            row, one_kwargs = rows_of(rows, row_kwargs, slice(0, 1), per_point)
-            alone = _score_first_row_alone(
-                model, guide, model_trace, row, one_kwargs, score, data_plate, x.shape[0]
+        # the first row alone (a pair must run on part of the rows), and, where the density
+        # must be fixed, the last too (a density that reads the row's place among them)
+        last = rows.shape[0] - 1
+        for index in ((0, last) if fixed_density else (0,)) if last else ():
+            row, one_kwargs = rows_of(rows, row_kwargs, slice(index, index + 1), per_point)
+            by_itself = _score_row_alone(
+                model, guide, model_trace, row, one_kwargs, score, data_plate, index, x.shape[0]
             )
             if fixed_density:
-                _refuse_unless_alike(first[..., 0], alone[..., 0], rows.shape[0])
+                _refuse_unless_alike(first[..., index], by_itself[..., 0], index, rows.shape[0])
     return layout
 
 
@@ -280,7 +285,7 @@ def _replayed(fn: Callable, trace: Trace, rows: Tensor, kwargs: dict[str, Any]) 
     return poutine.trace(poutine.replay(fn, trace=trace)).get_trace(rows, **kwargs)
 
 
-def _score_first_row_alone(
+def _score_row_alone(
     model: Callable,
     guide: Callable,
     model_trace: Trace,
@@ -288,16 +293,17 @@ def _score_first_row_alone(
     kwargs: dict[str, Any],
     score: Callable[[Trace], Tensor],
     data_plate: str,
+    index: int,
     num_rows: int,
 ) -> Tensor:
-    """The model's score of the first row alone, at the first row's draw in ``model_trace``."""
-    first_draws = prune_subsample_sites(model_trace)
-    for name, site in list(first_draws.nodes.items()):
+    """The model's score of row ``index`` alone, at that row's draw in ``model_trace``."""
+    draws = prune_subsample_sites(model_trace)
+    for name, site in list(draws.nodes.items()):
         if site["type"] == "sample":
-            first_draws.nodes[name] = dict(site, value=_first_point(site, data_plate))
+            draws.nodes[name] = dict(site, value=_point(site, data_plate, index))
     try:
         guide(row, **kwargs)  # the guide too must run on part of the rows
-        return score(_replayed(model, first_draws, row, kwargs))
+        return score(_replayed(model, draws, row, kwargs))
     except Exception as error:
         raise _part_failure(error, num_rows, 1) from error
 
@@ -320,8 +326,8 @@ def _part_failure(error: Exception, num_rows: int, part: int) -> InputError:
     )
 
 
-def _first_point(site: dict, data_plate: str) -> Tensor:
-    """A site's value at the data plate's first index (unchanged where it broadcasts)."""
+def _point(site: dict, data_plate: str, index: int) -> Tensor:
+    """A site's value at the data plate's ``index`` (unchanged where it broadcasts)."""
     value = site["value"]
     frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
     if frame is None or not isinstance(value, Tensor):
@@ -329,7 +335,7 @@ def _first_point(site: dict, data_plate: str) -> Tensor:
     dim = frame.dim - site["fn"].event_dim
     if value.dim() < -dim or value.shape[dim] == 1:
         return value
-    return value.narrow(dim, 0, 1)
+    return value.narrow(dim, index, 1)
 
 
 def _refuse_nan(what: str, score: Tensor, trace: Trace) -> None:
@@ -367,13 +373,16 @@ def _refuse_unless_equal(what: str, first: Tensor, again: Tensor) -> None:
         )
 
 
-def _refuse_unless_alike(in_batch: Tensor, alone: Tensor, num_rows: int) -> None:
+def _refuse_unless_alike(in_batch: Tensor, alone: Tensor, index: int, num_rows: int) -> None:
     if differ(in_batch, alone):
         raise InputError(
-            f"the model's log density of the first row of x at the same z is "
+            f"the model's log density of row {index} of x at the same z is "
             f"{in_batch.item():.6g} with {num_rows} rows and {alone.item():.6g} alone: it "
             "depends on the other rows it is called with, such as BatchNorm in training "
-            "mode or data normalized by statistics of the batch, so the estimate would "
+            "mode, data normalized by statistics of the batch, or a value computed from "
+            "the row's place among them (torch.arange(len(x))), so the estimate would "
             "depend on chunk_size; put the networks in eval mode (module.eval()) before "
-            "evaluating, and compute any statistic of the data once, outside the model"
+            "evaluating, compute any statistic of the data once, outside the model, and "
+            "pass a value per point as a keyword argument whose first dimension is "
+            "x.shape[0] (split by rows with x)"
         )
