@@ -155,6 +155,30 @@ def test_gradient_snr_of_a_data_plate_of_another_name():
         gradient_snr(vae.model, vae.guide, IWAE(3, data_plate="batch"), x, num_draws=4)
 
 
+def test_elements_without_noise_are_counted_apart_from_the_snr_summaries():
+    """CEVAE's guide trains auxiliary networks of t and y on the observed values alone:
+    their gradient is the same in every draw, SNR infinite, and the guide's mean SNR read
+    inf. The summaries describe the noisy elements; the noise-free ones are counted."""
+    from pyro.contrib.cevae import Guide, Model, TraceCausalEffect_ELBO
+
+    torch.manual_seed(0)
+    config = dict(feature_dim=5, latent_dim=1, hidden_dim=8, num_layers=2, num_samples=4)
+    model, guide = (
+        Model({**config, "outcome_dist": "normal"}),
+        Guide({**config, "outcome_dist": "normal"}),
+    )
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 5, generator=generator)
+    labels = {"t": (x[:, 0] > 0).float(), "y": x[:, 1] + x[:, 2]}
+    result = gradient_snr(model, guide, TraceCausalEffect_ELBO(), x, num_draws=6, seed=0, **labels)
+    infinite = result.guide_elements.isinf()
+    assert 0 < result.guide_noise_free == int(infinite.sum()) < result.guide_elements.numel()
+    noisy = result.guide_elements[~infinite]
+    assert result.guide == pytest.approx(noisy.nanmean().item())
+    assert math.isfinite(result.summary()["snr_guide_median"])
+    assert result.model_noise_free == 0 and math.isfinite(result.model)
+
+
 def test_active_units_refuse_an_encoder_that_returns_no_distribution_and_a_negative_threshold():
     # a Pyro guide passed as the encoder returns None: AttributeError from inside
     x = torch.randn(6, 2)
@@ -316,8 +340,9 @@ def test_inference_data_refuses_bad_requests(kwargs, message):
 
 def test_inference_data_takes_per_point_keywords_at_the_chosen_points():
     # a model of x - offset_n: the export of points [3, 0] must see offsets 3 and 0, the
-    # same draws (one seed) as a model with those offsets built in; it raised torch's
-    # shape error, passing all 6 offsets with 2 points
+    # same draws (one seed) as the export of those two points and their offsets given
+    # alone; it raised torch's shape error, passing all 6 offsets with 2 points. (A model
+    # with the two offsets built in by position is refused: it reads a row's place.)
     truth = LinearGaussian()
     x = truth.sample(6)
     offsets = torch.arange(18, dtype=x.dtype).reshape(6, 3)
@@ -325,23 +350,11 @@ def test_inference_data_takes_per_point_keywords_at_the_chosen_points():
     def shifted(fn):
         return lambda x, offset: fn(x - offset)
 
-    built_in = offsets[[3, 0]]
-    idata = to_inference_data(
-        shifted(truth.model),
-        shifted(truth.mean_field_guide),
-        x + offsets,
-        [3, 0],
-        16,
-        seed=0,
-        offset=offsets,
-    )
+    model, guide = shifted(truth.model), shifted(truth.mean_field_guide)
+    idata = to_inference_data(model, guide, x + offsets, [3, 0], 16, seed=0, offset=offsets)
+    chosen = offsets[[3, 0]]
     expected = to_inference_data(
-        lambda x: truth.model(x - built_in),
-        lambda x: truth.mean_field_guide(x - built_in),
-        x[[3, 0]] + built_in,
-        [0, 1],
-        16,
-        seed=0,
+        model, guide, x[[3, 0]] + chosen, [0, 1], 16, seed=0, offset=chosen
     )
     for group in ("posterior", "sample_stats"):
         for name, values in getattr(expected, group).items():
