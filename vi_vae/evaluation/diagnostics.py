@@ -58,10 +58,15 @@ class GradientSNR:
     For each parameter element, SNR = ``|mean| / std`` of its gradient over repeated
     draws on a fixed batch (std with Bessel's correction). Elements whose gradient
     is exactly zero in every draw (parameters the loss does not touch) have no SNR
-    and are left out of the summaries.
+    (NaN), and elements whose gradient is the same nonzero value in every draw (no
+    noise: an auxiliary network trained on observed values alone, as CEVAE's guide
+    has) an infinite one: both are left out of the summaries, which describe the
+    elements the estimator's draws make noisy (``guide_noise_free`` and
+    ``model_noise_free`` count the infinite ones).
 
     Attributes:
-        guide: mean SNR over the guide's parameter elements (the encoder's, for a VAE).
+        guide: mean SNR over the guide's parameter elements (the encoder's, for a VAE),
+            NaN where none is noisy.
         model: mean SNR over the model's parameter elements (the decoder's).
         guide_elements: per-element SNR of the guide's parameters, flattened in
             the order of ``guide_names``.
@@ -80,6 +85,16 @@ class GradientSNR:
     num_draws: int
 
     @property
+    def guide_noise_free(self) -> int:
+        """The guide's elements whose gradient had no noise (SNR infinite)."""
+        return int(self.guide_elements.isinf().sum())
+
+    @property
+    def model_noise_free(self) -> int:
+        """The model's elements whose gradient had no noise (SNR infinite)."""
+        return int(self.model_elements.isinf().sum())
+
+    @property
     def noise_floor(self) -> float:
         """:func:`snr_noise_floor` of ``num_draws``: SNRs near it do not differ from 0."""
         return snr_noise_floor(self.num_draws)
@@ -88,9 +103,9 @@ class GradientSNR:
         """Mean and median SNR of each group, as plain floats."""
         return {
             "snr_guide_mean": self.guide,
-            "snr_guide_median": self.guide_elements.nanmedian().item(),
+            "snr_guide_median": _noisy(self.guide_elements).nanmedian().item(),
             "snr_model_mean": self.model,
-            "snr_model_median": self.model_elements.nanmedian().item(),
+            "snr_model_median": _noisy(self.model_elements).nanmedian().item(),
         }
 
 
@@ -183,8 +198,8 @@ def gradient_snr(
     split = sum(parameters[name].numel() for name in guide_names)
     guide_elements, model_elements = snr[:split].cpu(), snr[split:].cpu()
     return GradientSNR(
-        guide=guide_elements.nanmean().item(),
-        model=model_elements.nanmean().item(),
+        guide=_noisy(guide_elements).nanmean().item(),
+        model=_noisy(model_elements).nanmean().item(),
         guide_elements=guide_elements,
         model_elements=model_elements,
         guide_names=guide_names,
@@ -306,10 +321,17 @@ def _refuse_training_mode(modes: dict[torch.nn.Module, bool]) -> None:
         )
 
 
+def _noisy(snr: Tensor) -> Tensor:
+    """The elements' SNRs, an infinite one (a gradient without noise) as NaN: left out."""
+    return snr.masked_fill(snr.isinf(), math.nan)
+
+
 def _signal_to_noise(
     draw: Callable[[], Tensor], num_draws: int, on_draw: Callable[[int, int], None] | None
 ) -> Tensor:
-    """|mean| / sd of each element over ``num_draws`` calls of ``draw`` (NaN where both are 0).
+    """|mean| / sd of each element over ``num_draws`` calls of ``draw``.
+
+    NaN where both are 0, infinite where only the sd is (the same draw every time).
 
     Welford's running mean and sum of squared deviations, in the draws' dtype (float64).
     """
