@@ -559,6 +559,32 @@ def test_the_particle_check_is_no_verdict_on_a_pair_random_beyond_its_sample_sit
         log_marginal_likelihood(noisy, guide, x, 20)
 
 
+def test_a_guide_whose_flow_scores_only_its_own_last_draw_is_not_broken_by_the_check():
+    """Pyro's Planar flow has no inverse: it scores the draw it made last, from its cache.
+    The particle check, which draws and scores again, gives no verdict on such a guide and
+    runs after the trial's draws are scored (the guide's parameters are found from them).
+    """
+    import pyro.distributions.transforms as transforms
+
+    torch.manual_seed(0)
+    flow = transforms.Planar(LATENT)
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 0.5).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("flow", flow)
+        with pyro.plate("data", len(x)):
+            base = dist.Normal(0.8 * x, 0.5).to_event(1)
+            pyro.sample("z", dist.TransformedDistribution(base, [flow]))
+
+    x = torch.randn(10, LATENT, generator=torch.Generator().manual_seed(0))
+    assert math.isfinite(log_marginal_likelihood(model, guide, x, 20, seed=0).mean)
+    assert math.isfinite(fit(model, guide, x, epochs=1, batch_size=5).history[0].train_loss)
+
+
 def cevae_pair():
     """Pyro's CEVAE (pyro.contrib.cevae): its guide observes t and y as an auxiliary model."""
     from pyro.contrib.cevae import Guide, Model

@@ -88,19 +88,13 @@ def check_particle_dimension(
     exact = torch.autocast(device.type, enabled=False)
     with forked, exact, torch.no_grad(), poutine.block(), modules_called(eval_mode=True):
         try:
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            model_trace = _replayed(model, guide_trace, args, kwargs)
-            stacked = (
-                _replayed(plate(guide), _with_particles(guide_trace, plate_nesting), args, kwargs),
-                _replayed(plate(model), _with_particles(model_trace, plate_nesting), args, kwargs),
-            )
-        except Exception:  # the pass explains a failure under the particle dimension
+            found = _compare(model, guide, args, kwargs, plate, plate_nesting, data_plate)
+        except Exception:
+            # the pass explains a failure under the particle dimension; a draw that cannot
+            # be scored again (a flow without an inverse, Pyro's Planar) gets no verdict
             return
-        single = (guide_trace, model_trace)
-        found = _first_difference(single, stacked, data_plate)
-        again = None if found is None else _again(model, guide, single, args, kwargs)
-        if again is None or _first_difference(single, again, data_plate):
-            return  # the same, or random beyond the sample sites even without particles
+    if found is None:
+        return
     name, point, alone, together = found
     raise InputError(
         f"the model/guide score the same draw differently with a leading particle "
@@ -110,6 +104,35 @@ def check_particle_dimension(
         "such as softmax(h, dim=1), reads the particles or the points once the particle "
         f"dimension stands in front: count from the right, softmax(h, dim=-1)). {PARTICLE_HINT}"
     )
+
+
+def _compare(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict[str, Any],
+    plate: pyro.plate,
+    plate_nesting: int,
+    data_plate: str,
+) -> tuple[str, int, float, float] | None:
+    """The first difference of the pair's scores without and with particles, or None.
+
+    None too where the scores without particles differ between two runs at the same
+    draws (random beyond the sample sites: no verdict).
+    """
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = _replayed(model, guide_trace, args, kwargs)
+    single = (guide_trace, model_trace)
+    stacked = (
+        _replayed(plate(guide), _with_particles(guide_trace, plate_nesting), args, kwargs),
+        _replayed(plate(model), _with_particles(model_trace, plate_nesting), args, kwargs),
+    )
+    found = _first_difference(single, stacked, data_plate)
+    if found is None or _first_difference(
+        single, _again(model, guide, single, args, kwargs), data_plate
+    ):
+        return None
+    return found
 
 
 def _replayed(fn: Callable, trace: Trace, args: tuple, kwargs: dict[str, Any]) -> Trace:

@@ -180,9 +180,11 @@ def check_pair(
             f"{subsampling_refusal}"
         )
     check_observed_shapes(model_trace)
+    # before the particle check: a flow scores the trial's draws from its cache of the last
+    # one it made (Pyro's Planar has no inverse), which the check's own draws replace
+    guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
     rows, row_kwargs = _first_rows(args, kwargs, subsampled=batch_size < plate_size)
     check_particle_dimension(model, guide, rows, row_kwargs, plate_nesting, data_plate)
-    guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
     return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
 
 
