@@ -11,6 +11,7 @@ guide) and the semi-supervised VAE of ``examples/vae/ss_vae_M2.py``
 import contextlib
 import math
 import warnings
+from dataclasses import replace
 from functools import partial
 
 import pyro
@@ -21,7 +22,15 @@ from linear_gaussian import LinearGaussian
 from torch import nn
 from torch.nn import functional
 
-from vi_vae import VAE, annealed_importance_sampling, fit, log_marginal_likelihood
+from vi_vae import (
+    VAE,
+    ExecutionOptions,
+    annealed_importance_sampling,
+    bdmc,
+    fit,
+    inference_gaps,
+    log_marginal_likelihood,
+)
 from vi_vae.contract import PairLayout, check_pair, per_point_keywords, rows_of
 from vi_vae.errors import GuideSupportWarning, InputError, TF32Warning, UnobservedPointsWarning
 from vi_vae.estimators import (
@@ -557,6 +566,79 @@ def test_the_particle_check_is_no_verdict_on_a_pair_random_beyond_its_sample_sit
     assert fit(noisy, guide, x, epochs=1, batch_size=5).history
     with pytest.raises(InputError, match="random beyond its sample sites"):
         log_marginal_likelihood(noisy, guide, x, 20)
+
+
+SEQUENTIAL = ExecutionOptions(vectorize_particles=False)
+
+
+def test_importance_sampling_draws_the_particles_one_after_another_when_asked():
+    """A pair not written for a particle dimension is evaluated as it is written: ProdLDA's
+    softmax(dim=1) scores as the same model with softmax(dim=-1), vectorized (within 4 SEs
+    of their difference; K = 400), and the number depends on no pass size (keyed draws)."""
+    model, guide, x = prodlda_pair(softmax_dim=1)
+    right_model, right_guide, _ = prodlda_pair(softmax_dim=-1)
+    sequential = [
+        log_marginal_likelihood(
+            model, guide, x, 400, seed=0, execution=replace(SEQUENTIAL, chunk_size=size)
+        )
+        for size in ("auto", 7)
+    ]
+    assert sequential[0].mean == sequential[1].mean
+    vectorized = log_marginal_likelihood(right_model, right_guide, x, 400, seed=0)
+    error = math.hypot(
+        sequential[0].mean_monte_carlo_standard_error, vectorized.mean_monte_carlo_standard_error
+    )
+    assert abs(sequential[0].mean - vectorized.mean) < 4 * error
+    assert sequential[0].mean != vectorized.mean  # other draws of the same estimator
+
+
+@pytest.mark.parametrize("call", ["log_marginal_likelihood", "bounds"])
+def test_a_pair_that_fails_under_the_particle_dimension_is_evaluated_one_particle_at_a_time(call):
+    """Pyro's SS-VAE concatenates z and ys without expanding ys: refused vectorized (above),
+    its numbers drawn one particle at a time."""
+    x, ys = data()
+    pair = PyroStyleSSVAE(expand_labels=False)
+    calls = {
+        "log_marginal_likelihood": lambda: log_marginal_likelihood(
+            pair.model, pair.guide, x, 20, seed=0, execution=SEQUENTIAL, ys=ys
+        ),
+        "bounds": lambda: bounds(
+            pair.model, pair.guide, x, (1, 5), 10, seed=0, execution=SEQUENTIAL, ys=ys
+        ),
+    }
+    assert torch.isfinite(numbers(calls[call]())).all()
+
+
+def test_fit_validates_as_its_loss_draws_pyros_own_elbo_one_particle_at_a_time():
+    """Pyro's Trace_ELBO trains a pair as written; the validation ELBO, drawn in one
+    vectorized pass, refused ProdLDA's softmax(dim=1): it now draws as the loss does."""
+    model, guide, x = prodlda_pair(softmax_dim=1)
+    result = fit(model, guide, x, epochs=1, batch_size=5, loss="pyro-trace-elbo", validation=x)
+    assert math.isfinite(result.history[0].validation_elbo)
+    with pytest.raises(InputError, match="score the same draw differently"):
+        fit(model, guide, x, epochs=1, batch_size=5, validation=x)
+
+
+@pytest.mark.parametrize("call", ["ais", "bdmc", "inference_gaps"])
+def test_the_evaluators_that_move_a_batch_of_chains_refuse_to_draw_one_at_a_time(call):
+    model, guide, x = prodlda_pair(softmax_dim=-1)
+    small = dict(num_steps=2, num_chains=2, seed=0, execution=SEQUENTIAL)
+    calls = {
+        "ais": lambda: annealed_importance_sampling(model, guide, x, **small),
+        "bdmc": lambda: bdmc(model, guide, x[:2], **small),
+        "inference_gaps": lambda: inference_gaps(
+            model, guide, x[:2], num_steps=2, num_particles=2, seed=0, execution=SEQUENTIAL
+        ),
+    }
+    with pytest.raises(InputError, match=r"cannot take execution.vectorize_particles=False"):
+        calls[call]()
+
+
+def test_compiled_passes_are_vectorized():
+    with pytest.raises(InputError, match=r"compile=True compiles the vectorized pass"):
+        ExecutionOptions(compile=True, vectorize_particles=False)
+    with pytest.raises(InputError, match=r"vectorize_particles must be"):
+        ExecutionOptions(vectorize_particles="no")
 
 
 def test_a_guide_whose_flow_scores_only_its_own_last_draw_is_not_broken_by_the_check():

@@ -38,7 +38,9 @@ PARTICLE_HINT = (
     "to the draws' shape (e.g. y.expand(z.shape[:-1] + y.shape[-1:])), flatten the "
     "leading dimensions around a layer that reads dimension 1 as features (BatchNorm1d: "
     "h.reshape(-1, h.shape[-1]) in, and back), and declare batch dimensions with "
-    "pyro.plate instead of fixed sizes (docs/howto/custom-model.md)"
+    "pyro.plate instead of fixed sizes (docs/howto/custom-model.md); importance sampling "
+    "(log_marginal_likelihood, bounds) can instead draw the particles one after another, "
+    "each a run of the pair as written: execution=ExecutionOptions(vectorize_particles=False)"
 )
 
 #: what to change when the data plate is not the rows of x (clause 2)

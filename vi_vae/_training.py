@@ -120,12 +120,15 @@ def validation_elbo(
     seed: int,
     data_plate: str,
     kwargs: dict[str, Any] | None = None,
+    vectorize_particles: bool = True,
 ) -> tuple[float, float]:
     """Mean ELBO per point (each averaged over ``num_particles`` draws) and its SE over points.
 
     The draws come from a stream seeded by ``seed`` (the caller's stream is left
     alone), so validation does not change the training draws. ``kwargs`` go to
     model and guide. The networks are scored in eval mode (:func:`networks_in_eval_mode`).
+    ``vectorize_particles`` false draws the particles one after another, as a loss that
+    does (Pyro's own ELBOs) trains (``ExecutionOptions.vectorize_particles``).
     """
     with networks_in_eval_mode():
         per_point = torch.cat(
@@ -139,6 +142,7 @@ def validation_elbo(
                     data_plate=data_plate,
                     seed=seed,
                     fixed_density=False,
+                    vectorize_particles=vectorize_particles,
                     **(kwargs or {}),
                 )
             ]

@@ -133,6 +133,7 @@ def check_pair(
     parameters: bool = False,
     fork: bool = True,
     match_latents: bool = True,
+    vectorized: bool = True,
 ) -> PairLayout:
     """Run the pair once without particles; refuse it if it breaks the contract, saying why.
 
@@ -153,6 +154,9 @@ def check_pair(
             alone); ``False`` draws from the caller's stream.
         match_latents: require the guide to sample the model's latent sites (clause 3);
             ``False`` for a guide that draws none (AIS started from the prior).
+        vectorized: the caller draws all particles in one vectorized pass, so clause 4 is
+            checked by value; ``False`` for one that draws them one after another
+            (``ExecutionOptions(vectorize_particles=False)``).
 
     Returns:
         The :class:`PairLayout`.
@@ -183,8 +187,9 @@ def check_pair(
     # before the particle check: a flow scores the trial's draws from its cache of the last
     # one it made (Pyro's Planar has no inverse), which the check's own draws replace
     guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
-    rows, row_kwargs = _first_rows(args, kwargs, subsampled=batch_size < plate_size)
-    check_particle_dimension(model, guide, rows, row_kwargs, plate_nesting, data_plate)
+    if vectorized:
+        rows, row_kwargs = _first_rows(args, kwargs, subsampled=batch_size < plate_size)
+        check_particle_dimension(model, guide, rows, row_kwargs, plate_nesting, data_plate)
     return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
 
 

@@ -85,6 +85,7 @@ def check_evaluated_pair(
     match_latents: bool = True,
     fixed_guide: bool = False,
     fixed_density: bool = True,
+    vectorized: bool = True,
 ) -> PairLayout:
     """The evaluators' check: the contract on all of ``x``, then clause 8 on its first rows.
 
@@ -99,6 +100,8 @@ def check_evaluated_pair(
     ``fixed_density`` false runs the first row alone but compares no scores and takes
     masked latents (``fit``'s validation ELBO), and warns
     (:class:`~vi_vae.errors.RandomDensityWarning`) where the model's scores differ.
+    ``vectorized`` false: the caller draws the particles one after another (no particle
+    check, :func:`~vi_vae.contract.check_pair`).
 
     Raises:
         InputError: naming what breaks the contract and what to change.
@@ -119,6 +122,7 @@ def check_evaluated_pair(
         subsampling_refusal=EVALUATOR_SUBSAMPLING,
         inspect=inspect,
         match_latents=match_latents,
+        vectorized=vectorized,
     )
     if fixed_density:
         _warn_of_unobserved_points(model_traces[0], data_plate, x.shape[0])

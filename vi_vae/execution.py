@@ -1,12 +1,13 @@
 """How an evaluation runs, apart from what it computes: one frozen, checked object.
 
-:class:`ExecutionOptions` holds the device, whether the passes run compiled and the
-size of a vectorized pass. None of them changes the numbers (compiled passes agree
-to float rounding); they are not settings of an estimate, and results do not carry
-them. The evaluators (:func:`vi_vae.importance_sampling`,
-:func:`vi_vae.annealed_importance_sampling`, :func:`vi_vae.bdmc`, …) take one as
-``execution=``, or its fields as keyword shortcuts (``compile=True``; the rule:
-:mod:`vi_vae.settings`).
+:class:`ExecutionOptions` holds the device, whether the passes run compiled, the
+size of a vectorized pass, and whether particles are drawn in one (vectorized) pass.
+None of them changes the estimator: compiled passes agree to float rounding, and
+particles drawn one after another are other draws of the same one. They are not
+settings of an estimate, and results do not carry them. The evaluators
+(:func:`vi_vae.importance_sampling`, :func:`vi_vae.annealed_importance_sampling`,
+:func:`vi_vae.bdmc`, …) take one as ``execution=``, or some of its fields as keyword
+shortcuts (``compile=True``; the rule: :mod:`vi_vae.settings`).
 
 Ranks are not options: under ``torchrun`` they are the process group's
 (:mod:`vi_vae.distributed`), and every evaluator shards its points by them.
@@ -14,7 +15,7 @@ Ranks are not options: under ``torchrun`` they are the process group's
 Example:
     >>> base = ExecutionOptions(chunk_size=64)
     >>> ExecutionOptions.build(base, {"compile": True, "chunk_size": None})
-    ExecutionOptions(device=None, compile=True, chunk_size=64)
+    ExecutionOptions(device=None, compile=True, chunk_size=64, vectorize_particles=True)
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ class ExecutionOptions(Settings):
             (the same draws, the same numbers to float rounding; ``docs/howto/compiled.md``).
         chunk_size: (particle, point) pairs per vectorized pass, a positive integer, or
             ``"auto"`` (:data:`AUTO`). Bounds memory; does not change the numbers.
+        vectorize_particles: draw the K particles of every point in one vectorized pass
+            (clause 4 of :mod:`vi_vae.contract`). ``False`` draws them one after another,
+            each a run of the pair as it is written, as Pyro's ELBOs do by default: for a
+            pair not written for a leading particle dimension, at K times the Python
+            cost of a pass. The same estimator from other draws (its number moves within
+            its Monte Carlo error; keyed by ``seed`` as before, so it does not depend on
+            the passes). Importance sampling only (:func:`~vi_vae.log_marginal_likelihood`,
+            :func:`~vi_vae.bounds`, :func:`~vi_vae.importance_sampling`): AIS moves its
+            chains as one batch, and refuses it (:meth:`require_vectorized`); not with
+            ``compile``, which compiles the vectorized pass.
 
     Raises:
         InputError: naming the bad option and its accepted values.
@@ -61,6 +72,7 @@ class ExecutionOptions(Settings):
     device: str | torch.device | None = None
     compile: bool = False
     chunk_size: int | str = AUTO
+    vectorize_particles: bool = True
 
     def __post_init__(self) -> None:
         if self.device is not None:
@@ -72,6 +84,12 @@ class ExecutionOptions(Settings):
                     f"got {self.device!r}"
                 ) from error
         check_bool("compile", self.compile)
+        check_bool("vectorize_particles", self.vectorize_particles)
+        if self.compile and not self.vectorize_particles:
+            raise InputError(
+                "compile=True compiles the vectorized pass and vectorize_particles=False draws "
+                "the particles one after another: choose one"
+            )
         size = self.chunk_size
         if not (size == AUTO and isinstance(size, str)) and (
             isinstance(size, bool) or not isinstance(size, int) or size < 1
@@ -95,6 +113,20 @@ class ExecutionOptions(Settings):
         field (:func:`~vi_vae.settings.merge`).
         """
         return merge(cls, options, passed(shortcuts), owner=owner, argument="execution")
+
+    def require_vectorized(self, owner: str) -> None:
+        """Refuse ``vectorize_particles=False`` for ``owner``, an evaluator that needs the batch.
+
+        Raises:
+            InputError: naming ``owner`` and the evaluators that take it.
+        """
+        if not self.vectorize_particles:
+            raise InputError(
+                f"{owner} moves its chains (or particles) as one vectorized batch and cannot "
+                "take execution.vectorize_particles=False, which importance sampling "
+                "(log_marginal_likelihood, bounds, importance_sampling) takes; write the pair "
+                "for a leading batch dimension (docs/howto/custom-model.md, clause 4)"
+            )
 
     def pairs_per_pass(self) -> int:
         """``chunk_size``, with ``"auto"`` read as :data:`~vi_vae.weights.DEFAULT_CHUNK_SIZE`."""

@@ -346,6 +346,8 @@ class _Run:
                 settings.seed + epoch,
                 settings.data_plate,
                 held_out.kwargs,
+                # as the loss draws its particles: Pyro's own ELBOs one after another
+                vectorize_particles=getattr(self.loss, "vectorize_particles", True),
             )
         )
 

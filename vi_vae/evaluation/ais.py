@@ -293,6 +293,7 @@ def run_options(
     """
     settings, kwargs = AISSettings.split(settings, kwargs)
     execution = ExecutionOptions.build(execution, execution_shortcuts)
+    execution.require_vectorized("AIS")
     if settings.initial == "guide" and guide is None:
         raise InputError("guide is None; initial='guide' needs a guide (or use initial='prior')")
     return settings, execution, kwargs

@@ -159,6 +159,7 @@ def auto_annealed_importance_sampling(
             f"importance must estimate the same {x.shape[0]} points; got {importance.num_points}"
         )
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
+    execution.require_vectorized("AIS")
     options = {"seed": resolve_seed(seed), "data_plate": data_plate, "execution": execution}
     rounds = _Rounds(model, guide, x, kwargs, options, on_step)
     result = rounds.run(settings, auto, importance)

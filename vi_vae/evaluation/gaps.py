@@ -135,6 +135,7 @@ def inference_gaps(
     shortcuts, kwargs = split_keywords(kwargs, [*GapSettings.names(), *AISSettings.names()])
     settings = GapSettings.build(settings, shortcuts)
     execution = ExecutionOptions.build(execution, {"chunk_size": chunk_size, "compile": compile})
+    execution.require_vectorized("inference_gaps")
     x, kwargs = execution.place(check_points(x), kwargs)
     pairs = execution.pairs_per_pass()
     check_evaluated_pair(model, guide, x, kwargs, data_plate)

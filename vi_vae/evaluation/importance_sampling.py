@@ -302,6 +302,7 @@ def _sampled(
             seed=seed,
             first_index=rows.start,
             compile=execution.compile,
+            vectorize_particles=execution.vectorize_particles,
             **rows_kwargs,
         ):
             computed_in, log_weights = log_weights.dtype, log_weights.double()

@@ -18,18 +18,24 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import site_is_subsample
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import per_point_keywords, rows_of
+from vi_vae.contract import check_latent_sites, per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluated_pair import check_evaluated_pair
 from vi_vae.execution import ExecutionOptions, release_freed_memory
 from vi_vae.keys import KEYED_PAIRS, RandomKey, forked, key_block_size, seeded
 from vi_vae.support import check_points
-from vi_vae.weights import DEFAULT_CHUNK_SIZE, PARTICLE_PLATE, guess_plates, trace_log_weights
+from vi_vae.weights import (
+    DEFAULT_CHUNK_SIZE,
+    PARTICLE_PLATE,
+    guess_plates,
+    sum_per_point,
+    trace_log_weights,
+)
 
 __all__ = [
     "AUTO_MEMORY_FRACTION",
@@ -132,6 +138,43 @@ def pass_log_weights(
     return traced(x, kwargs)
 
 
+def sequential_log_weights(
+    model: Callable,
+    guide: Callable,
+    x: Tensor,
+    kwargs: dict[str, Any],
+    num_particles: int,
+    plate_nesting: int,
+    data_plate: str = "data",
+) -> Tensor:
+    """Unscaled log weights ``[num_particles, len(x)]``, the particles drawn one after another.
+
+    Each particle is one run of the guide and of the model replayed on its draws, as the
+    pair is written (no particle dimension), without gradients: for a pair that does not
+    take a leading batch dimension (``ExecutionOptions(vectorize_particles=False)``).
+    """
+    rows = []
+    for _ in range(num_particles):
+        guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
+        replayed = poutine.replay(model, trace=guide_trace)
+        model_trace = prune_subsample_sites(poutine.trace(replayed).get_trace(x, **kwargs))
+        check_latent_sites(model_trace, guide_trace)
+        scores = [
+            sum_per_point(
+                trace,
+                lambda site: site["fn"].log_prob(site["value"]),
+                latent_only=latent_only,
+                plate_nesting=plate_nesting,
+                data_plate=data_plate,
+                scaled=False,
+                like=x.new_zeros(1, x.shape[0]),
+            )
+            for trace, latent_only in ((model_trace, False), (guide_trace, True))
+        ]
+        rows.append((scores[0] - scores[1]).expand(1, x.shape[0]))
+    return torch.cat(rows).detach()
+
+
 def log_weight_chunks(
     model: Callable,
     guide: Callable,
@@ -144,6 +187,7 @@ def log_weight_chunks(
     first_index: int = 0,
     compile: bool = False,
     fixed_density: bool = True,
+    vectorize_particles: bool = True,
     **kwargs: Any,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Yield ``(rows, log_weights)``: unscaled log weights ``[num_particles, len(rows)]``.
@@ -159,31 +203,55 @@ def log_weight_chunks(
     data's device. With ``seed`` the draws are keyed by (seed, global point index;
     ``x[0]`` has index ``first_index``), so a point's log weights depend neither on
     ``chunk_size`` nor on the shard it is in (:mod:`vi_vae.keys`), and the global RNG is
-    left alone.
+    left alone. With ``vectorize_particles`` false the particles of a pass are drawn one
+    after another (:func:`sequential_log_weights`), each over all the pass's points,
+    and ``chunk_size`` is not used.
     """
     check_positive_int("num_particles", num_particles)
-    ExecutionOptions(compile=compile, chunk_size=chunk_size)
+    ExecutionOptions(
+        compile=compile, chunk_size=chunk_size, vectorize_particles=vectorize_particles
+    )
     check_points(x)
-    check_evaluated_pair(model, guide, x, kwargs, data_plate, fixed_density=fixed_density)
+    check_evaluated_pair(
+        model,
+        guide,
+        x,
+        kwargs,
+        data_plate,
+        fixed_density=fixed_density,
+        vectorized=vectorize_particles,
+    )
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
     fork = forked(x.device)
     probe = fork if seed is not None else contextlib.nullcontext()
     with torch.no_grad(), probe:
         first_x, first_kwargs = rows_of(x, kwargs, slice(0, 1))
         plate_nesting, _ = guess_plates(model, guide, (first_x,), first_kwargs, data_plate)
-    if chunk_size == "auto":
-        chunk_size = auto_chunk_size(
-            model, guide, x, num_particles, plate_nesting, data_plate, kwargs
+    if not vectorize_particles:
+        # a pass holds one particle of its points at a time: every block is one pass
+        chunk_size = num_particles * max(x.shape[0], key_block_size(num_particles))
+        one_pass = partial(
+            sequential_log_weights,
+            model,
+            guide,
+            kwargs=kwargs,
+            plate_nesting=plate_nesting,
+            data_plate=data_plate,
         )
-    one_pass = partial(
-        pass_log_weights,
-        model,
-        guide,
-        kwargs=kwargs,
-        plate_nesting=plate_nesting,
-        data_plate=data_plate,
-        compile=compile,
-    )
+    else:
+        if chunk_size == "auto":
+            chunk_size = auto_chunk_size(
+                model, guide, x, num_particles, plate_nesting, data_plate, kwargs
+            )
+        one_pass = partial(
+            pass_log_weights,
+            model,
+            guide,
+            kwargs=kwargs,
+            plate_nesting=plate_nesting,
+            data_plate=data_plate,
+            compile=compile,
+        )
     if seed is not None:
         chunks = keyed_log_weight_chunks(
             model,
