@@ -107,8 +107,21 @@ def pass_log_weights(
     plate_nesting: int,
     data_plate: str = "data",
     compile: bool = False,
+    vectorize_particles: bool = True,
 ) -> Tensor:
-    """Unscaled log weights ``[num_particles, len(x)]`` of one pass, without gradients."""
+    """Unscaled log weights ``[num_particles, len(x)]`` of one pass, without gradients.
+
+    ``vectorize_particles`` false draws the particles one after another, each a run of
+    the guide and of the model replayed on its draws as the pair is written (no particle
+    dimension): for a pair that does not take a leading batch dimension
+    (``ExecutionOptions(vectorize_particles=False)``; not compiled).
+    """
+    if not vectorize_particles:
+        particles = [
+            _one_particle(model, guide, x, kwargs, plate_nesting, data_plate)
+            for _ in range(num_particles)
+        ]
+        return torch.cat(particles).detach()
 
     def traced(call_x: Tensor, call_kwargs: dict[str, Any]) -> Tensor:
         traces = trace_log_weights(
@@ -138,41 +151,27 @@ def pass_log_weights(
     return traced(x, kwargs)
 
 
-def sequential_log_weights(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    kwargs: dict[str, Any],
-    num_particles: int,
-    plate_nesting: int,
-    data_plate: str = "data",
+def _one_particle(
+    model: Callable, guide: Callable, x: Tensor, kwargs: dict, plate_nesting: int, data_plate: str
 ) -> Tensor:
-    """Unscaled log weights ``[num_particles, len(x)]``, the particles drawn one after another.
-
-    Each particle is one run of the guide and of the model replayed on its draws, as the
-    pair is written (no particle dimension), without gradients: for a pair that does not
-    take a leading batch dimension (``ExecutionOptions(vectorize_particles=False)``).
-    """
-    rows = []
-    for _ in range(num_particles):
-        guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
-        replayed = poutine.replay(model, trace=guide_trace)
-        model_trace = prune_subsample_sites(poutine.trace(replayed).get_trace(x, **kwargs))
-        check_latent_sites(model_trace, guide_trace)
-        scores = [
-            sum_per_point(
-                trace,
-                lambda site: site["fn"].log_prob(site["value"]),
-                latent_only=latent_only,
-                plate_nesting=plate_nesting,
-                data_plate=data_plate,
-                scaled=False,
-                like=x.new_zeros(1, x.shape[0]),
-            )
-            for trace, latent_only in ((model_trace, False), (guide_trace, True))
-        ]
-        rows.append((scores[0] - scores[1]).expand(1, x.shape[0]))
-    return torch.cat(rows).detach()
+    """Unscaled log weights ``[1, len(x)]`` of one run of the pair, as it is written."""
+    guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
+    replayed = poutine.replay(model, trace=guide_trace)
+    model_trace = prune_subsample_sites(poutine.trace(replayed).get_trace(x, **kwargs))
+    check_latent_sites(model_trace, guide_trace)
+    log_model, log_guide = (
+        sum_per_point(
+            trace,
+            lambda site: site["fn"].log_prob(site["value"]),
+            latent_only=latent_only,
+            plate_nesting=plate_nesting,
+            data_plate=data_plate,
+            scaled=False,
+            like=x.new_zeros(1, x.shape[0]),
+        )
+        for trace, latent_only in ((model_trace, False), (guide_trace, True))
+    )
+    return (log_model - log_guide).expand(1, x.shape[0])
 
 
 def log_weight_chunks(
@@ -204,7 +203,7 @@ def log_weight_chunks(
     ``x[0]`` has index ``first_index``), so a point's log weights depend neither on
     ``chunk_size`` nor on the shard it is in (:mod:`vi_vae.keys`), and the global RNG is
     left alone. With ``vectorize_particles`` false the particles of a pass are drawn one
-    after another (:func:`sequential_log_weights`), each over all the pass's points,
+    after another (:func:`pass_log_weights`), each over all the pass's points,
     and ``chunk_size`` is not used.
     """
     check_positive_int("num_particles", num_particles)
@@ -230,28 +229,20 @@ def log_weight_chunks(
     if not vectorize_particles:
         # a pass holds one particle of its points at a time: every block is one pass
         chunk_size = num_particles * max(x.shape[0], key_block_size(num_particles))
-        one_pass = partial(
-            sequential_log_weights,
-            model,
-            guide,
-            kwargs=kwargs,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
+    elif chunk_size == "auto":
+        chunk_size = auto_chunk_size(
+            model, guide, x, num_particles, plate_nesting, data_plate, kwargs
         )
-    else:
-        if chunk_size == "auto":
-            chunk_size = auto_chunk_size(
-                model, guide, x, num_particles, plate_nesting, data_plate, kwargs
-            )
-        one_pass = partial(
-            pass_log_weights,
-            model,
-            guide,
-            kwargs=kwargs,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            compile=compile,
-        )
+    one_pass = partial(
+        pass_log_weights,
+        model,
+        guide,
+        kwargs=kwargs,
+        plate_nesting=plate_nesting,
+        data_plate=data_plate,
+        compile=compile,
+        vectorize_particles=vectorize_particles,
+    )
     if seed is not None:
         chunks = keyed_log_weight_chunks(
             model,
