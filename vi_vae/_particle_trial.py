@@ -33,9 +33,10 @@ from torch import Tensor
 
 from vi_vae._modules import modules_called
 from vi_vae._pair_trial import PARTICLE_HINT
+from vi_vae._point_keywords import per_point_keywords, rows_of
 from vi_vae.errors import InputError
 
-__all__ = ["PARTICLE_PLATE", "check_particle_dimension", "differ"]
+__all__ = ["PARTICLE_CHECK_ROWS", "PARTICLE_PLATE", "check_particle_dimension", "differ"]
 
 #: name of the outermost plate that vectorizes particles
 PARTICLE_PLATE = "num_particles_vectorized"
@@ -46,6 +47,8 @@ TOLERANCE = 1e-3
 RELATIVE_TOLERANCE = 1e-4
 #: the particles that carry each draw
 _PARTICLES = 2
+#: rows of x on which the particle dimension is checked (the first ones)
+PARTICLE_CHECK_ROWS = 8
 
 
 def differ(first: Tensor, second: Tensor) -> float:
@@ -67,20 +70,25 @@ def check_particle_dimension(
     kwargs: dict[str, Any],
     plate_nesting: int,
     data_plate: str,
+    subsampled: bool = False,
 ) -> None:
     """Refuse a pair that scores the same draw differently under the particle dimension.
 
     Args:
         model: the Pyro model.
         guide: its guide (one that draws no latent site, AIS's prior, is allowed).
-        args: the arguments of one run (the caller cuts them to a few rows).
-        kwargs: the keyword arguments of that run.
+        args: the arguments of one run, ``x`` first (cut here to its first
+            :data:`PARTICLE_CHECK_ROWS` rows).
+        kwargs: the keyword arguments of that run (per-point ones cut with ``x``).
         plate_nesting: the plate dims the pair uses (the particle dim is left of them).
         data_plate: the data plate's name (the point a difference is at).
+        subsampled: the data plate subsamples, so its indices may reach any row: the
+            check runs on all of ``args``.
 
     Raises:
         InputError: naming the site, the point and both scores, and what to change.
     """
+    args, kwargs = _first_rows(args, kwargs, subsampled)
     plate = pyro.plate(PARTICLE_PLATE, _PARTICLES, dim=-(plate_nesting + 1))
     device = next((a.device for a in args if isinstance(a, Tensor)), torch.device("cpu"))
     forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
@@ -104,6 +112,20 @@ def check_particle_dimension(
         "such as softmax(h, dim=1), reads the particles or the points once the particle "
         f"dimension stands in front: count from the right, softmax(h, dim=-1)). {PARTICLE_HINT}"
     )
+
+
+def _first_rows(args: tuple, kwargs: dict[str, Any], subsampled: bool) -> tuple[tuple, dict]:
+    """The first rows of ``x`` (``args[0]``) and of the per-point keyword arguments.
+
+    All of them where ``x`` is no tensor or the data plate subsamples (its indices
+    may reach any row).
+    """
+    x = args[0] if args and isinstance(args[0], Tensor) else None
+    if x is None or subsampled:
+        return args, kwargs
+    per_point = per_point_keywords(kwargs, x.shape[0])
+    rows, row_kwargs = rows_of(x, kwargs, slice(0, PARTICLE_CHECK_ROWS), per_point)
+    return (rows, *args[1:]), row_kwargs
 
 
 def _compare(

@@ -42,8 +42,9 @@ of ``x``, a plate that indexes rows ``x`` does not have) into an
 :class:`PairLayout` the callers cache. :func:`particle_dimension_error` explains a
 failure under the particle dimension (clause 4), and :func:`check_latent_sites`
 (clause 3) is cheap enough to run on every trace. The plates and shapes (clause 2,
-clause 3's shapes) are checked in ``vi_vae._pair_shapes``, and clause 5's split of the
-keyword arguments is ``vi_vae._point_keywords``.
+clause 3's shapes) are checked in ``vi_vae._pair_shapes``, clause 5's split of the
+keyword arguments is ``vi_vae._point_keywords``, and clause 6's rule for estimators
+under subsampling ``vi_vae._subsampling``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from vi_vae._pair_trial import (
 )
 from vi_vae._particle_trial import check_particle_dimension
 from vi_vae._point_keywords import per_point_keywords, refuse_unsplit_sequences, rows_of
+from vi_vae._subsampling import biased_under_subsampling, subsampling_refusal
 from vi_vae._validation import check_callables
 from vi_vae.errors import InputError
 from vi_vae.support import proposes_outside
@@ -94,8 +96,6 @@ __all__ = [
     "subsampling_refusal",
 ]
 
-#: rows of x on which the particle dimension is checked (clause 4, by value)
-PARTICLE_CHECK_ROWS = 8
 #: why the evaluators refuse a data plate that subsamples
 EVALUATOR_SUBSAMPLING = (
     "the evaluators split x by rows into passes themselves and need every row of x in the "
@@ -188,54 +188,9 @@ def check_pair(
     # one it made (Pyro's Planar has no inverse), which the check's own draws replace
     guide_parameters = _guide_parameters(model_trace, guide_trace) if parameters else None
     if vectorized:
-        rows, row_kwargs = _first_rows(args, kwargs, subsampled=batch_size < plate_size)
-        check_particle_dimension(model, guide, rows, row_kwargs, plate_nesting, data_plate)
+        subsampled = batch_size < plate_size
+        check_particle_dimension(model, guide, args, kwargs, plate_nesting, data_plate, subsampled)
     return PairLayout(plate_nesting, batch_size, plate_size, guide_parameters)
-
-
-def biased_under_subsampling(
-    bound: Callable[[Tensor], Tensor],
-    gradient_coefficients: Callable[[Tensor], list[Tensor]],
-    num_particles: int,
-) -> bool:
-    r"""Whether an estimator is biased when the data plate subsamples (clause 6).
-
-    A plate that subsamples B of N points scales every site's log density, and so each
-    log weight, by s = N/B. The estimate Σ_{n in batch} bound(s log w_n) is unbiased for
-    Σ_n bound(log w_n) only if the bound is linear in the scale,
-    bound(s log w) = s bound(log w), and the gradient's coefficients do not change with it:
-    true of the ELBO and STL, false of a log-mean-exp over K > 1 particles (IWAE, DReG,
-    VR, MIWAE, CIWAE, PIWAE). Checked on fixed log weights with s = 2.
-    """
-    values = torch.linspace(-4.0, 0.0, 2 * num_particles, dtype=torch.float64)
-    log_weights = values.reshape(num_particles, 2)
-    if not torch.allclose(bound(2 * log_weights), 2 * bound(log_weights)):
-        return True
-    pairs = zip(
-        gradient_coefficients(2 * log_weights), gradient_coefficients(log_weights), strict=True
-    )
-    return not all(torch.allclose(scaled, plain) for scaled, plain in pairs)
-
-
-def subsampling_refusal(
-    label: str,
-    num_particles: int,
-    bound: Callable[[Tensor], Tensor],
-    gradient_coefficients: Callable[[Tensor], list[Tensor]],
-) -> str | None:
-    """Why estimator ``label`` refuses a data plate that subsamples; ``None`` if it need not.
-
-    It must when it is :func:`biased_under_subsampling`.
-    """
-    if not biased_under_subsampling(bound, gradient_coefficients, num_particles):
-        return None
-    return (
-        f"{label} with num_particles={num_particles} would be biased: the plate scales each "
-        "log weight by (plate size / subsample size) inside the bound's log-mean-exp, which "
-        "is not that multiple of the bound. Pick the mini-batch outside the model, with the "
-        "data plate over all rows of x (pyro.plate(data_plate, x.shape[0]), as vi_vae.fit "
-        "does), or use ELBO or STL, which are unbiased under subsampling"
-    )
 
 
 def _obs_mask_hint(missing: list[str], model_trace: Trace) -> str:
@@ -371,20 +326,6 @@ def check_latent_sites(model_trace: Trace, guide_trace: Trace) -> None:
 
 
 # -- the clauses ----------------------------------------------------------------------
-
-
-def _first_rows(args: tuple, kwargs: dict[str, Any], subsampled: bool) -> tuple[tuple, dict]:
-    """The first rows of ``x`` (``args[0]``) and of the per-point keyword arguments.
-
-    All of them where ``x`` is no tensor or the data plate subsamples (its indices
-    may reach any row).
-    """
-    x = args[0] if args and isinstance(args[0], Tensor) else None
-    if x is None or subsampled:
-        return args, kwargs
-    per_point = per_point_keywords(kwargs, x.shape[0])
-    rows, row_kwargs = rows_of(x, kwargs, slice(0, PARTICLE_CHECK_ROWS), per_point)
-    return (rows, *args[1:]), row_kwargs
 
 
 def _latents(trace: Trace) -> list[str]:
