@@ -25,7 +25,9 @@ __all__ = [
     "PARTICLE_HINT",
     "ROWS_RULE",
     "first_line",
+    "forked_stream",
     "particle_dimension_error",
+    "replayed",
     "run_without_particles",
 ]
 
@@ -66,7 +68,7 @@ def particle_dimension_error(
     if not _is_shape_error(error):
         return None
     try:
-        with _forked(args), torch.no_grad(), poutine.block():
+        with forked_stream(args), torch.no_grad(), poutine.block():
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     except Exception:
@@ -90,7 +92,7 @@ def run_without_particles(
     """Guide and model (replayed) traces of one run without particles; failures explained."""
     guide_handler = poutine.trace(guide)
     model_handler = None
-    stream = _forked(args) if fork else contextlib.nullcontext()
+    stream = forked_stream(args) if fork else contextlib.nullcontext()
     try:
         with stream, torch.set_grad_enabled(gradients), poutine.block():
             guide_trace = guide_handler.get_trace(*args, **kwargs)
@@ -107,9 +109,15 @@ def run_without_particles(
     return model_trace, guide_trace
 
 
-def _forked(args: tuple) -> contextlib.AbstractContextManager:
+def forked_stream(args: tuple) -> contextlib.AbstractContextManager:
+    """Torch's random stream forked for a run on ``args`` (and their CUDA device's, if any)."""
     devices = [a.device for a in args if isinstance(a, Tensor) and a.device.type == "cuda"]
     return torch.random.fork_rng(devices=devices[:1])
+
+
+def replayed(fn: Callable, trace: Trace, args: tuple, kwargs: dict[str, Any]) -> Trace:
+    """``fn`` run again on ``args``, its sample sites at the values of ``trace``."""
+    return poutine.trace(poutine.replay(fn, trace=trace)).get_trace(*args, **kwargs)
 
 
 def _explain_failure(

@@ -32,7 +32,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from vi_vae._modules import modules_called
-from vi_vae._pair_trial import PARTICLE_HINT
+from vi_vae._pair_trial import PARTICLE_HINT, forked_stream, replayed
 from vi_vae._point_keywords import per_point_keywords, rows_of
 from vi_vae.errors import InputError
 
@@ -91,10 +91,15 @@ def check_particle_dimension(
     args, kwargs = _first_rows(args, kwargs, subsampled)
     plate = pyro.plate(PARTICLE_PLATE, _PARTICLES, dim=-(plate_nesting + 1))
     device = next((a.device for a in args if isinstance(a, Tensor)), torch.device("cpu"))
-    forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
     # outside autocast: its rounding (by hundredths of a nat) is not the question here
     exact = torch.autocast(device.type, enabled=False)
-    with forked, exact, torch.no_grad(), poutine.block(), modules_called(eval_mode=True):
+    with (
+        forked_stream(args),
+        exact,
+        torch.no_grad(),
+        poutine.block(),
+        modules_called(eval_mode=True),
+    ):
         try:
             found = _compare(model, guide, args, kwargs, plate, plate_nesting, data_plate)
         except Exception:
@@ -143,11 +148,11 @@ def _compare(
     draws (random beyond the sample sites: no verdict).
     """
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = _replayed(model, guide_trace, args, kwargs)
+    model_trace = replayed(model, guide_trace, args, kwargs)
     single = (guide_trace, model_trace)
     stacked = (
-        _replayed(plate(guide), _with_particles(guide_trace, plate_nesting), args, kwargs),
-        _replayed(plate(model), _with_particles(model_trace, plate_nesting), args, kwargs),
+        replayed(plate(guide), _with_particles(guide_trace, plate_nesting), args, kwargs),
+        replayed(plate(model), _with_particles(model_trace, plate_nesting), args, kwargs),
     )
     found = _first_difference(single, stacked, data_plate)
     if found is None or _first_difference(
@@ -157,16 +162,12 @@ def _compare(
     return found
 
 
-def _replayed(fn: Callable, trace: Trace, args: tuple, kwargs: dict[str, Any]) -> Trace:
-    return poutine.trace(poutine.replay(fn, trace=trace)).get_trace(*args, **kwargs)
-
-
 def _again(
     model: Callable, guide: Callable, single: tuple[Trace, Trace], args: tuple, kwargs: dict
 ) -> tuple[Trace, Trace]:
     """Guide and model scored once more at the draws of ``single``, without particles."""
     guide_trace, model_trace = single
-    return _replayed(guide, guide_trace, args, kwargs), _replayed(model, model_trace, args, kwargs)
+    return replayed(guide, guide_trace, args, kwargs), replayed(model, model_trace, args, kwargs)
 
 
 def _with_particles(trace: Trace, plate_nesting: int) -> Trace:

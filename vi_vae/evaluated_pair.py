@@ -40,7 +40,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from vi_vae._modules import modules_called
-from vi_vae._pair_trial import first_line, run_without_particles
+from vi_vae._pair_trial import first_line, replayed, run_without_particles
 from vi_vae._particle_trial import differ
 from vi_vae.contract import (
     EVALUATOR_SUBSAMPLING,
@@ -143,13 +143,13 @@ def check_evaluated_pair(
         if fixed_density:
             _refuse_nan("the model", first, model_trace)
         # replayed on its own trace: a guide may draw no site (AIS's prior)
-        again = score(_replayed(model, model_trace, rows, row_kwargs))
+        again = score(replayed(model, model_trace, (rows,), row_kwargs))
         if fixed_density:
             _refuse_unless_equal("the model", first, again)
         elif differ(first, again):
             warnings.warn(RANDOM_VALIDATION, RandomDensityWarning, stacklevel=2)
         if fixed_density and fixed_guide:
-            replayed_guide = _replayed(guide, guide_trace, rows, row_kwargs)
+            replayed_guide = replayed(guide, guide_trace, (rows,), row_kwargs)
             _refuse_unless_equal("the guide", score(guide_trace), score(replayed_guide))
         # the first row alone (a pair must run on part of the rows), and, where the density
         # must be fixed, the last too (a density that reads the row's place among them)
@@ -284,11 +284,6 @@ def _scorer(layout: PairLayout, data_plate: str) -> Callable[[Trace], Tensor]:
     return score
 
 
-def _replayed(fn: Callable, trace: Trace, rows: Tensor, kwargs: dict[str, Any]) -> Trace:
-    """``fn`` run again on ``rows``, its sample sites at the values of ``trace``."""
-    return poutine.trace(poutine.replay(fn, trace=trace)).get_trace(rows, **kwargs)
-
-
 def _score_row_alone(
     model: Callable,
     guide: Callable,
@@ -307,7 +302,7 @@ def _score_row_alone(
             draws.nodes[name] = dict(site, value=_point(site, data_plate, index))
     try:
         guide(row, **kwargs)  # the guide too must run on part of the rows
-        return score(_replayed(model, draws, row, kwargs))
+        return score(replayed(model, draws, (row,), kwargs))
     except Exception as error:
         raise _part_failure(error, num_rows, 1) from error
 
