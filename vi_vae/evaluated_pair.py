@@ -304,14 +304,18 @@ def _score_row_alone(
         guide(row, **kwargs)  # the guide too must run on part of the rows
         return score(replayed(model, draws, (row,), kwargs))
     except Exception as error:
-        raise _part_failure(error, num_rows, 1) from error
+        raise _part_failure(error, num_rows, 1, index) from error
 
 
-def _part_failure(error: Exception, num_rows: int, part: int) -> InputError:
-    """Why a pair that runs on all rows of x must run on a part of them too (clause 1)."""
+def _part_failure(error: Exception, num_rows: int, part: int, index: int = 0) -> InputError:
+    """Why a pair that runs on all rows of x must run on a part of them too (clause 1).
+
+    The part is the first ``part`` rows, or (``part`` 1) row ``index`` alone.
+    """
     # the pair's own error, not the explanation for a pair that fails on all of x
     cause = error.__cause__ if isinstance(error, InputError) and error.__cause__ else error
-    first = "its first row alone" if part == 1 else f"its first {part} rows"
+    first = f"its first {part} rows" if part > 1 else "its first row alone"
+    first = f"its row {index} alone" if index else first
     return InputError(
         f"the model/guide run on all {num_rows} rows of x but fail on {first} "
         f"({type(cause).__name__}: {first_line(cause)}); the evaluators call "
