@@ -138,30 +138,52 @@ def check_evaluated_pair(
         if fixed_density:
             refuse_low_precision(model_trace, guide_trace)
             warn_of_tf32(x.device, list(modules))
-        score = _scorer(layout, data_plate)
-        first = score(model_trace)
-        if fixed_density:
-            _refuse_nan("the model", first, model_trace)
-        # replayed on its own trace: a guide may draw no site (AIS's prior)
-        again = score(replayed(model, model_trace, (rows,), row_kwargs))
-        if fixed_density:
-            _refuse_unless_equal("the model", first, again)
-        elif differ(first, again):
-            warnings.warn(RANDOM_VALIDATION, RandomDensityWarning, stacklevel=2)
-        if fixed_density and fixed_guide:
-            replayed_guide = replayed(guide, guide_trace, (rows,), row_kwargs)
-            _refuse_unless_equal("the guide", score(guide_trace), score(replayed_guide))
-        # the first row alone (a pair must run on part of the rows), and, where the density
-        # must be fixed, the last too (a density that reads the row's place among them)
-        last = rows.shape[0] - 1
-        for index in ((0, last) if fixed_density else (0,)) if last else ():
-            row, one_kwargs = rows_of(rows, row_kwargs, slice(index, index + 1), per_point)
-            by_itself = _score_row_alone(
-                model, guide, model_trace, row, one_kwargs, score, data_plate, index, x.shape[0]
-            )
-            if fixed_density:
-                _refuse_unless_alike(first[..., index], by_itself[..., 0], index, rows.shape[0])
+        part = (rows, row_kwargs, per_point, x.shape[0])
+        flags = (fixed_density, fixed_guide)
+        _check_scores((model, guide), (model_trace, guide_trace), part, layout, data_plate, flags)
     return layout
+
+
+def _check_scores(
+    pair: tuple[Callable, Callable],
+    traces: tuple[Trace, Trace],
+    part: tuple[Tensor, dict[str, Any], frozenset[str], int],
+    layout: PairLayout,
+    data_plate: str,
+    flags: tuple[bool, bool],
+) -> None:
+    """Clause 8 on the first rows: the same scores again, and the first and last row alone.
+
+    ``traces`` are the pair's on the rows of ``part`` (``(rows, kwargs, per_point,
+    rows of x)``);
+    ``flags`` are ``(fixed_density, fixed_guide)`` (:func:`check_evaluated_pair`).
+    """
+    (model, guide), (model_trace, guide_trace) = pair, traces
+    rows, row_kwargs, per_point, num_rows = part
+    fixed_density, fixed_guide = flags
+    score = _scorer(layout, data_plate)
+    first = score(model_trace)
+    if fixed_density:
+        _refuse_nan("the model", first, model_trace)
+    # replayed on its own trace: a guide may draw no site (AIS's prior)
+    again = score(replayed(model, model_trace, (rows,), row_kwargs))
+    if fixed_density:
+        _refuse_unless_equal("the model", first, again)
+    elif differ(first, again):
+        warnings.warn(RANDOM_VALIDATION, RandomDensityWarning, stacklevel=3)
+    if fixed_density and fixed_guide:
+        replayed_guide = replayed(guide, guide_trace, (rows,), row_kwargs)
+        _refuse_unless_equal("the guide", score(guide_trace), score(replayed_guide))
+    # the first row alone (a pair must run on part of the rows), and, where the density
+    # must be fixed, the last too (a density that reads the row's place among them)
+    last = rows.shape[0] - 1
+    for index in ((0, last) if fixed_density else (0,)) if last else ():
+        row, one_kwargs = rows_of(rows, row_kwargs, slice(index, index + 1), per_point)
+        by_itself = _score_row_alone(
+            model, guide, model_trace, row, one_kwargs, score, data_plate, index, num_rows
+        )
+        if fixed_density:
+            _refuse_unless_alike(first[..., index], by_itself[..., 0], index, rows.shape[0])
 
 
 def _inspect_data(model_trace: Trace, guide_trace: Trace) -> None:

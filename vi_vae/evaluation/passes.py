@@ -211,28 +211,19 @@ def log_weight_chunks(
         compile=compile, chunk_size=chunk_size, vectorize_particles=vectorize_particles
     )
     check_points(x)
-    check_evaluated_pair(
-        model,
-        guide,
-        x,
-        kwargs,
-        data_plate,
-        fixed_density=fixed_density,
-        vectorized=vectorize_particles,
-    )
+    checks = {"fixed_density": fixed_density, "vectorized": vectorize_particles}
+    check_evaluated_pair(model, guide, x, kwargs, data_plate, **checks)
     # the probe of the plates draws too: from the caller's stream, or apart when seeded
     fork = forked(x.device)
     probe = fork if seed is not None else contextlib.nullcontext()
     with torch.no_grad(), probe:
         first_x, first_kwargs = rows_of(x, kwargs, slice(0, 1))
         plate_nesting, _ = guess_plates(model, guide, (first_x,), first_kwargs, data_plate)
-    if not vectorize_particles:
-        # a pass holds one particle of its points at a time: every block is one pass
-        chunk_size = num_particles * max(x.shape[0], key_block_size(num_particles))
-    elif chunk_size == "auto":
-        chunk_size = auto_chunk_size(
-            model, guide, x, num_particles, plate_nesting, data_plate, kwargs
-        )
+    chunk_size = _pairs_per_pass(
+        (model, guide, x, num_particles, plate_nesting, data_plate, kwargs),
+        chunk_size,
+        vectorize_particles,
+    )
     one_pass = partial(
         pass_log_weights,
         model,
@@ -262,6 +253,19 @@ def log_weight_chunks(
     for chunk in chunks:
         release_freed_memory()  # the chunk's transients are freed by now
         yield chunk
+
+
+def _pairs_per_pass(evaluation: tuple, chunk_size: int | str, vectorize_particles: bool) -> int:
+    """The pairs of one pass: ``chunk_size``, measured where it is ``"auto"``.
+
+    ``evaluation`` is ``(model, guide, x, num_particles, plate_nesting, data_plate,
+    kwargs)``, :func:`auto_chunk_size`'s arguments. Drawn one after another, a pass holds
+    one particle of its points at a time: every key block (all of ``x`` unkeyed) is one.
+    """
+    _, _, x, num_particles, *_ = evaluation
+    if not vectorize_particles:
+        return num_particles * max(x.shape[0], key_block_size(num_particles))
+    return auto_chunk_size(*evaluation) if chunk_size == "auto" else int(chunk_size)
 
 
 @torch.no_grad()
