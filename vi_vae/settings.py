@@ -28,7 +28,7 @@ with :func:`merge`, so ``f(..., settings=S, field=v)`` means the same everywhere
 Example:
     >>> from vi_vae.execution import ExecutionOptions
     >>> merge(ExecutionOptions, ExecutionOptions(chunk_size=64), {"chunk_size": 8})
-    ExecutionOptions(device=None, compile=False, chunk_size=8)
+    ExecutionOptions(device=None, compile=False, chunk_size=8, vectorize_particles=True)
 """
 
 from __future__ import annotations
