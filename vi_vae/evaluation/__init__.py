@@ -15,8 +15,10 @@
 - :mod:`~vi_vae.evaluation.auto_ais`: AIS with T doubled until its verdict holds;
 - :mod:`~vi_vae.evaluation.gaps`: where the bound is lost, the approximation and
   amortization gaps, with q* from :mod:`~vi_vae.evaluation.local_guide`;
-- :mod:`~vi_vae.evaluation.passes`: one vectorized pass (eager or compiled), its
-  size (``chunk_size="auto"``) and importance sampling's keyed passes;
+- :mod:`~vi_vae.evaluation.one_pass`: one pass (vectorized, eager or compiled, or
+  one particle after another) and its size (``chunk_size="auto"``), and
+  :mod:`~vi_vae.evaluation.passes`: the passes over many points, importance
+  sampling's keyed by point;
 - :mod:`~vi_vae.evaluation.diagnostics`: gradient signal-to-noise ratio and
   active units;
 - :mod:`~vi_vae.evaluation.inference_data`: the guide's draws with their weights

@@ -1,10 +1,10 @@
-"""The evaluators' passes: log weights of a chunk of points, eager or compiled.
+"""The evaluators' passes over many points: log weights chunk by chunk, keyed when seeded.
 
-:func:`log_weight_chunks` runs them over many points, keyed by point when seeded.
-A pass draws ``num_particles`` particles for a chunk of points in one
-vectorized trace (:func:`vi_vae.weights.trace_log_weights`), without gradients.
-Its size, ``chunk_size`` (particle, point) pairs, bounds the evaluators' memory;
-``"auto"`` keeps the CPU default and fills a GPU (:func:`auto_chunk_size`).
+:func:`log_weight_chunks` runs the passes of :mod:`vi_vae.evaluation.one_pass` (whose
+names it re-exports) over many points, keyed by point when seeded. A pass draws
+``num_particles`` particles for a chunk of points in one vectorized trace, without
+gradients. Its size, ``chunk_size`` (particle, point) pairs, bounds the evaluators'
+memory; ``"auto"`` keeps the CPU default and fills a GPU (:func:`auto_chunk_size`).
 """
 
 from __future__ import annotations
@@ -18,23 +18,26 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from vi_vae._validation import check_positive_int
-from vi_vae.compiled import CompiledCache
-from vi_vae.contract import check_latent_sites, per_point_keywords, rows_of
+from vi_vae.contract import per_point_keywords, rows_of
 from vi_vae.errors import InputError
 from vi_vae.evaluated_pair import check_evaluated_pair
+from vi_vae.evaluation.one_pass import (
+    AUTO_MEMORY_FRACTION,
+    AUTO_TRIAL_PAIRS,
+    auto_chunk_size,
+    pass_log_weights,
+)
 from vi_vae.execution import ExecutionOptions, release_freed_memory
-from vi_vae.keys import KEYED_PAIRS, RandomKey, forked, key_block_size, seeded
+from vi_vae.keys import KEYED_PAIRS, RandomKey, forked, key_block_size
 from vi_vae.support import check_points
 from vi_vae.weights import (
     DEFAULT_CHUNK_SIZE,
     PARTICLE_PLATE,
     guess_plates,
-    sum_per_point,
-    trace_log_weights,
 )
 
 __all__ = [
@@ -46,132 +49,6 @@ __all__ = [
     "log_weight_chunks",
     "pass_log_weights",
 ]
-
-#: share of a GPU's free memory one pass may take; the rest absorbs the kept
-#: per-point results, the allocator's fragmentation and other work on the device
-AUTO_MEMORY_FRACTION = 0.5
-#: pairs in the trial pass that measures the memory of one pair on a GPU
-AUTO_TRIAL_PAIRS = 4096
-#: the compiled passes of every evaluation in this process (keyed by model/guide/shape)
-_COMPILED = CompiledCache()
-
-
-def auto_chunk_size(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    num_particles: int,
-    plate_nesting: int,
-    data_plate: str = "data",
-    kwargs: dict[str, Any] | None = None,
-) -> int:
-    r"""Pairs per pass for ``chunk_size="auto"``: CPU's default, or what fits a GPU.
-
-    On CPU (and any device but CUDA) this is :data:`DEFAULT_CHUNK_SIZE`. On a CUDA
-    device, one trial pass of :data:`AUTO_TRIAL_PAIRS` pairs (seeded apart from
-    the global stream) measures the peak memory per pair, b, and
-
-    .. math::
-        \text{chunk\_size} = \Big\lfloor \frac{f \cdot (\text{free} + \text{cached})}{b}
-        \Big\rfloor, \qquad f = \text{AUTO\_MEMORY\_FRACTION},
-
-    with free the driver's free memory and cached what torch's allocator holds
-    unused; never less than the trial itself.
-    """
-    device = x.device
-    if device.type != "cuda":
-        return DEFAULT_CHUNK_SIZE
-    torch.cuda.synchronize(device)
-    free, _ = torch.cuda.mem_get_info(device)
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    particles = min(num_particles, AUTO_TRIAL_PAIRS)
-    points = min(x.shape[0], max(1, AUTO_TRIAL_PAIRS // particles))
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    trial_x, trial_kwargs = rows_of(x, kwargs or {}, slice(0, points))
-    with torch.no_grad(), seeded(0, device):
-        log_weights = pass_log_weights(
-            model, guide, trial_x, trial_kwargs, particles, plate_nesting, data_plate
-        )
-    del log_weights
-    per_pair = max(1, torch.cuda.max_memory_allocated(device) - before) / (particles * points)
-    return max(particles * points, int(AUTO_MEMORY_FRACTION * free / per_pair))
-
-
-def pass_log_weights(
-    model: Callable,
-    guide: Callable,
-    x: Tensor,
-    kwargs: dict[str, Any],
-    num_particles: int,
-    plate_nesting: int,
-    data_plate: str = "data",
-    compile: bool = False,
-    vectorize_particles: bool = True,
-) -> Tensor:
-    """Unscaled log weights ``[num_particles, len(x)]`` of one pass, without gradients.
-
-    ``vectorize_particles`` false draws the particles one after another, each a run of
-    the guide and of the model replayed on its draws as the pair is written (no particle
-    dimension): for a pair that does not take a leading batch dimension
-    (``ExecutionOptions(vectorize_particles=False)``; not compiled).
-    """
-    if not vectorize_particles:
-        particles = [
-            _one_particle(model, guide, x, kwargs, plate_nesting, data_plate)
-            for _ in range(num_particles)
-        ]
-        return torch.cat(particles).detach()
-
-    def traced(call_x: Tensor, call_kwargs: dict[str, Any]) -> Tensor:
-        traces = trace_log_weights(
-            model,
-            guide,
-            (call_x,),
-            call_kwargs,
-            num_particles=num_particles,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            scaled=False,
-        )
-        return traces.log_weights.detach()
-
-    if compile:
-        group = ("log weights", model, guide, data_plate, plate_nesting)
-        result = _COMPILED.run_call(
-            "the log-weight pass of the evaluator",
-            group,
-            num_particles,
-            lambda call_args, call_kwargs: ((traced(*call_args, call_kwargs),), None),
-            (x,),
-            kwargs,
-        )
-        if result is not None:
-            return result[0][0]
-    return traced(x, kwargs)
-
-
-def _one_particle(
-    model: Callable, guide: Callable, x: Tensor, kwargs: dict, plate_nesting: int, data_plate: str
-) -> Tensor:
-    """Unscaled log weights ``[1, len(x)]`` of one run of the pair, as it is written."""
-    guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
-    replayed = poutine.replay(model, trace=guide_trace)
-    model_trace = prune_subsample_sites(poutine.trace(replayed).get_trace(x, **kwargs))
-    check_latent_sites(model_trace, guide_trace)
-    log_model, log_guide = (
-        sum_per_point(
-            trace,
-            lambda site: site["fn"].log_prob(site["value"]),
-            latent_only=latent_only,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            scaled=False,
-            like=x.new_zeros(1, x.shape[0]),
-        )
-        for trace, latent_only in ((model_trace, False), (guide_trace, True))
-    )
-    return (log_model - log_guide).expand(1, x.shape[0])
 
 
 def log_weight_chunks(
