@@ -114,6 +114,8 @@ def test_log_marginal_likelihood_needs_no_bound_table():
         ({"bound_particles": (1, 0)}, "bound_particles must be an integer >= 1; got 0"),
         ({"bound_particles": 5}, "bound_particles must be a sequence of integers >= 1"),
         ({"bound_particles": "15"}, "bound_particles must be a sequence of integers >= 1"),
+        # a repeated k made the table show the same row twice
+        ({"bound_particles": (2, 1, 2)}, r"bound_particles gives k = 2 more than once"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_field(changes, message):

@@ -30,7 +30,7 @@ class ImportanceSettings(Settings):
     Attributes:
         num_particles: K, importance samples per point (default 5000, as Burda et al.).
         bound_particles: the k of the IWAE-k bounds in a bound table (k = 1 is the ELBO),
-            in the order given, stored as a tuple; ``()`` makes no table
+            each once, in the order given, stored as a tuple; ``()`` makes no table
             (:func:`vi_vae.log_marginal_likelihood`). A table needs every k <= K, which
             the functions that make one check.
 
@@ -53,6 +53,12 @@ class ImportanceSettings(Settings):
         ks = tuple(ks)
         for k in ks:
             check_positive_int(where + "bound_particles", k)
+        repeated = sorted({k for k in ks if ks.count(k) > 1})
+        if repeated:
+            raise InputError(
+                f"{where}bound_particles gives k = {', '.join(map(str, repeated))} more than "
+                f"once; give each k once (a table has one row per k); got {ks!r}"
+            )
         object.__setattr__(self, "bound_particles", ks)
 
     def table_particles(self) -> tuple[int, ...]:
