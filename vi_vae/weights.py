@@ -164,6 +164,7 @@ def trace_log_weights(
     plate_nesting: int,
     data_plate: str = "data",
     scaled: bool = True,
+    vectorized: bool = True,
 ) -> WeightedTraces:
     """Draw ``num_particles`` z ~ q in one vectorized pass; log densities per data point.
 
@@ -177,6 +178,9 @@ def trace_log_weights(
         data_plate: name of the data plate.
         scaled: apply each site's scale (KL weight, subsampling) as Pyro's ELBOs
             do; evaluators pass ``False`` to get unscaled log weights.
+        vectorized: draw inside ``pyro.plate(PARTICLE_PLATE, num_particles)``; ``False``
+            runs the pair once as it is written, without the particle plate (one draw
+            per point, ``num_particles`` 1: ``ExecutionOptions(vectorize_particles=False)``).
 
     Returns:
         :class:`WeightedTraces` with ``log_model`` and ``log_guide`` of shape
@@ -190,6 +194,10 @@ def trace_log_weights(
     """
     kwargs = kwargs or {}
     particle_plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(plate_nesting + 1))
+    if not vectorized:
+        if num_particles != 1:
+            raise ValueError(f"one run of the pair draws one particle; got {num_particles}")
+        particle_plate = lambda fn: fn  # noqa: E731 - the pair as it is written
     try:
         guide_trace = poutine.trace(particle_plate(guide)).get_trace(*args, **kwargs)
         model_trace = poutine.trace(
@@ -197,7 +205,7 @@ def trace_log_weights(
         ).get_trace(*args, **kwargs)
     except Exception as error:
         explained = particle_dimension_error(model, guide, args, kwargs, error)
-        if explained is None:
+        if explained is None or not vectorized:
             raise
         raise explained from error
     guide_trace = prune_subsample_sites(guide_trace)

@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import prune_subsample_sites
 from torch import Tensor
 
 from vi_vae.compiled import CompiledCache
-from vi_vae.contract import check_latent_sites, rows_of
+from vi_vae.contract import rows_of
 from vi_vae.keys import seeded
-from vi_vae.weights import DEFAULT_CHUNK_SIZE, sum_per_point, trace_log_weights
+from vi_vae.weights import DEFAULT_CHUNK_SIZE, trace_log_weights
 
 __all__ = ["AUTO_MEMORY_FRACTION", "AUTO_TRIAL_PAIRS", "auto_chunk_size", "pass_log_weights"]
 
@@ -95,11 +93,14 @@ def pass_log_weights(
     (``ExecutionOptions(vectorize_particles=False)``; not compiled).
     """
     if not vectorize_particles:
-        particles = [
-            _one_particle(model, guide, x, kwargs, plate_nesting, data_plate)
+        one = {"num_particles": 1, "plate_nesting": plate_nesting, "data_plate": data_plate}
+        particles = [  # each run's log weights only: its traces are freed as it ends
+            trace_log_weights(
+                model, guide, (x,), kwargs, **one, scaled=False, vectorized=False
+            ).log_weights.detach()
             for _ in range(num_particles)
         ]
-        return torch.cat(particles).detach()
+        return torch.cat(particles)
 
     def traced(call_x: Tensor, call_kwargs: dict[str, Any]) -> Tensor:
         traces = trace_log_weights(
@@ -127,26 +128,3 @@ def pass_log_weights(
         if result is not None:
             return result[0][0]
     return traced(x, kwargs)
-
-
-def _one_particle(
-    model: Callable, guide: Callable, x: Tensor, kwargs: dict, plate_nesting: int, data_plate: str
-) -> Tensor:
-    """Unscaled log weights ``[1, len(x)]`` of one run of the pair, as it is written."""
-    guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x, **kwargs))
-    replayed = poutine.replay(model, trace=guide_trace)
-    model_trace = prune_subsample_sites(poutine.trace(replayed).get_trace(x, **kwargs))
-    check_latent_sites(model_trace, guide_trace)
-    log_model, log_guide = (
-        sum_per_point(
-            trace,
-            lambda site: site["fn"].log_prob(site["value"]),
-            latent_only=latent_only,
-            plate_nesting=plate_nesting,
-            data_plate=data_plate,
-            scaled=False,
-            like=x.new_zeros(1, x.shape[0]),
-        )
-        for trace, latent_only in ((model_trace, False), (guide_trace, True))
-    )
-    return (log_model - log_guide).expand(1, x.shape[0])
